@@ -1,0 +1,105 @@
+//! Identifiers: job ids are ULIDs (sortable by creation time, safe in URLs).
+
+use std::fmt;
+use std::str::FromStr;
+
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+
+use crate::Timestamp;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct JobId(ulid::Ulid);
+
+#[derive(Debug, thiserror::Error)]
+#[error("not a job id: expected a 26-character ULID")]
+pub struct ParseJobIdError;
+
+impl JobId {
+    /// A new id for a job created at `now`; randomness is the caller's so ids
+    /// are reproducible in tests.
+    pub fn generate(now: Timestamp, rng: &mut dyn RngCore) -> Self {
+        let millis = u64::try_from(now.timestamp_millis()).unwrap_or(0);
+        let random = (u128::from(rng.next_u64()) << 64) | u128::from(rng.next_u64());
+        Self(ulid::Ulid::from_parts(millis, random))
+    }
+
+    /// A small stable hash of the id, used to spread work over index shards.
+    pub fn shard(&self, shards: u16) -> u16 {
+        // The low bits of a ULID are random, so they spread evenly.
+        (self.0.0 % u128::from(shards.max(1))) as u16
+    }
+}
+
+impl fmt::Display for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl FromStr for JobId {
+    type Err = ParseJobIdError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        ulid::Ulid::from_string(s).map(Self).map_err(|_| ParseJobIdError)
+    }
+}
+
+impl TryFrom<String> for JobId {
+    type Error = ParseJobIdError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<JobId> for String {
+    fn from(id: JobId) -> Self {
+        id.to_string()
+    }
+}
+
+/// The owner of a job. Every read and write is scoped to one tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TenantId(String);
+
+impl TenantId {
+    pub fn new(name: impl Into<String>) -> Self {
+        Self(name.into())
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for TenantId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn ids_round_trip_and_sort_by_time() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let t0 = chrono::Utc::now();
+        let a = JobId::generate(t0, &mut rng);
+        let b = JobId::generate(t0 + chrono::Duration::milliseconds(1), &mut rng);
+        assert!(a < b);
+        assert_eq!(a.to_string().parse::<JobId>().ok(), Some(a));
+        assert!("not-an-id".parse::<JobId>().is_err());
+    }
+
+    #[test]
+    fn shards_stay_in_range() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        let now = chrono::Utc::now();
+        for _ in 0..100 {
+            assert!(JobId::generate(now, &mut rng).shard(8) < 8);
+        }
+    }
+}

@@ -1,0 +1,19 @@
+//! hookline's domain: what a job is, how it moves through its lifecycle, how
+//! long to wait before the next attempt, and what the callback carries.
+//!
+//! Nothing here does I/O. Time and randomness come in as arguments so the
+//! lifecycle is tested without sleeping.
+
+mod callback;
+mod clock;
+mod id;
+mod job;
+mod retry;
+
+pub use callback::{CallbackBody, CallbackResult};
+pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
+pub use id::{JobId, ParseJobIdError, TenantId};
+pub use job::{
+    CallbackOutcome, CallbackState, FetchOutcome, Job, JobStatus, NewJob, ProviderState, ProviderStatus,
+};
+pub use retry::{Jitter, RetryPolicy, RetrySchedule};

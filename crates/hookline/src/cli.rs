@@ -1,0 +1,144 @@
+//! The command line (SPEC section 7): every flag has a `HOOKLINE_*`
+//! environment variable.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "hookline",
+    version,
+    about = "Webhook job service: fetch from providers, then call back"
+)]
+pub struct Cli {
+    /// Log format.
+    #[arg(long, env = "HOOKLINE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Intake, processor, mock providers and callback sink in one process,
+    /// for trying hookline on a laptop.
+    Dev(DevArgs),
+    /// Intake API and processor in one process.
+    Serve(ServeArgs),
+    /// Intake API only.
+    Intake(IntakeArgs),
+    /// Scheduled processor only.
+    Processor(ProcessorArgs),
+    /// DynamoDB table management.
+    Table {
+        #[command(subcommand)]
+        command: TableCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TableCommand {
+    /// Creates the table, its due-work index and TTL; safe to run again.
+    Create(StoreArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct StoreArgs {
+    /// Job store URL: dynamodb://TABLE?endpoint=URL&region=REGION
+    #[arg(long, env = "HOOKLINE_STORE")]
+    pub store: String,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct IntakeArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Address the API listens on.
+    #[arg(long, env = "HOOKLINE_LISTEN", default_value = "127.0.0.1:3000")]
+    pub listen: String,
+    /// TOML file naming the providers and their URLs.
+    #[arg(long, env = "HOOKLINE_PROVIDERS")]
+    pub providers: PathBuf,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ProcessorArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// TOML file naming the providers and their URLs.
+    #[arg(long, env = "HOOKLINE_PROVIDERS")]
+    pub providers: PathBuf,
+    #[command(flatten)]
+    pub tuning: ProcessorTuning,
+    /// Run one drain and exit (cron jobs, scheduled tasks).
+    #[arg(long)]
+    pub once: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ProcessorTuning {
+    /// Cron schedule of drains: 6 fields, seconds first.
+    #[arg(long, env = "HOOKLINE_SCHEDULE", default_value = processor::schedule::DEFAULT_SCHEDULE)]
+    pub schedule: String,
+    /// How long a claim holds a job.
+    #[arg(long, env = "HOOKLINE_LEASE", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub lease: Duration,
+    /// Timeout of one callback attempt.
+    #[arg(long, env = "HOOKLINE_CALLBACK_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub callback_timeout: Duration,
+    /// Jobs claimed per round of a drain.
+    #[arg(long, env = "HOOKLINE_BATCH_SIZE", default_value_t = 50)]
+    pub batch_size: usize,
+    /// Jobs processed at the same time.
+    #[arg(long, env = "HOOKLINE_CONCURRENCY", default_value_t = 32)]
+    pub concurrency: usize,
+    /// A drain stops claiming after this long.
+    #[arg(long, env = "HOOKLINE_RUN_BUDGET", default_value = "4m", value_parser = humantime::parse_duration)]
+    pub run_budget: Duration,
+    /// On shutdown, how long in-flight work may take to finish.
+    #[arg(long, env = "HOOKLINE_SHUTDOWN_GRACE", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub shutdown_grace: Duration,
+    /// Names this instance in leases (default: host and process id).
+    #[arg(long, env = "HOOKLINE_PROCESSOR_ID")]
+    pub processor_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub intake: IntakeArgs,
+    #[command(flatten)]
+    pub tuning: ProcessorTuning,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DevArgs {
+    /// Address to listen on.
+    #[arg(long, env = "HOOKLINE_LISTEN", default_value = "127.0.0.1:3000")]
+    pub listen: String,
+    /// Job store URL; by default a private DynamoDB Local is started.
+    #[arg(long, env = "HOOKLINE_STORE")]
+    pub store: Option<String>,
+}
+
+pub fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("HOOKLINE_LOG").unwrap_or_else(|_| {
+        EnvFilter::new("info,aws_config=warn,aws_smithy_runtime=warn,tokio_cron_scheduler=warn")
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

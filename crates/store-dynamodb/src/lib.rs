@@ -1,0 +1,16 @@
+//! The DynamoDB backend of [`store::JobStore`]. The only crate that knows
+//! aws-sdk-dynamodb.
+//!
+//! One table, keyed `pk`/`sk`. A job is one item: its full state as JSON in
+//! `job`, plus the few attributes conditions and indexes need. Work that is
+//! due carries `dueShard` and `dueAt`, which puts it in the sparse `due`
+//! index; a finished job drops them and leaves the index, so finding due work
+//! costs the same however many finished jobs the table keeps.
+
+mod config;
+mod schema;
+mod store;
+
+pub use config::{DynamoConfig, DynamoConfigError};
+pub use schema::{CreateTableError, TableStatus, create_table};
+pub use store::DynamoStore;

@@ -1,0 +1,354 @@
+//! The conformance suite: one set of behaviours every `JobStore` backend
+//! must show. A backend's tests invoke [`crate::conformance_suite!`] with an
+//! async expression that yields a fresh, empty store.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use domain::{
+    CallbackOutcome, FetchOutcome, Jitter, Job, JobId, JobStatus, NewJob, ProviderStatus, RetryPolicy,
+    TenantId, Timestamp,
+};
+use rand::SeedableRng;
+
+use crate::{Claim, Fenced, JobStore, Lease};
+
+/// Generates one `#[tokio::test]` per behaviour, each on a fresh store.
+#[macro_export]
+macro_rules! conformance_suite {
+    ($make_store:expr) => {
+        $crate::conformance_suite!(@tests $make_store;
+            create_is_atomic_and_tenant_scoped,
+            due_work_is_oldest_first_and_only_when_due,
+            claims_are_exclusive_under_sixteen_concurrent_claimers,
+            expired_lease_makes_work_due_again,
+            write_fenced_on_a_lost_lease_changes_nothing,
+            provider_results_are_kept_across_runs,
+            terminal_jobs_leave_the_due_set,
+            release_makes_work_due_at_once,
+        );
+    };
+    (@tests $make_store:expr; $($name:ident),+ $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let store: ::std::sync::Arc<dyn $crate::JobStore> = $make_store;
+                $crate::conformance::$name(store).await;
+            }
+        )+
+    };
+}
+
+fn t0() -> Timestamp {
+    // Far enough in the past that a real clock never interferes, recent
+    // enough that TTL attributes are plausible.
+    chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+        .expect("valid constant")
+        .with_timezone(&chrono::Utc)
+}
+
+fn at(seconds: i64) -> Timestamp {
+    t0() + chrono::Duration::seconds(seconds)
+}
+
+fn new_job(tenant: &str, providers: &[&str], created: Timestamp, seed: u64) -> Job {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    Job::new(
+        NewJob {
+            id: JobId::generate(created, &mut rng),
+            tenant: TenantId::new(tenant),
+            callback_url: url::Url::parse("https://client.example/complete").expect("valid"),
+            metadata: Some(serde_json::from_value(serde_json::json!({"orderId": "A-17"})).expect("object")),
+            providers: providers.iter().map(|p| (*p).to_owned()).collect(),
+        },
+        created,
+    )
+}
+
+fn lease(owner: &str, until: Timestamp) -> Lease {
+    Lease {
+        id: format!("{owner}-{}", until.timestamp_millis()),
+        owner: owner.to_owned(),
+        until,
+    }
+}
+
+fn policy() -> RetryPolicy {
+    RetryPolicy {
+        jitter: Jitter::None,
+        ..RetryPolicy::default()
+    }
+}
+
+async fn claim_won(store: &dyn JobStore, id: JobId, lease: &Lease, now: Timestamp) -> Job {
+    match store.claim(id, lease, now).await.expect("claim") {
+        Claim::Won(job) => job,
+        Claim::Lost => panic!("expected to win the claim on {id}"),
+    }
+}
+
+pub async fn create_is_atomic_and_tenant_scoped(store: Arc<dyn JobStore>) {
+    let job = new_job("acme", &["gas", "internet"], at(0), 1);
+    store.create_job(&job).await.expect("create");
+    let read = store.get_job(&job.tenant, job.id).await.expect("get");
+    assert_eq!(read.as_ref(), Some(&job), "a job reads back exactly as written");
+    assert!(
+        store
+            .get_job(&TenantId::new("other"), job.id)
+            .await
+            .expect("get")
+            .is_none(),
+        "another tenant's job is invisible"
+    );
+
+    let mut clash = new_job("acme", &["gas"], at(5), 2);
+    clash.id = job.id;
+    assert!(matches!(
+        store.create_job(&clash).await,
+        Err(crate::StoreError::Conflict)
+    ));
+    assert_eq!(store.get_job(&job.tenant, job.id).await.expect("get"), Some(job));
+}
+
+pub async fn due_work_is_oldest_first_and_only_when_due(store: Arc<dyn JobStore>) {
+    let late = new_job("acme", &["gas"], at(20), 1);
+    let early = new_job("acme", &["gas"], at(0), 2);
+    let middle = new_job("acme", &["gas"], at(10), 3);
+    for job in [&late, &early, &middle] {
+        store.create_job(job).await.expect("create");
+    }
+    assert!(store.due_jobs(at(-1), 10).await.expect("due").is_empty());
+    let due: Vec<JobId> = store
+        .due_jobs(at(15), 10)
+        .await
+        .expect("due")
+        .iter()
+        .map(|d| d.id)
+        .collect();
+    assert_eq!(due, vec![early.id, middle.id]);
+    let first: Vec<JobId> = store
+        .due_jobs(at(60), 1)
+        .await
+        .expect("due")
+        .iter()
+        .map(|d| d.id)
+        .collect();
+    assert_eq!(first, vec![early.id], "limit keeps the oldest due");
+    let all = store.due_jobs(at(60), 10).await.expect("due");
+    assert_eq!(
+        all.iter().map(|d| d.id).collect::<Vec<_>>(),
+        vec![early.id, middle.id, late.id]
+    );
+    assert_eq!(all[2].due_at, at(20));
+}
+
+pub async fn claims_are_exclusive_under_sixteen_concurrent_claimers(store: Arc<dyn JobStore>) {
+    let jobs: Vec<Job> = (0..20)
+        .map(|i| new_job("acme", &["gas"], at(i), 100 + i as u64))
+        .collect();
+    for job in &jobs {
+        store.create_job(job).await.expect("create");
+    }
+    let now = at(100);
+    let claimers = (0..16).map(|c| {
+        let store = Arc::clone(&store);
+        let ids: Vec<JobId> = jobs.iter().map(|j| j.id).collect();
+        tokio::spawn(async move {
+            let lease = lease(&format!("claimer-{c}"), now + chrono::Duration::seconds(60));
+            let mut won = Vec::new();
+            for id in ids {
+                if let Claim::Won(job) = store.claim(id, &lease, now).await.expect("claim") {
+                    won.push(job.id);
+                }
+            }
+            won
+        })
+    });
+    let mut winners: HashMap<JobId, usize> = HashMap::new();
+    for handle in futures::future::join_all(claimers).await {
+        for id in handle.expect("claimer task") {
+            *winners.entry(id).or_default() += 1;
+        }
+    }
+    assert_eq!(winners.len(), jobs.len(), "every job was claimed");
+    assert!(
+        winners.values().all(|n| *n == 1),
+        "no job was claimed twice: {winners:?}"
+    );
+    assert!(
+        store.due_jobs(now, 100).await.expect("due").is_empty(),
+        "leased jobs are not due"
+    );
+}
+
+pub async fn expired_lease_makes_work_due_again(store: Arc<dyn JobStore>) {
+    let job = new_job("acme", &["gas"], at(0), 1);
+    store.create_job(&job).await.expect("create");
+    let first = lease("crashed", at(30));
+    claim_won(&*store, job.id, &first, at(1)).await;
+    assert!(store.due_jobs(at(29), 10).await.expect("due").is_empty());
+    assert!(matches!(
+        store
+            .claim(job.id, &lease("early", at(90)), at(29))
+            .await
+            .expect("claim"),
+        Claim::Lost
+    ));
+
+    let due = store.due_jobs(at(31), 10).await.expect("due");
+    assert_eq!(due.iter().map(|d| d.id).collect::<Vec<_>>(), vec![job.id]);
+    claim_won(&*store, job.id, &lease("rescuer", at(90)), at(31)).await;
+}
+
+pub async fn write_fenced_on_a_lost_lease_changes_nothing(store: Arc<dyn JobStore>) {
+    let job = new_job("acme", &["gas"], at(0), 1);
+    store.create_job(&job).await.expect("create");
+    let slow = lease("slow", at(30));
+    let mut stale = claim_won(&*store, job.id, &slow, at(1)).await;
+    let rescuer = lease("rescuer", at(100));
+    let mut fresh = claim_won(&*store, job.id, &rescuer, at(31)).await;
+
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+    stale.record_fetch(
+        "gas",
+        FetchOutcome::Permanent {
+            status: Some(404),
+            error: "stale".into(),
+        },
+        at(32),
+        &policy(),
+        &mut rng,
+    );
+    assert_eq!(
+        store.save(&stale, &slow, at(32)).await.expect("save"),
+        Fenced::LeaseLost
+    );
+    assert_eq!(
+        store.release(job.id, &slow).await.expect("release"),
+        Fenced::LeaseLost
+    );
+    let unchanged = store
+        .get_job(&job.tenant, job.id)
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(unchanged, job, "the fenced write changed nothing");
+    assert!(
+        store.due_jobs(at(33), 10).await.expect("due").is_empty(),
+        "the rescuer's lease still holds"
+    );
+
+    fresh.record_fetch(
+        "gas",
+        FetchOutcome::Ok {
+            status: 200,
+            data: serde_json::json!([1]),
+        },
+        at(33),
+        &policy(),
+        &mut rng,
+    );
+    assert_eq!(
+        store.save(&fresh, &rescuer, at(33)).await.expect("save"),
+        Fenced::Written
+    );
+    // The lease is spent once the owner has saved.
+    assert_eq!(
+        store.save(&fresh, &rescuer, at(34)).await.expect("save"),
+        Fenced::LeaseLost
+    );
+}
+
+pub async fn provider_results_are_kept_across_runs(store: Arc<dyn JobStore>) {
+    let job = new_job("acme", &["gas", "internet"], at(0), 1);
+    store.create_job(&job).await.expect("create");
+    let first = lease("p1", at(60));
+    let mut claimed = claim_won(&*store, job.id, &first, at(1)).await;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+    let data = serde_json::json!([{"billedOn": "2026-10-01", "amount": 22.27}]);
+    claimed.record_fetch(
+        "gas",
+        FetchOutcome::Ok {
+            status: 200,
+            data: data.clone(),
+        },
+        at(1),
+        &policy(),
+        &mut rng,
+    );
+    claimed.record_fetch(
+        "internet",
+        FetchOutcome::Retryable {
+            status: Some(503),
+            error: "HTTP 503".into(),
+            retry_after: None,
+        },
+        at(1),
+        &policy(),
+        &mut rng,
+    );
+    assert_eq!(
+        store.save(&claimed, &first, at(1)).await.expect("save"),
+        Fenced::Written
+    );
+    assert!(
+        store.due_jobs(at(5), 10).await.expect("due").is_empty(),
+        "not due before its backoff"
+    );
+    let due = store.due_jobs(at(6), 10).await.expect("due");
+    assert_eq!(due.iter().map(|d| d.id).collect::<Vec<_>>(), vec![job.id]);
+
+    let again = claim_won(&*store, job.id, &lease("p2", at(120)), at(6)).await;
+    assert_eq!(again.providers[0].status, ProviderStatus::Ok);
+    assert_eq!(again.providers[0].data.as_ref(), Some(&data));
+    assert_eq!(again.providers_due(at(6)), vec!["internet".to_owned()]);
+}
+
+pub async fn terminal_jobs_leave_the_due_set(store: Arc<dyn JobStore>) {
+    let job = new_job("acme", &[], at(0), 1);
+    assert_eq!(job.status, JobStatus::Delivering);
+    store.create_job(&job).await.expect("create");
+    let held = lease("p1", at(60));
+    let mut claimed = claim_won(&*store, job.id, &held, at(1)).await;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+    claimed.record_callback(
+        CallbackOutcome::Delivered { status: 200 },
+        at(2),
+        &policy(),
+        &mut rng,
+    );
+    assert_eq!(
+        store.save(&claimed, &held, at(2)).await.expect("save"),
+        Fenced::Written
+    );
+    let far_future = at(86_400 * 365);
+    assert!(store.due_jobs(far_future, 10).await.expect("due").is_empty());
+    assert!(matches!(
+        store
+            .claim(job.id, &lease("p2", far_future), far_future)
+            .await
+            .expect("claim"),
+        Claim::Lost
+    ));
+    let read = store
+        .get_job(&job.tenant, job.id)
+        .await
+        .expect("get")
+        .expect("kept");
+    assert_eq!(read.status, JobStatus::Complete);
+    assert_eq!(read.due_at, None);
+}
+
+pub async fn release_makes_work_due_at_once(store: Arc<dyn JobStore>) {
+    let job = new_job("acme", &["gas"], at(0), 1);
+    store.create_job(&job).await.expect("create");
+    let held = lease("shutting-down", at(600));
+    claim_won(&*store, job.id, &held, at(1)).await;
+    assert!(store.due_jobs(at(2), 10).await.expect("due").is_empty());
+    assert_eq!(
+        store.release(job.id, &held).await.expect("release"),
+        Fenced::Written
+    );
+    let due = store.due_jobs(at(2), 10).await.expect("due");
+    assert_eq!(due.iter().map(|d| d.id).collect::<Vec<_>>(), vec![job.id]);
+}

@@ -1,0 +1,109 @@
+//! The `JobStore` trait: everything the intake and the processor need from
+//! storage, with the outcomes callers branch on (a lost claim, a fenced write)
+//! as values rather than errors.
+//!
+//! Backends live in their own crates and all pass [`conformance`].
+
+use std::fmt;
+
+use async_trait::async_trait;
+use domain::{Job, JobId, TenantId, Timestamp};
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
+
+/// A processor's hold on one job. Every write after a claim is fenced on
+/// `id`, so a processor whose lease expired and was taken over cannot
+/// overwrite the new owner's work.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// Unique per claim, even when the same processor claims the job again.
+    pub id: String,
+    /// Which processor holds it, for operators reading the store.
+    pub owner: String,
+    pub until: Timestamp,
+}
+
+impl fmt::Debug for Lease {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Lease")
+            .field("owner", &self.owner)
+            .field("until", &self.until)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A job that is due now and not held by a live lease: a candidate to claim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DueJob {
+    pub id: JobId,
+    pub due_at: Timestamp,
+}
+
+/// The outcome of a claim attempt.
+#[derive(Debug)]
+pub enum Claim {
+    /// The job is ours until the lease runs out.
+    Won(Job),
+    /// Another processor holds it, or it is no longer due.
+    Lost,
+}
+
+/// The outcome of a write fenced on a lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum Fenced {
+    Written,
+    /// The lease was taken over; nothing was changed.
+    LeaseLost,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The store could not be reached or refused the request for now
+    /// (throttling, timeouts). Whether a write took effect is unknown; the
+    /// lifecycle is built so that retrying later is safe.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// A job with this id already exists.
+    #[error("job already exists")]
+    Conflict,
+    /// The job's state does not fit in one store item.
+    #[error("job too large for the store: {0}")]
+    TooLarge(String),
+    /// The store holds something this version cannot read.
+    #[error("corrupt record: {0}")]
+    Corrupt(String),
+}
+
+#[async_trait]
+pub trait JobStore: Send + Sync + fmt::Debug {
+    /// Writes a new job, its provider records and its place in the due set in
+    /// one atomic write: afterwards the job exists whole or not at all.
+    async fn create_job(&self, job: &Job) -> Result<(), StoreError>;
+
+    /// The job, if it exists and belongs to `tenant`.
+    async fn get_job(&self, tenant: &TenantId, id: JobId) -> Result<Option<Job>, StoreError>;
+
+    /// Up to `limit` jobs due at `now` and not under a live lease, oldest due
+    /// first. Reads only the due set: its cost does not grow with the number
+    /// of finished jobs.
+    async fn due_jobs(&self, now: Timestamp, limit: usize) -> Result<Vec<DueJob>, StoreError>;
+
+    /// Takes a lease on a due job with one conditional write.
+    async fn claim(&self, id: JobId, lease: &Lease, now: Timestamp) -> Result<Claim, StoreError>;
+
+    /// Writes the job's new state and gives up the lease, fenced on it. A job
+    /// with a `due_at` stays in the due set; a terminal job leaves it and is
+    /// kept for the store's retention period.
+    async fn save(&self, job: &Job, lease: &Lease, now: Timestamp) -> Result<Fenced, StoreError>;
+
+    /// Gives up a lease without changing the job, so it is due again at once.
+    async fn release(&self, id: JobId, lease: &Lease) -> Result<Fenced, StoreError>;
+
+    /// The largest serialized job, in bytes, that one item can hold.
+    fn max_job_bytes(&self) -> usize;
+
+    /// Whether the store answers; for readiness checks.
+    async fn ping(&self) -> Result<(), StoreError>;
+}

@@ -1,0 +1,386 @@
+//! Mock billing providers and a callback sink, for tests, `hookline dev` and
+//! demos.
+//!
+//! - `GET /providers/{name}?jobId=..` serves `gas` and `internet` billing data
+//!   (`[{billedOn, amount}]`), 404 for any other name.
+//! - `POST /complete` is a callback sink that records each delivery (headers
+//!   and body); `GET /deliveries` lists them.
+//! - Faults are set from code ([`MockState`]) or over HTTP
+//!   (`PUT /faults/providers/{name}`, `PUT /faults/sink`, `DELETE /faults`):
+//!   fail the next N calls with a status, fail with a probability, add latency.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post, put};
+use axum::{Json, Router};
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// The providers this mock knows.
+pub const PROVIDERS: [&str; 2] = ["gas", "internet"];
+
+/// Faults applied to the next calls of one provider, or of the sink.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct Faults {
+    /// Fail this many of the next calls...
+    pub fail_next: u32,
+    /// ...with this status (default 503).
+    pub status: Option<u16>,
+    /// Fail each call with this probability (0.0..=1.0), after `fail_next`.
+    pub failure_probability: f64,
+    /// Wait this long before answering.
+    pub latency_ms: u64,
+}
+
+/// One callback the sink received.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Delivery {
+    pub headers: HashMap<String, String>,
+    pub body: Value,
+    /// The status the sink answered with.
+    pub status: u16,
+}
+
+impl Delivery {
+    pub fn job_id(&self) -> Option<&str> {
+        self.body.get("jobId").and_then(Value::as_str)
+    }
+
+    pub fn accepted(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+}
+
+#[derive(Debug)]
+struct Inner {
+    provider_faults: HashMap<String, Faults>,
+    sink_faults: Faults,
+    provider_calls: HashMap<String, u64>,
+    deliveries: Vec<Delivery>,
+    rng: rand::rngs::StdRng,
+}
+
+/// Shared state of a running mock; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct MockState {
+    inner: Arc<Mutex<Inner>>,
+}
+
+impl Default for MockState {
+    fn default() -> Self {
+        Self::with_seed(rand::rng().random())
+    }
+}
+
+impl MockState {
+    /// A mock whose probabilistic faults follow `seed`.
+    pub fn with_seed(seed: u64) -> Self {
+        Self {
+            inner: Arc::new(Mutex::new(Inner {
+                provider_faults: HashMap::new(),
+                sink_faults: Faults::default(),
+                provider_calls: HashMap::new(),
+                deliveries: Vec::new(),
+                rng: rand::rngs::StdRng::seed_from_u64(seed),
+            })),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn set_provider_faults(&self, provider: &str, faults: Faults) {
+        self.lock().provider_faults.insert(provider.to_owned(), faults);
+    }
+
+    /// Fails the next `n` calls of `provider` with `status`.
+    pub fn fail_provider_next(&self, provider: &str, n: u32, status: u16) {
+        self.set_provider_faults(
+            provider,
+            Faults {
+                fail_next: n,
+                status: Some(status),
+                ..Faults::default()
+            },
+        );
+    }
+
+    pub fn set_sink_faults(&self, faults: Faults) {
+        self.lock().sink_faults = faults;
+    }
+
+    /// Fails the next `n` callbacks with `status`.
+    pub fn fail_sink_next(&self, n: u32, status: u16) {
+        self.set_sink_faults(Faults {
+            fail_next: n,
+            status: Some(status),
+            ..Faults::default()
+        });
+    }
+
+    pub fn clear_faults(&self) {
+        let mut inner = self.lock();
+        inner.provider_faults.clear();
+        inner.sink_faults = Faults::default();
+    }
+
+    /// How many times `provider` was called, faults included.
+    pub fn provider_calls(&self, provider: &str) -> u64 {
+        self.lock().provider_calls.get(provider).copied().unwrap_or(0)
+    }
+
+    /// Every callback attempt the sink saw, in arrival order.
+    pub fn deliveries(&self) -> Vec<Delivery> {
+        self.lock().deliveries.clone()
+    }
+
+    /// Only the callbacks the sink acknowledged with 2xx.
+    pub fn accepted_deliveries(&self) -> Vec<Delivery> {
+        self.lock()
+            .deliveries
+            .iter()
+            .filter(|d| d.accepted())
+            .cloned()
+            .collect()
+    }
+
+    /// Decides whether this call fails, consuming one `fail_next` if so.
+    fn next_fault(faults: &mut Faults, rng: &mut rand::rngs::StdRng) -> (Option<u16>, Duration) {
+        let latency = Duration::from_millis(faults.latency_ms);
+        let status = faults.status.unwrap_or(503);
+        if faults.fail_next > 0 {
+            faults.fail_next -= 1;
+            return (Some(status), latency);
+        }
+        let p = faults.failure_probability.clamp(0.0, 1.0);
+        if p > 0.0 && rng.random_bool(p) {
+            return (Some(status), latency);
+        }
+        (None, latency)
+    }
+}
+
+/// The mock's routes, to mount anywhere (`hookline dev` nests them under `/mock`).
+pub fn router(state: MockState) -> Router {
+    Router::new()
+        .route("/providers/{name}", get(provider))
+        .route("/complete", post(complete))
+        .route("/deliveries", get(list_deliveries))
+        .route("/faults/providers/{name}", put(put_provider_faults))
+        .route("/faults/sink", put(put_sink_faults))
+        .route("/faults", delete(clear_faults))
+        .with_state(state)
+}
+
+/// A mock serving on a listener until dropped or cancelled.
+#[derive(Debug)]
+pub struct RunningMock {
+    pub addr: SocketAddr,
+    pub state: MockState,
+    shutdown: CancellationToken,
+}
+
+impl RunningMock {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+impl Drop for RunningMock {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// Serves the mock on `listener` in a background task (bind port 0 in tests).
+pub fn spawn(listener: TcpListener, state: MockState) -> std::io::Result<RunningMock> {
+    let addr = listener.local_addr()?;
+    let shutdown = CancellationToken::new();
+    let app = router(state.clone());
+    let token = shutdown.clone();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(token.cancelled_owned())
+            .await;
+    });
+    Ok(RunningMock {
+        addr,
+        state,
+        shutdown,
+    })
+}
+
+#[derive(Debug, Deserialize)]
+struct ProviderQuery {
+    #[serde(rename = "jobId")]
+    job_id: Option<String>,
+}
+
+async fn provider(
+    State(state): State<MockState>,
+    Path(name): Path<String>,
+    Query(query): Query<ProviderQuery>,
+) -> Response {
+    if !PROVIDERS.contains(&name.as_str()) {
+        return problem(StatusCode::NOT_FOUND, &format!("no provider named {name:?}"));
+    }
+    let (fault, latency) = {
+        let mut inner = state.lock();
+        *inner.provider_calls.entry(name.clone()).or_default() += 1;
+        let Inner {
+            provider_faults, rng, ..
+        } = &mut *inner;
+        match provider_faults.get_mut(&name) {
+            Some(faults) => MockState::next_fault(faults, rng),
+            None => (None, Duration::ZERO),
+        }
+    };
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    if let Some(status) = fault {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+        return problem(status, "injected fault");
+    }
+    Json(billing_data(&name, query.job_id.as_deref().unwrap_or(""))).into_response()
+}
+
+/// Deterministic billing data: the same provider and job always get the same
+/// bills, so tests can compare what the callback carried.
+pub fn billing_data(provider: &str, job_id: &str) -> Value {
+    let seed = job_id
+        .bytes()
+        .chain(provider.bytes())
+        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let base = if provider == "gas" { 20.0 } else { 45.0 };
+    let bills: Vec<Value> = (1..=3)
+        .map(|month| {
+            let cents: u32 = rng.random_range(0..2000);
+            let amount = base + f64::from(cents) / 100.0;
+            json!({"billedOn": format!("2026-{month:02}-01"), "amount": (amount * 100.0).round() / 100.0})
+        })
+        .collect();
+    Value::Array(bills)
+}
+
+async fn complete(State(state): State<MockState>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    let (fault, latency) = {
+        let mut inner = state.lock();
+        let Inner { sink_faults, rng, .. } = &mut *inner;
+        MockState::next_fault(sink_faults, rng)
+    };
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    let status = fault.unwrap_or(204);
+    let delivery = Delivery {
+        headers: headers
+            .iter()
+            .map(|(name, value)| {
+                (
+                    name.as_str().to_owned(),
+                    String::from_utf8_lossy(value.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
+        body: serde_json::from_slice(&body)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned())),
+        status,
+    };
+    state.lock().deliveries.push(delivery);
+    match fault {
+        Some(status) => problem(
+            StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
+            "injected fault",
+        ),
+        None => StatusCode::NO_CONTENT.into_response(),
+    }
+}
+
+async fn list_deliveries(State(state): State<MockState>) -> Json<Vec<Delivery>> {
+    Json(state.deliveries())
+}
+
+async fn put_provider_faults(
+    State(state): State<MockState>,
+    Path(name): Path<String>,
+    Json(faults): Json<Faults>,
+) -> StatusCode {
+    state.set_provider_faults(&name, faults);
+    StatusCode::NO_CONTENT
+}
+
+async fn put_sink_faults(State(state): State<MockState>, Json(faults): Json<Faults>) -> StatusCode {
+    state.set_sink_faults(faults);
+    StatusCode::NO_CONTENT
+}
+
+async fn clear_faults(State(state): State<MockState>) -> StatusCode {
+    state.clear_faults();
+    StatusCode::NO_CONTENT
+}
+
+fn problem(status: StatusCode, detail: &str) -> Response {
+    let body = json!({
+        "type": "about:blank",
+        "title": status.canonical_reason().unwrap_or("error"),
+        "status": status.as_u16(),
+        "detail": detail,
+    });
+    (
+        status,
+        [(axum::http::header::CONTENT_TYPE, "application/problem+json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn billing_data_is_deterministic_per_job_and_provider() {
+        assert_eq!(billing_data("gas", "a"), billing_data("gas", "a"));
+        assert_ne!(billing_data("gas", "a"), billing_data("internet", "a"));
+        let bills = billing_data("gas", "a");
+        let bills = bills.as_array().expect("a list");
+        assert_eq!(bills.len(), 3);
+        assert!(
+            bills
+                .iter()
+                .all(|b| b["billedOn"].is_string() && b["amount"].is_f64())
+        );
+    }
+
+    #[test]
+    fn fail_next_then_probability() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let mut faults = Faults {
+            fail_next: 2,
+            status: Some(500),
+            failure_probability: 0.0,
+            latency_ms: 0,
+        };
+        assert_eq!(MockState::next_fault(&mut faults, &mut rng).0, Some(500));
+        assert_eq!(MockState::next_fault(&mut faults, &mut rng).0, Some(500));
+        assert_eq!(MockState::next_fault(&mut faults, &mut rng).0, None);
+        faults.failure_probability = 1.0;
+        assert_eq!(MockState::next_fault(&mut faults, &mut rng).0, Some(500));
+    }
+}
