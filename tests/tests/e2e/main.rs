@@ -1,0 +1,6 @@
+//! End-to-end tests over real HTTP and DynamoDB Local: intake, processor,
+//! mock providers and callback sink, each on its own loopback port.
+
+mod helpers;
+mod intake_errors;
+mod pipeline;
