@@ -216,7 +216,7 @@ impl Processor {
             until: now + chrono::Duration::from_std(self.config.lease).unwrap_or(chrono::Duration::MAX),
         };
         let job = match self.store.claim(due.id, &lease, now).await {
-            Ok(Claim::Won(job)) => job,
+            Ok(Claim::Won(job)) => *job,
             Ok(Claim::Lost) => {
                 report.lost += 1;
                 return report;

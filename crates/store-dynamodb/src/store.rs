@@ -205,7 +205,7 @@ impl JobStore for DynamoStore {
                 let item = output
                     .attributes
                     .ok_or_else(|| StoreError::Corrupt(format!("claim on {id} returned no item")))?;
-                Ok(Claim::Won(parse_job(&item)?))
+                Ok(Claim::Won(Box::new(parse_job(&item)?)))
             }
             Err(err) if err.code() == Some("ConditionalCheckFailedException") => Ok(Claim::Lost),
             Err(err) => Err(unavailable("claim job", err)),

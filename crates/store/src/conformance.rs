@@ -82,7 +82,7 @@ fn policy() -> RetryPolicy {
 
 async fn claim_won(store: &dyn JobStore, id: JobId, lease: &Lease, now: Timestamp) -> Job {
     match store.claim(id, lease, now).await.expect("claim") {
-        Claim::Won(job) => job,
+        Claim::Won(job) => *job,
         Claim::Lost => panic!("expected to win the claim on {id}"),
     }
 }

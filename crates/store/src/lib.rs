@@ -44,7 +44,7 @@ pub struct DueJob {
 #[derive(Debug)]
 pub enum Claim {
     /// The job is ours until the lease runs out.
-    Won(Job),
+    Won(Box<Job>),
     /// Another processor holds it, or it is no longer due.
     Lost,
 }

@@ -24,7 +24,7 @@ enum Backing {
     ),
     Container(
         #[allow(dead_code, reason = "kept alive for the life of the test binary")]
-        testcontainers::Container<testcontainers::GenericImage>,
+        Box<testcontainers::Container<testcontainers::GenericImage>>,
     ),
 }
 
@@ -52,13 +52,13 @@ pub fn dynamodb_endpoint() -> String {
 }
 
 fn start_shared() -> Result<Shared, String> {
-    if let Ok(endpoint) = std::env::var(ENDPOINT_VAR) {
-        if !endpoint.trim().is_empty() {
-            return Ok(Shared {
-                endpoint,
-                _backing: Backing::External,
-            });
-        }
+    if let Ok(endpoint) = std::env::var(ENDPOINT_VAR)
+        && !endpoint.trim().is_empty()
+    {
+        return Ok(Shared {
+            endpoint,
+            _backing: Backing::External,
+        });
     }
     if docker_answers() {
         return start_container();
@@ -93,7 +93,7 @@ fn start_container() -> Result<Shared, String> {
         .map_err(|e| format!("reading the port of {image}: {e}"))?;
     Ok(Shared {
         endpoint: format!("http://127.0.0.1:{port}"),
-        _backing: Backing::Container(container),
+        _backing: Backing::Container(Box::new(container)),
     })
 }
 
