@@ -321,3 +321,54 @@ fn bad_input_is_a_one_line_error_and_a_failed_exit() {
         assert!(stderr.contains(needle), "{args:?}: {stderr}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_runs_everything_in_one_process() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let log = dir.path().join("dev.log");
+    let _dev = spawn(&["dev", "--listen", &format!("127.0.0.1:{port}")], &log);
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while http.get(format!("{base}/healthz")).send().await.is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "dev never came up; log:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let id = post_job(&http, &base, &format!("{base}/mock/complete")).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let deliveries: Value = http
+            .get(format!("{base}/mock/deliveries"))
+            .send()
+            .await
+            .expect("deliveries")
+            .json()
+            .await
+            .expect("json");
+        let delivered = deliveries
+            .as_array()
+            .expect("list")
+            .iter()
+            .any(|d| d["body"]["jobId"] == id.as_str() && d["status"] == 204);
+        if delivered {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no delivery; log:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(job_status(&http, &base, &id).await, "complete");
+    let printed = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        printed.contains("curl -i -X POST"),
+        "dev prints a ready curl line:\n{printed}"
+    );
+}
