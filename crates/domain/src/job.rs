@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use chrono::SubsecRound;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -149,8 +150,10 @@ pub enum CallbackOutcome {
     },
 }
 
+/// `now + delay`, kept to the millisecond precision every store holds.
 fn chrono_after(now: Timestamp, delay: Duration) -> Timestamp {
-    now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX)
+    let delay = chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
+    now.checked_add_signed(delay).unwrap_or(now).trunc_subsecs(3)
 }
 
 impl Job {
@@ -362,7 +365,7 @@ fn exhausted(error: &str, attempts: u32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Jitter;
+    use crate::{Clock, Jitter, SystemClock};
     use rand::SeedableRng;
 
     fn policy() -> RetryPolicy {
@@ -392,7 +395,7 @@ mod tests {
 
     #[test]
     fn happy_path_moves_pending_to_delivering_to_complete() {
-        let now = chrono::Utc::now();
+        let now = SystemClock.now();
         let mut rng = rand::rngs::StdRng::seed_from_u64(1);
         let mut job = job(&["gas", "internet"], now);
         assert_eq!(job.status, JobStatus::Pending);
@@ -420,7 +423,7 @@ mod tests {
 
     #[test]
     fn retryable_fetch_waits_for_backoff_then_exhausts() {
-        let now = chrono::Utc::now();
+        let now = SystemClock.now();
         let mut rng = rand::rngs::StdRng::seed_from_u64(1);
         let mut job = job(&["gas"], now);
         let fail = || FetchOutcome::Retryable {
@@ -447,7 +450,7 @@ mod tests {
 
     #[test]
     fn gone_fails_at_once_and_exhaustion_dead_letters() {
-        let now = chrono::Utc::now();
+        let now = SystemClock.now();
         let mut rng = rand::rngs::StdRng::seed_from_u64(1);
         let mut gone = job(&[], now);
         assert_eq!(gone.status, JobStatus::Delivering);
@@ -475,7 +478,7 @@ mod tests {
 
     #[test]
     fn job_survives_a_json_round_trip() {
-        let now = chrono::Utc::now();
+        let now = SystemClock.now();
         let job = job(&["gas"], now);
         let text = serde_json::to_string(&job).expect("serializes");
         let back: Job = serde_json::from_str(&text).expect("deserializes");
