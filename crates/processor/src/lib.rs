@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use domain::{Clock, Job, JobStatus, ProviderStatus, RetryPolicy};
 use futures::StreamExt;
+use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use store::{Claim, DueJob, Fenced, JobStore, Lease};
 use tokio_util::sync::CancellationToken;
@@ -177,7 +178,7 @@ impl Processor {
         let mut report = RunReport::default();
         while !shutdown.is_cancelled() && started.elapsed() < self.config.run_budget {
             let now = self.clock.now();
-            let due = match self.store.due_jobs(now, self.config.batch_size).await {
+            let mut due = match self.store.due_jobs(now, self.config.batch_size).await {
                 Ok(due) => due,
                 Err(err) => {
                     tracing::warn!(error = %err, "could not read due work; the next run tries again");
@@ -188,6 +189,9 @@ impl Processor {
             if due.is_empty() {
                 break;
             }
+            // Processors polling together see the same oldest batch; claiming
+            // it in different orders keeps them from colliding on every job.
+            self.with_rng(|rng| due.shuffle(rng));
             let round: Vec<RunReport> = futures::stream::iter(due)
                 .map(|job| self.claim_and_process(job))
                 .buffer_unordered(self.config.concurrency)
@@ -228,7 +232,7 @@ impl Processor {
             }
         };
         report.claimed += 1;
-        let job = self.work_on(job).await;
+        let job = self.fetch_and_deliver(job).await;
         match self.store.save(&job, &lease, self.clock.now()).await {
             Ok(Fenced::Written) => match job.status {
                 JobStatus::Complete => {
@@ -258,7 +262,7 @@ impl Processor {
 
     /// Fetches whatever providers are due, then delivers the callback if the
     /// job is ready for it. Pure apart from the HTTP calls.
-    async fn work_on(&self, mut job: Job) -> Job {
+    async fn fetch_and_deliver(&self, mut job: Job) -> Job {
         let now = self.clock.now();
         let due = job.providers_due(now);
         if !due.is_empty() {

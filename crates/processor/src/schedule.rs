@@ -8,7 +8,7 @@ use tokio::sync::Mutex;
 use tokio_cron_scheduler::{Job, JobScheduler};
 use tokio_util::sync::CancellationToken;
 
-use crate::Processor;
+use crate::{Processor, RunReport};
 
 pub const DEFAULT_SCHEDULE: &str = "*/5 * * * * *";
 
@@ -37,6 +37,32 @@ pub fn validate_schedule(schedule: &str) -> Result<(), ScheduleError> {
         })
 }
 
+/// Lets one drain of a processor instance run at a time: a tick that comes
+/// while the previous drain is still running is skipped, not queued.
+/// tokio-cron-scheduler neither prevents overlapping runs nor waits for them
+/// at shutdown; this does both.
+#[derive(Debug, Default)]
+pub struct DrainGate {
+    running: Mutex<()>,
+}
+
+impl DrainGate {
+    /// Runs one drain, or returns `None` at once if one is already running
+    /// or shutdown has begun.
+    pub async fn try_drain(&self, processor: &Processor, shutdown: &CancellationToken) -> Option<RunReport> {
+        let _running = self.running.try_lock().ok()?;
+        if shutdown.is_cancelled() {
+            return None;
+        }
+        Some(processor.run_once(shutdown).await)
+    }
+
+    /// Waits until no drain is running, for at most `grace`; false on timeout.
+    pub async fn wait_idle(&self, grace: Duration) -> bool {
+        tokio::time::timeout(grace, self.running.lock()).await.is_ok()
+    }
+}
+
 /// Runs drains on `schedule` until `shutdown` is cancelled, then waits up to
 /// `grace` for a drain in progress (which stops claiming at once) to finish.
 pub async fn run_scheduled(
@@ -46,30 +72,23 @@ pub async fn run_scheduled(
     grace: Duration,
 ) -> Result<(), ScheduleError> {
     validate_schedule(schedule)?;
-    let scheduler = JobScheduler::new()
-        .await
-        .map_err(|e| ScheduleError::Scheduler(e.to_string()))?;
-    // tokio-cron-scheduler neither prevents overlapping runs nor waits for
-    // them at shutdown; this lock does both.
-    let running = Arc::new(Mutex::new(()));
+    let scheduler_error = |e: tokio_cron_scheduler::JobSchedulerError| ScheduleError::Scheduler(e.to_string());
+    let mut scheduler = JobScheduler::new().await.map_err(scheduler_error)?;
+    let gate = Arc::new(DrainGate::default());
     let job = {
-        let running = Arc::clone(&running);
+        let gate = Arc::clone(&gate);
         let shutdown = shutdown.clone();
         Job::new_async(schedule, move |_, _| {
-            let running = Arc::clone(&running);
+            let gate = Arc::clone(&gate);
             let processor = Arc::clone(&processor);
             let shutdown = shutdown.clone();
             Box::pin(async move {
-                let Ok(_guard) = running.try_lock() else {
-                    tracing::debug!("previous drain still running; skipping this tick");
-                    return;
-                };
-                if shutdown.is_cancelled() {
-                    return;
-                }
-                let report = processor.run_once(&shutdown).await;
-                if report.claimed > 0 || report.store_errors > 0 {
-                    tracing::info!(?report, "drain finished");
+                match gate.try_drain(&processor, &shutdown).await {
+                    Some(report) if report.claimed > 0 || report.store_errors > 0 => {
+                        tracing::info!(?report, "drain finished");
+                    }
+                    Some(_) => {}
+                    None => tracing::debug!("previous drain still running; skipping this tick"),
                 }
             })
         })
@@ -78,22 +97,15 @@ pub async fn run_scheduled(
             reason: e.to_string(),
         })?
     };
-    scheduler
-        .add(job)
-        .await
-        .map_err(|e| ScheduleError::Scheduler(e.to_string()))?;
-    scheduler
-        .start()
-        .await
-        .map_err(|e| ScheduleError::Scheduler(e.to_string()))?;
+    scheduler.add(job).await.map_err(scheduler_error)?;
+    scheduler.start().await.map_err(scheduler_error)?;
     tracing::info!(schedule, "processor scheduled");
 
     shutdown.cancelled().await;
-    let mut scheduler = scheduler;
     if let Err(err) = scheduler.shutdown().await {
         tracing::warn!(error = %err, "scheduler did not stop cleanly");
     }
-    if tokio::time::timeout(grace, running.lock()).await.is_err() {
+    if !gate.wait_idle(grace).await {
         tracing::warn!(?grace, "a drain was still running at the end of the grace period");
     }
     Ok(())

@@ -3,4 +3,6 @@
 
 mod helpers;
 mod intake_errors;
+mod limits;
 mod pipeline;
+mod scheduling;

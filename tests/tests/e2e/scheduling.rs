@@ -1,0 +1,58 @@
+//! The cron loop: drains on schedule, never two at once, stops on shutdown.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use processor::schedule::{DrainGate, run_scheduled};
+use providers_mock::Faults;
+use tokio_util::sync::CancellationToken;
+
+use crate::helpers::spawn_app;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_in_progress_turns_away_the_next_tick() {
+    let app = spawn_app().await;
+    app.mock.state.set_provider_faults(
+        "gas",
+        Faults {
+            latency_ms: 1500,
+            ..Faults::default()
+        },
+    );
+    app.accepted_job(&["gas"]).await;
+    let processor = app.processor("p1");
+    let gate = DrainGate::default();
+    let token = CancellationToken::new();
+
+    let (slow, overlapping) = tokio::join!(gate.try_drain(&processor, &token), async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        gate.try_drain(&processor, &token).await
+    });
+    assert_eq!(slow.map(|r| r.delivered), Some(1));
+    assert!(overlapping.is_none(), "a second drain ran while the first was still going");
+    assert!(gate.wait_idle(Duration::from_millis(100)).await);
+    let after = gate.try_drain(&processor, &token).await;
+    assert_eq!(after.map(|r| r.claimed), Some(0), "the gate opens again once the drain is done");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cron_loop_delivers_and_stops_on_shutdown() {
+    let app = spawn_app().await;
+    let id = app.accepted_job(&["gas", "internet"]).await;
+    let processor = Arc::new(app.processor("cron"));
+    let shutdown = CancellationToken::new();
+    let scheduled = tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move { run_scheduled(processor, "* * * * * *", shutdown, Duration::from_secs(5)).await }
+    });
+
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while app.get_job(&id).await["status"] != "complete" {
+        assert!(Instant::now() < deadline, "the scheduled processor did not deliver");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    shutdown.cancel();
+    let stopped = tokio::time::timeout(Duration::from_secs(10), scheduled).await;
+    assert!(matches!(stopped, Ok(Ok(Ok(())))), "run_scheduled returns after shutdown: {stopped:?}");
+    assert_eq!(app.mock.state.accepted_deliveries().len(), 1);
+}
