@@ -162,7 +162,11 @@ impl MockState {
     /// Decides whether this call fails, consuming one `fail_next` if so.
     /// Fills successful answers of `provider` up to `bytes`.
     pub fn pad_provider(&self, provider: &str, bytes: usize) {
-        self.lock().provider_faults.entry(provider.to_owned()).or_default().min_body_bytes = bytes;
+        self.lock()
+            .provider_faults
+            .entry(provider.to_owned())
+            .or_default()
+            .min_body_bytes = bytes;
     }
 
     fn next_fault(faults: &mut Faults, rng: &mut rand::rngs::StdRng) -> (Option<u16>, Duration) {
@@ -244,15 +248,18 @@ async fn provider(
     if !PROVIDERS.contains(&name.as_str()) {
         return problem(StatusCode::NOT_FOUND, &format!("no provider named {name:?}"));
     }
-    let (fault, latency) = {
+    let (fault, latency, min_bytes) = {
         let mut inner = state.lock();
         *inner.provider_calls.entry(name.clone()).or_default() += 1;
         let Inner {
             provider_faults, rng, ..
         } = &mut *inner;
         match provider_faults.get_mut(&name) {
-            Some(faults) => MockState::next_fault(faults, rng),
-            None => (None, Duration::ZERO),
+            Some(faults) => {
+                let (fault, latency) = MockState::next_fault(faults, rng);
+                (fault, latency, faults.min_body_bytes)
+            }
+            None => (None, Duration::ZERO, 0),
         }
     };
     if !latency.is_zero() {
@@ -390,8 +397,7 @@ mod tests {
         let mut faults = Faults {
             fail_next: 2,
             status: Some(500),
-            failure_probability: 0.0,
-            latency_ms: 0,
+            ..Faults::default()
         };
         assert_eq!(MockState::next_fault(&mut faults, &mut rng).0, Some(500));
         assert_eq!(MockState::next_fault(&mut faults, &mut rng).0, Some(500));

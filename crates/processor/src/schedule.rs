@@ -72,7 +72,8 @@ pub async fn run_scheduled(
     grace: Duration,
 ) -> Result<(), ScheduleError> {
     validate_schedule(schedule)?;
-    let scheduler_error = |e: tokio_cron_scheduler::JobSchedulerError| ScheduleError::Scheduler(e.to_string());
+    let scheduler_error =
+        |e: tokio_cron_scheduler::JobSchedulerError| ScheduleError::Scheduler(e.to_string());
     let mut scheduler = JobScheduler::new().await.map_err(scheduler_error)?;
     let gate = Arc::new(DrainGate::default());
     let job = {

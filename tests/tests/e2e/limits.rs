@@ -30,7 +30,10 @@ async fn an_oversize_provider_answer_fails_that_provider_only() {
     assert_eq!(result(body, "internet")["status"], "ok");
     let job = app.get_job(&id).await;
     assert_eq!(job["status"], "complete");
-    assert_eq!(job["providers"][0]["attempts"], 1, "a permanent failure is not retried");
+    assert_eq!(
+        job["providers"][0]["attempts"], 1,
+        "a permanent failure is not retried"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -45,11 +48,20 @@ async fn data_too_large_for_one_store_item_is_dropped_not_lost() {
     let processor = app.processor("p1");
 
     let first = processor.run_once(&CancellationToken::new()).await;
-    assert_eq!((first.retried, first.store_errors), (1, 0), "the job was saved: {first:?}");
+    assert_eq!(
+        (first.retried, first.store_errors),
+        (1, 0),
+        "the job was saved: {first:?}"
+    );
     let job = app.get_job(&id).await;
     assert_eq!(job["status"], "delivering");
     assert_eq!(job["providers"][0]["status"], "failed");
-    assert!(job["providers"][0]["lastError"].as_str().expect("error").starts_with("data too large to store"));
+    assert!(
+        job["providers"][0]["lastError"]
+            .as_str()
+            .expect("error")
+            .starts_with("data too large to store")
+    );
     assert_eq!(job["providers"][1]["status"], "ok");
 
     app.advance(std::time::Duration::from_secs(7));

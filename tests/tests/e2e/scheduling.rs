@@ -29,10 +29,17 @@ async fn a_drain_in_progress_turns_away_the_next_tick() {
         gate.try_drain(&processor, &token).await
     });
     assert_eq!(slow.map(|r| r.delivered), Some(1));
-    assert!(overlapping.is_none(), "a second drain ran while the first was still going");
+    assert!(
+        overlapping.is_none(),
+        "a second drain ran while the first was still going"
+    );
     assert!(gate.wait_idle(Duration::from_millis(100)).await);
     let after = gate.try_drain(&processor, &token).await;
-    assert_eq!(after.map(|r| r.claimed), Some(0), "the gate opens again once the drain is done");
+    assert_eq!(
+        after.map(|r| r.claimed),
+        Some(0),
+        "the gate opens again once the drain is done"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -48,11 +55,17 @@ async fn the_cron_loop_delivers_and_stops_on_shutdown() {
 
     let deadline = Instant::now() + Duration::from_secs(15);
     while app.get_job(&id).await["status"] != "complete" {
-        assert!(Instant::now() < deadline, "the scheduled processor did not deliver");
+        assert!(
+            Instant::now() < deadline,
+            "the scheduled processor did not deliver"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     shutdown.cancel();
     let stopped = tokio::time::timeout(Duration::from_secs(10), scheduled).await;
-    assert!(matches!(stopped, Ok(Ok(Ok(())))), "run_scheduled returns after shutdown: {stopped:?}");
+    assert!(
+        matches!(stopped, Ok(Ok(Ok(())))),
+        "run_scheduled returns after shutdown: {stopped:?}"
+    );
     assert_eq!(app.mock.state.accepted_deliveries().len(), 1);
 }
