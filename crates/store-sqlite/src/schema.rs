@@ -1,0 +1,105 @@
+//! The file's shape, in one place: connection settings, the `jobs` table and
+//! its two partial indexes, and the migrations `user_version` counts.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+use store::StoreError;
+
+use crate::error::sql_error;
+
+/// How long a connection waits for another connection's write lock (another
+/// process on the same file, or a checkpoint) before giving up.
+pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The schema version this build writes; `PRAGMA user_version` holds the
+/// file's.
+pub(crate) const SCHEMA_VERSION: i64 = 1;
+
+/// Version 1. Times are epoch milliseconds. `due_at` is set exactly while a
+/// job needs a processor, so `jobs_due` (partial) holds only live work and
+/// finding due work costs the same however many finished jobs the file
+/// keeps; `expires_at` is set exactly on finished jobs, for the purge.
+const SCHEMA_V1: &str = "
+CREATE TABLE jobs (
+    id          TEXT PRIMARY KEY,
+    tenant      TEXT NOT NULL,
+    status      TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    job         TEXT NOT NULL,
+    due_at      INTEGER,
+    lease_id    TEXT,
+    lease_owner TEXT,
+    lease_until INTEGER,
+    expires_at  INTEGER
+);
+CREATE INDEX jobs_due ON jobs (due_at, id) WHERE due_at IS NOT NULL;
+CREATE INDEX jobs_expires ON jobs (expires_at) WHERE expires_at IS NOT NULL;
+";
+
+/// Opens the writer's connection: creates the file if needed, switches it to
+/// WAL and brings the schema up to date.
+pub(crate) fn open_writer(path: &Path) -> Result<Connection, StoreError> {
+    let mut conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| sql_error("open database", e))?;
+    conn.busy_timeout(BUSY_TIMEOUT)
+        .map_err(|e| sql_error("set busy timeout", e))?;
+    let mode: String = conn
+        .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
+        .map_err(|e| sql_error("enable WAL", e))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Unavailable(format!(
+            "{}: journal mode is {mode}, WAL is required",
+            path.display()
+        )));
+    }
+    // In WAL mode NORMAL loses at most the last commits on power loss, never
+    // consistency; FULL would fsync every group commit.
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(|e| sql_error("set synchronous", e))?;
+    migrate(&mut conn)?;
+    Ok(conn)
+}
+
+/// Opens one of the readers' connections; the file must already be set up by
+/// [`open_writer`].
+pub(crate) fn open_reader(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| sql_error("open database for reading", e))?;
+    conn.busy_timeout(BUSY_TIMEOUT)
+        .map_err(|e| sql_error("set busy timeout", e))?;
+    Ok(conn)
+}
+
+/// Idempotent: several processes may open one file at once; the immediate
+/// transaction lets one migrate while the others wait and then find nothing
+/// to do.
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(|e| sql_error("begin migration", e))?;
+    let version: i64 = tx
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .map_err(|e| sql_error("read schema version", e))?;
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::Corrupt(format!(
+            "schema version {version} was written by a newer hookline (this one knows up to {SCHEMA_VERSION})"
+        )));
+    }
+    if version < 1 {
+        tx.execute_batch(SCHEMA_V1)
+            .map_err(|e| sql_error("create schema", e))?;
+    }
+    if version < SCHEMA_VERSION {
+        tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+            .map_err(|e| sql_error("write schema version", e))?;
+    }
+    tx.commit().map_err(|e| sql_error("commit migration", e))
+}

@@ -1,0 +1,364 @@
+//! `SqliteStore`: writes go to the writer thread, reads to a small pool of
+//! read-only connections on blocking threads, so under WAL a read never waits
+//! for a commit.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, TryLockError, mpsc};
+use std::thread::JoinHandle;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use domain::{Job, JobId, TenantId, Timestamp};
+use rusqlite::{Connection, OptionalExtension, params};
+use store::{Claim, DueJob, Fenced, JobStore, Lease, StoreError};
+use tokio::sync::oneshot;
+
+use crate::config::{SqliteConfig, SqliteConfigError, SqliteOptions};
+use crate::error::{json_error, sql_error};
+use crate::schema;
+use crate::writer::{self, Outcome, Request, Row, Write};
+
+/// Read-only connections per store: reads are short index lookups, so a few
+/// serve many concurrent callers.
+const READERS: usize = 4;
+
+/// Generous, but a bound: a job is read and written whole on every step.
+const MAX_JOB_BYTES: usize = 16 * 1024 * 1024;
+
+/// Finished jobs deleted per transaction by [`SqliteStore::purge_expired`],
+/// so a large purge never holds the write lock for long.
+const PURGE_CHUNK: i64 = 1_000;
+
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    options: SqliteOptions,
+    /// `None` only while dropping: closing it is what stops the writer.
+    writes: Option<mpsc::Sender<Request>>,
+    writer: Option<JoinHandle<u64>>,
+    readers: Readers,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Readers first, so that the writer's connection is the file's last
+        // in this process and closing it checkpoints the WAL.
+        self.readers.conns.clear();
+        self.writes = None;
+        // Waits for the queued writes to commit, so the file is closed
+        // cleanly when the last handle on the store is gone.
+        if let Some(writer) = self.writer.take()
+            && writer.join().is_err()
+        {
+            tracing::error!(path = %self.path.display(), "the SQLite writer thread panicked");
+        }
+    }
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.inner.path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why [`SqliteStore::open_url`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SqliteOpenError {
+    #[error(transparent)]
+    Config(#[from] SqliteConfigError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl SqliteStore {
+    /// Opens the file at `path`, creating it (and its directory) if needed,
+    /// and starts the writer thread. Several stores, in one process or many,
+    /// may open the same file.
+    pub fn open(path: &Path, options: SqliteOptions) -> Result<Self, StoreError> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| StoreError::Unavailable(format!("create {}: {e}", parent.display())))?;
+        }
+        let conn = schema::open_writer(path)?;
+        let readers = (0..READERS)
+            .map(|_| schema::open_reader(path).map(Mutex::new))
+            .collect::<Result<Vec<_>, _>>()?;
+        let (writes, requests) = mpsc::channel();
+        let writer = std::thread::Builder::new()
+            .name("sqlite-writer".to_owned())
+            .spawn(move || writer::run(conn, requests))
+            .map_err(|e| StoreError::Unavailable(format!("start the SQLite writer thread: {e}")))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                path: path.to_owned(),
+                options,
+                writes: Some(writes),
+                writer: Some(writer),
+                readers: Readers {
+                    conns: readers,
+                    next: AtomicUsize::new(0),
+                },
+            }),
+        })
+    }
+
+    /// Opens the store a `sqlite://` URL names; see [`SqliteConfig::from_url`].
+    pub fn open_url(url: &str) -> Result<Self, SqliteOpenError> {
+        let config = SqliteConfig::from_url(url)?;
+        Ok(Self::open(&config.path, config.options)?)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    pub fn options(&self) -> &SqliteOptions {
+        &self.inner.options
+    }
+
+    /// Deletes the finished jobs whose retention ran out by `now`, a chunk per
+    /// transaction; returns how many. Live jobs never expire.
+    pub async fn purge_expired(&self, now: Timestamp) -> Result<u64, StoreError> {
+        let mut purged = 0;
+        loop {
+            let outcome = self
+                .write(Write::PurgeExpired {
+                    now: now.timestamp_millis(),
+                    limit: PURGE_CHUNK,
+                })
+                .await?;
+            purged += outcome.changed as u64;
+            if (outcome.changed as i64) < PURGE_CHUNK {
+                return Ok(purged);
+            }
+        }
+    }
+
+    async fn write(&self, write: Write) -> Result<Outcome, StoreError> {
+        let stopped = || StoreError::Unavailable("the SQLite writer thread has stopped".to_owned());
+        let writes = self.inner.writes.as_ref().ok_or_else(stopped)?;
+        let (reply, outcome) = oneshot::channel();
+        writes.send(Request { write, reply }).map_err(|_| stopped())?;
+        outcome.await.map_err(|_| stopped())?
+    }
+
+    async fn read<T, F>(&self, read: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || inner.readers.with(read))
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("SQLite read task: {e}")))?
+    }
+
+    /// The job's columns, as of `now` for a finished job's expiry.
+    fn row(&self, job: &Job, now: Timestamp) -> Result<Row, StoreError> {
+        let body = serde_json::to_string(job).map_err(|e| json_error("serialize job", e))?;
+        if body.len() > MAX_JOB_BYTES {
+            return Err(StoreError::TooLarge(format!(
+                "job {} is {} bytes, more than {MAX_JOB_BYTES}",
+                job.id,
+                body.len()
+            )));
+        }
+        let expires_at = match job.due_at {
+            Some(_) => None,
+            None => {
+                let retention =
+                    chrono::Duration::from_std(self.inner.options.retention).unwrap_or(chrono::Duration::MAX);
+                Some(
+                    now.checked_add_signed(retention)
+                        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+                        .timestamp_millis(),
+                )
+            }
+        };
+        Ok(Row {
+            id: job.id.to_string(),
+            tenant: job.tenant.as_str().to_owned(),
+            status: job.status.as_str(),
+            created_at: job.created_at.timestamp_millis(),
+            body,
+            due_at: job.due_at.map(|d| d.timestamp_millis()),
+            expires_at,
+        })
+    }
+}
+
+#[async_trait]
+impl JobStore for SqliteStore {
+    async fn create_job(&self, job: &Job) -> Result<(), StoreError> {
+        let row = self.row(job, job.created_at)?;
+        self.write(Write::Create(row)).await.map(|_| ())
+    }
+
+    async fn get_job(&self, tenant: &TenantId, id: JobId) -> Result<Option<Job>, StoreError> {
+        let tenant = tenant.as_str().to_owned();
+        let id = id.to_string();
+        self.read(move |conn| {
+            let body: Option<String> = conn
+                .prepare_cached("SELECT job FROM jobs WHERE id = ?1 AND tenant = ?2")
+                .and_then(|mut stmt| stmt.query_row(params![id, tenant], |r| r.get(0)).optional())
+                .map_err(|e| sql_error("get job", e))?;
+            body.map(|body| parse_job(&body)).transpose()
+        })
+        .await
+    }
+
+    async fn due_jobs(&self, now: Timestamp, limit: usize) -> Result<Vec<DueJob>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let now = now.timestamp_millis();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(move |conn| {
+            let rows: Vec<(String, i64)> = conn
+                .prepare_cached(DUE_JOBS)
+                .and_then(|mut stmt| {
+                    stmt.query_map(params![now, limit], |r| Ok((r.get(0)?, r.get(1)?)))?
+                        .collect()
+                })
+                .map_err(|e| sql_error("query due jobs", e))?;
+            rows.into_iter()
+                .map(|(id, due_at)| {
+                    let id = id
+                        .parse()
+                        .map_err(|_| StoreError::Corrupt(format!("job row with id {id:?}")))?;
+                    let due_at = DateTime::from_timestamp_millis(due_at)
+                        .ok_or_else(|| StoreError::Corrupt(format!("job {id} has due_at {due_at}")))?;
+                    Ok(DueJob { id, due_at })
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn claim(&self, id: JobId, lease: &Lease, now: Timestamp) -> Result<Claim, StoreError> {
+        let outcome = self
+            .write(Write::Claim {
+                id: id.to_string(),
+                lease_id: lease.id.clone(),
+                owner: lease.owner.clone(),
+                until: lease.until.timestamp_millis(),
+                now: now.timestamp_millis(),
+            })
+            .await?;
+        match outcome.returned {
+            Some(body) => Ok(Claim::Won(Box::new(parse_job(&body)?))),
+            None => Ok(Claim::Lost),
+        }
+    }
+
+    async fn save(&self, job: &Job, lease: &Lease, now: Timestamp) -> Result<Fenced, StoreError> {
+        let row = self.row(job, now)?;
+        let outcome = self
+            .write(Write::Save {
+                row,
+                lease_id: lease.id.clone(),
+            })
+            .await?;
+        Ok(fenced(&outcome))
+    }
+
+    async fn release(&self, id: JobId, lease: &Lease) -> Result<Fenced, StoreError> {
+        let outcome = self
+            .write(Write::Release {
+                id: id.to_string(),
+                lease_id: lease.id.clone(),
+            })
+            .await?;
+        Ok(fenced(&outcome))
+    }
+
+    fn max_job_bytes(&self) -> usize {
+        MAX_JOB_BYTES
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        if self.inner.writer.as_ref().is_none_or(JoinHandle::is_finished) {
+            return Err(StoreError::Unavailable(
+                "the SQLite writer thread has stopped".to_owned(),
+            ));
+        }
+        self.read(|conn| {
+            conn.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))
+                .map_err(|e| sql_error("ping", e))
+        })
+        .await
+    }
+}
+
+/// Due work, oldest first, read from the partial `jobs_due` index alone
+/// (plus the row of each candidate, for its lease).
+pub(crate) const DUE_JOBS: &str = "SELECT id, due_at FROM jobs
+     WHERE due_at IS NOT NULL AND due_at <= ?1 AND (lease_until IS NULL OR lease_until < ?1)
+     ORDER BY due_at, id
+     LIMIT ?2";
+
+fn fenced(outcome: &Outcome) -> Fenced {
+    if outcome.changed == 1 {
+        Fenced::Written
+    } else {
+        Fenced::LeaseLost
+    }
+}
+
+fn parse_job(body: &str) -> Result<Job, StoreError> {
+    serde_json::from_str(body).map_err(|e| json_error("job column", e))
+}
+
+/// A few read-only connections, each behind its own lock: a read takes a
+/// free one if there is one, or waits its turn on one of them.
+struct Readers {
+    conns: Vec<Mutex<Connection>>,
+    next: AtomicUsize,
+}
+
+impl Readers {
+    fn with<T>(&self, read: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        for conn in &self.conns {
+            match conn.try_lock() {
+                Ok(guard) => return read(&guard),
+                // A read that panicked left the connection as good as any.
+                Err(TryLockError::Poisoned(poisoned)) => return read(&poisoned.into_inner()),
+                Err(TryLockError::WouldBlock) => {}
+            }
+        }
+        let index = self.next.fetch_add(1, Ordering::Relaxed) % self.conns.len();
+        let guard = self.conns[index].lock().unwrap_or_else(PoisonError::into_inner);
+        read(&guard)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn due_work_is_found_through_the_partial_index() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let conn = schema::open_writer(&dir.path().join("plan.db")).expect("open");
+        let plan: Vec<String> = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {DUE_JOBS}"))
+            .and_then(|mut stmt| {
+                stmt.query_map(params![0, 10], |r| r.get::<_, String>(3))?
+                    .collect()
+            })
+            .expect("plan");
+        let plan = plan.join("\n");
+        assert!(plan.contains("USING INDEX jobs_due"), "{plan}");
+        assert!(
+            !plan.contains("TEMP B-TREE"),
+            "sorted by the index itself: {plan}"
+        );
+    }
+}

@@ -1,0 +1,371 @@
+//! The one thread that writes. Callers queue [`Request`]s; the thread takes
+//! whatever is queued (up to [`MAX_BATCH`]) and applies it in one
+//! transaction, so a burst of writes costs one commit (group commit). Each
+//! request runs inside its own savepoint: one that fails (a taken id) is
+//! rolled back alone and answered with its error, while the others commit.
+
+use std::sync::mpsc::Receiver;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use store::StoreError;
+use tokio::sync::oneshot;
+
+use crate::error::sql_error;
+
+/// The most requests one transaction applies: bounds how long a commit keeps
+/// the file's write lock from other processes.
+pub(crate) const MAX_BATCH: usize = 256;
+
+/// A job's columns, computed by the caller so the writer does no JSON work.
+#[derive(Debug)]
+pub(crate) struct Row {
+    pub id: String,
+    pub tenant: String,
+    pub status: &'static str,
+    pub created_at: i64,
+    pub body: String,
+    pub due_at: Option<i64>,
+    pub expires_at: Option<i64>,
+}
+
+#[derive(Debug)]
+pub(crate) enum Write {
+    Create(Row),
+    Claim {
+        id: String,
+        lease_id: String,
+        owner: String,
+        until: i64,
+        now: i64,
+    },
+    /// Fenced on `lease_id`; clears the lease.
+    Save {
+        row: Row,
+        lease_id: String,
+    },
+    /// Fenced on `lease_id`; clears the lease and nothing else.
+    Release {
+        id: String,
+        lease_id: String,
+    },
+    /// Deletes up to `limit` finished jobs whose retention ran out by `now`.
+    PurgeExpired {
+        now: i64,
+        limit: i64,
+    },
+}
+
+impl Write {
+    fn operation(&self) -> &'static str {
+        match self {
+            Self::Create(_) => "create job",
+            Self::Claim { .. } => "claim job",
+            Self::Save { .. } => "save job",
+            Self::Release { .. } => "release job",
+            Self::PurgeExpired { .. } => "purge expired jobs",
+        }
+    }
+}
+
+/// What a write did: the rows it changed and, for a claim, the job it won.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Outcome {
+    pub changed: usize,
+    pub returned: Option<String>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Request {
+    pub write: Write,
+    pub reply: oneshot::Sender<Result<Outcome, StoreError>>,
+}
+
+/// The writer thread's body: runs until every sender is gone, then closes
+/// the connection and returns how many batches it applied.
+pub(crate) fn run(conn: Connection, requests: Receiver<Request>) -> u64 {
+    let mut batches = 0;
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while let Ok(first) = requests.recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match requests.try_recv() {
+                Ok(request) => batch.push(request),
+                Err(_) => break,
+            }
+        }
+        let outcomes = commit_batch(&conn, batch.iter().map(|r| &r.write));
+        batches += 1;
+        for (request, outcome) in batch.drain(..).zip(outcomes) {
+            // A caller that stopped waiting has no use for its outcome.
+            let _ = request.reply.send(outcome);
+        }
+    }
+    batches
+}
+
+/// Applies `writes` in one transaction and returns one outcome per write, in
+/// order. A write's own failure is its outcome; a failure of the transaction
+/// itself (the lock not had in time, I/O, the commit) is every write's.
+pub(crate) fn commit_batch<'a>(
+    conn: &Connection,
+    writes: impl ExactSizeIterator<Item = &'a Write>,
+) -> Vec<Result<Outcome, StoreError>> {
+    let count = writes.len();
+    // IMMEDIATE takes the write lock up front (waiting out other processes
+    // for the busy timeout), so the conditions below read the latest commit.
+    if let Err(err) = conn.execute_batch("BEGIN IMMEDIATE") {
+        return fail_all(count, &format!("begin write batch: {err}"));
+    }
+    let mut outcomes = Vec::with_capacity(count);
+    for write in writes {
+        match apply_isolated(conn, write) {
+            Ok(outcome) => outcomes.push(outcome),
+            Err(err) => {
+                rollback(conn);
+                return fail_all(count, &format!("write batch: {err}"));
+            }
+        }
+    }
+    if let Err(err) = conn.execute_batch("COMMIT") {
+        rollback(conn);
+        return fail_all(count, &format!("commit write batch: {err}"));
+    }
+    outcomes
+}
+
+/// `Ok(Err(..))` is the write's own failure, already undone; `Err(..)` means
+/// the transaction is lost.
+fn apply_isolated(conn: &Connection, write: &Write) -> rusqlite::Result<Result<Outcome, StoreError>> {
+    conn.prepare_cached("SAVEPOINT request")?.execute([])?;
+    match apply(conn, write) {
+        Ok(outcome) => {
+            conn.prepare_cached("RELEASE request")?.execute([])?;
+            Ok(Ok(outcome))
+        }
+        // Some errors (I/O, a full disk) make SQLite roll back the whole
+        // transaction: the writes before this one are gone too.
+        Err(err) if conn.is_autocommit() => Err(err),
+        Err(err) => {
+            conn.prepare_cached("ROLLBACK TO request")?.execute([])?;
+            conn.prepare_cached("RELEASE request")?.execute([])?;
+            Ok(Err(sql_error(write.operation(), err)))
+        }
+    }
+}
+
+fn apply(conn: &Connection, write: &Write) -> rusqlite::Result<Outcome> {
+    match write {
+        Write::Create(row) => {
+            let changed = conn
+                .prepare_cached(
+                    "INSERT INTO jobs (id, tenant, status, created_at, job, due_at, expires_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )?
+                .execute(params![
+                    row.id,
+                    row.tenant,
+                    row.status,
+                    row.created_at,
+                    row.body,
+                    row.due_at,
+                    row.expires_at
+                ])?;
+            Ok(Outcome {
+                changed,
+                returned: None,
+            })
+        }
+        Write::Claim {
+            id,
+            lease_id,
+            owner,
+            until,
+            now,
+        } => {
+            let returned = conn
+                .prepare_cached(
+                    "UPDATE jobs SET lease_id = ?2, lease_owner = ?3, lease_until = ?4
+                     WHERE id = ?1 AND due_at IS NOT NULL AND due_at <= ?5
+                       AND (lease_until IS NULL OR lease_until < ?5)
+                     RETURNING job",
+                )?
+                .query_row(params![id, lease_id, owner, until, now], |r| r.get(0))
+                .optional()?;
+            Ok(Outcome {
+                changed: usize::from(returned.is_some()),
+                returned,
+            })
+        }
+        Write::Save { row, lease_id } => {
+            let changed = conn
+                .prepare_cached(
+                    "UPDATE jobs SET tenant = ?2, status = ?3, created_at = ?4, job = ?5, due_at = ?6,
+                         expires_at = ?7, lease_id = NULL, lease_owner = NULL, lease_until = NULL
+                     WHERE id = ?1 AND lease_id = ?8",
+                )?
+                .execute(params![
+                    row.id,
+                    row.tenant,
+                    row.status,
+                    row.created_at,
+                    row.body,
+                    row.due_at,
+                    row.expires_at,
+                    lease_id
+                ])?;
+            Ok(Outcome {
+                changed,
+                returned: None,
+            })
+        }
+        Write::Release { id, lease_id } => {
+            let changed = conn
+                .prepare_cached(
+                    "UPDATE jobs SET lease_id = NULL, lease_owner = NULL, lease_until = NULL
+                     WHERE id = ?1 AND lease_id = ?2",
+                )?
+                .execute(params![id, lease_id])?;
+            Ok(Outcome {
+                changed,
+                returned: None,
+            })
+        }
+        Write::PurgeExpired { now, limit } => {
+            let changed = conn
+                .prepare_cached(
+                    "DELETE FROM jobs WHERE rowid IN (
+                         SELECT rowid FROM jobs WHERE expires_at IS NOT NULL AND expires_at <= ?1 LIMIT ?2
+                     )",
+                )?
+                .execute(params![now, limit])?;
+            Ok(Outcome {
+                changed,
+                returned: None,
+            })
+        }
+    }
+}
+
+fn rollback(conn: &Connection) {
+    if !conn.is_autocommit()
+        && let Err(err) = conn.execute_batch("ROLLBACK")
+    {
+        tracing::warn!(error = %err, "rolling back a failed SQLite write batch");
+    }
+}
+
+fn fail_all(count: usize, message: &str) -> Vec<Result<Outcome, StoreError>> {
+    (0..count)
+        .map(|_| Err(StoreError::Unavailable(message.to_owned())))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fresh() -> (tempfile::TempDir, Connection) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let conn = crate::schema::open_writer(&dir.path().join("w.db")).expect("open");
+        (dir, conn)
+    }
+
+    fn create(id: &str, due_at: Option<i64>) -> Write {
+        Write::Create(Row {
+            id: id.to_owned(),
+            tenant: "acme".to_owned(),
+            status: "pending",
+            created_at: 0,
+            body: format!("{{\"id\":\"{id}\"}}"),
+            due_at,
+            expires_at: None,
+        })
+    }
+
+    fn ids(conn: &Connection) -> Vec<String> {
+        let mut stmt = conn.prepare("SELECT id FROM jobs ORDER BY id").expect("prepare");
+        stmt.query_map([], |r| r.get(0))
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("rows")
+    }
+
+    #[test]
+    fn a_failed_write_is_undone_alone_and_the_batch_commits() {
+        let (_dir, conn) = fresh();
+        let writes = [
+            create("a", Some(1)),
+            create("a", Some(2)),
+            create("b", Some(3)),
+            Write::Release {
+                id: "b".to_owned(),
+                lease_id: "nobody".to_owned(),
+            },
+        ];
+        let outcomes = commit_batch(&conn, writes.iter());
+        assert_eq!(outcomes.len(), 4);
+        assert!(matches!(outcomes[0], Ok(Outcome { changed: 1, .. })));
+        assert!(
+            matches!(outcomes[1], Err(StoreError::Conflict)),
+            "{:?}",
+            outcomes[1]
+        );
+        assert!(matches!(outcomes[2], Ok(Outcome { changed: 1, .. })));
+        assert!(
+            matches!(outcomes[3], Ok(Outcome { changed: 0, .. })),
+            "a fenced miss is an outcome"
+        );
+        assert!(conn.is_autocommit(), "the batch was committed");
+        assert_eq!(ids(&conn), vec!["a", "b"]);
+        let due: i64 = conn
+            .query_row("SELECT due_at FROM jobs WHERE id = 'a'", [], |r| r.get(0))
+            .expect("a");
+        assert_eq!(due, 1, "the conflicting create changed nothing");
+    }
+
+    #[test]
+    fn a_claim_returns_the_job_it_won_once() {
+        let (_dir, conn) = fresh();
+        let claim = |lease: &str| Write::Claim {
+            id: "a".to_owned(),
+            lease_id: lease.to_owned(),
+            owner: "p".to_owned(),
+            until: 100,
+            now: 10,
+        };
+        let writes = [create("a", Some(5)), claim("first"), claim("second")];
+        let outcomes = commit_batch(&conn, writes.iter());
+        let outcomes: Vec<Outcome> = outcomes.into_iter().map(|o| o.expect("ok")).collect();
+        assert_eq!(outcomes[1].returned.as_deref(), Some("{\"id\":\"a\"}"));
+        assert_eq!(
+            outcomes[2],
+            Outcome::default(),
+            "the second claim in the batch sees the first"
+        );
+    }
+
+    #[test]
+    fn the_writer_drains_the_queue_in_bounded_batches() {
+        let (_dir, conn) = fresh();
+        let (sender, receiver) = std::sync::mpsc::channel();
+        let mut replies = Vec::new();
+        for i in 0..(MAX_BATCH + 44) {
+            let (reply, outcome) = oneshot::channel();
+            sender
+                .send(Request {
+                    write: create(&format!("job-{i:04}"), Some(1)),
+                    reply,
+                })
+                .expect("queued");
+            replies.push(outcome);
+        }
+        drop(sender);
+        assert_eq!(run(conn, receiver), 2, "one full batch, then the rest");
+        for reply in replies {
+            assert!(matches!(
+                reply.blocking_recv(),
+                Ok(Ok(Outcome { changed: 1, .. }))
+            ));
+        }
+    }
+}

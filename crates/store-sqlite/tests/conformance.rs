@@ -1,0 +1,389 @@
+//! The shared `JobStore` conformance suite on a fresh SQLite file per test,
+//! plus what is particular to SQLite: group commit, reopening a file,
+//! purging finished jobs, two stores (two processes) on one file, reads that
+//! do not wait for writes.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use domain::{Job, JobId, JobStatus, NewJob, TenantId, Timestamp};
+use rand::SeedableRng;
+use store::{Claim, DueJob, Fenced, JobStore, Lease, StoreError};
+use store_sqlite::{SqliteOpenError, SqliteOptions, SqliteStore};
+use tempfile::TempDir;
+
+/// A store on a file in its own temporary directory, removed once the store
+/// is dropped (the store first, so its connections are closed).
+#[derive(Debug)]
+struct TempStore {
+    store: SqliteStore,
+    _dir: TempDir,
+}
+
+fn fresh_store() -> TempStore {
+    fresh_store_with(SqliteOptions::default())
+}
+
+fn fresh_store_with(options: SqliteOptions) -> TempStore {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SqliteStore::open(&dir.path().join("hookline.db"), options).expect("open");
+    TempStore { store, _dir: dir }
+}
+
+#[async_trait]
+impl JobStore for TempStore {
+    async fn create_job(&self, job: &Job) -> Result<(), StoreError> {
+        self.store.create_job(job).await
+    }
+    async fn get_job(&self, tenant: &TenantId, id: JobId) -> Result<Option<Job>, StoreError> {
+        self.store.get_job(tenant, id).await
+    }
+    async fn due_jobs(&self, now: Timestamp, limit: usize) -> Result<Vec<DueJob>, StoreError> {
+        self.store.due_jobs(now, limit).await
+    }
+    async fn claim(&self, id: JobId, lease: &Lease, now: Timestamp) -> Result<Claim, StoreError> {
+        self.store.claim(id, lease, now).await
+    }
+    async fn save(&self, job: &Job, lease: &Lease, now: Timestamp) -> Result<Fenced, StoreError> {
+        self.store.save(job, lease, now).await
+    }
+    async fn release(&self, id: JobId, lease: &Lease) -> Result<Fenced, StoreError> {
+        self.store.release(id, lease).await
+    }
+    fn max_job_bytes(&self) -> usize {
+        self.store.max_job_bytes()
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.store.ping().await
+    }
+}
+
+store::conformance_suite!(Arc::new(fresh_store()));
+
+fn at(seconds: i64) -> Timestamp {
+    chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+        .expect("valid constant")
+        .with_timezone(&chrono::Utc)
+        + chrono::Duration::seconds(seconds)
+}
+
+fn new_job(tenant: &str, created: Timestamp, seed: u64) -> Job {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    Job::new(
+        NewJob {
+            id: JobId::generate(created, &mut rng),
+            tenant: TenantId::new(tenant),
+            callback_url: url::Url::parse("https://client.example/complete").expect("valid"),
+            metadata: None,
+            providers: vec!["gas".to_owned()],
+        },
+        created,
+    )
+}
+
+fn lease(owner: &str, until: Timestamp) -> Lease {
+    Lease {
+        id: format!("{owner}-{}", until.timestamp_millis()),
+        owner: owner.to_owned(),
+        until,
+    }
+}
+
+fn finished(job: &Job, now: Timestamp) -> Job {
+    let mut done = job.clone();
+    done.status = JobStatus::Complete;
+    done.updated_at = now;
+    done.due_at = None;
+    done
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_hundred_concurrent_creates_land_and_only_duplicates_fail() {
+    let temp = fresh_store();
+    let store = temp.store.clone();
+    let jobs: Arc<Vec<Job>> = Arc::new((0..500).map(|i| new_job("acme", at(i % 60), i as u64)).collect());
+    // 50 tasks create 10 jobs each, and every fifth task also re-creates a
+    // job another task creates: each duplicate must fail alone, whatever
+    // batch it shares with valid creates.
+    let tasks = (0..50).map(|t| {
+        let store = store.clone();
+        let jobs = Arc::clone(&jobs);
+        tokio::spawn(async move {
+            let mut conflicts = 0;
+            let mut mine: Vec<&Job> = jobs[t * 10..t * 10 + 10].iter().collect();
+            if t % 5 == 0 {
+                mine.insert(5, &jobs[(t * 10 + 250) % 500]);
+            }
+            for job in mine {
+                match store.create_job(job).await {
+                    Ok(()) => {}
+                    Err(StoreError::Conflict) => conflicts += 1,
+                    Err(err) => panic!("create {}: {err}", job.id),
+                }
+            }
+            conflicts
+        })
+    });
+    let conflicts: usize = futures::future::join_all(tasks)
+        .await
+        .into_iter()
+        .map(|r| r.expect("task"))
+        .sum();
+    assert_eq!(conflicts, 10, "exactly the ten duplicates conflict");
+
+    let reads = jobs.iter().map(|job| {
+        let store = store.clone();
+        async move { store.get_job(&job.tenant, job.id).await.expect("get") }
+    });
+    let read = futures::future::join_all(reads).await;
+    for (job, read) in jobs.iter().zip(read) {
+        assert_eq!(read.as_ref(), Some(job), "job {} landed whole", job.id);
+    }
+    let due = store.due_jobs(at(3600), 1000).await.expect("due");
+    assert_eq!(due.len(), 500);
+    assert!(
+        due.windows(2)
+            .all(|w| (w[0].due_at, w[0].id) <= (w[1].due_at, w[1].id))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reopening_a_file_keeps_jobs_and_leases() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("data").join("hookline.db");
+    let job = new_job("acme", at(0), 1);
+    let other = new_job("acme", at(5), 2);
+    let held = lease("p1", at(60));
+    {
+        let store = SqliteStore::open(&path, SqliteOptions::default()).expect("open, making the directory");
+        store.create_job(&job).await.expect("create");
+        store.create_job(&other).await.expect("create");
+        assert!(matches!(
+            store.claim(job.id, &held, at(1)).await.expect("claim"),
+            Claim::Won(_)
+        ));
+    }
+    let store = SqliteStore::open(&path, SqliteOptions::default()).expect("reopen");
+    assert_eq!(
+        store.get_job(&job.tenant, job.id).await.expect("get"),
+        Some(job.clone())
+    );
+    let due: Vec<JobId> = store
+        .due_jobs(at(10), 10)
+        .await
+        .expect("due")
+        .iter()
+        .map(|d| d.id)
+        .collect();
+    assert_eq!(due, vec![other.id], "the lease survived the reopen");
+    assert_eq!(
+        store.release(job.id, &held).await.expect("release"),
+        Fenced::Written
+    );
+    assert!(matches!(store.create_job(&job).await, Err(StoreError::Conflict)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purge_removes_only_finished_jobs_past_retention() {
+    let temp = fresh_store_with(SqliteOptions {
+        retention: Duration::from_secs(3600),
+    });
+    let store = &temp.store;
+    let live = new_job("acme", at(0), 1);
+    let early = new_job("acme", at(0), 2);
+    let late = new_job("acme", at(0), 3);
+    for job in [&live, &early, &late] {
+        store.create_job(job).await.expect("create");
+    }
+    for (job, done_at) in [(&early, at(10)), (&late, at(1000))] {
+        let held = lease("p1", done_at + chrono::Duration::seconds(60));
+        assert!(matches!(
+            store.claim(job.id, &held, done_at).await.expect("claim"),
+            Claim::Won(_)
+        ));
+        assert_eq!(
+            store
+                .save(&finished(job, done_at), &held, done_at)
+                .await
+                .expect("save"),
+            Fenced::Written
+        );
+    }
+
+    assert_eq!(
+        store.purge_expired(at(3609)).await.expect("purge"),
+        0,
+        "kept until retention runs out"
+    );
+    assert_eq!(store.purge_expired(at(3610)).await.expect("purge"), 1);
+    assert!(
+        store
+            .get_job(&early.tenant, early.id)
+            .await
+            .expect("get")
+            .is_none()
+    );
+    let kept = store
+        .get_job(&late.tenant, late.id)
+        .await
+        .expect("get")
+        .expect("kept");
+    assert_eq!(kept.status, JobStatus::Complete);
+
+    let far_future = at(86_400 * 365 * 10);
+    assert_eq!(store.purge_expired(far_future).await.expect("purge"), 1);
+    assert_eq!(
+        store.get_job(&live.tenant, live.id).await.expect("get"),
+        Some(live.clone()),
+        "a job with work left never expires"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purge_works_through_more_than_one_chunk() {
+    let temp = fresh_store_with(SqliteOptions {
+        retention: Duration::ZERO,
+    });
+    let store = &temp.store;
+    let jobs: Vec<Job> = (0..2_500)
+        .map(|i| finished(&new_job("acme", at(0), i), at(1)))
+        .collect();
+    let creates = jobs.iter().map(|job| store.create_job(job));
+    for created in futures::future::join_all(creates).await {
+        created.expect("create");
+    }
+    assert_eq!(store.purge_expired(at(1)).await.expect("purge"), 2_500);
+    assert_eq!(store.purge_expired(at(1)).await.expect("purge"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_stores_on_one_file_give_exclusive_claims() {
+    let temp = fresh_store();
+    let second: Arc<dyn JobStore> =
+        Arc::new(SqliteStore::open(temp.store.path(), SqliteOptions::default()).expect("second store"));
+    let first: Arc<dyn JobStore> = Arc::new(temp.store.clone());
+    let jobs: Vec<Job> = (0..20).map(|i| new_job("acme", at(i), 100 + i as u64)).collect();
+    for (i, job) in jobs.iter().enumerate() {
+        let store = if i % 2 == 0 { &first } else { &second };
+        store.create_job(job).await.expect("create");
+    }
+    let now = at(100);
+    let claimers = (0..16).map(|c| {
+        let store = Arc::clone(if c % 2 == 0 { &first } else { &second });
+        let ids: Vec<JobId> = jobs.iter().map(|j| j.id).collect();
+        tokio::spawn(async move {
+            let lease = lease(&format!("claimer-{c}"), now + chrono::Duration::seconds(60));
+            let mut won = Vec::new();
+            for id in ids {
+                if let Claim::Won(job) = store.claim(id, &lease, now).await.expect("claim") {
+                    won.push(job.id);
+                }
+            }
+            won
+        })
+    });
+    let mut winners: HashMap<JobId, usize> = HashMap::new();
+    for handle in futures::future::join_all(claimers).await {
+        for id in handle.expect("claimer task") {
+            *winners.entry(id).or_default() += 1;
+        }
+    }
+    assert_eq!(winners.len(), jobs.len(), "every job was claimed");
+    assert!(
+        winners.values().all(|n| *n == 1),
+        "no job was claimed twice: {winners:?}"
+    );
+    for store in [&first, &second] {
+        assert!(store.due_jobs(now, 100).await.expect("due").is_empty());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_do_not_wait_for_a_held_write_lock() {
+    let temp = fresh_store();
+    let store = temp.store.clone();
+    let job = new_job("acme", at(0), 1);
+    store.create_job(&job).await.expect("create");
+
+    // Another process holds the write lock.
+    let blocker = rusqlite::Connection::open(store.path()).expect("open");
+    blocker.execute_batch("BEGIN IMMEDIATE").expect("lock");
+    let pending = new_job("acme", at(1), 2);
+    let create = tokio::spawn({
+        let store = store.clone();
+        let pending = pending.clone();
+        async move { store.create_job(&pending).await }
+    });
+
+    let read = tokio::time::timeout(Duration::from_secs(2), async {
+        let got = store.get_job(&job.tenant, job.id).await.expect("get");
+        let due = store.due_jobs(at(10), 10).await.expect("due");
+        store.ping().await.expect("ping");
+        (got, due)
+    })
+    .await
+    .expect("reads answer while a write waits for the lock");
+    assert_eq!(read.0, Some(job.clone()));
+    assert_eq!(read.1.iter().map(|d| d.id).collect::<Vec<_>>(), vec![job.id]);
+    assert!(!create.is_finished(), "the write waits for the lock");
+
+    blocker.execute_batch("ROLLBACK").expect("unlock");
+    create.await.expect("task").expect("create once the lock is free");
+    assert_eq!(
+        store.get_job(&pending.tenant, pending.id).await.expect("get"),
+        Some(pending)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversize_job_is_refused_as_too_large() {
+    let temp = fresh_store();
+    let store = &temp.store;
+    let mut job = new_job("acme", at(0), 1);
+    let padding = "x".repeat(store.max_job_bytes());
+    job.metadata = Some(serde_json::Map::from_iter([(
+        "padding".to_owned(),
+        serde_json::Value::String(padding),
+    )]));
+    assert!(matches!(
+        store.create_job(&job).await,
+        Err(StoreError::TooLarge(_))
+    ));
+    assert!(store.get_job(&job.tenant, job.id).await.expect("get").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opens_by_url_and_shows_only_its_path() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("by-url.db");
+    let url = format!("sqlite://{}?retention=7d", path.display());
+    assert!(url.starts_with("sqlite:///"), "an absolute path: {url}");
+    let store = SqliteStore::open_url(&url).expect("open");
+    assert_eq!(store.path(), path);
+    assert_eq!(store.options().retention, Duration::from_secs(7 * 86_400));
+    store.ping().await.expect("ping");
+    assert_eq!(
+        format!("{store:?}"),
+        format!("SqliteStore {{ path: {path:?}, .. }}")
+    );
+    assert!(matches!(
+        SqliteStore::open_url("sqlite://"),
+        Err(SqliteOpenError::Config(_))
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_from_a_newer_version_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("newer.db");
+    drop(SqliteStore::open(&path, SqliteOptions::default()).expect("create"));
+    let conn = rusqlite::Connection::open(&path).expect("open");
+    conn.pragma_update(None, "user_version", 99)
+        .expect("bump version");
+    drop(conn);
+    let err = SqliteStore::open(&path, SqliteOptions::default()).expect_err("newer schema");
+    assert!(matches!(err, StoreError::Corrupt(_)), "{err}");
+    assert!(err.to_string().contains("99"), "{err}");
+}
