@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+/// The embedded store, in the working directory.
+pub const DEFAULT_STORE: &str = "sqlite://hookline.db";
+
 #[derive(Debug, Parser)]
 #[command(
     name = "hookline",
@@ -52,8 +55,8 @@ pub enum TableCommand {
 
 #[derive(Debug, Clone, Args)]
 pub struct StoreArgs {
-    /// Job store URL: dynamodb://TABLE?endpoint=URL&region=REGION
-    #[arg(long, env = "HOOKLINE_STORE")]
+    /// Job store URL: sqlite://PATH, or dynamodb://TABLE?endpoint=URL&region=REGION
+    #[arg(long, env = "HOOKLINE_STORE", default_value = DEFAULT_STORE)]
     pub store: String,
 }
 
@@ -124,9 +127,9 @@ pub struct DevArgs {
     /// Address to listen on.
     #[arg(long, env = "HOOKLINE_LISTEN", default_value = "127.0.0.1:3000")]
     pub listen: String,
-    /// Job store URL; by default a private DynamoDB Local is started.
-    #[arg(long, env = "HOOKLINE_STORE")]
-    pub store: Option<String>,
+    /// Job store URL: sqlite://PATH, or dynamodb://TABLE?endpoint=URL&region=REGION
+    #[arg(long, env = "HOOKLINE_STORE", default_value = DEFAULT_STORE)]
+    pub store: String,
 }
 
 pub fn init_logging(format: LogFormat) {

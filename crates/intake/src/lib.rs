@@ -31,6 +31,9 @@ pub struct IntakeConfig {
     /// its own tenant, come with authentication; until then one deployment
     /// serves one tenant.
     pub tenant: TenantId,
+    /// Told of every accepted job, so a processor in the same process can
+    /// start at once instead of at its next tick.
+    pub on_job_created: Option<Arc<tokio::sync::Notify>>,
 }
 
 impl IntakeConfig {
@@ -38,7 +41,13 @@ impl IntakeConfig {
         Self {
             providers,
             tenant: TenantId::new("default"),
+            on_job_created: None,
         }
+    }
+
+    pub fn waking(mut self, processor: Arc<tokio::sync::Notify>) -> Self {
+        self.on_job_created = Some(processor);
+        self
     }
 }
 

@@ -12,7 +12,7 @@ pub mod schedule;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use domain::{Clock, Job, JobStatus, ProviderStatus, RetryPolicy};
+use domain::{Clock, Job, JobStatus, ProviderStatus, RetryPolicy, Timestamp};
 use futures::StreamExt;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -101,6 +101,8 @@ pub struct RunReport {
     pub fenced: u64,
     /// Store errors; the jobs involved become due again when their leases expire.
     pub store_errors: u64,
+    /// Finished jobs past their retention that the store deleted.
+    pub purged: u64,
 }
 
 impl RunReport {
@@ -112,6 +114,7 @@ impl RunReport {
         self.dead_lettered += other.dead_lettered;
         self.fenced += other.fenced;
         self.store_errors += other.store_errors;
+        self.purged += other.purged;
     }
 }
 
@@ -123,7 +126,11 @@ pub struct Processor {
     providers: ProviderCatalog,
     config: ProcessorConfig,
     rng: Mutex<rand::rngs::StdRng>,
+    last_purge: Mutex<Option<Timestamp>>,
 }
+
+/// How often a processor asks the store to delete expired finished jobs.
+pub const PURGE_INTERVAL: Duration = Duration::from_secs(600);
 
 impl Processor {
     pub fn new(
@@ -158,6 +165,7 @@ impl Processor {
             providers,
             config,
             rng: Mutex::new(rng),
+            last_purge: Mutex::new(None),
         })
     }
 
@@ -176,6 +184,7 @@ impl Processor {
     pub async fn run_once(&self, shutdown: &CancellationToken) -> RunReport {
         let started = Instant::now();
         let mut report = RunReport::default();
+        self.purge_if_due(&mut report).await;
         while !shutdown.is_cancelled() && started.elapsed() < self.config.run_budget {
             let now = self.clock.now();
             let mut due = match self.store.due_jobs(now, self.config.batch_size).await {
@@ -209,6 +218,30 @@ impl Processor {
             }
         }
         report
+    }
+
+    /// Retention for stores that do not expire items themselves, at most
+    /// once per [`PURGE_INTERVAL`] per instance.
+    async fn purge_if_due(&self, report: &mut RunReport) {
+        let now = self.clock.now();
+        {
+            let mut last = self
+                .last_purge
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let interval = chrono::Duration::from_std(PURGE_INTERVAL).unwrap_or(chrono::Duration::MAX);
+            if last.is_some_and(|at| now < at + interval) {
+                return;
+            }
+            *last = Some(now);
+        }
+        match self.store.purge_expired(now).await {
+            Ok(purged) => report.purged += purged,
+            Err(err) => {
+                report.store_errors += 1;
+                tracing::warn!(error = %err, "could not purge expired jobs");
+            }
+        }
     }
 
     async fn claim_and_process(&self, due: DueJob) -> RunReport {

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, Notify};
 use tokio_cron_scheduler::{Job, JobScheduler};
 use tokio_util::sync::CancellationToken;
 
@@ -57,6 +57,16 @@ impl DrainGate {
         Some(processor.run_once(shutdown).await)
     }
 
+    /// Runs one drain after the one in progress, if any; `None` if shutdown
+    /// has begun.
+    pub async fn drain(&self, processor: &Processor, shutdown: &CancellationToken) -> Option<RunReport> {
+        let _running = self.running.lock().await;
+        if shutdown.is_cancelled() {
+            return None;
+        }
+        Some(processor.run_once(shutdown).await)
+    }
+
     /// Waits until no drain is running, for at most `grace`; false on timeout.
     pub async fn wait_idle(&self, grace: Duration) -> bool {
         tokio::time::timeout(grace, self.running.lock()).await.is_ok()
@@ -65,17 +75,34 @@ impl DrainGate {
 
 /// Runs drains on `schedule` until `shutdown` is cancelled, then waits up to
 /// `grace` for a drain in progress (which stops claiming at once) to finish.
+/// A notification on `wake` (intake in the same process accepted a job)
+/// starts a drain at once; the schedule stays the source of truth.
 pub async fn run_scheduled(
     processor: Arc<Processor>,
     schedule: &str,
     shutdown: CancellationToken,
     grace: Duration,
+    wake: Option<Arc<Notify>>,
 ) -> Result<(), ScheduleError> {
     validate_schedule(schedule)?;
     let scheduler_error =
         |e: tokio_cron_scheduler::JobSchedulerError| ScheduleError::Scheduler(e.to_string());
     let mut scheduler = JobScheduler::new().await.map_err(scheduler_error)?;
     let gate = Arc::new(DrainGate::default());
+    if let Some(wake) = wake {
+        let (gate, processor, shutdown) = (Arc::clone(&gate), Arc::clone(&processor), shutdown.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    () = wake.notified() => {}
+                }
+                // A job accepted during this drain leaves a permit behind,
+                // so it gets a drain of its own right after.
+                gate.drain(&processor, &shutdown).await;
+            }
+        });
+    }
     let job = {
         let gate = Arc::clone(&gate);
         let shutdown = shutdown.clone();

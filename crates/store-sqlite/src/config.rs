@@ -10,7 +10,7 @@ pub const DEFAULT_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SqliteOptions {
-    /// How long finished jobs are kept before [`crate::SqliteStore::purge_expired`]
+    /// How long finished jobs are kept before `purge_expired`
     /// may delete them.
     pub retention: Duration,
 }

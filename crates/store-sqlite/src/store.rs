@@ -26,7 +26,7 @@ const READERS: usize = 4;
 /// Generous, but a bound: a job is read and written whole on every step.
 const MAX_JOB_BYTES: usize = 16 * 1024 * 1024;
 
-/// Finished jobs deleted per transaction by [`SqliteStore::purge_expired`],
+/// Finished jobs deleted per transaction by `purge_expired`,
 /// so a large purge never holds the write lock for long.
 const PURGE_CHUNK: i64 = 1_000;
 
@@ -125,7 +125,7 @@ impl SqliteStore {
 
     /// Deletes the finished jobs whose retention ran out by `now`, a chunk per
     /// transaction; returns how many. Live jobs never expire.
-    pub async fn purge_expired(&self, now: Timestamp) -> Result<u64, StoreError> {
+    async fn purge_expired_in_chunks(&self, now: Timestamp) -> Result<u64, StoreError> {
         let mut purged = 0;
         loop {
             let outcome = self
@@ -277,6 +277,10 @@ impl JobStore for SqliteStore {
             })
             .await?;
         Ok(fenced(&outcome))
+    }
+
+    async fn purge_expired(&self, now: Timestamp) -> Result<u64, StoreError> {
+        self.purge_expired_in_chunks(now).await
     }
 
     fn max_job_bytes(&self) -> usize {

@@ -7,10 +7,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use domain::{Job, JobId, JobStatus, NewJob, TenantId, Timestamp};
 use rand::SeedableRng;
-use store::{Claim, DueJob, Fenced, JobStore, Lease, StoreError};
+use store::{Claim, Fenced, JobStore, Lease, StoreError};
 use store_sqlite::{SqliteOpenError, SqliteOptions, SqliteStore};
 use tempfile::TempDir;
 
@@ -32,35 +31,17 @@ fn fresh_store_with(options: SqliteOptions) -> TempStore {
     TempStore { store, _dir: dir }
 }
 
-#[async_trait]
-impl JobStore for TempStore {
-    async fn create_job(&self, job: &Job) -> Result<(), StoreError> {
-        self.store.create_job(job).await
-    }
-    async fn get_job(&self, tenant: &TenantId, id: JobId) -> Result<Option<Job>, StoreError> {
-        self.store.get_job(tenant, id).await
-    }
-    async fn due_jobs(&self, now: Timestamp, limit: usize) -> Result<Vec<DueJob>, StoreError> {
-        self.store.due_jobs(now, limit).await
-    }
-    async fn claim(&self, id: JobId, lease: &Lease, now: Timestamp) -> Result<Claim, StoreError> {
-        self.store.claim(id, lease, now).await
-    }
-    async fn save(&self, job: &Job, lease: &Lease, now: Timestamp) -> Result<Fenced, StoreError> {
-        self.store.save(job, lease, now).await
-    }
-    async fn release(&self, id: JobId, lease: &Lease) -> Result<Fenced, StoreError> {
-        self.store.release(id, lease).await
-    }
-    fn max_job_bytes(&self) -> usize {
-        self.store.max_job_bytes()
-    }
-    async fn ping(&self) -> Result<(), StoreError> {
-        self.store.ping().await
+impl std::ops::Deref for TempStore {
+    type Target = SqliteStore;
+    fn deref(&self) -> &SqliteStore {
+        &self.store
     }
 }
 
-store::conformance_suite!(Arc::new(fresh_store()));
+store::conformance_suite!({
+    let TempStore { store, _dir } = fresh_store();
+    (Arc::new(store), _dir)
+});
 
 fn at(seconds: i64) -> Timestamp {
     chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")

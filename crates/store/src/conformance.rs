@@ -14,6 +14,8 @@ use rand::SeedableRng;
 use crate::{Claim, Fenced, JobStore, Lease};
 
 /// Generates one `#[tokio::test]` per behaviour, each on a fresh store.
+/// The expression yields an `Arc` of the store, or a pair of it and a guard
+/// kept alive for the test (a temporary directory, say).
 #[macro_export]
 macro_rules! conformance_suite {
     ($make_store:expr) => {
@@ -26,17 +28,39 @@ macro_rules! conformance_suite {
             provider_results_are_kept_across_runs,
             terminal_jobs_leave_the_due_set,
             release_makes_work_due_at_once,
+            purge_never_removes_live_jobs,
         );
     };
     (@tests $make_store:expr; $($name:ident),+ $(,)?) => {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $name() {
-                let store: ::std::sync::Arc<dyn $crate::JobStore> = $make_store;
+                let (store, _guard) = $crate::conformance::StoreUnderTest::split($make_store);
                 $crate::conformance::$name(store).await;
             }
         )+
     };
+}
+
+/// What a backend's test hands the suite: the store, and whatever must live
+/// as long as the test.
+pub trait StoreUnderTest {
+    type Guard;
+    fn split(self) -> (Arc<dyn JobStore>, Self::Guard);
+}
+
+impl<S: JobStore + 'static> StoreUnderTest for Arc<S> {
+    type Guard = ();
+    fn split(self) -> (Arc<dyn JobStore>, ()) {
+        (self, ())
+    }
+}
+
+impl<S: JobStore + 'static, G> StoreUnderTest for (Arc<S>, G) {
+    type Guard = G;
+    fn split(self) -> (Arc<dyn JobStore>, G) {
+        (self.0, self.1)
+    }
 }
 
 fn t0() -> Timestamp {
@@ -351,4 +375,31 @@ pub async fn release_makes_work_due_at_once(store: Arc<dyn JobStore>) {
     );
     let due = store.due_jobs(at(2), 10).await.expect("due");
     assert_eq!(due.iter().map(|d| d.id).collect::<Vec<_>>(), vec![job.id]);
+}
+
+pub async fn purge_never_removes_live_jobs(store: Arc<dyn JobStore>) {
+    let live = new_job("acme", &["gas"], at(0), 1);
+    let finished = new_job("acme", &[], at(0), 2);
+    store.create_job(&live).await.expect("create");
+    store.create_job(&finished).await.expect("create");
+    let held = lease("p1", at(60));
+    let mut claimed = claim_won(&*store, finished.id, &held, at(1)).await;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+    claimed.record_callback(
+        CallbackOutcome::Delivered { status: 200 },
+        at(2),
+        &policy(),
+        &mut rng,
+    );
+    assert_eq!(
+        store.save(&claimed, &held, at(2)).await.expect("save"),
+        Fenced::Written
+    );
+
+    let ten_years = at(86_400 * 3650);
+    let purged = store.purge_expired(ten_years).await.expect("purge");
+    assert!(purged <= 1, "only the finished job may go; purged {purged}");
+    let still = store.get_job(&live.tenant, live.id).await.expect("get");
+    assert_eq!(still, Some(live), "a live job is never purged");
+    assert_eq!(store.due_jobs(ten_years, 10).await.expect("due").len(), 1);
 }

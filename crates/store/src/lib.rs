@@ -101,6 +101,11 @@ pub trait JobStore: Send + Sync + fmt::Debug {
     /// Gives up a lease without changing the job, so it is due again at once.
     async fn release(&self, id: JobId, lease: &Lease) -> Result<Fenced, StoreError>;
 
+    /// Deletes finished jobs whose retention ran out by `now`; returns how
+    /// many. A store whose database expires items itself (DynamoDB's TTL)
+    /// has nothing to do here.
+    async fn purge_expired(&self, now: Timestamp) -> Result<u64, StoreError>;
+
     /// The largest serialized job, in bytes, that one item can hold.
     fn max_job_bytes(&self) -> usize;
 

@@ -13,6 +13,36 @@ use store::JobStore;
 use store_dynamodb::{DynamoConfig, DynamoStore};
 use tokio_util::sync::CancellationToken;
 
+/// Which store a test runs on.
+#[derive(Debug, Clone, Copy)]
+pub enum Backend {
+    DynamoDb,
+    Sqlite,
+}
+
+/// Generates, for each named `async fn(Backend)`, one test per store.
+macro_rules! on_every_store {
+    ($($name:ident),+ $(,)?) => {
+        mod dynamodb {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    super::$name($crate::helpers::Backend::DynamoDb).await;
+                }
+            )+
+        }
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    super::$name($crate::helpers::Backend::Sqlite).await;
+                }
+            )+
+        }
+    };
+}
+pub(crate) use on_every_store;
+
 pub struct TestApp {
     pub base: String,
     pub mock: RunningMock,
@@ -21,6 +51,7 @@ pub struct TestApp {
     pub http: reqwest::Client,
     pub catalog: ProviderCatalog,
     shutdown: CancellationToken,
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl Drop for TestApp {
@@ -40,10 +71,30 @@ pub async fn dynamo_store() -> DynamoStore {
 }
 
 pub async fn spawn_app() -> TestApp {
-    spawn_app_with_store(Arc::new(dynamo_store().await)).await
+    spawn_app_on(Backend::DynamoDb).await
+}
+
+pub async fn spawn_app_on(backend: Backend) -> TestApp {
+    match backend {
+        Backend::DynamoDb => spawn_app_with_store(Arc::new(dynamo_store().await)).await,
+        Backend::Sqlite => {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let store = store_sqlite::SqliteStore::open(&dir.path().join("e2e.db"), Default::default())
+                .expect("open sqlite");
+            let mut app = spawn_app_with_store(Arc::new(store)).await;
+            app._dir = Some(dir);
+            app
+        }
+    }
 }
 
 pub async fn spawn_app_with_store(store: Arc<dyn JobStore>) -> TestApp {
+    spawn_app_waking(store, None).await
+}
+
+/// Like [`spawn_app_with_store`], with the intake notifying `wake` of every
+/// accepted job.
+pub async fn spawn_app_waking(store: Arc<dyn JobStore>, wake: Option<Arc<tokio::sync::Notify>>) -> TestApp {
     let mock_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind mock");
@@ -52,11 +103,9 @@ pub async fn spawn_app_with_store(store: Arc<dyn JobStore>) -> TestApp {
     let catalog = ProviderCatalog::at_base_url(&base, &providers_mock::PROVIDERS).expect("catalog");
 
     let clock = Arc::new(ManualClock::starting_now());
-    let app = intake::router(
-        Arc::clone(&store),
-        Arc::clone(&clock) as Arc<dyn Clock>,
-        intake::IntakeConfig::new(catalog.names()),
-    );
+    let mut config = intake::IntakeConfig::new(catalog.names());
+    config.on_job_created = wake;
+    let app = intake::router(Arc::clone(&store), Arc::clone(&clock) as Arc<dyn Clock>, config);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind intake");
@@ -72,6 +121,7 @@ pub async fn spawn_app_with_store(store: Arc<dyn JobStore>) -> TestApp {
         http: reqwest::Client::new(),
         catalog,
         shutdown,
+        _dir: None,
     }
 }
 

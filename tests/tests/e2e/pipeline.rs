@@ -5,11 +5,18 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::helpers::spawn_app;
+use crate::helpers::{Backend, on_every_store, spawn_app_on};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_job_is_fetched_delivered_once_and_completed() {
-    let app = spawn_app().await;
+on_every_store!(
+    a_job_is_fetched_delivered_once_and_completed,
+    a_failed_provider_stays_due_until_its_backoff_passes,
+    a_failed_callback_is_retried_without_fetching_again,
+    two_racing_processors_deliver_each_job_exactly_once,
+    a_cancelled_run_claims_nothing
+);
+
+async fn a_job_is_fetched_delivered_once_and_completed(backend: Backend) {
+    let app = spawn_app_on(backend).await;
     let response = app.post_job(&["gas", "internet"]).await;
     assert_eq!(response.status(), 202);
     let location = response.headers()["location"].to_str().expect("ascii").to_owned();
@@ -59,9 +66,8 @@ async fn a_job_is_fetched_delivered_once_and_completed() {
     assert_eq!(app.mock.state.accepted_deliveries().len(), 1);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failed_provider_stays_due_until_its_backoff_passes() {
-    let app = spawn_app().await;
+async fn a_failed_provider_stays_due_until_its_backoff_passes(backend: Backend) {
+    let app = spawn_app_on(backend).await;
     app.mock.state.fail_provider_next("gas", 1, 503);
     let id = app.accepted_job(&["gas", "internet"]).await;
     let processor = app.processor("p1");
@@ -100,9 +106,8 @@ async fn a_failed_provider_stays_due_until_its_backoff_passes() {
     assert_eq!(app.get_job(&id).await["status"], "complete");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failed_callback_is_retried_without_fetching_again() {
-    let app = spawn_app().await;
+async fn a_failed_callback_is_retried_without_fetching_again(backend: Backend) {
+    let app = spawn_app_on(backend).await;
     app.mock.state.fail_sink_next(1, 500);
     let id = app.accepted_job(&["gas", "internet"]).await;
     let processor = app.processor("p1");
@@ -135,9 +140,8 @@ async fn a_failed_callback_is_retried_without_fetching_again() {
     assert_eq!(job["delivery"]["attempts"], 2);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn two_racing_processors_deliver_each_job_exactly_once() {
-    let app = spawn_app().await;
+async fn two_racing_processors_deliver_each_job_exactly_once(backend: Backend) {
+    let app = spawn_app_on(backend).await;
     let posts = (0..200).map(|_| app.accepted_job(&["gas", "internet"]));
     let ids: Vec<String> = futures::future::join_all(posts).await;
 
@@ -165,9 +169,8 @@ async fn two_racing_processors_deliver_each_job_exactly_once() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cancelled_run_claims_nothing() {
-    let app = spawn_app().await;
+async fn a_cancelled_run_claims_nothing(backend: Backend) {
+    let app = spawn_app_on(backend).await;
     app.accepted_job(&["gas"]).await;
     let token = CancellationToken::new();
     token.cancel();

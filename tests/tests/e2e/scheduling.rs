@@ -50,7 +50,7 @@ async fn the_cron_loop_delivers_and_stops_on_shutdown() {
     let shutdown = CancellationToken::new();
     let scheduled = tokio::spawn({
         let shutdown = shutdown.clone();
-        async move { run_scheduled(processor, "* * * * * *", shutdown, Duration::from_secs(5)).await }
+        async move { run_scheduled(processor, "* * * * * *", shutdown, Duration::from_secs(5), None).await }
     });
 
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -68,4 +68,45 @@ async fn the_cron_loop_delivers_and_stops_on_shutdown() {
         "run_scheduled returns after shutdown: {stopped:?}"
     );
     assert_eq!(app.mock.state.accepted_deliveries().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_job_wakes_the_processor_before_its_next_tick() {
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let store = Arc::new(crate::helpers::dynamo_store().await);
+    let app = crate::helpers::spawn_app_waking(store, Some(Arc::clone(&wake))).await;
+    let processor = Arc::new(app.processor("woken"));
+    let shutdown = CancellationToken::new();
+    // Once a year: only the wake-up can deliver within the test.
+    let scheduled = tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            run_scheduled(
+                processor,
+                "0 0 0 1 1 *",
+                shutdown,
+                Duration::from_secs(5),
+                Some(wake),
+            )
+            .await
+        }
+    });
+
+    let posted = Instant::now();
+    let id = app.accepted_job(&["gas"]).await;
+    let deadline = posted + Duration::from_secs(5);
+    // The sink hears of the job before the processor records it complete.
+    while app.mock.state.accepted_deliveries().is_empty() || app.get_job(&id).await["status"] != "complete" {
+        assert!(
+            Instant::now() < deadline,
+            "the new job did not wake the processor"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    println!("posted to delivered and complete: {:?}", posted.elapsed());
+    shutdown.cancel();
+    assert!(matches!(
+        tokio::time::timeout(Duration::from_secs(10), scheduled).await,
+        Ok(Ok(Ok(())))
+    ));
 }
