@@ -3,7 +3,6 @@
 //! purging finished jobs, two stores (two processes) on one file, reads that
 //! do not wait for writes.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -245,40 +244,7 @@ async fn two_stores_on_one_file_give_exclusive_claims() {
     let second: Arc<dyn JobStore> =
         Arc::new(SqliteStore::open(temp.store.path(), SqliteOptions::default()).expect("second store"));
     let first: Arc<dyn JobStore> = Arc::new(temp.store.clone());
-    let jobs: Vec<Job> = (0..20).map(|i| new_job("acme", at(i), 100 + i as u64)).collect();
-    for (i, job) in jobs.iter().enumerate() {
-        let store = if i % 2 == 0 { &first } else { &second };
-        store.create_job(job).await.expect("create");
-    }
-    let now = at(100);
-    let claimers = (0..16).map(|c| {
-        let store = Arc::clone(if c % 2 == 0 { &first } else { &second });
-        let ids: Vec<JobId> = jobs.iter().map(|j| j.id).collect();
-        tokio::spawn(async move {
-            let lease = lease(&format!("claimer-{c}"), now + chrono::Duration::seconds(60));
-            let mut won = Vec::new();
-            for id in ids {
-                if let Claim::Won(job) = store.claim(id, &lease, now).await.expect("claim") {
-                    won.push(job.id);
-                }
-            }
-            won
-        })
-    });
-    let mut winners: HashMap<JobId, usize> = HashMap::new();
-    for handle in futures::future::join_all(claimers).await {
-        for id in handle.expect("claimer task") {
-            *winners.entry(id).or_default() += 1;
-        }
-    }
-    assert_eq!(winners.len(), jobs.len(), "every job was claimed");
-    assert!(
-        winners.values().all(|n| *n == 1),
-        "no job was claimed twice: {winners:?}"
-    );
-    for store in [&first, &second] {
-        assert!(store.due_jobs(now, 100).await.expect("due").is_empty());
-    }
+    store::conformance::claims_are_exclusive_across(&[first, second]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -167,15 +167,21 @@ pub async fn due_work_is_oldest_first_and_only_when_due(store: Arc<dyn JobStore>
 }
 
 pub async fn claims_are_exclusive_under_sixteen_concurrent_claimers(store: Arc<dyn JobStore>) {
+    claims_are_exclusive_across(&[store]).await;
+}
+
+/// Twenty due jobs, sixteen claimers racing for all of them, spread over
+/// `stores` (which share one database): every job is won exactly once.
+pub async fn claims_are_exclusive_across(stores: &[Arc<dyn JobStore>]) {
     let jobs: Vec<Job> = (0..20)
         .map(|i| new_job("acme", &["gas"], at(i), 100 + i as u64))
         .collect();
-    for job in &jobs {
-        store.create_job(job).await.expect("create");
+    for (i, job) in jobs.iter().enumerate() {
+        stores[i % stores.len()].create_job(job).await.expect("create");
     }
     let now = at(100);
     let claimers = (0..16).map(|c| {
-        let store = Arc::clone(&store);
+        let store = Arc::clone(&stores[c % stores.len()]);
         let ids: Vec<JobId> = jobs.iter().map(|j| j.id).collect();
         tokio::spawn(async move {
             let lease = lease(&format!("claimer-{c}"), now + chrono::Duration::seconds(60));
@@ -199,10 +205,12 @@ pub async fn claims_are_exclusive_under_sixteen_concurrent_claimers(store: Arc<d
         winners.values().all(|n| *n == 1),
         "no job was claimed twice: {winners:?}"
     );
-    assert!(
-        store.due_jobs(now, 100).await.expect("due").is_empty(),
-        "leased jobs are not due"
-    );
+    for store in stores {
+        assert!(
+            store.due_jobs(now, 100).await.expect("due").is_empty(),
+            "leased jobs are not due"
+        );
+    }
 }
 
 pub async fn expired_lease_makes_work_due_again(store: Arc<dyn JobStore>) {

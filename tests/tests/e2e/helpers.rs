@@ -166,13 +166,17 @@ impl TestApp {
         body["jobId"].as_str().expect("jobId").to_owned()
     }
 
-    pub async fn get_job(&self, id: &str) -> Value {
-        let response = self
-            .http
-            .get(format!("{}/v1/jobs/{id}", self.base))
+    /// `GET {base}{path}`.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http
+            .get(format!("{}{path}", self.base))
             .send()
             .await
-            .expect("get job");
+            .expect("GET")
+    }
+
+    pub async fn get_job(&self, id: &str) -> Value {
+        let response = self.get(&format!("/v1/jobs/{id}")).await;
         assert_eq!(response.status(), 200);
         response.json().await.expect("json")
     }

@@ -145,12 +145,7 @@ async fn unknown_jobs_and_routes_are_404_and_wrong_methods_405() {
         "/v1/jobs/not-an-id",
         "/nowhere",
     ] {
-        let response = app
-            .http
-            .get(format!("{}{path}", app.base))
-            .send()
-            .await
-            .expect("get");
+        let response = app.get(path).await;
         problem(response, 404).await;
     }
     let response = app
@@ -175,30 +170,15 @@ async fn an_unreachable_store_is_503_and_not_ready() {
         "no internals in {body}"
     );
 
-    let ready = app
-        .http
-        .get(format!("{}/readyz", app.base))
-        .send()
-        .await
-        .expect("readyz");
+    let ready = app.get("/readyz").await;
     problem(ready, 503).await;
-    let health = app
-        .http
-        .get(format!("{}/healthz", app.base))
-        .send()
-        .await
-        .expect("healthz");
+    let health = app.get("/healthz").await;
     assert_eq!(health.status(), 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_healthy_store_is_ready() {
     let app = spawn_app().await;
-    let ready = app
-        .http
-        .get(format!("{}/readyz", app.base))
-        .send()
-        .await
-        .expect("readyz");
+    let ready = app.get("/readyz").await;
     assert_eq!(ready.status(), 200);
 }
