@@ -1,6 +1,6 @@
 //! `DynamoStore`: the `JobStore` operations as single-item DynamoDB calls.
 //!
-//! Write costs on the happy path of a small job: intake put (1 + 1 index),
+//! Write costs on the happy path of a small job, by design: intake put (1 + 1 index),
 //! claim update (1 + 1 index, the projected lease), final put (1 + 1 index
 //! removal): six write units.
 
