@@ -202,7 +202,7 @@ impl Processor {
             // it in different orders keeps them from colliding on every job.
             self.with_rng(|rng| due.shuffle(rng));
             let round: Vec<RunReport> = futures::stream::iter(due)
-                .map(|job| self.claim_and_process(job))
+                .map(|job| self.claim_and_process(job, shutdown))
                 .buffer_unordered(self.config.concurrency)
                 .collect()
                 .await;
@@ -244,13 +244,20 @@ impl Processor {
         }
     }
 
-    async fn claim_and_process(&self, due: DueJob) -> RunReport {
+    async fn claim_and_process(&self, due: DueJob, shutdown: &CancellationToken) -> RunReport {
         let mut report = RunReport::default();
+        // Shutdown stops claiming at once, even in the middle of a batch.
+        if shutdown.is_cancelled() {
+            return report;
+        }
         let now = self.clock.now();
+        let lease_length = chrono::Duration::from_std(self.config.lease).unwrap_or(chrono::Duration::MAX);
         let lease = Lease {
             id: self.with_rng(|rng| format!("{:032x}", rng.random::<u128>())),
             owner: self.config.owner.clone(),
-            until: now + chrono::Duration::from_std(self.config.lease).unwrap_or(chrono::Duration::MAX),
+            until: now
+                .checked_add_signed(lease_length)
+                .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC),
         };
         let job = match self.store.claim(due.id, &lease, now).await {
             Ok(Claim::Won(job)) => *job,
