@@ -127,11 +127,16 @@ pub async fn spawn_app_waking(store: Arc<dyn JobStore>, wake: Option<Arc<tokio::
 
 impl TestApp {
     pub fn processor(&self, owner: &str) -> Processor {
+        self.processor_with(owner, self.catalog.clone())
+    }
+
+    /// A processor with its own provider catalog (timeouts, say).
+    pub fn processor_with(&self, owner: &str, catalog: ProviderCatalog) -> Processor {
         Processor::new(
             Arc::clone(&self.store),
             Arc::clone(&self.clock) as Arc<dyn Clock>,
             processor::http_client(),
-            self.catalog.clone(),
+            catalog,
             ProcessorConfig {
                 owner: owner.to_owned(),
                 seed: Some(7),

@@ -12,7 +12,8 @@ on_every_store!(
     a_failed_provider_stays_due_until_its_backoff_passes,
     a_failed_callback_is_retried_without_fetching_again,
     two_racing_processors_deliver_each_job_exactly_once,
-    a_cancelled_run_claims_nothing
+    a_cancelled_run_claims_nothing,
+    providers_are_fetched_at_once_each_with_its_own_timeout,
 );
 
 async fn a_job_is_fetched_delivered_once_and_completed(backend: Backend) {
@@ -183,5 +184,42 @@ async fn a_cancelled_run_claims_nothing(backend: Backend) {
             .expect("due")
             .len(),
         1
+    );
+}
+
+async fn providers_are_fetched_at_once_each_with_its_own_timeout(backend: Backend) {
+    let app = spawn_app_on(backend).await;
+    let slow = |ms| providers_mock::Faults {
+        latency_ms: ms,
+        ..providers_mock::Faults::default()
+    };
+    // gas would answer after 2 s but may take only 1.2 s; internet answers in 1.2 s.
+    app.mock.state.set_provider_faults("gas", slow(2000));
+    app.mock.state.set_provider_faults("internet", slow(1200));
+    let catalog = processor::ProviderCatalog::new(app.catalog.names().into_iter().map(|name| {
+        let mut provider = app.catalog.get(&name).expect("configured").clone();
+        if name == "gas" {
+            provider.timeout = Duration::from_millis(1200);
+        }
+        provider
+    }));
+    let id = app.accepted_job(&["gas", "internet"]).await;
+
+    let started = std::time::Instant::now();
+    let report = app
+        .processor_with("p1", catalog)
+        .run_once(&CancellationToken::new())
+        .await;
+    let took = started.elapsed();
+    assert_eq!(report.retried, 1, "{report:?}");
+    let job = app.get_job(&id).await;
+    assert_eq!(job["providers"][0]["status"], "pending");
+    assert_eq!(job["providers"][0]["lastError"], "timed out");
+    assert_eq!(job["providers"][1]["status"], "ok");
+    // One after the other would take at least 2.4 s; at once, about 1.2 s.
+    assert!(took >= Duration::from_millis(1200), "took {took:?}");
+    assert!(
+        took < Duration::from_millis(2100),
+        "fetched one after the other: took {took:?}"
     );
 }
