@@ -195,7 +195,14 @@ async fn processor_only(args: ProcessorArgs) -> anyhow::Result<()> {
     let processor = build_processor(store, Arc::new(SystemClock), providers, &args.tuning)?;
     let shutdown = shutdown_on_signal();
     if args.once {
-        let report = processor.run_once(&shutdown).await;
+        let grace = args.tuning.shutdown_grace;
+        let report = tokio::select! {
+            report = processor.run_once(&shutdown) => report,
+            () = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
+                let released = processor.release_in_flight().await;
+                bail!("stopped before the drain finished; released {released} unfinished jobs to other processors");
+            }
+        };
         tracing::info!(?report, "drain finished");
         println!(
             "claimed {} delivered {} retried {} dead-lettered {} lost {} fenced {} store-errors {}",

@@ -9,10 +9,11 @@ mod http;
 pub mod providers;
 pub mod schedule;
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use domain::{Clock, Job, JobStatus, ProviderStatus, RetryPolicy, Timestamp};
+use domain::{Clock, Job, JobId, JobStatus, ProviderStatus, RetryPolicy, Timestamp};
 use futures::StreamExt;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -127,6 +128,9 @@ pub struct Processor {
     config: ProcessorConfig,
     rng: Mutex<rand::rngs::StdRng>,
     last_purge: Mutex<Option<Timestamp>>,
+    /// Leases of the jobs being worked on now, so shutdown can give back
+    /// what it cannot finish.
+    in_flight: Mutex<HashMap<JobId, Lease>>,
 }
 
 /// How often a processor asks the store to delete expired finished jobs.
@@ -166,11 +170,45 @@ impl Processor {
             config,
             rng: Mutex::new(rng),
             last_purge: Mutex::new(None),
+            in_flight: Mutex::new(HashMap::new()),
         })
     }
 
     pub fn config(&self) -> &ProcessorConfig {
         &self.config
+    }
+
+    fn in_flight_leases(&self) -> std::sync::MutexGuard<'_, HashMap<JobId, Lease>> {
+        self.in_flight
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// How many jobs this instance holds leases on right now.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight_leases().len()
+    }
+
+    /// Gives back the lease of every job still being worked on, so another
+    /// processor can take it at once instead of after the lease expires.
+    /// For shutdown, once the grace period is over; the abandoned work's
+    /// own writes are then fenced off. Returns how many were released.
+    pub async fn release_in_flight(&self) -> usize {
+        let leases: Vec<(JobId, Lease)> = self.in_flight_leases().drain().collect();
+        let mut released = 0;
+        for (id, lease) in leases {
+            match self.store.release(id, &lease).await {
+                Ok(Fenced::Written) => released += 1,
+                Ok(Fenced::LeaseLost) => {}
+                Err(err) => {
+                    tracing::warn!(job_id = %id, error = %err, "could not release; the lease will expire")
+                }
+            }
+        }
+        if released > 0 {
+            tracing::info!(released, "released unfinished jobs for other processors");
+        }
+        released
     }
 
     fn with_rng<T>(&self, f: impl FnOnce(&mut rand::rngs::StdRng) -> T) -> T {
@@ -272,8 +310,11 @@ impl Processor {
             }
         };
         report.claimed += 1;
+        self.in_flight_leases().insert(job.id, lease.clone());
         let job = self.fetch_and_deliver(job).await;
-        match self.store.save(&job, &lease, self.clock.now()).await {
+        let saved = self.store.save(&job, &lease, self.clock.now()).await;
+        self.in_flight_leases().remove(&job.id);
+        match saved {
             Ok(Fenced::Written) => match job.status {
                 JobStatus::Complete => {
                     report.delivered += 1;

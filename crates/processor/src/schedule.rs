@@ -74,7 +74,8 @@ impl DrainGate {
 }
 
 /// Runs drains on `schedule` until `shutdown` is cancelled, then waits up to
-/// `grace` for a drain in progress (which stops claiming at once) to finish.
+/// `grace` for a drain in progress (which stops claiming at once) to finish,
+/// and releases the leases of whatever did not.
 /// A notification on `wake` (intake in the same process accepted a job)
 /// starts a drain at once; the schedule stays the source of truth.
 pub async fn run_scheduled(
@@ -104,8 +105,7 @@ pub async fn run_scheduled(
         });
     }
     let job = {
-        let gate = Arc::clone(&gate);
-        let shutdown = shutdown.clone();
+        let (gate, processor, shutdown) = (Arc::clone(&gate), Arc::clone(&processor), shutdown.clone());
         Job::new_async(schedule, move |_, _| {
             let gate = Arc::clone(&gate);
             let processor = Arc::clone(&processor);
@@ -134,7 +134,12 @@ pub async fn run_scheduled(
         tracing::warn!(error = %err, "scheduler did not stop cleanly");
     }
     if !gate.wait_idle(grace).await {
-        tracing::warn!(?grace, "a drain was still running at the end of the grace period");
+        let released = processor.release_in_flight().await;
+        tracing::warn!(
+            ?grace,
+            released,
+            "a drain was still running at the end of the grace period"
+        );
     }
     Ok(())
 }

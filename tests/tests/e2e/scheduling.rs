@@ -110,3 +110,64 @@ async fn a_new_job_wakes_the_processor_before_its_next_tick() {
         Ok(Ok(Ok(())))
     ));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_releases_what_it_cannot_finish_within_the_grace_period() {
+    let app = spawn_app().await;
+    app.mock.state.set_provider_faults(
+        "gas",
+        Faults {
+            latency_ms: 4000,
+            ..Faults::default()
+        },
+    );
+    let id = app.accepted_job(&["gas"]).await;
+    let processor = Arc::new(app.processor("leaving"));
+    let shutdown = CancellationToken::new();
+    let scheduled = tokio::spawn({
+        let (processor, shutdown) = (Arc::clone(&processor), shutdown.clone());
+        async move {
+            run_scheduled(
+                processor,
+                "* * * * * *",
+                shutdown,
+                Duration::from_millis(300),
+                None,
+            )
+            .await
+        }
+    });
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while processor.in_flight() == 0 {
+        assert!(Instant::now() < deadline, "the job was never claimed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        app.store
+            .due_jobs(app.later(Duration::ZERO), 10)
+            .await
+            .expect("due")
+            .is_empty(),
+        "leased"
+    );
+    shutdown.cancel();
+    let stopped = tokio::time::timeout(Duration::from_secs(3), scheduled).await;
+    assert!(
+        matches!(stopped, Ok(Ok(Ok(())))),
+        "stopped within the grace period: {stopped:?}"
+    );
+
+    // Released, not left to expire: another processor may take it now.
+    let due = app
+        .store
+        .due_jobs(app.later(Duration::ZERO), 10)
+        .await
+        .expect("due");
+    assert_eq!(
+        due.iter().map(|d| d.id.to_string()).collect::<Vec<_>>(),
+        vec![id.clone()]
+    );
+    let rescuer = app.processor("rescuer").run_once(&CancellationToken::new()).await;
+    assert_eq!(rescuer.claimed, 1, "{rescuer:?}");
+}
