@@ -108,15 +108,13 @@ async fn post_job(http: &reqwest::Client, base: &str, callback: &str) -> String 
     body["jobId"].as_str().expect("jobId").to_owned()
 }
 
+async fn get_json(http: &reqwest::Client, url: &str) -> Value {
+    let response = http.get(url).send().await.expect("GET");
+    response.json().await.expect("JSON body")
+}
+
 async fn job_status(http: &reqwest::Client, base: &str, id: &str) -> String {
-    let job: Value = http
-        .get(format!("{base}/v1/jobs/{id}"))
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let job = get_json(http, &format!("{base}/v1/jobs/{id}")).await;
     job["status"].as_str().unwrap_or_default().to_owned()
 }
 
@@ -342,14 +340,7 @@ async fn dev_delivers_a_job_within_two_seconds_on_the_embedded_store() {
     let posted = Instant::now();
     let id = post_job(&http, &base, &format!("{base}/mock/complete")).await;
     loop {
-        let deliveries: Value = http
-            .get(format!("{base}/mock/deliveries"))
-            .send()
-            .await
-            .expect("deliveries")
-            .json()
-            .await
-            .expect("json");
+        let deliveries = get_json(&http, &format!("{base}/mock/deliveries")).await;
         let delivered = deliveries
             .as_array()
             .expect("list")

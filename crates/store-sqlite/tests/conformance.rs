@@ -6,9 +6,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use domain::{Job, JobId, JobStatus, NewJob, TenantId, Timestamp};
-use rand::SeedableRng;
-use store::{Claim, Fenced, JobStore, Lease, StoreError};
+use domain::{Job, JobId, JobStatus, Timestamp};
+use store::conformance::{at, lease};
+use store::{Claim, Fenced, JobStore, StoreError};
 use store_sqlite::{SqliteOpenError, SqliteOptions, SqliteStore};
 use tempfile::TempDir;
 
@@ -42,33 +42,8 @@ store::conformance_suite!({
     (Arc::new(store), _dir)
 });
 
-fn at(seconds: i64) -> Timestamp {
-    chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
-        .expect("valid constant")
-        .with_timezone(&chrono::Utc)
-        + chrono::Duration::seconds(seconds)
-}
-
 fn new_job(tenant: &str, created: Timestamp, seed: u64) -> Job {
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    Job::new(
-        NewJob {
-            id: JobId::generate(created, &mut rng),
-            tenant: TenantId::new(tenant),
-            callback_url: url::Url::parse("https://client.example/complete").expect("valid"),
-            metadata: None,
-            providers: vec!["gas".to_owned()],
-        },
-        created,
-    )
-}
-
-fn lease(owner: &str, until: Timestamp) -> Lease {
-    Lease {
-        id: format!("{owner}-{}", until.timestamp_millis()),
-        owner: owner.to_owned(),
-        until,
-    }
+    store::conformance::new_job(tenant, &["gas"], created, seed)
 }
 
 fn finished(job: &Job, now: Timestamp) -> Job {

@@ -71,11 +71,13 @@ fn t0() -> Timestamp {
         .with_timezone(&chrono::Utc)
 }
 
-fn at(seconds: i64) -> Timestamp {
+/// `seconds` after the suite's fixed start time.
+pub fn at(seconds: i64) -> Timestamp {
     t0() + chrono::Duration::seconds(seconds)
 }
 
-fn new_job(tenant: &str, providers: &[&str], created: Timestamp, seed: u64) -> Job {
+/// A new job with reproducible id, created (and due) at `created`.
+pub fn new_job(tenant: &str, providers: &[&str], created: Timestamp, seed: u64) -> Job {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     Job::new(
         NewJob {
@@ -89,7 +91,7 @@ fn new_job(tenant: &str, providers: &[&str], created: Timestamp, seed: u64) -> J
     )
 }
 
-fn lease(owner: &str, until: Timestamp) -> Lease {
+pub fn lease(owner: &str, until: Timestamp) -> Lease {
     Lease {
         id: format!("{owner}-{}", until.timestamp_millis()),
         owner: owner.to_owned(),
@@ -102,6 +104,23 @@ fn policy() -> RetryPolicy {
         jitter: Jitter::None,
         ..RetryPolicy::default()
     }
+}
+
+/// Claims a job with no providers at `at(1)` and records its callback
+/// delivered at `at(2)`, under `held`.
+async fn deliver(store: &dyn JobStore, id: JobId, held: &Lease) {
+    let mut claimed = claim_won(store, id, held, at(1)).await;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+    claimed.record_callback(
+        CallbackOutcome::Delivered { status: 200 },
+        at(2),
+        &policy(),
+        &mut rng,
+    );
+    assert_eq!(
+        store.save(&claimed, held, at(2)).await.expect("save"),
+        Fenced::Written
+    );
 }
 
 async fn claim_won(store: &dyn JobStore, id: JobId, lease: &Lease, now: Timestamp) -> Job {
@@ -341,18 +360,7 @@ pub async fn terminal_jobs_leave_the_due_set(store: Arc<dyn JobStore>) {
     assert_eq!(job.status, JobStatus::Delivering);
     store.create_job(&job).await.expect("create");
     let held = lease("p1", at(60));
-    let mut claimed = claim_won(&*store, job.id, &held, at(1)).await;
-    let mut rng = rand::rngs::StdRng::seed_from_u64(0);
-    claimed.record_callback(
-        CallbackOutcome::Delivered { status: 200 },
-        at(2),
-        &policy(),
-        &mut rng,
-    );
-    assert_eq!(
-        store.save(&claimed, &held, at(2)).await.expect("save"),
-        Fenced::Written
-    );
+    deliver(&*store, job.id, &held).await;
     let far_future = at(86_400 * 365);
     assert!(store.due_jobs(far_future, 10).await.expect("due").is_empty());
     assert!(matches!(
@@ -391,18 +399,7 @@ pub async fn purge_never_removes_live_jobs(store: Arc<dyn JobStore>) {
     store.create_job(&live).await.expect("create");
     store.create_job(&finished).await.expect("create");
     let held = lease("p1", at(60));
-    let mut claimed = claim_won(&*store, finished.id, &held, at(1)).await;
-    let mut rng = rand::rngs::StdRng::seed_from_u64(0);
-    claimed.record_callback(
-        CallbackOutcome::Delivered { status: 200 },
-        at(2),
-        &policy(),
-        &mut rng,
-    );
-    assert_eq!(
-        store.save(&claimed, &held, at(2)).await.expect("save"),
-        Fenced::Written
-    );
+    deliver(&*store, finished.id, &held).await;
 
     let ten_years = at(86_400 * 3650);
     let purged = store.purge_expired(ten_years).await.expect("purge");
