@@ -312,6 +312,23 @@ impl Job {
         self.settle(now);
     }
 
+    /// Redrive from the dead letter: a `failed` job gets a fresh round of
+    /// callback attempts, due at once. The fetched provider results are
+    /// kept, so nothing is fetched again; the last error stays visible until
+    /// the next attempt. Returns `false`, changing nothing, unless the job
+    /// is failed.
+    pub fn redrive(&mut self, now: Timestamp) -> bool {
+        if self.status != JobStatus::Failed {
+            return false;
+        }
+        self.status = JobStatus::Delivering;
+        self.callback.attempts = 0;
+        self.callback.next_attempt_at = Some(now);
+        self.updated_at = now;
+        self.settle(now);
+        true
+    }
+
     /// Moves a pending job whose providers are all settled to `delivering`
     /// and recomputes when the job is next due.
     fn settle(&mut self, now: Timestamp) {
@@ -474,6 +491,43 @@ mod tests {
         }
         assert_eq!(flaky.status, JobStatus::Failed);
         assert_eq!(flaky.callback.attempts, 8);
+    }
+
+    #[test]
+    fn redrive_gives_a_failed_job_a_fresh_round_of_callbacks_and_nothing_else() {
+        let now = SystemClock.now().trunc_subsecs(3);
+        let later = now + chrono::Duration::hours(1);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        let mut job = job(&["gas"], now);
+        job.record_fetch("gas", ok(serde_json::json!([1])), now, &policy(), &mut rng);
+        assert!(!job.clone().redrive(later), "a delivering job is not redriven");
+        job.record_callback(CallbackOutcome::Gone, now, &policy(), &mut rng);
+        assert_eq!(job.status, JobStatus::Failed);
+
+        assert!(job.redrive(later));
+        assert_eq!(job.status, JobStatus::Delivering);
+        assert_eq!(job.callback.attempts, 0);
+        assert_eq!(job.due_at, Some(later));
+        assert!(job.callback_due(later));
+        assert!(
+            job.providers_due(later).is_empty(),
+            "fetched data is kept, not fetched again"
+        );
+        assert_eq!(job.providers[0].data, Some(serde_json::json!([1])));
+        assert_eq!(
+            job.callback.last_status_code,
+            Some(410),
+            "the last error stays visible"
+        );
+
+        job.record_callback(
+            CallbackOutcome::Delivered { status: 200 },
+            later,
+            &policy(),
+            &mut rng,
+        );
+        assert_eq!(job.status, JobStatus::Complete);
+        assert!(!job.redrive(later), "a complete job is not redriven");
     }
 
     #[test]

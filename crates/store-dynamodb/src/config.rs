@@ -13,9 +13,10 @@ pub struct DynamoConfig {
     pub endpoint: Option<String>,
     /// `None` means the AWS SDK's own resolution (env, profile, IMDS).
     pub region: Option<String>,
-    /// How many partitions the due index is spread over. Must stay the same
+    /// How many partitions the due index, and each tenant's status in the
+    /// listing index, are spread over. Must stay the same
     /// for the life of a table: every processor reads all of them.
-    pub due_shards: u16,
+    pub shards: u16,
     /// How long finished jobs are kept before DynamoDB's TTL removes them.
     pub retention: Duration,
 }
@@ -26,7 +27,7 @@ pub enum DynamoConfigError {
     Url(String),
 }
 
-pub const DEFAULT_DUE_SHARDS: u16 = 8;
+pub const DEFAULT_SHARDS: u16 = 8;
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
 
 impl DynamoConfig {
@@ -35,7 +36,7 @@ impl DynamoConfig {
             table: table.into(),
             endpoint: None,
             region: None,
-            due_shards: DEFAULT_DUE_SHARDS,
+            shards: DEFAULT_SHARDS,
             retention: DEFAULT_RETENTION,
         }
     }
@@ -64,7 +65,7 @@ impl DynamoConfig {
                 "endpoint" => config.endpoint = Some(value.into_owned()),
                 "region" => config.region = Some(value.into_owned()),
                 "shards" => {
-                    config.due_shards = value
+                    config.shards = value
                         .parse()
                         .ok()
                         .filter(|n| (1..=256).contains(n))
@@ -148,7 +149,7 @@ mod tests {
         assert_eq!(config.table, "hookline-jobs");
         assert_eq!(config.endpoint.as_deref(), Some("http://localhost:4566"));
         assert_eq!(config.region.as_deref(), Some("eu-west-1"));
-        assert_eq!(config.due_shards, 4);
+        assert_eq!(config.shards, 4);
         assert_eq!(config.retention, Duration::from_secs(7 * 86_400));
     }
 

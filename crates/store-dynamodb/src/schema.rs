@@ -1,4 +1,4 @@
-//! The table's shape, in one place: attribute names, the due index, and
+//! The table's shape, in one place: attribute names, the due and listing indexes, and
 //! `create_table`, which makes the table, index and TTL idempotently.
 
 use std::time::Duration;
@@ -25,6 +25,8 @@ pub(crate) const LEASE_OWNER: &str = "leaseOwner";
 pub(crate) const LEASE_UNTIL: &str = "leaseUntil";
 pub(crate) const EXPIRES_AT: &str = "expiresAt";
 pub(crate) const DUE_INDEX: &str = "due";
+pub(crate) const LIST_KEY: &str = "listKey";
+pub(crate) const LIST_INDEX: &str = "list";
 
 /// What `create_table` found or did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,7 +39,7 @@ pub enum TableStatus {
 #[error("{0}")]
 pub struct CreateTableError(String);
 
-/// Creates the table with its due index (on-demand billing) and enables TTL
+/// Creates the table with its due and listing indexes (on-demand billing) and enables TTL
 /// on `expiresAt`. Safe to run again: an existing table is left as it is and
 /// only TTL is switched on if it is off.
 pub async fn create_table(client: &Client, table: &str) -> Result<TableStatus, CreateTableError> {
@@ -49,6 +51,7 @@ pub async fn create_table(client: &Client, table: &str) -> Result<TableStatus, C
         .attribute_definitions(attribute(SK, ScalarAttributeType::S)?)
         .attribute_definitions(attribute(DUE_SHARD, ScalarAttributeType::S)?)
         .attribute_definitions(attribute(DUE_AT, ScalarAttributeType::N)?)
+        .attribute_definitions(attribute(LIST_KEY, ScalarAttributeType::S)?)
         .key_schema(key(PK, KeyType::Hash)?)
         .key_schema(key(SK, KeyType::Range)?)
         .global_secondary_indexes(
@@ -62,6 +65,24 @@ pub async fn create_table(client: &Client, table: &str) -> Result<TableStatus, C
                     Projection::builder()
                         .projection_type(ProjectionType::Include)
                         .non_key_attributes(LEASE_UNTIL)
+                        .build(),
+                )
+                .build()
+                .map_err(build_error)?,
+        )
+        .global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name(LIST_INDEX)
+                // `{tenant}#{status}#{shard}`, newest first by the job key:
+                // a listing reads one tenant's jobs, of one status or all.
+                .key_schema(key(LIST_KEY, KeyType::Hash)?)
+                .key_schema(key(PK, KeyType::Range)?)
+                // Keys only: a job's index entry is written when it is
+                // created and when its status changes, never on a claim or
+                // a retry; pages read the jobs themselves.
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::KeysOnly)
                         .build(),
                 )
                 .build()

@@ -1,17 +1,18 @@
 //! `DynamoStore`: the `JobStore` operations as single-item DynamoDB calls.
 //!
-//! Write costs on the happy path of a small job, by design: intake put (1 + 1 index),
-//! claim update (1 + 1 index, the projected lease), final put (1 + 1 index
-//! removal): six write units.
+//! Write costs on the happy path of a small job, by design: intake put (1 + 1
+//! due index + 1 listing index), claim update (1 + 1 due index, the projected
+//! lease), final put (1 + 1 due index removal + 2 listing index, its status
+//! key changing): nine write units.
 
 use std::collections::HashMap;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
-use domain::{Job, JobId, TenantId, Timestamp};
-use store::{Claim, DueJob, Fenced, JobStore, Lease, StoreError};
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, ReturnValue};
+use domain::{Job, JobId, JobStatus, TenantId, Timestamp};
+use store::{Claim, DueJob, Fenced, JobPage, JobStore, Lease, ListQuery, Redrive, StoreError};
 
 use crate::DynamoConfig;
 use crate::schema::*;
@@ -33,7 +34,7 @@ impl std::fmt::Debug for DynamoStore {
         f.debug_struct("DynamoStore")
             .field("table", &self.config.table)
             .field("endpoint", &self.config.endpoint)
-            .field("due_shards", &self.config.due_shards)
+            .field("shards", &self.config.shards)
             .finish_non_exhaustive()
     }
 }
@@ -67,6 +68,10 @@ impl DynamoStore {
         format!("due#{shard:03}")
     }
 
+    fn list_key(&self, tenant: &TenantId, status: JobStatus, shard: u16) -> String {
+        format!("{tenant}#{}#{shard:03}", status.as_str())
+    }
+
     /// The whole item for a job's current state, without a lease.
     fn job_item(&self, job: &Job, now: Timestamp) -> Result<Item, StoreError> {
         let body = serde_json::to_string(job).map_err(|e| StoreError::Corrupt(e.to_string()))?;
@@ -81,11 +86,15 @@ impl DynamoStore {
             AttributeValue::S(job.created_at.to_rfc3339()),
         );
         item.insert(JOB.to_owned(), AttributeValue::S(body));
+        item.insert(
+            LIST_KEY.to_owned(),
+            AttributeValue::S(self.list_key(&job.tenant, job.status, job.id.shard(self.config.shards))),
+        );
         match job.due_at {
             Some(due_at) => {
                 item.insert(
                     DUE_SHARD.to_owned(),
-                    AttributeValue::S(self.shard_key(job.id.shard(self.config.due_shards))),
+                    AttributeValue::S(self.shard_key(job.id.shard(self.config.shards))),
                 );
                 item.insert(DUE_AT.to_owned(), number(due_at.timestamp_millis()));
             }
@@ -130,6 +139,108 @@ impl DynamoStore {
         }
         Ok(found)
     }
+
+    /// The job and its stored text, if it exists and belongs to `tenant`.
+    async fn get_stored(&self, tenant: &TenantId, id: JobId) -> Result<Option<(Job, String)>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.config.table)
+            .set_key(Some(Self::job_key(id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| unavailable("get job", e))?;
+        let Some(item) = output.item else { return Ok(None) };
+        let body = job_body(&item)?;
+        let job: Job = parse_body(body)?;
+        Ok((job.tenant == *tenant).then(|| (job, body.to_owned())))
+    }
+
+    /// Up to `limit` job ids from one listing partition, newest first,
+    /// strictly older than `after`. Returns them and whether the partition
+    /// holds more.
+    async fn query_listing(
+        &self,
+        key: String,
+        after: Option<JobId>,
+        limit: usize,
+    ) -> Result<(Vec<JobId>, bool), StoreError> {
+        let mut query = self
+            .client
+            .query()
+            .table_name(&self.config.table)
+            .index_name(LIST_INDEX)
+            .expression_attribute_names("#list", LIST_KEY)
+            .expression_attribute_values(":list", AttributeValue::S(key))
+            .scan_index_forward(false)
+            .limit(i32::try_from(limit).unwrap_or(i32::MAX));
+        query = match after {
+            Some(after) => query
+                .key_condition_expression("#list = :list AND #pk < :after")
+                .expression_attribute_names("#pk", PK)
+                .expression_attribute_values(":after", AttributeValue::S(format!("job#{after}"))),
+            None => query.key_condition_expression("#list = :list"),
+        };
+        let page = query
+            .send()
+            .await
+            .map_err(|e| unavailable("query listing index", e))?;
+        let ids = page.items().iter().map(job_id).collect::<Result<Vec<_>, _>>()?;
+        Ok((ids, page.last_evaluated_key.is_some()))
+    }
+
+    /// The jobs for `ids`, in that order, read consistently; ids whose item
+    /// is gone (expired since the index was read) are skipped.
+    async fn get_many(&self, ids: &[JobId]) -> Result<Vec<Job>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut wanted = Some(
+            KeysAndAttributes::builder()
+                .set_keys(Some(ids.iter().map(|id| Self::job_key(*id)).collect()))
+                .consistent_read(true)
+                .projection_expression("#job")
+                .expression_attribute_names("#job", JOB)
+                .build()
+                .map_err(|e| StoreError::Unavailable(format!("build batch get: {e}")))?,
+        );
+        let mut found: HashMap<JobId, Job> = HashMap::with_capacity(ids.len());
+        // Throttled reads come back as unprocessed keys: ask again, briefly
+        // backing off, a bounded number of times.
+        for attempt in 0..5u32 {
+            let Some(keys) = wanted.take() else { break };
+            if attempt > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(50 << attempt)).await;
+            }
+            let output = self
+                .client
+                .batch_get_item()
+                .request_items(&self.config.table, keys)
+                .send()
+                .await
+                .map_err(|e| unavailable("batch get jobs", e))?;
+            for item in output
+                .responses
+                .unwrap_or_default()
+                .remove(&self.config.table)
+                .unwrap_or_default()
+            {
+                let job = parse_body(job_body(&item)?)?;
+                found.insert(job.id, job);
+            }
+            wanted = output
+                .unprocessed_keys
+                .and_then(|mut left| left.remove(&self.config.table))
+                .filter(|left| !left.keys().is_empty());
+        }
+        if wanted.is_some() {
+            return Err(StoreError::Unavailable(
+                "batch get jobs: reads still throttled after 5 attempts".to_owned(),
+            ));
+        }
+        Ok(ids.iter().filter_map(|id| found.remove(id)).collect())
+    }
 }
 
 #[async_trait]
@@ -153,25 +264,78 @@ impl JobStore for DynamoStore {
     }
 
     async fn get_job(&self, tenant: &TenantId, id: JobId) -> Result<Option<Job>, StoreError> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.config.table)
-            .set_key(Some(Self::job_key(id)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| unavailable("get job", e))?;
-        let Some(item) = output.item else { return Ok(None) };
-        let job = parse_job(&item)?;
-        Ok((job.tenant == *tenant).then_some(job))
+        Ok(self.get_stored(tenant, id).await?.map(|(job, _)| job))
+    }
+
+    async fn list_jobs(&self, tenant: &TenantId, query: &ListQuery) -> Result<JobPage, StoreError> {
+        let page = query.page_size();
+        let statuses = match query.status {
+            Some(status) => vec![status],
+            None => JobStatus::ALL.to_vec(),
+        };
+        // Each partition's newest `page + 1` below the cursor hold the
+        // overall newest `page + 1`: merge them and cut.
+        let partitions = statuses.iter().flat_map(|&status| {
+            (0..self.config.shards).map(move |shard| {
+                self.query_listing(self.list_key(tenant, status, shard), query.after, page + 1)
+            })
+        });
+        let mut ids = Vec::new();
+        let mut partition_has_more = false;
+        for result in futures::future::join_all(partitions).await {
+            let (found, more) = result?;
+            ids.extend(found);
+            partition_has_more |= more;
+        }
+        // Newest first; an index caught mid-update may list a job twice.
+        ids.sort_unstable_by(|a, b| b.cmp(a));
+        ids.dedup();
+        let more = ids.len() > page || partition_has_more;
+        ids.truncate(page);
+        let next = if more { ids.last().copied() } else { None };
+        // The index is eventually consistent; the jobs are read consistently
+        // and one whose status moved on since is left out of this page.
+        let jobs = self
+            .get_many(&ids)
+            .await?
+            .into_iter()
+            .filter(|job| job.tenant == *tenant && query.status.is_none_or(|s| s == job.status))
+            .collect();
+        Ok(JobPage { jobs, next })
+    }
+
+    async fn redrive(&self, tenant: &TenantId, id: JobId, now: Timestamp) -> Result<Redrive, StoreError> {
+        store::redrive_by_compare_and_set(
+            now,
+            || self.get_stored(tenant, id),
+            |job, expected| async move {
+                let item = self.job_item(&job, now)?;
+                match self
+                    .client
+                    .put_item()
+                    .table_name(&self.config.table)
+                    .set_item(Some(item))
+                    .condition_expression("#job = :expected AND attribute_not_exists(#lease)")
+                    .expression_attribute_names("#job", JOB)
+                    .expression_attribute_names("#lease", LEASE_ID)
+                    .expression_attribute_values(":expected", AttributeValue::S(expected))
+                    .send()
+                    .await
+                {
+                    Ok(_) => Ok(true),
+                    Err(err) if err.code() == Some("ConditionalCheckFailedException") => Ok(false),
+                    Err(err) => Err(write_error("redrive job", err)),
+                }
+            },
+        )
+        .await
     }
 
     async fn due_jobs(&self, now: Timestamp, limit: usize) -> Result<Vec<DueJob>, StoreError> {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let shards = (0..self.config.due_shards).map(|shard| self.query_shard(shard, now, limit));
+        let shards = (0..self.config.shards).map(|shard| self.query_shard(shard, now, limit));
         let mut due = Vec::new();
         for shard in futures::future::join_all(shards).await {
             due.extend(shard?);
@@ -278,21 +442,32 @@ fn number(n: i64) -> AttributeValue {
     AttributeValue::N(n.to_string())
 }
 
-fn parse_job(item: &Item) -> Result<Job, StoreError> {
-    let body = item
-        .get(JOB)
+fn job_body(item: &Item) -> Result<&str, StoreError> {
+    item.get(JOB)
         .and_then(|v| v.as_s().ok())
-        .ok_or_else(|| StoreError::Corrupt("job item without a job attribute".to_owned()))?;
+        .map(String::as_str)
+        .ok_or_else(|| StoreError::Corrupt("job item without a job attribute".to_owned()))
+}
+
+fn parse_body(body: &str) -> Result<Job, StoreError> {
     serde_json::from_str(body).map_err(|e| StoreError::Corrupt(format!("job attribute: {e}")))
 }
 
-fn due_job(item: &Item) -> Result<DueJob, StoreError> {
-    let id = item
-        .get(PK)
+fn parse_job(item: &Item) -> Result<Job, StoreError> {
+    parse_body(job_body(item)?)
+}
+
+/// The job id of an index item, from the table key every index carries.
+fn job_id(item: &Item) -> Result<JobId, StoreError> {
+    item.get(PK)
         .and_then(|v| v.as_s().ok())
         .and_then(|pk| pk.strip_prefix("job#"))
         .and_then(|id| id.parse().ok())
-        .ok_or_else(|| StoreError::Corrupt("due index item without a job key".to_owned()))?;
+        .ok_or_else(|| StoreError::Corrupt("index item without a job key".to_owned()))
+}
+
+fn due_job(item: &Item) -> Result<DueJob, StoreError> {
+    let id = job_id(item)?;
     let millis: i64 = item
         .get(DUE_AT)
         .and_then(|v| v.as_n().ok())

@@ -1,5 +1,5 @@
 //! The file's shape, in one place: connection settings, the `jobs` table and
-//! its two partial indexes, and the migrations `user_version` counts.
+//! its indexes, and the migrations `user_version` counts.
 
 use std::path::Path;
 use std::time::Duration;
@@ -15,7 +15,7 @@ pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The schema version this build writes; `PRAGMA user_version` holds the
 /// file's.
-pub(crate) const SCHEMA_VERSION: i64 = 1;
+pub(crate) const SCHEMA_VERSION: i64 = 2;
 
 /// Version 1. Times are epoch milliseconds. `due_at` is set exactly while a
 /// job needs a processor, so `jobs_due` (partial) holds only live work and
@@ -36,6 +36,13 @@ CREATE TABLE jobs (
 );
 CREATE INDEX jobs_due ON jobs (due_at, id) WHERE due_at IS NOT NULL;
 CREATE INDEX jobs_expires ON jobs (expires_at) WHERE expires_at IS NOT NULL;
+";
+
+/// Version 2: listing a tenant's jobs newest first (ids sort by creation
+/// time), all of them or one status, from an index alone.
+const SCHEMA_V2: &str = "
+CREATE INDEX jobs_by_tenant ON jobs (tenant, id);
+CREATE INDEX jobs_by_status ON jobs (tenant, status, id);
 ";
 
 /// Opens the writer's connection: creates the file if needed, switches it to
@@ -97,9 +104,50 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         tx.execute_batch(SCHEMA_V1)
             .map_err(|e| sql_error("create schema", e))?;
     }
+    if version < 2 {
+        tx.execute_batch(SCHEMA_V2)
+            .map_err(|e| sql_error("add listing indexes", e))?;
+    }
     if version < SCHEMA_VERSION {
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)
             .map_err(|e| sql_error("write schema version", e))?;
     }
     tx.commit().map_err(|e| sql_error("commit migration", e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_version_1_file_gains_the_listing_indexes_and_keeps_its_jobs() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("v1.db");
+        {
+            let conn = Connection::open(&path).expect("create");
+            conn.execute_batch(SCHEMA_V1).expect("v1 schema");
+            conn.execute(
+                "INSERT INTO jobs (id, tenant, status, created_at, job) VALUES ('a', 't', 'pending', 0, '{}')",
+                [],
+            )
+            .expect("a v1 row");
+            conn.pragma_update(None, "user_version", 1).expect("version");
+        }
+        let conn = open_writer(&path).expect("migrates");
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .expect("version");
+        assert_eq!(version, SCHEMA_VERSION);
+        let indexes: Vec<String> = conn
+            .prepare(
+                "SELECT name FROM sqlite_schema WHERE type = 'index' AND name LIKE 'jobs_by_%' ORDER BY name",
+            )
+            .and_then(|mut stmt| stmt.query_map([], |r| r.get(0))?.collect())
+            .expect("indexes");
+        assert_eq!(indexes, ["jobs_by_status", "jobs_by_tenant"]);
+        let rows: i64 = conn
+            .query_row("SELECT count(*) FROM jobs", [], |r| r.get(0))
+            .expect("count");
+        assert_eq!(rows, 1);
+    }
 }

@@ -9,9 +9,9 @@ use std::thread::JoinHandle;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use domain::{Job, JobId, TenantId, Timestamp};
+use domain::{Job, JobId, JobStatus, TenantId, Timestamp};
 use rusqlite::{Connection, OptionalExtension, params};
-use store::{Claim, DueJob, Fenced, JobStore, Lease, StoreError};
+use store::{Claim, DueJob, Fenced, JobPage, JobStore, Lease, ListQuery, Redrive, StoreError};
 use tokio::sync::oneshot;
 
 use crate::config::{SqliteConfig, SqliteConfigError, SqliteOptions};
@@ -141,6 +141,20 @@ impl SqliteStore {
         }
     }
 
+    /// The job and its stored text, if it exists and belongs to `tenant`.
+    async fn get_stored(&self, tenant: &TenantId, id: JobId) -> Result<Option<(Job, String)>, StoreError> {
+        let tenant = tenant.as_str().to_owned();
+        let id = id.to_string();
+        self.read(move |conn| {
+            let body: Option<String> = conn
+                .prepare_cached("SELECT job FROM jobs WHERE id = ?1 AND tenant = ?2")
+                .and_then(|mut stmt| stmt.query_row(params![id, tenant], |r| r.get(0)).optional())
+                .map_err(|e| sql_error("get job", e))?;
+            body.map(|body| Ok((parse_job(&body)?, body))).transpose()
+        })
+        .await
+    }
+
     async fn write(&self, write: Write) -> Result<Outcome, StoreError> {
         let stopped = || StoreError::Unavailable("the SQLite writer thread has stopped".to_owned());
         let writes = self.inner.writes.as_ref().ok_or_else(stopped)?;
@@ -202,15 +216,52 @@ impl JobStore for SqliteStore {
     }
 
     async fn get_job(&self, tenant: &TenantId, id: JobId) -> Result<Option<Job>, StoreError> {
+        Ok(self.get_stored(tenant, id).await?.map(|(job, _)| job))
+    }
+
+    async fn list_jobs(&self, tenant: &TenantId, query: &ListQuery) -> Result<JobPage, StoreError> {
         let tenant = tenant.as_str().to_owned();
-        let id = id.to_string();
-        self.read(move |conn| {
-            let body: Option<String> = conn
-                .prepare_cached("SELECT job FROM jobs WHERE id = ?1 AND tenant = ?2")
-                .and_then(|mut stmt| stmt.query_row(params![id, tenant], |r| r.get(0)).optional())
-                .map_err(|e| sql_error("get job", e))?;
-            body.map(|body| parse_job(&body)).transpose()
-        })
+        let status = query.status.map(JobStatus::as_str);
+        // Ids are never empty, so "" stands for "from the newest".
+        let after = query.after.map(|id| id.to_string()).unwrap_or_default();
+        let page = query.page_size();
+        // One more than the page, to know whether another page follows.
+        let fetch = i64::try_from(page + 1).unwrap_or(i64::MAX);
+        let bodies: Vec<String> = self
+            .read(move |conn| {
+                let result = match status {
+                    Some(status) => conn.prepare_cached(LIST_BY_STATUS).and_then(|mut stmt| {
+                        stmt.query_map(params![tenant, status, after, fetch], |r| r.get(0))?
+                            .collect()
+                    }),
+                    None => conn.prepare_cached(LIST_ALL).and_then(|mut stmt| {
+                        stmt.query_map(params![tenant, after, fetch], |r| r.get(0))?
+                            .collect()
+                    }),
+                };
+                result.map_err(|e| sql_error("list jobs", e))
+            })
+            .await?;
+        let more = bodies.len() > page;
+        let jobs = bodies
+            .iter()
+            .take(page)
+            .map(|body| parse_job(body))
+            .collect::<Result<Vec<_>, _>>()?;
+        let next = if more { jobs.last().map(|job| job.id) } else { None };
+        Ok(JobPage { jobs, next })
+    }
+
+    async fn redrive(&self, tenant: &TenantId, id: JobId, now: Timestamp) -> Result<Redrive, StoreError> {
+        store::redrive_by_compare_and_set(
+            now,
+            || self.get_stored(tenant, id),
+            |job, expected| async move {
+                let row = self.row(&job, now)?;
+                let outcome = self.write(Write::Replace { row, expected }).await?;
+                Ok(outcome.changed == 1)
+            },
+        )
         .await
     }
 
@@ -308,6 +359,19 @@ pub(crate) const DUE_JOBS: &str = "SELECT id, due_at FROM jobs
      ORDER BY due_at, id
      LIMIT ?2";
 
+/// A tenant's jobs newest first, from `jobs_by_tenant` alone; `?2` is the
+/// cursor ("" for the first page).
+pub(crate) const LIST_ALL: &str = "SELECT job FROM jobs
+     WHERE tenant = ?1 AND (?2 = '' OR id < ?2)
+     ORDER BY id DESC
+     LIMIT ?3";
+
+/// A tenant's jobs of one status newest first, from `jobs_by_status` alone.
+pub(crate) const LIST_BY_STATUS: &str = "SELECT job FROM jobs
+     WHERE tenant = ?1 AND status = ?2 AND (?3 = '' OR id < ?3)
+     ORDER BY id DESC
+     LIMIT ?4";
+
 fn fenced(outcome: &Outcome) -> Fenced {
     if outcome.changed == 1 {
         Fenced::Written
@@ -364,5 +428,31 @@ mod tests {
             !plan.contains("TEMP B-TREE"),
             "sorted by the index itself: {plan}"
         );
+    }
+
+    #[test]
+    fn listings_read_an_index_and_never_sort_or_scan() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let conn = schema::open_writer(&dir.path().join("plan.db")).expect("open");
+        let plan_of = |sql: &str, params: &[&dyn rusqlite::ToSql]| -> String {
+            conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .and_then(|mut stmt| stmt.query_map(params, |r| r.get::<_, String>(3))?.collect())
+                .map(|lines: Vec<String>| lines.join("\n"))
+                .expect("plan")
+        };
+        let all = plan_of(LIST_ALL, params![&"acme", &"", &10]);
+        let by_status = plan_of(LIST_BY_STATUS, params![&"acme", &"failed", &"01J", &10]);
+        for (plan, index) in [(all, "jobs_by_tenant"), (by_status, "jobs_by_status")] {
+            assert!(
+                plan.contains(&format!("USING COVERING INDEX {index}"))
+                    || plan.contains(&format!("USING INDEX {index}")),
+                "{plan}"
+            );
+            assert!(
+                !plan.contains("TEMP B-TREE"),
+                "sorted by the index itself: {plan}"
+            );
+            assert!(!plan.contains("SCAN jobs"), "{plan}");
+        }
     }
 }

@@ -48,6 +48,12 @@ pub(crate) enum Write {
         id: String,
         lease_id: String,
     },
+    /// Rewrites a job that is not under a lease, only if its stored text is
+    /// still `expected` (compare and set).
+    Replace {
+        row: Row,
+        expected: String,
+    },
     /// Deletes up to `limit` finished jobs whose retention ran out by `now`.
     PurgeExpired {
         now: i64,
@@ -62,6 +68,7 @@ impl Write {
             Self::Claim { .. } => "claim job",
             Self::Save { .. } => "save job",
             Self::Release { .. } => "release job",
+            Self::Replace { .. } => "replace job",
             Self::PurgeExpired { .. } => "purge expired jobs",
         }
     }
@@ -212,6 +219,26 @@ fn apply(conn: &Connection, write: &Write) -> rusqlite::Result<Outcome> {
                     row.due_at,
                     row.expires_at,
                     lease_id
+                ])?;
+            Ok(Outcome {
+                changed,
+                returned: None,
+            })
+        }
+        Write::Replace { row, expected } => {
+            let changed = conn
+                .prepare_cached(
+                    "UPDATE jobs SET status = ?3, job = ?4, due_at = ?5, expires_at = ?6
+                     WHERE id = ?1 AND tenant = ?2 AND job = ?7 AND lease_id IS NULL",
+                )?
+                .execute(params![
+                    row.id,
+                    row.tenant,
+                    row.status,
+                    row.body,
+                    row.due_at,
+                    row.expires_at,
+                    expected
                 ])?;
             Ok(Outcome {
                 changed,

@@ -11,7 +11,7 @@ use domain::{
 };
 use rand::SeedableRng;
 
-use crate::{Claim, Fenced, JobStore, Lease};
+use crate::{Claim, Fenced, JobStore, Lease, ListQuery, Redrive};
 
 /// Generates one `#[tokio::test]` per behaviour, each on a fresh store.
 /// The expression yields an `Arc` of the store, or a pair of it and a guard
@@ -29,6 +29,8 @@ macro_rules! conformance_suite {
             terminal_jobs_leave_the_due_set,
             release_makes_work_due_at_once,
             purge_never_removes_live_jobs,
+            listing_is_newest_first_by_status_with_a_cursor,
+            redrive_requeues_only_failed_jobs_once,
         );
     };
     (@tests $make_store:expr; $($name:ident),+ $(,)?) => {
@@ -109,14 +111,15 @@ fn policy() -> RetryPolicy {
 /// Claims a job with no providers at `at(1)` and records its callback
 /// delivered at `at(2)`, under `held`.
 async fn deliver(store: &dyn JobStore, id: JobId, held: &Lease) {
+    call_back(store, id, held, CallbackOutcome::Delivered { status: 200 }).await;
+}
+
+/// Claims a job with no providers at `at(1)` and records `outcome` of its
+/// callback at `at(2)`, under `held`.
+async fn call_back(store: &dyn JobStore, id: JobId, held: &Lease, outcome: CallbackOutcome) {
     let mut claimed = claim_won(store, id, held, at(1)).await;
     let mut rng = rand::rngs::StdRng::seed_from_u64(0);
-    claimed.record_callback(
-        CallbackOutcome::Delivered { status: 200 },
-        at(2),
-        &policy(),
-        &mut rng,
-    );
+    claimed.record_callback(outcome, at(2), &policy(), &mut rng);
     assert_eq!(
         store.save(&claimed, held, at(2)).await.expect("save"),
         Fenced::Written
@@ -407,4 +410,222 @@ pub async fn purge_never_removes_live_jobs(store: Arc<dyn JobStore>) {
     let still = store.get_job(&live.tenant, live.id).await.expect("get");
     assert_eq!(still, Some(live), "a live job is never purged");
     assert_eq!(store.due_jobs(ten_years, 10).await.expect("due").len(), 1);
+}
+
+/// Every page of a listing, followed to the end; asserts no page is larger
+/// than asked and that the walk terminates.
+async fn list_all(
+    store: &dyn JobStore,
+    tenant: &TenantId,
+    status: Option<JobStatus>,
+    limit: usize,
+) -> Vec<JobId> {
+    let mut ids = Vec::new();
+    let mut after = None;
+    for _ in 0..100 {
+        let page = store
+            .list_jobs(tenant, &ListQuery { status, after, limit })
+            .await
+            .expect("list");
+        assert!(page.jobs.len() <= limit, "a page holds at most {limit} jobs");
+        for job in &page.jobs {
+            assert_eq!(&job.tenant, tenant, "listing is tenant-scoped");
+            if let Some(status) = status {
+                assert_eq!(job.status, status, "listing filters by status");
+            }
+        }
+        ids.extend(page.jobs.iter().map(|j| j.id));
+        match page.next {
+            Some(next) => after = Some(next),
+            None => return ids,
+        }
+    }
+    panic!("listing did not end within 100 pages");
+}
+
+pub async fn listing_is_newest_first_by_status_with_a_cursor(store: Arc<dyn JobStore>) {
+    let acme = TenantId::new("acme");
+    // Seven jobs created a second apart (before the claims at `at(1)`): ids
+    // sort by creation time.
+    let jobs: Vec<Job> = (0..7)
+        .map(|i| {
+            let providers: &[&str] = if i < 3 { &[] } else { &["gas"] };
+            new_job(
+                "acme",
+                providers,
+                at(i - 10),
+                100 + u64::try_from(i).expect("small"),
+            )
+        })
+        .collect();
+    for job in &jobs {
+        store.create_job(job).await.expect("create");
+    }
+    store
+        .create_job(&new_job("other", &["gas"], at(3), 7))
+        .await
+        .expect("create");
+    // jobs[0] and jobs[1] complete, jobs[2] failed (410), the rest pending.
+    deliver(&*store, jobs[0].id, &lease("p1", at(60))).await;
+    deliver(&*store, jobs[1].id, &lease("p1", at(60))).await;
+    call_back(&*store, jobs[2].id, &lease("p1", at(60)), CallbackOutcome::Gone).await;
+
+    let newest_first =
+        |picked: &[usize]| -> Vec<JobId> { picked.iter().rev().map(|&i| jobs[i].id).collect() };
+    let everything = newest_first(&[0, 1, 2, 3, 4, 5, 6]);
+    for limit in [1, 3, 7, 50] {
+        assert_eq!(
+            list_all(&*store, &acme, None, limit).await,
+            everything,
+            "limit {limit}"
+        );
+    }
+    assert_eq!(
+        list_all(&*store, &acme, Some(JobStatus::Complete), 1).await,
+        newest_first(&[0, 1])
+    );
+    assert_eq!(
+        list_all(&*store, &acme, Some(JobStatus::Failed), 10).await,
+        newest_first(&[2])
+    );
+    assert_eq!(
+        list_all(&*store, &acme, Some(JobStatus::Pending), 2).await,
+        newest_first(&[3, 4, 5, 6])
+    );
+    assert!(
+        list_all(&*store, &acme, Some(JobStatus::Delivering), 10)
+            .await
+            .is_empty()
+    );
+    assert!(
+        list_all(&*store, &TenantId::new("nobody"), None, 10)
+            .await
+            .is_empty()
+    );
+
+    // A full last page says there is nothing more only when that is known:
+    // exactly as many jobs as the limit ends without a cursor.
+    let page = store
+        .list_jobs(
+            &acme,
+            &ListQuery {
+                status: None,
+                after: None,
+                limit: 7,
+            },
+        )
+        .await
+        .expect("list");
+    assert_eq!(page.jobs.len(), 7);
+    assert_eq!(page.next, None);
+    // A cursor continues strictly after the job it names.
+    let page = store
+        .list_jobs(
+            &acme,
+            &ListQuery {
+                status: None,
+                after: Some(jobs[4].id),
+                limit: 2,
+            },
+        )
+        .await
+        .expect("list");
+    assert_eq!(
+        page.jobs.iter().map(|j| j.id).collect::<Vec<_>>(),
+        newest_first(&[2, 3])
+    );
+    assert_eq!(page.next, Some(jobs[2].id));
+    // Pages carry whole jobs, as `get_job` reads them.
+    let first = store
+        .list_jobs(
+            &acme,
+            &ListQuery {
+                status: Some(JobStatus::Failed),
+                after: None,
+                limit: 1,
+            },
+        )
+        .await
+        .expect("list");
+    let read = store.get_job(&acme, jobs[2].id).await.expect("get");
+    assert_eq!(first.jobs.first(), read.as_ref());
+}
+
+pub async fn redrive_requeues_only_failed_jobs_once(store: Arc<dyn JobStore>) {
+    let acme = TenantId::new("acme");
+    let failed = new_job("acme", &[], at(0), 1);
+    let waiting = new_job("acme", &["gas"], at(0), 2);
+    store.create_job(&failed).await.expect("create");
+    store.create_job(&waiting).await.expect("create");
+    call_back(&*store, failed.id, &lease("p1", at(60)), CallbackOutcome::Gone).await;
+
+    let redrive = |tenant: TenantId, id: JobId| {
+        let store = Arc::clone(&store);
+        async move { store.redrive(&tenant, id, at(100)).await.expect("redrive") }
+    };
+    assert!(matches!(
+        redrive(TenantId::new("other"), failed.id).await,
+        Redrive::NotFound
+    ));
+    assert!(matches!(
+        redrive(acme.clone(), new_job("acme", &[], at(0), 3).id).await,
+        Redrive::NotFound
+    ));
+    assert!(matches!(
+        redrive(acme.clone(), waiting.id).await,
+        Redrive::NotFailed(JobStatus::Pending)
+    ));
+
+    // Eight operators press the button at once: one redrive wins.
+    let attempts = futures::future::join_all((0..8).map(|_| redrive(acme.clone(), failed.id))).await;
+    let requeued: Vec<&Job> = attempts
+        .iter()
+        .filter_map(|r| match r {
+            Redrive::Requeued(job) => Some(&**job),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        requeued.len(),
+        1,
+        "exactly one of concurrent redrives wins: {attempts:?}"
+    );
+    assert!(
+        attempts.iter().all(|r| matches!(
+            r,
+            Redrive::Requeued(_) | Redrive::NotFailed(JobStatus::Delivering)
+        )),
+        "the others see the job already requeued: {attempts:?}"
+    );
+    let read = store.get_job(&acme, failed.id).await.expect("get").expect("kept");
+    assert_eq!(
+        Some(&read),
+        requeued.first().copied(),
+        "the winner returns what was stored"
+    );
+    assert_eq!(read.status, JobStatus::Delivering);
+    assert_eq!(read.callback.attempts, 0);
+    assert_eq!(read.due_at, Some(at(100)));
+
+    // Back in the due set, out of the dead letter, and no longer expiring.
+    let due = store.due_jobs(at(100), 10).await.expect("due");
+    assert!(
+        due.iter().any(|d| d.id == failed.id),
+        "redriven job is due: {due:?}"
+    );
+    assert!(
+        list_all(&*store, &acme, Some(JobStatus::Failed), 10)
+            .await
+            .is_empty()
+    );
+    assert_eq!(
+        list_all(&*store, &acme, Some(JobStatus::Delivering), 10).await,
+        vec![failed.id]
+    );
+    store.purge_expired(at(86_400 * 3650)).await.expect("purge");
+    assert!(
+        store.get_job(&acme, failed.id).await.expect("get").is_some(),
+        "a redriven job is live again: retention no longer applies"
+    );
+    claim_won(&*store, failed.id, &lease("p2", at(160)), at(100)).await;
 }

@@ -7,7 +7,7 @@
 use std::fmt;
 
 use async_trait::async_trait;
-use domain::{Job, JobId, TenantId, Timestamp};
+use domain::{Job, JobId, JobStatus, TenantId, Timestamp};
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
@@ -58,6 +58,45 @@ pub enum Fenced {
     LeaseLost,
 }
 
+/// Most jobs one listing page returns.
+pub const MAX_PAGE: usize = 100;
+
+/// One page of a tenant's jobs, newest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListQuery {
+    /// Only jobs in this status; `None` for all.
+    pub status: Option<JobStatus>,
+    /// Continue after this job (the previous page's `next`).
+    pub after: Option<JobId>,
+    /// At most this many jobs, 1..=[`MAX_PAGE`] (larger values are clamped).
+    pub limit: usize,
+}
+
+impl ListQuery {
+    /// `limit` within 1..=[`MAX_PAGE`].
+    pub fn page_size(&self) -> usize {
+        self.limit.clamp(1, MAX_PAGE)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobPage {
+    pub jobs: Vec<Job>,
+    /// Where the next page starts, when there may be one.
+    pub next: Option<JobId>,
+}
+
+/// The outcome of a redrive request.
+#[derive(Debug)]
+pub enum Redrive {
+    /// The job is due again for a fresh round of callback attempts.
+    Requeued(Box<Job>),
+    /// Only a failed job can be redriven; this one is in another state.
+    NotFailed(JobStatus),
+    /// No such job for this tenant.
+    NotFound,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The store could not be reached or refused the request for now
@@ -85,6 +124,15 @@ pub trait JobStore: Send + Sync + fmt::Debug {
     /// The job, if it exists and belongs to `tenant`.
     async fn get_job(&self, tenant: &TenantId, id: JobId) -> Result<Option<Job>, StoreError>;
 
+    /// A page of the tenant's jobs, newest first, optionally of one status.
+    /// Reads an index of the tenant's jobs (by status), never the whole store.
+    async fn list_jobs(&self, tenant: &TenantId, query: &ListQuery) -> Result<JobPage, StoreError>;
+
+    /// Puts a `failed` job back in the due set for a fresh round of callback
+    /// attempts ([`Job::redrive`]), with one write conditioned on the job
+    /// still being failed: of two concurrent redrives, one wins.
+    async fn redrive(&self, tenant: &TenantId, id: JobId, now: Timestamp) -> Result<Redrive, StoreError>;
+
     /// Up to `limit` jobs due at `now` and not under a live lease, oldest due
     /// first. Reads only the due set: its cost does not grow with the number
     /// of finished jobs.
@@ -111,4 +159,38 @@ pub trait JobStore: Send + Sync + fmt::Debug {
 
     /// Whether the store answers; for readiness checks.
     async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// The redrive protocol every backend shares: read the job, apply
+/// [`Job::redrive`], and write it back only if the stored record is still
+/// exactly what was read (`read` returns a token for that, such as the
+/// stored text; `write` returns whether its condition held). A redrive that
+/// loses a race to another writer reads again, so it answers with the job's
+/// newest state.
+pub async fn redrive_by_compare_and_set<T, Read, ReadFut, Write, WriteFut>(
+    now: Timestamp,
+    read: Read,
+    write: Write,
+) -> Result<Redrive, StoreError>
+where
+    Read: Fn() -> ReadFut,
+    ReadFut: Future<Output = Result<Option<(Job, T)>, StoreError>>,
+    Write: Fn(Job, T) -> WriteFut,
+    WriteFut: Future<Output = Result<bool, StoreError>>,
+{
+    const TRIES: usize = 5;
+    for _ in 0..TRIES {
+        let Some((mut job, token)) = read().await? else {
+            return Ok(Redrive::NotFound);
+        };
+        if !job.redrive(now) {
+            return Ok(Redrive::NotFailed(job.status));
+        }
+        if write(job.clone(), token).await? {
+            return Ok(Redrive::Requeued(Box::new(job)));
+        }
+    }
+    Err(StoreError::Unavailable(format!(
+        "the job changed {TRIES} times while being redriven; try again"
+    )))
 }
