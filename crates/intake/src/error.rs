@@ -92,7 +92,7 @@ impl ApiError {
             ..Self::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "urn:hookline:problem:validation",
-                "The job is invalid",
+                "The request is invalid",
                 detail,
             )
         }
@@ -116,7 +116,33 @@ impl ApiError {
         )
     }
 
-    /// The store cannot take the request now; nothing was written.
+    /// The job is not in a state that allows the request.
+    pub fn conflict(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::CONFLICT,
+            "urn:hookline:problem:conflict",
+            "Conflict with the job's state",
+            detail,
+        )
+    }
+
+    /// What a store failure becomes: 503 when the store is unavailable
+    /// (nothing was written; logged as a warning), otherwise 500 with the
+    /// cause logged, never shown.
+    pub fn from_store(err: store::StoreError, operation: &str) -> Self {
+        match err {
+            store::StoreError::Unavailable(reason) => {
+                tracing::warn!(%reason, "{operation}: store unavailable");
+                Self::unavailable()
+            }
+            err => {
+                tracing::error!(error = %err, "{operation} failed");
+                Self::internal()
+            }
+        }
+    }
+
+    /// The store cannot take the request now.
     pub fn unavailable() -> Self {
         Self {
             retry_after_secs: Some(1),
@@ -124,7 +150,7 @@ impl ApiError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "urn:hookline:problem:unavailable",
                 "Service unavailable",
-                "the job store did not accept the job; try again shortly",
+                "the job store is unavailable; try again shortly",
             )
         }
     }

@@ -1,18 +1,19 @@
-//! `POST /webhook` (alias `POST /v1/jobs`) and `GET /v1/jobs/{jobId}`.
+//! The job routes: `POST /webhook` (alias `POST /v1/jobs`),
+//! `GET /v1/jobs/{jobId}`, `GET /v1/jobs` and `POST /v1/jobs/{jobId}/retry`.
 
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use domain::{Job, JobId, JobStatus, NewJob, ProviderStatus, Timestamp};
 use serde::Serialize;
 use serde_json::{Map, Value};
-use store::StoreError;
+use store::{ListQuery, MAX_PAGE, Redrive};
 
 use crate::validate::{parse_job_request, require_json};
-use crate::{ApiError, AppState, MAX_BODY_BYTES};
+use crate::{ApiError, AppState, FieldError, MAX_BODY_BYTES};
 
 fn api_time(t: Timestamp) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
@@ -52,21 +53,13 @@ pub(crate) async fn create_job(
         },
         now,
     );
-    match state.store.create_job(&job).await {
-        Ok(()) => {}
-        Err(StoreError::Unavailable(reason)) => {
-            tracing::warn!(%reason, "job not stored: store unavailable");
-            return Err(ApiError::unavailable());
-        }
-        Err(err) => {
-            tracing::error!(error = %err, job_id = %job.id, "job not stored");
-            return Err(ApiError::internal());
-        }
-    }
+    state
+        .store
+        .create_job(&job)
+        .await
+        .map_err(|err| ApiError::from_store(err, "store new job"))?;
     tracing::info!(job_id = %job.id, providers = job.providers.len(), "job accepted");
-    if let Some(processor) = &state.config.on_job_created {
-        processor.notify_one();
-    }
+    state.wake_processor();
 
     let location = format!("/v1/jobs/{}", job.id);
     let accepted = Accepted {
@@ -164,24 +157,125 @@ impl From<Job> for JobView {
     }
 }
 
+fn no_such_job(job_id: &str) -> ApiError {
+    ApiError::not_found(format!("no job {job_id:?}"))
+}
+
 pub(crate) async fn get_job(
     State(state): State<AppState>,
     Path(job_id): Path<String>,
 ) -> Result<Json<JobView>, ApiError> {
-    let not_found = || ApiError::not_found(format!("no job {job_id:?}"));
-    let Ok(id) = job_id.parse::<JobId>() else {
-        return Err(not_found());
-    };
+    let id = job_id.parse::<JobId>().map_err(|_| no_such_job(&job_id))?;
     match state.store.get_job(&state.config.tenant, id).await {
         Ok(Some(job)) => Ok(Json(job.into())),
-        Ok(None) => Err(not_found()),
-        Err(StoreError::Unavailable(reason)) => {
-            tracing::warn!(%reason, "job read failed: store unavailable");
-            Err(ApiError::unavailable())
+        Ok(None) => Err(no_such_job(&job_id)),
+        Err(err) => Err(ApiError::from_store(err, "read job")),
+    }
+}
+
+/// Default page size of `GET /v1/jobs`.
+pub const DEFAULT_PAGE: usize = 50;
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct JobList {
+    data: Vec<JobView>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_cursor: Option<JobId>,
+}
+
+/// `GET /v1/jobs?status=&limit=&cursor=`: the tenant's jobs newest first,
+/// one page at a time; `status=failed` is the dead letter.
+pub(crate) async fn list_jobs(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<JobList>, ApiError> {
+    let query = parse_list_query(query.as_deref().unwrap_or(""))?;
+    let page = state
+        .store
+        .list_jobs(&state.config.tenant, &query)
+        .await
+        .map_err(|err| ApiError::from_store(err, "list jobs"))?;
+    Ok(Json(JobList {
+        data: page.jobs.into_iter().map(JobView::from).collect(),
+        next_cursor: page.next,
+    }))
+}
+
+/// Strict, like the job body: an unknown parameter or a bad value is a 422
+/// naming it, never a silently unfiltered listing.
+fn parse_list_query(raw: &str) -> Result<ListQuery, ApiError> {
+    let mut query = ListQuery {
+        status: None,
+        after: None,
+        limit: DEFAULT_PAGE,
+    };
+    let mut errors = Vec::new();
+    let mut seen = Vec::new();
+    for (key, value) in url::form_urlencoded::parse(raw.as_bytes()) {
+        if seen.contains(&key) {
+            errors.push(FieldError::new(key.as_ref(), "given more than once"));
+            continue;
         }
-        Err(err) => {
-            tracing::error!(error = %err, job_id = %id, "job read failed");
-            Err(ApiError::internal())
+        seen.push(key.clone());
+        match key.as_ref() {
+            "status" => match JobStatus::parse(&value) {
+                Some(status) => query.status = Some(status),
+                None => errors.push(FieldError::new(
+                    "status",
+                    "must be one of pending, delivering, complete, failed",
+                )),
+            },
+            "limit" => match value.parse::<usize>() {
+                Ok(limit) if (1..=MAX_PAGE).contains(&limit) => query.limit = limit,
+                _ => errors.push(FieldError::new(
+                    "limit",
+                    format!("must be a whole number from 1 to {MAX_PAGE}"),
+                )),
+            },
+            "cursor" => match value.parse::<JobId>() {
+                Ok(after) => query.after = Some(after),
+                Err(_) => errors.push(FieldError::new(
+                    "cursor",
+                    "must be a nextCursor value from an earlier page",
+                )),
+            },
+            other => errors.push(FieldError::new(
+                other,
+                "unknown parameter; expected status, limit or cursor",
+            )),
         }
+    }
+    if errors.is_empty() {
+        Ok(query)
+    } else {
+        Err(ApiError::validation(errors))
+    }
+}
+
+/// `POST /v1/jobs/{jobId}/retry`: redrive a failed job from the dead letter.
+pub(crate) async fn retry_job(
+    State(state): State<AppState>,
+    Path(job_id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = job_id.parse::<JobId>().map_err(|_| no_such_job(&job_id))?;
+    let now = state.clock.now();
+    match state.store.redrive(&state.config.tenant, id, now).await {
+        Ok(Redrive::Requeued(job)) => {
+            tracing::info!(job_id = %id, "failed job redriven");
+            state.wake_processor();
+            let mut response = (StatusCode::ACCEPTED, Json(JobView::from(*job))).into_response();
+            if let Ok(value) = HeaderValue::from_str(&format!("/v1/jobs/{id}")) {
+                response.headers_mut().insert(header::LOCATION, value);
+            }
+            Ok(response)
+        }
+        Ok(Redrive::NotFailed(status)) => Err(ApiError::conflict(format!(
+            "job {id} is {}; only a failed job can be retried",
+            status.as_str()
+        ))),
+        Ok(Redrive::NotFound) => Err(no_such_job(&job_id)),
+        Err(err) => Err(ApiError::from_store(err, "redrive job")),
     }
 }

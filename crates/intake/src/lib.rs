@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
 
 pub use error::{ApiError, FieldError};
+pub use jobs::DEFAULT_PAGE;
 pub use validate::{MAX_BODY_BYTES, MAX_METADATA_BYTES, MAX_PROVIDERS};
 
 /// What the intake needs to run.
@@ -31,7 +32,7 @@ pub struct IntakeConfig {
     /// its own tenant, come with authentication; until then one deployment
     /// serves one tenant.
     pub tenant: TenantId,
-    /// Told of every accepted job, so a processor in the same process can
+    /// Told of every accepted (or redriven) job, so a processor in the same process can
     /// start at once instead of at its next tick.
     pub on_job_created: Option<Arc<tokio::sync::Notify>>,
 }
@@ -58,6 +59,15 @@ pub(crate) struct AppState {
     pub config: Arc<IntakeConfig>,
 }
 
+impl AppState {
+    /// Tells a processor in the same process that there is new work.
+    pub(crate) fn wake_processor(&self) {
+        if let Some(processor) = &self.config.on_job_created {
+            processor.notify_one();
+        }
+    }
+}
+
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 #[derive(Debug, Clone, Copy)]
@@ -79,8 +89,9 @@ pub fn router(store: Arc<dyn JobStore>, clock: Arc<dyn Clock>, config: IntakeCon
     };
     Router::new()
         .route("/webhook", post(jobs::create_job))
-        .route("/v1/jobs", post(jobs::create_job))
+        .route("/v1/jobs", post(jobs::create_job).get(jobs::list_jobs))
         .route("/v1/jobs/{job_id}", get(jobs::get_job))
+        .route("/v1/jobs/{job_id}/retry", post(jobs::retry_job))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .fallback(|| async { ApiError::not_found("no such route") })
