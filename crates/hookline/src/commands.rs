@@ -9,7 +9,7 @@ use domain::{Clock, SystemClock};
 use processor::{Processor, ProcessorConfig, ProviderCatalog};
 use store::JobStore;
 use store_dynamodb::{DynamoConfig, DynamoStore};
-use store_sqlite::SqliteStore;
+use store_sqlite::{SqliteOpenError, SqliteStore};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -37,13 +37,19 @@ fn dynamo_config(store: &str) -> anyhow::Result<DynamoConfig> {
 /// Opens the store a URL names: `sqlite://PATH` or `dynamodb://TABLE?...`.
 async fn open_store(url: &str) -> anyhow::Result<Arc<dyn JobStore>> {
     if url.starts_with("sqlite:") {
-        let store = tokio::task::spawn_blocking({
+        let opened = tokio::task::spawn_blocking({
             let url = url.to_owned();
             move || SqliteStore::open_url(&url)
         })
         .await
-        .context("opening the SQLite store")??;
-        Ok(Arc::new(store))
+        .context("opening the SQLite store")?;
+        match opened {
+            Ok(store) => Ok(Arc::new(store)),
+            Err(SqliteOpenError::Config(err)) => Err(err.into()),
+            Err(SqliteOpenError::Store(err)) => {
+                Err(anyhow::Error::new(err).context(format!("cannot open {url}")))
+            }
+        }
     } else if url.starts_with("dynamodb:") {
         Ok(Arc::new(DynamoStore::connect(dynamo_config(url)?).await))
     } else {

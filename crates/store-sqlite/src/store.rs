@@ -83,8 +83,9 @@ impl SqliteStore {
     /// may open the same file.
     pub fn open(path: &Path, options: SqliteOptions) -> Result<Self, StoreError> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| StoreError::Unavailable(format!("create {}: {e}", parent.display())))?;
+            std::fs::create_dir_all(parent).map_err(|e| {
+                StoreError::Unavailable(format!("cannot create the directory {}: {e}", parent.display()))
+            })?;
         }
         let conn = schema::open_writer(path)?;
         let readers = (0..READERS)
