@@ -1,10 +1,14 @@
 //! The command line (SPEC section 7): every flag has a `HOOKLINE_*`
 //! environment variable.
 
+use std::net::IpAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use ipnet::IpNet;
+use netguard::NetPolicy;
 
 /// The embedded store, in the working directory.
 pub const DEFAULT_STORE: &str = "sqlite://hookline.db";
@@ -60,10 +64,37 @@ pub struct StoreArgs {
     pub store: String,
 }
 
+/// The SSRF guard's allow-list.
+#[derive(Debug, Clone, Args)]
+pub struct NetworkArgs {
+    /// Networks callbacks may reach although they are loopback, private or
+    /// otherwise reserved, comma-separated (10.20.0.0/16,fd00::/8); by
+    /// default callbacks reach public addresses only.
+    #[arg(long, env = "HOOKLINE_ALLOW_NETWORKS", value_delimiter = ',', value_parser = parse_network)]
+    pub allow_networks: Vec<IpNet>,
+}
+
+impl NetworkArgs {
+    pub fn policy(&self) -> Arc<NetPolicy> {
+        Arc::new(NetPolicy::allowing(self.allow_networks.iter().copied()))
+    }
+}
+
+/// A CIDR network, or one address.
+fn parse_network(value: &str) -> Result<IpNet, String> {
+    let value = value.trim();
+    value
+        .parse::<IpNet>()
+        .or_else(|_| value.parse::<IpAddr>().map(IpNet::from))
+        .map_err(|_| format!("{value:?} is not a network such as 10.0.0.0/8 or an address"))
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct IntakeArgs {
     #[command(flatten)]
     pub store: StoreArgs,
+    #[command(flatten)]
+    pub network: NetworkArgs,
     /// Address the API listens on.
     #[arg(long, env = "HOOKLINE_LISTEN", default_value = "127.0.0.1:3000")]
     pub listen: String,
@@ -76,6 +107,8 @@ pub struct IntakeArgs {
 pub struct ProcessorArgs {
     #[command(flatten)]
     pub store: StoreArgs,
+    #[command(flatten)]
+    pub network: NetworkArgs,
     /// TOML file naming the providers and their URLs.
     #[arg(long, env = "HOOKLINE_PROVIDERS")]
     pub providers: PathBuf,

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use domain::{Clock, SystemClock};
+use netguard::NetPolicy;
 use processor::{Processor, ProcessorConfig, ProviderCatalog};
 use store::JobStore;
 use store_dynamodb::{DynamoConfig, DynamoStore};
@@ -85,15 +86,14 @@ fn build_processor(
     clock: Arc<dyn Clock>,
     providers: ProviderCatalog,
     tuning: &ProcessorTuning,
+    callback_network: Arc<NetPolicy>,
 ) -> anyhow::Result<Arc<Processor>> {
     processor::schedule::validate_schedule(&tuning.schedule)?;
-    let processor = Processor::new(
-        store,
-        clock,
-        processor::http_client(),
-        providers,
-        processor_config(tuning),
-    )?;
+    let config = ProcessorConfig {
+        callback_network,
+        ..processor_config(tuning)
+    };
+    let processor = Processor::new(store, clock, processor::http_client(), providers, config)?;
     Ok(Arc::new(processor))
 }
 
@@ -163,9 +163,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Arc::clone(&clock),
         providers.clone(),
         &args.tuning,
+        args.intake.network.policy(),
     )?;
     let wake = Arc::new(Notify::new());
-    let config = intake::IntakeConfig::new(providers.names()).waking(Arc::clone(&wake));
+    let config = intake::IntakeConfig::new(providers.names())
+        .waking(Arc::clone(&wake))
+        .with_callback_network(args.intake.network.policy());
     let app = intake::router(store, clock, config);
     let listener = bind(&args.intake.listen).await?;
     tracing::info!(addr = %listener.local_addr()?, "hookline serving intake and processor");
@@ -186,7 +189,7 @@ async fn intake_only(args: IntakeArgs) -> anyhow::Result<()> {
     let app = intake::router(
         store,
         Arc::new(SystemClock),
-        intake::IntakeConfig::new(providers.names()),
+        intake::IntakeConfig::new(providers.names()).with_callback_network(args.network.policy()),
     );
     let listener = bind(&args.listen).await?;
     tracing::info!(addr = %listener.local_addr()?, "hookline intake listening");
@@ -198,7 +201,13 @@ async fn intake_only(args: IntakeArgs) -> anyhow::Result<()> {
 async fn processor_only(args: ProcessorArgs) -> anyhow::Result<()> {
     let store = open_store(&args.store.store).await?;
     let providers = load_providers(&args.providers)?;
-    let processor = build_processor(store, Arc::new(SystemClock), providers, &args.tuning)?;
+    let processor = build_processor(
+        store,
+        Arc::new(SystemClock),
+        providers,
+        &args.tuning,
+        args.network.policy(),
+    )?;
     let shutdown = shutdown_on_signal();
     if args.once {
         let grace = args.tuning.shutdown_grace;
@@ -245,7 +254,7 @@ async fn table_create(args: StoreArgs) -> anyhow::Result<()> {
     let status = store_dynamodb::create_table(&client, &config.table).await?;
     match status {
         store_dynamodb::TableStatus::Created => {
-            println!("created table {} with its due index and TTL", config.table)
+            println!("created table {} with its indexes and TTL", config.table)
         }
         store_dynamodb::TableStatus::AlreadyExisted => {
             println!("table {} already exists; TTL checked", config.table)
@@ -276,9 +285,19 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
         shutdown_grace: std::time::Duration::from_secs(10),
         processor_id: Some("dev".to_owned()),
     };
-    let processor = build_processor(Arc::clone(&store), Arc::clone(&clock), providers.clone(), &tuning)?;
+    // Loopback is allowed: the sink and whatever the developer runs locally.
+    let network = Arc::new(NetPolicy::loopback_allowed());
+    let processor = build_processor(
+        Arc::clone(&store),
+        Arc::clone(&clock),
+        providers.clone(),
+        &tuning,
+        Arc::clone(&network),
+    )?;
     let wake = Arc::new(Notify::new());
-    let config = intake::IntakeConfig::new(providers.names()).waking(Arc::clone(&wake));
+    let config = intake::IntakeConfig::new(providers.names())
+        .waking(Arc::clone(&wake))
+        .with_callback_network(network);
     let app = intake::router(store, clock, config).nest(
         "/mock",
         providers_mock::router(providers_mock::MockState::default()),

@@ -11,6 +11,10 @@ use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_hookline");
 
+/// The mock providers and sink listen on loopback, which the SSRF guard
+/// refuses unless allowed.
+const LOOPBACK: &str = "127.0.0.0/8,::1";
+
 /// Kills the child if a test fails before it is stopped.
 struct ChildGuard(Child);
 
@@ -26,6 +30,7 @@ fn hookline(args: &[&str]) -> Output {
         .args(args)
         .env_remove("HOOKLINE_STORE")
         .env("HOOKLINE_LOG", "warn")
+        .env("HOOKLINE_ALLOW_NETWORKS", LOOPBACK)
         .stdin(Stdio::null())
         .output()
         .expect("run hookline")
@@ -75,6 +80,7 @@ fn spawn(args: &[&str], log: &Path) -> ChildGuard {
     let child = Command::new(BIN)
         .args(args)
         .env("HOOKLINE_LOG", "info")
+        .env("HOOKLINE_ALLOW_NETWORKS", LOOPBACK)
         .stdin(Stdio::null())
         .stdout(log.try_clone().expect("log"))
         .stderr(log)
@@ -556,4 +562,46 @@ async fn serve_killed_mid_flight_loses_no_accepted_job() {
         duplicates <= unfinished,
         "only jobs in flight at the kill may be delivered twice"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ssrf_guard_is_on_unless_networks_are_allowed() {
+    assert_one_line_failure(
+        &[
+            "intake",
+            "--providers",
+            "x.toml",
+            "--allow-networks",
+            "10.0.0.0/33",
+        ],
+        "is not a network",
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let providers = dir.path().join("providers.toml");
+    std::fs::write(&providers, "[providers.gas]\nurl = \"http://127.0.0.1:9/gas\"\n").expect("write");
+    let store = format!("sqlite://{}", dir.path().join("guard.db").display());
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let log = dir.path().join("intake.log");
+    let mut command = Command::new(BIN);
+    command
+        .args(["intake", "--store", &store, "--providers"])
+        .arg(&providers)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .env_remove("HOOKLINE_ALLOW_NETWORKS")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log"));
+    let _intake = ChildGuard(command.spawn().expect("spawn"));
+    let http = reqwest::Client::new();
+    wait_healthy(&http, &base).await;
+    let response = http
+        .post(format!("{base}/webhook"))
+        .json(&json!({"providers": ["gas"], "callbackUrl": "http://127.0.0.1:4000/complete"}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(response.status(), 422, "loopback refused by default");
+    let problem: Value = response.json().await.expect("json");
+    assert_eq!(problem["errors"][0]["field"], "callbackUrl", "{problem}");
 }

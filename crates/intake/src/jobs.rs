@@ -41,6 +41,17 @@ pub(crate) async fn create_job(
     })?;
     require_json(&headers)?;
     let request = parse_job_request(&body, &state.config.providers)?;
+    if let Err(blocked) = state
+        .config
+        .callback_network
+        .check_url(&request.callback_url)
+        .await
+    {
+        return Err(ApiError::validation(vec![FieldError::new(
+            "callbackUrl",
+            blocked.to_string(),
+        )]));
+    }
 
     let now = state.clock.now();
     let job = Job::new(

@@ -14,6 +14,7 @@ use axum::extract::State;
 use axum::http::{HeaderName, Request};
 use axum::routing::{get, post};
 use domain::{Clock, TenantId};
+use netguard::NetPolicy;
 use store::JobStore;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -32,6 +33,8 @@ pub struct IntakeConfig {
     /// its own tenant, come with authentication; until then one deployment
     /// serves one tenant.
     pub tenant: TenantId,
+    /// Which addresses a `callbackUrl` may point at (the SSRF guard).
+    pub callback_network: Arc<NetPolicy>,
     /// Told of every accepted (or redriven) job, so a processor in the same process can
     /// start at once instead of at its next tick.
     pub on_job_created: Option<Arc<tokio::sync::Notify>>,
@@ -42,8 +45,15 @@ impl IntakeConfig {
         Self {
             providers,
             tenant: TenantId::new("default"),
+            callback_network: Arc::new(NetPolicy::strict()),
             on_job_created: None,
         }
+    }
+
+    /// Replaces the strict default SSRF policy.
+    pub fn with_callback_network(mut self, policy: Arc<NetPolicy>) -> Self {
+        self.callback_network = policy;
+        self
     }
 
     pub fn waking(mut self, processor: Arc<tokio::sync::Notify>) -> Self {

@@ -1,10 +1,12 @@
 //! The processor's two HTTP calls, and how their answers are classified
 //! (SPEC section 3): a provider fetch and a callback delivery.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use domain::{CallbackOutcome, FetchOutcome, JobId};
 use futures::StreamExt;
+use netguard::{GuardedResolver, NetPolicy};
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, RETRY_AFTER};
 
@@ -20,6 +22,18 @@ pub fn client() -> reqwest::Client {
         .user_agent(USER_AGENT)
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(Duration::from_secs(5))
+        .build()
+        .expect("a client with static settings always builds")
+}
+
+/// The callback client: like [`client`], resolving host names through the
+/// SSRF guard so a connection to a refused address is never opened.
+pub(crate) fn callback_client(policy: Arc<NetPolicy>) -> reqwest::Client {
+    reqwest::Client::builder()
+        .user_agent(USER_AGENT)
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(Duration::from_secs(5))
+        .dns_resolver(GuardedResolver::new(policy))
         .build()
         .expect("a client with static settings always builds")
 }
@@ -89,12 +103,23 @@ pub(crate) async fn fetch_provider(
 
 pub(crate) async fn deliver_callback(
     client: &reqwest::Client,
+    network: &NetPolicy,
     url: &url::Url,
     job_id: JobId,
     body: Vec<u8>,
     now_unix: i64,
     timeout: Duration,
 ) -> CallbackOutcome {
+    // An address literal never reaches the resolver: check it here. A
+    // refusal is retried like any failure to connect, so an operator who
+    // widens the allow-list can still have the job delivered.
+    if let Err(blocked) = network.check_literal(url) {
+        return CallbackOutcome::Retryable {
+            status: None,
+            error: blocked.to_string(),
+            retry_after: None,
+        };
+    }
     let request = client
         .post(url.clone())
         .header(CONTENT_TYPE, "application/json")
@@ -142,6 +167,14 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 
 /// A short, secret-free description of a transport failure.
 fn transport_error(err: &reqwest::Error) -> String {
+    // The SSRF guard's refusal, from the resolver, says which address.
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        if let Some(blocked) = cause.downcast_ref::<netguard::Blocked>() {
+            return blocked.to_string();
+        }
+        source = cause.source();
+    }
     if err.is_timeout() {
         "timed out".to_owned()
     } else if err.is_connect() {

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use domain::{Clock, Job, JobId, JobStatus, ProviderStatus, RetryPolicy, Timestamp};
 use futures::StreamExt;
+use netguard::NetPolicy;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use store::{Claim, DueJob, Fenced, JobStore, Lease};
@@ -44,6 +45,9 @@ pub struct ProcessorConfig {
     pub retry: RetryPolicy,
     /// Seed for jitter and lease ids; `None` draws one from the OS.
     pub seed: Option<u64>,
+    /// Which addresses callbacks may reach (the SSRF guard), checked again
+    /// at connect time. Provider URLs are the operator's and not guarded.
+    pub callback_network: Arc<NetPolicy>,
 }
 
 /// Time kept between the longest HTTP call and the lease's end.
@@ -61,6 +65,7 @@ impl Default for ProcessorConfig {
             max_response_bytes: 256 * 1024,
             retry: RetryPolicy::default(),
             seed: None,
+            callback_network: Arc::new(NetPolicy::strict()),
         }
     }
 }
@@ -124,6 +129,8 @@ pub struct Processor {
     store: Arc<dyn JobStore>,
     clock: Arc<dyn Clock>,
     http: reqwest::Client,
+    /// Resolves through the SSRF guard.
+    callback_http: reqwest::Client,
     providers: ProviderCatalog,
     config: ProcessorConfig,
     rng: Mutex<rand::rngs::StdRng>,
@@ -166,6 +173,7 @@ impl Processor {
             store,
             clock,
             http,
+            callback_http: http::callback_client(Arc::clone(&config.callback_network)),
             providers,
             config,
             rng: Mutex::new(rng),
@@ -375,7 +383,8 @@ impl Processor {
         if job.callback_due(now) {
             let body = serde_json::to_vec(&job.callback_body()).unwrap_or_default();
             let outcome = http::deliver_callback(
-                &self.http,
+                &self.callback_http,
+                &self.config.callback_network,
                 &job.callback_url,
                 job.id,
                 body,

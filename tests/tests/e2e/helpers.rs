@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use domain::{Clock, ManualClock};
+use netguard::NetPolicy;
 use processor::{Processor, ProcessorConfig, ProviderCatalog};
 use providers_mock::{MockState, RunningMock};
 use serde_json::Value;
@@ -75,13 +76,24 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_on(backend: Backend) -> TestApp {
+    spawn_app_guarded(backend, loopback()).await
+}
+
+/// The mock sink is on loopback: tests let the SSRF guard pass it, except
+/// those of the guard itself (`ssrf.rs`).
+fn loopback() -> Arc<NetPolicy> {
+    Arc::new(NetPolicy::loopback_allowed())
+}
+
+/// An app whose intake checks callback URLs against `network`.
+pub async fn spawn_app_guarded(backend: Backend, network: Arc<NetPolicy>) -> TestApp {
     match backend {
-        Backend::DynamoDb => spawn_app_with_store(Arc::new(dynamo_store().await)).await,
+        Backend::DynamoDb => spawn_app_waking(Arc::new(dynamo_store().await), None, network).await,
         Backend::Sqlite => {
             let dir = tempfile::tempdir().expect("tempdir");
             let store = store_sqlite::SqliteStore::open(&dir.path().join("e2e.db"), Default::default())
                 .expect("open sqlite");
-            let mut app = spawn_app_with_store(Arc::new(store)).await;
+            let mut app = spawn_app_waking(Arc::new(store), None, network).await;
             app._dir = Some(dir);
             app
         }
@@ -89,12 +101,16 @@ pub async fn spawn_app_on(backend: Backend) -> TestApp {
 }
 
 pub async fn spawn_app_with_store(store: Arc<dyn JobStore>) -> TestApp {
-    spawn_app_waking(store, None).await
+    spawn_app_waking(store, None, loopback()).await
 }
 
 /// Like [`spawn_app_with_store`], with the intake notifying `wake` of every
-/// accepted job.
-pub async fn spawn_app_waking(store: Arc<dyn JobStore>, wake: Option<Arc<tokio::sync::Notify>>) -> TestApp {
+/// accepted job and guarding callback URLs with `network`.
+pub async fn spawn_app_waking(
+    store: Arc<dyn JobStore>,
+    wake: Option<Arc<tokio::sync::Notify>>,
+    network: Arc<NetPolicy>,
+) -> TestApp {
     let mock_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind mock");
@@ -103,7 +119,7 @@ pub async fn spawn_app_waking(store: Arc<dyn JobStore>, wake: Option<Arc<tokio::
     let catalog = ProviderCatalog::at_base_url(&base, &providers_mock::PROVIDERS).expect("catalog");
 
     let clock = Arc::new(ManualClock::starting_now());
-    let mut config = intake::IntakeConfig::new(catalog.names());
+    let mut config = intake::IntakeConfig::new(catalog.names()).with_callback_network(network);
     config.on_job_created = wake;
     let app = intake::router(Arc::clone(&store), Arc::clone(&clock) as Arc<dyn Clock>, config);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -140,6 +156,7 @@ impl TestApp {
             ProcessorConfig {
                 owner: owner.to_owned(),
                 seed: Some(7),
+                callback_network: loopback(),
                 ..ProcessorConfig::default()
             },
         )

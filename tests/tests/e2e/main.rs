@@ -7,3 +7,4 @@ mod intake_errors;
 mod limits;
 mod pipeline;
 mod scheduling;
+mod ssrf;

@@ -74,7 +74,12 @@ async fn the_cron_loop_delivers_and_stops_on_shutdown() {
 async fn a_new_job_wakes_the_processor_before_its_next_tick() {
     let wake = Arc::new(tokio::sync::Notify::new());
     let store = Arc::new(crate::helpers::dynamo_store().await);
-    let app = crate::helpers::spawn_app_waking(store, Some(Arc::clone(&wake))).await;
+    let app = crate::helpers::spawn_app_waking(
+        store,
+        Some(Arc::clone(&wake)),
+        Arc::new(netguard::NetPolicy::loopback_allowed()),
+    )
+    .await;
     let processor = Arc::new(app.processor("woken"));
     let shutdown = CancellationToken::new();
     // Once a year: only the wake-up can deliver within the test.
