@@ -63,9 +63,29 @@ impl From<JobId> for String {
 #[serde(transparent)]
 pub struct TenantId(String);
 
+/// A tenant name that cannot be one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("tenant names are 1-64 characters of a-z, 0-9, '-' and '_'")]
+pub struct InvalidTenant;
+
 impl TenantId {
     pub fn new(name: impl Into<String>) -> Self {
         Self(name.into())
+    }
+
+    /// A name as an operator types it (`keys create --tenant NAME`):
+    /// lowercase letters, digits, `-` and `_`, so it is safe in store keys
+    /// and log lines.
+    pub fn parse(name: &str) -> Result<Self, InvalidTenant> {
+        let valid = (1..=64).contains(&name.len())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        if valid {
+            Ok(Self(name.to_owned()))
+        } else {
+            Err(InvalidTenant)
+        }
     }
     pub fn as_str(&self) -> &str {
         &self.0

@@ -4,15 +4,17 @@
 //! Nothing here does I/O. Time and randomness come in as arguments so the
 //! lifecycle is tested without sleeping.
 
+mod api_key;
 mod callback;
 mod clock;
 mod id;
 mod job;
 mod retry;
 
+pub use api_key::{ApiKey, KeyHash};
 pub use callback::{CallbackBody, CallbackResult};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
-pub use id::{JobId, ParseJobIdError, TenantId};
+pub use id::{InvalidTenant, JobId, ParseJobIdError, TenantId};
 pub use job::{
     CallbackOutcome, CallbackState, FetchOutcome, Job, JobStatus, NewJob, ProviderState, ProviderStatus,
 };

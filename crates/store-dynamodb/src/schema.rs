@@ -26,6 +26,10 @@ pub(crate) const LEASE_UNTIL: &str = "leaseUntil";
 pub(crate) const EXPIRES_AT: &str = "expiresAt";
 pub(crate) const DUE_INDEX: &str = "due";
 pub(crate) const LIST_KEY: &str = "listKey";
+/// The partition holding every API key (`sk = key#{sha256 hex}`): keys are
+/// few, and intake caches what it reads.
+pub(crate) const KEYS_PK: &str = "apikeys";
+pub(crate) const REVOKED_AT: &str = "revokedAt";
 pub(crate) const LIST_INDEX: &str = "list";
 
 /// What `create_table` found or did.

@@ -11,8 +11,10 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, ReturnValue};
-use domain::{Job, JobId, JobStatus, TenantId, Timestamp};
-use store::{Claim, DueJob, Fenced, JobPage, JobStore, Lease, ListQuery, Redrive, StoreError};
+use domain::{Job, JobId, JobStatus, KeyHash, TenantId, Timestamp};
+use store::{
+    ApiKeyRecord, Claim, DueJob, Fenced, JobPage, JobStore, KeyStore, Lease, ListQuery, Redrive, StoreError,
+};
 
 use crate::DynamoConfig;
 use crate::schema::*;
@@ -436,6 +438,150 @@ impl JobStore for DynamoStore {
             .map(|_| ())
             .map_err(|e| unavailable("describe table", e))
     }
+}
+
+impl DynamoStore {
+    fn key_item_key(hash: &KeyHash) -> Item {
+        HashMap::from([
+            (PK.to_owned(), AttributeValue::S(KEYS_PK.to_owned())),
+            (SK.to_owned(), AttributeValue::S(format!("key#{}", hash.to_hex()))),
+        ])
+    }
+
+    /// Every key item whose sort key starts with `prefix`, all pages.
+    async fn query_keys(&self, prefix: &str) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        let mut records = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.config.table)
+                .key_condition_expression("#pk = :pk AND begins_with(#sk, :prefix)")
+                .expression_attribute_names("#pk", PK)
+                .expression_attribute_names("#sk", SK)
+                .expression_attribute_values(":pk", AttributeValue::S(KEYS_PK.to_owned()))
+                .expression_attribute_values(":prefix", AttributeValue::S(prefix.to_owned()))
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| unavailable("query API keys", e))?;
+            for item in page.items() {
+                records.push(key_record(item)?);
+            }
+            match page.last_evaluated_key {
+                Some(key) => start = Some(key),
+                None => return Ok(records),
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl KeyStore for DynamoStore {
+    async fn create_api_key(&self, record: &ApiKeyRecord) -> Result<(), StoreError> {
+        let mut item = Self::key_item_key(&record.hash);
+        item.insert(TENANT.to_owned(), AttributeValue::S(record.tenant.to_string()));
+        item.insert(
+            CREATED_AT.to_owned(),
+            number(record.created_at.timestamp_millis()),
+        );
+        if let Some(revoked) = record.revoked_at {
+            item.insert(REVOKED_AT.to_owned(), number(revoked.timestamp_millis()));
+        }
+        match self
+            .client
+            .put_item()
+            .table_name(&self.config.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(#pk)")
+            .expression_attribute_names("#pk", PK)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(err) if err.code() == Some("ConditionalCheckFailedException") => Err(StoreError::Conflict),
+            Err(err) => Err(unavailable("put API key", err)),
+        }
+    }
+
+    async fn find_api_key(&self, hash: &KeyHash) -> Result<Option<ApiKeyRecord>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.config.table)
+            .set_key(Some(Self::key_item_key(hash)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| unavailable("get API key", e))?;
+        output.item.as_ref().map(key_record).transpose()
+    }
+
+    async fn list_api_keys(&self, tenant: Option<&TenantId>) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        let mut records = self.query_keys("key#").await?;
+        records.retain(|r| tenant.is_none_or(|t| r.tenant == *t));
+        records.sort_by(|a, b| (a.created_at, a.hash.to_hex()).cmp(&(b.created_at, b.hash.to_hex())));
+        Ok(records)
+    }
+
+    async fn revoke_api_key(&self, key_id: &str, now: Timestamp) -> Result<Option<ApiKeyRecord>, StoreError> {
+        if !store::is_key_id(key_id) {
+            return Ok(None);
+        }
+        let found = self.query_keys(&format!("key#{key_id}")).await?;
+        let [record] = found.as_slice() else {
+            // None, or an id two keys share (one in 2^48): revoke neither.
+            return Ok(None);
+        };
+        let output = self
+            .client
+            .update_item()
+            .table_name(&self.config.table)
+            .set_key(Some(Self::key_item_key(&record.hash)))
+            .update_expression("SET #revoked = if_not_exists(#revoked, :now)")
+            .condition_expression("attribute_exists(#pk)")
+            .expression_attribute_names("#revoked", REVOKED_AT)
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_values(":now", number(now.timestamp_millis()))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await
+            .map_err(|e| unavailable("revoke API key", e))?;
+        output.attributes.as_ref().map(key_record).transpose()
+    }
+}
+
+fn key_record(item: &Item) -> Result<ApiKeyRecord, StoreError> {
+    let corrupt = |what: &str| StoreError::Corrupt(format!("API key item without {what}"));
+    let hash = item
+        .get(SK)
+        .and_then(|v| v.as_s().ok())
+        .and_then(|sk| sk.strip_prefix("key#"))
+        .and_then(KeyHash::from_hex)
+        .ok_or_else(|| corrupt("a key hash"))?;
+    let tenant = item
+        .get(TENANT)
+        .and_then(|v| v.as_s().ok())
+        .ok_or_else(|| corrupt("a tenant"))?;
+    let millis = |name: &str| -> Result<Option<Timestamp>, StoreError> {
+        item.get(name)
+            .map(|v| {
+                v.as_n()
+                    .ok()
+                    .and_then(|n| n.parse().ok())
+                    .and_then(chrono::DateTime::from_timestamp_millis)
+                    .ok_or_else(|| corrupt(name))
+            })
+            .transpose()
+    };
+    Ok(ApiKeyRecord {
+        hash,
+        tenant: TenantId::new(tenant.as_str()),
+        created_at: millis(CREATED_AT)?.ok_or_else(|| corrupt(CREATED_AT))?,
+        revoked_at: millis(REVOKED_AT)?,
+    })
 }
 
 fn number(n: i64) -> AttributeValue {

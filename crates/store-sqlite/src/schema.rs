@@ -15,7 +15,7 @@ pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The schema version this build writes; `PRAGMA user_version` holds the
 /// file's.
-pub(crate) const SCHEMA_VERSION: i64 = 2;
+pub(crate) const SCHEMA_VERSION: i64 = 3;
 
 /// Version 1. Times are epoch milliseconds. `due_at` is set exactly while a
 /// job needs a processor, so `jobs_due` (partial) holds only live work and
@@ -43,6 +43,16 @@ CREATE INDEX jobs_expires ON jobs (expires_at) WHERE expires_at IS NOT NULL;
 const SCHEMA_V2: &str = "
 CREATE INDEX jobs_by_tenant ON jobs (tenant, id);
 CREATE INDEX jobs_by_status ON jobs (tenant, status, id);
+";
+
+/// Version 3: tenants' API keys, by the SHA-256 of the key (hex).
+const SCHEMA_V3: &str = "
+CREATE TABLE api_keys (
+    hash        TEXT PRIMARY KEY,
+    tenant      TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    revoked_at  INTEGER
+);
 ";
 
 /// Opens the writer's connection: creates the file if needed, switches it to
@@ -107,6 +117,10 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     if version < 2 {
         tx.execute_batch(SCHEMA_V2)
             .map_err(|e| sql_error("add listing indexes", e))?;
+    }
+    if version < 3 {
+        tx.execute_batch(SCHEMA_V3)
+            .map_err(|e| sql_error("add the API key table", e))?;
     }
     if version < SCHEMA_VERSION {
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)

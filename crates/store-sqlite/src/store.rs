@@ -9,9 +9,11 @@ use std::thread::JoinHandle;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use domain::{Job, JobId, JobStatus, TenantId, Timestamp};
+use domain::{Job, JobId, JobStatus, KeyHash, TenantId, Timestamp};
 use rusqlite::{Connection, OptionalExtension, params};
-use store::{Claim, DueJob, Fenced, JobPage, JobStore, Lease, ListQuery, Redrive, StoreError};
+use store::{
+    ApiKeyRecord, Claim, DueJob, Fenced, JobPage, JobStore, KeyStore, Lease, ListQuery, Redrive, StoreError,
+};
 use tokio::sync::oneshot;
 
 use crate::config::{SqliteConfig, SqliteConfigError, SqliteOptions};
@@ -359,6 +361,94 @@ pub(crate) const DUE_JOBS: &str = "SELECT id, due_at FROM jobs
      WHERE due_at IS NOT NULL AND due_at <= ?1 AND (lease_until IS NULL OR lease_until < ?1)
      ORDER BY due_at, id
      LIMIT ?2";
+
+#[async_trait]
+impl KeyStore for SqliteStore {
+    async fn create_api_key(&self, record: &ApiKeyRecord) -> Result<(), StoreError> {
+        self.write(Write::CreateKey {
+            hash: record.hash.to_hex(),
+            tenant: record.tenant.as_str().to_owned(),
+            created_at: record.created_at.timestamp_millis(),
+        })
+        .await
+        .map(|_| ())
+    }
+
+    async fn find_api_key(&self, hash: &KeyHash) -> Result<Option<ApiKeyRecord>, StoreError> {
+        let hash = hash.to_hex();
+        self.read(move |conn| {
+            conn.prepare_cached(&format!("{SELECT_KEYS} WHERE hash = ?1"))
+                .and_then(|mut stmt| stmt.query_row(params![hash], key_columns).optional())
+                .map_err(|e| sql_error("find API key", e))?
+                .map(key_record)
+                .transpose()
+        })
+        .await
+    }
+
+    async fn list_api_keys(&self, tenant: Option<&TenantId>) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        let tenant = tenant.map(|t| t.as_str().to_owned());
+        self.read(move |conn| {
+            let rows: Vec<KeyColumns> = conn
+                .prepare_cached(&format!(
+                    "{SELECT_KEYS} WHERE ?1 IS NULL OR tenant = ?1 ORDER BY created_at, hash"
+                ))
+                .and_then(|mut stmt| stmt.query_map(params![tenant], key_columns)?.collect())
+                .map_err(|e| sql_error("list API keys", e))?;
+            rows.into_iter().map(key_record).collect()
+        })
+        .await
+    }
+
+    async fn revoke_api_key(&self, key_id: &str, now: Timestamp) -> Result<Option<ApiKeyRecord>, StoreError> {
+        if !store::is_key_id(key_id) {
+            return Ok(None);
+        }
+        // Hex digits sort below 'g': the ids' range in the primary key.
+        let (low, high) = (key_id.to_owned(), format!("{key_id}g"));
+        let found: Vec<KeyColumns> = self
+            .read(move |conn| {
+                conn.prepare_cached(&format!("{SELECT_KEYS} WHERE hash >= ?1 AND hash < ?2 LIMIT 2"))
+                    .and_then(|mut stmt| stmt.query_map(params![low, high], key_columns)?.collect())
+                    .map_err(|e| sql_error("find API key", e))
+            })
+            .await?;
+        let mut found = found.into_iter();
+        let (Some(one), None) = (found.next(), found.next()) else {
+            // None, or an id two keys share (one in 2^48): revoke neither.
+            return Ok(None);
+        };
+        let record = key_record(one)?;
+        self.write(Write::RevokeKey {
+            hash: record.hash.to_hex(),
+            now: now.timestamp_millis(),
+        })
+        .await?;
+        self.find_api_key(&record.hash).await
+    }
+}
+
+type KeyColumns = (String, String, i64, Option<i64>);
+
+const SELECT_KEYS: &str = "SELECT hash, tenant, created_at, revoked_at FROM api_keys";
+
+fn key_columns(row: &rusqlite::Row<'_>) -> rusqlite::Result<KeyColumns> {
+    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+}
+
+fn key_record((hash, tenant, created_at, revoked_at): KeyColumns) -> Result<ApiKeyRecord, StoreError> {
+    let time = |ms: i64| {
+        DateTime::from_timestamp_millis(ms)
+            .ok_or_else(|| StoreError::Corrupt(format!("API key row with time {ms}")))
+    };
+    Ok(ApiKeyRecord {
+        hash: KeyHash::from_hex(&hash)
+            .ok_or_else(|| StoreError::Corrupt("API key row with a malformed hash".to_owned()))?,
+        tenant: TenantId::new(tenant),
+        created_at: time(created_at)?,
+        revoked_at: revoked_at.map(time).transpose()?,
+    })
+}
 
 /// A tenant's jobs newest first, from `jobs_by_tenant` alone; `?2` is the
 /// cursor ("" for the first page).

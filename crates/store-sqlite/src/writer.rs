@@ -54,6 +54,16 @@ pub(crate) enum Write {
         row: Row,
         expected: String,
     },
+    CreateKey {
+        hash: String,
+        tenant: String,
+        created_at: i64,
+    },
+    /// Sets `revoked_at` unless it is set already.
+    RevokeKey {
+        hash: String,
+        now: i64,
+    },
     /// Deletes up to `limit` finished jobs whose retention ran out by `now`.
     PurgeExpired {
         now: i64,
@@ -69,6 +79,8 @@ impl Write {
             Self::Save { .. } => "save job",
             Self::Release { .. } => "release job",
             Self::Replace { .. } => "replace job",
+            Self::CreateKey { .. } => "create API key",
+            Self::RevokeKey { .. } => "revoke API key",
             Self::PurgeExpired { .. } => "purge expired jobs",
         }
     }
@@ -240,6 +252,28 @@ fn apply(conn: &Connection, write: &Write) -> rusqlite::Result<Outcome> {
                     row.expires_at,
                     expected
                 ])?;
+            Ok(Outcome {
+                changed,
+                returned: None,
+            })
+        }
+        Write::CreateKey {
+            hash,
+            tenant,
+            created_at,
+        } => {
+            let changed = conn
+                .prepare_cached("INSERT INTO api_keys (hash, tenant, created_at) VALUES (?1, ?2, ?3)")?
+                .execute(params![hash, tenant, created_at])?;
+            Ok(Outcome {
+                changed,
+                returned: None,
+            })
+        }
+        Write::RevokeKey { hash, now } => {
+            let changed = conn
+                .prepare_cached("UPDATE api_keys SET revoked_at = coalesce(revoked_at, ?2) WHERE hash = ?1")?
+                .execute(params![hash, now])?;
             Ok(Outcome {
                 changed,
                 returned: None,

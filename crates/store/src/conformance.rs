@@ -11,7 +11,7 @@ use domain::{
 };
 use rand::SeedableRng;
 
-use crate::{Claim, Fenced, JobStore, Lease, ListQuery, Redrive};
+use crate::{ApiKeyRecord, Claim, Fenced, JobStore, KeyStore, Lease, ListQuery, Redrive};
 
 /// Generates one `#[tokio::test]` per behaviour, each on a fresh store.
 /// The expression yields an `Arc` of the store, or a pair of it and a guard
@@ -32,6 +32,18 @@ macro_rules! conformance_suite {
             listing_is_newest_first_by_status_with_a_cursor,
             redrive_requeues_only_failed_jobs_once,
         );
+        $crate::conformance_suite!(@keys $make_store;
+            api_keys_are_found_by_hash_listed_and_revoked,
+        );
+    };
+    (@keys $make_store:expr; $($name:ident),+ $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let (store, _guard) = $crate::conformance::KeyStoreUnderTest::split_keys($make_store);
+                $crate::conformance::$name(store).await;
+            }
+        )+
     };
     (@tests $make_store:expr; $($name:ident),+ $(,)?) => {
         $(
@@ -61,6 +73,26 @@ impl<S: JobStore + 'static> StoreUnderTest for Arc<S> {
 impl<S: JobStore + 'static, G> StoreUnderTest for (Arc<S>, G) {
     type Guard = G;
     fn split(self) -> (Arc<dyn JobStore>, G) {
+        (self.0, self.1)
+    }
+}
+
+/// Like [`StoreUnderTest`], for the key half of a backend.
+pub trait KeyStoreUnderTest {
+    type Guard;
+    fn split_keys(self) -> (Arc<dyn KeyStore>, Self::Guard);
+}
+
+impl<S: KeyStore + 'static> KeyStoreUnderTest for Arc<S> {
+    type Guard = ();
+    fn split_keys(self) -> (Arc<dyn KeyStore>, ()) {
+        (self, ())
+    }
+}
+
+impl<S: KeyStore + 'static, G> KeyStoreUnderTest for (Arc<S>, G) {
+    type Guard = G;
+    fn split_keys(self) -> (Arc<dyn KeyStore>, G) {
         (self.0, self.1)
     }
 }
@@ -628,4 +660,72 @@ pub async fn redrive_requeues_only_failed_jobs_once(store: Arc<dyn JobStore>) {
         "a redriven job is live again: retention no longer applies"
     );
     claim_won(&*store, failed.id, &lease("p2", at(160)), at(100)).await;
+}
+
+pub async fn api_keys_are_found_by_hash_listed_and_revoked(store: Arc<dyn KeyStore>) {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+    let record = |tenant: &str, at_s: i64, rng: &mut rand::rngs::StdRng| ApiKeyRecord {
+        hash: domain::ApiKey::generate(rng).hash(),
+        tenant: TenantId::new(tenant),
+        created_at: at(at_s),
+        revoked_at: None,
+    };
+    let acme = record("acme", 1, &mut rng);
+    let acme2 = record("acme", 2, &mut rng);
+    let globex = record("globex", 3, &mut rng);
+    for key in [&acme, &acme2, &globex] {
+        store.create_api_key(key).await.expect("create key");
+    }
+    assert!(matches!(
+        store.create_api_key(&acme).await,
+        Err(crate::StoreError::Conflict)
+    ));
+    assert_eq!(
+        store.find_api_key(&acme.hash).await.expect("find"),
+        Some(acme.clone())
+    );
+    let unknown = domain::ApiKey::generate(&mut rng).hash();
+    assert_eq!(store.find_api_key(&unknown).await.expect("find"), None);
+
+    let all = store.list_api_keys(None).await.expect("list");
+    assert_eq!(
+        all,
+        vec![acme.clone(), acme2.clone(), globex.clone()],
+        "oldest first"
+    );
+    let acme_only = store
+        .list_api_keys(Some(&TenantId::new("acme")))
+        .await
+        .expect("list");
+    assert_eq!(acme_only, vec![acme.clone(), acme2.clone()]);
+
+    let revoked = store
+        .revoke_api_key(&acme.key_id(), at(10))
+        .await
+        .expect("revoke")
+        .expect("known key");
+    assert_eq!(revoked.revoked_at, Some(at(10)));
+    assert!(!revoked.is_active());
+    let again = store
+        .revoke_api_key(&acme.key_id(), at(20))
+        .await
+        .expect("revoke")
+        .expect("known");
+    assert_eq!(again.revoked_at, Some(at(10)), "the first revocation stands");
+    assert_eq!(store.find_api_key(&acme.hash).await.expect("find"), Some(revoked));
+    assert!(
+        store
+            .find_api_key(&acme2.hash)
+            .await
+            .expect("find")
+            .expect("kept")
+            .is_active()
+    );
+    for bad in [unknown.key_id(), "not-a-key-id".to_owned(), String::new()] {
+        assert_eq!(
+            store.revoke_api_key(&bad, at(30)).await.expect("revoke"),
+            None,
+            "{bad:?}"
+        );
+    }
 }

@@ -7,7 +7,7 @@
 use std::fmt;
 
 use async_trait::async_trait;
-use domain::{Job, JobId, JobStatus, TenantId, Timestamp};
+use domain::{Job, JobId, JobStatus, KeyHash, TenantId, Timestamp};
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
@@ -193,4 +193,56 @@ where
     Err(StoreError::Unavailable(format!(
         "the job changed {TRIES} times while being redriven; try again"
     )))
+}
+
+/// An API key as stored: its hash, never the key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKeyRecord {
+    pub hash: KeyHash,
+    pub tenant: TenantId,
+    pub created_at: Timestamp,
+    pub revoked_at: Option<Timestamp>,
+}
+
+impl ApiKeyRecord {
+    /// The key's public name (a prefix of its hash).
+    pub fn key_id(&self) -> String {
+        self.hash.key_id()
+    }
+
+    pub fn is_active(&self) -> bool {
+        self.revoked_at.is_none()
+    }
+}
+
+/// Tenants' API keys, kept next to the jobs (same table, same file).
+#[async_trait]
+pub trait KeyStore: Send + Sync + fmt::Debug {
+    /// Stores a new key; [`StoreError::Conflict`] if its hash is taken.
+    async fn create_api_key(&self, record: &ApiKeyRecord) -> Result<(), StoreError>;
+
+    /// The key with this hash, revoked or not: one keyed read.
+    async fn find_api_key(&self, hash: &KeyHash) -> Result<Option<ApiKeyRecord>, StoreError>;
+
+    /// Every key, or one tenant's, oldest first. For operators: keys are few.
+    async fn list_api_keys(&self, tenant: Option<&TenantId>) -> Result<Vec<ApiKeyRecord>, StoreError>;
+
+    /// Revokes the key whose [`ApiKeyRecord::key_id`] is `key_id` and returns
+    /// it; `None` if there is no such key. Revoking again keeps the first
+    /// revocation time.
+    async fn revoke_api_key(&self, key_id: &str, now: Timestamp) -> Result<Option<ApiKeyRecord>, StoreError>;
+}
+
+/// Everything a backend provides: jobs and tenants' keys.
+pub trait Store: JobStore + KeyStore {}
+
+impl<T: JobStore + KeyStore> Store for T {}
+
+/// Whether `key_id` looks like one ([`KeyHash::key_id`]): 12 lowercase hex
+/// digits. Backends refuse anything else before asking the database.
+pub fn is_key_id(key_id: &str) -> bool {
+    key_id.len() == 12
+        && key_id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
