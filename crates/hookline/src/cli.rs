@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use domain::ApiKey;
 use ipnet::IpNet;
 use netguard::NetPolicy;
 
@@ -48,6 +49,37 @@ pub enum Command {
     Table {
         #[command(subcommand)]
         command: TableCommand,
+    },
+    /// Tenants' API keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Creates a key for a tenant and prints it, once: only its hash is kept.
+    Create {
+        /// The tenant the key acts for: 1-64 of a-z, 0-9, '-', '_'.
+        #[arg(long)]
+        tenant: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Lists keys (id, tenant, created, revoked), never the keys themselves.
+    List {
+        /// Only this tenant's keys.
+        #[arg(long)]
+        tenant: Option<String>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Revokes a key by the id `keys list` shows.
+    Revoke {
+        key_id: String,
+        #[command(flatten)]
+        store: StoreArgs,
     },
 }
 
@@ -163,6 +195,19 @@ pub struct DevArgs {
     /// Job store URL: sqlite://PATH, or dynamodb://TABLE?endpoint=URL&region=REGION
     #[arg(long, env = "HOOKLINE_STORE", default_value = DEFAULT_STORE)]
     pub store: String,
+    /// The API key to accept (tenant `dev`); generated and printed if unset.
+    #[arg(long = "api-key", env = "HOOKLINE_DEV_API_KEY", hide_env_values = true, value_parser = parse_api_key)]
+    pub api_key: Option<ApiKey>,
+}
+
+fn parse_api_key(value: &str) -> Result<ApiKey, String> {
+    ApiKey::parse(value).ok_or_else(|| {
+        format!(
+            "an API key is {}-{} printable characters without spaces",
+            ApiKey::MIN_LEN,
+            ApiKey::MAX_LEN
+        )
+    })
 }
 
 pub fn init_logging(format: LogFormat) {

@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 use domain::{Clock, SystemClock};
 use netguard::NetPolicy;
 use processor::{Processor, ProcessorConfig, ProviderCatalog};
-use store::JobStore;
+use store::{JobStore, Store};
 use store_dynamodb::{DynamoConfig, DynamoStore};
 use store_sqlite::{SqliteOpenError, SqliteStore};
 use tokio::net::TcpListener;
@@ -16,8 +16,10 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{
-    Command, DevArgs, IntakeArgs, ProcessorArgs, ProcessorTuning, ServeArgs, StoreArgs, TableCommand,
+    Command, DevArgs, IntakeArgs, KeysCommand, ProcessorArgs, ProcessorTuning, ServeArgs, StoreArgs,
+    TableCommand,
 };
+use crate::keys;
 
 pub async fn run(command: Command) -> anyhow::Result<()> {
     match command {
@@ -28,6 +30,18 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Table {
             command: TableCommand::Create(args),
         } => table_create(args).await,
+        Command::Keys { command } => {
+            let store = open_store(command_store(&command)).await?;
+            keys::run(command, &*store).await
+        }
+    }
+}
+
+fn command_store(command: &KeysCommand) -> &str {
+    match command {
+        KeysCommand::Create { store, .. }
+        | KeysCommand::List { store, .. }
+        | KeysCommand::Revoke { store, .. } => &store.store,
     }
 }
 
@@ -36,7 +50,7 @@ fn dynamo_config(store: &str) -> anyhow::Result<DynamoConfig> {
 }
 
 /// Opens the store a URL names: `sqlite://PATH` or `dynamodb://TABLE?...`.
-async fn open_store(url: &str) -> anyhow::Result<Arc<dyn JobStore>> {
+async fn open_store(url: &str) -> anyhow::Result<Arc<dyn Store>> {
     if url.starts_with("sqlite:") {
         let opened = tokio::task::spawn_blocking({
             let url = url.to_owned();
@@ -159,7 +173,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let providers = load_providers(&args.intake.providers)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let processor = build_processor(
-        Arc::clone(&store),
+        Arc::clone(&store) as Arc<dyn JobStore>,
         Arc::clone(&clock),
         providers.clone(),
         &args.tuning,
@@ -288,7 +302,7 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
     // Loopback is allowed: the sink and whatever the developer runs locally.
     let network = Arc::new(NetPolicy::loopback_allowed());
     let processor = build_processor(
-        Arc::clone(&store),
+        Arc::clone(&store) as Arc<dyn JobStore>,
         Arc::clone(&clock),
         providers.clone(),
         &tuning,
@@ -298,15 +312,19 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
     let config = intake::IntakeConfig::new(providers.names())
         .waking(Arc::clone(&wake))
         .with_callback_network(network);
+    let key = keys::dev_key(&*store, args.api_key.clone()).await?;
     let app = intake::router(store, clock, config).nest(
         "/mock",
         providers_mock::router(providers_mock::MockState::default()),
     );
 
     println!("hookline dev listening on http://{addr}  (store: {})", args.store);
+    // The developer's own key on their own machine: printing it is the point.
+    println!("API key (tenant {}): {}", keys::DEV_TENANT, key.expose());
     println!("try it:");
     println!(
-        "  curl -i -X POST http://{addr}/webhook -H 'content-type: application/json' \\\n    -d '{{\"providers\":[\"gas\",\"internet\"],\"callbackUrl\":\"http://{addr}/mock/complete\"}}'"
+        "  curl -i -X POST http://{addr}/webhook -H 'authorization: Bearer {}' -H 'content-type: application/json' \\\n    -d '{{\"providers\":[\"gas\",\"internet\"],\"callbackUrl\":\"http://{addr}/mock/complete\"}}'",
+        key.expose()
     );
     println!("  curl http://{addr}/mock/deliveries");
     serve_together(

@@ -2,6 +2,7 @@
 
 mod cli;
 mod commands;
+mod keys;
 
 use std::process::ExitCode;
 

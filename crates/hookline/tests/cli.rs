@@ -89,6 +89,30 @@ fn spawn(args: &[&str], log: &Path) -> ChildGuard {
     ChildGuard(child)
 }
 
+/// `hookline keys create --tenant TENANT` on `store`: the key it prints.
+fn create_key(store: &str, tenant: &str) -> String {
+    let output = hookline(&["keys", "create", "--tenant", tenant, "--store", store]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("utf-8").trim().to_owned()
+}
+
+/// A client that sends `key` with every request.
+fn authed(key: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {key}").parse().expect("header value"),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .expect("client")
+}
+
 async fn wait_healthy(http: &reqwest::Client, base: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
@@ -157,7 +181,7 @@ async fn table_create_then_serve_delivers_a_job() {
         ],
         &log,
     );
-    let http = reqwest::Client::new();
+    let http = authed(&create_key(&setup.store, "acme"));
     wait_healthy(&http, &base).await;
     assert_eq!(
         http.get(format!("{base}/readyz"))
@@ -230,7 +254,7 @@ async fn intake_then_processor_once_drains_and_exits() {
         ],
         &setup._dir.path().join("intake.log"),
     );
-    let http = reqwest::Client::new();
+    let http = authed(&create_key(&setup.store, "acme"));
     wait_healthy(&http, &base).await;
     let ids = [
         post_job(&http, &base, &setup.mock.url("/complete")).await,
@@ -340,8 +364,13 @@ async fn dev_delivers_a_job_within_two_seconds_on_the_embedded_store() {
         &["dev", "--listen", &format!("127.0.0.1:{port}"), "--store", &store],
         &log,
     );
-    let http = reqwest::Client::new();
-    wait_healthy(&http, &base).await;
+    wait_healthy(&reqwest::Client::new(), &base).await;
+    let printed = std::fs::read_to_string(&log).unwrap_or_default();
+    let key = printed
+        .lines()
+        .find_map(|line| line.strip_prefix("API key (tenant dev): "))
+        .unwrap_or_else(|| panic!("dev prints its API key:\n{printed}"));
+    let http = authed(key.trim());
 
     let posted = Instant::now();
     let id = post_job(&http, &base, &format!("{base}/mock/complete")).await;
@@ -482,7 +511,7 @@ async fn serve_killed_mid_flight_loses_no_accepted_job() {
         )
     };
 
-    let http = reqwest::Client::new();
+    let http = authed(&create_key(&store, "acme"));
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let mut first = serve(port, "first.log");
@@ -508,7 +537,7 @@ async fn serve_killed_mid_flight_loses_no_accepted_job() {
         let file = store_sqlite::SqliteStore::open(&db, Default::default()).expect("reopen after a crash");
         let page = file
             .list_jobs(
-                &domain::TenantId::new("default"),
+                &domain::TenantId::new("acme"),
                 &ListQuery {
                     status: None,
                     after: None,
@@ -593,7 +622,7 @@ async fn the_ssrf_guard_is_on_unless_networks_are_allowed() {
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).expect("log"));
     let _intake = ChildGuard(command.spawn().expect("spawn"));
-    let http = reqwest::Client::new();
+    let http = authed(&create_key(&store, "acme"));
     wait_healthy(&http, &base).await;
     let response = http
         .post(format!("{base}/webhook"))
@@ -604,4 +633,58 @@ async fn the_ssrf_guard_is_on_unless_networks_are_allowed() {
     assert_eq!(response.status(), 422, "loopback refused by default");
     let problem: Value = response.json().await.expect("json");
     assert_eq!(problem["errors"][0]["field"], "callbackUrl", "{problem}");
+}
+
+#[test]
+fn keys_are_created_listed_and_revoked_and_only_ever_shown_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = format!("sqlite://{}", dir.path().join("keys.db").display());
+    let first = create_key(&store, "acme");
+    let second = create_key(&store, "globex");
+    assert!(first.starts_with("hl_") && first != second, "{first} {second}");
+
+    let listed = hookline(&["keys", "list", "--store", &store]);
+    assert!(listed.status.success());
+    let table = String::from_utf8_lossy(&listed.stdout).into_owned();
+    assert_eq!(table.lines().count(), 3, "a header and two keys:\n{table}");
+    assert!(table.contains("acme") && table.contains("globex"), "{table}");
+    assert!(
+        !table.contains(&first[3..]) && !table.contains(&second[3..]),
+        "keys are never listed"
+    );
+    let acme_id = table
+        .lines()
+        .find(|line| line.contains("acme"))
+        .and_then(|line| line.split_whitespace().next())
+        .expect("acme's key id")
+        .to_owned();
+    let only_globex = hookline(&["keys", "list", "--tenant", "globex", "--store", &store]);
+    assert!(!String::from_utf8_lossy(&only_globex.stdout).contains("acme"));
+
+    let revoked = hookline(&["keys", "revoke", &acme_id, "--store", &store]);
+    assert!(
+        revoked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&revoked.stderr)
+    );
+    assert!(String::from_utf8_lossy(&revoked.stdout).contains(&format!("revoked key {acme_id}")));
+    let relisted =
+        String::from_utf8_lossy(&hookline(&["keys", "list", "--store", &store]).stdout).into_owned();
+    let acme_line = relisted
+        .lines()
+        .find(|l| l.contains("acme"))
+        .expect("still listed");
+    assert!(
+        !acme_line.trim_end().ends_with('-'),
+        "shows when it was revoked: {acme_line}"
+    );
+
+    assert_one_line_failure(
+        &["keys", "revoke", "0123456789ab", "--store", &store],
+        "no key with id",
+    );
+    assert_one_line_failure(
+        &["keys", "create", "--tenant", "Not A Tenant", "--store", &store],
+        "invalid tenant",
+    );
 }

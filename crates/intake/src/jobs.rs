@@ -12,6 +12,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use store::{ListQuery, MAX_PAGE, Redrive};
 
+use crate::auth::Tenant;
 use crate::validate::{parse_job_request, require_json};
 use crate::{ApiError, AppState, FieldError, MAX_BODY_BYTES};
 
@@ -30,6 +31,7 @@ struct Accepted {
 
 pub(crate) async fn create_job(
     State(state): State<AppState>,
+    Tenant(tenant): Tenant,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -57,7 +59,7 @@ pub(crate) async fn create_job(
     let job = Job::new(
         NewJob {
             id: JobId::generate(now, &mut rand::rng()),
-            tenant: state.config.tenant.clone(),
+            tenant,
             callback_url: request.callback_url,
             metadata: request.metadata,
             providers: request.providers,
@@ -174,10 +176,11 @@ fn no_such_job(job_id: &str) -> ApiError {
 
 pub(crate) async fn get_job(
     State(state): State<AppState>,
+    Tenant(tenant): Tenant,
     Path(job_id): Path<String>,
 ) -> Result<Json<JobView>, ApiError> {
     let id = job_id.parse::<JobId>().map_err(|_| no_such_job(&job_id))?;
-    match state.store.get_job(&state.config.tenant, id).await {
+    match state.store.get_job(&tenant, id).await {
         Ok(Some(job)) => Ok(Json(job.into())),
         Ok(None) => Err(no_such_job(&job_id)),
         Err(err) => Err(ApiError::from_store(err, "read job")),
@@ -200,12 +203,13 @@ pub(crate) struct JobList {
 /// one page at a time; `status=failed` is the dead letter.
 pub(crate) async fn list_jobs(
     State(state): State<AppState>,
+    Tenant(tenant): Tenant,
     RawQuery(query): RawQuery,
 ) -> Result<Json<JobList>, ApiError> {
     let query = parse_list_query(query.as_deref().unwrap_or(""))?;
     let page = state
         .store
-        .list_jobs(&state.config.tenant, &query)
+        .list_jobs(&tenant, &query)
         .await
         .map_err(|err| ApiError::from_store(err, "list jobs"))?;
     Ok(Json(JobList {
@@ -268,11 +272,12 @@ fn parse_list_query(raw: &str) -> Result<ListQuery, ApiError> {
 /// `POST /v1/jobs/{jobId}/retry`: redrive a failed job from the dead letter.
 pub(crate) async fn retry_job(
     State(state): State<AppState>,
+    Tenant(tenant): Tenant,
     Path(job_id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = job_id.parse::<JobId>().map_err(|_| no_such_job(&job_id))?;
     let now = state.clock.now();
-    match state.store.redrive(&state.config.tenant, id, now).await {
+    match state.store.redrive(&tenant, id, now).await {
         Ok(Redrive::Requeued(job)) => {
             tracing::info!(job_id = %id, "failed job redriven");
             state.wake_processor();

@@ -3,6 +3,7 @@
 //!
 //! `router()` builds the axum app; `run()` serves it until shutdown.
 
+mod auth;
 mod error;
 mod jobs;
 mod validate;
@@ -13,13 +14,14 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderName, Request};
 use axum::routing::{get, post};
-use domain::{Clock, TenantId};
+use domain::Clock;
 use netguard::NetPolicy;
-use store::JobStore;
+use store::Store;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
 
+pub use auth::KEY_CACHE_TTL;
 pub use error::{ApiError, FieldError};
 pub use jobs::DEFAULT_PAGE;
 pub use validate::{MAX_BODY_BYTES, MAX_METADATA_BYTES, MAX_PROVIDERS};
@@ -29,10 +31,6 @@ pub use validate::{MAX_BODY_BYTES, MAX_METADATA_BYTES, MAX_PROVIDERS};
 pub struct IntakeConfig {
     /// Names a job may ask for.
     pub providers: Vec<String>,
-    /// The tenant every job belongs to. API keys, which map each caller to
-    /// its own tenant, come with authentication; until then one deployment
-    /// serves one tenant.
-    pub tenant: TenantId,
     /// Which addresses a `callbackUrl` may point at (the SSRF guard).
     pub callback_network: Arc<NetPolicy>,
     /// Told of every accepted (or redriven) job, so a processor in the same process can
@@ -44,7 +42,6 @@ impl IntakeConfig {
     pub fn new(providers: Vec<String>) -> Self {
         Self {
             providers,
-            tenant: TenantId::new("default"),
             callback_network: Arc::new(NetPolicy::strict()),
             on_job_created: None,
         }
@@ -64,9 +61,10 @@ impl IntakeConfig {
 
 #[derive(Debug, Clone)]
 pub(crate) struct AppState {
-    pub store: Arc<dyn JobStore>,
+    pub store: Arc<dyn Store>,
     pub clock: Arc<dyn Clock>,
     pub config: Arc<IntakeConfig>,
+    pub keys: Arc<auth::KeyCache>,
 }
 
 impl AppState {
@@ -91,11 +89,12 @@ impl MakeRequestId for UlidRequestId {
 
 /// The intake's routes with request ids, body limits and problem+json
 /// fallbacks.
-pub fn router(store: Arc<dyn JobStore>, clock: Arc<dyn Clock>, config: IntakeConfig) -> Router {
+pub fn router(store: Arc<dyn Store>, clock: Arc<dyn Clock>, config: IntakeConfig) -> Router {
     let state = AppState {
         store,
         clock,
         config: Arc::new(config),
+        keys: Arc::default(),
     };
     Router::new()
         .route("/webhook", post(jobs::create_job))

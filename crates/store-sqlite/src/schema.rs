@@ -65,9 +65,7 @@ pub(crate) fn open_writer(path: &Path) -> Result<Connection, StoreError> {
     .map_err(|e| sql_error("open database", e))?;
     conn.busy_timeout(BUSY_TIMEOUT)
         .map_err(|e| sql_error("set busy timeout", e))?;
-    let mode: String = conn
-        .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
-        .map_err(|e| sql_error("enable WAL", e))?;
+    let mode = enable_wal(&conn)?;
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(StoreError::Unavailable(format!(
             "{}: journal mode is {mode}, WAL is required",
@@ -80,6 +78,24 @@ pub(crate) fn open_writer(path: &Path) -> Result<Connection, StoreError> {
         .map_err(|e| sql_error("set synchronous", e))?;
     migrate(&mut conn)?;
     Ok(conn)
+}
+
+/// Switches the file to WAL. Two processes opening a new file at once race
+/// for this switch, and SQLite answers the loser "busy" without waiting for
+/// the busy timeout: wait and try again, within the same bound.
+fn enable_wal(conn: &Connection) -> Result<String, StoreError> {
+    let started = std::time::Instant::now();
+    loop {
+        match conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get::<_, String>(0)) {
+            Ok(mode) => return Ok(mode),
+            Err(rusqlite::Error::SqliteFailure(failure, _))
+                if failure.code == rusqlite::ErrorCode::DatabaseBusy && started.elapsed() < BUSY_TIMEOUT =>
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(err) => return Err(sql_error("enable WAL", err)),
+        }
+    }
 }
 
 /// Opens one of the readers' connections; the file must already be set up by

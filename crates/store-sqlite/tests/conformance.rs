@@ -309,3 +309,22 @@ async fn a_file_from_a_newer_version_is_refused() {
     assert!(matches!(err, StoreError::Corrupt(_)), "{err}");
     assert!(err.to_string().contains("99"), "{err}");
 }
+
+/// Processes started together (two processors, or a processor and
+/// `keys create`) open a new file at once: none of them may fail.
+#[test]
+fn many_openers_of_a_new_file_all_succeed() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for round in 0..20 {
+        let path = dir.path().join(format!("race-{round}.db"));
+        let openers: Vec<_> = (0..4)
+            .map(|_| {
+                let path = path.clone();
+                std::thread::spawn(move || SqliteStore::open(&path, SqliteOptions::default()).map(|_| ()))
+            })
+            .collect();
+        for opener in openers {
+            opener.join().expect("no panic").expect("every opener succeeds");
+        }
+    }
+}

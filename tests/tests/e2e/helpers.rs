@@ -5,12 +5,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use domain::{ApiKey, TenantId};
 use domain::{Clock, ManualClock};
 use netguard::NetPolicy;
 use processor::{Processor, ProcessorConfig, ProviderCatalog};
 use providers_mock::{MockState, RunningMock};
 use serde_json::Value;
-use store::JobStore;
+use store::{ApiKeyRecord, JobStore, Store};
 use store_dynamodb::{DynamoConfig, DynamoStore};
 use tokio_util::sync::CancellationToken;
 
@@ -48,8 +49,11 @@ pub struct TestApp {
     pub base: String,
     pub mock: RunningMock,
     pub clock: Arc<ManualClock>,
-    pub store: Arc<dyn JobStore>,
+    pub store: Arc<dyn Store>,
+    /// Sends the API key of tenant `default` with every request.
     pub http: reqwest::Client,
+    /// Tenant `default`'s API key.
+    pub key: String,
     pub catalog: ProviderCatalog,
     shutdown: CancellationToken,
     _dir: Option<tempfile::TempDir>,
@@ -100,14 +104,14 @@ pub async fn spawn_app_guarded(backend: Backend, network: Arc<NetPolicy>) -> Tes
     }
 }
 
-pub async fn spawn_app_with_store(store: Arc<dyn JobStore>) -> TestApp {
+pub async fn spawn_app_with_store(store: Arc<dyn Store>) -> TestApp {
     spawn_app_waking(store, None, loopback()).await
 }
 
 /// Like [`spawn_app_with_store`], with the intake notifying `wake` of every
 /// accepted job and guarding callback URLs with `network`.
 pub async fn spawn_app_waking(
-    store: Arc<dyn JobStore>,
+    store: Arc<dyn Store>,
     wake: Option<Arc<tokio::sync::Notify>>,
     network: Arc<NetPolicy>,
 ) -> TestApp {
@@ -129,16 +133,53 @@ pub async fn spawn_app_waking(
     let shutdown = CancellationToken::new();
     tokio::spawn(intake::run(listener, app, shutdown.clone()));
 
+    // A store that cannot even take the key (the unreachable-store test)
+    // answers every request 503 from the key lookup, as it would in life.
+    let key = ApiKey::generate(&mut rand::rng());
+    let _ = store.create_api_key(&key_record(&key, "default")).await;
+    let key = key.expose().to_owned();
     TestApp {
         base: format!("http://{addr}"),
         mock,
         clock,
         store,
-        http: reqwest::Client::new(),
+        http: client_with_key(&key),
+        key,
         catalog,
         shutdown,
         _dir: None,
     }
+}
+
+/// A new API key of `tenant`, stored.
+pub async fn create_key(store: &dyn Store, tenant: &str) -> String {
+    let key = ApiKey::generate(&mut rand::rng());
+    store
+        .create_api_key(&key_record(&key, tenant))
+        .await
+        .expect("create key");
+    key.expose().to_owned()
+}
+
+fn key_record(key: &ApiKey, tenant: &str) -> ApiKeyRecord {
+    ApiKeyRecord {
+        hash: key.hash(),
+        tenant: TenantId::parse(tenant).expect("tenant name"),
+        created_at: chrono::Utc::now(),
+        revoked_at: None,
+    }
+}
+
+/// An HTTP client that authenticates every request with `key`.
+pub fn client_with_key(key: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {key}")).expect("header");
+    value.set_sensitive(true);
+    headers.insert(reqwest::header::AUTHORIZATION, value);
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .expect("client")
 }
 
 impl TestApp {
@@ -149,7 +190,7 @@ impl TestApp {
     /// A processor with its own provider catalog (timeouts, say).
     pub fn processor_with(&self, owner: &str, catalog: ProviderCatalog) -> Processor {
         Processor::new(
-            Arc::clone(&self.store),
+            Arc::clone(&self.store) as Arc<dyn JobStore>,
             Arc::clone(&self.clock) as Arc<dyn Clock>,
             processor::http_client(),
             catalog,

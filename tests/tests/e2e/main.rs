@@ -1,6 +1,7 @@
 //! End-to-end tests over real HTTP and DynamoDB Local: intake, processor,
 //! mock providers and callback sink, each on its own loopback port.
 
+mod auth;
 mod dead_letter;
 mod helpers;
 mod intake_errors;

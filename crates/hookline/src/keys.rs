@@ -1,0 +1,82 @@
+//! `hookline keys create|list|revoke`, and the key `hookline dev` accepts.
+
+use anyhow::{Context, bail};
+use domain::{ApiKey, TenantId};
+use store::{ApiKeyRecord, KeyStore, StoreError};
+
+use crate::cli::KeysCommand;
+
+/// The tenant of `hookline dev`'s key.
+pub const DEV_TENANT: &str = "dev";
+
+pub async fn run(command: KeysCommand, store: &dyn KeyStore) -> anyhow::Result<()> {
+    match command {
+        KeysCommand::Create { tenant, .. } => {
+            let tenant = TenantId::parse(&tenant).with_context(|| format!("invalid tenant {tenant:?}"))?;
+            let key = ApiKey::generate(&mut rand::rng());
+            let record = store_key(store, &key, tenant).await?;
+            println!("{}", key.expose());
+            eprintln!(
+                "created key {} for tenant {}: it is shown once, only its hash is kept",
+                record.key_id(),
+                record.tenant
+            );
+        }
+        KeysCommand::List { tenant, .. } => {
+            let tenant = tenant
+                .map(|t| TenantId::parse(&t).with_context(|| format!("invalid tenant {t:?}")))
+                .transpose()?;
+            let keys = store.list_api_keys(tenant.as_ref()).await?;
+            println!("{:<12}  {:<24}  {:<24}  revoked", "key id", "tenant", "created");
+            for key in keys {
+                println!(
+                    "{:<12}  {:<24}  {:<24}  {}",
+                    key.key_id(),
+                    key.tenant,
+                    time(key.created_at),
+                    key.revoked_at.map(time).unwrap_or_else(|| "-".to_owned())
+                );
+            }
+        }
+        KeysCommand::Revoke { key_id, .. } => {
+            let Some(record) = store.revoke_api_key(&key_id, chrono::Utc::now()).await? else {
+                bail!("no key with id {key_id:?} (see hookline keys list)");
+            };
+            println!("revoked key {} of tenant {}", record.key_id(), record.tenant);
+        }
+    }
+    Ok(())
+}
+
+/// The key `hookline dev` accepts: the one given (stored if new), or a new
+/// one. Either way it belongs to tenant [`DEV_TENANT`].
+pub async fn dev_key(store: &dyn KeyStore, given: Option<ApiKey>) -> anyhow::Result<ApiKey> {
+    let key = given.unwrap_or_else(|| ApiKey::generate(&mut rand::rng()));
+    let tenant = TenantId::parse(DEV_TENANT)?;
+    match store.find_api_key(&key.hash()).await? {
+        Some(record) if record.tenant == tenant && record.is_active() => Ok(key),
+        Some(_) => bail!("that API key belongs to another tenant or was revoked"),
+        None => {
+            store_key(store, &key, tenant).await?;
+            Ok(key)
+        }
+    }
+}
+
+async fn store_key(store: &dyn KeyStore, key: &ApiKey, tenant: TenantId) -> anyhow::Result<ApiKeyRecord> {
+    let record = ApiKeyRecord {
+        hash: key.hash(),
+        tenant,
+        created_at: chrono::Utc::now(),
+        revoked_at: None,
+    };
+    match store.create_api_key(&record).await {
+        Ok(()) => Ok(record),
+        Err(StoreError::Conflict) => bail!("that key exists already"),
+        Err(err) => Err(err).context("storing the key"),
+    }
+}
+
+fn time(t: domain::Timestamp) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
