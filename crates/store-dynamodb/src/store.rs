@@ -522,7 +522,7 @@ impl KeyStore for DynamoStore {
     async fn list_api_keys(&self, tenant: Option<&TenantId>) -> Result<Vec<ApiKeyRecord>, StoreError> {
         let mut records = self.query_keys("key#").await?;
         records.retain(|r| tenant.is_none_or(|t| r.tenant == *t));
-        records.sort_by(|a, b| (a.created_at, a.hash.to_hex()).cmp(&(b.created_at, b.hash.to_hex())));
+        records.sort_by_key(|r| (r.created_at, r.hash.to_hex()));
         Ok(records)
     }
 
