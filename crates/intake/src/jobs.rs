@@ -10,9 +10,10 @@ use axum::response::{IntoResponse, Response};
 use domain::{Job, JobId, JobStatus, NewJob, ProviderStatus, Timestamp};
 use serde::Serialize;
 use serde_json::{Map, Value};
-use store::{ListQuery, MAX_PAGE, Redrive};
+use store::{IdempotentCreate, ListQuery, MAX_PAGE, Redrive};
 
 use crate::auth::Tenant;
+use crate::idempotency;
 use crate::validate::{parse_job_request, require_json};
 use crate::{ApiError, AppState, FieldError, MAX_BODY_BYTES};
 
@@ -56,6 +57,7 @@ pub(crate) async fn create_job(
     }
 
     let now = state.clock.now();
+    let idempotency = idempotency::from_headers(&headers, &request, now)?;
     let job = Job::new(
         NewJob {
             id: JobId::generate(now, &mut rand::rng()),
@@ -66,26 +68,60 @@ pub(crate) async fn create_job(
         },
         now,
     );
-    state
-        .store
-        .create_job(&job)
-        .await
-        .map_err(|err| ApiError::from_store(err, "store new job"))?;
-    tracing::info!(job_id = %job.id, providers = job.providers.len(), "job accepted");
-    state.wake_processor();
+    let created = match &idempotency {
+        None => state
+            .store
+            .create_job(&job)
+            .await
+            .map(|()| IdempotentCreate::Created),
+        Some(key) => state.store.create_job_idempotent(&job, key, now).await,
+    }
+    .map_err(|err| ApiError::from_store(err, "store new job"))?;
+    match created {
+        IdempotentCreate::Created => {
+            tracing::info!(job_id = %job.id, providers = job.providers.len(), "job accepted");
+            state.wake_processor();
+            Ok(accepted(StatusCode::ACCEPTED, &job))
+        }
+        IdempotentCreate::Replay {
+            job_id,
+            same_request: true,
+        } => {
+            let original = state
+                .store
+                .get_job(&job.tenant, job_id)
+                .await
+                .map_err(|err| ApiError::from_store(err, "read the original job"))?
+                .ok_or_else(|| ApiError::conflict("the job this Idempotency-Key created no longer exists"))?;
+            tracing::info!(job_id = %job_id, "idempotent retry answered with the original job");
+            let mut response = accepted(StatusCode::OK, &original);
+            response
+                .headers_mut()
+                .insert("idempotent-replayed", HeaderValue::from_static("true"));
+            Ok(response)
+        }
+        IdempotentCreate::Replay {
+            same_request: false, ..
+        } => Err(ApiError::conflict(
+            "this Idempotency-Key was used with a different request in the last 24 hours",
+        )),
+    }
+}
 
-    let location = format!("/v1/jobs/{}", job.id);
-    let accepted = Accepted {
+/// The answer to an accepted job: its id, status, providers and creation
+/// time, with `Location`.
+fn accepted(status: StatusCode, job: &Job) -> Response {
+    let body = Accepted {
         job_id: job.id,
         status: job.status,
         providers: job.providers.iter().map(|p| p.name.clone()).collect(),
         created_at: api_time(job.created_at),
     };
-    let mut response = (StatusCode::ACCEPTED, Json(accepted)).into_response();
-    if let Ok(value) = HeaderValue::from_str(&location) {
+    let mut response = (status, Json(body)).into_response();
+    if let Ok(value) = HeaderValue::from_str(&format!("/v1/jobs/{}", job.id)) {
         response.headers_mut().insert(header::LOCATION, value);
     }
-    Ok(response)
+    response
 }
 
 #[derive(Debug, Serialize)]

@@ -5,6 +5,7 @@
 
 mod auth;
 mod error;
+mod idempotency;
 mod jobs;
 mod validate;
 
@@ -23,6 +24,7 @@ use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, 
 
 pub use auth::KEY_CACHE_TTL;
 pub use error::{ApiError, FieldError};
+pub use idempotency::IDEMPOTENCY_WINDOW;
 pub use jobs::DEFAULT_PAGE;
 pub use validate::{MAX_BODY_BYTES, MAX_METADATA_BYTES, MAX_PROVIDERS};
 

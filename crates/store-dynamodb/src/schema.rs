@@ -30,6 +30,11 @@ pub(crate) const LIST_KEY: &str = "listKey";
 /// few, and intake caches what it reads.
 pub(crate) const KEYS_PK: &str = "apikeys";
 pub(crate) const REVOKED_AT: &str = "revokedAt";
+/// `Idempotency-Key` items: `pk = idem#{tenant}#{sha256 of the key}`,
+/// `sk = idem`, removed by TTL (`expiresAt`) after the window.
+pub(crate) const IDEM_SK: &str = "idem";
+pub(crate) const IDEM_JOB_ID: &str = "jobId";
+pub(crate) const IDEM_FINGERPRINT: &str = "fingerprint";
 pub(crate) const LIST_INDEX: &str = "list";
 
 /// What `create_table` found or did.

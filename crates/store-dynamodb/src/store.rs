@@ -10,10 +10,15 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, ReturnValue};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, KeysAndAttributes, Put, ReturnValue, ReturnValuesOnConditionCheckFailure,
+    TransactWriteItem,
+};
 use domain::{Job, JobId, JobStatus, KeyHash, TenantId, Timestamp};
 use store::{
-    ApiKeyRecord, Claim, DueJob, Fenced, JobPage, JobStore, KeyStore, Lease, ListQuery, Redrive, StoreError,
+    ApiKeyRecord, Claim, DueJob, Fenced, IdempotencyRecord, IdempotentCreate, JobPage, JobStore, KeyStore,
+    Lease, ListQuery, Redrive, StoreError,
 };
 
 use crate::DynamoConfig;
@@ -263,6 +268,87 @@ impl JobStore for DynamoStore {
             Err(err) if err.code() == Some("ConditionalCheckFailedException") => Err(StoreError::Conflict),
             Err(err) => Err(write_error("put job", err)),
         }
+    }
+
+    async fn create_job_idempotent(
+        &self,
+        job: &Job,
+        key: &IdempotencyRecord,
+        now: Timestamp,
+    ) -> Result<IdempotentCreate, StoreError> {
+        let build = |e: aws_sdk_dynamodb::error::BuildError| {
+            StoreError::Unavailable(format!("build transaction: {e}"))
+        };
+        let put_job = Put::builder()
+            .table_name(&self.config.table)
+            .set_item(Some(self.job_item(job, job.created_at)?))
+            .condition_expression("attribute_not_exists(#pk)")
+            .expression_attribute_names("#pk", PK)
+            .build()
+            .map_err(build)?;
+        let mut idem = HashMap::from([
+            (
+                PK.to_owned(),
+                AttributeValue::S(format!("idem#{}#{}", job.tenant, key.key_hash)),
+            ),
+            (SK.to_owned(), AttributeValue::S(IDEM_SK.to_owned())),
+        ]);
+        idem.insert(IDEM_JOB_ID.to_owned(), AttributeValue::S(job.id.to_string()));
+        idem.insert(
+            IDEM_FINGERPRINT.to_owned(),
+            AttributeValue::S(key.fingerprint.clone()),
+        );
+        idem.insert(EXPIRES_AT.to_owned(), number(key.expires_at.timestamp()));
+        let put_key = Put::builder()
+            .table_name(&self.config.table)
+            .set_item(Some(idem))
+            // A key past its window (TTL deletes it, eventually) is free.
+            .condition_expression("attribute_not_exists(#pk) OR #expires <= :now")
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_names("#expires", EXPIRES_AT)
+            .expression_attribute_values(":now", number(now.timestamp()))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .build()
+            .map_err(build)?;
+        for attempt in 0..5u32 {
+            let result = self
+                .client
+                .transact_write_items()
+                .transact_items(TransactWriteItem::builder().put(put_job.clone()).build())
+                .transact_items(TransactWriteItem::builder().put(put_key.clone()).build())
+                .send()
+                .await;
+            let err = match result {
+                Ok(_) => return Ok(IdempotentCreate::Created),
+                Err(err) => err,
+            };
+            let Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) =
+                err.as_service_error()
+            else {
+                return Err(write_error("create job with idempotency key", err));
+            };
+            let reasons = cancelled.cancellation_reasons();
+            let code = |i: usize| reasons.get(i).and_then(|r| r.code());
+            if code(0) == Some("ConditionalCheckFailed") {
+                return Err(StoreError::Conflict);
+            }
+            if code(1) == Some("ConditionalCheckFailed") {
+                let earlier = reasons.get(1).and_then(|r| r.item());
+                let (job_id, fingerprint) = earlier.and_then(idempotency_item).ok_or_else(|| {
+                    StoreError::Corrupt("idempotency key item without a job id or fingerprint".to_owned())
+                })?;
+                return Ok(IdempotentCreate::Replay {
+                    job_id,
+                    same_request: fingerprint == key.fingerprint,
+                });
+            }
+            // Another request with the same key is being written right now
+            // (TransactionConflict): once it lands, the retry sees its key.
+            tokio::time::sleep(std::time::Duration::from_millis(20 << attempt)).await;
+        }
+        Err(StoreError::Unavailable(
+            "create job with idempotency key: the key stayed contended".to_owned(),
+        ))
     }
 
     async fn get_job(&self, tenant: &TenantId, id: JobId) -> Result<Option<Job>, StoreError> {
@@ -551,6 +637,12 @@ impl KeyStore for DynamoStore {
             .map_err(|e| unavailable("revoke API key", e))?;
         output.attributes.as_ref().map(key_record).transpose()
     }
+}
+
+fn idempotency_item(item: &Item) -> Option<(JobId, String)> {
+    let job_id = item.get(IDEM_JOB_ID)?.as_s().ok()?.parse().ok()?;
+    let fingerprint = item.get(IDEM_FINGERPRINT)?.as_s().ok()?.clone();
+    Some((job_id, fingerprint))
 }
 
 fn key_record(item: &Item) -> Result<ApiKeyRecord, StoreError> {

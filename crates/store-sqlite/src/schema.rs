@@ -15,7 +15,7 @@ pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The schema version this build writes; `PRAGMA user_version` holds the
 /// file's.
-pub(crate) const SCHEMA_VERSION: i64 = 3;
+pub(crate) const SCHEMA_VERSION: i64 = 4;
 
 /// Version 1. Times are epoch milliseconds. `due_at` is set exactly while a
 /// job needs a processor, so `jobs_due` (partial) holds only live work and
@@ -53,6 +53,19 @@ CREATE TABLE api_keys (
     created_at  INTEGER NOT NULL,
     revoked_at  INTEGER
 );
+";
+
+/// Version 4: `Idempotency-Key`s, per tenant, by the key's SHA-256.
+const SCHEMA_V4: &str = "
+CREATE TABLE idempotency_keys (
+    tenant      TEXT NOT NULL,
+    key_hash    TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    job_id      TEXT NOT NULL,
+    expires_at  INTEGER NOT NULL,
+    PRIMARY KEY (tenant, key_hash)
+);
+CREATE INDEX idempotency_expires ON idempotency_keys (expires_at);
 ";
 
 /// Opens the writer's connection: creates the file if needed, switches it to
@@ -137,6 +150,10 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     if version < 3 {
         tx.execute_batch(SCHEMA_V3)
             .map_err(|e| sql_error("add the API key table", e))?;
+    }
+    if version < 4 {
+        tx.execute_batch(SCHEMA_V4)
+            .map_err(|e| sql_error("add the idempotency key table", e))?;
     }
     if version < SCHEMA_VERSION {
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)

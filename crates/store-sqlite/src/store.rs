@@ -12,7 +12,8 @@ use chrono::{DateTime, Utc};
 use domain::{Job, JobId, JobStatus, KeyHash, TenantId, Timestamp};
 use rusqlite::{Connection, OptionalExtension, params};
 use store::{
-    ApiKeyRecord, Claim, DueJob, Fenced, JobPage, JobStore, KeyStore, Lease, ListQuery, Redrive, StoreError,
+    ApiKeyRecord, Claim, DueJob, Fenced, IdempotencyRecord, IdempotentCreate, JobPage, JobStore, KeyStore,
+    Lease, ListQuery, Redrive, StoreError,
 };
 use tokio::sync::oneshot;
 
@@ -216,6 +217,34 @@ impl JobStore for SqliteStore {
     async fn create_job(&self, job: &Job) -> Result<(), StoreError> {
         let row = self.row(job, job.created_at)?;
         self.write(Write::Create(row)).await.map(|_| ())
+    }
+
+    async fn create_job_idempotent(
+        &self,
+        job: &Job,
+        key: &IdempotencyRecord,
+        now: Timestamp,
+    ) -> Result<IdempotentCreate, StoreError> {
+        let outcome = self
+            .write(Write::CreateIdempotent {
+                row: self.row(job, job.created_at)?,
+                key_hash: key.key_hash.clone(),
+                fingerprint: key.fingerprint.clone(),
+                expires_at: key.expires_at.timestamp_millis(),
+                now: now.timestamp_millis(),
+            })
+            .await?;
+        let Some(earlier) = outcome.returned else {
+            return Ok(IdempotentCreate::Created);
+        };
+        let (job_id, fingerprint) = earlier
+            .split_once(' ')
+            .and_then(|(id, fingerprint)| Some((id.parse().ok()?, fingerprint)))
+            .ok_or_else(|| StoreError::Corrupt("idempotency key row with a malformed job id".to_owned()))?;
+        Ok(IdempotentCreate::Replay {
+            job_id,
+            same_request: fingerprint == key.fingerprint,
+        })
     }
 
     async fn get_job(&self, tenant: &TenantId, id: JobId) -> Result<Option<Job>, StoreError> {

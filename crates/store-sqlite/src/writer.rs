@@ -31,6 +31,16 @@ pub(crate) struct Row {
 #[derive(Debug)]
 pub(crate) enum Write {
     Create(Row),
+    /// Creates the job and records its idempotency key, unless the key is
+    /// recorded and unexpired at `now`: then `returned` is the earlier
+    /// job's id and fingerprint, as `"{id} {fingerprint}"`.
+    CreateIdempotent {
+        row: Row,
+        key_hash: String,
+        fingerprint: String,
+        expires_at: i64,
+        now: i64,
+    },
     Claim {
         id: String,
         lease_id: String,
@@ -75,6 +85,7 @@ impl Write {
     fn operation(&self) -> &'static str {
         match self {
             Self::Create(_) => "create job",
+            Self::CreateIdempotent { .. } => "create job with an idempotency key",
             Self::Claim { .. } => "claim job",
             Self::Save { .. } => "save job",
             Self::Release { .. } => "release job",
@@ -172,23 +183,56 @@ fn apply_isolated(conn: &Connection, write: &Write) -> rusqlite::Result<Result<O
     }
 }
 
+fn insert_job(conn: &Connection, row: &Row) -> rusqlite::Result<usize> {
+    conn.prepare_cached(
+        "INSERT INTO jobs (id, tenant, status, created_at, job, due_at, expires_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![
+        row.id,
+        row.tenant,
+        row.status,
+        row.created_at,
+        row.body,
+        row.due_at,
+        row.expires_at
+    ])
+}
+
 fn apply(conn: &Connection, write: &Write) -> rusqlite::Result<Outcome> {
     match write {
-        Write::Create(row) => {
-            let changed = conn
+        Write::Create(row) => Ok(Outcome {
+            changed: insert_job(conn, row)?,
+            returned: None,
+        }),
+        Write::CreateIdempotent {
+            row,
+            key_hash,
+            fingerprint,
+            expires_at,
+            now,
+        } => {
+            let earlier: Option<String> = conn
                 .prepare_cached(
-                    "INSERT INTO jobs (id, tenant, status, created_at, job, due_at, expires_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    "SELECT job_id || ' ' || fingerprint FROM idempotency_keys
+                     WHERE tenant = ?1 AND key_hash = ?2 AND expires_at > ?3",
                 )?
-                .execute(params![
-                    row.id,
-                    row.tenant,
-                    row.status,
-                    row.created_at,
-                    row.body,
-                    row.due_at,
-                    row.expires_at
-                ])?;
+                .query_row(params![row.tenant, key_hash, now], |r| r.get(0))
+                .optional()?;
+            if earlier.is_some() {
+                return Ok(Outcome {
+                    changed: 0,
+                    returned: earlier,
+                });
+            }
+            // The job first: a taken id fails the savepoint before the key
+            // is recorded, so a failed create does not use up its key.
+            let changed = insert_job(conn, row)?;
+            conn.prepare_cached(
+                "INSERT OR REPLACE INTO idempotency_keys (tenant, key_hash, fingerprint, job_id, expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![row.tenant, key_hash, fingerprint, row.id, expires_at])?;
             Ok(Outcome {
                 changed,
                 returned: None,
@@ -292,6 +336,12 @@ fn apply(conn: &Connection, write: &Write) -> rusqlite::Result<Outcome> {
             })
         }
         Write::PurgeExpired { now, limit } => {
+            conn.prepare_cached(
+                "DELETE FROM idempotency_keys WHERE rowid IN (
+                     SELECT rowid FROM idempotency_keys WHERE expires_at <= ?1 LIMIT ?2
+                 )",
+            )?
+            .execute(params![now, limit])?;
             let changed = conn
                 .prepare_cached(
                     "DELETE FROM jobs WHERE rowid IN (

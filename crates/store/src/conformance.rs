@@ -11,7 +11,10 @@ use domain::{
 };
 use rand::SeedableRng;
 
-use crate::{ApiKeyRecord, Claim, Fenced, JobStore, KeyStore, Lease, ListQuery, Redrive};
+use crate::{
+    ApiKeyRecord, Claim, Fenced, IdempotencyRecord, IdempotentCreate, JobStore, KeyStore, Lease, ListQuery,
+    Redrive,
+};
 
 /// Generates one `#[tokio::test]` per behaviour, each on a fresh store.
 /// The expression yields an `Arc` of the store, or a pair of it and a guard
@@ -31,6 +34,7 @@ macro_rules! conformance_suite {
             purge_never_removes_live_jobs,
             listing_is_newest_first_by_status_with_a_cursor,
             redrive_requeues_only_failed_jobs_once,
+            an_idempotency_key_creates_one_job_per_window,
         );
         $crate::conformance_suite!(@keys $make_store;
             api_keys_are_found_by_hash_listed_and_revoked,
@@ -728,4 +732,103 @@ pub async fn api_keys_are_found_by_hash_listed_and_revoked(store: Arc<dyn KeySto
             "{bad:?}"
         );
     }
+}
+
+pub async fn an_idempotency_key_creates_one_job_per_window(store: Arc<dyn JobStore>) {
+    let key = |fingerprint: &str, expires: i64| IdempotencyRecord {
+        key_hash: "a".repeat(64),
+        fingerprint: fingerprint.to_owned(),
+        expires_at: at(expires),
+    };
+    // Sixteen clients retry one request at once: one job.
+    let attempts = futures::future::join_all((0..16u64).map(|seed| {
+        let store = Arc::clone(&store);
+        async move {
+            let job = new_job("acme", &["gas"], at(0), 500 + seed);
+            let outcome = store.create_job_idempotent(&job, &key("same", 100), at(0)).await;
+            (job.id, outcome.expect("create"))
+        }
+    }))
+    .await;
+    let created: Vec<JobId> = attempts
+        .iter()
+        .filter(|(_, outcome)| *outcome == IdempotentCreate::Created)
+        .map(|(id, _)| *id)
+        .collect();
+    assert_eq!(created.len(), 1, "{attempts:?}");
+    let original = created[0];
+    for (id, outcome) in &attempts {
+        if *id != original {
+            assert_eq!(
+                *outcome,
+                IdempotentCreate::Replay {
+                    job_id: original,
+                    same_request: true
+                }
+            );
+            assert!(
+                store
+                    .get_job(&TenantId::new("acme"), *id)
+                    .await
+                    .expect("get")
+                    .is_none()
+            );
+        }
+    }
+    // A different request under the same key is told apart.
+    let other = new_job("acme", &["gas"], at(1), 600);
+    assert_eq!(
+        store
+            .create_job_idempotent(&other, &key("different", 100), at(1))
+            .await
+            .expect("create"),
+        IdempotentCreate::Replay {
+            job_id: original,
+            same_request: false
+        }
+    );
+    // Keys are per tenant.
+    let globex = new_job("globex", &["gas"], at(1), 601);
+    assert_eq!(
+        store
+            .create_job_idempotent(&globex, &key("same", 100), at(1))
+            .await
+            .expect("create"),
+        IdempotentCreate::Created
+    );
+    // After the window the key starts over.
+    let later = new_job("acme", &["gas"], at(200), 602);
+    assert_eq!(
+        store
+            .create_job_idempotent(&later, &key("same", 300), at(200))
+            .await
+            .expect("create"),
+        IdempotentCreate::Created
+    );
+    assert!(
+        store
+            .get_job(&TenantId::new("acme"), later.id)
+            .await
+            .expect("get")
+            .is_some()
+    );
+    // A job id that exists is still a conflict, key or not.
+    let mut clash = new_job("acme", &["gas"], at(201), 603);
+    clash.id = later.id;
+    let fresh_key = IdempotencyRecord {
+        key_hash: "b".repeat(64),
+        ..key("x", 400)
+    };
+    assert!(matches!(
+        store.create_job_idempotent(&clash, &fresh_key, at(201)).await,
+        Err(crate::StoreError::Conflict)
+    ));
+    assert_eq!(
+        store
+            .create_job_idempotent(&new_job("acme", &["gas"], at(202), 604), &fresh_key, at(202))
+            .await
+            .expect("create"),
+        IdempotentCreate::Created,
+        "a failed create does not use up its key"
+    );
 }

@@ -86,6 +86,28 @@ pub struct JobPage {
     pub next: Option<JobId>,
 }
 
+/// An `Idempotency-Key` to record with a new job: a later request with the
+/// same key (per tenant) within the window gets this job back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyRecord {
+    /// SHA-256 (hex) of the key as the client sent it.
+    pub key_hash: String,
+    /// SHA-256 (hex) of the request, to tell a retry from a different
+    /// request reusing the key.
+    pub fingerprint: String,
+    /// When the key may be used for a new job again.
+    pub expires_at: Timestamp,
+}
+
+/// What an idempotent create did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdempotentCreate {
+    /// The job and its key were written together.
+    Created,
+    /// The key was used within its window; nothing was written.
+    Replay { job_id: JobId, same_request: bool },
+}
+
 /// The outcome of a redrive request.
 #[derive(Debug)]
 pub enum Redrive {
@@ -120,6 +142,17 @@ pub trait JobStore: Send + Sync + fmt::Debug {
     /// Writes a new job, its provider records and its place in the due set in
     /// one atomic write: afterwards the job exists whole or not at all.
     async fn create_job(&self, job: &Job) -> Result<(), StoreError>;
+
+    /// Like [`JobStore::create_job`], recording `key` for the job's tenant in
+    /// the same atomic write, unless the key was used (and has not expired)
+    /// at `now`: then nothing is written and the earlier job is named. Of
+    /// concurrent requests with one key, exactly one creates a job.
+    async fn create_job_idempotent(
+        &self,
+        job: &Job,
+        key: &IdempotencyRecord,
+        now: Timestamp,
+    ) -> Result<IdempotentCreate, StoreError>;
 
     /// The job, if it exists and belongs to `tenant`.
     async fn get_job(&self, tenant: &TenantId, id: JobId) -> Result<Option<Job>, StoreError>;

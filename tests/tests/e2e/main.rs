@@ -4,6 +4,7 @@
 mod auth;
 mod dead_letter;
 mod helpers;
+mod idempotency;
 mod intake_errors;
 mod limits;
 mod pipeline;
