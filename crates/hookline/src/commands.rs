@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use domain::{Clock, SystemClock};
+use domain::{Clock, RetryPolicy, RetrySchedule, SystemClock};
 use processor::{Processor, ProcessorConfig, ProviderCatalog};
 use store::JobStore;
 use store_dynamodb::{DynamoConfig, DynamoStore};
@@ -70,6 +70,11 @@ fn processor_config(tuning: &ProcessorTuning) -> ProcessorConfig {
         concurrency: tuning.concurrency,
         run_budget: tuning.run_budget,
         callback_timeout: tuning.callback_timeout,
+        retry: RetryPolicy {
+            provider: tuning.provider_retries.clone(),
+            callback: tuning.callback_retries.clone(),
+            ..defaults.retry.clone()
+        },
         ..defaults
     }
 }
@@ -269,6 +274,8 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
         run_budget: std::time::Duration::from_secs(60),
         shutdown_grace: std::time::Duration::from_secs(10),
         processor_id: Some("dev".to_owned()),
+        provider_retries: RetrySchedule::provider_default(),
+        callback_retries: RetrySchedule::callback_default(),
     };
     let processor = build_processor(Arc::clone(&store), Arc::clone(&clock), providers.clone(), &tuning)?;
     let wake = Arc::new(Notify::new());

@@ -319,6 +319,53 @@ fn bad_input_is_a_one_line_error_and_a_failed_exit() {
         assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr}");
         assert!(stderr.contains(needle), "{args:?}: {stderr}");
     }
+
+    // Values clap rejects while parsing: its own one-line error (plus its
+    // "try --help" hint) and exit code 2, before anything starts.
+    let clap_cases: [(&[&str], &str); 3] = [
+        (
+            &[
+                "processor",
+                "--providers",
+                &providers,
+                "--provider-retries",
+                "5s,soon",
+            ],
+            "--provider-retries",
+        ),
+        (
+            &[
+                "processor",
+                "--providers",
+                &providers,
+                "--callback-retries",
+                "5s,,1m",
+            ],
+            "--callback-retries",
+        ),
+        (
+            &["processor", "--providers", &providers, "--lease", "long"],
+            "--lease",
+        ),
+    ];
+    for (args, flag) in clap_cases {
+        let output = hookline(args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        let first = stderr.lines().next().unwrap_or_default();
+        assert!(first.starts_with("error: invalid value"), "{args:?}: {stderr}");
+        assert!(first.contains(flag), "{args:?}: {stderr}");
+    }
+    let from_env = Command::new(BIN)
+        .args(["processor", "--providers", &providers])
+        .env("HOOKLINE_CALLBACK_RETRIES", "1h,forever")
+        .env("HOOKLINE_LOG", "warn")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run hookline");
+    let stderr = String::from_utf8_lossy(&from_env.stderr);
+    assert_eq!(from_env.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--callback-retries"), "{stderr}");
 }
 
 /// The bar: the real `hookline dev` on the embedded store, a job
