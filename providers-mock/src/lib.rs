@@ -3,11 +3,14 @@
 //!
 //! - `GET /providers/{name}?jobId=..` serves `gas` and `internet` billing data
 //!   (`[{billedOn, amount}]`), 404 for any other name.
-//! - `POST /complete` is a callback sink that records each delivery (headers
-//!   and body); `GET /deliveries` lists them.
+//! - `POST /complete` is a callback sink that records each delivery (headers,
+//!   body and the status it answered); `GET /deliveries` lists them.
+//! - `POST /gone` is a sink that always answers `410 Gone` (the receiver asks
+//!   to stop: the job must fail at once); its deliveries are recorded too.
 //! - Faults are set from code ([`MockState`]) or over HTTP
 //!   (`PUT /faults/providers/{name}`, `PUT /faults/sink`, `DELETE /faults`):
 //!   fail the next N calls with a status, fail with a probability, add latency.
+//!   Sink faults apply to `/complete` only.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -159,7 +162,6 @@ impl MockState {
             .collect()
     }
 
-    /// Decides whether this call fails, consuming one `fail_next` if so.
     /// Fills successful answers of `provider` up to `bytes`.
     pub fn pad_provider(&self, provider: &str, bytes: usize) {
         self.lock()
@@ -169,6 +171,25 @@ impl MockState {
             .min_body_bytes = bytes;
     }
 
+    fn record(&self, headers: &HeaderMap, body: &[u8], status: u16) {
+        let delivery = Delivery {
+            headers: headers
+                .iter()
+                .map(|(name, value)| {
+                    (
+                        name.as_str().to_owned(),
+                        String::from_utf8_lossy(value.as_bytes()).into_owned(),
+                    )
+                })
+                .collect(),
+            body: serde_json::from_slice(body)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned())),
+            status,
+        };
+        self.lock().deliveries.push(delivery);
+    }
+
+    /// Decides whether this call fails, consuming one `fail_next` if so.
     fn next_fault(faults: &mut Faults, rng: &mut rand::rngs::StdRng) -> (Option<u16>, Duration) {
         let latency = Duration::from_millis(faults.latency_ms);
         let status = faults.status.unwrap_or(503);
@@ -189,6 +210,7 @@ pub fn router(state: MockState) -> Router {
     Router::new()
         .route("/providers/{name}", get(provider))
         .route("/complete", post(complete))
+        .route("/gone", post(gone))
         .route("/deliveries", get(list_deliveries))
         .route("/faults/providers/{name}", put(put_provider_faults))
         .route("/faults/sink", put(put_sink_faults))
@@ -310,22 +332,7 @@ async fn complete(State(state): State<MockState>, headers: HeaderMap, body: axum
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
-    let status = fault.unwrap_or(204);
-    let delivery = Delivery {
-        headers: headers
-            .iter()
-            .map(|(name, value)| {
-                (
-                    name.as_str().to_owned(),
-                    String::from_utf8_lossy(value.as_bytes()).into_owned(),
-                )
-            })
-            .collect(),
-        body: serde_json::from_slice(&body)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned())),
-        status,
-    };
-    state.lock().deliveries.push(delivery);
+    state.record(&headers, &body, fault.unwrap_or(204));
     match fault {
         Some(status) => problem(
             StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
@@ -333,6 +340,13 @@ async fn complete(State(state): State<MockState>, headers: HeaderMap, body: axum
         ),
         None => StatusCode::NO_CONTENT.into_response(),
     }
+}
+
+/// A receiver that has gone away for good: every callback is answered
+/// `410 Gone` (and recorded), so the job must fail without retrying.
+async fn gone(State(state): State<MockState>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    state.record(&headers, &body, StatusCode::GONE.as_u16());
+    problem(StatusCode::GONE, "this receiver no longer accepts callbacks")
 }
 
 async fn list_deliveries(State(state): State<MockState>) -> Json<Vec<Delivery>> {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use domain::ApiKey;
+use domain::{ApiKey, RetrySchedule};
 use ipnet::IpNet;
 use netguard::NetPolicy;
 
@@ -177,6 +177,46 @@ pub struct ProcessorTuning {
     /// Names this instance in leases (default: host and process id).
     #[arg(long, env = "HOOKLINE_PROCESSOR_ID")]
     pub processor_id: Option<String>,
+    /// Delays between provider fetch attempts, comma-separated (one more
+    /// attempt than delays); each gets +-20% jitter.
+    #[arg(
+        long,
+        env = "HOOKLINE_PROVIDER_RETRIES",
+        value_name = "DELAYS",
+        default_value = DEFAULT_PROVIDER_RETRIES,
+        value_parser = parse_retry_schedule
+    )]
+    pub provider_retries: RetrySchedule,
+    /// Delays between callback attempts, comma-separated (one more attempt
+    /// than delays; the first attempt goes out at once); each gets +-20% jitter.
+    #[arg(
+        long,
+        env = "HOOKLINE_CALLBACK_RETRIES",
+        value_name = "DELAYS",
+        default_value = DEFAULT_CALLBACK_RETRIES,
+        value_parser = parse_retry_schedule
+    )]
+    pub callback_retries: RetrySchedule,
+}
+
+/// SPEC section 3's provider schedule: 6 attempts.
+pub const DEFAULT_PROVIDER_RETRIES: &str = "5s,30s,2m,10m,30m";
+/// SPEC section 3's callback schedule: 8 attempts.
+pub const DEFAULT_CALLBACK_RETRIES: &str = "5s,5m,30m,2h,5h,10h,10h";
+
+/// Parses `5s,30s,2m`: the delays between consecutive attempts, each a
+/// humantime duration.
+pub fn parse_retry_schedule(text: &str) -> Result<RetrySchedule, String> {
+    let mut delays = Vec::new();
+    for part in text.split(',') {
+        let part = part.trim();
+        if part.is_empty() {
+            return Err("expected comma-separated delays such as 5s,30s,2m".to_owned());
+        }
+        let delay = humantime::parse_duration(part).map_err(|e| format!("{part:?}: {e}"))?;
+        delays.push(delay);
+    }
+    Ok(RetrySchedule::new(delays))
 }
 
 #[derive(Debug, Clone, Args)]
@@ -224,5 +264,48 @@ pub fn init_logging(format: LogFormat) {
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn default_retry_schedules_are_the_spec_ones() {
+        assert_eq!(
+            parse_retry_schedule(DEFAULT_PROVIDER_RETRIES),
+            Ok(RetrySchedule::provider_default())
+        );
+        assert_eq!(
+            parse_retry_schedule(DEFAULT_CALLBACK_RETRIES),
+            Ok(RetrySchedule::callback_default())
+        );
+    }
+
+    #[test]
+    fn retry_schedules_parse_humantime_lists() {
+        let schedule = parse_retry_schedule("100ms, 2s,1m").expect("valid");
+        assert_eq!(
+            schedule.delays(),
+            [
+                Duration::from_millis(100),
+                Duration::from_secs(2),
+                Duration::from_secs(60)
+            ]
+        );
+        assert_eq!(schedule.max_attempts(), 4);
+        for bad in ["", "5s,,30s", "5s,", "soon", "5s,30"] {
+            assert!(parse_retry_schedule(bad).is_err(), "{bad:?}");
+        }
     }
 }

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use domain::{Clock, SystemClock};
+use domain::{Clock, RetryPolicy, RetrySchedule, SystemClock};
 use netguard::NetPolicy;
 use processor::{Processor, ProcessorConfig, ProviderCatalog};
 use store::{JobStore, Store};
@@ -91,6 +91,11 @@ fn processor_config(tuning: &ProcessorTuning) -> ProcessorConfig {
         concurrency: tuning.concurrency,
         run_budget: tuning.run_budget,
         callback_timeout: tuning.callback_timeout,
+        retry: RetryPolicy {
+            provider: tuning.provider_retries.clone(),
+            callback: tuning.callback_retries.clone(),
+            ..defaults.retry.clone()
+        },
         ..defaults
     }
 }
@@ -298,6 +303,8 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
         run_budget: std::time::Duration::from_secs(60),
         shutdown_grace: std::time::Duration::from_secs(10),
         processor_id: Some("dev".to_owned()),
+        provider_retries: RetrySchedule::provider_default(),
+        callback_retries: RetrySchedule::callback_default(),
     };
     // Loopback is allowed: the sink and whatever the developer runs locally.
     let network = Arc::new(NetPolicy::loopback_allowed());

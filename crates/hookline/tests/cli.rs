@@ -342,13 +342,53 @@ fn bad_input_is_a_one_line_error_and_a_failed_exit() {
         ),
     ];
     for (args, needle) in cases {
-        let output = hookline(args);
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(!output.status.success(), "{args:?} should fail");
-        assert!(stderr.starts_with("hookline: "), "{args:?}: {stderr}");
-        assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr}");
-        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+        assert_one_line_failure(args, needle);
     }
+
+    // Values clap rejects while parsing: its own one-line error (plus its
+    // "try --help" hint) and exit code 2, before anything starts.
+    let clap_cases: [(&[&str], &str); 3] = [
+        (
+            &[
+                "processor",
+                "--providers",
+                &providers,
+                "--provider-retries",
+                "5s,soon",
+            ],
+            "--provider-retries",
+        ),
+        (
+            &[
+                "processor",
+                "--providers",
+                &providers,
+                "--callback-retries",
+                "5s,,1m",
+            ],
+            "--callback-retries",
+        ),
+        (
+            &["processor", "--providers", &providers, "--lease", "long"],
+            "--lease",
+        ),
+    ];
+    // Usage errors, too, are one line (and exit 2, as clap's are).
+    for (args, flag) in clap_cases {
+        assert_one_line_failure(args, flag);
+        assert_eq!(hookline(args).status.code(), Some(2), "{args:?}");
+    }
+    let from_env = Command::new(BIN)
+        .args(["processor", "--providers", &providers])
+        .env("HOOKLINE_CALLBACK_RETRIES", "1h,forever")
+        .env("HOOKLINE_LOG", "warn")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run hookline");
+    let stderr = String::from_utf8_lossy(&from_env.stderr);
+    assert_eq!(from_env.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--callback-retries"), "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
 }
 
 /// The bar: the real `hookline dev` on the embedded store, a job
