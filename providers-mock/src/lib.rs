@@ -4,7 +4,12 @@
 //! - `GET /providers/{name}?jobId=..` serves `gas` and `internet` billing data
 //!   (`[{billedOn, amount}]`), 404 for any other name.
 //! - `POST /complete` is a callback sink that records each delivery (headers,
-//!   body and the status it answered); `GET /deliveries` lists them.
+//!   body as received and parsed, the status it answered, and the verdict on
+//!   its Standard Webhooks signature, see [`SignatureVerdict`]);
+//!   `GET /deliveries` lists them. The sink checks signatures with the
+//!   secrets given to [`MockState::set_signing_secrets`]; it only records the
+//!   verdict and answers as it would anyway, so a test decides what a bad
+//!   signature means.
 //! - `POST /gone` is a sink that always answers `410 Gone` (the receiver asks
 //!   to stop: the job must fail at once); its deliveries are recorded too.
 //! - Faults are set from code ([`MockState`]) or over HTTP
@@ -15,13 +20,15 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
+use base64::Engine as _;
+use domain::signing::{self, SigningSecret};
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -48,14 +55,42 @@ pub struct Faults {
     pub min_body_bytes: usize,
 }
 
+/// What the sink made of a delivery's `webhook-signature`. In JSON:
+/// `{"verdict": "valid"}`, `{"verdict": "invalid", "reason": ".."}`,
+/// `{"verdict": "missing"}` or `{"verdict": "notChecked"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "verdict", content = "reason", rename_all = "camelCase")]
+pub enum SignatureVerdict {
+    /// A `v1` signature matches one of the configured secrets, and the
+    /// timestamp is within tolerance.
+    Valid,
+    /// The headers are there but do not verify; the reason says why (it
+    /// never contains a secret).
+    Invalid(String),
+    /// No `webhook-signature` header, while secrets are configured.
+    Missing,
+    /// No secret is configured, so nothing was checked.
+    NotChecked,
+}
+
 /// One callback the sink received.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Delivery {
     pub headers: HashMap<String, String>,
+    /// The body parsed as JSON (a JSON string of the text when it is not JSON).
     pub body: Value,
+    /// The body exactly as received, to verify again byte for byte; base64
+    /// in JSON (`rawBody`).
+    #[serde(serialize_with = "as_base64")]
+    pub raw_body: Vec<u8>,
     /// The status the sink answered with.
     pub status: u16,
+    pub signature: SignatureVerdict,
+}
+
+fn as_base64<S: serde::Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&base64::engine::general_purpose::STANDARD.encode(bytes))
 }
 
 impl Delivery {
@@ -75,6 +110,8 @@ struct Inner {
     provider_calls: HashMap<String, u64>,
     deliveries: Vec<Delivery>,
     rng: rand::rngs::StdRng,
+    signing_secrets: Vec<SigningSecret>,
+    signature_tolerance: Duration,
 }
 
 /// Shared state of a running mock; cheap to clone.
@@ -99,6 +136,8 @@ impl MockState {
                 provider_calls: HashMap::new(),
                 deliveries: Vec::new(),
                 rng: rand::rngs::StdRng::seed_from_u64(seed),
+                signing_secrets: Vec::new(),
+                signature_tolerance: signing::DEFAULT_TOLERANCE,
             })),
         }
     }
@@ -134,6 +173,20 @@ impl MockState {
             status: Some(status),
             ..Faults::default()
         });
+    }
+
+    /// The secrets the sink verifies callbacks with (any one matching is
+    /// enough, as for a receiver during a rotation). Empty: nothing is checked
+    /// and every delivery is [`SignatureVerdict::NotChecked`].
+    pub fn set_signing_secrets(&self, secrets: Vec<SigningSecret>) {
+        self.lock().signing_secrets = secrets;
+    }
+
+    /// How far `webhook-timestamp` may be from the wall clock (default five
+    /// minutes, as the official libraries). Widen it for a processor driven
+    /// by a `ManualClock` far from now.
+    pub fn set_signature_tolerance(&self, tolerance: Duration) {
+        self.lock().signature_tolerance = tolerance;
     }
 
     pub fn clear_faults(&self) {
@@ -172,6 +225,10 @@ impl MockState {
     }
 
     fn record(&self, headers: &HeaderMap, body: &[u8], status: u16) {
+        let signature = {
+            let inner = self.lock();
+            check_signature(&inner.signing_secrets, inner.signature_tolerance, headers, body)
+        };
         let delivery = Delivery {
             headers: headers
                 .iter()
@@ -184,7 +241,9 @@ impl MockState {
                 .collect(),
             body: serde_json::from_slice(body)
                 .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned())),
+            raw_body: body.to_vec(),
             status,
+            signature,
         };
         self.lock().deliveries.push(delivery);
     }
@@ -347,6 +406,44 @@ async fn complete(State(state): State<MockState>, headers: HeaderMap, body: axum
 async fn gone(State(state): State<MockState>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
     state.record(&headers, &body, StatusCode::GONE.as_u16());
     problem(StatusCode::GONE, "this receiver no longer accepts callbacks")
+}
+
+/// The sink's verdict on one delivery, against the wall clock.
+fn check_signature(
+    secrets: &[SigningSecret],
+    tolerance: Duration,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> SignatureVerdict {
+    if secrets.is_empty() {
+        return SignatureVerdict::NotChecked;
+    }
+    let header = |name: &str| match headers.get(name) {
+        None => Err(format!("no {name} header")),
+        Some(value) => value
+            .to_str()
+            .map_err(|_| format!("the {name} header is not text")),
+    };
+    let signature = match headers.get(signing::HEADER_SIGNATURE) {
+        None => return SignatureVerdict::Missing,
+        Some(_) => header(signing::HEADER_SIGNATURE),
+    };
+    let checked = (|| {
+        let (id, timestamp, signature) = (
+            header(signing::HEADER_ID)?,
+            header(signing::HEADER_TIMESTAMP)?,
+            signature?,
+        );
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+            .unwrap_or_default();
+        signing::verify(secrets, id, timestamp, signature, body, now, tolerance).map_err(|e| e.to_string())
+    })();
+    match checked {
+        Ok(()) => SignatureVerdict::Valid,
+        Err(reason) => SignatureVerdict::Invalid(reason),
+    }
 }
 
 async fn list_deliveries(State(state): State<MockState>) -> Json<Vec<Delivery>> {

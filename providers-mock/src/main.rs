@@ -3,7 +3,13 @@
 use clap::Parser;
 
 #[derive(Debug, Parser)]
-#[command(version, about = "Mock billing providers and a callback sink for hookline")]
+#[command(
+    version,
+    about = "Mock billing providers and a callback sink for hookline",
+    after_help = "Environment:\n  MOCK_SIGNING_SECRETS  comma-separated whsec_ secrets the sink verifies callback \
+                  signatures with\n                        (read from the environment only, so they stay out of \
+                  `ps`)"
+)]
 struct Args {
     /// Address to listen on.
     #[arg(long, env = "PROVIDERS_MOCK_LISTEN", default_value = "127.0.0.1:4000")]
@@ -27,11 +33,40 @@ async fn main() -> anyhow::Result<()> {
         .seed
         .map(providers_mock::MockState::with_seed)
         .unwrap_or_default();
-    println!("providers-mock listening on http://{}", listener.local_addr()?);
+    let secrets = signing_secrets_from_env()?;
+    let checking = !secrets.is_empty();
+    state.set_signing_secrets(secrets);
+    println!(
+        "providers-mock listening on http://{} (callback signatures {})",
+        listener.local_addr()?,
+        if checking { "verified" } else { "not checked" }
+    );
     axum::serve(listener, providers_mock::router(state))
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await
         .context("serving")
+}
+
+/// `MOCK_SIGNING_SECRETS`, comma-separated. Errors name the position of a
+/// bad secret, never its text.
+fn signing_secrets_from_env() -> anyhow::Result<Vec<domain::SigningSecret>> {
+    let Some(value) = std::env::var_os("MOCK_SIGNING_SECRETS") else {
+        return Ok(Vec::new());
+    };
+    let value = value
+        .into_string()
+        .map_err(|_| anyhow::anyhow!("MOCK_SIGNING_SECRETS is not UTF-8"))?;
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .enumerate()
+        .map(|(i, secret)| {
+            secret
+                .parse()
+                .map_err(|e| anyhow::anyhow!("MOCK_SIGNING_SECRETS, secret {}: {e}", i + 1))
+        })
+        .collect()
 }

@@ -1,5 +1,6 @@
 //! hookline's domain: what a job is, how it moves through its lifecycle, how
-//! long to wait before the next attempt, and what the callback carries.
+//! long to wait before the next attempt, what the callback carries, and how
+//! it is signed ([`signing`]).
 //!
 //! Nothing here does I/O. Time and randomness come in as arguments so the
 //! lifecycle is tested without sleeping.
@@ -10,6 +11,7 @@ mod clock;
 mod id;
 mod job;
 mod retry;
+pub mod signing;
 
 pub use api_key::{ApiKey, KeyHash};
 pub use callback::{CallbackBody, CallbackResult};
@@ -19,3 +21,4 @@ pub use job::{
     CallbackOutcome, CallbackState, FetchOutcome, Job, JobStatus, NewJob, ProviderState, ProviderStatus,
 };
 pub use retry::{Jitter, RetryPolicy, RetrySchedule};
+pub use signing::{ParseSecretError, SigningSecret, VerifyError};

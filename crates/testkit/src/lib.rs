@@ -7,6 +7,13 @@
 //!
 //! One endpoint is shared by every test in a test binary; each test makes
 //! its own table, so tests stay independent.
+//!
+//! Also the official Standard Webhooks verifier from PyPI
+//! ([`verify_with_official_library`]), installed into the same cache.
+
+pub mod standardwebhooks;
+
+pub use standardwebhooks::{python_standardwebhooks, verify_with_official_library};
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
