@@ -21,4 +21,4 @@ pub use job::{
     CallbackOutcome, CallbackState, FetchOutcome, Job, JobStatus, NewJob, ProviderState, ProviderStatus,
 };
 pub use retry::{Jitter, RetryPolicy, RetrySchedule};
-pub use signing::{ParseSecretError, SigningSecret, VerifyError};
+pub use signing::{ParseSecretError, SigningSecret, TenantSecrets, VerifyError};

@@ -493,3 +493,72 @@ mod tests {
         }
     }
 }
+
+/// A tenant's signing secrets: the current one and, for a while after a
+/// rotation, the one before it, so receivers can switch without losing a
+/// callback. **Secret material**: the serialized form holds the keys.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TenantSecrets {
+    pub current: SigningSecret,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<SigningSecret>,
+    /// Until when callbacks are signed with `previous` as well.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_until: Option<crate::Timestamp>,
+}
+
+impl TenantSecrets {
+    pub fn new(current: SigningSecret) -> Self {
+        Self {
+            current,
+            previous: None,
+            previous_until: None,
+        }
+    }
+
+    /// `next` becomes current; the current secret keeps signing alongside
+    /// it for `overlap` after `now`.
+    pub fn rotated(&self, next: SigningSecret, now: crate::Timestamp, overlap: Duration) -> Self {
+        let overlap = chrono::Duration::from_std(overlap).unwrap_or(chrono::Duration::MAX);
+        Self {
+            current: next,
+            previous: Some(self.current.clone()),
+            previous_until: Some(now.checked_add_signed(overlap).unwrap_or(now)),
+        }
+    }
+
+    /// The secrets a callback made at `now` is signed with, newest first.
+    pub fn signing_at(&self, now: crate::Timestamp) -> Vec<SigningSecret> {
+        let mut secrets = vec![self.current.clone()];
+        if let (Some(previous), Some(until)) = (&self.previous, self.previous_until)
+            && now < until
+        {
+            secrets.push(previous.clone());
+        }
+        secrets
+    }
+}
+
+#[cfg(test)]
+mod rotation_tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn a_rotation_signs_with_both_secrets_until_the_overlap_ends() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let now = chrono::DateTime::from_timestamp(1_800_000_000, 0).expect("time");
+        let old = SigningSecret::generate(&mut rng);
+        let new = SigningSecret::generate(&mut rng);
+        let secrets = TenantSecrets::new(old.clone());
+        assert_eq!(secrets.signing_at(now), vec![old.clone()]);
+        let rotated = secrets.rotated(new.clone(), now, Duration::from_secs(3600));
+        assert_eq!(rotated.signing_at(now), vec![new.clone(), old.clone()]);
+        let later = now + chrono::Duration::seconds(3600);
+        assert_eq!(rotated.signing_at(later), vec![new.clone()]);
+        let json = serde_json::to_string(&rotated).expect("serializes");
+        assert_eq!(serde_json::from_str::<TenantSecrets>(&json).expect("reads"), rotated);
+        assert!(!format!("{rotated:?}").contains(&old.expose_secret()[6..]), "Debug hides keys");
+    }
+}

@@ -33,6 +33,11 @@ pub(crate) const REVOKED_AT: &str = "revokedAt";
 /// `Idempotency-Key` items: `pk = idem#{tenant}#{sha256 of the key}`,
 /// `sk = idem`, removed by TTL (`expiresAt`) after the window.
 pub(crate) const IDEM_SK: &str = "idem";
+/// Signing secrets: `pk = tenant#{name}`, `sk = secrets`, the JSON in
+/// `secrets`, and `version` for compare-and-set rotations.
+pub(crate) const SECRETS_SK: &str = "secrets";
+pub(crate) const SECRETS: &str = "secrets";
+pub(crate) const VERSION: &str = "version";
 pub(crate) const IDEM_JOB_ID: &str = "jobId";
 pub(crate) const IDEM_FINGERPRINT: &str = "fingerprint";
 pub(crate) const LIST_INDEX: &str = "list";

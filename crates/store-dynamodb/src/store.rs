@@ -15,7 +15,7 @@ use aws_sdk_dynamodb::types::{
     AttributeValue, KeysAndAttributes, Put, ReturnValue, ReturnValuesOnConditionCheckFailure,
     TransactWriteItem,
 };
-use domain::{Job, JobId, JobStatus, KeyHash, TenantId, Timestamp};
+use domain::{Job, JobId, JobStatus, KeyHash, TenantId, TenantSecrets, Timestamp};
 use store::{
     ApiKeyRecord, Claim, DueJob, Fenced, IdempotencyRecord, IdempotentCreate, JobPage, JobStore, KeyStore,
     Lease, ListQuery, Redrive, StoreError,
@@ -527,6 +527,13 @@ impl JobStore for DynamoStore {
 }
 
 impl DynamoStore {
+    fn secrets_key(tenant: &TenantId) -> Item {
+        HashMap::from([
+            (PK.to_owned(), AttributeValue::S(format!("tenant#{tenant}"))),
+            (SK.to_owned(), AttributeValue::S(SECRETS_SK.to_owned())),
+        ])
+    }
+
     fn key_item_key(hash: &KeyHash) -> Item {
         HashMap::from([
             (PK.to_owned(), AttributeValue::S(KEYS_PK.to_owned())),
@@ -566,6 +573,58 @@ impl DynamoStore {
 
 #[async_trait]
 impl KeyStore for DynamoStore {
+    async fn signing_secrets(&self, tenant: &TenantId) -> Result<Option<(TenantSecrets, u64)>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.config.table)
+            .set_key(Some(Self::secrets_key(tenant)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| unavailable("get signing secrets", e))?;
+        let Some(item) = output.item else { return Ok(None) };
+        let corrupt = || StoreError::Corrupt("signing secrets item without secrets or version".to_owned());
+        let body = item.get(SECRETS).and_then(|v| v.as_s().ok()).ok_or_else(corrupt)?;
+        let version: u64 = item
+            .get(VERSION)
+            .and_then(|v| v.as_n().ok())
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(corrupt)?;
+        let secrets = serde_json::from_str(body)
+            .map_err(|e| StoreError::Corrupt(format!("signing secrets: {e}")))?;
+        Ok(Some((secrets, version)))
+    }
+
+    async fn put_signing_secrets(
+        &self,
+        tenant: &TenantId,
+        secrets: &TenantSecrets,
+        expected: Option<u64>,
+    ) -> Result<bool, StoreError> {
+        let body = serde_json::to_string(secrets)
+            .map_err(|e| StoreError::Corrupt(format!("serialize signing secrets: {e}")))?;
+        let mut item = Self::secrets_key(tenant);
+        item.insert(SECRETS.to_owned(), AttributeValue::S(body));
+        let put = self.client.put_item().table_name(&self.config.table);
+        let put = match expected {
+            None => put
+                .condition_expression("attribute_not_exists(#pk)")
+                .expression_attribute_names("#pk", PK),
+            Some(version) => put
+                .condition_expression("#version = :expected")
+                .expression_attribute_names("#version", VERSION)
+                .expression_attribute_values(":expected", AttributeValue::N(version.to_string())),
+        };
+        let next = expected.map_or(1, |v| v.saturating_add(1));
+        item.insert(VERSION.to_owned(), AttributeValue::N(next.to_string()));
+        match put.set_item(Some(item)).send().await {
+            Ok(_) => Ok(true),
+            Err(err) if err.code() == Some("ConditionalCheckFailedException") => Ok(false),
+            Err(err) => Err(unavailable("put signing secrets", err)),
+        }
+    }
+
     async fn create_api_key(&self, record: &ApiKeyRecord) -> Result<(), StoreError> {
         let mut item = Self::key_item_key(&record.hash);
         item.insert(TENANT.to_owned(), AttributeValue::S(record.tenant.to_string()));

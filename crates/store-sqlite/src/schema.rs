@@ -15,7 +15,7 @@ pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The schema version this build writes; `PRAGMA user_version` holds the
 /// file's.
-pub(crate) const SCHEMA_VERSION: i64 = 4;
+pub(crate) const SCHEMA_VERSION: i64 = 5;
 
 /// Version 1. Times are epoch milliseconds. `due_at` is set exactly while a
 /// job needs a processor, so `jobs_due` (partial) holds only live work and
@@ -66,6 +66,16 @@ CREATE TABLE idempotency_keys (
     PRIMARY KEY (tenant, key_hash)
 );
 CREATE INDEX idempotency_expires ON idempotency_keys (expires_at);
+";
+
+/// Version 5: tenants' callback signing secrets (JSON), versioned so a
+/// rotation never overwrites another.
+const SCHEMA_V5: &str = "
+CREATE TABLE tenant_secrets (
+    tenant      TEXT PRIMARY KEY,
+    secrets     TEXT NOT NULL,
+    version     INTEGER NOT NULL
+);
 ";
 
 /// Opens the writer's connection: creates the file if needed, switches it to
@@ -154,6 +164,10 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     if version < 4 {
         tx.execute_batch(SCHEMA_V4)
             .map_err(|e| sql_error("add the idempotency key table", e))?;
+    }
+    if version < 5 {
+        tx.execute_batch(SCHEMA_V5)
+            .map_err(|e| sql_error("add the signing secret table", e))?;
     }
     if version < SCHEMA_VERSION {
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)

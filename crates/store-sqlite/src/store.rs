@@ -9,7 +9,7 @@ use std::thread::JoinHandle;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use domain::{Job, JobId, JobStatus, KeyHash, TenantId, Timestamp};
+use domain::{Job, JobId, JobStatus, KeyHash, TenantId, TenantSecrets, Timestamp};
 use rusqlite::{Connection, OptionalExtension, params};
 use store::{
     ApiKeyRecord, Claim, DueJob, Fenced, IdempotencyRecord, IdempotentCreate, JobPage, JobStore, KeyStore,
@@ -393,6 +393,39 @@ pub(crate) const DUE_JOBS: &str = "SELECT id, due_at FROM jobs
 
 #[async_trait]
 impl KeyStore for SqliteStore {
+    async fn signing_secrets(&self, tenant: &TenantId) -> Result<Option<(TenantSecrets, u64)>, StoreError> {
+        let tenant = tenant.as_str().to_owned();
+        let row: Option<(String, i64)> = self
+            .read(move |conn| {
+                conn.prepare_cached("SELECT secrets, version FROM tenant_secrets WHERE tenant = ?1")
+                    .and_then(|mut stmt| stmt.query_row(params![tenant], |r| Ok((r.get(0)?, r.get(1)?))).optional())
+                    .map_err(|e| sql_error("read signing secrets", e))
+            })
+            .await?;
+        row.map(|(body, version)| {
+            let secrets = serde_json::from_str(&body).map_err(|e| json_error("signing secrets", e))?;
+            Ok((secrets, u64::try_from(version).unwrap_or_default()))
+        })
+        .transpose()
+    }
+
+    async fn put_signing_secrets(
+        &self,
+        tenant: &TenantId,
+        secrets: &TenantSecrets,
+        expected: Option<u64>,
+    ) -> Result<bool, StoreError> {
+        let body = serde_json::to_string(secrets).map_err(|e| json_error("serialize signing secrets", e))?;
+        let outcome = self
+            .write(Write::PutSecrets {
+                tenant: tenant.as_str().to_owned(),
+                body,
+                expected: expected.map(|v| i64::try_from(v).unwrap_or(i64::MAX)),
+            })
+            .await?;
+        Ok(outcome.changed == 1)
+    }
+
     async fn create_api_key(&self, record: &ApiKeyRecord) -> Result<(), StoreError> {
         self.write(Write::CreateKey {
             hash: record.hash.to_hex(),

@@ -74,6 +74,13 @@ pub(crate) enum Write {
         hash: String,
         now: i64,
     },
+    /// Writes a tenant's secrets if its version is still `expected` (`None`:
+    /// only if it has none).
+    PutSecrets {
+        tenant: String,
+        body: String,
+        expected: Option<i64>,
+    },
     /// Deletes up to `limit` finished jobs whose retention ran out by `now`.
     PurgeExpired {
         now: i64,
@@ -91,6 +98,7 @@ impl Write {
             Self::Release { .. } => "release job",
             Self::Replace { .. } => "replace job",
             Self::CreateKey { .. } => "create API key",
+            Self::PutSecrets { .. } => "write signing secrets",
             Self::RevokeKey { .. } => "revoke API key",
             Self::PurgeExpired { .. } => "purge expired jobs",
         }
@@ -309,6 +317,30 @@ fn apply(conn: &Connection, write: &Write) -> rusqlite::Result<Outcome> {
             let changed = conn
                 .prepare_cached("INSERT INTO api_keys (hash, tenant, created_at) VALUES (?1, ?2, ?3)")?
                 .execute(params![hash, tenant, created_at])?;
+            Ok(Outcome {
+                changed,
+                returned: None,
+            })
+        }
+        Write::PutSecrets {
+            tenant,
+            body,
+            expected,
+        } => {
+            let changed = match expected {
+                None => conn
+                    .prepare_cached(
+                        "INSERT INTO tenant_secrets (tenant, secrets, version) VALUES (?1, ?2, 1)
+                         ON CONFLICT (tenant) DO NOTHING",
+                    )?
+                    .execute(params![tenant, body])?,
+                Some(version) => conn
+                    .prepare_cached(
+                        "UPDATE tenant_secrets SET secrets = ?2, version = version + 1
+                         WHERE tenant = ?1 AND version = ?3",
+                    )?
+                    .execute(params![tenant, body, version])?,
+            };
             Ok(Outcome {
                 changed,
                 returned: None,

@@ -7,7 +7,7 @@
 use std::fmt;
 
 use async_trait::async_trait;
-use domain::{Job, JobId, JobStatus, KeyHash, TenantId, Timestamp};
+use domain::{Job, JobId, JobStatus, KeyHash, SigningSecret, TenantId, TenantSecrets, Timestamp};
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
@@ -248,9 +248,23 @@ impl ApiKeyRecord {
     }
 }
 
-/// Tenants' API keys, kept next to the jobs (same table, same file).
+/// Tenants' credentials, kept next to the jobs (same table, same file):
+/// API keys (hashes only) and callback signing secrets.
 #[async_trait]
 pub trait KeyStore: Send + Sync + fmt::Debug {
+    /// The tenant's signing secrets and their version, if it has any.
+    async fn signing_secrets(&self, tenant: &TenantId) -> Result<Option<(TenantSecrets, u64)>, StoreError>;
+
+    /// Writes the tenant's secrets if the stored version is still
+    /// `expected` (`None`: only if it has none yet); returns whether it did.
+    /// The written version is `expected + 1` (or 1).
+    async fn put_signing_secrets(
+        &self,
+        tenant: &TenantId,
+        secrets: &TenantSecrets,
+        expected: Option<u64>,
+    ) -> Result<bool, StoreError>;
+
     /// Stores a new key; [`StoreError::Conflict`] if its hash is taken.
     async fn create_api_key(&self, record: &ApiKeyRecord) -> Result<(), StoreError>;
 
@@ -278,4 +292,50 @@ pub fn is_key_id(key_id: &str) -> bool {
         && key_id
             .bytes()
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// The tenant's signing secrets, creating them with `fresh` if it has none
+/// yet; returns them and whether they were created.
+pub async fn ensure_signing_secrets(
+    store: &dyn KeyStore,
+    tenant: &TenantId,
+    fresh: SigningSecret,
+) -> Result<(TenantSecrets, bool), StoreError> {
+    if let Some((secrets, _)) = store.signing_secrets(tenant).await? {
+        return Ok((secrets, false));
+    }
+    let secrets = TenantSecrets::new(fresh);
+    if store.put_signing_secrets(tenant, &secrets, None).await? {
+        return Ok((secrets, true));
+    }
+    // Created at the same moment by someone else: theirs stands.
+    let (secrets, _) = store
+        .signing_secrets(tenant)
+        .await?
+        .ok_or_else(|| StoreError::Unavailable("signing secrets vanished while being created".to_owned()))?;
+    Ok((secrets, false))
+}
+
+/// Makes `next` the tenant's current secret, keeping the old one signing
+/// for `overlap` after `now` (or starting with `next` if it had none).
+/// Retries a write that raced another rotation.
+pub async fn rotate_signing_secret(
+    store: &dyn KeyStore,
+    tenant: &TenantId,
+    next: SigningSecret,
+    now: Timestamp,
+    overlap: std::time::Duration,
+) -> Result<TenantSecrets, StoreError> {
+    for _ in 0..5 {
+        let (secrets, expected) = match store.signing_secrets(tenant).await? {
+            Some((current, version)) => (current.rotated(next.clone(), now, overlap), Some(version)),
+            None => (TenantSecrets::new(next.clone()), None),
+        };
+        if store.put_signing_secrets(tenant, &secrets, expected).await? {
+            return Ok(secrets);
+        }
+    }
+    Err(StoreError::Unavailable(
+        "the signing secrets kept changing during the rotation; try again".to_owned(),
+    ))
 }
