@@ -558,7 +558,13 @@ mod rotation_tests {
         let later = now + chrono::Duration::seconds(3600);
         assert_eq!(rotated.signing_at(later), vec![new.clone()]);
         let json = serde_json::to_string(&rotated).expect("serializes");
-        assert_eq!(serde_json::from_str::<TenantSecrets>(&json).expect("reads"), rotated);
-        assert!(!format!("{rotated:?}").contains(&old.expose_secret()[6..]), "Debug hides keys");
+        assert_eq!(
+            serde_json::from_str::<TenantSecrets>(&json).expect("reads"),
+            rotated
+        );
+        assert!(
+            !format!("{rotated:?}").contains(&old.expose_secret()[6..]),
+            "Debug hides keys"
+        );
     }
 }

@@ -55,6 +55,27 @@ pub enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Tenants' callback signing secrets.
+    Secrets {
+        #[command(subcommand)]
+        command: SecretsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretsCommand {
+    /// Makes a new signing secret for a tenant and prints it once; the old
+    /// one keeps signing alongside it for the overlap, so receivers can
+    /// switch without missing a callback.
+    Rotate {
+        #[arg(long)]
+        tenant: String,
+        /// How long the old secret keeps signing too.
+        #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+        overlap: Duration,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 use domain::{Clock, RetryPolicy, RetrySchedule, SystemClock};
 use netguard::NetPolicy;
 use processor::{Processor, ProcessorConfig, ProviderCatalog};
-use store::{JobStore, Store};
+use store::Store;
 use store_dynamodb::{DynamoConfig, DynamoStore};
 use store_sqlite::{SqliteOpenError, SqliteStore};
 use tokio::net::TcpListener;
@@ -16,8 +16,8 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{
-    Command, DevArgs, IntakeArgs, KeysCommand, ProcessorArgs, ProcessorTuning, ServeArgs, StoreArgs,
-    TableCommand,
+    Command, DevArgs, IntakeArgs, KeysCommand, ProcessorArgs, ProcessorTuning, SecretsCommand, ServeArgs,
+    StoreArgs, TableCommand,
 };
 use crate::keys;
 
@@ -34,6 +34,14 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             let store = open_store(command_store(&command)).await?;
             keys::run(command, &*store).await
         }
+        Command::Secrets {
+            command:
+                SecretsCommand::Rotate {
+                    tenant,
+                    overlap,
+                    store,
+                },
+        } => keys::rotate_secret(&*open_store(&store.store).await?, &tenant, overlap).await,
     }
 }
 
@@ -101,7 +109,7 @@ fn processor_config(tuning: &ProcessorTuning) -> ProcessorConfig {
 }
 
 fn build_processor(
-    store: Arc<dyn JobStore>,
+    store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     providers: ProviderCatalog,
     tuning: &ProcessorTuning,
@@ -178,7 +186,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let providers = load_providers(&args.intake.providers)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let processor = build_processor(
-        Arc::clone(&store) as Arc<dyn JobStore>,
+        Arc::clone(&store),
         Arc::clone(&clock),
         providers.clone(),
         &args.tuning,
@@ -309,7 +317,7 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
     // Loopback is allowed: the sink and whatever the developer runs locally.
     let network = Arc::new(NetPolicy::loopback_allowed());
     let processor = build_processor(
-        Arc::clone(&store) as Arc<dyn JobStore>,
+        Arc::clone(&store),
         Arc::clone(&clock),
         providers.clone(),
         &tuning,
@@ -320,14 +328,20 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
         .waking(Arc::clone(&wake))
         .with_callback_network(network);
     let key = keys::dev_key(&*store, args.api_key.clone()).await?;
-    let app = intake::router(store, clock, config).nest(
-        "/mock",
-        providers_mock::router(providers_mock::MockState::default()),
-    );
+    let secrets = keys::tenant_secrets(&*store, keys::DEV_TENANT).await?;
+    // The mock sink checks every callback's signature with the dev tenant's
+    // secrets: GET /mock/deliveries shows the verdict.
+    let mock = providers_mock::MockState::default();
+    mock.set_signing_secrets(vec![secrets.current.clone()]);
+    let app = intake::router(store, clock, config).nest("/mock", providers_mock::router(mock));
 
     println!("hookline dev listening on http://{addr}  (store: {})", args.store);
     // The developer's own key on their own machine: printing it is the point.
     println!("API key (tenant {}): {}", keys::DEV_TENANT, key.expose());
+    println!(
+        "callbacks are signed with (Standard Webhooks): {}",
+        secrets.current.expose_secret()
+    );
     println!("try it:");
     println!(
         "  curl -i -X POST http://{addr}/webhook -H 'authorization: Bearer {}' -H 'content-type: application/json' \\\n    -d '{{\"providers\":[\"gas\",\"internet\"],\"callbackUrl\":\"http://{addr}/mock/complete\"}}'",

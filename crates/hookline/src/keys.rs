@@ -1,7 +1,10 @@
-//! `hookline keys create|list|revoke`, and the key `hookline dev` accepts.
+//! `hookline keys create|list|revoke`, `hookline secrets rotate`, and the
+//! key and secret `hookline dev` uses.
 
 use anyhow::{Context, bail};
-use domain::{ApiKey, TenantId};
+use std::time::Duration;
+
+use domain::{ApiKey, SigningSecret, TenantId, TenantSecrets};
 use store::{ApiKeyRecord, KeyStore, StoreError};
 
 use crate::cli::KeysCommand;
@@ -14,13 +17,22 @@ pub async fn run(command: KeysCommand, store: &dyn KeyStore) -> anyhow::Result<(
         KeysCommand::Create { tenant, .. } => {
             let tenant = TenantId::parse(&tenant).with_context(|| format!("invalid tenant {tenant:?}"))?;
             let key = ApiKey::generate(&mut rand::rng());
-            let record = store_key(store, &key, tenant).await?;
+            let record = store_key(store, &key, tenant.clone()).await?;
+            let (secrets, created) =
+                store::ensure_signing_secrets(store, &tenant, SigningSecret::generate(&mut rand::rng()))
+                    .await?;
             println!("{}", key.expose());
             eprintln!(
                 "created key {} for tenant {}: it is shown once, only its hash is kept",
                 record.key_id(),
                 record.tenant
             );
+            if created {
+                eprintln!(
+                    "tenant {tenant}'s callbacks are signed with {} (shown once; `hookline secrets rotate` makes a new one)",
+                    secrets.current.expose_secret()
+                );
+            }
         }
         KeysCommand::List { tenant, .. } => {
             let tenant = tenant
@@ -46,6 +58,31 @@ pub async fn run(command: KeysCommand, store: &dyn KeyStore) -> anyhow::Result<(
         }
     }
     Ok(())
+}
+
+/// `hookline secrets rotate`: a new secret, printed once, the old one
+/// signing alongside it for `overlap`.
+pub async fn rotate_secret(store: &dyn KeyStore, tenant: &str, overlap: Duration) -> anyhow::Result<()> {
+    let tenant = TenantId::parse(tenant).with_context(|| format!("invalid tenant {tenant:?}"))?;
+    let next = SigningSecret::generate(&mut rand::rng());
+    let secrets = store::rotate_signing_secret(store, &tenant, next, chrono::Utc::now(), overlap).await?;
+    println!("{}", secrets.current.expose_secret());
+    match secrets.previous_until {
+        Some(until) => eprintln!(
+            "tenant {tenant}'s callbacks are now signed with this secret, and with the previous one too until {}",
+            time(until)
+        ),
+        None => eprintln!("tenant {tenant}'s callbacks are now signed with this secret"),
+    }
+    Ok(())
+}
+
+/// A tenant's signing secrets, created if it has none.
+pub async fn tenant_secrets(store: &dyn KeyStore, tenant: &str) -> anyhow::Result<TenantSecrets> {
+    let tenant = TenantId::parse(tenant)?;
+    let (secrets, _) =
+        store::ensure_signing_secrets(store, &tenant, SigningSecret::generate(&mut rand::rng())).await?;
+    Ok(secrets)
 }
 
 /// The key `hookline dev` accepts: the one given (stored if new), or a new

@@ -76,6 +76,7 @@ async fn three_processors_on_dynamodb_deliver_every_job_through_sigkills() {
     );
     let config = store_dynamodb::DynamoConfig::from_url(&url).expect("store URL");
     let store = store_dynamodb::DynamoStore::connect(config).await;
+    give_the_tenant_a_signing_secret(&store).await;
     let probe = Probe::Dynamo {
         client: store.client().clone(),
         table,
@@ -100,6 +101,7 @@ async fn two_processes_sharing_one_sqlite_file_deliver_every_job_through_sigkill
     let path = dir.path().join("chaos.db");
     let store = store_sqlite::SqliteStore::open(&path, store_sqlite::SqliteOptions::default())
         .expect("open SQLite store");
+    give_the_tenant_a_signing_secret(&store).await;
     run_chaos(Scenario {
         name: "sqlite",
         store_url: format!("sqlite://{}", path.display()),
@@ -302,6 +304,18 @@ async fn spawn_faulty_mock(seed: u64) -> RunningMock {
         .await
         .expect("bind mock");
     providers_mock::spawn(listener, state).expect("spawn mock")
+}
+
+/// Callbacks are signed: the jobs' tenant needs a secret, as `keys create`
+/// would have given it.
+async fn give_the_tenant_a_signing_secret(store: &dyn store::KeyStore) {
+    store::ensure_signing_secrets(
+        store,
+        &TenantId::new("default"),
+        domain::SigningSecret::generate(&mut rand::rng()),
+    )
+    .await
+    .expect("signing secret");
 }
 
 /// The jobs of a run: ~3% call back a receiver that answers `410 Gone`.

@@ -728,3 +728,114 @@ fn keys_are_created_listed_and_revoked_and_only_ever_shown_once() {
         "invalid tenant",
     );
 }
+
+/// The bar: a whole flow with debug logs, and no API key or signing
+/// secret anywhere in them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_never_contain_keys_or_secrets() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = format!("sqlite://{}", dir.path().join("logs.db").display());
+    let created = hookline(&["keys", "create", "--tenant", "acme", "--store", &store]);
+    assert!(created.status.success());
+    let key = String::from_utf8_lossy(&created.stdout).trim().to_owned();
+    let told = String::from_utf8_lossy(&created.stderr).into_owned();
+    let first_secret = told
+        .split_whitespace()
+        .find(|word| word.starts_with("whsec_"))
+        .unwrap_or_else(|| panic!("keys create tells the new tenant's secret: {told}"))
+        .to_owned();
+    let second = create_key(&store, "acme");
+    let rotated = hookline(&["secrets", "rotate", "--tenant", "acme", "--store", &store]);
+    assert!(
+        rotated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rotated.stderr)
+    );
+    let new_secret = String::from_utf8_lossy(&rotated.stdout).trim().to_owned();
+    assert!(new_secret.starts_with("whsec_") && new_secret != first_secret);
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let mock = providers_mock::spawn(listener, MockState::with_seed(8)).expect("mock");
+    mock.state.set_signing_secrets(vec![
+        new_secret.parse().expect("secret"),
+        first_secret.parse().expect("secret"),
+    ]);
+    let providers = dir.path().join("providers.toml");
+    std::fs::write(
+        &providers,
+        format!(
+            "[providers.gas]\nurl = \"{}\"\n[providers.internet]\nurl = \"{}\"\n",
+            mock.url("/providers/gas"),
+            mock.url("/providers/internet")
+        ),
+    )
+    .expect("write");
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let log = dir.path().join("serve.log");
+    let child = Command::new(BIN)
+        .args([
+            "--log-format",
+            "json",
+            "serve",
+            "--store",
+            &store,
+            "--schedule",
+            "* * * * * *",
+        ])
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--providers"])
+        .arg(&providers)
+        .env("HOOKLINE_LOG", "debug")
+        .env("HOOKLINE_ALLOW_NETWORKS", LOOPBACK)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&log).expect("log"))
+        .stderr(std::fs::File::create(dir.path().join("serve.err")).expect("log"))
+        .spawn()
+        .expect("spawn");
+    let mut server = ChildGuard(child);
+    let http = authed(&key);
+    wait_healthy(&http, &base).await;
+    // A wrong key, an idempotent post, a read, a listing: every path that
+    // touches a key.
+    let refused = authed("hl_not-the-right-key-00000000000")
+        .get(format!("{base}/v1/jobs"))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(refused.status(), 401);
+    let id = post_job(&http, &base, &mock.url("/complete")).await;
+    let other = authed(&second)
+        .post(format!("{base}/webhook"))
+        .header("idempotency-key", "logs-test")
+        .json(&json!({"providers": ["gas"], "callbackUrl": mock.url("/complete")}))
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(other.status(), 202);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while job_status(&http, &base, &id).await != "complete" {
+        assert!(Instant::now() < deadline, "not delivered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let delivery = mock.state.accepted_deliveries().remove(0);
+    assert_eq!(delivery.signature, providers_mock::SignatureVerdict::Valid);
+    assert_eq!(
+        delivery.headers["webhook-signature"].split(' ').count(),
+        2,
+        "rotated: both secrets sign"
+    );
+    let _ = Command::new("kill")
+        .args(["-TERM", &server.0.id().to_string()])
+        .status();
+    let _ = server.0.wait();
+
+    let mut logs = std::fs::read_to_string(&log).expect("log");
+    logs.push_str(&std::fs::read_to_string(dir.path().join("serve.err")).expect("log"));
+    assert!(logs.contains(&id), "the flow was logged");
+    assert!(logs.lines().count() > 10, "debug logs are verbose:\n{logs}");
+    for secret in [&key, &second, &first_secret, &new_secret] {
+        // The whole value, and its random part on its own.
+        let random = secret.split_once('_').map_or(secret.as_str(), |(_, rest)| rest);
+        assert!(!logs.contains(random), "a key or secret leaked into the logs");
+    }
+}

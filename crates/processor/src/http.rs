@@ -101,15 +101,31 @@ pub(crate) async fn fetch_provider(
     }
 }
 
+/// One signed callback request (SPEC section 4).
+#[derive(Debug)]
+pub(crate) struct Callback<'a> {
+    pub url: &'a url::Url,
+    pub job_id: JobId,
+    pub body: Vec<u8>,
+    /// Unix seconds of this attempt, as signed.
+    pub timestamp: i64,
+    /// The `webhook-signature` header: one `v1,...` per secret.
+    pub signature: String,
+}
+
 pub(crate) async fn deliver_callback(
     client: &reqwest::Client,
     network: &NetPolicy,
-    url: &url::Url,
-    job_id: JobId,
-    body: Vec<u8>,
-    now_unix: i64,
+    callback: Callback<'_>,
     timeout: Duration,
 ) -> CallbackOutcome {
+    let Callback {
+        url,
+        job_id,
+        body,
+        timestamp,
+        signature,
+    } = callback;
     // An address literal never reaches the resolver: check it here. A
     // refusal is retried like any failure to connect, so an operator who
     // widens the allow-list can still have the job delivered.
@@ -124,7 +140,8 @@ pub(crate) async fn deliver_callback(
         .post(url.clone())
         .header(CONTENT_TYPE, "application/json")
         .header("webhook-id", job_id.to_string())
-        .header("webhook-timestamp", now_unix.to_string())
+        .header("webhook-timestamp", timestamp.to_string())
+        .header("webhook-signature", signature)
         .body(body)
         .timeout(timeout)
         .send();

@@ -13,12 +13,15 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use domain::{Clock, Job, JobId, JobStatus, ProviderStatus, RetryPolicy, Timestamp};
+use domain::{
+    CallbackOutcome, Clock, Job, JobId, JobStatus, ProviderStatus, RetryPolicy, SigningSecret, TenantId,
+    TenantSecrets, Timestamp, signing,
+};
 use futures::StreamExt;
 use netguard::NetPolicy;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
-use store::{Claim, DueJob, Fenced, JobStore, Lease};
+use store::{Claim, DueJob, Fenced, Lease, Store};
 use tokio_util::sync::CancellationToken;
 
 pub use http::client as http_client;
@@ -126,7 +129,7 @@ impl RunReport {
 
 #[derive(Debug)]
 pub struct Processor {
-    store: Arc<dyn JobStore>,
+    store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     http: reqwest::Client,
     /// Resolves through the SSRF guard.
@@ -135,17 +138,24 @@ pub struct Processor {
     config: ProcessorConfig,
     rng: Mutex<rand::rngs::StdRng>,
     last_purge: Mutex<Option<Timestamp>>,
+    /// Tenants' signing secrets as last read, and when.
+    secrets: Mutex<HashMap<TenantId, (TenantSecrets, Timestamp)>>,
     /// Leases of the jobs being worked on now, so shutdown can give back
     /// what it cannot finish.
     in_flight: Mutex<HashMap<JobId, Lease>>,
 }
+
+/// How long a processor signs with the secrets it read before reading them
+/// again: a rotation reaches every processor within this time (and the old
+/// secret keeps signing for the whole overlap anyway).
+pub const SECRETS_CACHE_TTL: Duration = Duration::from_secs(60);
 
 /// How often a processor asks the store to delete expired finished jobs.
 pub const PURGE_INTERVAL: Duration = Duration::from_secs(600);
 
 impl Processor {
     pub fn new(
-        store: Arc<dyn JobStore>,
+        store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
         http: reqwest::Client,
         providers: ProviderCatalog,
@@ -178,6 +188,7 @@ impl Processor {
             config,
             rng: Mutex::new(rng),
             last_purge: Mutex::new(None),
+            secrets: Mutex::new(HashMap::new()),
             in_flight: Mutex::new(HashMap::new()),
         })
     }
@@ -382,21 +393,75 @@ impl Processor {
         let now = self.clock.now();
         if job.callback_due(now) {
             let body = serde_json::to_vec(&job.callback_body()).unwrap_or_default();
-            let outcome = http::deliver_callback(
-                &self.callback_http,
-                &self.config.callback_network,
-                &job.callback_url,
-                job.id,
-                body,
-                now.timestamp(),
-                self.config.callback_timeout,
-            )
-            .await;
+            let outcome = match self.signing_secrets(&job.tenant, now).await {
+                Ok(secrets) => {
+                    let callback = http::Callback {
+                        url: &job.callback_url,
+                        job_id: job.id,
+                        signature: signing::signature_header(
+                            &secrets,
+                            &job.id.to_string(),
+                            now.timestamp(),
+                            &body,
+                        ),
+                        body,
+                        timestamp: now.timestamp(),
+                    };
+                    http::deliver_callback(
+                        &self.callback_http,
+                        &self.config.callback_network,
+                        callback,
+                        self.config.callback_timeout,
+                    )
+                    .await
+                }
+                Err(error) => CallbackOutcome::Retryable {
+                    status: None,
+                    error,
+                    retry_after: None,
+                },
+            };
             tracing::debug!(job_id = %job.id, ?outcome, "callback attempted");
             let now = self.clock.now();
             self.with_rng(|rng| job.record_callback(outcome, now, &self.config.retry, rng));
         }
         job
+    }
+
+    /// The secrets a callback to `tenant` is signed with at `now`, read from
+    /// the store at most once per [`SECRETS_CACHE_TTL`]. The error is what
+    /// the job's delivery state shows, so it says nothing internal.
+    async fn signing_secrets(&self, tenant: &TenantId, now: Timestamp) -> Result<Vec<SigningSecret>, String> {
+        let ttl = chrono::Duration::from_std(SECRETS_CACHE_TTL).unwrap_or(chrono::Duration::MAX);
+        let cached = self
+            .secrets
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(tenant)
+            .filter(|(_, read_at)| now < *read_at + ttl)
+            .map(|(secrets, _)| secrets.clone());
+        let secrets = match cached {
+            Some(secrets) => secrets,
+            None => match self.store.signing_secrets(tenant).await {
+                Ok(Some((secrets, _))) => {
+                    self.secrets
+                        .lock()
+                        .unwrap_or_else(|poisoned| poisoned.into_inner())
+                        .insert(tenant.clone(), (secrets.clone(), now));
+                    secrets
+                }
+                Ok(None) => {
+                    return Err(format!(
+                        "tenant {tenant} has no signing secret; create one with hookline secrets rotate --tenant {tenant}"
+                    ));
+                }
+                Err(err) => {
+                    tracing::warn!(%tenant, error = %err, "could not read signing secrets");
+                    return Err("signing secrets could not be read; will retry".to_owned());
+                }
+            },
+        };
+        Ok(secrets.signing_at(now))
     }
 
     /// Drops the largest fetched payloads, marking those providers failed,

@@ -585,14 +585,17 @@ impl KeyStore for DynamoStore {
             .map_err(|e| unavailable("get signing secrets", e))?;
         let Some(item) = output.item else { return Ok(None) };
         let corrupt = || StoreError::Corrupt("signing secrets item without secrets or version".to_owned());
-        let body = item.get(SECRETS).and_then(|v| v.as_s().ok()).ok_or_else(corrupt)?;
+        let body = item
+            .get(SECRETS)
+            .and_then(|v| v.as_s().ok())
+            .ok_or_else(corrupt)?;
         let version: u64 = item
             .get(VERSION)
             .and_then(|v| v.as_n().ok())
             .and_then(|n| n.parse().ok())
             .ok_or_else(corrupt)?;
-        let secrets = serde_json::from_str(body)
-            .map_err(|e| StoreError::Corrupt(format!("signing secrets: {e}")))?;
+        let secrets =
+            serde_json::from_str(body).map_err(|e| StoreError::Corrupt(format!("signing secrets: {e}")))?;
         Ok(Some((secrets, version)))
     }
 

@@ -398,7 +398,10 @@ impl KeyStore for SqliteStore {
         let row: Option<(String, i64)> = self
             .read(move |conn| {
                 conn.prepare_cached("SELECT secrets, version FROM tenant_secrets WHERE tenant = ?1")
-                    .and_then(|mut stmt| stmt.query_row(params![tenant], |r| Ok((r.get(0)?, r.get(1)?))).optional())
+                    .and_then(|mut stmt| {
+                        stmt.query_row(params![tenant], |r| Ok((r.get(0)?, r.get(1)?)))
+                            .optional()
+                    })
                     .map_err(|e| sql_error("read signing secrets", e))
             })
             .await?;

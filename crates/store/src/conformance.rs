@@ -844,26 +844,35 @@ pub async fn signing_secrets_are_created_once_and_rotated_without_lost_updates(s
         .expect("ensure");
     assert!(fresh);
     assert_eq!(created.current, first);
-    let (again, fresh) = crate::ensure_signing_secrets(&*store, &acme, domain::SigningSecret::generate(&mut rng))
-        .await
-        .expect("ensure");
+    let (again, fresh) =
+        crate::ensure_signing_secrets(&*store, &acme, domain::SigningSecret::generate(&mut rng))
+            .await
+            .expect("ensure");
     assert!(!fresh, "an existing secret is kept");
     assert_eq!(again.current, first);
 
     // A write against a stale version changes nothing.
     let (_, version) = store.signing_secrets(&acme).await.expect("read").expect("exists");
     let stale = domain::TenantSecrets::new(domain::SigningSecret::generate(&mut rng));
-    assert!(!store.put_signing_secrets(&acme, &stale, Some(version + 1)).await.expect("put"));
+    assert!(
+        !store
+            .put_signing_secrets(&acme, &stale, Some(version + 1))
+            .await
+            .expect("put")
+    );
     assert!(!store.put_signing_secrets(&acme, &stale, None).await.expect("put"));
 
     // Concurrent rotations all land, one after another.
-    let nexts: Vec<domain::SigningSecret> = (0..4).map(|_| domain::SigningSecret::generate(&mut rng)).collect();
+    let nexts: Vec<domain::SigningSecret> = (0..4)
+        .map(|_| domain::SigningSecret::generate(&mut rng))
+        .collect();
     let results = futures::future::join_all(nexts.iter().map(|next| {
         let store = Arc::clone(&store);
         let acme = acme.clone();
         let next = next.clone();
         async move {
-            crate::rotate_signing_secret(&*store, &acme, next, at(10), std::time::Duration::from_secs(60)).await
+            crate::rotate_signing_secret(&*store, &acme, next, at(10), std::time::Duration::from_secs(60))
+                .await
         }
     }))
     .await;
@@ -871,8 +880,16 @@ pub async fn signing_secrets_are_created_once_and_rotated_without_lost_updates(s
     let (stored, final_version) = store.signing_secrets(&acme).await.expect("read").expect("exists");
     assert_eq!(final_version, version + 4, "four rotations, four versions");
     assert!(nexts.contains(&stored.current));
-    assert_eq!(stored.signing_at(at(10)).len(), 2, "the previous secret still signs");
+    assert_eq!(
+        stored.signing_at(at(10)).len(),
+        2,
+        "the previous secret still signs"
+    );
     assert_eq!(stored.signing_at(at(70)).len(), 1, "until the overlap ends");
     let globex = TenantId::new("globex");
-    assert_eq!(store.signing_secrets(&globex).await.expect("read"), None, "secrets are per tenant");
+    assert_eq!(
+        store.signing_secrets(&globex).await.expect("read"),
+        None,
+        "secrets are per tenant"
+    );
 }

@@ -5,13 +5,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use domain::{ApiKey, TenantId};
+use domain::{ApiKey, SigningSecret, TenantId};
 use domain::{Clock, ManualClock};
 use netguard::NetPolicy;
 use processor::{Processor, ProcessorConfig, ProviderCatalog};
 use providers_mock::{MockState, RunningMock};
 use serde_json::Value;
-use store::{ApiKeyRecord, JobStore, Store};
+use store::{ApiKeyRecord, Store};
 use store_dynamodb::{DynamoConfig, DynamoStore};
 use tokio_util::sync::CancellationToken;
 
@@ -54,6 +54,8 @@ pub struct TestApp {
     pub http: reqwest::Client,
     /// Tenant `default`'s API key.
     pub key: String,
+    /// Tenant `default`'s signing secret.
+    pub secret: SigningSecret,
     pub catalog: ProviderCatalog,
     shutdown: CancellationToken,
     _dir: Option<tempfile::TempDir>,
@@ -138,6 +140,13 @@ pub async fn spawn_app_waking(
     let key = ApiKey::generate(&mut rand::rng());
     let _ = store.create_api_key(&key_record(&key, "default")).await;
     let key = key.expose().to_owned();
+    // Tenant `default`'s signing secret, which the sink checks callbacks with.
+    let secret = SigningSecret::generate(&mut rand::rng());
+    if let Ok((secrets, _)) =
+        store::ensure_signing_secrets(&*store, &TenantId::new("default"), secret.clone()).await
+    {
+        mock.state.set_signing_secrets(vec![secrets.current.clone()]);
+    }
     TestApp {
         base: format!("http://{addr}"),
         mock,
@@ -145,19 +154,28 @@ pub async fn spawn_app_waking(
         store,
         http: client_with_key(&key),
         key,
+        secret,
         catalog,
         shutdown,
         _dir: None,
     }
 }
 
-/// A new API key of `tenant`, stored.
+/// A new API key of `tenant`, stored, and a signing secret for the tenant
+/// if it has none yet (as `hookline keys create` does).
 pub async fn create_key(store: &dyn Store, tenant: &str) -> String {
     let key = ApiKey::generate(&mut rand::rng());
     store
         .create_api_key(&key_record(&key, tenant))
         .await
         .expect("create key");
+    store::ensure_signing_secrets(
+        store,
+        &TenantId::new(tenant),
+        SigningSecret::generate(&mut rand::rng()),
+    )
+    .await
+    .expect("signing secret");
     key.expose().to_owned()
 }
 
@@ -190,7 +208,7 @@ impl TestApp {
     /// A processor with its own provider catalog (timeouts, say).
     pub fn processor_with(&self, owner: &str, catalog: ProviderCatalog) -> Processor {
         Processor::new(
-            Arc::clone(&self.store) as Arc<dyn JobStore>,
+            Arc::clone(&self.store),
             Arc::clone(&self.clock) as Arc<dyn Clock>,
             processor::http_client(),
             catalog,

@@ -9,4 +9,5 @@ mod intake_errors;
 mod limits;
 mod pipeline;
 mod scheduling;
+mod signatures;
 mod ssrf;

@@ -91,7 +91,7 @@ async fn a_callback_rebound_to_loopback_is_never_connected(backend: Backend) {
     );
     app.store.create_job(&job).await.expect("create");
     let strict = processor::Processor::new(
-        Arc::clone(&app.store) as Arc<dyn store::JobStore>,
+        Arc::clone(&app.store),
         Arc::clone(&app.clock) as Arc<dyn domain::Clock>,
         processor::http_client(),
         app.catalog.clone(),
