@@ -47,6 +47,18 @@ async fn malformed_json_is_400() {
     let body = problem(post_raw(&app, "application/json", "{\"providers\": [").await, 400).await;
     assert!(body["detail"].as_str().expect("detail").contains("EOF"), "{body}");
     problem(post_raw(&app, "application/json", "[".repeat(5000)).await, 400).await;
+    // Well-formed but nested past the parser's depth limit: refused, no
+    // stack overflow.
+    let deep = format!(
+        r#"{{"providers":["gas"],"callbackUrl":"{}","metadata":{}1{}}}"#,
+        app.callback_url(),
+        r#"{"a":"#.repeat(1000),
+        "}".repeat(1000)
+    );
+    problem(post_raw(&app, "application/json", deep).await, 400).await;
+    // Ten thousand providers in a small body: a validation error, not work.
+    let many = json!({"providers": vec!["gas"; 10_000], "callbackUrl": app.callback_url()});
+    problem(post_raw(&app, "application/json", many.to_string()).await, 422).await;
     assert_nothing_due(&app).await;
 }
 
