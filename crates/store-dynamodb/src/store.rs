@@ -75,6 +75,25 @@ impl DynamoStore {
         format!("due#{shard:03}")
     }
 
+    /// Writes an item that must not exist yet: [`StoreError::Conflict`] if
+    /// it does.
+    async fn put_new(&self, item: Item, operation: &str) -> Result<(), StoreError> {
+        match self
+            .client
+            .put_item()
+            .table_name(&self.config.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(#pk)")
+            .expression_attribute_names("#pk", PK)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(err) if condition_failed(&err) => Err(StoreError::Conflict),
+            Err(err) => Err(write_error(operation, err)),
+        }
+    }
+
     fn list_key(&self, tenant: &TenantId, status: JobStatus, shard: u16) -> String {
         format!("{tenant}#{}#{shard:03}", status.as_str())
     }
@@ -253,21 +272,7 @@ impl DynamoStore {
 #[async_trait]
 impl JobStore for DynamoStore {
     async fn create_job(&self, job: &Job) -> Result<(), StoreError> {
-        let item = self.job_item(job, job.created_at)?;
-        match self
-            .client
-            .put_item()
-            .table_name(&self.config.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(#pk)")
-            .expression_attribute_names("#pk", PK)
-            .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(err) if err.code() == Some("ConditionalCheckFailedException") => Err(StoreError::Conflict),
-            Err(err) => Err(write_error("put job", err)),
-        }
+        self.put_new(self.job_item(job, job.created_at)?, "put job").await
     }
 
     async fn create_job_idempotent(
@@ -411,7 +416,7 @@ impl JobStore for DynamoStore {
                     .await
                 {
                     Ok(_) => Ok(true),
-                    Err(err) if err.code() == Some("ConditionalCheckFailedException") => Ok(false),
+                    Err(err) if condition_failed(&err) => Ok(false),
                     Err(err) => Err(write_error("redrive job", err)),
                 }
             },
@@ -459,7 +464,7 @@ impl JobStore for DynamoStore {
                     .ok_or_else(|| StoreError::Corrupt(format!("claim on {id} returned no item")))?;
                 Ok(Claim::Won(Box::new(parse_job(&item)?)))
             }
-            Err(err) if err.code() == Some("ConditionalCheckFailedException") => Ok(Claim::Lost),
+            Err(err) if condition_failed(&err) => Ok(Claim::Lost),
             Err(err) => Err(unavailable("claim job", err)),
         }
     }
@@ -478,7 +483,7 @@ impl JobStore for DynamoStore {
             .await
         {
             Ok(_) => Ok(Fenced::Written),
-            Err(err) if err.code() == Some("ConditionalCheckFailedException") => Ok(Fenced::LeaseLost),
+            Err(err) if condition_failed(&err) => Ok(Fenced::LeaseLost),
             Err(err) => Err(write_error("save job", err)),
         }
     }
@@ -499,7 +504,7 @@ impl JobStore for DynamoStore {
             .await
         {
             Ok(_) => Ok(Fenced::Written),
-            Err(err) if err.code() == Some("ConditionalCheckFailedException") => Ok(Fenced::LeaseLost),
+            Err(err) if condition_failed(&err) => Ok(Fenced::LeaseLost),
             Err(err) => Err(unavailable("release job", err)),
         }
     }
@@ -623,7 +628,7 @@ impl KeyStore for DynamoStore {
         item.insert(VERSION.to_owned(), AttributeValue::N(next.to_string()));
         match put.set_item(Some(item)).send().await {
             Ok(_) => Ok(true),
-            Err(err) if err.code() == Some("ConditionalCheckFailedException") => Ok(false),
+            Err(err) if condition_failed(&err) => Ok(false),
             Err(err) => Err(unavailable("put signing secrets", err)),
         }
     }
@@ -638,20 +643,7 @@ impl KeyStore for DynamoStore {
         if let Some(revoked) = record.revoked_at {
             item.insert(REVOKED_AT.to_owned(), number(revoked.timestamp_millis()));
         }
-        match self
-            .client
-            .put_item()
-            .table_name(&self.config.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(#pk)")
-            .expression_attribute_names("#pk", PK)
-            .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(err) if err.code() == Some("ConditionalCheckFailedException") => Err(StoreError::Conflict),
-            Err(err) => Err(unavailable("put API key", err)),
-        }
+        self.put_new(item, "put API key").await
     }
 
     async fn find_api_key(&self, hash: &KeyHash) -> Result<Option<ApiKeyRecord>, StoreError> {
@@ -776,6 +768,11 @@ fn due_job(item: &Item) -> Result<DueJob, StoreError> {
     let due_at = chrono::DateTime::from_timestamp_millis(millis)
         .ok_or_else(|| StoreError::Corrupt(format!("due index item {id} has dueAt {millis}")))?;
     Ok(DueJob { id, due_at })
+}
+
+/// Whether a conditional write was refused because its condition failed.
+fn condition_failed<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> bool {
+    err.code() == Some("ConditionalCheckFailedException")
 }
 
 fn unavailable<E, R>(operation: &str, err: SdkError<E, R>) -> StoreError
