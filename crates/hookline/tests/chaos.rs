@@ -623,10 +623,13 @@ impl Probe {
                         .expect("scan the table");
                     for item in page.items() {
                         let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
+                        // The table holds tenants' keys and secrets too.
+                        let Some(id) = text("pk").and_then(|pk| pk.strip_prefix("job#").map(str::to_owned))
+                        else {
+                            continue;
+                        };
                         rows.push(Row {
-                            id: text("pk")
-                                .and_then(|pk| pk.strip_prefix("job#").map(str::to_owned))
-                                .expect("a job key"),
+                            id,
                             status: text("status").expect("a status"),
                             lease_owner: text("leaseOwner"),
                         });
