@@ -6,7 +6,9 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// One invalid part of a request: a body field (`providers[2]`), a query
+/// parameter or a header (`Idempotency-Key`); empty for the body as a whole.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct FieldError {
     pub field: String,
     pub message: String,
@@ -21,14 +23,22 @@ impl FieldError {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// A problem (RFC 9457), sent as `application/problem+json` for every error.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = Problem)]
 pub struct ApiError {
+    /// Identifies the kind of problem: `urn:hookline:problem:...`.
     #[serde(rename = "type")]
+    #[schema(value_type = String, example = "urn:hookline:problem:validation")]
     kind: &'static str,
+    #[schema(value_type = String)]
     title: &'static str,
+    /// The HTTP status code of the response.
     #[serde(serialize_with = "serialize_status")]
+    #[schema(value_type = u16, minimum = 400, maximum = 599)]
     status: StatusCode,
     detail: String,
+    /// Every invalid field, parameter or header; only on validation problems (422).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     errors: Vec<FieldError>,
     #[serde(skip)]

@@ -3,7 +3,7 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -11,25 +11,75 @@ use domain::{Job, JobId, JobStatus, NewJob, ProviderStatus, Timestamp};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use store::{IdempotentCreate, ListQuery, MAX_PAGE, Redrive};
+use utoipa::ToSchema;
 
 use crate::auth::Tenant;
 use crate::idempotency;
 use crate::validate::{parse_job_request, require_json};
-use crate::{ApiError, AppState, FieldError, MAX_BODY_BYTES};
+use crate::{ApiError, AppState, FieldError, MAX_BODY_BYTES, openapi};
 
 fn api_time(t: Timestamp) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-#[derive(Debug, Serialize)]
+/// The answer to an accepted job (and to an idempotent replay of one).
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct Accepted {
+pub(crate) struct Accepted {
+    #[schema(value_type = String, pattern = "^[0-7][0-9A-HJKMNP-TV-Z]{25}$")]
     job_id: JobId,
+    #[schema(value_type = openapi::JobStatusSchema)]
     status: JobStatus,
     providers: Vec<String>,
+    #[schema(format = DateTime)]
     created_at: String,
 }
 
+/// `POST /v1/jobs` (and its alias `POST /webhook`, which `openapi.rs`
+/// documents from this operation): accept a job.
+#[utoipa::path(
+    post,
+    path = "/v1/jobs",
+    operation_id = "createJob",
+    tag = "jobs",
+    summary = "Create a job",
+    description = "Accepts a job: fetch each provider's data, then POST one callback to `callbackUrl`. \
+        `POST /webhook` is the same operation.",
+    request_body(content = openapi::JobRequestSchema, content_type = "application/json"),
+    params(
+        (
+            "Idempotency-Key" = Option<String>, Header, nullable = false,
+            description = "Makes retries safe: the same key with the same request within 24 hours \
+                answers 200 with the original job; with a different request, 409.",
+            min_length = 1, max_length = 255, pattern = "^[\\x21-\\x7E]+$",
+        ),
+    ),
+    responses(
+        (status = 202, description = "The job is accepted and due at once", body = Accepted,
+            headers(("Location" = String, description = "`/v1/jobs/{jobId}`"))),
+        (status = 200, description = "An idempotent replay: the job this `Idempotency-Key` created", body = Accepted,
+            headers(
+                ("Location" = String, description = "`/v1/jobs/{jobId}`"),
+                ("Idempotent-Replayed" = String, description = "`true`"),
+            )),
+        (status = 400, description = "The body is not JSON", body = ApiError, content_type = "application/problem+json"),
+        (status = 401, description = "No, malformed, unknown or revoked API key", body = ApiError,
+            content_type = "application/problem+json", headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        (status = 409, description = "The `Idempotency-Key` was used with a different request \
+            (or the job it created is gone)", body = ApiError, content_type = "application/problem+json"),
+        (status = 413, description = "The body is over 64 KiB", body = ApiError, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not labelled JSON", body = ApiError, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid job: unknown, duplicate or missing providers, a bad callbackUrl \
+            (also one that is or resolves to a loopback, private, link-local, multicast or cloud-metadata \
+            address the server does not allow), metadata that is not an object or over 4 KiB serialized, \
+            unknown fields, or a bad `Idempotency-Key`", body = ApiError, content_type = "application/problem+json"),
+        (status = 500, description = "Unexpected failure; nothing internal is shown", body = ApiError,
+            content_type = "application/problem+json"),
+        (status = 503, description = "The store is unavailable; nothing was written", body = ApiError,
+            content_type = "application/problem+json", headers(("Retry-After" = u32, description = "Seconds"))),
+    ),
+    security(("bearer" = [])),
+)]
 pub(crate) async fn create_job(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
@@ -124,48 +174,71 @@ fn accepted(status: StatusCode, job: &Job) -> Response {
     response
 }
 
-#[derive(Debug, Serialize)]
+/// A job with its providers' and its callback's state.
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct JobView {
+    #[schema(value_type = String, pattern = "^[0-7][0-9A-HJKMNP-TV-Z]{25}$")]
     job_id: JobId,
+    #[schema(value_type = openapi::JobStatusSchema)]
     status: JobStatus,
+    #[schema(format = "uri")]
     callback_url: String,
+    /// The job's metadata, as given.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Object, required = false)]
     metadata: Option<Map<String, Value>>,
     providers: Vec<ProviderView>,
     delivery: DeliveryView,
     /// When a processor will next work on the job; absent once it is finished.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String, format = DateTime, required = false)]
     next_attempt_at: Option<String>,
+    #[schema(format = DateTime)]
     created_at: String,
+    #[schema(format = DateTime)]
     updated_at: String,
 }
 
-#[derive(Debug, Serialize)]
+/// One provider's fetch state.
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct ProviderView {
     name: String,
+    #[schema(value_type = openapi::ProviderStatusSchema)]
     status: ProviderStatus,
     attempts: u32,
+    /// The HTTP status of the last fetch, if it got one.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = u16, required = false)]
     last_status_code: Option<u16>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String, required = false)]
     last_error: Option<String>,
+    /// When the next fetch is due; only while the provider is pending.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String, format = DateTime, required = false)]
     next_attempt_at: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+/// The callback's delivery state.
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct DeliveryView {
     attempts: u32,
+    /// The HTTP status the callback URL answered last, if it answered.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = u16, required = false)]
     last_status_code: Option<u16>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String, required = false)]
     last_error: Option<String>,
+    /// When the next callback attempt is due; only while delivering.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String, format = DateTime, required = false)]
     next_attempt_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String, format = DateTime, required = false)]
     delivered_at: Option<String>,
 }
 
@@ -210,12 +283,42 @@ fn no_such_job(job_id: &str) -> ApiError {
     ApiError::not_found(format!("no job {job_id:?}"))
 }
 
+/// The `{job_id}` of the path and the id it names. A segment that is not a
+/// job id (not even UTF-8 once percent-decoded) names no job: 404, like an
+/// unknown one, never axum's plain-text 400.
+fn job_id_from(path: Result<Path<String>, PathRejection>) -> Result<(String, JobId), ApiError> {
+    let Path(job_id) = path.map_err(|_| ApiError::not_found("no such job"))?;
+    let id = job_id.parse::<JobId>().map_err(|_| no_such_job(&job_id))?;
+    Ok((job_id, id))
+}
+
+/// `GET /v1/jobs/{job_id}`.
+#[utoipa::path(
+    get,
+    path = "/v1/jobs/{job_id}",
+    operation_id = "getJob",
+    tag = "jobs",
+    summary = "Read a job",
+    params(("job_id" = String, Path, description = "The job's id (`jobId`)")),
+    responses(
+        (status = 200, description = "The job", body = JobView),
+        (status = 401, description = "No, malformed, unknown or revoked API key", body = ApiError,
+            content_type = "application/problem+json", headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        (status = 404, description = "No such job for this tenant (another tenant's job included)", body = ApiError,
+            content_type = "application/problem+json"),
+        (status = 500, description = "Unexpected failure; nothing internal is shown", body = ApiError,
+            content_type = "application/problem+json"),
+        (status = 503, description = "The store is unavailable", body = ApiError,
+            content_type = "application/problem+json", headers(("Retry-After" = u32, description = "Seconds"))),
+    ),
+    security(("bearer" = [])),
+)]
 pub(crate) async fn get_job(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
-    Path(job_id): Path<String>,
+    path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<JobView>, ApiError> {
-    let id = job_id.parse::<JobId>().map_err(|_| no_such_job(&job_id))?;
+    let (job_id, id) = job_id_from(path)?;
     match state.store.get_job(&tenant, id).await {
         Ok(Some(job)) => Ok(Json(job.into())),
         Ok(None) => Err(no_such_job(&job_id)),
@@ -226,17 +329,46 @@ pub(crate) async fn get_job(
 /// Default page size of `GET /v1/jobs`.
 pub const DEFAULT_PAGE: usize = 50;
 
-#[derive(Debug, Serialize)]
+/// One page of a listing, newest first.
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct JobList {
     data: Vec<JobView>,
     /// Pass as `cursor` for the next page; absent on the last page.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String, pattern = "^[0-7][0-9A-HJKMNP-TV-Z]{25}$", required = false)]
     next_cursor: Option<JobId>,
 }
 
 /// `GET /v1/jobs?status=&limit=&cursor=`: the tenant's jobs newest first,
 /// one page at a time; `status=failed` is the dead letter.
+#[utoipa::path(
+    get,
+    path = "/v1/jobs",
+    operation_id = "listJobs",
+    tag = "jobs",
+    summary = "List jobs, newest first",
+    description = "The caller's jobs, newest first, one page at a time; `status=failed` is the dead letter. \
+        Any other parameter, or one given twice, is a 422.",
+    params(
+        ("status" = Option<openapi::JobStatusSchema>, Query, description = "Only jobs in this status"),
+        ("limit" = Option<u8>, Query, minimum = 1, maximum = 100, description = "Page size, 1 to 100; default 50"),
+        ("cursor" = Option<String>, Query, pattern = "^[0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{26}$",
+            description = "`nextCursor` from the previous page"),
+    ),
+    responses(
+        (status = 200, description = "One page of jobs", body = JobList),
+        (status = 401, description = "No, malformed, unknown or revoked API key", body = ApiError,
+            content_type = "application/problem+json", headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        (status = 422, description = "An unknown, repeated or invalid query parameter", body = ApiError,
+            content_type = "application/problem+json"),
+        (status = 500, description = "Unexpected failure; nothing internal is shown", body = ApiError,
+            content_type = "application/problem+json"),
+        (status = 503, description = "The store is unavailable", body = ApiError,
+            content_type = "application/problem+json", headers(("Retry-After" = u32, description = "Seconds"))),
+    ),
+    security(("bearer" = [])),
+)]
 pub(crate) async fn list_jobs(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
@@ -306,12 +438,36 @@ fn parse_list_query(raw: &str) -> Result<ListQuery, ApiError> {
 }
 
 /// `POST /v1/jobs/{jobId}/retry`: redrive a failed job from the dead letter.
+#[utoipa::path(
+    post,
+    path = "/v1/jobs/{job_id}/retry",
+    operation_id = "retryJob",
+    tag = "jobs",
+    summary = "Redrive a failed job",
+    description = "Re-queues a `failed` job (from the dead letter) for a fresh round of callback attempts \
+        with the provider results it already has.",
+    params(("job_id" = String, Path, description = "The job's id (`jobId`)")),
+    responses(
+        (status = 202, description = "The job, due again at once", body = JobView,
+            headers(("Location" = String, description = "`/v1/jobs/{jobId}`"))),
+        (status = 401, description = "No, malformed, unknown or revoked API key", body = ApiError,
+            content_type = "application/problem+json", headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        (status = 404, description = "No such job for this tenant", body = ApiError,
+            content_type = "application/problem+json"),
+        (status = 409, description = "The job is not failed", body = ApiError, content_type = "application/problem+json"),
+        (status = 500, description = "Unexpected failure; nothing internal is shown", body = ApiError,
+            content_type = "application/problem+json"),
+        (status = 503, description = "The store is unavailable", body = ApiError,
+            content_type = "application/problem+json", headers(("Retry-After" = u32, description = "Seconds"))),
+    ),
+    security(("bearer" = [])),
+)]
 pub(crate) async fn retry_job(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
-    Path(job_id): Path<String>,
+    path: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
-    let id = job_id.parse::<JobId>().map_err(|_| no_such_job(&job_id))?;
+    let (job_id, id) = job_id_from(path)?;
     let now = state.clock.now();
     match state.store.redrive(&tenant, id, now).await {
         Ok(Redrive::Requeued(job)) => {

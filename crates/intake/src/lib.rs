@@ -7,6 +7,7 @@ mod auth;
 mod error;
 mod idempotency;
 mod jobs;
+mod openapi;
 mod validate;
 
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use axum::http::{HeaderName, Request};
 use axum::routing::{get, post};
 use domain::Clock;
 use netguard::NetPolicy;
+use openapi::Health;
 use store::Store;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -26,6 +28,7 @@ pub use auth::KEY_CACHE_TTL;
 pub use error::{ApiError, FieldError};
 pub use idempotency::IDEMPOTENCY_WINDOW;
 pub use jobs::DEFAULT_PAGE;
+pub use openapi::document as openapi_document;
 pub use validate::{MAX_BODY_BYTES, MAX_METADATA_BYTES, MAX_PROVIDERS};
 
 /// What the intake needs to run.
@@ -67,6 +70,8 @@ pub(crate) struct AppState {
     pub clock: Arc<dyn Clock>,
     pub config: Arc<IntakeConfig>,
     pub keys: Arc<auth::KeyCache>,
+    /// `GET /openapi.json`, rendered once.
+    pub openapi: axum::body::Bytes,
 }
 
 impl AppState {
@@ -89,14 +94,31 @@ impl MakeRequestId for UlidRequestId {
     }
 }
 
+/// Every method and path [`router`] serves, kept next to it: the tests
+/// check that the OpenAPI document describes exactly these and that the
+/// router answers each of them.
+pub const ROUTES: [(&str, &str); 8] = [
+    ("POST", "/webhook"),
+    ("POST", "/v1/jobs"),
+    ("GET", "/v1/jobs"),
+    ("GET", "/v1/jobs/{job_id}"),
+    ("POST", "/v1/jobs/{job_id}/retry"),
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+    ("GET", "/openapi.json"),
+];
+
 /// The intake's routes with request ids, body limits and problem+json
 /// fallbacks.
 pub fn router(store: Arc<dyn Store>, clock: Arc<dyn Clock>, config: IntakeConfig) -> Router {
+    let openapi = serde_json::to_vec(&openapi::document(&config.providers))
+        .expect("a serde_json::Value always serializes");
     let state = AppState {
         store,
         clock,
         config: Arc::new(config),
         keys: Arc::default(),
+        openapi: openapi.into(),
     };
     Router::new()
         .route("/webhook", post(jobs::create_job))
@@ -105,6 +127,7 @@ pub fn router(store: Arc<dyn Store>, clock: Arc<dyn Clock>, config: IntakeConfig
         .route("/v1/jobs/{job_id}/retry", post(jobs::retry_job))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/openapi.json", get(openapi::openapi_json))
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .with_state(state)
@@ -131,13 +154,35 @@ pub async fn run(listener: TcpListener, app: Router, shutdown: CancellationToken
         .await
 }
 
-async fn healthz() -> axum::Json<serde_json::Value> {
-    axum::Json(serde_json::json!({"status": "ok"}))
+/// `GET /healthz`: the process is up.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    operation_id = "healthz",
+    tag = "operations",
+    summary = "The process is up",
+    responses((status = 200, description = "Always `{\"status\": \"ok\"}`", body = Health)),
+)]
+async fn healthz() -> axum::Json<Health> {
+    axum::Json(Health { status: "ok" })
 }
 
-async fn readyz(State(state): State<AppState>) -> Result<axum::Json<serde_json::Value>, ApiError> {
+/// `GET /readyz`: the store answers.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    operation_id = "readyz",
+    tag = "operations",
+    summary = "The store is reachable",
+    responses(
+        (status = 200, description = "`{\"status\": \"ready\"}`", body = Health),
+        (status = 503, description = "The store is unavailable", body = ApiError,
+            content_type = "application/problem+json", headers(("Retry-After" = u32, description = "Seconds"))),
+    ),
+)]
+async fn readyz(State(state): State<AppState>) -> Result<axum::Json<Health>, ApiError> {
     match state.store.ping().await {
-        Ok(()) => Ok(axum::Json(serde_json::json!({"status": "ready"}))),
+        Ok(()) => Ok(axum::Json(Health { status: "ready" })),
         Err(err) => {
             tracing::warn!(error = %err, "readiness check failed");
             Err(ApiError::unavailable())

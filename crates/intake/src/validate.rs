@@ -12,7 +12,7 @@ use crate::{ApiError, FieldError};
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 pub const MAX_METADATA_BYTES: usize = 4 * 1024;
 pub const MAX_PROVIDERS: usize = 16;
-const MAX_URL_BYTES: usize = 2048;
+pub(crate) const MAX_URL_BYTES: usize = 2048;
 const FIELDS: [&str; 3] = ["providers", "callbackUrl", "metadata"];
 
 /// A job request that passed validation.
