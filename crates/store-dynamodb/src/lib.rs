@@ -7,10 +7,12 @@
 //! index; a finished job drops them and leaves the index, so finding due work
 //! costs the same however many finished jobs the table keeps.
 
+mod capacity;
 mod config;
 mod schema;
 mod store;
 
+pub use capacity::{CapacityMeter, Units};
 pub use config::{DynamoConfig, DynamoConfigError};
 pub use schema::{CreateTableError, TableStatus, create_table};
 pub use store::DynamoStore;
