@@ -57,22 +57,30 @@ async fn setup() -> Setup {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let mock = providers_mock::spawn(listener, MockState::with_seed(3)).expect("mock");
     let dir = tempfile::tempdir().expect("tempdir");
-    let providers = dir.path().join("providers.toml");
-    std::fs::write(
-        &providers,
-        format!(
-            "[providers.gas]\nurl = \"{}\"\ntimeout = \"5s\"\n\n[providers.internet]\nurl = \"{}\"\n",
-            mock.url("/providers/gas"),
-            mock.url("/providers/internet")
-        ),
-    )
-    .expect("write providers");
+    let providers = write_providers(dir.path(), &mock, "5s");
     Setup {
         store,
         providers,
         mock,
         _dir: dir,
     }
+}
+
+/// A providers file in `dir` naming the mock's `gas` and `internet`, each
+/// with `timeout`.
+fn write_providers(dir: &Path, mock: &providers_mock::RunningMock, timeout: &str) -> PathBuf {
+    let path = dir.join("providers.toml");
+    let text = ["gas", "internet"]
+        .iter()
+        .map(|name| {
+            format!(
+                "[providers.{name}]\nurl = \"{}\"\ntimeout = \"{timeout}\"\n\n",
+                mock.url(&format!("/providers/{name}"))
+            )
+        })
+        .collect::<String>();
+    std::fs::write(&path, text).expect("write providers");
+    path
 }
 
 fn spawn(args: &[&str], log: &Path) -> ChildGuard {
@@ -517,16 +525,7 @@ async fn serve_killed_mid_flight_loses_no_accepted_job() {
     };
     mock.state.set_provider_faults("gas", slow(400));
     mock.state.set_sink_faults(slow(300));
-    let providers = dir.path().join("providers.toml");
-    std::fs::write(
-        &providers,
-        format!(
-            "[providers.gas]\nurl = \"{}\"\ntimeout = \"2s\"\n\n[providers.internet]\nurl = \"{}\"\ntimeout = \"2s\"\n",
-            mock.url("/providers/gas"),
-            mock.url("/providers/internet")
-        ),
-    )
-    .expect("write providers");
+    let providers = write_providers(dir.path(), &mock, "2s");
     let providers = providers.to_string_lossy().into_owned();
     let db = dir.path().join("serve.db");
     let store = format!("sqlite://{}", db.display());
@@ -760,16 +759,7 @@ async fn logs_never_contain_keys_or_secrets() {
         new_secret.parse().expect("secret"),
         first_secret.parse().expect("secret"),
     ]);
-    let providers = dir.path().join("providers.toml");
-    std::fs::write(
-        &providers,
-        format!(
-            "[providers.gas]\nurl = \"{}\"\n[providers.internet]\nurl = \"{}\"\n",
-            mock.url("/providers/gas"),
-            mock.url("/providers/internet")
-        ),
-    )
-    .expect("write");
+    let providers = write_providers(dir.path(), &mock, "10s");
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let log = dir.path().join("serve.log");
