@@ -8,11 +8,14 @@
 //! One endpoint is shared by every test in a test binary; each test makes
 //! its own table, so tests stay independent.
 //!
-//! Also the official Standard Webhooks verifier from PyPI
-//! ([`verify_with_official_library`]), installed into the same cache.
+//! Also tools from PyPI, pinned and installed into the same cache
+//! ([`python`]): the official Standard Webhooks verifier
+//! ([`verify_with_official_library`]) and the AWS CLI ([`aws_cli_bin`]).
 
+pub mod python;
 pub mod standardwebhooks;
 
+pub use python::aws_cli_bin;
 pub use standardwebhooks::{python_standardwebhooks, verify_with_official_library};
 
 use std::sync::OnceLock;

@@ -1,0 +1,165 @@
+//! Python tools from PyPI, pinned, each in a virtual environment of its own
+//! under the cache directory (`$HOOKLINE_CACHE_DIR`, else
+//! `~/.cache/hookline`): the official Standard Webhooks verifier, and the
+//! AWS CLI that runs the LocalStack init hook against DynamoDB Local.
+//!
+//! Installed on first use. Concurrent test processes each build their own
+//! environment in a staging directory and the first rename wins, as for
+//! DynamoDB Local, so no lock is needed. Needs `python3` (3.8+) with the
+//! `venv` module and network access to PyPI the first time.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+
+/// Overrides the interpreter environments are made with (default `python3`).
+const PYTHON_VAR: &str = "HOOKLINE_TEST_PYTHON";
+
+/// One pinned tool and how to tell it is installed.
+#[derive(Debug, Clone, Copy)]
+pub struct PipTool {
+    /// The environment's directory name in the cache; carries the version,
+    /// so a new pin gets a new environment.
+    pub cache_name: &'static str,
+    /// The pip requirement, pinned (`name==version`).
+    pub requirement: &'static str,
+    /// Arguments to the environment's Python that succeed once the tool
+    /// works (`-c "import x"`).
+    pub probe: &'static [&'static str],
+}
+
+/// The AWS CLI (v1, the one on PyPI), which honours `AWS_ENDPOINT_URL`.
+pub const AWS_CLI: PipTool = PipTool {
+    cache_name: "python-awscli-1.46.3",
+    requirement: "awscli==1.46.3",
+    probe: &["-m", "awscli", "--version"],
+};
+
+impl PipTool {
+    /// The tool's environment directory, made on first use (once per
+    /// machine unless the cache is removed).
+    pub fn install(&self) -> Result<PathBuf, String> {
+        let python = std::env::var(PYTHON_VAR).unwrap_or_else(|_| "python3".to_owned());
+        self.install_into(&dynamodb_local::cache_dir(), &python)
+    }
+
+    fn install_into(&self, cache: &Path, python: &str) -> Result<PathBuf, String> {
+        let target = cache.join(self.cache_name);
+        if self.works(&target) {
+            return Ok(target);
+        }
+        if target.exists() {
+            // Left by an older interpreter, or damaged: build it again.
+            let _ = std::fs::remove_dir_all(&target);
+        }
+        let python_ok = Command::new(python)
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !python_ok {
+            return Err(format!(
+                "`{python}` was not found: the tests need Python 3 with the venv module and pip \
+                 (for example `apt-get install python3 python3-venv`), or set {PYTHON_VAR} to an interpreter"
+            ));
+        }
+        std::fs::create_dir_all(cache).map_err(|e| format!("creating {}: {e}", cache.display()))?;
+        let staging = cache.join(format!("{}.tmp-{}", self.cache_name, std::process::id()));
+        let _ = std::fs::remove_dir_all(&staging);
+        if let Err(message) = self.build(python, &staging) {
+            let _ = std::fs::remove_dir_all(&staging);
+            return Err(message);
+        }
+        if std::fs::rename(&staging, &target).is_err() {
+            // Someone else finished first; theirs is as good as ours.
+            let _ = std::fs::remove_dir_all(&staging);
+        }
+        if self.works(&target) {
+            Ok(target)
+        } else {
+            Err(format!(
+                "{} does not work after installing {}",
+                target.display(),
+                self.requirement
+            ))
+        }
+    }
+
+    fn build(&self, python: &str, dir: &Path) -> Result<(), String> {
+        let venv = Command::new(python)
+            .args(["-m", "venv"])
+            .arg(dir)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("running `{python} -m venv`: {e}"))?;
+        if !venv.status.success() {
+            return Err(format!(
+                "`{python} -m venv` failed; the venv module and ensurepip are needed \
+                 (on Debian or Ubuntu: `apt-get install python3-venv`): {}",
+                String::from_utf8_lossy(&venv.stderr).trim()
+            ));
+        }
+        let pip = Command::new(venv_python(dir))
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--disable-pip-version-check",
+                "--no-input",
+                "--quiet",
+                self.requirement,
+            ])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("running pip in {}: {e}", dir.display()))?;
+        if !pip.status.success() {
+            return Err(format!(
+                "`pip install {}` failed (PyPI must be reachable the first time): {}",
+                self.requirement,
+                String::from_utf8_lossy(&pip.stderr).trim()
+            ));
+        }
+        Ok(())
+    }
+
+    fn works(&self, venv: &Path) -> bool {
+        let python = venv_python(venv);
+        python.is_file()
+            && Command::new(&python)
+                .arg("-I")
+                .args(self.probe)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+    }
+}
+
+/// The `bin` directory of the environment holding the AWS CLI (put it first
+/// on `PATH` to run scripts that call `aws`), installed on first use.
+pub fn aws_cli_bin() -> Result<PathBuf, String> {
+    static BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    BIN.get_or_init(|| AWS_CLI.install().map(|venv| venv.join("bin")))
+        .clone()
+}
+
+pub(crate) fn venv_python(venv: &Path) -> PathBuf {
+    venv.join("bin").join("python")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_python_says_what_to_install() {
+        let cache = std::env::temp_dir().join(format!("hookline-no-python-{}", std::process::id()));
+        let err = AWS_CLI
+            .install_into(&cache, "/nonexistent/python3")
+            .expect_err("no python");
+        assert!(err.contains("apt-get install python3 python3-venv"), "{err}");
+        assert!(!cache.join(AWS_CLI.cache_name).exists());
+    }
+}
