@@ -256,17 +256,15 @@ async fn table_create_then_serve_delivers_a_job() {
 /// runs it; `program` is `aws` or a script that calls it.
 fn aws(setup: &Setup, program: &str, args: &[&str], table: &str) -> Output {
     let bin = testkit::aws_cli_bin().unwrap_or_else(|e| panic!("the AWS CLI is unavailable: {e}"));
-    let path = format!(
-        "{}:{}",
-        bin.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
     let output = Command::new(program)
         .args(args)
         .env("PATH", path)
         .env("AWS_ENDPOINT_URL", &setup.endpoint)
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
+        // DynamoDB Local keeps one database per access key and region:
+        // these are the ones hookline uses against a loopback endpoint.
+        .env("AWS_ACCESS_KEY_ID", "local")
+        .env("AWS_SECRET_ACCESS_KEY", "local")
         .env("AWS_DEFAULT_REGION", "us-east-1")
         .env("HOOKLINE_TABLE", table)
         .env_remove("AWS_PROFILE")
@@ -388,21 +386,44 @@ async fn the_localstack_hook_and_the_template_make_the_table_hookline_makes() {
         let table_json = parse(aws(
             &setup,
             "aws",
-            &["dynamodb", "describe-table", "--table-name", table, "--output", "json"],
+            &[
+                "dynamodb",
+                "describe-table",
+                "--table-name",
+                table,
+                "--output",
+                "json",
+            ],
             table,
         ));
         let ttl = parse(aws(
             &setup,
             "aws",
-            &["dynamodb", "describe-time-to-live", "--table-name", table, "--output", "json"],
+            &[
+                "dynamodb",
+                "describe-time-to-live",
+                "--table-name",
+                table,
+                "--output",
+                "json",
+            ],
             table,
         ));
-        assert_eq!(ttl["TimeToLiveDescription"]["TimeToLiveStatus"], "ENABLED", "{table}");
-        table_shape(&table_json["Table"], &ttl["TimeToLiveDescription"]["AttributeName"])
+        assert_eq!(
+            ttl["TimeToLiveDescription"]["TimeToLiveStatus"], "ENABLED",
+            "{table}"
+        );
+        table_shape(
+            &table_json["Table"],
+            &ttl["TimeToLiveDescription"]["AttributeName"],
+        )
     };
     let from_hook = described(&setup.table);
     let from_hookline = described(&reference);
-    assert_eq!(from_hook, from_hookline, "the init hook's table differs from `table create`'s");
+    assert_eq!(
+        from_hook, from_hookline,
+        "the init hook's table differs from `table create`'s"
+    );
 
     let template = cloudformation_template();
     let properties = &template["Resources"]["Table"]["Properties"];
@@ -415,7 +436,10 @@ async fn the_localstack_hook_and_the_template_make_the_table_hookline_makes() {
         properties,
         &properties["TimeToLiveSpecification"]["AttributeName"],
     );
-    assert_eq!(from_template, from_hookline, "the template's table differs from `table create`'s");
+    assert_eq!(
+        from_template, from_hookline,
+        "the template's table differs from `table create`'s"
+    );
 
     let (_server, _log) = serve_delivers_a_job(&setup, &setup.store).await;
 }
@@ -491,7 +515,9 @@ fn whole_request(bytes: &[u8]) -> Option<(Option<String>, usize)> {
             .find_map(|line| line.strip_prefix(name))
             .map(|value| value.trim().to_owned())
     };
-    let length: usize = header("content-length:").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let length: usize = header("content-length:")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     if bytes.len() < head_end + length {
         return None;
     }
@@ -524,9 +550,16 @@ fn granted(template: &Value, policy: &str) -> std::collections::BTreeSet<String>
             .as_str()
             .and_then(|arn| arn.strip_prefix("${Table.Arn}/index/"));
         let on_table = statement["Resource"]["GetAtt"] == "Table.Arn";
-        assert!(on_table || on_index.is_some(), "{policy}: unexpected resource {statement}");
+        assert!(
+            on_table || on_index.is_some(),
+            "{policy}: unexpected resource {statement}"
+        );
         for action in statement["Action"].as_array().expect("Action list") {
-            let action = action.as_str().expect("action").strip_prefix("dynamodb:").expect("dynamodb action");
+            let action = action
+                .as_str()
+                .expect("action")
+                .strip_prefix("dynamodb:")
+                .expect("dynamodb action");
             granted.insert(match on_index {
                 Some(index) => format!("{action} index/{index}"),
                 None => action.to_owned(),
@@ -557,9 +590,16 @@ fn needed(seen: &std::collections::BTreeSet<String>) -> std::collections::BTreeS
 async fn each_iam_policy_grants_exactly_what_its_process_calls() {
     let setup = setup().await;
     let created = hookline(&["table", "create", "--store", &setup.store]);
-    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
     let via = |proxy: &RecordingProxy| {
-        format!("dynamodb://{}?endpoint={}&region=us-east-1", setup.table, proxy.endpoint)
+        format!(
+            "dynamodb://{}?endpoint={}&region=us-east-1",
+            setup.table, proxy.endpoint
+        )
     };
     let operator = RecordingProxy::start(&setup.endpoint).await;
     let intake_proxy = RecordingProxy::start(&setup.endpoint).await;
@@ -587,7 +627,14 @@ async fn each_iam_policy_grants_exactly_what_its_process_calls() {
         .unwrap_or_else(|| panic!("no key listed: {listed}"))
         .to_owned();
     run(&["keys", "revoke", &spare_id, "--store", &operator_store]);
-    run(&["secrets", "rotate", "--tenant", "acme", "--store", &operator_store]);
+    run(&[
+        "secrets",
+        "rotate",
+        "--tenant",
+        "acme",
+        "--store",
+        &operator_store,
+    ]);
 
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
@@ -596,17 +643,40 @@ async fn each_iam_policy_grants_exactly_what_its_process_calls() {
     let intake_store = via(&intake_proxy);
     let processor_store = via(&processor_proxy);
     let _intake = spawn(
-        &["intake", "--store", &intake_store, "--listen", &listen, "--providers", &providers],
+        &[
+            "intake",
+            "--store",
+            &intake_store,
+            "--listen",
+            &listen,
+            "--providers",
+            &providers,
+        ],
         &setup._dir.path().join("intake.log"),
     );
     let processor_log = setup._dir.path().join("processor.log");
     let _processor = spawn(
-        &["processor", "--store", &processor_store, "--providers", &providers, "--schedule", "* * * * * *"],
+        &[
+            "processor",
+            "--store",
+            &processor_store,
+            "--providers",
+            &providers,
+            "--schedule",
+            "* * * * * *",
+        ],
         &processor_log,
     );
     let http = authed(&key);
     wait_healthy(&http, &base).await;
-    assert_eq!(http.get(format!("{base}/readyz")).send().await.expect("readyz").status(), 200);
+    assert_eq!(
+        http.get(format!("{base}/readyz"))
+            .send()
+            .await
+            .expect("readyz")
+            .status(),
+        200
+    );
 
     let complete = post_job(&http, &base, &setup.mock.url("/complete")).await;
     for expected in [202, 200] {
@@ -621,7 +691,8 @@ async fn each_iam_policy_grants_exactly_what_its_process_calls() {
     }
     let gone = post_job(&http, &base, &setup.mock.url("/gone")).await;
     let deadline = Instant::now() + Duration::from_secs(30);
-    while job_status(&http, &base, &complete).await != "complete" || job_status(&http, &base, &gone).await != "failed"
+    while job_status(&http, &base, &complete).await != "complete"
+        || job_status(&http, &base, &gone).await != "failed"
     {
         assert!(
             Instant::now() < deadline,
@@ -632,7 +703,11 @@ async fn each_iam_policy_grants_exactly_what_its_process_calls() {
     }
     let page = get_json(&http, &format!("{base}/v1/jobs?status=failed")).await;
     assert_eq!(page["data"][0]["jobId"], gone.as_str());
-    let retried = http.post(format!("{base}/v1/jobs/{gone}/retry")).send().await.expect("retry");
+    let retried = http
+        .post(format!("{base}/v1/jobs/{gone}/retry"))
+        .send()
+        .await
+        .expect("retry");
     assert_eq!(retried.status(), 202);
 
     let template = cloudformation_template();

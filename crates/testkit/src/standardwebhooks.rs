@@ -101,4 +101,3 @@ pub fn python_standardwebhooks() -> Result<PathBuf, String> {
         .get_or_init(|| TOOL.install().map(|venv| venv_python(&venv)))
         .clone()
 }
-
