@@ -138,6 +138,13 @@ async fn wait_healthy(http: &reqwest::Client, base: &str) {
     panic!("{base} never became healthy");
 }
 
+/// Waits until `base` is up, then requires it to be ready (its store answers).
+async fn wait_ready(http: &reqwest::Client, base: &str) {
+    wait_healthy(http, base).await;
+    let ready = http.get(format!("{base}/readyz")).send().await.expect("readyz");
+    assert_eq!(ready.status(), 200);
+}
+
 async fn post_job(http: &reqwest::Client, base: &str, callback: &str) -> String {
     let response = http
         .post(format!("{base}/webhook"))
@@ -184,15 +191,7 @@ async fn serve_delivers_a_job(setup: &Setup, store: &str) -> (ChildGuard, PathBu
         &log,
     );
     let http = authed(&create_key(store, "acme"));
-    wait_healthy(&http, &base).await;
-    assert_eq!(
-        http.get(format!("{base}/readyz"))
-            .send()
-            .await
-            .expect("readyz")
-            .status(),
-        200
-    );
+    wait_ready(&http, &base).await;
 
     let id = post_job(&http, &base, &setup.mock.url("/complete")).await;
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -668,15 +667,7 @@ async fn each_iam_policy_grants_exactly_what_its_process_calls() {
         &processor_log,
     );
     let http = authed(&key);
-    wait_healthy(&http, &base).await;
-    assert_eq!(
-        http.get(format!("{base}/readyz"))
-            .send()
-            .await
-            .expect("readyz")
-            .status(),
-        200
-    );
+    wait_ready(&http, &base).await;
 
     let complete = post_job(&http, &base, &setup.mock.url("/complete")).await;
     for expected in [202, 200] {
