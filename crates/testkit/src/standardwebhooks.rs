@@ -19,8 +19,9 @@ use base64::Engine as _;
 /// The pip requirement, pinned: it decides which verifier we agree with.
 pub const PIP_PACKAGE: &str = "standardwebhooks==1.1.0";
 const CACHE_NAME: &str = "python-standardwebhooks-1.1.0";
-/// Overrides the interpreter the environment is made with (default `python3`).
-const PYTHON_VAR: &str = "HOOKLINE_TEST_PYTHON";
+/// Overrides the interpreter the environment is made with (default `python3`);
+/// the test container's reaper runs on it too.
+pub(crate) const PYTHON_VAR: &str = "HOOKLINE_TEST_PYTHON";
 
 /// Reads `{"secret", "headers", "body" (base64)}` on stdin so nothing passes
 /// through a shell or the command line. Exit 10: the library refused the
