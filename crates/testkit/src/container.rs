@@ -128,8 +128,16 @@ pub fn start(host: &str) -> Result<DynamoContainer, String> {
     let container = GenericImage::new(repository, tag)
         .with_exposed_port(PORT.tcp())
         .with_wait_for(WaitFor::message_on_stdout("Initializing DynamoDB Local"))
-        // Both images' entrypoint is `java`, in the jar's directory.
-        .with_cmd(["-jar", "DynamoDBLocal.jar", "-inMemory", "-port", "8000"])
+        // Both images' entrypoint is `java`, in the jar's directory. No
+        // telemetry: the tests reach nothing beyond this machine.
+        .with_cmd([
+            "-jar",
+            "DynamoDBLocal.jar",
+            "-inMemory",
+            "-disableTelemetry",
+            "-port",
+            "8000",
+        ])
         .with_container_name(&name)
         .with_label(LABEL, "dynamodb-local")
         .with_label(format!("{LABEL}.docker-host"), host)
