@@ -76,7 +76,7 @@ read -r _ignored
             .arg(format!("-Djava.library.path={}", lib.display()))
             .arg("-jar")
             .arg(home.join("DynamoDBLocal.jar"))
-            .args(["-inMemory", "-port", &port.to_string()])
+            .args(["-inMemory", "-disableTelemetry", "-port", &port.to_string()])
             .current_dir(home)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())

@@ -12,8 +12,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
-/// Overrides the interpreter environments are made with (default `python3`).
-const PYTHON_VAR: &str = "HOOKLINE_TEST_PYTHON";
+/// Overrides the interpreter environments are made with (default
+/// `python3`); the test container's reaper runs on it too.
+pub(crate) const PYTHON_VAR: &str = "HOOKLINE_TEST_PYTHON";
 
 /// One pinned tool and how to tell it is installed.
 #[derive(Debug, Clone, Copy)]
