@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use url::Url;
 
+use crate::attempt::{Attempt, MAX_ATTEMPTS_KEPT};
 use crate::retry::RetryPolicy;
 use crate::{CallbackBody, CallbackResult, JobId, TenantId, Timestamp};
 
@@ -113,6 +114,10 @@ pub struct Job {
     /// index exactly the jobs that have one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub due_at: Option<Timestamp>,
+    /// The most recent provider fetches and callback attempts, oldest
+    /// first, at most [`MAX_ATTEMPTS_KEPT`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<Attempt>,
 }
 
 /// The result of one provider fetch, as classified by the processor.
@@ -182,6 +187,7 @@ impl Job {
             created_at: now,
             updated_at: now,
             due_at: Some(now),
+            history: Vec::new(),
         };
         // A job with no providers (a payload given, not fetched) goes straight
         // to delivery.
@@ -310,6 +316,16 @@ impl Job {
         }
         self.updated_at = now;
         self.settle(now);
+    }
+
+    /// Adds an attempt to the history, dropping the oldest past
+    /// [`MAX_ATTEMPTS_KEPT`].
+    pub fn record_attempt(&mut self, attempt: Attempt) {
+        self.history.push(attempt);
+        if self.history.len() > MAX_ATTEMPTS_KEPT {
+            let excess = self.history.len() - MAX_ATTEMPTS_KEPT;
+            self.history.drain(..excess);
+        }
     }
 
     /// Redrive from the dead letter: a `failed` job gets a fresh round of
