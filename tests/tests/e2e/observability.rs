@@ -140,7 +140,7 @@ async fn a_provider_failure_and_a_callback_failure_move_the_metrics_exactly(back
         moved(
             &before,
             &after,
-            "hookline_provider_fetch_duration_seconds_bucket{provider=\"gas\",le=\"+Inf\"}"
+            "hookline_provider_fetch_duration_seconds_bucket{le=\"+Inf\",provider=\"gas\"}"
         ),
         2.0,
         "{after:#?}"
