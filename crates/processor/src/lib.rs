@@ -338,7 +338,8 @@ impl Processor {
 
     async fn claim_and_process(&self, due: DueJob, shutdown: &CancellationToken) -> RunReport {
         // Everything logged about this job carries its id (and, once the
-        // claim has read it, its tenant).
+        // claim has read it, its tenant). The span is at info; warnings
+        // name the job themselves too, so a warn-level filter keeps it.
         let span = tracing::info_span!("job", job_id = %due.id, tenant = tracing::field::Empty);
         self.claim_and_process_in_span(due, shutdown)
             .instrument(span)
@@ -376,7 +377,7 @@ impl Processor {
                 return report;
             }
             Err(err) => {
-                tracing::warn!(error = %err, "claim failed");
+                tracing::warn!(job_id = %due.id, error = %err, "claim failed");
                 report.store_errors += 1;
                 return report;
             }
@@ -399,6 +400,7 @@ impl Processor {
                     report.dead_lettered += 1;
                     self.metrics.job_dead_lettered();
                     tracing::warn!(
+                        job_id = %job.id,
                         attempts = job.callback.attempts,
                         error = job.callback.last_error.as_deref().unwrap_or(""),
                         "job dead-lettered"
@@ -416,11 +418,11 @@ impl Processor {
             },
             Ok(Fenced::LeaseLost) => {
                 report.fenced += 1;
-                tracing::warn!("lease was taken over; our result was discarded");
+                tracing::warn!(job_id = %job.id, "lease was taken over; our result was discarded");
             }
             Err(err) => {
                 report.store_errors += 1;
-                tracing::warn!(error = %err, "could not save; the job is due again when the lease expires");
+                tracing::warn!(job_id = %job.id, error = %err, "could not save; the job is due again when the lease expires");
             }
         }
         report
@@ -642,7 +644,7 @@ impl Processor {
                 .filter(|p| p.data.is_some())
                 .max_by_key(|p| p.data.as_ref().map(|d| d.to_string().len()).unwrap_or(0));
             let Some(provider) = largest else { return };
-            tracing::warn!(provider = %provider.name, size, limit, "provider data too large to keep");
+            tracing::warn!(job_id = %job.id, provider = %provider.name, size, limit, "provider data too large to keep");
             provider.data = None;
             provider.status = ProviderStatus::Failed;
             provider.last_error = Some(format!(
