@@ -547,6 +547,30 @@ mod tests {
     }
 
     #[test]
+    fn the_attempt_history_keeps_the_most_recent_in_order() {
+        let now = SystemClock.now().trunc_subsecs(3);
+        let mut job = job(&["gas"], now);
+        let total = crate::MAX_ATTEMPTS_KEPT + 5;
+        for n in 0..total {
+            job.record_attempt(crate::Attempt {
+                provider: Some("gas".to_owned()),
+                at: now,
+                duration_ms: n as u64,
+                status: Some(503),
+                error: Some("HTTP 503".to_owned()),
+                body: None,
+            });
+        }
+        assert_eq!(job.history.len(), crate::MAX_ATTEMPTS_KEPT);
+        let kept: Vec<u64> = job.history.iter().map(|a| a.duration_ms).collect();
+        let expected: Vec<u64> = (5..total as u64).collect();
+        assert_eq!(kept, expected, "the oldest went first");
+        let text = serde_json::to_string(&job).expect("serializes");
+        let back: Job = serde_json::from_str(&text).expect("deserializes");
+        assert_eq!(back, job);
+    }
+
+    #[test]
     fn job_survives_a_json_round_trip() {
         let now = SystemClock.now();
         let job = job(&["gas"], now);
