@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use url::Url;
 
+use crate::attempt::{Attempt, MAX_ATTEMPTS_KEPT};
 use crate::retry::RetryPolicy;
 use crate::{CallbackBody, CallbackResult, JobId, TenantId, Timestamp};
 
@@ -113,6 +114,10 @@ pub struct Job {
     /// index exactly the jobs that have one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub due_at: Option<Timestamp>,
+    /// The most recent provider fetches and callback attempts, oldest
+    /// first, at most [`MAX_ATTEMPTS_KEPT`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<Attempt>,
 }
 
 /// The result of one provider fetch, as classified by the processor.
@@ -182,6 +187,7 @@ impl Job {
             created_at: now,
             updated_at: now,
             due_at: Some(now),
+            history: Vec::new(),
         };
         // A job with no providers (a payload given, not fetched) goes straight
         // to delivery.
@@ -310,6 +316,16 @@ impl Job {
         }
         self.updated_at = now;
         self.settle(now);
+    }
+
+    /// Adds an attempt to the history, dropping the oldest past
+    /// [`MAX_ATTEMPTS_KEPT`].
+    pub fn record_attempt(&mut self, attempt: Attempt) {
+        self.history.push(attempt);
+        if self.history.len() > MAX_ATTEMPTS_KEPT {
+            let excess = self.history.len() - MAX_ATTEMPTS_KEPT;
+            self.history.drain(..excess);
+        }
     }
 
     /// Redrive from the dead letter: a `failed` job gets a fresh round of
@@ -528,6 +544,30 @@ mod tests {
         );
         assert_eq!(job.status, JobStatus::Complete);
         assert!(!job.redrive(later), "a complete job is not redriven");
+    }
+
+    #[test]
+    fn the_attempt_history_keeps_the_most_recent_in_order() {
+        let now = SystemClock.now().trunc_subsecs(3);
+        let mut job = job(&["gas"], now);
+        let total = crate::MAX_ATTEMPTS_KEPT + 5;
+        for n in 0..total {
+            job.record_attempt(crate::Attempt {
+                provider: Some("gas".to_owned()),
+                at: now,
+                duration_ms: n as u64,
+                status: Some(503),
+                error: Some("HTTP 503".to_owned()),
+                body: None,
+            });
+        }
+        assert_eq!(job.history.len(), crate::MAX_ATTEMPTS_KEPT);
+        let kept: Vec<u64> = job.history.iter().map(|a| a.duration_ms).collect();
+        let expected: Vec<u64> = (5..total as u64).collect();
+        assert_eq!(kept, expected, "the oldest went first");
+        let text = serde_json::to_string(&job).expect("serializes");
+        let back: Job = serde_json::from_str(&text).expect("deserializes");
+        assert_eq!(back, job);
     }
 
     #[test]

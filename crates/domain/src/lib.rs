@@ -6,6 +6,7 @@
 //! lifecycle is tested without sleeping.
 
 mod api_key;
+mod attempt;
 mod callback;
 mod clock;
 mod id;
@@ -14,6 +15,7 @@ mod retry;
 pub mod signing;
 
 pub use api_key::{ApiKey, KeyHash};
+pub use attempt::{Attempt, MAX_ATTEMPT_BODY, MAX_ATTEMPTS_KEPT, truncate_body};
 pub use callback::{CallbackBody, CallbackResult};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use id::{InvalidTenant, JobId, ParseJobIdError, TenantId};

@@ -170,7 +170,13 @@ pub struct ProcessorArgs {
     /// Run one drain and exit (cron jobs, scheduled tasks).
     #[arg(long)]
     pub once: bool,
+    /// Address of this processor's own `GET /metrics` (not served with --once).
+    #[arg(long, env = "HOOKLINE_METRICS_LISTEN", default_value = DEFAULT_METRICS_LISTEN)]
+    pub metrics_listen: String,
 }
+
+/// Where `hookline processor` serves its metrics unless told otherwise.
+pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9464";
 
 #[derive(Debug, Clone, Args)]
 pub struct ProcessorTuning {
@@ -198,6 +204,9 @@ pub struct ProcessorTuning {
     /// Names this instance in leases (default: host and process id).
     #[arg(long, env = "HOOKLINE_PROCESSOR_ID")]
     pub processor_id: Option<String>,
+    /// A drain running longer than this logs its progress this often (info).
+    #[arg(long, env = "HOOKLINE_PROGRESS_EVERY", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub progress_every: Duration,
     /// Delays between provider fetch attempts, comma-separated (one more
     /// attempt than delays); each gets +-20% jitter.
     #[arg(

@@ -11,6 +11,7 @@ use processor::{Processor, ProcessorConfig, ProviderCatalog};
 use store::Store;
 use store_dynamodb::{DynamoConfig, DynamoStore};
 use store_sqlite::{SqliteOpenError, SqliteStore};
+use telemetry::Metrics;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -31,7 +32,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             command: TableCommand::Create(args),
         } => table_create(args).await,
         Command::Keys { command } => {
-            let store = open_store(command_store(&command)).await?;
+            let store = open_store(command_store(&command), &Metrics::new()).await?;
             keys::run(command, &*store).await
         }
         Command::Secrets {
@@ -41,7 +42,14 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
                     overlap,
                     store,
                 },
-        } => keys::rotate_secret(&*open_store(&store.store).await?, &tenant, overlap).await,
+        } => {
+            keys::rotate_secret(
+                &*open_store(&store.store, &Metrics::new()).await?,
+                &tenant,
+                overlap,
+            )
+            .await
+        }
     }
 }
 
@@ -58,7 +66,8 @@ fn dynamo_config(store: &str) -> anyhow::Result<DynamoConfig> {
 }
 
 /// Opens the store a URL names: `sqlite://PATH` or `dynamodb://TABLE?...`.
-async fn open_store(url: &str) -> anyhow::Result<Arc<dyn Store>> {
+/// A DynamoDB store's consumed capacity shows in `metrics`.
+async fn open_store(url: &str, metrics: &Metrics) -> anyhow::Result<Arc<dyn Store>> {
     if url.starts_with("sqlite:") {
         let opened = tokio::task::spawn_blocking({
             let url = url.to_owned();
@@ -74,7 +83,9 @@ async fn open_store(url: &str) -> anyhow::Result<Arc<dyn Store>> {
             }
         }
     } else if url.starts_with("dynamodb:") {
-        Ok(Arc::new(DynamoStore::connect(dynamo_config(url)?).await))
+        let store = DynamoStore::connect(dynamo_config(url)?).await;
+        metrics.watch_capacity(store.capacity_meter());
+        Ok(Arc::new(store))
     } else {
         bail!("unknown store URL {url:?}: use sqlite://PATH or dynamodb://TABLE?endpoint=URL&region=REGION")
     }
@@ -99,6 +110,7 @@ fn processor_config(tuning: &ProcessorTuning) -> ProcessorConfig {
         concurrency: tuning.concurrency,
         run_budget: tuning.run_budget,
         callback_timeout: tuning.callback_timeout,
+        progress_every: tuning.progress_every,
         retry: RetryPolicy {
             provider: tuning.provider_retries.clone(),
             callback: tuning.callback_retries.clone(),
@@ -114,13 +126,15 @@ fn build_processor(
     providers: ProviderCatalog,
     tuning: &ProcessorTuning,
     callback_network: Arc<NetPolicy>,
+    metrics: Arc<Metrics>,
 ) -> anyhow::Result<Arc<Processor>> {
     processor::schedule::validate_schedule(&tuning.schedule)?;
     let config = ProcessorConfig {
         callback_network,
         ..processor_config(tuning)
     };
-    let processor = Processor::new(store, clock, processor::http_client(), providers, config)?;
+    let processor =
+        Processor::new(store, clock, processor::http_client(), providers, config)?.with_metrics(metrics);
     Ok(Arc::new(processor))
 }
 
@@ -182,7 +196,9 @@ async fn serve_together(
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let store = open_store(&args.intake.store.store).await?;
+    // One registry for the process: GET /metrics shows intake and processor.
+    let metrics = Arc::new(Metrics::new());
+    let store = open_store(&args.intake.store.store, &metrics).await?;
     let providers = load_providers(&args.intake.providers)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let processor = build_processor(
@@ -191,11 +207,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         providers.clone(),
         &args.tuning,
         args.intake.network.policy(),
+        Arc::clone(&metrics),
     )?;
     let wake = Arc::new(Notify::new());
     let config = intake::IntakeConfig::new(providers.names())
         .waking(Arc::clone(&wake))
-        .with_callback_network(args.intake.network.policy());
+        .with_callback_network(args.intake.network.policy())
+        .with_metrics(metrics);
     let app = intake::router(store, clock, config);
     let listener = bind(&args.intake.listen).await?;
     tracing::info!(addr = %listener.local_addr()?, "hookline serving intake and processor");
@@ -211,12 +229,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 async fn intake_only(args: IntakeArgs) -> anyhow::Result<()> {
-    let store = open_store(&args.store.store).await?;
+    let metrics = Arc::new(Metrics::new());
+    let store = open_store(&args.store.store, &metrics).await?;
     let providers = load_providers(&args.providers)?;
     let app = intake::router(
         store,
         Arc::new(SystemClock),
-        intake::IntakeConfig::new(providers.names()).with_callback_network(args.network.policy()),
+        intake::IntakeConfig::new(providers.names())
+            .with_callback_network(args.network.policy())
+            .with_metrics(metrics),
     );
     let listener = bind(&args.listen).await?;
     tracing::info!(addr = %listener.local_addr()?, "hookline intake listening");
@@ -226,7 +247,8 @@ async fn intake_only(args: IntakeArgs) -> anyhow::Result<()> {
 }
 
 async fn processor_only(args: ProcessorArgs) -> anyhow::Result<()> {
-    let store = open_store(&args.store.store).await?;
+    let metrics = Arc::new(Metrics::new());
+    let store = open_store(&args.store.store, &metrics).await?;
     let providers = load_providers(&args.providers)?;
     let processor = build_processor(
         store,
@@ -234,41 +256,78 @@ async fn processor_only(args: ProcessorArgs) -> anyhow::Result<()> {
         providers,
         &args.tuning,
         args.network.policy(),
+        Arc::clone(&metrics),
     )?;
     let shutdown = shutdown_on_signal();
     if args.once {
-        let grace = args.tuning.shutdown_grace;
-        let report = tokio::select! {
-            report = processor.run_once(&shutdown) => report,
-            () = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
-                let released = processor.release_in_flight().await;
-                bail!("stopped before the drain finished; released {released} unfinished jobs to other processors");
-            }
-        };
-        tracing::info!(?report, "drain finished");
-        println!(
-            "claimed {} delivered {} retried {} dead-lettered {} lost {} fenced {} store-errors {}",
-            report.claimed,
-            report.delivered,
-            report.retried,
-            report.dead_lettered,
-            report.lost,
-            report.fenced,
-            report.store_errors
-        );
-        if report.store_errors > 0 {
-            bail!("{} store errors during the drain", report.store_errors);
-        }
-        return Ok(());
+        return drain_once(&processor, &args, &shutdown).await;
     }
-    processor::schedule::run_scheduled(
+    // Its own metrics port: there is no API in this process to serve them.
+    let listener = bind(&args.metrics_listen).await?;
+    tracing::info!(addr = %listener.local_addr()?, "processor metrics at /metrics");
+    let metrics_server = tokio::spawn(intake::run(
+        listener,
+        intake::metrics_router(metrics),
+        shutdown.clone(),
+    ));
+    let scheduled = processor::schedule::run_scheduled(
         processor,
         &args.tuning.schedule,
-        shutdown,
+        shutdown.clone(),
         args.tuning.shutdown_grace,
         None,
     )
-    .await?;
+    .await;
+    shutdown.cancel();
+    metrics_server
+        .await
+        .context("metrics task")?
+        .context("serving metrics")?;
+    scheduled?;
+    Ok(())
+}
+
+/// `hookline processor --once`: one drain, its progress logged as it goes
+/// (see `ProcessorConfig::progress_every`), and a summary line at the end.
+async fn drain_once(
+    processor: &Processor,
+    args: &ProcessorArgs,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    let grace = args.tuning.shutdown_grace;
+    let started = std::time::Instant::now();
+    let report = tokio::select! {
+        report = processor.run_once(shutdown) => report,
+        () = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
+            let released = processor.release_in_flight().await;
+            bail!("stopped before the drain finished; released {released} unfinished jobs to other processors");
+        }
+    };
+    let took = started.elapsed();
+    tracing::info!(
+        claimed = report.claimed,
+        delivered = report.delivered,
+        retried = report.retried,
+        dead_lettered = report.dead_lettered,
+        lost = report.lost,
+        recovered = report.recovered,
+        duration_ms = took.as_millis() as u64,
+        "drain finished"
+    );
+    println!(
+        "claimed {} delivered {} retried {} dead-lettered {} lost {} fenced {} store-errors {} in {:.1}s",
+        report.claimed,
+        report.delivered,
+        report.retried,
+        report.dead_lettered,
+        report.lost,
+        report.fenced,
+        report.store_errors,
+        took.as_secs_f64()
+    );
+    if report.store_errors > 0 {
+        bail!("{} store errors during the drain", report.store_errors);
+    }
     Ok(())
 }
 
@@ -297,7 +356,8 @@ async fn table_create(args: StoreArgs) -> anyhow::Result<()> {
 async fn dev(args: DevArgs) -> anyhow::Result<()> {
     let listener = bind(&args.listen).await?;
     let addr = listener.local_addr()?;
-    let store = open_store(&args.store).await?;
+    let metrics = Arc::new(Metrics::new());
+    let store = open_store(&args.store, &metrics).await?;
 
     let base = url::Url::parse(&format!("http://{addr}/mock/providers/")).context("provider base URL")?;
     let providers = ProviderCatalog::at_base_url(&base, &providers_mock::PROVIDERS)?;
@@ -311,6 +371,7 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
         run_budget: std::time::Duration::from_secs(60),
         shutdown_grace: std::time::Duration::from_secs(10),
         processor_id: Some("dev".to_owned()),
+        progress_every: std::time::Duration::from_secs(10),
         provider_retries: RetrySchedule::provider_default(),
         callback_retries: RetrySchedule::callback_default(),
     };
@@ -322,11 +383,13 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
         providers.clone(),
         &tuning,
         Arc::clone(&network),
+        Arc::clone(&metrics),
     )?;
     let wake = Arc::new(Notify::new());
     let config = intake::IntakeConfig::new(providers.names())
         .waking(Arc::clone(&wake))
-        .with_callback_network(network);
+        .with_callback_network(network)
+        .with_metrics(metrics);
     let key = keys::dev_key(&*store, args.api_key.clone()).await?;
     let secrets = keys::tenant_secrets(&*store, keys::DEV_TENANT).await?;
     // The mock sink checks every callback's signature with the dev tenant's

@@ -804,6 +804,8 @@ impl Fleet {
             // The mock sink is on loopback, which the SSRF guard refuses
             // unless allowed.
             .args(["--allow-networks", "127.0.0.0/8"])
+            // Several processors at once: each its own metrics port.
+            .env("HOOKLINE_METRICS_LISTEN", "127.0.0.1:0")
             .env("HOOKLINE_LOG", "info")
             .stdin(Stdio::null())
             .stdout(file.try_clone().expect("log file"))

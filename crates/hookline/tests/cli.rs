@@ -31,6 +31,7 @@ fn hookline(args: &[&str]) -> Output {
         .env_remove("HOOKLINE_STORE")
         .env("HOOKLINE_LOG", "warn")
         .env("HOOKLINE_ALLOW_NETWORKS", LOOPBACK)
+        .env("HOOKLINE_METRICS_LISTEN", "127.0.0.1:0")
         .stdin(Stdio::null())
         .output()
         .expect("run hookline")
@@ -1305,5 +1306,207 @@ async fn logs_never_contain_keys_or_secrets() {
         // The whole value, and its random part on its own.
         let random = secret.split_once('_').map_or(secret.as_str(), |(_, rest)| rest);
         assert!(!logs.contains(random), "a key or secret leaked into the logs");
+    }
+}
+
+/// Every JSON log line about a job carries its id: the intake's request
+/// lines (the span names it), and the processor's lines about the claim,
+/// each provider fetch, the callback and the outcome (the job's span). A
+/// provider fails once so there is a retry to log too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_name_the_job_on_every_line_about_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = format!("sqlite://{}", dir.path().join("jsonlogs.db").display());
+    let key = create_key(&store, "acme");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let mock = providers_mock::spawn(listener, MockState::with_seed(9)).expect("mock");
+    mock.state.fail_provider_next("gas", 1, 503);
+    let providers = write_providers(dir.path(), &mock, "5s");
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let log = dir.path().join("serve.jsonl");
+    let child = Command::new(BIN)
+        .args(["--log-format", "json", "serve", "--store", &store])
+        .args(["--schedule", "* * * * * *", "--provider-retries", "200ms"])
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--providers"])
+        .arg(&providers)
+        .env("HOOKLINE_LOG", "debug")
+        .env("HOOKLINE_ALLOW_NETWORKS", LOOPBACK)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("spawn");
+    let mut server = ChildGuard(child);
+    let http = authed(&key);
+    wait_healthy(&http, &base).await;
+    let id = post_job(&http, &base, &mock.url("/complete")).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while job_status(&http, &base, &id).await != "complete" {
+        assert!(Instant::now() < deadline, "not delivered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &server.0.id().to_string()])
+        .status();
+    let _ = server.0.wait();
+
+    let text = std::fs::read_to_string(&log).expect("log");
+    let lines: Vec<Value> = text
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}")))
+        .collect();
+    let spans = |line: &Value| -> Vec<Value> {
+        let mut all: Vec<Value> = line["spans"].as_array().cloned().unwrap_or_default();
+        all.extend(line.get("span").cloned());
+        all
+    };
+    let names_job = |line: &Value| {
+        line["fields"]["job_id"] == id.as_str()
+            || spans(line).iter().any(|span| span["job_id"] == id.as_str())
+    };
+    // About the job: inside the processor's span for it, in a request whose
+    // path names it, or mentioning it anywhere.
+    let about_job = |line: &Value| {
+        spans(line).iter().any(|span| {
+            span["name"] == "job"
+                || (span["name"] == "request" && span["path"].as_str().is_some_and(|p| p.contains(&id)))
+        }) || line.to_string().contains(&id)
+    };
+    let about: Vec<&Value> = lines.iter().filter(|line| about_job(line)).collect();
+    let unnamed: Vec<&&Value> = about.iter().filter(|line| !names_job(line)).collect();
+    assert!(
+        unnamed.is_empty(),
+        "lines about the job without its id: {unnamed:#?}"
+    );
+
+    let message = |line: &Value| line["fields"]["message"].as_str().unwrap_or_default().to_owned();
+    let find = |wanted: &str| -> Vec<&Value> {
+        about
+            .iter()
+            .copied()
+            .filter(|line| message(line) == wanted)
+            .collect()
+    };
+    let accepted = find("job accepted");
+    assert_eq!(accepted.len(), 1, "{about:#?}");
+    let request = &accepted[0]["span"];
+    assert!(request["request_id"].is_string(), "{request}");
+    assert_eq!(request["tenant"], "acme", "{request}");
+    let fetched = find("provider fetched");
+    assert_eq!(fetched.len(), 3, "gas twice, internet once: {fetched:#?}");
+    for line in &fetched {
+        assert_eq!(line["level"], "DEBUG");
+        let fetch = spans(line)
+            .into_iter()
+            .find(|span| span["name"] == "fetch")
+            .expect("in a fetch span");
+        assert!(
+            fetch["provider"].is_string() && fetch["attempt"].is_number(),
+            "{line}"
+        );
+        assert!(spans(line).iter().any(|span| span["tenant"] == "acme"), "{line}");
+    }
+    let delivered = find("callback delivered");
+    assert_eq!(delivered.len(), 1, "{about:#?}");
+    assert_eq!(delivered[0]["level"], "INFO");
+    assert_eq!(find("job delivered").len(), 1);
+    assert_eq!(find("job left due for a later run").len(), 1, "the gas retry");
+}
+
+/// `processor --once` logs its progress through a long drain and ends with
+/// a summary; the scheduled processor serves its own metrics.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processor_once_reports_progress_and_the_scheduled_one_serves_metrics() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = format!("sqlite://{}", dir.path().join("progress.db").display());
+    let key = create_key(&store, "acme");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let mock = providers_mock::spawn(listener, MockState::with_seed(10)).expect("mock");
+    let providers = write_providers(dir.path(), &mock, "5s");
+    let providers = providers.to_string_lossy().into_owned();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let _intake = spawn(
+        &[
+            "intake",
+            "--store",
+            &store,
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--providers",
+            &providers,
+        ],
+        &dir.path().join("intake.log"),
+    );
+    let http = authed(&key);
+    wait_healthy(&http, &base).await;
+    for _ in 0..4 {
+        post_job(&http, &base, &mock.url("/complete")).await;
+    }
+
+    let once = Command::new(BIN)
+        .args([
+            "processor",
+            "--once",
+            "--store",
+            &store,
+            "--providers",
+            &providers,
+        ])
+        .args(["--batch-size", "1", "--progress-every", "0s"])
+        .env("HOOKLINE_LOG", "info")
+        .env("HOOKLINE_ALLOW_NETWORKS", LOOPBACK)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run hookline");
+    let stdout = String::from_utf8_lossy(&once.stdout);
+    let stderr = String::from_utf8_lossy(&once.stderr);
+    assert!(once.status.success(), "{stdout}{stderr}");
+    let progress = stderr.lines().filter(|l| l.contains("drain in progress")).count();
+    assert!(progress >= 4, "a progress line per round of one job: {stderr}");
+    assert!(stderr.contains("drain finished"), "{stderr}");
+    let summary = stdout.lines().last().unwrap_or_default();
+    assert!(
+        summary.starts_with("claimed 4 delivered 4 retried 0 dead-lettered 0") && summary.ends_with('s'),
+        "{stdout}"
+    );
+
+    let metrics_port = free_port();
+    let _processor = spawn(
+        &[
+            "processor",
+            "--store",
+            &store,
+            "--providers",
+            &providers,
+            "--schedule",
+            "* * * * * *",
+            "--metrics-listen",
+            &format!("127.0.0.1:{metrics_port}"),
+        ],
+        &dir.path().join("processor.log"),
+    );
+    let client = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{metrics_port}/metrics");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        assert!(Instant::now() < deadline, "no drain showed in {url}");
+        if let Ok(response) = client.get(&url).send().await
+            && response.status() == 200
+        {
+            let text = response.text().await.expect("text");
+            let runs = text
+                .lines()
+                .find_map(|l| l.strip_prefix("hookline_processor_runs_total "))
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0);
+            if runs >= 1 {
+                assert!(text.contains("hookline_due_backlog 0"), "{text}");
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

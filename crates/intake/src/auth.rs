@@ -47,6 +47,8 @@ impl FromRequestParts<AppState> for Tenant {
         let record = state.keys.lookup(state, &hash).await?;
         match record {
             Some(record) if record.hash.constant_time_eq(&hash) && record.is_active() => {
+                // Every later line of this request's log names the tenant.
+                tracing::Span::current().record("tenant", tracing::field::display(&record.tenant));
                 Ok(Tenant(record.tenant))
             }
             // Unknown and revoked keys get the same answer.

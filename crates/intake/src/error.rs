@@ -65,6 +65,14 @@ impl ApiError {
         self.status
     }
 
+    /// The problem type's short name (`validation`, `unauthorized`, ...):
+    /// a small fixed set, fit for a metric label.
+    pub fn reason(&self) -> &'static str {
+        self.kind
+            .strip_prefix("urn:hookline:problem:")
+            .unwrap_or(self.kind)
+    }
+
     pub fn malformed(detail: impl Into<String>) -> Self {
         Self::new(
             StatusCode::BAD_REQUEST,

@@ -82,7 +82,26 @@ pub(crate) struct Accepted {
 )]
 pub(crate) async fn create_job(
     State(state): State<AppState>,
-    Tenant(tenant): Tenant,
+    tenant: Result<Tenant, ApiError>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let metrics = std::sync::Arc::clone(&state.config.metrics);
+    let answer = match tenant {
+        Ok(Tenant(tenant)) => accept_job(state, tenant, headers, body).await,
+        Err(unauthorized) => Err(unauthorized),
+    };
+    match &answer {
+        Ok(response) if response.status() == StatusCode::ACCEPTED => metrics.job_accepted(),
+        Ok(_) => {}
+        Err(problem) => metrics.job_rejected(problem.reason()),
+    }
+    answer
+}
+
+async fn accept_job(
+    state: AppState,
+    tenant: domain::TenantId,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -129,6 +148,7 @@ pub(crate) async fn create_job(
     .map_err(|err| ApiError::from_store(err, "store new job"))?;
     match created {
         IdempotentCreate::Created => {
+            tracing::Span::current().record("job_id", tracing::field::display(&job.id));
             tracing::info!(job_id = %job.id, providers = job.providers.len(), "job accepted");
             state.wake_processor();
             Ok(accepted(StatusCode::ACCEPTED, &job))
@@ -289,6 +309,7 @@ fn no_such_job(job_id: &str) -> ApiError {
 fn job_id_from(path: Result<Path<String>, PathRejection>) -> Result<(String, JobId), ApiError> {
     let Path(job_id) = path.map_err(|_| ApiError::not_found("no such job"))?;
     let id = job_id.parse::<JobId>().map_err(|_| no_such_job(&job_id))?;
+    tracing::Span::current().record("job_id", tracing::field::display(&id));
     Ok((job_id, id))
 }
 
@@ -318,6 +339,119 @@ pub(crate) async fn get_job(
     Tenant(tenant): Tenant,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<JobView>, ApiError> {
+    let (job_id, id) = job_id_from(path)?;
+    match state.store.get_job(&tenant, id).await {
+        Ok(Some(job)) => Ok(Json(job.into())),
+        Ok(None) => Err(no_such_job(&job_id)),
+        Err(err) => Err(ApiError::from_store(err, "read job")),
+    }
+}
+
+/// One provider fetch or callback attempt, oldest first.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct AttemptView {
+    /// A provider `fetch` or a `callback`.
+    #[schema(value_type = String, pattern = "^(fetch|callback)$")]
+    kind: &'static str,
+    /// The provider fetched; only on fetches.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String, required = false)]
+    provider: Option<String>,
+    #[schema(format = DateTime)]
+    attempted_at: String,
+    duration_ms: u64,
+    /// Whether it succeeded: the provider's data was accepted, or the
+    /// receiver answered 2xx.
+    succeeded: bool,
+    /// The HTTP status, if there was an answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = u16, required = false)]
+    status_code: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String, required = false)]
+    error: Option<String>,
+    /// The response body, cut to 4 KiB: kept for failed attempts; for a
+    /// successful fetch, the provider's data while the job still holds it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String, required = false)]
+    body: Option<String>,
+}
+
+/// A job's attempt history.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct AttemptList {
+    #[schema(value_type = String, pattern = "^[0-7][0-9A-HJKMNP-TV-Z]{25}$")]
+    job_id: JobId,
+    /// The most recent attempts, oldest first (at most 24 are kept).
+    data: Vec<AttemptView>,
+}
+
+impl From<Job> for AttemptList {
+    fn from(job: Job) -> Self {
+        let data = job
+            .history
+            .iter()
+            .map(|attempt| {
+                // A successful fetch's body is the provider's data, held
+                // (not copied) until the callback is acknowledged.
+                let body = attempt.body.clone().or_else(|| {
+                    let provider = attempt.provider.as_deref()?;
+                    if !attempt.succeeded() {
+                        return None;
+                    }
+                    let data = job.providers.iter().find(|p| p.name == provider)?.data.as_ref()?;
+                    domain::truncate_body(data.to_string().as_bytes())
+                });
+                AttemptView {
+                    kind: if attempt.provider.is_some() {
+                        "fetch"
+                    } else {
+                        "callback"
+                    },
+                    provider: attempt.provider.clone(),
+                    attempted_at: api_time(attempt.at),
+                    duration_ms: attempt.duration_ms,
+                    succeeded: attempt.succeeded(),
+                    status_code: attempt.status,
+                    error: attempt.error.clone(),
+                    body,
+                }
+            })
+            .collect();
+        Self { job_id: job.id, data }
+    }
+}
+
+/// `GET /v1/jobs/{job_id}/attempts`: why a job is where it is.
+#[utoipa::path(
+    get,
+    path = "/v1/jobs/{job_id}/attempts",
+    operation_id = "listAttempts",
+    tag = "jobs",
+    summary = "List a job's attempts",
+    description = "Every provider fetch and callback attempt of the job, oldest first: when, how long, \
+        the status code, the error, and the response body cut to 4 KiB. The most recent 24 are kept.",
+    params(("job_id" = String, Path, description = "The job's id (`jobId`)")),
+    responses(
+        (status = 200, description = "The job's attempts", body = AttemptList),
+        (status = 401, description = "No, malformed, unknown or revoked API key", body = ApiError,
+            content_type = "application/problem+json", headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        (status = 404, description = "No such job for this tenant (another tenant's job included)", body = ApiError,
+            content_type = "application/problem+json"),
+        (status = 500, description = "Unexpected failure; nothing internal is shown", body = ApiError,
+            content_type = "application/problem+json"),
+        (status = 503, description = "The store is unavailable", body = ApiError,
+            content_type = "application/problem+json", headers(("Retry-After" = u32, description = "Seconds"))),
+    ),
+    security(("bearer" = [])),
+)]
+pub(crate) async fn list_attempts(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<AttemptList>, ApiError> {
     let (job_id, id) = job_id_from(path)?;
     match state.store.get_job(&tenant, id).await {
         Ok(Some(job)) => Ok(Json(job.into())),

@@ -20,6 +20,7 @@ use domain::Clock;
 use netguard::NetPolicy;
 use openapi::Health;
 use store::Store;
+use telemetry::Metrics;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
@@ -41,6 +42,9 @@ pub struct IntakeConfig {
     /// Told of every accepted (or redriven) job, so a processor in the same process can
     /// start at once instead of at its next tick.
     pub on_job_created: Option<Arc<tokio::sync::Notify>>,
+    /// What `GET /metrics` serves; shared with a processor in the same
+    /// process, so one scrape sees both.
+    pub metrics: Arc<Metrics>,
 }
 
 impl IntakeConfig {
@@ -49,7 +53,14 @@ impl IntakeConfig {
             providers,
             callback_network: Arc::new(NetPolicy::strict()),
             on_job_created: None,
+            metrics: Arc::default(),
         }
+    }
+
+    /// Counts into (and serves) `metrics` instead of a registry of its own.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Replaces the strict default SSRF policy.
@@ -97,14 +108,16 @@ impl MakeRequestId for UlidRequestId {
 /// Every method and path [`router`] serves, kept next to it: the tests
 /// check that the OpenAPI document describes exactly these and that the
 /// router answers each of them.
-pub const ROUTES: [(&str, &str); 8] = [
+pub const ROUTES: [(&str, &str); 10] = [
     ("POST", "/webhook"),
     ("POST", "/v1/jobs"),
     ("GET", "/v1/jobs"),
     ("GET", "/v1/jobs/{job_id}"),
+    ("GET", "/v1/jobs/{job_id}/attempts"),
     ("POST", "/v1/jobs/{job_id}/retry"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
+    ("GET", "/metrics"),
     ("GET", "/openapi.json"),
 ];
 
@@ -124,9 +137,11 @@ pub fn router(store: Arc<dyn Store>, clock: Arc<dyn Clock>, config: IntakeConfig
         .route("/webhook", post(jobs::create_job))
         .route("/v1/jobs", post(jobs::create_job).get(jobs::list_jobs))
         .route("/v1/jobs/{job_id}", get(jobs::get_job))
+        .route("/v1/jobs/{job_id}/attempts", get(jobs::list_attempts))
         .route("/v1/jobs/{job_id}/retry", post(jobs::retry_job))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi::openapi_json))
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
@@ -139,11 +154,67 @@ pub fn router(store: Arc<dyn Store>, clock: Arc<dyn Clock>, config: IntakeConfig
                     .get(&REQUEST_ID)
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or("-");
-                tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %id)
+                // The tenant is filled in once the key is checked, a new
+                // job's id once it is accepted; a job route names it at once.
+                let span = tracing::info_span!(
+                    "request",
+                    method = %request.method(),
+                    path = %request.uri().path(),
+                    request_id = %id,
+                    tenant = tracing::field::Empty,
+                    job_id = tracing::field::Empty,
+                );
+                if let Some(job_id) = job_in_path(request.uri().path()) {
+                    span.record("job_id", tracing::field::display(job_id));
+                }
+                span
             }),
         )
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, UlidRequestId))
+}
+
+/// The job a `/v1/jobs/{jobId}...` path names, if it is a job id.
+fn job_in_path(path: &str) -> Option<domain::JobId> {
+    path.strip_prefix("/v1/jobs/")?.split('/').next()?.parse().ok()
+}
+
+/// `GET /metrics` alone, for a process without the API (`hookline
+/// processor`): the same text the intake serves.
+pub fn metrics_router(metrics: Arc<Metrics>) -> Router {
+    Router::new()
+        .route(
+            "/metrics",
+            get(|State(metrics): State<Arc<Metrics>>| async move { metrics_response(&metrics) }),
+        )
+        .fallback(|| async { ApiError::not_found("no such route; metrics are at /metrics") })
+        .with_state(metrics)
+}
+
+fn metrics_response(metrics: &Metrics) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    (
+        [(axum::http::header::CONTENT_TYPE, telemetry::CONTENT_TYPE)],
+        metrics.encode(),
+    )
+        .into_response()
+}
+
+/// `GET /metrics`: Prometheus metrics of this process.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "metrics",
+    tag = "operations",
+    summary = "Prometheus metrics",
+    description = "This process's metrics in the OpenMetrics text format Prometheus scrapes: jobs accepted \
+        and rejected, due backlog (an estimate), drains, claims, provider fetches and callbacks with \
+        latency histograms, dead-lettered jobs, and DynamoDB consumed capacity.",
+    responses((status = 200, description = "OpenMetrics text", body = String,
+        content_type = "application/openmetrics-text")),
+)]
+async fn metrics(State(state): State<AppState>) -> axum::response::Response {
+    metrics_response(&state.config.metrics)
 }
 
 /// Serves `app` on `listener` until `shutdown` is cancelled, then finishes

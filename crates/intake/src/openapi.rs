@@ -88,16 +88,18 @@ pub(crate) struct Health {
         jobs::create_job,
         jobs::list_jobs,
         jobs::get_job,
+        jobs::list_attempts,
         jobs::retry_job,
         crate::healthz,
         crate::readyz,
+        crate::metrics,
         openapi_json,
     ),
     components(schemas(ApiError, FieldError)),
     modifiers(&BearerAuth),
     tags(
         (name = "jobs", description = "Jobs of the caller's tenant (Bearer API key)"),
-        (name = "operations", description = "Health, readiness and this document; no key needed"),
+        (name = "operations", description = "Health, readiness, metrics and this document; no key needed"),
     ),
 )]
 struct ApiDoc;

@@ -38,12 +38,26 @@ pub(crate) fn callback_client(policy: Arc<NetPolicy>) -> reqwest::Client {
         .expect("a client with static settings always builds")
 }
 
+/// A provider's answer, classified, with the body of a failed one (cut to
+/// [`domain::MAX_ATTEMPT_BODY`]) for the job's attempt history.
+#[derive(Debug)]
+pub(crate) struct Fetched {
+    pub outcome: FetchOutcome,
+    pub body: Option<String>,
+}
+
+impl From<FetchOutcome> for Fetched {
+    fn from(outcome: FetchOutcome) -> Self {
+        Self { outcome, body: None }
+    }
+}
+
 pub(crate) async fn fetch_provider(
     client: &reqwest::Client,
     provider: &ProviderConfig,
     job_id: JobId,
     max_bytes: usize,
-) -> FetchOutcome {
+) -> Fetched {
     let request = client
         .get(provider.url.clone())
         .query(&[("jobId", job_id.to_string())])
@@ -56,14 +70,15 @@ pub(crate) async fn fetch_provider(
                 status: None,
                 error: transport_error(&err),
                 retry_after: None,
-            };
+            }
+            .into();
         }
     };
     let status = response.status();
     if !status.is_success() {
         let code = Some(status.as_u16());
         let error = format!("HTTP {}", status.as_u16());
-        return if is_retryable(status) {
+        let outcome = if is_retryable(status) {
             FetchOutcome::Retryable {
                 status: code,
                 error,
@@ -72,20 +87,30 @@ pub(crate) async fn fetch_provider(
         } else {
             FetchOutcome::Permanent { status: code, error }
         };
+        return Fetched {
+            outcome,
+            body: read_head(response).await,
+        };
     }
     let body = match read_limited(response, max_bytes).await {
         Ok(body) => body,
-        Err(ReadError::TooLarge) => {
-            return FetchOutcome::Permanent {
-                status: Some(status.as_u16()),
-                error: format!("response body over {max_bytes} bytes"),
+        Err(ReadError::TooLarge(head)) => {
+            return Fetched {
+                outcome: FetchOutcome::Permanent {
+                    status: Some(status.as_u16()),
+                    error: format!("response body over {max_bytes} bytes"),
+                },
+                body: domain::truncate_body(&head),
             };
         }
-        Err(ReadError::Transport(error)) => {
-            return FetchOutcome::Retryable {
-                status: Some(status.as_u16()),
-                error,
-                retry_after: None,
+        Err(ReadError::Transport(error, head)) => {
+            return Fetched {
+                outcome: FetchOutcome::Retryable {
+                    status: Some(status.as_u16()),
+                    error,
+                    retry_after: None,
+                },
+                body: domain::truncate_body(&head),
             };
         }
     };
@@ -93,10 +118,14 @@ pub(crate) async fn fetch_provider(
         Ok(data) => FetchOutcome::Ok {
             status: status.as_u16(),
             data,
-        },
-        Err(_) => FetchOutcome::Permanent {
-            status: Some(status.as_u16()),
-            error: "response is not JSON".to_owned(),
+        }
+        .into(),
+        Err(_) => Fetched {
+            outcome: FetchOutcome::Permanent {
+                status: Some(status.as_u16()),
+                error: "response is not JSON".to_owned(),
+            },
+            body: domain::truncate_body(&body),
         },
     }
 }
@@ -118,7 +147,7 @@ pub(crate) async fn deliver_callback(
     network: &NetPolicy,
     callback: Callback<'_>,
     timeout: Duration,
-) -> CallbackOutcome {
+) -> (CallbackOutcome, Option<String>) {
     let Callback {
         url,
         job_id,
@@ -130,11 +159,12 @@ pub(crate) async fn deliver_callback(
     // refusal is retried like any failure to connect, so an operator who
     // widens the allow-list can still have the job delivered.
     if let Err(blocked) = network.check_literal(url) {
-        return CallbackOutcome::Retryable {
+        let refused = CallbackOutcome::Retryable {
             status: None,
             error: blocked.to_string(),
             retry_after: None,
         };
+        return (refused, None);
     }
     let request = client
         .post(url.clone())
@@ -145,23 +175,36 @@ pub(crate) async fn deliver_callback(
         .body(body)
         .timeout(timeout)
         .send();
+    // A 2xx answer's body is not kept (see `domain::attempt`); a failed
+    // one's head is, for the attempt history.
     match request.await {
-        Ok(response) if response.status().is_success() => CallbackOutcome::Delivered {
-            status: response.status().as_u16(),
-        },
-        Ok(response) if response.status() == StatusCode::GONE => CallbackOutcome::Gone,
+        Ok(response) if response.status().is_success() => (
+            CallbackOutcome::Delivered {
+                status: response.status().as_u16(),
+            },
+            None,
+        ),
+        Ok(response) if response.status() == StatusCode::GONE => {
+            (CallbackOutcome::Gone, read_head(response).await)
+        }
         // Any other answer is retried: receivers fix their 4xx bugs, and
         // the schedule ends in the dead letter where an operator can redrive.
-        Ok(response) => CallbackOutcome::Retryable {
-            status: Some(response.status().as_u16()),
-            error: format!("HTTP {}", response.status().as_u16()),
-            retry_after: retry_after(response.headers()),
-        },
-        Err(err) => CallbackOutcome::Retryable {
-            status: None,
-            error: transport_error(&err),
-            retry_after: None,
-        },
+        Ok(response) => {
+            let outcome = CallbackOutcome::Retryable {
+                status: Some(response.status().as_u16()),
+                error: format!("HTTP {}", response.status().as_u16()),
+                retry_after: retry_after(response.headers()),
+            };
+            (outcome, read_head(response).await)
+        }
+        Err(err) => (
+            CallbackOutcome::Retryable {
+                status: None,
+                error: transport_error(&err),
+                retry_after: None,
+            },
+            None,
+        ),
     }
 }
 
@@ -204,8 +247,9 @@ fn transport_error(err: &reqwest::Error) -> String {
 }
 
 enum ReadError {
-    TooLarge,
-    Transport(String),
+    /// Over the limit; what was read before the limit showed, if any.
+    TooLarge(Vec<u8>),
+    Transport(String, Vec<u8>),
 }
 
 async fn read_limited(response: reqwest::Response, max_bytes: usize) -> Result<Vec<u8>, ReadError> {
@@ -213,18 +257,37 @@ async fn read_limited(response: reqwest::Response, max_bytes: usize) -> Result<V
         .content_length()
         .is_some_and(|len| len > max_bytes as u64)
     {
-        return Err(ReadError::TooLarge);
+        return Err(ReadError::TooLarge(Vec::new()));
     }
     let mut body = Vec::new();
     let mut stream = response.bytes_stream();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| ReadError::Transport(transport_error(&e)))?;
+        let chunk = match chunk {
+            Ok(chunk) => chunk,
+            Err(e) => return Err(ReadError::Transport(transport_error(&e), body)),
+        };
         if body.len() + chunk.len() > max_bytes {
-            return Err(ReadError::TooLarge);
+            body.extend_from_slice(&chunk[..max_bytes.saturating_sub(body.len()).min(chunk.len())]);
+            return Err(ReadError::TooLarge(body));
         }
         body.extend_from_slice(&chunk);
     }
     Ok(body)
+}
+
+/// The first [`domain::MAX_ATTEMPT_BODY`] bytes of a failed answer's body,
+/// as text; the rest is not read. Within the request's timeout, like the
+/// answer itself; a body that breaks off keeps what arrived.
+async fn read_head(response: reqwest::Response) -> Option<String> {
+    let mut head = Vec::new();
+    let mut stream = response.bytes_stream();
+    while head.len() <= domain::MAX_ATTEMPT_BODY {
+        match stream.next().await {
+            Some(Ok(chunk)) => head.extend_from_slice(&chunk),
+            Some(Err(_)) | None => break,
+        }
+    }
+    domain::truncate_body(&head)
 }
 
 #[cfg(test)]

@@ -14,15 +14,17 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use domain::{
-    CallbackOutcome, Clock, Job, JobId, JobStatus, ProviderStatus, RetryPolicy, SigningSecret, TenantId,
-    TenantSecrets, Timestamp, signing,
+    Attempt, CallbackOutcome, Clock, FetchOutcome, Job, JobId, JobStatus, ProviderStatus, RetryPolicy,
+    SigningSecret, TenantId, TenantSecrets, Timestamp, signing,
 };
 use futures::StreamExt;
 use netguard::NetPolicy;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use store::{Claim, DueJob, Fenced, Lease, Store};
+use telemetry::{DeliveryResult, FetchResult, Metrics};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 pub use http::client as http_client;
 pub use providers::{CatalogError, ProviderCatalog, ProviderConfig};
@@ -51,6 +53,8 @@ pub struct ProcessorConfig {
     /// Which addresses callbacks may reach (the SSRF guard), checked again
     /// at connect time. Provider URLs are the operator's and not guarded.
     pub callback_network: Arc<NetPolicy>,
+    /// A drain that runs longer than this logs its progress this often.
+    pub progress_every: Duration,
 }
 
 /// Time kept between the longest HTTP call and the lease's end.
@@ -69,6 +73,7 @@ impl Default for ProcessorConfig {
             retry: RetryPolicy::default(),
             seed: None,
             callback_network: Arc::new(NetPolicy::strict()),
+            progress_every: Duration::from_secs(10),
         }
     }
 }
@@ -112,6 +117,8 @@ pub struct RunReport {
     pub store_errors: u64,
     /// Finished jobs past their retention that the store deleted.
     pub purged: u64,
+    /// Claims of jobs whose previous processor's lease had expired.
+    pub recovered: u64,
 }
 
 impl RunReport {
@@ -124,6 +131,7 @@ impl RunReport {
         self.fenced += other.fenced;
         self.store_errors += other.store_errors;
         self.purged += other.purged;
+        self.recovered += other.recovered;
     }
 }
 
@@ -143,6 +151,7 @@ pub struct Processor {
     /// Leases of the jobs being worked on now, so shutdown can give back
     /// what it cannot finish.
     in_flight: Mutex<HashMap<JobId, Lease>>,
+    metrics: Arc<Metrics>,
 }
 
 /// How long a processor signs with the secrets it read before reading them
@@ -190,7 +199,19 @@ impl Processor {
             last_purge: Mutex::new(None),
             secrets: Mutex::new(HashMap::new()),
             in_flight: Mutex::new(HashMap::new()),
+            metrics: Arc::default(),
         })
+    }
+
+    /// Counts into `metrics` (shared with the intake in the same process)
+    /// instead of this processor's own.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     pub fn config(&self) -> &ProcessorConfig {
@@ -241,6 +262,7 @@ impl Processor {
     pub async fn run_once(&self, shutdown: &CancellationToken) -> RunReport {
         let started = Instant::now();
         let mut report = RunReport::default();
+        let mut last_progress = started;
         self.purge_if_due(&mut report).await;
         while !shutdown.is_cancelled() && started.elapsed() < self.config.run_budget {
             let now = self.clock.now();
@@ -252,6 +274,7 @@ impl Processor {
                     break;
                 }
             };
+            self.metrics.due_backlog(due.len());
             if due.is_empty() {
                 break;
             }
@@ -268,12 +291,24 @@ impl Processor {
                 round_report.merge(one);
             }
             report.merge(&round_report);
+            if last_progress.elapsed() >= self.config.progress_every {
+                last_progress = Instant::now();
+                tracing::info!(
+                    claimed = report.claimed,
+                    delivered = report.delivered,
+                    retried = report.retried,
+                    dead_lettered = report.dead_lettered,
+                    elapsed_s = started.elapsed().as_secs(),
+                    "drain in progress"
+                );
+            }
             // Nothing won: the rest is someone else's, or the index is
             // behind the table. Either way the next run will see.
             if round_report.claimed == 0 {
                 break;
             }
         }
+        self.metrics.drain_finished(started.elapsed());
         report
     }
 
@@ -302,6 +337,16 @@ impl Processor {
     }
 
     async fn claim_and_process(&self, due: DueJob, shutdown: &CancellationToken) -> RunReport {
+        // Everything logged about this job carries its id (and, once the
+        // claim has read it, its tenant). The span is at info; warnings
+        // name the job themselves too, so a warn-level filter keeps it.
+        let span = tracing::info_span!("job", job_id = %due.id, tenant = tracing::field::Empty);
+        self.claim_and_process_in_span(due, shutdown)
+            .instrument(span)
+            .await
+    }
+
+    async fn claim_and_process_in_span(&self, due: DueJob, shutdown: &CancellationToken) -> RunReport {
         let mut report = RunReport::default();
         // Shutdown stops claiming at once, even in the middle of a batch.
         if shutdown.is_cancelled() {
@@ -317,9 +362,18 @@ impl Processor {
                 .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC),
         };
         let job = match self.store.claim(due.id, &lease, now).await {
-            Ok(Claim::Won(job)) => *job,
+            Ok(Claim::Won { job, took_over_from }) => {
+                if let Some(previous) = took_over_from {
+                    report.recovered += 1;
+                    self.metrics.lease_expiry_recovered();
+                    tracing::info!(previous_owner = %previous, "took over a job whose lease expired");
+                }
+                *job
+            }
             Ok(Claim::Lost) => {
                 report.lost += 1;
+                self.metrics.claim(false);
+                tracing::debug!("claim lost to another processor");
                 return report;
             }
             Err(err) => {
@@ -329,6 +383,8 @@ impl Processor {
             }
         };
         report.claimed += 1;
+        self.metrics.claim(true);
+        tracing::Span::current().record("tenant", tracing::field::display(&job.tenant));
         self.in_flight_leases().insert(job.id, lease.clone());
         let job = self.fetch_and_deliver(job).await;
         let saved = self.store.save(&job, &lease, self.clock.now()).await;
@@ -337,15 +393,27 @@ impl Processor {
             Ok(Fenced::Written) => match job.status {
                 JobStatus::Complete => {
                     report.delivered += 1;
-                    tracing::info!(job_id = %job.id, attempts = job.callback.attempts, "callback delivered");
+                    self.metrics.job_delivered();
+                    tracing::info!(attempts = job.callback.attempts, "job delivered");
                 }
                 JobStatus::Failed => {
                     report.dead_lettered += 1;
-                    tracing::warn!(job_id = %job.id, error = job.callback.last_error.as_deref().unwrap_or(""), "job dead-lettered");
+                    self.metrics.job_dead_lettered();
+                    tracing::warn!(
+                        job_id = %job.id,
+                        attempts = job.callback.attempts,
+                        error = job.callback.last_error.as_deref().unwrap_or(""),
+                        "job dead-lettered"
+                    );
                 }
                 JobStatus::Pending | JobStatus::Delivering => {
                     report.retried += 1;
-                    tracing::info!(job_id = %job.id, status = job.status.as_str(), next_attempt_at = ?job.due_at, "job left due for a later run");
+                    self.metrics.job_retried();
+                    tracing::info!(
+                        status = job.status.as_str(),
+                        next_attempt_at = ?job.due_at,
+                        "job left due for a later run"
+                    );
                 }
             },
             Ok(Fenced::LeaseLost) => {
@@ -360,6 +428,50 @@ impl Processor {
         report
     }
 
+    /// One provider fetch, timed, counted and logged in its own span.
+    async fn fetch_one(
+        &self,
+        job_id: JobId,
+        name: String,
+        attempt: u32,
+    ) -> (String, http::Fetched, Duration) {
+        let span = tracing::debug_span!("fetch", provider = %name, attempt);
+        async {
+            let provider = self.providers.get(&name).cloned();
+            let started = Instant::now();
+            let fetched = match provider {
+                Some(provider) => {
+                    http::fetch_provider(&self.http, &provider, job_id, self.config.max_response_bytes).await
+                }
+                None => http::Fetched::from(FetchOutcome::Permanent {
+                    status: None,
+                    error: format!("provider {name:?} is no longer configured"),
+                }),
+            };
+            let took = started.elapsed();
+            let (result, status, error) = match &fetched.outcome {
+                FetchOutcome::Ok { status, .. } => (FetchResult::Ok, Some(*status), None),
+                FetchOutcome::Retryable { status, error, .. } => {
+                    (FetchResult::Retryable, *status, Some(error.as_str()))
+                }
+                FetchOutcome::Permanent { status, error } => {
+                    (FetchResult::Permanent, *status, Some(error.as_str()))
+                }
+            };
+            self.metrics.provider_fetched(&name, result, took);
+            tracing::debug!(
+                outcome = result.as_str(),
+                status,
+                error,
+                duration_ms = took.as_millis() as u64,
+                "provider fetched"
+            );
+            (name, fetched, took)
+        }
+        .instrument(span)
+        .await
+    }
+
     /// Fetches whatever providers are due, then delivers the callback if the
     /// job is ready for it. Pure apart from the HTTP calls.
     async fn fetch_and_deliver(&self, mut job: Job) -> Job {
@@ -367,65 +479,112 @@ impl Processor {
         let due = job.providers_due(now);
         if !due.is_empty() {
             let fetches = due.into_iter().map(|name| {
-                let http = &self.http;
-                let provider = self.providers.get(&name).cloned();
-                let id = job.id;
-                let max = self.config.max_response_bytes;
-                async move {
-                    let outcome = match provider {
-                        Some(provider) => http::fetch_provider(http, &provider, id, max).await,
-                        None => domain::FetchOutcome::Permanent {
-                            status: None,
-                            error: format!("provider {name:?} is no longer configured"),
-                        },
-                    };
-                    (name, outcome)
-                }
+                let attempt = job
+                    .providers
+                    .iter()
+                    .find(|p| p.name == name)
+                    .map_or(1, |p| p.attempts + 1);
+                self.fetch_one(job.id, name, attempt)
             });
             let outcomes = futures::future::join_all(fetches).await;
-            let now = self.clock.now();
-            for (name, outcome) in outcomes {
-                tracing::debug!(job_id = %job.id, provider = %name, ?outcome, "provider fetched");
-                self.with_rng(|rng| job.record_fetch(&name, outcome, now, &self.config.retry, rng));
+            let done = self.clock.now();
+            for (name, fetched, took) in outcomes {
+                let (status, error) = match &fetched.outcome {
+                    FetchOutcome::Ok { status, .. } => (Some(*status), None),
+                    FetchOutcome::Retryable { status, error, .. }
+                    | FetchOutcome::Permanent { status, error } => (*status, Some(error.clone())),
+                };
+                job.record_attempt(Attempt {
+                    provider: Some(name.clone()),
+                    at: now,
+                    duration_ms: took.as_millis().try_into().unwrap_or(u64::MAX),
+                    status,
+                    error,
+                    body: fetched.body,
+                });
+                self.with_rng(|rng| job.record_fetch(&name, fetched.outcome, done, &self.config.retry, rng));
             }
             self.fit_into_store(&mut job);
         }
         let now = self.clock.now();
         if job.callback_due(now) {
-            let body = serde_json::to_vec(&job.callback_body()).unwrap_or_default();
-            let outcome = match self.signing_secrets(&job.tenant, now).await {
-                Ok(secrets) => {
-                    let callback = http::Callback {
-                        url: &job.callback_url,
-                        job_id: job.id,
-                        signature: signing::signature_header(
-                            &secrets,
-                            &job.id.to_string(),
-                            now.timestamp(),
-                            &body,
-                        ),
-                        body,
-                        timestamp: now.timestamp(),
-                    };
-                    http::deliver_callback(
-                        &self.callback_http,
-                        &self.config.callback_network,
-                        callback,
-                        self.config.callback_timeout,
-                    )
-                    .await
-                }
-                Err(error) => CallbackOutcome::Retryable {
+            let attempt = job.callback.attempts + 1;
+            let span = tracing::debug_span!("callback", attempt);
+            let (outcome, body, took) = self.deliver(&job, now).instrument(span).await;
+            let (status, error) = match &outcome {
+                CallbackOutcome::Delivered { status } => (Some(*status), None),
+                CallbackOutcome::Gone => (Some(410), Some("HTTP 410 Gone".to_owned())),
+                CallbackOutcome::Retryable { status, error, .. } => (*status, Some(error.clone())),
+            };
+            job.record_attempt(Attempt {
+                provider: None,
+                at: now,
+                duration_ms: took.map_or(0, |t| t.as_millis().try_into().unwrap_or(u64::MAX)),
+                status,
+                error,
+                body,
+            });
+            let now = self.clock.now();
+            self.with_rng(|rng| job.record_callback(outcome, now, &self.config.retry, rng));
+            self.fit_into_store(&mut job);
+        }
+        job
+    }
+
+    /// One signed callback attempt: its outcome, the body of a failed
+    /// answer, and how long it took (`None` when nothing was sent).
+    async fn deliver(
+        &self,
+        job: &Job,
+        now: Timestamp,
+    ) -> (CallbackOutcome, Option<String>, Option<Duration>) {
+        let body = serde_json::to_vec(&job.callback_body()).unwrap_or_default();
+        let secrets = match self.signing_secrets(&job.tenant, now).await {
+            Ok(secrets) => secrets,
+            Err(error) => {
+                self.metrics.callback_attempted(DeliveryResult::NotSent, None);
+                tracing::info!(error = %error, "callback not sent");
+                let outcome = CallbackOutcome::Retryable {
                     status: None,
                     error,
                     retry_after: None,
-                },
-            };
-            tracing::debug!(job_id = %job.id, ?outcome, "callback attempted");
-            let now = self.clock.now();
-            self.with_rng(|rng| job.record_callback(outcome, now, &self.config.retry, rng));
+                };
+                return (outcome, None, None);
+            }
+        };
+        let callback = http::Callback {
+            url: &job.callback_url,
+            job_id: job.id,
+            signature: signing::signature_header(&secrets, &job.id.to_string(), now.timestamp(), &body),
+            body,
+            timestamp: now.timestamp(),
+        };
+        let started = Instant::now();
+        let (outcome, answer) = http::deliver_callback(
+            &self.callback_http,
+            &self.config.callback_network,
+            callback,
+            self.config.callback_timeout,
+        )
+        .await;
+        let took = started.elapsed();
+        let (result, status, error) = match &outcome {
+            CallbackOutcome::Delivered { status } => (DeliveryResult::Delivered, Some(*status), None),
+            CallbackOutcome::Gone => (DeliveryResult::Gone, Some(410), None),
+            CallbackOutcome::Retryable { status, error, .. } => {
+                (DeliveryResult::Retryable, *status, Some(error.as_str()))
+            }
+        };
+        self.metrics.callback_attempted(result, Some(took));
+        let duration_ms = took.as_millis() as u64;
+        // One line per delivery outcome at info; the answer's details at debug.
+        match result {
+            DeliveryResult::Delivered => tracing::info!(status, duration_ms, "callback delivered"),
+            DeliveryResult::Gone => tracing::info!(status, duration_ms, "callback answered 410 Gone"),
+            _ => tracing::info!(status, error, duration_ms, "callback failed"),
         }
-        job
+        tracing::debug!(status, body = answer.as_deref().unwrap_or(""), "callback answer");
+        (outcome, answer, Some(took))
     }
 
     /// The secrets a callback to `tenant` is signed with at `now`, read from
@@ -473,6 +632,11 @@ impl Processor {
             let size = serde_json::to_vec(&*job).map(|v| v.len()).unwrap_or(usize::MAX);
             if size <= limit {
                 return;
+            }
+            // Old attempts' bodies go first: they only explain the past.
+            if let Some(attempt) = job.history.iter_mut().find(|a| a.body.is_some()) {
+                attempt.body = None;
+                continue;
             }
             let largest = job
                 .providers

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use aws_sdk_dynamodb::types::ConsumedCapacity;
+use telemetry::{Access, CapacityReading, CapacitySource};
 
 /// Capacity units consumed so far, by operation (reads for reads, writes
 /// for writes; for on-demand tables these are the request units billed).
@@ -15,8 +16,10 @@ pub struct CapacityMeter {
 }
 
 /// One operation's total.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Units {
+    /// Read or write units.
+    pub access: Access,
     /// Calls that reported their capacity.
     pub calls: u64,
     /// Units on the table itself.
@@ -35,10 +38,16 @@ impl CapacityMeter {
     pub(crate) fn record<'a>(
         &self,
         operation: &'static str,
+        access: Access,
         consumed: impl IntoIterator<Item = &'a ConsumedCapacity>,
     ) {
         let mut units = self.units.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let entry = units.entry(operation).or_default();
+        let entry = units.entry(operation).or_insert(Units {
+            access,
+            calls: 0,
+            table: 0.0,
+            indexes: 0.0,
+        });
         for capacity in consumed {
             entry.calls += 1;
             let table = capacity.table().and_then(|t| t.capacity_units());
@@ -63,5 +72,20 @@ impl CapacityMeter {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .clone()
+    }
+}
+
+/// `GET /metrics` reads the meter at every scrape.
+impl CapacitySource for CapacityMeter {
+    fn capacity(&self) -> Vec<CapacityReading> {
+        self.snapshot()
+            .into_iter()
+            .map(|(operation, units)| CapacityReading {
+                operation,
+                access: units.access,
+                table: units.table,
+                indexes: units.indexes,
+            })
+            .collect()
     }
 }

@@ -25,6 +25,7 @@ use store::{
 
 use crate::schema::*;
 use crate::{CapacityMeter, DynamoConfig};
+use telemetry::Access;
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -61,6 +62,11 @@ impl DynamoStore {
     /// The capacity units this store's calls have consumed so far.
     pub fn capacity(&self) -> &CapacityMeter {
         &self.capacity
+    }
+
+    /// The same meter, to hand to [`telemetry::Metrics::watch_capacity`].
+    pub fn capacity_meter(&self) -> Arc<CapacityMeter> {
+        Arc::clone(&self.capacity)
     }
 
     pub async fn connect(config: DynamoConfig) -> Self {
@@ -102,7 +108,8 @@ impl DynamoStore {
             .await
         {
             Ok(output) => {
-                self.capacity.record(operation, output.consumed_capacity());
+                self.capacity
+                    .record(operation, Access::Write, output.consumed_capacity());
                 Ok(())
             }
             Err(err) if condition_failed(&err) => Err(StoreError::Conflict),
@@ -172,7 +179,8 @@ impl DynamoStore {
                 .send()
                 .await
                 .map_err(|e| unavailable("query due index", e))?;
-            self.capacity.record("query due index", page.consumed_capacity());
+            self.capacity
+                .record("query due index", Access::Read, page.consumed_capacity());
             for item in page.items() {
                 found.push(due_job(item)?);
             }
@@ -192,9 +200,12 @@ impl DynamoStore {
             .table_name(&self.config.table)
             .set_key(Some(Self::job_key(id)))
             .consistent_read(true)
+            .return_consumed_capacity(ReturnConsumedCapacity::Indexes)
             .send()
             .await
             .map_err(|e| unavailable("get job", e))?;
+        self.capacity
+            .record("get job", Access::Read, output.consumed_capacity());
         let Some(item) = output.item else { return Ok(None) };
         let body = job_body(&item)?;
         let job: Job = parse_body(body)?;
@@ -227,9 +238,12 @@ impl DynamoStore {
             None => query.key_condition_expression("#list = :list"),
         };
         let page = query
+            .return_consumed_capacity(ReturnConsumedCapacity::Indexes)
             .send()
             .await
             .map_err(|e| unavailable("query listing index", e))?;
+        self.capacity
+            .record("query listing index", Access::Read, page.consumed_capacity());
         let ids = page.items().iter().map(job_id).collect::<Result<Vec<_>, _>>()?;
         Ok((ids, page.last_evaluated_key.is_some()))
     }
@@ -261,9 +275,12 @@ impl DynamoStore {
                 .client
                 .batch_get_item()
                 .request_items(&self.config.table, keys)
+                .return_consumed_capacity(ReturnConsumedCapacity::Indexes)
                 .send()
                 .await
                 .map_err(|e| unavailable("batch get jobs", e))?;
+            self.capacity
+                .record("batch get jobs", Access::Read, output.consumed_capacity());
             for item in output
                 .responses
                 .unwrap_or_default()
@@ -339,10 +356,18 @@ impl JobStore for DynamoStore {
                 .transact_write_items()
                 .transact_items(TransactWriteItem::builder().put(put_job.clone()).build())
                 .transact_items(TransactWriteItem::builder().put(put_key.clone()).build())
+                .return_consumed_capacity(ReturnConsumedCapacity::Indexes)
                 .send()
                 .await;
             let err = match result {
-                Ok(_) => return Ok(IdempotentCreate::Created),
+                Ok(output) => {
+                    self.capacity.record(
+                        "create job with idempotency key",
+                        Access::Write,
+                        output.consumed_capacity(),
+                    );
+                    return Ok(IdempotentCreate::Created);
+                }
                 Err(err) => err,
             };
             let Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) =
@@ -430,10 +455,15 @@ impl JobStore for DynamoStore {
                     .expression_attribute_names("#job", JOB)
                     .expression_attribute_names("#lease", LEASE_ID)
                     .expression_attribute_values(":expected", AttributeValue::S(expected))
+                    .return_consumed_capacity(ReturnConsumedCapacity::Indexes)
                     .send()
                     .await
                 {
-                    Ok(_) => Ok(true),
+                    Ok(output) => {
+                        self.capacity
+                            .record("redrive job", Access::Write, output.consumed_capacity());
+                        Ok(true)
+                    }
                     Err(err) if condition_failed(&err) => Ok(false),
                     Err(err) => Err(write_error("redrive job", err)),
                 }
@@ -472,17 +502,30 @@ impl JobStore for DynamoStore {
             .expression_attribute_values(":owner", AttributeValue::S(lease.owner.clone()))
             .expression_attribute_values(":until", number(lease.until.timestamp_millis()))
             .expression_attribute_values(":now", number(now.timestamp_millis()))
-            .return_values(ReturnValue::AllNew)
+            // The item as it was: the claim leaves `job` as it is, and an
+            // old lease still on it is one that expired (saves and releases
+            // remove theirs).
+            .return_values(ReturnValue::AllOld)
             .return_consumed_capacity(ReturnConsumedCapacity::Indexes)
             .send()
             .await;
         match result {
             Ok(output) => {
-                self.capacity.record("claim job", output.consumed_capacity());
+                self.capacity
+                    .record("claim job", Access::Write, output.consumed_capacity());
                 let item = output
                     .attributes
                     .ok_or_else(|| StoreError::Corrupt(format!("claim on {id} returned no item")))?;
-                Ok(Claim::Won(Box::new(parse_job(&item)?)))
+                let took_over_from = item.contains_key(LEASE_ID).then(|| {
+                    item.get(LEASE_OWNER)
+                        .and_then(|owner| owner.as_s().ok())
+                        .cloned()
+                        .unwrap_or_default()
+                });
+                Ok(Claim::Won {
+                    job: Box::new(parse_job(&item)?),
+                    took_over_from,
+                })
             }
             Err(err) if condition_failed(&err) => Ok(Claim::Lost),
             Err(err) => Err(unavailable("claim job", err)),
@@ -504,7 +547,8 @@ impl JobStore for DynamoStore {
             .await
         {
             Ok(output) => {
-                self.capacity.record("save job", output.consumed_capacity());
+                self.capacity
+                    .record("save job", Access::Write, output.consumed_capacity());
                 Ok(Fenced::Written)
             }
             Err(err) if condition_failed(&err) => Ok(Fenced::LeaseLost),
@@ -524,10 +568,15 @@ impl JobStore for DynamoStore {
             .expression_attribute_names("#owner", LEASE_OWNER)
             .expression_attribute_names("#until", LEASE_UNTIL)
             .expression_attribute_values(":lease", AttributeValue::S(lease.id.clone()))
+            .return_consumed_capacity(ReturnConsumedCapacity::Indexes)
             .send()
             .await
         {
-            Ok(_) => Ok(Fenced::Written),
+            Ok(output) => {
+                self.capacity
+                    .record("release job", Access::Write, output.consumed_capacity());
+                Ok(Fenced::Written)
+            }
             Err(err) if condition_failed(&err) => Ok(Fenced::LeaseLost),
             Err(err) => Err(unavailable("release job", err)),
         }

@@ -50,7 +50,8 @@ async fn ping_fails_cleanly_without_a_table() {
 
 /// The happy path's write cost, as DynamoDB reports it (index writes
 /// included): what ARCHITECTURE.md states, measured. A job with one
-/// provider is created, claimed, and saved complete in one write.
+/// provider is created, claimed, and saved complete in one write, its
+/// attempt history included.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_delivered_job_costs_the_write_units_the_design_says() {
     use domain::{CallbackOutcome, FetchOutcome, RetryPolicy};
@@ -65,11 +66,23 @@ async fn a_delivered_job_costs_the_write_units_the_design_says() {
         let job = new_job("acme", &["gas"], at(0), u64::from(n));
         store.create_job(&job).await.expect("create");
         let held = lease("p1", at(60));
-        let store::Claim::Won(claimed) = store.claim(job.id, &held, at(1)).await.expect("claim") else {
+        let store::Claim::Won { job: claimed, .. } = store.claim(job.id, &held, at(1)).await.expect("claim")
+        else {
             panic!("claim lost");
         };
         let mut claimed = *claimed;
         let policy = RetryPolicy::default();
+        // The attempt history as the processor keeps it: a row per call.
+        for (provider, status) in [(Some("gas"), 200), (None, 204)] {
+            claimed.record_attempt(domain::Attempt {
+                provider: provider.map(str::to_owned),
+                at: at(1),
+                duration_ms: 1234,
+                status: Some(status),
+                error: None,
+                body: None,
+            });
+        }
         claimed.record_fetch(
             "gas",
             FetchOutcome::Ok {
@@ -93,7 +106,10 @@ async fn a_delivered_job_costs_the_write_units_the_design_says() {
     }
     let spent = store.capacity().snapshot();
     let per_job = |operation: &str| {
-        let units = spent.get(operation).copied().unwrap_or_default();
+        let units = spent
+            .get(operation)
+            .copied()
+            .unwrap_or_else(|| panic!("{operation} was not measured: {spent:?}"));
         assert_eq!(units.calls, u64::from(JOBS), "{operation}: {spent:?}");
         (units.table / f64::from(JOBS), units.indexes / f64::from(JOBS))
     };

@@ -336,7 +336,10 @@ impl JobStore for SqliteStore {
             })
             .await?;
         match outcome.returned {
-            Some(body) => Ok(Claim::Won(Box::new(parse_job(&body)?))),
+            Some(body) => Ok(Claim::Won {
+                job: Box::new(parse_job(&body)?),
+                took_over_from: outcome.previous_owner,
+            }),
             None => Ok(Claim::Lost),
         }
     }

@@ -110,6 +110,8 @@ impl Write {
 pub(crate) struct Outcome {
     pub changed: usize,
     pub returned: Option<String>,
+    /// For a claim: the owner of the expired lease it replaced.
+    pub previous_owner: Option<String>,
 }
 
 #[derive(Debug)]
@@ -211,7 +213,7 @@ fn apply(conn: &Connection, write: &Write) -> rusqlite::Result<Outcome> {
     match write {
         Write::Create(row) => Ok(Outcome {
             changed: insert_job(conn, row)?,
-            returned: None,
+            ..Outcome::default()
         }),
         Write::CreateIdempotent {
             row,
@@ -231,6 +233,7 @@ fn apply(conn: &Connection, write: &Write) -> rusqlite::Result<Outcome> {
                 return Ok(Outcome {
                     changed: 0,
                     returned: earlier,
+                    ..Outcome::default()
                 });
             }
             // The job first: a taken id fails the savepoint before the key
@@ -244,6 +247,7 @@ fn apply(conn: &Connection, write: &Write) -> rusqlite::Result<Outcome> {
             Ok(Outcome {
                 changed,
                 returned: None,
+                ..Outcome::default()
             })
         }
         Write::Claim {
@@ -253,6 +257,14 @@ fn apply(conn: &Connection, write: &Write) -> rusqlite::Result<Outcome> {
             until,
             now,
         } => {
+            // A lease still on the row is one that expired: saves and
+            // releases clear theirs. Same transaction, so it is the one
+            // this claim replaces.
+            let previous_owner: Option<String> = conn
+                .prepare_cached("SELECT lease_owner FROM jobs WHERE id = ?1 AND lease_id IS NOT NULL")?
+                .query_row(params![id], |r| r.get::<_, Option<String>>(0))
+                .optional()?
+                .map(Option::unwrap_or_default);
             let returned = conn
                 .prepare_cached(
                     "UPDATE jobs SET lease_id = ?2, lease_owner = ?3, lease_until = ?4
@@ -264,6 +276,7 @@ fn apply(conn: &Connection, write: &Write) -> rusqlite::Result<Outcome> {
                 .optional()?;
             Ok(Outcome {
                 changed: usize::from(returned.is_some()),
+                previous_owner: previous_owner.filter(|_| returned.is_some()),
                 returned,
             })
         }
@@ -287,6 +300,7 @@ fn apply(conn: &Connection, write: &Write) -> rusqlite::Result<Outcome> {
             Ok(Outcome {
                 changed,
                 returned: None,
+                ..Outcome::default()
             })
         }
         Write::Replace { row, expected } => {
@@ -307,6 +321,7 @@ fn apply(conn: &Connection, write: &Write) -> rusqlite::Result<Outcome> {
             Ok(Outcome {
                 changed,
                 returned: None,
+                ..Outcome::default()
             })
         }
         Write::CreateKey {
@@ -320,6 +335,7 @@ fn apply(conn: &Connection, write: &Write) -> rusqlite::Result<Outcome> {
             Ok(Outcome {
                 changed,
                 returned: None,
+                ..Outcome::default()
             })
         }
         Write::PutSecrets {
@@ -344,6 +360,7 @@ fn apply(conn: &Connection, write: &Write) -> rusqlite::Result<Outcome> {
             Ok(Outcome {
                 changed,
                 returned: None,
+                ..Outcome::default()
             })
         }
         Write::RevokeKey { hash, now } => {
@@ -353,6 +370,7 @@ fn apply(conn: &Connection, write: &Write) -> rusqlite::Result<Outcome> {
             Ok(Outcome {
                 changed,
                 returned: None,
+                ..Outcome::default()
             })
         }
         Write::Release { id, lease_id } => {
@@ -365,6 +383,7 @@ fn apply(conn: &Connection, write: &Write) -> rusqlite::Result<Outcome> {
             Ok(Outcome {
                 changed,
                 returned: None,
+                ..Outcome::default()
             })
         }
         Write::PurgeExpired { now, limit } => {
@@ -384,6 +403,7 @@ fn apply(conn: &Connection, write: &Write) -> rusqlite::Result<Outcome> {
             Ok(Outcome {
                 changed,
                 returned: None,
+                ..Outcome::default()
             })
         }
     }

@@ -117,7 +117,7 @@ async fn reopening_a_file_keeps_jobs_and_leases() {
         store.create_job(&other).await.expect("create");
         assert!(matches!(
             store.claim(job.id, &held, at(1)).await.expect("claim"),
-            Claim::Won(_)
+            Claim::Won { .. }
         ));
     }
     let store = SqliteStore::open(&path, SqliteOptions::default()).expect("reopen");
@@ -156,7 +156,7 @@ async fn purge_removes_only_finished_jobs_past_retention() {
         let held = lease("p1", done_at + chrono::Duration::seconds(60));
         assert!(matches!(
             store.claim(job.id, &held, done_at).await.expect("claim"),
-            Claim::Won(_)
+            Claim::Won { .. }
         ));
         assert_eq!(
             store

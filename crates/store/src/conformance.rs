@@ -35,6 +35,7 @@ macro_rules! conformance_suite {
             listing_is_newest_first_by_status_with_a_cursor,
             redrive_requeues_only_failed_jobs_once,
             an_idempotency_key_creates_one_job_per_window,
+            attempt_history_is_kept_in_order_and_bounded,
         );
         $crate::conformance_suite!(@keys $make_store;
             api_keys_are_found_by_hash_listed_and_revoked,
@@ -164,8 +165,18 @@ async fn call_back(store: &dyn JobStore, id: JobId, held: &Lease, outcome: Callb
 }
 
 async fn claim_won(store: &dyn JobStore, id: JobId, lease: &Lease, now: Timestamp) -> Job {
+    claim_won_from(store, id, lease, now).await.0
+}
+
+/// Like [`claim_won`], also naming whose expired lease the claim replaced.
+async fn claim_won_from(
+    store: &dyn JobStore,
+    id: JobId,
+    lease: &Lease,
+    now: Timestamp,
+) -> (Job, Option<String>) {
     match store.claim(id, lease, now).await.expect("claim") {
-        Claim::Won(job) => *job,
+        Claim::Won { job, took_over_from } => (*job, took_over_from),
         Claim::Lost => panic!("expected to win the claim on {id}"),
     }
 }
@@ -246,7 +257,7 @@ pub async fn claims_are_exclusive_across(stores: &[Arc<dyn JobStore>]) {
             let lease = lease(&format!("claimer-{c}"), now + chrono::Duration::seconds(60));
             let mut won = Vec::new();
             for id in ids {
-                if let Claim::Won(job) = store.claim(id, &lease, now).await.expect("claim") {
+                if let Claim::Won { job, .. } = store.claim(id, &lease, now).await.expect("claim") {
                     won.push(job.id);
                 }
             }
@@ -276,7 +287,8 @@ pub async fn expired_lease_makes_work_due_again(store: Arc<dyn JobStore>) {
     let job = new_job("acme", &["gas"], at(0), 1);
     store.create_job(&job).await.expect("create");
     let first = lease("crashed", at(30));
-    claim_won(&*store, job.id, &first, at(1)).await;
+    let (_, took_over) = claim_won_from(&*store, job.id, &first, at(1)).await;
+    assert_eq!(took_over, None, "a new job had no lease to take over");
     assert!(store.due_jobs(at(29), 10).await.expect("due").is_empty());
     assert!(matches!(
         store
@@ -288,7 +300,44 @@ pub async fn expired_lease_makes_work_due_again(store: Arc<dyn JobStore>) {
 
     let due = store.due_jobs(at(31), 10).await.expect("due");
     assert_eq!(due.iter().map(|d| d.id).collect::<Vec<_>>(), vec![job.id]);
-    claim_won(&*store, job.id, &lease("rescuer", at(90)), at(31)).await;
+    let rescuer = lease("rescuer", at(90));
+    let (claimed, took_over) = claim_won_from(&*store, job.id, &rescuer, at(31)).await;
+    assert_eq!(
+        took_over.as_deref(),
+        Some("crashed"),
+        "the claim names the processor whose lease expired"
+    );
+
+    // A lease given up by a save or a release is not an expiry.
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+    let mut retried = claimed;
+    retried.record_fetch(
+        "gas",
+        FetchOutcome::Retryable {
+            status: Some(503),
+            error: "HTTP 503".into(),
+            retry_after: None,
+        },
+        at(32),
+        &policy(),
+        &mut rng,
+    );
+    assert_eq!(
+        store.save(&retried, &rescuer, at(32)).await.expect("save"),
+        Fenced::Written
+    );
+    let later = at(32 + 3600);
+    let (_, took_over) = claim_won_from(&*store, job.id, &lease("next", at(4000)), later).await;
+    assert_eq!(took_over, None, "a saved job's lease was given up, not expired");
+    assert_eq!(
+        store
+            .release(job.id, &lease("next", at(4000)))
+            .await
+            .expect("release"),
+        Fenced::Written
+    );
+    let (_, took_over) = claim_won_from(&*store, job.id, &lease("after", at(5000)), later).await;
+    assert_eq!(took_over, None, "a released lease was given up, not expired");
 }
 
 pub async fn write_fenced_on_a_lost_lease_changes_nothing(store: Arc<dyn JobStore>) {
@@ -891,5 +940,77 @@ pub async fn signing_secrets_are_created_once_and_rotated_without_lost_updates(s
         store.signing_secrets(&globex).await.expect("read"),
         None,
         "secrets are per tenant"
+    );
+}
+
+/// The attempt history rides in the job record: it reads back in order
+/// after a save, survives further claims, keeps only the most recent
+/// [`domain::MAX_ATTEMPTS_KEPT`], and a job at the bound with full-size
+/// bodies still fits the store.
+pub async fn attempt_history_is_kept_in_order_and_bounded(store: Arc<dyn JobStore>) {
+    use domain::{Attempt, MAX_ATTEMPT_BODY, MAX_ATTEMPTS_KEPT};
+
+    let job = new_job("acme", &["gas"], at(0), 1);
+    store.create_job(&job).await.expect("create");
+    let attempt = |n: i64, provider: Option<&str>, status: u16| Attempt {
+        provider: provider.map(str::to_owned),
+        at: at(n),
+        duration_ms: u64::try_from(n).expect("positive"),
+        status: Some(status),
+        error: (status >= 300).then(|| format!("HTTP {status}")),
+        body: (status >= 300).then(|| "x".repeat(MAX_ATTEMPT_BODY)),
+    };
+    let held = lease("p1", at(60));
+    let mut claimed = claim_won(&*store, job.id, &held, at(1)).await;
+    claimed.record_attempt(attempt(1, Some("gas"), 503));
+    claimed.record_attempt(attempt(2, None, 500));
+    assert_eq!(
+        store.save(&claimed, &held, at(2)).await.expect("save"),
+        Fenced::Written
+    );
+    let read = store
+        .get_job(&job.tenant, job.id)
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(
+        read.history,
+        vec![attempt(1, Some("gas"), 503), attempt(2, None, 500)]
+    );
+
+    // Many more attempts over later claims: only the most recent are kept,
+    // oldest first, and the job (bodies and all) still fits one item.
+    let mut now = 100;
+    for _round in 0..4 {
+        let held = lease("p1", at(now + 60));
+        let mut claimed = claim_won(&*store, job.id, &held, at(now.max(3))).await;
+        for n in 0..10 {
+            claimed.record_attempt(attempt(now + n, Some("gas"), 502));
+        }
+        claimed.due_at = Some(at(now + 10));
+        assert!(
+            serde_json::to_vec(&claimed).expect("json").len() <= store.max_job_bytes(),
+            "a full history fits the store"
+        );
+        assert_eq!(
+            store.save(&claimed, &held, at(now)).await.expect("save"),
+            Fenced::Written
+        );
+        now += 100;
+    }
+    let read = store
+        .get_job(&job.tenant, job.id)
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(read.history.len(), MAX_ATTEMPTS_KEPT);
+    let times: Vec<i64> = read.history.iter().map(|a| a.at.timestamp()).collect();
+    let mut sorted = times.clone();
+    sorted.sort_unstable();
+    assert_eq!(times, sorted, "oldest first");
+    assert_eq!(
+        read.history.last().map(|a| a.at),
+        Some(at(now - 100 + 9)),
+        "the newest is kept"
     );
 }

@@ -43,8 +43,13 @@ pub struct DueJob {
 /// The outcome of a claim attempt.
 #[derive(Debug)]
 pub enum Claim {
-    /// The job is ours until the lease runs out.
-    Won(Box<Job>),
+    /// The job is ours until the lease runs out. `took_over_from` names the
+    /// processor whose lease on the job had expired (it died or stalled
+    /// mid-job), if there was one.
+    Won {
+        job: Box<Job>,
+        took_over_from: Option<String>,
+    },
     /// Another processor holds it, or it is no longer due.
     Lost,
 }

@@ -13,6 +13,7 @@ use providers_mock::{MockState, RunningMock};
 use serde_json::Value;
 use store::{ApiKeyRecord, Store};
 use store_dynamodb::{DynamoConfig, DynamoStore};
+use telemetry::Metrics;
 use tokio_util::sync::CancellationToken;
 
 /// Which store a test runs on.
@@ -57,6 +58,9 @@ pub struct TestApp {
     /// Tenant `default`'s signing secret.
     pub secret: SigningSecret,
     pub catalog: ProviderCatalog,
+    /// What `GET /metrics` serves; every processor from [`TestApp::processor`]
+    /// counts into it too, as in one `hookline serve` process.
+    pub metrics: Arc<Metrics>,
     shutdown: CancellationToken,
     _dir: Option<tempfile::TempDir>,
 }
@@ -94,7 +98,12 @@ fn loopback() -> Arc<NetPolicy> {
 /// An app whose intake checks callback URLs against `network`.
 pub async fn spawn_app_guarded(backend: Backend, network: Arc<NetPolicy>) -> TestApp {
     match backend {
-        Backend::DynamoDb => spawn_app_waking(Arc::new(dynamo_store().await), None, network).await,
+        Backend::DynamoDb => {
+            let store = dynamo_store().await;
+            let metrics = Arc::new(Metrics::new());
+            metrics.watch_capacity(store.capacity_meter());
+            spawn_app_metered(Arc::new(store), None, network, metrics).await
+        }
         Backend::Sqlite => {
             let dir = tempfile::tempdir().expect("tempdir");
             let store = store_sqlite::SqliteStore::open(&dir.path().join("e2e.db"), Default::default())
@@ -117,6 +126,16 @@ pub async fn spawn_app_waking(
     wake: Option<Arc<tokio::sync::Notify>>,
     network: Arc<NetPolicy>,
 ) -> TestApp {
+    spawn_app_metered(store, wake, network, Arc::new(Metrics::new())).await
+}
+
+/// Like [`spawn_app_waking`], counting into `metrics`.
+pub async fn spawn_app_metered(
+    store: Arc<dyn Store>,
+    wake: Option<Arc<tokio::sync::Notify>>,
+    network: Arc<NetPolicy>,
+    metrics: Arc<Metrics>,
+) -> TestApp {
     let mock_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind mock");
@@ -125,7 +144,9 @@ pub async fn spawn_app_waking(
     let catalog = ProviderCatalog::at_base_url(&base, &providers_mock::PROVIDERS).expect("catalog");
 
     let clock = Arc::new(ManualClock::starting_now());
-    let mut config = intake::IntakeConfig::new(catalog.names()).with_callback_network(network);
+    let mut config = intake::IntakeConfig::new(catalog.names())
+        .with_callback_network(network)
+        .with_metrics(Arc::clone(&metrics));
     config.on_job_created = wake;
     let app = intake::router(Arc::clone(&store), Arc::clone(&clock) as Arc<dyn Clock>, config);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -156,6 +177,7 @@ pub async fn spawn_app_waking(
         key,
         secret,
         catalog,
+        metrics,
         shutdown,
         _dir: None,
     }
@@ -220,6 +242,7 @@ impl TestApp {
             },
         )
         .expect("valid processor config")
+        .with_metrics(Arc::clone(&self.metrics))
     }
 
     pub fn callback_url(&self) -> String {

@@ -361,6 +361,26 @@ async fn real_responses_of_every_kind_match_the_document() {
     let job_path = format!("/v1/jobs/{id}");
     let read = conforms(&doc, "GET", "/v1/jobs/{job_id}", app.get(&job_path).await).await;
     assert_eq!(read["status"], "failed", "{read}");
+    let attempts_path = "/v1/jobs/{job_id}/attempts";
+    let attempts = conforms(
+        &doc,
+        "GET",
+        attempts_path,
+        app.get(&format!("{job_path}/attempts")).await,
+    )
+    .await;
+    assert_eq!(
+        attempts["data"].as_array().map(Vec::len),
+        Some(3),
+        "two fetches and the 410: {attempts}"
+    );
+    conforms(
+        &doc,
+        "GET",
+        attempts_path,
+        app.get("/v1/jobs/nope/attempts").await,
+    )
+    .await;
     let pending = app.accepted_job(&["gas"]).await;
     let page = conforms(&doc, "GET", "/v1/jobs", app.get("/v1/jobs?limit=1").await).await;
     assert!(page["nextCursor"].is_string(), "{page}");

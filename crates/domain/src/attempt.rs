@@ -1,0 +1,109 @@
+//! A job's attempt history: every provider fetch and callback attempt, kept
+//! compact inside the job record and bounded, so an operator can see why a
+//! job is late without the store growing past one item.
+//!
+//! Stored with short keys (`p`, `t`, `ms`, `s`, `e`, `b`): a happy-path
+//! attempt is about 45 bytes, which keeps a small finished job inside one
+//! DynamoDB write unit. A response body is kept only for an attempt that
+//! failed (that is what explains a late job): a successful fetch's body is
+//! the provider's data, which the job holds until it is delivered, and a
+//! receiver's 2xx answer says nothing an operator needs.
+
+use serde::{Deserialize, Serialize};
+
+use crate::Timestamp;
+
+/// The most recent attempts a job keeps; older ones are dropped first. A
+/// two-provider job going through every default retry makes 20.
+pub const MAX_ATTEMPTS_KEPT: usize = 24;
+
+/// A kept response body is cut to this many bytes (at a character boundary).
+/// With [`MAX_ATTEMPTS_KEPT`] that bounds the history near 100 KB, well inside
+/// DynamoDB's 400 KB item (and processors drop old bodies first when a job
+/// would not fit).
+pub const MAX_ATTEMPT_BODY: usize = 4096;
+
+/// One provider fetch or callback attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attempt {
+    /// The provider fetched; `None` for a callback attempt.
+    #[serde(rename = "p", default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    /// When the attempt started.
+    #[serde(rename = "t", with = "chrono::serde::ts_milliseconds")]
+    pub at: Timestamp,
+    /// How long it took, in milliseconds.
+    #[serde(rename = "ms")]
+    pub duration_ms: u64,
+    /// The HTTP status it got, if it got an answer.
+    #[serde(rename = "s", default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// Why it failed; `None` when it succeeded.
+    #[serde(rename = "e", default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The response body of a failed attempt, at most [`MAX_ATTEMPT_BODY`] bytes.
+    #[serde(rename = "b", default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+}
+
+impl Attempt {
+    pub fn succeeded(&self) -> bool {
+        self.error.is_none()
+    }
+}
+
+/// `bytes` as text of at most [`MAX_ATTEMPT_BODY`] bytes: invalid UTF-8 is
+/// replaced, and the cut falls on a character boundary. `None` for an empty body.
+pub fn truncate_body(bytes: &[u8]) -> Option<String> {
+    if bytes.is_empty() {
+        return None;
+    }
+    let head = &bytes[..bytes.len().min(MAX_ATTEMPT_BODY)];
+    let mut text = String::from_utf8_lossy(head).into_owned();
+    if text.len() > MAX_ATTEMPT_BODY {
+        let mut cut = MAX_ATTEMPT_BODY;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+    }
+    // A multi-byte character split by the cut becomes a replacement
+    // character; drop it rather than show a character that was not sent.
+    if bytes.len() > MAX_ATTEMPT_BODY && text.ends_with('\u{FFFD}') {
+        text.pop();
+    }
+    Some(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_are_cut_to_the_limit_on_a_character_boundary() {
+        assert_eq!(truncate_body(b""), None);
+        assert_eq!(truncate_body(b"oops").as_deref(), Some("oops"));
+        let long = "é".repeat(MAX_ATTEMPT_BODY);
+        let cut = truncate_body(long.as_bytes()).expect("text");
+        assert!(cut.len() <= MAX_ATTEMPT_BODY);
+        assert!(cut.chars().all(|c| c == 'é'), "no half character");
+        let binary = vec![0xff; MAX_ATTEMPT_BODY * 2];
+        assert!(truncate_body(&binary).expect("text").len() <= MAX_ATTEMPT_BODY);
+    }
+
+    #[test]
+    fn a_happy_attempt_is_small() {
+        let attempt = Attempt {
+            provider: Some("internet".to_owned()),
+            at: chrono::Utc::now(),
+            duration_ms: 1234,
+            status: Some(200),
+            error: None,
+            body: None,
+        };
+        let json = serde_json::to_string(&attempt).expect("json");
+        assert!(json.len() <= 60, "{json}");
+        let back: Attempt = serde_json::from_str(&json).expect("parses");
+        assert_eq!(back.at.timestamp_millis(), attempt.at.timestamp_millis());
+    }
+}

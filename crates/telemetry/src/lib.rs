@@ -1,0 +1,443 @@
+//! Every metric hookline exports, defined once, and the registry they live
+//! in. A [`Metrics`] is owned by one app instance (an intake and the
+//! processor beside it share one; tests make their own), never a process
+//! global: two apps in one test binary count separately.
+//!
+//! Served as Prometheus/OpenMetrics text by the intake's `GET /metrics` and
+//! by `hookline processor`'s own metrics port ([`Metrics::encode`]).
+
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::TypedMetric;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// The content type of [`Metrics::encode`]'s text (what Prometheus asks for).
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Every metric name starts with this.
+pub const PREFIX: &str = "hookline";
+
+/// How one provider fetch ended (SPEC section 3's classification).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FetchResult {
+    Ok,
+    /// Timeouts, connection errors, 408, 429, 5xx: tried again later.
+    Retryable,
+    /// Other 4xx, non-JSON, oversize.
+    Permanent,
+}
+
+impl FetchResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Retryable => "retryable",
+            Self::Permanent => "permanent",
+        }
+    }
+}
+
+/// How one callback attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryResult {
+    /// A 2xx answer.
+    Delivered,
+    /// `410 Gone`: the job fails at once.
+    Gone,
+    /// Any other answer, or none: tried again later.
+    Retryable,
+    /// Not sent: the tenant has no signing secret (or it could not be read).
+    NotSent,
+}
+
+impl DeliveryResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Delivered => "delivered",
+            Self::Gone => "gone",
+            Self::Retryable => "retryable",
+            Self::NotSent => "not_sent",
+        }
+    }
+}
+
+/// Whether DynamoDB billed read or write units for an operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Read,
+    Write,
+}
+
+/// One operation's consumed capacity so far.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CapacityReading {
+    pub operation: &'static str,
+    pub access: Access,
+    /// Units on the table itself.
+    pub table: f64,
+    /// Units on its indexes together.
+    pub indexes: f64,
+}
+
+/// Something that knows what its store calls have cost (DynamoDB's
+/// `ReturnConsumedCapacity`), read at every scrape.
+pub trait CapacitySource: Send + Sync + fmt::Debug {
+    fn capacity(&self) -> Vec<CapacityReading>;
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
+    result: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FetchLabels {
+    provider: String,
+    outcome: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProviderLabel {
+    provider: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: &'static str,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// HTTP calls: 5 ms to about 20 s.
+fn http_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.005, 2.0, 13))
+}
+
+/// Drains: 10 ms to about 45 min.
+fn run_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.01, 4.0, 10))
+}
+
+/// One app instance's metrics. Cheap to share (`Arc<Metrics>`); every
+/// method is a few atomic operations.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    jobs_accepted: Counter,
+    jobs_rejected: Family<ReasonLabel, Counter>,
+    due_backlog: Gauge,
+    runs: Counter,
+    run_duration: Histogram,
+    claims: Family<ResultLabel, Counter>,
+    lease_expiries_recovered: Counter,
+    provider_fetches: Family<FetchLabels, Counter>,
+    provider_fetch_duration: HistogramFamily<ProviderLabel>,
+    callback_deliveries: Family<OutcomeLabel, Counter>,
+    callback_duration: Histogram,
+    jobs_delivered: Counter,
+    jobs_retried: Counter,
+    jobs_dead_lettered: Counter,
+    capacity: Arc<CapacityCollector>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix(PREFIX);
+        let metrics = Self {
+            jobs_accepted: Counter::default(),
+            jobs_rejected: Family::default(),
+            due_backlog: Gauge::default(),
+            runs: Counter::default(),
+            run_duration: run_histogram(),
+            claims: Family::default(),
+            lease_expiries_recovered: Counter::default(),
+            provider_fetches: Family::default(),
+            provider_fetch_duration: Family::new_with_constructor(http_histogram),
+            callback_deliveries: Family::default(),
+            callback_duration: http_histogram(),
+            jobs_delivered: Counter::default(),
+            jobs_retried: Counter::default(),
+            jobs_dead_lettered: Counter::default(),
+            capacity: Arc::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "jobs_accepted",
+            "Jobs accepted by the intake (202); idempotent replays are not counted",
+            metrics.jobs_accepted.clone(),
+        );
+        registry.register(
+            "jobs_rejected",
+            "Job submissions refused, by reason (the problem type: validation, unauthorized, body-too-large, ...)",
+            metrics.jobs_rejected.clone(),
+        );
+        registry.register(
+            "due_backlog",
+            "Jobs the processor's last poll found due and unleased: an estimate from the poll itself \
+             (no scan), capped at the batch size, so the cap means at least that many",
+            metrics.due_backlog.clone(),
+        );
+        registry.register("processor_runs", "Drains run", metrics.runs.clone());
+        registry.register(
+            "processor_run_duration_seconds",
+            "How long each drain took",
+            metrics.run_duration.clone(),
+        );
+        registry.register(
+            "claims",
+            "Claim attempts: won, or lost to another processor",
+            metrics.claims.clone(),
+        );
+        registry.register(
+            "lease_expiries_recovered",
+            "Jobs claimed from a processor whose lease had expired (it died or stalled mid-job)",
+            metrics.lease_expiries_recovered.clone(),
+        );
+        registry.register(
+            "provider_fetches",
+            "Provider fetches by provider and outcome (ok, retryable, permanent)",
+            metrics.provider_fetches.clone(),
+        );
+        registry.register(
+            "provider_fetch_duration_seconds",
+            "Provider fetch latency, by provider",
+            metrics.provider_fetch_duration.clone(),
+        );
+        registry.register(
+            "callback_deliveries",
+            "Callback attempts by outcome (delivered, gone, retryable, not_sent)",
+            metrics.callback_deliveries.clone(),
+        );
+        registry.register(
+            "callback_duration_seconds",
+            "Callback latency, of attempts that were sent",
+            metrics.callback_duration.clone(),
+        );
+        registry.register(
+            "jobs_delivered",
+            "Jobs completed: their callback was acknowledged",
+            metrics.jobs_delivered.clone(),
+        );
+        registry.register(
+            "jobs_retried",
+            "Processed jobs left due for a later attempt",
+            metrics.jobs_retried.clone(),
+        );
+        registry.register(
+            "jobs_dead_lettered",
+            "Jobs that ended failed (the dead letter)",
+            metrics.jobs_dead_lettered.clone(),
+        );
+        registry.register_collector(Box::new(Arc::clone(&metrics.capacity)));
+        Self { registry, ..metrics }
+    }
+
+    /// The text a Prometheus scrape gets ([`CONTENT_TYPE`]).
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        if let Err(err) = prometheus_client::encoding::text::encode(&mut text, &self.registry) {
+            // Only a collector can fail; what was written is still useful.
+            text.push_str(&format!("# encoding stopped: {err}\n# EOF\n"));
+        }
+        text
+    }
+
+    /// Adds a store's consumed capacity to every later scrape.
+    pub fn watch_capacity(&self, source: Arc<dyn CapacitySource>) {
+        self.capacity.lock().push(source);
+    }
+
+    pub fn job_accepted(&self) {
+        self.jobs_accepted.inc();
+    }
+
+    /// `reason` is a problem type's short name: a small fixed set.
+    pub fn job_rejected(&self, reason: &'static str) {
+        self.jobs_rejected.get_or_create(&ReasonLabel { reason }).inc();
+    }
+
+    /// What a poll of due work returned (at most its limit).
+    pub fn due_backlog(&self, found: usize) {
+        self.due_backlog.set(i64::try_from(found).unwrap_or(i64::MAX));
+    }
+
+    pub fn drain_finished(&self, took: Duration) {
+        self.runs.inc();
+        self.run_duration.observe(took.as_secs_f64());
+    }
+
+    pub fn claim(&self, won: bool) {
+        let result = if won { "won" } else { "lost" };
+        self.claims.get_or_create(&ResultLabel { result }).inc();
+    }
+
+    pub fn lease_expiry_recovered(&self) {
+        self.lease_expiries_recovered.inc();
+    }
+
+    pub fn provider_fetched(&self, provider: &str, result: FetchResult, took: Duration) {
+        self.provider_fetches
+            .get_or_create(&FetchLabels {
+                provider: provider.to_owned(),
+                outcome: result.as_str(),
+            })
+            .inc();
+        self.provider_fetch_duration
+            .get_or_create(&ProviderLabel {
+                provider: provider.to_owned(),
+            })
+            .observe(took.as_secs_f64());
+    }
+
+    /// One callback attempt; `took` is `None` when nothing was sent.
+    pub fn callback_attempted(&self, result: DeliveryResult, took: Option<Duration>) {
+        self.callback_deliveries
+            .get_or_create(&OutcomeLabel {
+                outcome: result.as_str(),
+            })
+            .inc();
+        if let Some(took) = took {
+            self.callback_duration.observe(took.as_secs_f64());
+        }
+    }
+
+    pub fn job_delivered(&self) {
+        self.jobs_delivered.inc();
+    }
+
+    pub fn job_retried(&self) {
+        self.jobs_retried.inc();
+    }
+
+    pub fn job_dead_lettered(&self) {
+        self.jobs_dead_lettered.inc();
+    }
+}
+
+/// Reads the watched stores' consumed capacity at scrape time, as two
+/// counters by operation and target (table or indexes).
+#[derive(Debug, Default)]
+struct CapacityCollector {
+    sources: Mutex<Vec<Arc<dyn CapacitySource>>>,
+}
+
+impl CapacityCollector {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Arc<dyn CapacitySource>>> {
+        self.sources
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Collector for CapacityCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
+        let readings: Vec<CapacityReading> = self.lock().iter().flat_map(|s| s.capacity()).collect();
+        if readings.is_empty() {
+            return Ok(());
+        }
+        for (access, name, help) in [
+            (
+                Access::Read,
+                "dynamodb_read_capacity_units",
+                "Read capacity units DynamoDB reported consuming, by operation and target (table, indexes)",
+            ),
+            (
+                Access::Write,
+                "dynamodb_write_capacity_units",
+                "Write capacity units DynamoDB reported consuming, by operation and target \
+                 (table, indexes: index writes included)",
+            ),
+        ] {
+            let mine: Vec<&CapacityReading> = readings.iter().filter(|r| r.access == access).collect();
+            if mine.is_empty() {
+                continue;
+            }
+            let mut family = encoder.encode_descriptor(name, help, None, ConstCounter::<f64>::TYPE)?;
+            for reading in mine {
+                for (target, units) in [("table", reading.table), ("indexes", reading.indexes)] {
+                    let labels = [("operation", reading.operation), ("target", target)];
+                    ConstCounter::new(units).encode(family.encode_family(&labels)?)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct Fixed;
+
+    impl CapacitySource for Fixed {
+        fn capacity(&self) -> Vec<CapacityReading> {
+            vec![CapacityReading {
+                operation: "save job",
+                access: Access::Write,
+                table: 2.0,
+                indexes: 3.0,
+            }]
+        }
+    }
+
+    #[test]
+    fn instances_count_separately_and_encode_what_they_counted() {
+        let (a, b) = (Metrics::new(), Metrics::new());
+        a.job_accepted();
+        a.job_rejected("validation");
+        a.provider_fetched("gas", FetchResult::Retryable, Duration::from_millis(20));
+        a.callback_attempted(DeliveryResult::Delivered, Some(Duration::from_millis(3)));
+        let text = a.encode();
+        assert!(text.contains("hookline_jobs_accepted_total 1\n"), "{text}");
+        assert!(
+            text.contains("hookline_jobs_rejected_total{reason=\"validation\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("hookline_provider_fetches_total{provider=\"gas\",outcome=\"retryable\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("hookline_provider_fetch_duration_seconds_count{provider=\"gas\"} 1\n"),
+            "{text}"
+        );
+        assert!(text.ends_with("# EOF\n"), "{text}");
+        assert!(!text.contains("dynamodb"), "no capacity without a DynamoDB store");
+        assert!(b.encode().contains("hookline_jobs_accepted_total 0\n"));
+    }
+
+    #[test]
+    fn capacity_is_read_at_scrape_time() {
+        let metrics = Metrics::new();
+        metrics.watch_capacity(Arc::new(Fixed));
+        let text = metrics.encode();
+        assert!(
+            text.contains(
+                "hookline_dynamodb_write_capacity_units_total{operation=\"save job\",target=\"indexes\"} 3.0\n"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("read_capacity"), "{text}");
+    }
+}
