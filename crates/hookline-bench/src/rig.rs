@@ -1,0 +1,197 @@
+//! What the scenarios stand on: DynamoDB Local (or a given endpoint), fresh
+//! stores, the mock providers and callback sink, an in-process intake, and
+//! processors wired to them.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use anyhow::{Context, Result};
+use domain::{ApiKey, Clock, SigningSecret, TenantId};
+use netguard::NetPolicy;
+use processor::{Processor, ProcessorConfig, ProviderCatalog};
+use providers_mock::{MockState, RunningMock};
+use store::{ApiKeyRecord, Store};
+use store_dynamodb::{DynamoConfig, DynamoStore};
+use tokio_util::sync::CancellationToken;
+
+/// Where DynamoDB is for this run: an endpoint given on the command line, or
+/// DynamoDB Local started on a free port (and stopped when this is dropped).
+#[derive(Debug)]
+pub struct Dynamo {
+    pub endpoint: String,
+    _local: Option<dynamodb_local::DynamoDbLocal>,
+}
+
+impl Dynamo {
+    pub async fn start(endpoint: Option<String>) -> Result<Self> {
+        if let Some(endpoint) = endpoint {
+            return Ok(Self {
+                endpoint,
+                _local: None,
+            });
+        }
+        let local = tokio::task::spawn_blocking(dynamodb_local::DynamoDbLocal::start)
+            .await
+            .context("the DynamoDB Local launcher")?
+            .context("starting DynamoDB Local (or pass --dynamodb-endpoint)")?;
+        Ok(Self {
+            endpoint: local.endpoint().to_owned(),
+            _local: Some(local),
+        })
+    }
+
+    /// A store on a new table with the store's own schema.
+    pub async fn fresh_store(&self, purpose: &str) -> Result<DynamoStore> {
+        let config = DynamoConfig::new(unique_table(purpose)).with_endpoint(&self.endpoint);
+        let store = DynamoStore::connect(config).await;
+        store_dynamodb::create_table(store.client(), &store.config().table)
+            .await
+            .with_context(|| format!("creating the {purpose} table"))?;
+        Ok(store)
+    }
+}
+
+fn unique_table(purpose: &str) -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "bench-{purpose}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A fresh SQLite store in its own temporary directory.
+pub fn sqlite_store() -> Result<(Arc<dyn Store>, tempfile::TempDir)> {
+    let dir = tempfile::tempdir().context("a temporary directory for SQLite")?;
+    let store = store_sqlite::SqliteStore::open(&dir.path().join("bench.db"), Default::default())
+        .context("opening SQLite")?;
+    Ok((Arc::new(store), dir))
+}
+
+/// Mock providers and the callback sink on a port of their own.
+pub async fn spawn_mock(seed: u64) -> Result<RunningMock> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("binding the mock")?;
+    providers_mock::spawn(listener, MockState::with_seed(seed)).context("spawning the mock")
+}
+
+pub fn catalog(mock: &RunningMock) -> Result<ProviderCatalog> {
+    let base = url::Url::parse(&mock.url("/providers/")).context("mock URL")?;
+    Ok(ProviderCatalog::at_base_url(&base, &providers_mock::PROVIDERS)?)
+}
+
+/// A tenant with an API key and a signing secret the sink checks with.
+pub async fn tenant(store: &dyn Store, mock: &RunningMock, name: &str) -> Result<String> {
+    let key = ApiKey::generate(&mut rand::rng());
+    store
+        .create_api_key(&ApiKeyRecord {
+            hash: key.hash(),
+            tenant: TenantId::parse(name).context("tenant name")?,
+            created_at: chrono::Utc::now(),
+            revoked_at: None,
+        })
+        .await
+        .context("storing the API key")?;
+    let (secrets, _) = store::ensure_signing_secrets(
+        store,
+        &TenantId::new(name),
+        SigningSecret::generate(&mut rand::rng()),
+    )
+    .await
+    .context("storing the signing secret")?;
+    mock.state.set_signing_secrets(vec![secrets.current.clone()]);
+    Ok(key.expose().to_owned())
+}
+
+/// The intake on a port of its own, in this process; stops when `shutdown` is cancelled.
+pub async fn spawn_intake(
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    catalog: &ProviderCatalog,
+    shutdown: &CancellationToken,
+) -> Result<String> {
+    let config = intake::IntakeConfig::new(catalog.names()).with_callback_network(loopback());
+    let app = intake::router(store, clock, config);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("binding the intake")?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(intake::run(listener, app, shutdown.clone()));
+    Ok(format!("http://{addr}"))
+}
+
+pub fn loopback() -> Arc<NetPolicy> {
+    Arc::new(NetPolicy::loopback_allowed())
+}
+
+pub fn processor(
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    catalog: ProviderCatalog,
+    owner: &str,
+    seed: u64,
+) -> Result<Processor> {
+    Ok(Processor::new(
+        store,
+        clock,
+        processor::http_client(),
+        catalog,
+        ProcessorConfig {
+            owner: owner.to_owned(),
+            seed: Some(seed),
+            callback_network: loopback(),
+            ..ProcessorConfig::default()
+        },
+    )?)
+}
+
+/// An HTTP client that sends `key` with every request and keeps connections alive.
+pub fn client_with_key(key: &str) -> Result<reqwest::Client> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {key}"))?;
+    value.set_sensitive(true);
+    headers.insert(reqwest::header::AUTHORIZATION, value);
+    Ok(reqwest::Client::builder()
+        .default_headers(headers)
+        .pool_max_idle_per_host(1024)
+        .build()?)
+}
+
+/// The body of a job asking for both mock providers.
+pub fn job_body(callback_url: &str) -> serde_json::Value {
+    serde_json::json!({
+        "providers": providers_mock::PROVIDERS,
+        "callbackUrl": callback_url,
+        "metadata": {"orderId": "A-17"},
+    })
+}
+
+/// Posts `count` jobs, `parallel` at a time; fails on any answer but 202.
+pub async fn post_jobs(
+    http: &reqwest::Client,
+    base: &str,
+    body: &serde_json::Value,
+    count: usize,
+    parallel: usize,
+) -> Result<()> {
+    use futures::StreamExt;
+    let url = format!("{base}/webhook");
+    let results: Vec<Result<()>> = futures::stream::iter(0..count)
+        .map(|_| {
+            let request = http.post(&url).json(body);
+            async move {
+                let response = request.send().await.context("POST /webhook")?;
+                anyhow::ensure!(
+                    response.status() == 202,
+                    "POST /webhook answered {}",
+                    response.status()
+                );
+                Ok(())
+            }
+        })
+        .buffer_unordered(parallel)
+        .collect()
+        .await;
+    results.into_iter().collect()
+}
