@@ -3,6 +3,9 @@
 //! See docs/BENCHMARKS.md for what each scenario measures and how to read it.
 
 mod cost;
+mod intake;
+mod load;
+mod nostore;
 mod report;
 #[allow(dead_code, reason = "helpers for the scenarios still being built")]
 mod rig;
@@ -142,6 +145,8 @@ async fn run(cli: Cli) -> Result<()> {
         let scenario_started = Instant::now();
         let mut result = match (scenario, &dynamo) {
             (Scenario::Cost, Some(dynamo)) => cost::run(&settings, dynamo).await,
+            (Scenario::Intake, Some(dynamo)) => intake::run(&settings, dynamo).await,
+            (Scenario::Memory, _) => intake::memory(&settings).await,
             _ => Ok(ScenarioReport {
                 name: scenario.name().to_owned(),
                 seconds: 0.0,

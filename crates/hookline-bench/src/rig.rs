@@ -81,8 +81,8 @@ pub fn catalog(mock: &RunningMock) -> Result<ProviderCatalog> {
     Ok(ProviderCatalog::at_base_url(&base, &providers_mock::PROVIDERS)?)
 }
 
-/// A tenant with an API key and a signing secret the sink checks with.
-pub async fn tenant(store: &dyn Store, mock: &RunningMock, name: &str) -> Result<String> {
+/// A new API key of tenant `name`, stored.
+pub async fn api_key(store: &dyn Store, name: &str) -> Result<String> {
     let key = ApiKey::generate(&mut rand::rng());
     store
         .create_api_key(&ApiKeyRecord {
@@ -93,6 +93,12 @@ pub async fn tenant(store: &dyn Store, mock: &RunningMock, name: &str) -> Result
         })
         .await
         .context("storing the API key")?;
+    Ok(key.expose().to_owned())
+}
+
+/// A tenant with an API key and a signing secret the sink checks with.
+pub async fn tenant(store: &dyn Store, mock: &RunningMock, name: &str) -> Result<String> {
+    let key = api_key(store, name).await?;
     let (secrets, _) = store::ensure_signing_secrets(
         store,
         &TenantId::new(name),
@@ -101,7 +107,7 @@ pub async fn tenant(store: &dyn Store, mock: &RunningMock, name: &str) -> Result
     .await
     .context("storing the signing secret")?;
     mock.state.set_signing_secrets(vec![secrets.current.clone()]);
-    Ok(key.expose().to_owned())
+    Ok(key)
 }
 
 /// The intake on a port of its own, in this process; stops when `shutdown` is cancelled.
@@ -111,7 +117,17 @@ pub async fn spawn_intake(
     catalog: &ProviderCatalog,
     shutdown: &CancellationToken,
 ) -> Result<String> {
-    let config = intake::IntakeConfig::new(catalog.names()).with_callback_network(loopback());
+    spawn_intake_named(store, clock, catalog.names(), shutdown).await
+}
+
+/// [`spawn_intake`] for a list of provider names.
+pub async fn spawn_intake_named(
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    providers: Vec<String>,
+    shutdown: &CancellationToken,
+) -> Result<String> {
+    let config = intake::IntakeConfig::new(providers).with_callback_network(loopback());
     let app = intake::router(store, clock, config);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
