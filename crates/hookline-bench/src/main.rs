@@ -3,6 +3,7 @@
 //! See docs/BENCHMARKS.md for what each scenario measures and how to read it.
 
 mod cost;
+mod e2e;
 mod intake;
 mod load;
 mod nostore;
@@ -147,6 +148,7 @@ async fn run(cli: Cli) -> Result<()> {
             (Scenario::Cost, Some(dynamo)) => cost::run(&settings, dynamo).await,
             (Scenario::Intake, Some(dynamo)) => intake::run(&settings, dynamo).await,
             (Scenario::Memory, _) => intake::memory(&settings).await,
+            (Scenario::E2e, Some(dynamo)) => e2e::run(&settings, dynamo).await,
             _ => Ok(ScenarioReport {
                 name: scenario.name().to_owned(),
                 seconds: 0.0,

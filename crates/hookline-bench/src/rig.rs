@@ -211,3 +211,140 @@ pub async fn post_jobs(
         .await;
     results.into_iter().collect()
 }
+
+/// A callback receiver that records, per job, how often it was delivered
+/// and how long after its creation the first delivery arrived.
+#[derive(Debug, Clone, Default)]
+pub struct Sink {
+    inner: Arc<std::sync::Mutex<SinkState>>,
+}
+
+#[derive(Debug, Default)]
+struct SinkState {
+    seen: std::collections::HashMap<String, u32>,
+    /// Creation to first delivery, microseconds.
+    latencies_us: Vec<u64>,
+}
+
+impl Sink {
+    /// Serves the sink on a port of its own; returns its callback URL.
+    pub async fn spawn(&self, shutdown: &CancellationToken) -> Result<String> {
+        use axum::routing::post;
+        let sink = self.clone();
+        let app = axum::Router::new().route(
+            "/complete",
+            post(move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                let sink = sink.clone();
+                async move {
+                    sink.record(&headers, &body);
+                    axum::http::StatusCode::NO_CONTENT
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .context("binding the sink")?;
+        let addr = listener.local_addr()?;
+        let token = shutdown.clone();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(token.cancelled_owned())
+                .await;
+        });
+        Ok(format!("http://{addr}/complete"))
+    }
+
+    fn record(&self, headers: &axum::http::HeaderMap, body: &[u8]) {
+        let now = chrono::Utc::now();
+        let id = headers
+            .get("webhook-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let created = serde_json::from_slice::<serde_json::Value>(body)
+            .ok()
+            .and_then(|b| b["createdAt"].as_str().map(str::to_owned))
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok());
+        let mut state = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let count = state.seen.entry(id).or_default();
+        *count += 1;
+        if *count == 1
+            && let Some(created) = created
+        {
+            let micros = (now - created.with_timezone(&chrono::Utc))
+                .num_microseconds()
+                .unwrap_or(0);
+            state.latencies_us.push(u64::try_from(micros).unwrap_or(0));
+        }
+    }
+
+    /// Distinct jobs delivered.
+    pub fn delivered(&self) -> usize {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).seen.len()
+    }
+
+    /// Deliveries beyond the first, over all jobs.
+    pub fn duplicates(&self) -> u64 {
+        let state = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        state.seen.values().map(|n| u64::from(n - 1)).sum()
+    }
+
+    /// Creation-to-first-delivery latencies, microseconds, sorted.
+    pub fn latencies_us(&self) -> Vec<u64> {
+        let mut latencies = self
+            .inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .latencies_us
+            .clone();
+        latencies.sort_unstable();
+        latencies
+    }
+
+    /// Waits until `count` distinct jobs arrived, or `timeout` passed.
+    pub async fn wait_for(&self, count: usize, timeout: std::time::Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        while std::time::Instant::now() < deadline {
+            if self.delivered() >= count {
+                return true;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        self.delivered() >= count
+    }
+}
+
+/// Writes `count` jobs with `store.create_job`, `parallel` at a time; returns writes/s.
+pub async fn raw_writes(store: &dyn Store, count: usize, parallel: usize, seed: u64) -> Result<f64> {
+    use futures::StreamExt;
+    use rand::SeedableRng;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let now = chrono::Utc::now();
+    let jobs: Vec<domain::Job> = (0..count)
+        .map(|_| {
+            domain::Job::new(
+                domain::NewJob {
+                    id: domain::JobId::generate(now, &mut rng),
+                    tenant: TenantId::new("ceiling"),
+                    callback_url: url::Url::parse("http://127.0.0.1:9/complete")
+                        .expect("a valid constant URL"),
+                    metadata: None,
+                    providers: vec!["gas".to_owned()],
+                },
+                // Far in the future: these jobs never become due.
+                now + chrono::Duration::days(365),
+            )
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    let results: Vec<Result<(), store::StoreError>> = futures::stream::iter(&jobs)
+        .map(|job| store.create_job(job))
+        .buffer_unordered(parallel)
+        .collect()
+        .await;
+    let seconds = started.elapsed().as_secs_f64();
+    for result in results {
+        result.context("a ceiling write")?;
+    }
+    Ok(count as f64 / seconds)
+}
