@@ -10,6 +10,7 @@ mod nostore;
 mod report;
 #[allow(dead_code, reason = "helpers for the scenarios still being built")]
 mod rig;
+mod scale;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -149,6 +150,7 @@ async fn run(cli: Cli) -> Result<()> {
             (Scenario::Intake, Some(dynamo)) => intake::run(&settings, dynamo).await,
             (Scenario::Memory, _) => intake::memory(&settings).await,
             (Scenario::E2e, Some(dynamo)) => e2e::run(&settings, dynamo).await,
+            (Scenario::Scale, Some(dynamo)) => scale::run(&settings, dynamo).await,
             _ => Ok(ScenarioReport {
                 name: scenario.name().to_owned(),
                 seconds: 0.0,
