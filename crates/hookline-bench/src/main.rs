@@ -8,7 +8,6 @@ mod intake;
 mod load;
 mod nostore;
 mod report;
-#[allow(dead_code, reason = "helpers for the scenarios still being built")]
 mod rig;
 mod scale;
 

@@ -46,7 +46,6 @@ impl Figure {
         }
     }
 
-    #[allow(dead_code, reason = "used by the scenarios with ceilings, still being built")]
     /// Compares the figure with its ceiling: `ratio = value / ceiling`.
     pub fn against(mut self, ceiling: f64) -> Self {
         self.ceiling = Some(ceiling);
@@ -190,7 +189,6 @@ pub fn number(value: f64) -> String {
     }
 }
 
-#[allow(dead_code, reason = "used by the latency scenarios still being built")]
 /// The `p`th percentile (0..=100) of sorted samples, nearest rank: the
 /// smallest sample with at least `p`% of samples at or below it.
 pub fn percentile(sorted: &[u64], p: f64) -> Option<u64> {
