@@ -89,7 +89,9 @@ pub async fn run(settings: &Settings, dynamo: &Dynamo) -> Result<ScenarioReport>
         "{} keep-alive clients, closed loop, {:.1} s warm-up then {:.0} s measured per subject; the \
          intake runs in this process, so it shares the 2 cores with the load generator (and \
          DynamoDB Local's JVM). Ceiling: the same intake (auth, validation, routing) over a store \
-         that accepts jobs without writing them.",
+         that accepts jobs without writing them. CPU per request: this process's user + system \
+         time in the window (/proc/self/stat) over requests answered; with both cores busy, req/s \
+         is about 2 cores / CPU per request, so this says where the time goes.",
         shape.clients,
         shape.warmup.as_secs_f64(),
         shape.measure.as_secs_f64()
@@ -118,6 +120,13 @@ pub async fn run(settings: &Settings, dynamo: &Dynamo) -> Result<ScenarioReport>
                 "ms",
             ));
         }
+        figures.push(Figure::new(
+            "intake",
+            subject,
+            "CPU per request (server + load generator)",
+            result.cpu_ms_per_request(),
+            "ms",
+        ));
         errors_note(&mut notes, subject, result);
     }
     let p99 = half.latency_ms(99.0);

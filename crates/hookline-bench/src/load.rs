@@ -23,11 +23,22 @@ pub struct LoadResult {
     pub latencies_us: Vec<u64>,
     /// The first unexpected answer, for the report.
     pub first_error: Option<String>,
+    /// CPU time this whole process (server, load generator, all threads)
+    /// spent in the measured window, seconds; `None` where /proc is missing.
+    pub cpu_seconds: Option<f64>,
 }
 
 impl LoadResult {
     pub fn rate(&self) -> f64 {
         self.ok as f64 / self.seconds
+    }
+
+    /// CPU milliseconds this process spent per answered request.
+    pub fn cpu_ms_per_request(&self) -> f64 {
+        match self.cpu_seconds {
+            Some(cpu) if self.ok > 0 => cpu * 1000.0 / self.ok as f64,
+            _ => f64::NAN,
+        }
     }
 
     /// The `p`th percentile latency in milliseconds.
@@ -126,7 +137,30 @@ pub async fn closed_loop(
             })
         })
         .collect();
-    collect(tasks, measure).await
+    let cpu = cpu_in_window(window_start, end).await;
+    let mut result = collect(tasks, measure).await;
+    result.cpu_seconds = cpu;
+    result
+}
+
+/// This process's CPU time between two instants (sleeps until `end`).
+async fn cpu_in_window(start: Instant, end: Instant) -> Option<f64> {
+    tokio::time::sleep_until(start.into()).await;
+    let before = process_cpu_seconds();
+    tokio::time::sleep_until(end.into()).await;
+    Some(process_cpu_seconds()? - before?)
+}
+
+/// User + system CPU time of this process so far, from /proc/self/stat.
+pub fn process_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // USER_HZ is 100 on every Linux we run on.
+    Some(ticks as f64 / 100.0)
 }
 
 /// Requests at `rate` per second for `warmup` then `measure`, whatever the
