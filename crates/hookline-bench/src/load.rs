@@ -19,8 +19,13 @@ pub struct LoadResult {
     /// Other answers and transport errors in the window.
     pub errors: u64,
     pub seconds: f64,
-    /// Latencies of the `ok` answers, microseconds, sorted.
+    /// Latencies of the `ok` answers, microseconds, sorted. Open loop: from
+    /// when the request was due.
     pub latencies_us: Vec<u64>,
+    /// Open loop only: latencies of the `ok` answers from when each request
+    /// was actually sent, sorted. Far below `latencies_us`, it says the
+    /// client side (this process, starved of CPU) sent late, not the server.
+    pub from_send_us: Vec<u64>,
     /// The first unexpected answer, for the report.
     pub first_error: Option<String>,
     /// CPU time this whole process (server, load generator, all threads)
@@ -46,10 +51,16 @@ impl LoadResult {
         percentile(&self.latencies_us, p).map_or(f64::NAN, |us| us as f64 / 1000.0)
     }
 
+    /// The `p`th percentile latency from the actual send, milliseconds.
+    pub fn sent_latency_ms(&self, p: f64) -> f64 {
+        percentile(&self.from_send_us, p).map_or(f64::NAN, |us| us as f64 / 1000.0)
+    }
+
     fn merge(&mut self, other: Sample) {
         self.ok += other.latencies_us.len() as u64;
         self.errors += other.errors;
         self.latencies_us.extend(other.latencies_us);
+        self.from_send_us.extend(other.from_send_us);
         if self.first_error.is_none() {
             self.first_error = other.first_error;
         }
@@ -59,6 +70,7 @@ impl LoadResult {
 #[derive(Debug, Default)]
 struct Sample {
     latencies_us: Vec<u64>,
+    from_send_us: Vec<u64>,
     errors: u64,
     first_error: Option<String>,
 }
@@ -190,9 +202,17 @@ pub async fn open_loop(
                 let intended = due;
                 tasks.push(tokio::spawn(async move {
                     let mut sample = Sample::default();
+                    let sent = tokio::time::Instant::now();
                     let outcome = request.send().await;
                     if measured {
+                        let ok = matches!(outcome, Ok(status) if status == request.expected);
                         sample.record(outcome, request.expected, intended.elapsed());
+                        if ok {
+                            let micros = sent.elapsed().as_micros();
+                            sample
+                                .from_send_us
+                                .push(u64::try_from(micros).unwrap_or(u64::MAX));
+                        }
                     }
                     drop(permit);
                     sample
@@ -228,5 +248,6 @@ async fn collect(tasks: Vec<tokio::task::JoinHandle<Sample>>, measure: Duration)
         }
     }
     result.latencies_us.sort_unstable();
+    result.from_send_us.sort_unstable();
     result
 }
