@@ -22,6 +22,8 @@ use crate::rig::{self, Dynamo, Sink};
 const WRITES_PER_JOB: f64 = 3.0;
 
 struct Drain {
+    /// Creation-to-callback latencies of the trickle, microseconds, sorted.
+    trickle_us: Vec<u64>,
     accepted_per_s: f64,
     delivered_per_s: f64,
     latencies_us: Vec<u64>,
@@ -87,7 +89,20 @@ pub async fn run(settings: &Settings, dynamo: &Dynamo) -> Result<ScenarioReport>
             figures.push(Figure::new(
                 "e2e",
                 subject,
-                &format!("creation-to-callback p{p}"),
+                &format!("creation-to-callback p{p}, drain"),
+                ms,
+                "ms",
+            ));
+        }
+        for p in [50.0, 99.0] {
+            let ms = percentile(&d.trickle_us, p).map_or(f64::NAN, |us| us as f64 / 1000.0);
+            figures.push(Figure::new(
+                "e2e",
+                subject,
+                &format!(
+                    "creation-to-callback p{p}, trickle of {} jobs/s",
+                    number(TRICKLE_RATE)
+                ),
                 ms,
                 "ms",
             ));
@@ -98,8 +113,12 @@ pub async fn run(settings: &Settings, dynamo: &Dynamo) -> Result<ScenarioReport>
          fewer jobs to fit the run in 10 minutes). All jobs are accepted first ({} clients), then one \
          processor (defaults: batch 50, concurrency 32) drains them; jobs/s is jobs / drain time. \
          Creation-to-callback latency therefore includes the wait in the queue: it measures the drain \
-         order, not the latency of a lone job.",
-        CLIENTS
+         order, not the latency of a lone job. The trickle is that latency: after the drain, jobs \
+         posted one at a time at {} jobs/s ({} of them) to an intake that wakes a processor running \
+         beside it, as `hookline serve` does.",
+        CLIENTS,
+        number(TRICKLE_RATE),
+        if settings.quick { 25 } else { 200 },
     ));
     notes.push(format!(
         "Ceiling: {CEILING_WRITES_NOTE} Store writes per job: {} (create, claim, final save; the \
@@ -159,7 +178,7 @@ async fn drain_on(
     rig::post_jobs(&http, &base, &rig::job_body(&callback), jobs, CLIENTS).await?;
     let accepted_per_s = jobs as f64 / started.elapsed().as_secs_f64();
 
-    let processor = rig::processor(Arc::clone(&store), clock, catalog, "e2e", settings.seed)?;
+    let processor = rig::processor(Arc::clone(&store), clock, catalog.clone(), "e2e", settings.seed)?;
     let started = Instant::now();
     let deadline = started + Duration::from_secs(if settings.quick { 60 } else { 300 });
     while sink.delivered() < jobs && Instant::now() < deadline {
@@ -176,11 +195,88 @@ async fn drain_on(
         "  e2e: {jobs} jobs drained at {} jobs/s",
         number(jobs as f64 / seconds)
     );
+    let trickle_us = trickle(settings, &store, &catalog, &http, shutdown).await?;
     Ok(Drain {
+        trickle_us,
         accepted_per_s,
         delivered_per_s: jobs as f64 / seconds,
         latencies_us: sink.latencies_us(),
         ceiling_writes_per_s: f64::NAN,
         jobs,
     })
+}
+
+/// Jobs/s of the trickle: low enough that no queue forms.
+const TRICKLE_RATE: f64 = 50.0;
+
+/// A second intake that wakes a processor running beside it (as `hookline
+/// serve` does), jobs posted one by one at [`TRICKLE_RATE`]: the
+/// creation-to-callback latency of a job that finds no queue.
+async fn trickle(
+    settings: &Settings,
+    store: &Arc<dyn Store>,
+    catalog: &processor::ProviderCatalog,
+    http: &reqwest::Client,
+    shutdown: &CancellationToken,
+) -> Result<Vec<u64>> {
+    let jobs = if settings.quick { 25 } else { 200 };
+    let sink = Sink::default();
+    let callback = sink.spawn(shutdown).await?;
+    let clock = Arc::new(SystemClock) as Arc<dyn Clock>;
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let base = rig::spawn_intake_waking(
+        Arc::clone(store),
+        Arc::clone(&clock),
+        catalog,
+        Arc::clone(&wake),
+        shutdown,
+    )
+    .await?;
+    let processor = Arc::new(rig::processor(
+        Arc::clone(store),
+        clock,
+        catalog.clone(),
+        "trickle",
+        settings.seed,
+    )?);
+    let stop = shutdown.child_token();
+    let worker = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    () = wake.notified() => {}
+                    // The schedule's role: polling stays the source of truth.
+                    () = tokio::time::sleep(Duration::from_millis(500)) => {}
+                }
+                processor.run_once(&stop).await;
+            }
+        })
+    };
+    let body = rig::job_body(&callback);
+    let period = Duration::from_secs_f64(1.0 / TRICKLE_RATE);
+    let mut next = tokio::time::Instant::now();
+    let mut posts = Vec::new();
+    for _ in 0..jobs {
+        tokio::time::sleep_until(next).await;
+        next += period;
+        let request = http.post(format!("{base}/webhook")).json(&body);
+        posts.push(tokio::spawn(async move {
+            request.send().await.map(|r| r.status().as_u16())
+        }));
+    }
+    for post in posts {
+        let status = post.await??;
+        if status != 202 {
+            bail!("e2e trickle: POST /webhook answered {status}");
+        }
+    }
+    let delivered = sink.wait_for(jobs, Duration::from_secs(60)).await;
+    stop.cancel();
+    let _ = worker.await;
+    if !delivered {
+        bail!("e2e trickle: {} of {jobs} jobs delivered", sink.delivered());
+    }
+    Ok(sink.latencies_us())
 }

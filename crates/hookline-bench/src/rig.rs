@@ -120,6 +120,20 @@ pub async fn spawn_intake(
     spawn_intake_named(store, clock, catalog.names(), shutdown).await
 }
 
+/// [`spawn_intake`] telling `wake` of every accepted job, as `hookline serve` does.
+pub async fn spawn_intake_waking(
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    catalog: &ProviderCatalog,
+    wake: Arc<tokio::sync::Notify>,
+    shutdown: &CancellationToken,
+) -> Result<String> {
+    let config = intake::IntakeConfig::new(catalog.names())
+        .with_callback_network(loopback())
+        .waking(wake);
+    serve_intake(intake::router(store, clock, config), shutdown).await
+}
+
 /// [`spawn_intake`] for a list of provider names.
 pub async fn spawn_intake_named(
     store: Arc<dyn Store>,
@@ -128,7 +142,10 @@ pub async fn spawn_intake_named(
     shutdown: &CancellationToken,
 ) -> Result<String> {
     let config = intake::IntakeConfig::new(providers).with_callback_network(loopback());
-    let app = intake::router(store, clock, config);
+    serve_intake(intake::router(store, clock, config), shutdown).await
+}
+
+async fn serve_intake(app: axum::Router, shutdown: &CancellationToken) -> Result<String> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .context("binding the intake")?;
