@@ -1,0 +1,112 @@
+//! The intake's ceiling: a store that accepts every new job without writing
+//! it, and hands everything else (API keys above all) to a real store. The
+//! intake in front of it is the real one, routes, auth, validation and all,
+//! so the difference between the two is what storing a job costs.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use domain::{Job, JobId, KeyHash, TenantId, TenantSecrets, Timestamp};
+use store::{
+    ApiKeyRecord, Claim, DueJob, Fenced, IdempotencyRecord, IdempotentCreate, JobPage, JobStore, KeyStore,
+    Lease, ListQuery, Redrive, Store, StoreError,
+};
+
+#[derive(Debug)]
+pub struct NoStore {
+    inner: Arc<dyn Store>,
+}
+
+impl NoStore {
+    pub fn over(inner: Arc<dyn Store>) -> Self {
+        Self { inner }
+    }
+}
+
+#[async_trait]
+impl JobStore for NoStore {
+    async fn create_job(&self, _job: &Job) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn create_job_idempotent(
+        &self,
+        _job: &Job,
+        _key: &IdempotencyRecord,
+        _now: Timestamp,
+    ) -> Result<IdempotentCreate, StoreError> {
+        Ok(IdempotentCreate::Created)
+    }
+
+    async fn get_job(&self, tenant: &TenantId, id: JobId) -> Result<Option<Job>, StoreError> {
+        self.inner.get_job(tenant, id).await
+    }
+
+    async fn list_jobs(&self, tenant: &TenantId, query: &ListQuery) -> Result<JobPage, StoreError> {
+        self.inner.list_jobs(tenant, query).await
+    }
+
+    async fn redrive(&self, tenant: &TenantId, id: JobId, now: Timestamp) -> Result<Redrive, StoreError> {
+        self.inner.redrive(tenant, id, now).await
+    }
+
+    async fn due_jobs(&self, now: Timestamp, limit: usize) -> Result<Vec<DueJob>, StoreError> {
+        self.inner.due_jobs(now, limit).await
+    }
+
+    async fn claim(&self, id: JobId, lease: &Lease, now: Timestamp) -> Result<Claim, StoreError> {
+        self.inner.claim(id, lease, now).await
+    }
+
+    async fn save(&self, job: &Job, lease: &Lease, now: Timestamp) -> Result<Fenced, StoreError> {
+        self.inner.save(job, lease, now).await
+    }
+
+    async fn release(&self, id: JobId, lease: &Lease) -> Result<Fenced, StoreError> {
+        self.inner.release(id, lease).await
+    }
+
+    async fn purge_expired(&self, now: Timestamp) -> Result<u64, StoreError> {
+        self.inner.purge_expired(now).await
+    }
+
+    fn max_job_bytes(&self) -> usize {
+        self.inner.max_job_bytes()
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.inner.ping().await
+    }
+}
+
+#[async_trait]
+impl KeyStore for NoStore {
+    async fn signing_secrets(&self, tenant: &TenantId) -> Result<Option<(TenantSecrets, u64)>, StoreError> {
+        self.inner.signing_secrets(tenant).await
+    }
+
+    async fn put_signing_secrets(
+        &self,
+        tenant: &TenantId,
+        secrets: &TenantSecrets,
+        expected: Option<u64>,
+    ) -> Result<bool, StoreError> {
+        self.inner.put_signing_secrets(tenant, secrets, expected).await
+    }
+
+    async fn create_api_key(&self, record: &ApiKeyRecord) -> Result<(), StoreError> {
+        self.inner.create_api_key(record).await
+    }
+
+    async fn find_api_key(&self, hash: &KeyHash) -> Result<Option<ApiKeyRecord>, StoreError> {
+        self.inner.find_api_key(hash).await
+    }
+
+    async fn list_api_keys(&self, tenant: Option<&TenantId>) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        self.inner.list_api_keys(tenant).await
+    }
+
+    async fn revoke_api_key(&self, key_id: &str, now: Timestamp) -> Result<Option<ApiKeyRecord>, StoreError> {
+        self.inner.revoke_api_key(key_id, now).await
+    }
+}
