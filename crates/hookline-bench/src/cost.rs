@@ -242,17 +242,18 @@ async fn delivered_job_cost(
     let mut read = 0.0;
     let mut parts = Vec::new();
     for (operation, units) in &after {
-        let base = before.get(operation).copied().unwrap_or_default();
-        let (table, indexes) = (units.table - base.table, units.indexes - base.indexes);
-        let calls = units.calls - base.calls;
+        let (base_table, base_indexes, base_calls) = before
+            .get(operation)
+            .map_or((0.0, 0.0, 0), |b| (b.table, b.indexes, b.calls));
+        let (table, indexes) = (units.table - base_table, units.indexes - base_indexes);
+        let calls = units.calls - base_calls;
         if calls == 0 {
             continue;
         }
         let per_job = |x: f64| x / jobs as f64;
-        if operation.starts_with("query") {
-            read += per_job(table + indexes);
-        } else {
-            write += per_job(table + indexes);
+        match units.access {
+            store_dynamodb::Access::Read => read += per_job(table + indexes),
+            store_dynamodb::Access::Write => write += per_job(table + indexes),
         }
         parts.push(format!(
             "{operation} {:.2} + {:.2} ({:.2} calls)",

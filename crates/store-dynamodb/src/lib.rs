@@ -16,3 +16,5 @@ pub use capacity::{CapacityMeter, Units};
 pub use config::{DynamoConfig, DynamoConfigError};
 pub use schema::{CreateTableError, TableStatus, create_table};
 pub use store::DynamoStore;
+/// Whether [`Units`] are read or write units.
+pub use telemetry::Access;
