@@ -102,6 +102,17 @@ fn spawn(args: &[&str], log: &Path) -> ChildGuard {
     ChildGuard(child)
 }
 
+/// `hookline table create` on `store`, which must succeed: what it printed.
+fn table_create(store: &str) -> String {
+    let output = hookline(&["table", "create", "--store", store]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
 /// `hookline keys create --tenant TENANT` on `store`: the key it prints.
 fn create_key(store: &str, tenant: &str) -> String {
     let output = hookline(&["keys", "create", "--tenant", tenant, "--store", store]);
@@ -214,16 +225,8 @@ async fn serve_delivers_a_job(setup: &Setup, store: &str) -> (ChildGuard, PathBu
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn table_create_then_serve_delivers_a_job() {
     let setup = setup().await;
-    let created = hookline(&["table", "create", "--store", &setup.store]);
-    assert!(
-        created.status.success(),
-        "{}",
-        String::from_utf8_lossy(&created.stderr)
-    );
-    assert!(String::from_utf8_lossy(&created.stdout).contains("created table"));
-    let again = hookline(&["table", "create", "--store", &setup.store]);
-    assert!(again.status.success());
-    assert!(String::from_utf8_lossy(&again.stdout).contains("already exists"));
+    assert!(table_create(&setup.store).contains("created table"));
+    assert!(table_create(&setup.store).contains("already exists"));
 
     let (mut server, log) = serve_delivers_a_job(&setup, &setup.store).await;
 
@@ -374,12 +377,7 @@ async fn the_localstack_hook_and_the_template_make_the_table_hookline_makes() {
         "dynamodb://{reference}?endpoint={}&region=us-east-1",
         setup.endpoint
     );
-    let created = hookline(&["table", "create", "--store", &reference_store]);
-    assert!(
-        created.status.success(),
-        "{}",
-        String::from_utf8_lossy(&created.stderr)
-    );
+    table_create(&reference_store);
 
     let described = |table: &str| {
         let parse = |output: Output| -> Value { serde_json::from_slice(&output.stdout).expect("JSON") };
@@ -589,12 +587,7 @@ fn needed(seen: &std::collections::BTreeSet<String>) -> std::collections::BTreeS
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_iam_policy_grants_exactly_what_its_process_calls() {
     let setup = setup().await;
-    let created = hookline(&["table", "create", "--store", &setup.store]);
-    assert!(
-        created.status.success(),
-        "{}",
-        String::from_utf8_lossy(&created.stderr)
-    );
+    table_create(&setup.store);
     let via = |proxy: &RecordingProxy| {
         format!(
             "dynamodb://{}?endpoint={}&region=us-east-1",
@@ -720,11 +713,7 @@ async fn each_iam_policy_grants_exactly_what_its_process_calls() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn intake_then_processor_once_drains_and_exits() {
     let setup = setup().await;
-    assert!(
-        hookline(&["table", "create", "--store", &setup.store])
-            .status
-            .success()
-    );
+    table_create(&setup.store);
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let listen = format!("127.0.0.1:{port}");
