@@ -227,9 +227,9 @@ fn free_port() -> std::io::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-/// Whether an HTTP server answers on the port (DynamoDB Local answers a bare
-/// GET with 400, which is enough to know it is up).
-fn answers(port: u16) -> bool {
+/// Whether an HTTP server answers on 127.0.0.1:port (DynamoDB Local answers
+/// a bare GET with 400, which is enough to know it is up).
+pub fn answers(port: u16) -> bool {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
         return false;

@@ -243,15 +243,7 @@ pub async fn memory(settings: &Settings) -> Result<ScenarioReport> {
     let dir = tempfile::tempdir()?;
     let store_url = format!("sqlite://{}", dir.path().join("serve.db").display());
     let mock = rig::spawn_mock(settings.seed).await?;
-    let providers = dir.path().join("providers.toml");
-    let mut toml = String::new();
-    for name in providers_mock::PROVIDERS {
-        toml.push_str(&format!(
-            "[providers.{name}]\nurl = \"{}\"\ntimeout = \"5s\"\n",
-            mock.url(&format!("/providers/{name}"))
-        ));
-    }
-    std::fs::write(&providers, toml)?;
+    let providers = rig::write_providers(dir.path(), &mock)?;
     let created = tokio::process::Command::new(&bin)
         .args(["keys", "create", "--tenant", "bench", "--store", &store_url])
         .env("HOOKLINE_LOG", "warn")

@@ -68,6 +68,21 @@ pub fn sqlite_store() -> Result<(Arc<dyn Store>, tempfile::TempDir)> {
     Ok((Arc::new(store), dir))
 }
 
+/// A providers file in `dir` naming the mock's providers (5 s timeouts),
+/// for the `hookline` processes a scenario starts.
+pub fn write_providers(dir: &std::path::Path, mock: &RunningMock) -> Result<std::path::PathBuf> {
+    let path = dir.join("providers.toml");
+    let mut toml = String::new();
+    for name in providers_mock::PROVIDERS {
+        toml.push_str(&format!(
+            "[providers.{name}]\nurl = \"{}\"\ntimeout = \"5s\"\n",
+            mock.url(&format!("/providers/{name}"))
+        ));
+    }
+    std::fs::write(&path, toml)?;
+    Ok(path)
+}
+
 /// Mock providers and the callback sink on a port of their own.
 pub async fn spawn_mock(seed: u64) -> Result<RunningMock> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

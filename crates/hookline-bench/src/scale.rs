@@ -123,15 +123,7 @@ async fn round(
     seed_jobs(&*store, &callback, jobs, settings.seed).await?;
 
     let dir = tempfile::tempdir()?;
-    let providers = dir.path().join("providers.toml");
-    let mut toml = String::new();
-    for name in providers_mock::PROVIDERS {
-        toml.push_str(&format!(
-            "[providers.{name}]\nurl = \"{}\"\ntimeout = \"5s\"\n",
-            mock.url(&format!("/providers/{name}"))
-        ));
-    }
-    std::fs::write(&providers, toml)?;
+    let providers = rig::write_providers(dir.path(), &mock)?;
     let url = format!("dynamodb://{table}?endpoint={}&region=us-east-1", dynamo.endpoint);
 
     let started = Instant::now();

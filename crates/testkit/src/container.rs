@@ -165,7 +165,7 @@ pub fn start(host: &str) -> Result<DynamoContainer, String> {
     // The log line comes before DynamoDB Local listens, and a port forwarder
     // may accept connections before anything is behind it.
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !answers_http(port) {
+    while !dynamodb_local::answers(port) {
         if Instant::now() > deadline {
             return Err(format!("{image} did not answer on 127.0.0.1:{port} within 60 s"));
         }
@@ -186,24 +186,6 @@ fn split_image(image: &str) -> (&str, &str) {
         Some((repository, tag)) if !tag.contains('/') => (repository, tag),
         _ => (image, "latest"),
     }
-}
-
-/// Whether an HTTP server answers on 127.0.0.1:port (DynamoDB Local answers
-/// a bare GET with 400).
-fn answers_http(port: u16) -> bool {
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    let Ok(mut stream) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500)) else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-    if stream
-        .write_all(b"GET / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
-        .is_err()
-    {
-        return false;
-    }
-    let mut buf = [0u8; 5];
-    stream.read_exact(&mut buf).is_ok() && &buf == b"HTTP/"
 }
 
 /// A Python process that removes a container when our end of its stdin
