@@ -375,10 +375,7 @@ fn finished_item(job: &Job) -> Result<HashMap<String, AttributeValue>> {
         ("status".to_owned(), s(job.status.as_str().to_owned())),
         ("createdAt".to_owned(), s(job.created_at.to_rfc3339())),
         ("job".to_owned(), s(serde_json::to_string(job)?)),
-        (
-            "listKey".to_owned(),
-            s(format!("{}#{}#{shard:03}", job.tenant, job.status.as_str())),
-        ),
+        ("listKey".to_owned(), s(format!("{}#{shard:03}", job.tenant))),
         ("expiresAt".to_owned(), AttributeValue::N(expires.to_string())),
     ]))
 }

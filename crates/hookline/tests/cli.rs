@@ -688,6 +688,8 @@ async fn each_iam_policy_grants_exactly_what_its_process_calls() {
     }
     let page = get_json(&http, &format!("{base}/v1/jobs?status=failed")).await;
     assert_eq!(page["data"][0]["jobId"], gone.as_str());
+    let page = get_json(&http, &format!("{base}/v1/jobs?status=complete")).await;
+    assert_eq!(page["data"][0]["jobId"], complete.as_str());
     let retried = http
         .post(format!("{base}/v1/jobs/{gone}/retry"))
         .send()

@@ -10,6 +10,7 @@ pub mod providers;
 pub mod schedule;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -152,6 +153,31 @@ pub struct Processor {
     /// what it cannot finish.
     in_flight: Mutex<HashMap<JobId, Lease>>,
     metrics: Arc<Metrics>,
+    /// Where in the due set the next poll starts ([`Store::due_jobs_from`]):
+    /// random at first, one on after each round, somewhere new after a
+    /// round that met another processor.
+    poll_start: AtomicU64,
+}
+
+/// Claims made before the rest of a round: enough to notice another
+/// processor working the same jobs, few enough that meeting it costs little.
+const PROBE_CLAIMS: usize = 4;
+
+/// Rounds in a row that met another processor and won nothing, after which
+/// a drain leaves the work to it.
+const MAX_FRUITLESS_ROUNDS: u32 = 3;
+
+/// A job this processor holds a lease on, with the span its logs go in.
+struct Claimed {
+    job: Job,
+    lease: Lease,
+    span: tracing::Span,
+}
+
+/// A job in a round: claimed by the probe, or still to claim.
+enum Step {
+    Claimed(Claimed),
+    Due(DueJob),
 }
 
 /// How long a processor signs with the secrets it read before reading them
@@ -184,10 +210,11 @@ impl Processor {
         if config.concurrency == 0 {
             return Err(ConfigError::Zero("concurrency"));
         }
-        let rng = match config.seed {
+        let mut rng = match config.seed {
             Some(seed) => rand::rngs::StdRng::seed_from_u64(seed),
             None => rand::rngs::StdRng::from_os_rng(),
         };
+        let poll_start = AtomicU64::new(rng.random());
         Ok(Self {
             store,
             clock,
@@ -200,6 +227,7 @@ impl Processor {
             secrets: Mutex::new(HashMap::new()),
             in_flight: Mutex::new(HashMap::new()),
             metrics: Arc::default(),
+            poll_start,
         })
     }
 
@@ -263,10 +291,12 @@ impl Processor {
         let started = Instant::now();
         let mut report = RunReport::default();
         let mut last_progress = started;
+        let mut fruitless = 0;
         self.purge_if_due(&mut report).await;
         while !shutdown.is_cancelled() && started.elapsed() < self.config.run_budget {
             let now = self.clock.now();
-            let mut due = match self.store.due_jobs(now, self.config.batch_size).await {
+            let start = self.poll_start.load(Ordering::Relaxed);
+            let mut due = match self.store.due_jobs_from(now, self.config.batch_size, start).await {
                 Ok(due) => due,
                 Err(err) => {
                     tracing::warn!(error = %err, "could not read due work; the next run tries again");
@@ -278,17 +308,38 @@ impl Processor {
             if due.is_empty() {
                 break;
             }
-            // Processors polling together see the same oldest batch; claiming
-            // it in different orders keeps them from colliding on every job.
+            // Claimed in random order: processors that still read the same
+            // jobs (a short backlog) then rarely want the same one first.
             self.with_rng(|rng| due.shuffle(rng));
-            let round: Vec<RunReport> = futures::stream::iter(due)
-                .map(|job| self.claim_and_process(job, shutdown))
+            let contended = AtomicBool::new(false);
+            // A few claims first: if another processor is already working
+            // here, it keeps the rest and we poll elsewhere, instead of
+            // racing it for every job of the batch.
+            let rest = due.split_off(due.len().min(PROBE_CLAIMS));
+            let probed = futures::future::join_all(due.into_iter().map(|d| self.claim(d, shutdown))).await;
+            let mut round_report = RunReport::default();
+            let mut steps = Vec::with_capacity(probed.len() + rest.len());
+            for (one, claimed) in probed {
+                round_report.merge(&one);
+                steps.extend(claimed.map(Step::Claimed));
+            }
+            if round_report.lost > 0 {
+                contended.store(true, Ordering::Relaxed);
+            } else {
+                steps.extend(rest.into_iter().map(Step::Due));
+            }
+            let round: Vec<RunReport> = futures::stream::iter(steps)
+                .map(|step| self.run_step(step, shutdown, &contended))
                 .buffer_unordered(self.config.concurrency)
                 .collect()
                 .await;
-            let mut round_report = RunReport::default();
             for one in &round {
                 round_report.merge(one);
+            }
+            if contended.load(Ordering::Relaxed) {
+                self.jump_poll_start();
+            } else {
+                self.poll_start.fetch_add(1, Ordering::Relaxed);
             }
             report.merge(&round_report);
             if last_progress.elapsed() >= self.config.progress_every {
@@ -303,9 +354,16 @@ impl Processor {
                 );
             }
             // Nothing won: the rest is someone else's, or the index is
-            // behind the table. Either way the next run will see.
+            // behind the table. Either way the next run will see; only a
+            // round that met another processor polls elsewhere, a few
+            // times, before giving up.
             if round_report.claimed == 0 {
-                break;
+                fruitless += 1;
+                if !contended.load(Ordering::Relaxed) || fruitless >= MAX_FRUITLESS_ROUNDS {
+                    break;
+                }
+            } else {
+                fruitless = 0;
             }
         }
         self.metrics.drain_finished(started.elapsed());
@@ -336,21 +394,52 @@ impl Processor {
         }
     }
 
-    async fn claim_and_process(&self, due: DueJob, shutdown: &CancellationToken) -> RunReport {
+    /// One step of a round: a job claimed in the probe, or a due job to
+    /// claim now unless the round met another processor.
+    async fn run_step(&self, step: Step, shutdown: &CancellationToken, contended: &AtomicBool) -> RunReport {
+        match step {
+            Step::Claimed(claimed) => self.process(claimed).await,
+            Step::Due(due) => {
+                if contended.load(Ordering::Relaxed) {
+                    return RunReport::default();
+                }
+                let (mut report, claimed) = self.claim(due, shutdown).await;
+                if report.lost > 0 {
+                    contended.store(true, Ordering::Relaxed);
+                }
+                if let Some(claimed) = claimed {
+                    report.merge(&self.process(claimed).await);
+                }
+                report
+            }
+        }
+    }
+
+    /// Polls from a new random place in the due set, away from whoever we
+    /// just met.
+    fn jump_poll_start(&self) {
+        let start = self.with_rng(|rng| rng.random());
+        self.poll_start.store(start, Ordering::Relaxed);
+    }
+
+    async fn claim(&self, due: DueJob, shutdown: &CancellationToken) -> (RunReport, Option<Claimed>) {
         // Everything logged about this job carries its id (and, once the
         // claim has read it, its tenant). The span is at info; warnings
         // name the job themselves too, so a warn-level filter keeps it.
         let span = tracing::info_span!("job", job_id = %due.id, tenant = tracing::field::Empty);
-        self.claim_and_process_in_span(due, shutdown)
-            .instrument(span)
-            .await
+        let (report, claimed) = self.claim_in_span(due, shutdown).instrument(span.clone()).await;
+        (report, claimed.map(|(job, lease)| Claimed { job, lease, span }))
     }
 
-    async fn claim_and_process_in_span(&self, due: DueJob, shutdown: &CancellationToken) -> RunReport {
+    async fn claim_in_span(
+        &self,
+        due: DueJob,
+        shutdown: &CancellationToken,
+    ) -> (RunReport, Option<(Job, Lease)>) {
         let mut report = RunReport::default();
         // Shutdown stops claiming at once, even in the middle of a batch.
         if shutdown.is_cancelled() {
-            return report;
+            return (report, None);
         }
         let now = self.clock.now();
         let lease_length = chrono::Duration::from_std(self.config.lease).unwrap_or(chrono::Duration::MAX);
@@ -374,18 +463,28 @@ impl Processor {
                 report.lost += 1;
                 self.metrics.claim(false);
                 tracing::debug!("claim lost to another processor");
-                return report;
+                return (report, None);
             }
             Err(err) => {
                 tracing::warn!(job_id = %due.id, error = %err, "claim failed");
                 report.store_errors += 1;
-                return report;
+                return (report, None);
             }
         };
         report.claimed += 1;
         self.metrics.claim(true);
         tracing::Span::current().record("tenant", tracing::field::display(&job.tenant));
         self.in_flight_leases().insert(job.id, lease.clone());
+        (report, Some((job, lease)))
+    }
+
+    async fn process(&self, claimed: Claimed) -> RunReport {
+        let Claimed { job, lease, span } = claimed;
+        self.process_in_span(job, lease).instrument(span).await
+    }
+
+    async fn process_in_span(&self, job: Job, lease: Lease) -> RunReport {
+        let mut report = RunReport::default();
         let job = self.fetch_and_deliver(job).await;
         let saved = self.store.save(&job, &lease, self.clock.now()).await;
         self.in_flight_leases().remove(&job.id);

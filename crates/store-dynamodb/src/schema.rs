@@ -1,5 +1,5 @@
 //! The table's shape, in one place: attribute names, the due and listing indexes, and
-//! `create_table`, which makes the table, index and TTL idempotently.
+//! `create_table`, which makes the table, its indexes and TTL idempotently.
 
 use std::time::Duration;
 
@@ -41,6 +41,10 @@ pub(crate) const VERSION: &str = "version";
 pub(crate) const IDEM_JOB_ID: &str = "jobId";
 pub(crate) const IDEM_FINGERPRINT: &str = "fingerprint";
 pub(crate) const LIST_INDEX: &str = "list";
+/// `{tenant}#{shard}`, present only while a job is `failed`: puts it in the
+/// `dead` GSI, the dead letter, which costs nothing on the happy path.
+pub(crate) const DEAD_KEY: &str = "deadKey";
+pub(crate) const DEAD_INDEX: &str = "dead";
 
 /// What `create_table` found or did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,7 +57,7 @@ pub enum TableStatus {
 #[error("{0}")]
 pub struct CreateTableError(String);
 
-/// Creates the table with its due and listing indexes (on-demand billing) and enables TTL
+/// Creates the table with its due, listing and dead-letter indexes (on-demand billing) and enables TTL
 /// on `expiresAt`. Safe to run again: an existing table is left as it is and
 /// only TTL is switched on if it is off.
 pub async fn create_table(client: &Client, table: &str) -> Result<TableStatus, CreateTableError> {
@@ -66,6 +70,7 @@ pub async fn create_table(client: &Client, table: &str) -> Result<TableStatus, C
         .attribute_definitions(attribute(DUE_SHARD, ScalarAttributeType::S)?)
         .attribute_definitions(attribute(DUE_AT, ScalarAttributeType::N)?)
         .attribute_definitions(attribute(LIST_KEY, ScalarAttributeType::S)?)
+        .attribute_definitions(attribute(DEAD_KEY, ScalarAttributeType::S)?)
         .key_schema(key(PK, KeyType::Hash)?)
         .key_schema(key(SK, KeyType::Range)?)
         .global_secondary_indexes(
@@ -87,18 +92,25 @@ pub async fn create_table(client: &Client, table: &str) -> Result<TableStatus, C
         .global_secondary_indexes(
             GlobalSecondaryIndex::builder()
                 .index_name(LIST_INDEX)
-                // `{tenant}#{status}#{shard}`, newest first by the job key:
-                // a listing reads one tenant's jobs, of one status or all.
+                // `{tenant}#{shard}`, newest first by the job key: a
+                // listing reads one tenant's jobs.
                 .key_schema(key(LIST_KEY, KeyType::Hash)?)
                 .key_schema(key(PK, KeyType::Range)?)
-                // Keys only: a job's index entry is written when it is
-                // created and when its status changes, never on a claim or
-                // a retry; pages read the jobs themselves.
-                .projection(
-                    Projection::builder()
-                        .projection_type(ProjectionType::KeysOnly)
-                        .build(),
-                )
+                // Keys only, and nothing in them changes: a job's entry is
+                // written once, when it is created; pages read the jobs
+                // themselves.
+                .projection(keys_only())
+                .build()
+                .map_err(build_error)?,
+        )
+        .global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name(DEAD_INDEX)
+                // `{tenant}#{shard}` of failed jobs only (sparse): the dead
+                // letter is a Query however long the history.
+                .key_schema(key(DEAD_KEY, KeyType::Hash)?)
+                .key_schema(key(PK, KeyType::Range)?)
+                .projection(keys_only())
                 .build()
                 .map_err(build_error)?,
         )
@@ -174,6 +186,12 @@ async fn enable_ttl(client: &Client, table: &str) -> Result<(), CreateTableError
         .await
         .map_err(|e| CreateTableError(format!("enabling TTL on {table}: {}", DisplayErrorContext(&e))))?;
     Ok(())
+}
+
+fn keys_only() -> Projection {
+    Projection::builder()
+        .projection_type(ProjectionType::KeysOnly)
+        .build()
 }
 
 fn attribute(name: &str, kind: ScalarAttributeType) -> Result<AttributeDefinition, CreateTableError> {

@@ -3,8 +3,9 @@
 //! Write costs on the happy path of a small job, measured (see the cost test
 //! and [`CapacityMeter`]): intake put (1 + 1 due index + 1 listing index),
 //! claim update (1 + 1 due index, the projected lease), final put (1 + 1 due
-//! index removal + 2 listing index, its status key changing): nine write
-//! units.
+//! index removal; the listing entry does not change): seven write units. A
+//! dead-lettered job adds one for its `dead` index entry, a redrive one to
+//! remove it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -32,6 +33,42 @@ type Item = HashMap<String, AttributeValue>;
 /// Pages of the due index read per shard and poll, at most: bounds a poll's
 /// cost when many due items sit behind live leases.
 const MAX_PAGES_PER_SHARD: usize = 4;
+
+/// Listing entries one page request reads at most when it filters by
+/// status: past this it returns what it found and a cursor.
+const MAX_EXAMINED_PER_PAGE: usize = 1_000;
+
+/// The two indexes of a tenant's jobs, partitioned alike (`{tenant}#{shard}`).
+#[derive(Debug, Clone, Copy)]
+enum Listing {
+    /// Every job (`list`), written once when the job is created.
+    All,
+    /// Failed jobs only (`dead`), the dead letter.
+    Dead,
+}
+
+impl Listing {
+    fn name(self) -> &'static str {
+        match self {
+            Self::All => LIST_INDEX,
+            Self::Dead => DEAD_INDEX,
+        }
+    }
+
+    fn key_attribute(self) -> &'static str {
+        match self {
+            Self::All => LIST_KEY,
+            Self::Dead => DEAD_KEY,
+        }
+    }
+
+    fn operation(self) -> &'static str {
+        match self {
+            Self::All => "query listing index",
+            Self::Dead => "query dead-letter index",
+        }
+    }
+}
 
 #[derive(Clone)]
 pub struct DynamoStore {
@@ -117,8 +154,9 @@ impl DynamoStore {
         }
     }
 
-    fn list_key(&self, tenant: &TenantId, status: JobStatus, shard: u16) -> String {
-        format!("{tenant}#{}#{shard:03}", status.as_str())
+    /// A tenant's partition `shard` of the listing or dead-letter index.
+    fn list_key(&self, tenant: &TenantId, shard: u16) -> String {
+        format!("{tenant}#{shard:03}")
     }
 
     /// The whole item for a job's current state, without a lease.
@@ -135,10 +173,11 @@ impl DynamoStore {
             AttributeValue::S(job.created_at.to_rfc3339()),
         );
         item.insert(JOB.to_owned(), AttributeValue::S(body));
-        item.insert(
-            LIST_KEY.to_owned(),
-            AttributeValue::S(self.list_key(&job.tenant, job.status, job.id.shard(self.config.shards))),
-        );
+        let list_key = self.list_key(&job.tenant, job.id.shard(self.config.shards));
+        if job.status == JobStatus::Failed {
+            item.insert(DEAD_KEY.to_owned(), AttributeValue::S(list_key.clone()));
+        }
+        item.insert(LIST_KEY.to_owned(), AttributeValue::S(list_key));
         match job.due_at {
             Some(due_at) => {
                 item.insert(
@@ -212,11 +251,12 @@ impl DynamoStore {
         Ok((job.tenant == *tenant).then(|| (job, body.to_owned())))
     }
 
-    /// Up to `limit` job ids from one listing partition, newest first,
-    /// strictly older than `after`. Returns them and whether the partition
-    /// holds more.
+    /// Up to `limit` job ids from one partition of a listing index (`list`
+    /// or `dead`), newest first, strictly older than `after`. Returns them
+    /// and whether the partition holds more.
     async fn query_listing(
         &self,
+        index: Listing,
         key: String,
         after: Option<JobId>,
         limit: usize,
@@ -225,8 +265,8 @@ impl DynamoStore {
             .client
             .query()
             .table_name(&self.config.table)
-            .index_name(LIST_INDEX)
-            .expression_attribute_names("#list", LIST_KEY)
+            .index_name(index.name())
+            .expression_attribute_names("#list", index.key_attribute())
             .expression_attribute_values(":list", AttributeValue::S(key))
             .scan_index_forward(false)
             .limit(i32::try_from(limit).unwrap_or(i32::MAX));
@@ -237,23 +277,59 @@ impl DynamoStore {
                 .expression_attribute_values(":after", AttributeValue::S(format!("job#{after}"))),
             None => query.key_condition_expression("#list = :list"),
         };
+        let operation = index.operation();
         let page = query
             .return_consumed_capacity(ReturnConsumedCapacity::Indexes)
             .send()
             .await
-            .map_err(|e| unavailable("query listing index", e))?;
+            .map_err(|e| unavailable(operation, e))?;
         self.capacity
-            .record("query listing index", Access::Read, page.consumed_capacity());
+            .record(operation, Access::Read, page.consumed_capacity());
         let ids = page.items().iter().map(job_id).collect::<Result<Vec<_>, _>>()?;
         Ok((ids, page.last_evaluated_key.is_some()))
+    }
+
+    /// The tenant's newest `want` job ids in `index` strictly older than
+    /// `after`, across its shard partitions, and whether the index holds
+    /// older ones.
+    async fn newest_ids(
+        &self,
+        index: Listing,
+        tenant: &TenantId,
+        after: Option<JobId>,
+        want: usize,
+    ) -> Result<(Vec<JobId>, bool), StoreError> {
+        // Each partition's newest `want` below the cursor hold the overall
+        // newest `want`: merge them and cut.
+        let partitions = (0..self.config.shards)
+            .map(|shard| self.query_listing(index, self.list_key(tenant, shard), after, want));
+        let mut ids = Vec::new();
+        let mut partition_has_more = false;
+        for result in futures::future::join_all(partitions).await {
+            let (found, more) = result?;
+            ids.extend(found);
+            partition_has_more |= more;
+        }
+        // Newest first; an index caught mid-update may list a job twice.
+        ids.sort_unstable_by(|a, b| b.cmp(a));
+        ids.dedup();
+        let more = ids.len() > want || partition_has_more;
+        ids.truncate(want);
+        Ok((ids, more))
     }
 
     /// The jobs for `ids`, in that order, read consistently; ids whose item
     /// is gone (expired since the index was read) are skipped.
     async fn get_many(&self, ids: &[JobId]) -> Result<Vec<Job>, StoreError> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
+        let mut found: HashMap<JobId, Job> = HashMap::with_capacity(ids.len());
+        // BatchGetItem takes at most 100 keys.
+        for chunk in ids.chunks(100) {
+            self.get_batch(chunk, &mut found).await?;
         }
+        Ok(ids.iter().filter_map(|id| found.remove(id)).collect())
+    }
+
+    async fn get_batch(&self, ids: &[JobId], found: &mut HashMap<JobId, Job>) -> Result<(), StoreError> {
         let mut wanted = Some(
             KeysAndAttributes::builder()
                 .set_keys(Some(ids.iter().map(|id| Self::job_key(*id)).collect()))
@@ -263,7 +339,6 @@ impl DynamoStore {
                 .build()
                 .map_err(|e| StoreError::Unavailable(format!("build batch get: {e}")))?,
         );
-        let mut found: HashMap<JobId, Job> = HashMap::with_capacity(ids.len());
         // Throttled reads come back as unprocessed keys: ask again, briefly
         // backing off, a bounded number of times.
         for attempt in 0..5u32 {
@@ -300,7 +375,7 @@ impl DynamoStore {
                 "batch get jobs: reads still throttled after 5 attempts".to_owned(),
             ));
         }
-        Ok(ids.iter().filter_map(|id| found.remove(id)).collect())
+        Ok(())
     }
 }
 
@@ -405,39 +480,40 @@ impl JobStore for DynamoStore {
 
     async fn list_jobs(&self, tenant: &TenantId, query: &ListQuery) -> Result<JobPage, StoreError> {
         let page = query.page_size();
-        let statuses = match query.status {
-            Some(status) => vec![status],
-            None => JobStatus::ALL.to_vec(),
+        // The dead letter has its own (sparse) index; any other status is
+        // read from the tenant's listing, newest first, and filtered.
+        let index = match query.status {
+            Some(JobStatus::Failed) => Listing::Dead,
+            _ => Listing::All,
         };
-        // Each partition's newest `page + 1` below the cursor hold the
-        // overall newest `page + 1`: merge them and cut.
-        let partitions = statuses.iter().flat_map(|&status| {
-            (0..self.config.shards).map(move |shard| {
-                self.query_listing(self.list_key(tenant, status, shard), query.after, page + 1)
-            })
-        });
-        let mut ids = Vec::new();
-        let mut partition_has_more = false;
-        for result in futures::future::join_all(partitions).await {
-            let (found, more) = result?;
-            ids.extend(found);
-            partition_has_more |= more;
+        let wanted = |job: &Job| job.tenant == *tenant && query.status.is_none_or(|s| s == job.status);
+        let mut jobs = Vec::with_capacity(page + 1);
+        let mut after = query.after;
+        let mut examined = 0;
+        loop {
+            // One more than the page tells whether there is a next one.
+            let (ids, more) = self
+                .newest_ids(index, tenant, after, page + 1 - jobs.len())
+                .await?;
+            examined += ids.len();
+            // The index is eventually consistent; the jobs are read
+            // consistently and one whose status moved on is left out.
+            jobs.extend(self.get_many(&ids).await?.into_iter().filter(|job| wanted(job)));
+            if jobs.len() > page {
+                jobs.truncate(page);
+                let next = jobs.last().map(|job| job.id);
+                return Ok(JobPage { jobs, next });
+            }
+            if !more || ids.is_empty() {
+                return Ok(JobPage { jobs, next: None });
+            }
+            after = ids.last().copied().or(after);
+            if examined >= MAX_EXAMINED_PER_PAGE {
+                // A rare status deep in a long history: a short page, and
+                // the cursor to read on from where this one stopped.
+                return Ok(JobPage { jobs, next: after });
+            }
         }
-        // Newest first; an index caught mid-update may list a job twice.
-        ids.sort_unstable_by(|a, b| b.cmp(a));
-        ids.dedup();
-        let more = ids.len() > page || partition_has_more;
-        ids.truncate(page);
-        let next = if more { ids.last().copied() } else { None };
-        // The index is eventually consistent; the jobs are read consistently
-        // and one whose status moved on since is left out of this page.
-        let jobs = self
-            .get_many(&ids)
-            .await?
-            .into_iter()
-            .filter(|job| job.tenant == *tenant && query.status.is_none_or(|s| s == job.status))
-            .collect();
-        Ok(JobPage { jobs, next })
     }
 
     async fn redrive(&self, tenant: &TenantId, id: JobId, now: Timestamp) -> Result<Redrive, StoreError> {
@@ -482,6 +558,33 @@ impl JobStore for DynamoStore {
             due.extend(shard?);
         }
         due.sort_by_key(|d| (d.due_at, d.id));
+        due.truncate(limit);
+        Ok(due)
+    }
+
+    async fn due_jobs_from(
+        &self,
+        now: Timestamp,
+        limit: usize,
+        start: u64,
+    ) -> Result<Vec<DueJob>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let shards = self.config.shards;
+        let first = u16::try_from(start % u64::from(shards)).unwrap_or(0);
+        // Under a backlog one shard fills the batch: one query, and the
+        // other processors, starting elsewhere, claim elsewhere.
+        let mut due = self.query_shard(first, now, limit).await?;
+        if due.len() < limit {
+            // Not enough there: the rest of the ring at once, kept in ring
+            // order, so a short backlog is found whatever the start.
+            let wanted = limit - due.len();
+            let rest = (1..shards).map(|i| self.query_shard((first + i) % shards, now, wanted));
+            for shard in futures::future::join_all(rest).await {
+                due.extend(shard?);
+            }
+        }
         due.truncate(limit);
         Ok(due)
     }

@@ -25,6 +25,7 @@ macro_rules! conformance_suite {
         $crate::conformance_suite!(@tests $make_store;
             create_is_atomic_and_tenant_scoped,
             due_work_is_oldest_first_and_only_when_due,
+            due_work_from_any_start_is_the_same_due_set,
             claims_are_exclusive_under_sixteen_concurrent_claimers,
             expired_lease_makes_work_due_again,
             write_fenced_on_a_lost_lease_changes_nothing,
@@ -234,6 +235,45 @@ pub async fn due_work_is_oldest_first_and_only_when_due(store: Arc<dyn JobStore>
         vec![early.id, middle.id, late.id]
     );
     assert_eq!(all[2].due_at, at(20));
+}
+
+pub async fn due_work_from_any_start_is_the_same_due_set(store: Arc<dyn JobStore>) {
+    let jobs: Vec<Job> = (0..24)
+        .map(|n| new_job("acme", &["gas"], at(n), 100 + n as u64))
+        .collect();
+    for job in &jobs {
+        store.create_job(job).await.expect("create");
+    }
+    let later = new_job("acme", &["gas"], at(500), 99);
+    store.create_job(&later).await.expect("create");
+    let held = &jobs[3];
+    claim_won(&*store, held.id, &lease("p1", at(600)), at(30)).await;
+    let mut expected: Vec<JobId> = jobs.iter().map(|j| j.id).filter(|id| *id != held.id).collect();
+    expected.sort();
+    for start in [0, 1, 2, 7, 13, 255, u64::MAX] {
+        let mut due: Vec<JobId> = store
+            .due_jobs_from(at(30), 100, start)
+            .await
+            .expect("due")
+            .iter()
+            .map(|d| d.id)
+            .collect();
+        due.sort();
+        assert_eq!(
+            due, expected,
+            "start {start}: every due job, none leased or not yet due"
+        );
+        let few = store.due_jobs_from(at(30), 5, start).await.expect("due");
+        assert_eq!(few.len(), 5, "start {start}: the limit is filled");
+        let mut distinct: Vec<JobId> = few.iter().map(|d| d.id).collect();
+        distinct.sort();
+        distinct.dedup();
+        assert_eq!(distinct.len(), 5, "start {start}: no job twice");
+        assert!(
+            distinct.iter().all(|id| expected.contains(id)),
+            "start {start}: only due, unleased jobs"
+        );
+    }
 }
 
 pub async fn claims_are_exclusive_under_sixteen_concurrent_claimers(store: Arc<dyn JobStore>) {

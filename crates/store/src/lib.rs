@@ -163,7 +163,10 @@ pub trait JobStore: Send + Sync + fmt::Debug {
     async fn get_job(&self, tenant: &TenantId, id: JobId) -> Result<Option<Job>, StoreError>;
 
     /// A page of the tenant's jobs, newest first, optionally of one status.
-    /// Reads an index of the tenant's jobs (by status), never the whole store.
+    /// Reads an index of the tenant's jobs, never the whole store. A page
+    /// may hold fewer than `limit` jobs and still name a `next` (a store
+    /// that filters an index by status bounds what one page reads); the
+    /// listing ends when `next` is `None`.
     async fn list_jobs(&self, tenant: &TenantId, query: &ListQuery) -> Result<JobPage, StoreError>;
 
     /// Puts a `failed` job back in the due set for a fresh round of callback
@@ -175,6 +178,24 @@ pub trait JobStore: Send + Sync + fmt::Debug {
     /// first. Reads only the due set: its cost does not grow with the number
     /// of finished jobs.
     async fn due_jobs(&self, now: Timestamp, limit: usize) -> Result<Vec<DueJob>, StoreError>;
+
+    /// Due work for one of several processors polling the same store: like
+    /// [`JobStore::due_jobs`], but a store that splits its due set into
+    /// partitions reads them from partition `start` (modulo their number)
+    /// onwards and stops once it has `limit`, so processors that start at
+    /// different places claim different jobs instead of racing for the same
+    /// oldest ones. Oldest first within a partition; fewer than `limit` due
+    /// jobs are all returned, whatever `start`. A store with one due
+    /// partition answers as `due_jobs` does.
+    async fn due_jobs_from(
+        &self,
+        now: Timestamp,
+        limit: usize,
+        start: u64,
+    ) -> Result<Vec<DueJob>, StoreError> {
+        let _ = start;
+        self.due_jobs(now, limit).await
+    }
 
     /// Takes a lease on a due job with one conditional write.
     async fn claim(&self, id: JobId, lease: &Lease, now: Timestamp) -> Result<Claim, StoreError>;
