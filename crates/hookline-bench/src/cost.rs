@@ -369,13 +369,12 @@ fn finished_item(job: &Job) -> Result<HashMap<String, AttributeValue>> {
     let shard = job.id.shard(SHARDS);
     let expires = (job.created_at + chrono::Duration::days(30)).timestamp();
     Ok(HashMap::from([
-        ("pk".to_owned(), s(format!("job#{}", job.id))),
-        ("sk".to_owned(), s("job".to_owned())),
+        ("pk".to_owned(), s(format!("job#{}#{shard:03}", job.tenant))),
+        ("sk".to_owned(), s(format!("job#{}", job.id))),
         ("tenant".to_owned(), s(job.tenant.to_string())),
         ("status".to_owned(), s(job.status.as_str().to_owned())),
         ("createdAt".to_owned(), s(job.created_at.to_rfc3339())),
         ("job".to_owned(), s(serde_json::to_string(job)?)),
-        ("listKey".to_owned(), s(format!("{}#{shard:03}", job.tenant))),
         ("expiresAt".to_owned(), AttributeValue::N(expires.to_string())),
     ]))
 }

@@ -54,16 +54,22 @@ impl JobStore for NoStore {
         self.inner.due_jobs(now, limit).await
     }
 
-    async fn claim(&self, id: JobId, lease: &Lease, now: Timestamp) -> Result<Claim, StoreError> {
-        self.inner.claim(id, lease, now).await
+    async fn claim(
+        &self,
+        tenant: &TenantId,
+        id: JobId,
+        lease: &Lease,
+        now: Timestamp,
+    ) -> Result<Claim, StoreError> {
+        self.inner.claim(tenant, id, lease, now).await
     }
 
     async fn save(&self, job: &Job, lease: &Lease, now: Timestamp) -> Result<Fenced, StoreError> {
         self.inner.save(job, lease, now).await
     }
 
-    async fn release(&self, id: JobId, lease: &Lease) -> Result<Fenced, StoreError> {
-        self.inner.release(id, lease).await
+    async fn release(&self, tenant: &TenantId, id: JobId, lease: &Lease) -> Result<Fenced, StoreError> {
+        self.inner.release(tenant, id, lease).await
     }
 
     async fn purge_expired(&self, now: Timestamp) -> Result<u64, StoreError> {

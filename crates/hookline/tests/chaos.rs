@@ -615,7 +615,7 @@ impl Probe {
                         .scan()
                         .table_name(table)
                         .consistent_read(true)
-                        .projection_expression("pk, #status, leaseOwner")
+                        .projection_expression("sk, #status, leaseOwner")
                         .expression_attribute_names("#status", "status")
                         .set_exclusive_start_key(start.take())
                         .send()
@@ -623,8 +623,9 @@ impl Probe {
                         .expect("scan the table");
                     for item in page.items() {
                         let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
-                        // The table holds tenants' keys and secrets too.
-                        let Some(id) = text("pk").and_then(|pk| pk.strip_prefix("job#").map(str::to_owned))
+                        // The table holds tenants' keys and secrets too;
+                        // a job's sort key is `job#{id}`.
+                        let Some(id) = text("sk").and_then(|sk| sk.strip_prefix("job#").map(str::to_owned))
                         else {
                             continue;
                         };
@@ -678,16 +679,16 @@ impl Probe {
                         .consistent_read(true)
                         .filter_expression("leaseOwner = :owner")
                         .expression_attribute_values(":owner", AttributeValue::S(owner.to_owned()))
-                        .projection_expression("pk")
+                        .projection_expression("sk")
                         .select(Select::SpecificAttributes)
                         .set_exclusive_start_key(start.take())
                         .send()
                         .await
                         .expect("scan the table for leases");
                     ids.extend(page.items().iter().filter_map(|item| {
-                        item.get("pk")
+                        item.get("sk")
                             .and_then(|v| v.as_s().ok())
-                            .and_then(|pk| pk.strip_prefix("job#"))
+                            .and_then(|sk| sk.strip_prefix("job#"))
                             .map(str::to_owned)
                     }));
                     match page.last_evaluated_key {

@@ -20,7 +20,6 @@ use domain::{
 };
 use futures::StreamExt;
 use netguard::NetPolicy;
-use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use store::{Claim, DueJob, Fenced, Lease, Store};
 use telemetry::{DeliveryResult, FetchResult, Metrics};
@@ -49,7 +48,8 @@ pub struct ProcessorConfig {
     /// Largest provider response accepted.
     pub max_response_bytes: usize,
     pub retry: RetryPolicy,
-    /// Seed for jitter and lease ids; `None` draws one from the OS.
+    /// Seed for jitter, lease ids and where polls start (mixed with
+    /// `owner`); `None` draws one from the OS.
     pub seed: Option<u64>,
     /// Which addresses callbacks may reach (the SSRF guard), checked again
     /// at connect time. Provider URLs are the operator's and not guarded.
@@ -77,6 +77,13 @@ impl Default for ProcessorConfig {
             progress_every: Duration::from_secs(10),
         }
     }
+}
+
+/// FNV-1a: a stable hash of a name, for mixing into a seed.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 fn default_owner() -> String {
@@ -151,7 +158,7 @@ pub struct Processor {
     secrets: Mutex<HashMap<TenantId, (TenantSecrets, Timestamp)>>,
     /// Leases of the jobs being worked on now, so shutdown can give back
     /// what it cannot finish.
-    in_flight: Mutex<HashMap<JobId, Lease>>,
+    in_flight: Mutex<HashMap<JobId, (TenantId, Lease)>>,
     metrics: Arc<Metrics>,
     /// Where in the due set the next poll starts ([`Store::due_jobs_from`]):
     /// random at first, one on after each round, somewhere new after a
@@ -161,7 +168,7 @@ pub struct Processor {
 
 /// Claims made before the rest of a round: enough to notice another
 /// processor working the same jobs, few enough that meeting it costs little.
-const PROBE_CLAIMS: usize = 4;
+const PROBE_CLAIMS: usize = 2;
 
 /// Rounds in a row that met another processor and won nothing, after which
 /// a drain leaves the work to it.
@@ -176,7 +183,7 @@ struct Claimed {
 
 /// A job in a round: claimed by the probe, or still to claim.
 enum Step {
-    Claimed(Claimed),
+    Claimed(Box<Claimed>),
     Due(DueJob),
 }
 
@@ -211,7 +218,9 @@ impl Processor {
             return Err(ConfigError::Zero("concurrency"));
         }
         let mut rng = match config.seed {
-            Some(seed) => rand::rngs::StdRng::seed_from_u64(seed),
+            // Mixed with the owner: processors given one seed still draw
+            // their own lease ids and poll from their own places.
+            Some(seed) => rand::rngs::StdRng::seed_from_u64(seed ^ fnv1a(config.owner.as_bytes())),
             None => rand::rngs::StdRng::from_os_rng(),
         };
         let poll_start = AtomicU64::new(rng.random());
@@ -246,7 +255,7 @@ impl Processor {
         &self.config
     }
 
-    fn in_flight_leases(&self) -> std::sync::MutexGuard<'_, HashMap<JobId, Lease>> {
+    fn in_flight_leases(&self) -> std::sync::MutexGuard<'_, HashMap<JobId, (TenantId, Lease)>> {
         self.in_flight
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -262,10 +271,10 @@ impl Processor {
     /// For shutdown, once the grace period is over; the abandoned work's
     /// own writes are then fenced off. Returns how many were released.
     pub async fn release_in_flight(&self) -> usize {
-        let leases: Vec<(JobId, Lease)> = self.in_flight_leases().drain().collect();
+        let leases: Vec<(JobId, (TenantId, Lease))> = self.in_flight_leases().drain().collect();
         let mut released = 0;
-        for (id, lease) in leases {
-            match self.store.release(id, &lease).await {
+        for (id, (tenant, lease)) in leases {
+            match self.store.release(&tenant, id, &lease).await {
                 Ok(Fenced::Written) => released += 1,
                 Ok(Fenced::LeaseLost) => {}
                 Err(err) => {
@@ -308,9 +317,9 @@ impl Processor {
             if due.is_empty() {
                 break;
             }
-            // Claimed in random order: processors that still read the same
-            // jobs (a short backlog) then rarely want the same one first.
-            self.with_rng(|rng| due.shuffle(rng));
+            // Claimed in the order the store gives: from this processor's
+            // own place in the due set, so processors that read the same
+            // jobs (a short backlog) still begin at different ones.
             let contended = AtomicBool::new(false);
             // A few claims first: if another processor is already working
             // here, it keeps the rest and we poll elsewhere, instead of
@@ -321,7 +330,7 @@ impl Processor {
             let mut steps = Vec::with_capacity(probed.len() + rest.len());
             for (one, claimed) in probed {
                 round_report.merge(&one);
-                steps.extend(claimed.map(Step::Claimed));
+                steps.extend(claimed.map(|c| Step::Claimed(Box::new(c))));
             }
             if round_report.lost > 0 {
                 contended.store(true, Ordering::Relaxed);
@@ -398,7 +407,7 @@ impl Processor {
     /// claim now unless the round met another processor.
     async fn run_step(&self, step: Step, shutdown: &CancellationToken, contended: &AtomicBool) -> RunReport {
         match step {
-            Step::Claimed(claimed) => self.process(claimed).await,
+            Step::Claimed(claimed) => self.process(*claimed).await,
             Step::Due(due) => {
                 if contended.load(Ordering::Relaxed) {
                     return RunReport::default();
@@ -450,7 +459,7 @@ impl Processor {
                 .checked_add_signed(lease_length)
                 .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC),
         };
-        let job = match self.store.claim(due.id, &lease, now).await {
+        let job = match self.store.claim(&due.tenant, due.id, &lease, now).await {
             Ok(Claim::Won { job, took_over_from }) => {
                 if let Some(previous) = took_over_from {
                     report.recovered += 1;
@@ -474,7 +483,8 @@ impl Processor {
         report.claimed += 1;
         self.metrics.claim(true);
         tracing::Span::current().record("tenant", tracing::field::display(&job.tenant));
-        self.in_flight_leases().insert(job.id, lease.clone());
+        self.in_flight_leases()
+            .insert(job.id, (job.tenant.clone(), lease.clone()));
         (report, Some((job, lease)))
     }
 

@@ -1,4 +1,4 @@
-//! The table's shape, in one place: attribute names, the due and listing indexes, and
+//! The table's shape, in one place: attribute names, the due and dead-letter indexes, and
 //! `create_table`, which makes the table, its indexes and TTL idempotently.
 
 use std::time::Duration;
@@ -13,7 +13,9 @@ use aws_sdk_dynamodb::types::{
 
 pub(crate) const PK: &str = "pk";
 pub(crate) const SK: &str = "sk";
-pub(crate) const JOB_SK: &str = "job";
+/// A job's sort key is `job#{id}`; ids are ULIDs, so a partition of one
+/// tenant's jobs sorts by creation time.
+pub(crate) const JOB_SK_PREFIX: &str = "job#";
 pub(crate) const TENANT: &str = "tenant";
 pub(crate) const STATUS: &str = "status";
 pub(crate) const CREATED_AT: &str = "createdAt";
@@ -25,7 +27,6 @@ pub(crate) const LEASE_OWNER: &str = "leaseOwner";
 pub(crate) const LEASE_UNTIL: &str = "leaseUntil";
 pub(crate) const EXPIRES_AT: &str = "expiresAt";
 pub(crate) const DUE_INDEX: &str = "due";
-pub(crate) const LIST_KEY: &str = "listKey";
 /// The partition holding every API key (`sk = key#{sha256 hex}`): keys are
 /// few, and intake caches what it reads.
 pub(crate) const KEYS_PK: &str = "apikeys";
@@ -40,7 +41,6 @@ pub(crate) const SECRETS: &str = "secrets";
 pub(crate) const VERSION: &str = "version";
 pub(crate) const IDEM_JOB_ID: &str = "jobId";
 pub(crate) const IDEM_FINGERPRINT: &str = "fingerprint";
-pub(crate) const LIST_INDEX: &str = "list";
 /// `{tenant}#{shard}`, present only while a job is `failed`: puts it in the
 /// `dead` GSI, the dead letter, which costs nothing on the happy path.
 pub(crate) const DEAD_KEY: &str = "deadKey";
@@ -57,7 +57,7 @@ pub enum TableStatus {
 #[error("{0}")]
 pub struct CreateTableError(String);
 
-/// Creates the table with its due, listing and dead-letter indexes (on-demand billing) and enables TTL
+/// Creates the table with its due and dead-letter indexes (on-demand billing) and enables TTL
 /// on `expiresAt`. Safe to run again: an existing table is left as it is and
 /// only TTL is switched on if it is off.
 pub async fn create_table(client: &Client, table: &str) -> Result<TableStatus, CreateTableError> {
@@ -69,7 +69,6 @@ pub async fn create_table(client: &Client, table: &str) -> Result<TableStatus, C
         .attribute_definitions(attribute(SK, ScalarAttributeType::S)?)
         .attribute_definitions(attribute(DUE_SHARD, ScalarAttributeType::S)?)
         .attribute_definitions(attribute(DUE_AT, ScalarAttributeType::N)?)
-        .attribute_definitions(attribute(LIST_KEY, ScalarAttributeType::S)?)
         .attribute_definitions(attribute(DEAD_KEY, ScalarAttributeType::S)?)
         .key_schema(key(PK, KeyType::Hash)?)
         .key_schema(key(SK, KeyType::Range)?)
@@ -91,25 +90,11 @@ pub async fn create_table(client: &Client, table: &str) -> Result<TableStatus, C
         )
         .global_secondary_indexes(
             GlobalSecondaryIndex::builder()
-                .index_name(LIST_INDEX)
-                // `{tenant}#{shard}`, newest first by the job key: a
-                // listing reads one tenant's jobs.
-                .key_schema(key(LIST_KEY, KeyType::Hash)?)
-                .key_schema(key(PK, KeyType::Range)?)
-                // Keys only, and nothing in them changes: a job's entry is
-                // written once, when it is created; pages read the jobs
-                // themselves.
-                .projection(keys_only())
-                .build()
-                .map_err(build_error)?,
-        )
-        .global_secondary_indexes(
-            GlobalSecondaryIndex::builder()
                 .index_name(DEAD_INDEX)
                 // `{tenant}#{shard}` of failed jobs only (sparse): the dead
                 // letter is a Query however long the history.
                 .key_schema(key(DEAD_KEY, KeyType::Hash)?)
-                .key_schema(key(PK, KeyType::Range)?)
+                .key_schema(key(SK, KeyType::Range)?)
                 .projection(keys_only())
                 .build()
                 .map_err(build_error)?,

@@ -1,11 +1,11 @@
 //! `DynamoStore`: the `JobStore` operations as single-item DynamoDB calls.
 //!
 //! Write costs on the happy path of a small job, measured (see the cost test
-//! and [`CapacityMeter`]): intake put (1 + 1 due index + 1 listing index),
-//! claim update (1 + 1 due index, the projected lease), final put (1 + 1 due
-//! index removal; the listing entry does not change): seven write units. A
-//! dead-lettered job adds one for its `dead` index entry, a redrive one to
-//! remove it.
+//! and [`CapacityMeter`]): intake put (1 + 1 due index), claim update (1 + 1
+//! due index, the projected lease), final put (1 + 1 due index removal): six
+//! write units. Jobs are keyed by tenant and shard, so the table itself is the
+//! listing and no index entry is written for it. A dead-lettered job adds one
+//! for its `dead` index entry, a redrive one to remove it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -38,36 +38,55 @@ const MAX_PAGES_PER_SHARD: usize = 4;
 /// status: past this it returns what it found and a cursor.
 const MAX_EXAMINED_PER_PAGE: usize = 1_000;
 
-/// The two indexes of a tenant's jobs, partitioned alike (`{tenant}#{shard}`).
-#[derive(Debug, Clone, Copy)]
-enum Listing {
-    /// Every job (`list`), written once when the job is created.
-    All,
-    /// Failed jobs only (`dead`), the dead letter.
-    Dead,
+/// Listing queries read about `page / shards` jobs per partition and
+/// query again only the partitions that hold the page back; this many more
+/// per query keep that to one round for an unfiltered page.
+const LISTING_SLACK: usize = 2;
+
+/// The most one listing query reads from a partition.
+const MAX_LISTING_QUERY: usize = 256;
+
+/// One shard partition of a tenant's jobs, as a listing reads through it.
+struct Partition {
+    pk: String,
+    /// Where the next query starts (DynamoDB's `LastEvaluatedKey`).
+    start: Option<Item>,
+    /// The oldest job read so far; `None` before the first query.
+    frontier: Option<JobId>,
+    done: bool,
+    /// Jobs the next query reads: doubles each time the partition holds the
+    /// page back (a status filter dropping most of what it reads), so a
+    /// deep page takes a few queries, not hundreds.
+    limit: usize,
 }
 
-impl Listing {
-    fn name(self) -> &'static str {
-        match self {
-            Self::All => LIST_INDEX,
-            Self::Dead => DEAD_INDEX,
-        }
-    }
+/// How far every partition has been read: a job at or above it is in its
+/// place in the listing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReadDownTo {
+    /// Some partition has not been read at all.
+    Nothing,
+    /// Every partition still holding jobs has been read down to this one.
+    Job(JobId),
+    /// Every partition has been read to its end.
+    Everything,
+}
 
-    fn key_attribute(self) -> &'static str {
-        match self {
-            Self::All => LIST_KEY,
-            Self::Dead => DEAD_KEY,
+fn read_down_to(parts: &[Partition]) -> ReadDownTo {
+    // The highest frontier: a job at or above it is above every one.
+    let mut bound = ReadDownTo::Everything;
+    for part in parts.iter().filter(|p| !p.done) {
+        match part.frontier {
+            None => return ReadDownTo::Nothing,
+            Some(id) => {
+                bound = match bound {
+                    ReadDownTo::Job(other) if other >= id => ReadDownTo::Job(other),
+                    _ => ReadDownTo::Job(id),
+                }
+            }
         }
     }
-
-    fn operation(self) -> &'static str {
-        match self {
-            Self::All => "query listing index",
-            Self::Dead => "query dead-letter index",
-        }
-    }
+    bound
 }
 
 #[derive(Clone)]
@@ -119,10 +138,19 @@ impl DynamoStore {
         &self.config
     }
 
-    fn job_key(id: JobId) -> Item {
+    /// The partition of `tenant`'s jobs that job `id` lives in.
+    fn job_partition(&self, tenant: &TenantId, id: JobId) -> String {
+        self.partition(tenant, id.shard(self.config.shards))
+    }
+
+    fn partition(&self, tenant: &TenantId, shard: u16) -> String {
+        format!("job#{tenant}#{shard:03}")
+    }
+
+    fn job_key(&self, tenant: &TenantId, id: JobId) -> Item {
         HashMap::from([
-            (PK.to_owned(), AttributeValue::S(format!("job#{id}"))),
-            (SK.to_owned(), AttributeValue::S(JOB_SK.to_owned())),
+            (PK.to_owned(), AttributeValue::S(self.job_partition(tenant, id))),
+            (SK.to_owned(), AttributeValue::S(format!("{JOB_SK_PREFIX}{id}"))),
         ])
     }
 
@@ -154,15 +182,15 @@ impl DynamoStore {
         }
     }
 
-    /// A tenant's partition `shard` of the listing or dead-letter index.
-    fn list_key(&self, tenant: &TenantId, shard: u16) -> String {
+    /// A tenant's partition `shard` of the dead-letter index.
+    fn dead_key(&self, tenant: &TenantId, shard: u16) -> String {
         format!("{tenant}#{shard:03}")
     }
 
     /// The whole item for a job's current state, without a lease.
     fn job_item(&self, job: &Job, now: Timestamp) -> Result<Item, StoreError> {
         let body = serde_json::to_string(job).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let mut item = Self::job_key(job.id);
+        let mut item = self.job_key(&job.tenant, job.id);
         item.insert(TENANT.to_owned(), AttributeValue::S(job.tenant.to_string()));
         item.insert(
             STATUS.to_owned(),
@@ -173,11 +201,12 @@ impl DynamoStore {
             AttributeValue::S(job.created_at.to_rfc3339()),
         );
         item.insert(JOB.to_owned(), AttributeValue::S(body));
-        let list_key = self.list_key(&job.tenant, job.id.shard(self.config.shards));
         if job.status == JobStatus::Failed {
-            item.insert(DEAD_KEY.to_owned(), AttributeValue::S(list_key.clone()));
+            item.insert(
+                DEAD_KEY.to_owned(),
+                AttributeValue::S(self.dead_key(&job.tenant, job.id.shard(self.config.shards))),
+            );
         }
-        item.insert(LIST_KEY.to_owned(), AttributeValue::S(list_key));
         match job.due_at {
             Some(due_at) => {
                 item.insert(
@@ -228,6 +257,7 @@ impl DynamoStore {
                 _ => break,
             }
         }
+        found.truncate(limit);
         Ok(found)
     }
 
@@ -237,7 +267,7 @@ impl DynamoStore {
             .client
             .get_item()
             .table_name(&self.config.table)
-            .set_key(Some(Self::job_key(id)))
+            .set_key(Some(self.job_key(tenant, id)))
             .consistent_read(true)
             .return_consumed_capacity(ReturnConsumedCapacity::Indexes)
             .send()
@@ -251,13 +281,13 @@ impl DynamoStore {
         Ok((job.tenant == *tenant).then(|| (job, body.to_owned())))
     }
 
-    /// Up to `limit` job ids from one partition of a listing index (`list`
-    /// or `dead`), newest first, strictly older than `after`. Returns them
-    /// and whether the partition holds more.
-    async fn query_listing(
+    /// Up to `limit` job ids from one partition of the dead-letter index,
+    /// newest first, strictly older than `after`. Returns them and whether
+    /// the partition holds more.
+    async fn query_dead(
         &self,
-        index: Listing,
-        key: String,
+        tenant: &TenantId,
+        shard: u16,
         after: Option<JobId>,
         limit: usize,
     ) -> Result<(Vec<JobId>, bool), StoreError> {
@@ -265,44 +295,41 @@ impl DynamoStore {
             .client
             .query()
             .table_name(&self.config.table)
-            .index_name(index.name())
-            .expression_attribute_names("#list", index.key_attribute())
-            .expression_attribute_values(":list", AttributeValue::S(key))
+            .index_name(DEAD_INDEX)
+            .expression_attribute_names("#dead", DEAD_KEY)
+            .expression_attribute_values(":dead", AttributeValue::S(self.dead_key(tenant, shard)))
             .scan_index_forward(false)
             .limit(i32::try_from(limit).unwrap_or(i32::MAX));
         query = match after {
             Some(after) => query
-                .key_condition_expression("#list = :list AND #pk < :after")
-                .expression_attribute_names("#pk", PK)
-                .expression_attribute_values(":after", AttributeValue::S(format!("job#{after}"))),
-            None => query.key_condition_expression("#list = :list"),
+                .key_condition_expression("#dead = :dead AND #sk < :after")
+                .expression_attribute_names("#sk", SK)
+                .expression_attribute_values(":after", AttributeValue::S(format!("{JOB_SK_PREFIX}{after}"))),
+            None => query.key_condition_expression("#dead = :dead"),
         };
-        let operation = index.operation();
         let page = query
             .return_consumed_capacity(ReturnConsumedCapacity::Indexes)
             .send()
             .await
-            .map_err(|e| unavailable(operation, e))?;
+            .map_err(|e| unavailable("query dead-letter index", e))?;
         self.capacity
-            .record(operation, Access::Read, page.consumed_capacity());
+            .record("query dead-letter index", Access::Read, page.consumed_capacity());
         let ids = page.items().iter().map(job_id).collect::<Result<Vec<_>, _>>()?;
         Ok((ids, page.last_evaluated_key.is_some()))
     }
 
-    /// The tenant's newest `want` job ids in `index` strictly older than
-    /// `after`, across its shard partitions, and whether the index holds
-    /// older ones.
-    async fn newest_ids(
+    /// The tenant's newest `want` failed job ids strictly older than
+    /// `after`, across the dead-letter index's shard partitions, and whether
+    /// it holds older ones.
+    async fn newest_dead_ids(
         &self,
-        index: Listing,
         tenant: &TenantId,
         after: Option<JobId>,
         want: usize,
     ) -> Result<(Vec<JobId>, bool), StoreError> {
         // Each partition's newest `want` below the cursor hold the overall
         // newest `want`: merge them and cut.
-        let partitions = (0..self.config.shards)
-            .map(|shard| self.query_listing(index, self.list_key(tenant, shard), after, want));
+        let partitions = (0..self.config.shards).map(|shard| self.query_dead(tenant, shard, after, want));
         let mut ids = Vec::new();
         let mut partition_has_more = false;
         for result in futures::future::join_all(partitions).await {
@@ -318,21 +345,184 @@ impl DynamoStore {
         Ok((ids, more))
     }
 
+    /// The dead letter: a page of the tenant's failed jobs from the sparse
+    /// `dead` index, read back consistently (a job redriven since the index
+    /// was read is left out).
+    async fn list_dead(&self, tenant: &TenantId, query: &ListQuery) -> Result<JobPage, StoreError> {
+        let page = query.page_size();
+        let mut jobs = Vec::with_capacity(page + 1);
+        let mut after = query.after;
+        let mut examined = 0;
+        loop {
+            // One more than the page tells whether there is a next one.
+            let (ids, more) = self.newest_dead_ids(tenant, after, page + 1 - jobs.len()).await?;
+            examined += ids.len();
+            jobs.extend(
+                self.get_many(tenant, &ids)
+                    .await?
+                    .into_iter()
+                    .filter(|job| job.status == JobStatus::Failed),
+            );
+            if jobs.len() > page {
+                jobs.truncate(page);
+                let next = jobs.last().map(|job| job.id);
+                return Ok(JobPage { jobs, next });
+            }
+            if !more || ids.is_empty() {
+                return Ok(JobPage { jobs, next: None });
+            }
+            after = ids.last().copied().or(after);
+            if examined >= MAX_EXAMINED_PER_PAGE {
+                return Ok(JobPage { jobs, next: after });
+            }
+        }
+    }
+
+    /// A page of the tenant's jobs (of one status, or all) straight from the
+    /// table: each shard partition is read newest first, strongly
+    /// consistent, and a job is placed only once every partition has been
+    /// read down to it.
+    async fn list_table(&self, tenant: &TenantId, query: &ListQuery) -> Result<JobPage, StoreError> {
+        let page = query.page_size();
+        let want = page + 1;
+        let per_query = want.div_ceil(usize::from(self.config.shards)) + LISTING_SLACK;
+        let mut parts: Vec<Partition> = (0..self.config.shards)
+            .map(|shard| Partition {
+                pk: self.partition(tenant, shard),
+                start: None,
+                frontier: None,
+                done: false,
+                limit: per_query,
+            })
+            .collect();
+        let mut found: Vec<Job> = Vec::new();
+        let mut examined = 0;
+        loop {
+            // Read on where the page is held back: partitions not read yet,
+            // and those read least far down.
+            let bound = read_down_to(&parts);
+            let reads = parts.iter_mut().filter(|p| {
+                !p.done
+                    && match bound {
+                        ReadDownTo::Nothing => p.frontier.is_none(),
+                        ReadDownTo::Job(id) => p.frontier == Some(id),
+                        ReadDownTo::Everything => false,
+                    }
+            });
+            let reads = reads.map(|part| self.read_partition(part, query));
+            for result in futures::future::join_all(reads).await {
+                let (jobs, evaluated) = result?;
+                examined += evaluated;
+                found.extend(jobs.into_iter().filter(|job| job.tenant == *tenant));
+            }
+            let placed = |job: &Job| match read_down_to(&parts) {
+                ReadDownTo::Nothing => false,
+                ReadDownTo::Job(id) => job.id >= id,
+                ReadDownTo::Everything => true,
+            };
+            found.sort_unstable_by_key(|job| std::cmp::Reverse(job.id));
+            let ready = found.iter().take_while(|job| placed(job)).count();
+            if ready > page {
+                found.truncate(page);
+                let next = found.last().map(|job| job.id);
+                return Ok(JobPage { jobs: found, next });
+            }
+            match read_down_to(&parts) {
+                ReadDownTo::Everything => {
+                    return Ok(JobPage {
+                        jobs: found,
+                        next: None,
+                    });
+                }
+                ReadDownTo::Job(id) if examined >= MAX_EXAMINED_PER_PAGE => {
+                    // A rare status deep in a long history: a short page,
+                    // and the cursor to read on from where this one stopped.
+                    found.truncate(ready);
+                    return Ok(JobPage {
+                        jobs: found,
+                        next: Some(id),
+                    });
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// The partition's next jobs below its frontier, those of the wanted
+    /// status, and how many were read.
+    async fn read_partition(
+        &self,
+        part: &mut Partition,
+        query: &ListQuery,
+    ) -> Result<(Vec<Job>, usize), StoreError> {
+        let limit = part.limit;
+        part.limit = (limit * 2).min(MAX_LISTING_QUERY);
+        let mut request = self
+            .client
+            .query()
+            .table_name(&self.config.table)
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_values(":pk", AttributeValue::S(part.pk.clone()))
+            .scan_index_forward(false)
+            .consistent_read(true)
+            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+            .set_exclusive_start_key(part.start.take());
+        request = match query.after {
+            Some(after) => request
+                .key_condition_expression("#pk = :pk AND #sk < :after")
+                .expression_attribute_names("#sk", SK)
+                .expression_attribute_values(":after", AttributeValue::S(format!("{JOB_SK_PREFIX}{after}"))),
+            None => request.key_condition_expression("#pk = :pk"),
+        };
+        if let Some(status) = query.status {
+            request = request
+                .filter_expression("#status = :status")
+                .expression_attribute_names("#status", STATUS)
+                .expression_attribute_values(":status", AttributeValue::S(status.as_str().to_owned()));
+        }
+        let output = request
+            .return_consumed_capacity(ReturnConsumedCapacity::Indexes)
+            .send()
+            .await
+            .map_err(|e| unavailable("query jobs", e))?;
+        self.capacity
+            .record("query jobs", Access::Read, output.consumed_capacity());
+        let jobs = output
+            .items()
+            .iter()
+            .map(parse_job)
+            .collect::<Result<Vec<_>, _>>()?;
+        let evaluated = usize::try_from(output.scanned_count()).unwrap_or(0);
+        match output.last_evaluated_key {
+            Some(key) => {
+                part.frontier = Some(job_id(&key)?);
+                part.start = Some(key);
+            }
+            None => part.done = true,
+        }
+        Ok((jobs, evaluated))
+    }
+
     /// The jobs for `ids`, in that order, read consistently; ids whose item
     /// is gone (expired since the index was read) are skipped.
-    async fn get_many(&self, ids: &[JobId]) -> Result<Vec<Job>, StoreError> {
+    async fn get_many(&self, tenant: &TenantId, ids: &[JobId]) -> Result<Vec<Job>, StoreError> {
         let mut found: HashMap<JobId, Job> = HashMap::with_capacity(ids.len());
         // BatchGetItem takes at most 100 keys.
         for chunk in ids.chunks(100) {
-            self.get_batch(chunk, &mut found).await?;
+            self.get_batch(tenant, chunk, &mut found).await?;
         }
         Ok(ids.iter().filter_map(|id| found.remove(id)).collect())
     }
 
-    async fn get_batch(&self, ids: &[JobId], found: &mut HashMap<JobId, Job>) -> Result<(), StoreError> {
+    async fn get_batch(
+        &self,
+        tenant: &TenantId,
+        ids: &[JobId],
+        found: &mut HashMap<JobId, Job>,
+    ) -> Result<(), StoreError> {
         let mut wanted = Some(
             KeysAndAttributes::builder()
-                .set_keys(Some(ids.iter().map(|id| Self::job_key(*id)).collect()))
+                .set_keys(Some(ids.iter().map(|id| self.job_key(tenant, *id)).collect()))
                 .consistent_read(true)
                 .projection_expression("#job")
                 .expression_attribute_names("#job", JOB)
@@ -479,40 +669,11 @@ impl JobStore for DynamoStore {
     }
 
     async fn list_jobs(&self, tenant: &TenantId, query: &ListQuery) -> Result<JobPage, StoreError> {
-        let page = query.page_size();
-        // The dead letter has its own (sparse) index; any other status is
-        // read from the tenant's listing, newest first, and filtered.
-        let index = match query.status {
-            Some(JobStatus::Failed) => Listing::Dead,
-            _ => Listing::All,
-        };
-        let wanted = |job: &Job| job.tenant == *tenant && query.status.is_none_or(|s| s == job.status);
-        let mut jobs = Vec::with_capacity(page + 1);
-        let mut after = query.after;
-        let mut examined = 0;
-        loop {
-            // One more than the page tells whether there is a next one.
-            let (ids, more) = self
-                .newest_ids(index, tenant, after, page + 1 - jobs.len())
-                .await?;
-            examined += ids.len();
-            // The index is eventually consistent; the jobs are read
-            // consistently and one whose status moved on is left out.
-            jobs.extend(self.get_many(&ids).await?.into_iter().filter(|job| wanted(job)));
-            if jobs.len() > page {
-                jobs.truncate(page);
-                let next = jobs.last().map(|job| job.id);
-                return Ok(JobPage { jobs, next });
-            }
-            if !more || ids.is_empty() {
-                return Ok(JobPage { jobs, next: None });
-            }
-            after = ids.last().copied().or(after);
-            if examined >= MAX_EXAMINED_PER_PAGE {
-                // A rare status deep in a long history: a short page, and
-                // the cursor to read on from where this one stopped.
-                return Ok(JobPage { jobs, next: after });
-            }
+        match query.status {
+            // The dead letter has its own sparse index: a Query however
+            // long the history.
+            Some(JobStatus::Failed) => self.list_dead(tenant, query).await,
+            _ => self.list_table(tenant, query).await,
         }
     }
 
@@ -573,28 +734,37 @@ impl JobStore for DynamoStore {
         }
         let shards = self.config.shards;
         let first = u16::try_from(start % u64::from(shards)).unwrap_or(0);
-        // Under a backlog one shard fills the batch: one query, and the
-        // other processors, starting elsewhere, claim elsewhere.
-        let mut due = self.query_shard(first, now, limit).await?;
-        if due.len() < limit {
-            // Not enough there: the rest of the ring at once, kept in ring
-            // order, so a short backlog is found whatever the start.
-            let wanted = limit - due.len();
-            let rest = (1..shards).map(|i| self.query_shard((first + i) % shards, now, wanted));
-            for shard in futures::future::join_all(rest).await {
-                due.extend(shard?);
+        // One shard's jobs only: processors starting at different shards
+        // then never hold batches that overlap. Usually the start shard has
+        // work: one query.
+        let due = self.query_shard(first, now, limit).await?;
+        if !due.is_empty() {
+            return Ok(due);
+        }
+        // Nothing there: the rest of the ring at once, and the first shard
+        // in ring order that has work.
+        let rest = (1..shards).map(|i| self.query_shard((first + i) % shards, now, limit));
+        for shard in futures::future::join_all(rest).await {
+            let due = shard?;
+            if !due.is_empty() {
+                return Ok(due);
             }
         }
-        due.truncate(limit);
-        Ok(due)
+        Ok(Vec::new())
     }
 
-    async fn claim(&self, id: JobId, lease: &Lease, now: Timestamp) -> Result<Claim, StoreError> {
+    async fn claim(
+        &self,
+        tenant: &TenantId,
+        id: JobId,
+        lease: &Lease,
+        now: Timestamp,
+    ) -> Result<Claim, StoreError> {
         let result = self
             .client
             .update_item()
             .table_name(&self.config.table)
-            .set_key(Some(Self::job_key(id)))
+            .set_key(Some(self.job_key(tenant, id)))
             .update_expression("SET #lease = :lease, #owner = :owner, #until = :until")
             .condition_expression("#due <= :now AND (attribute_not_exists(#until) OR #until < :now)")
             .expression_attribute_names("#lease", LEASE_ID)
@@ -659,12 +829,12 @@ impl JobStore for DynamoStore {
         }
     }
 
-    async fn release(&self, id: JobId, lease: &Lease) -> Result<Fenced, StoreError> {
+    async fn release(&self, tenant: &TenantId, id: JobId, lease: &Lease) -> Result<Fenced, StoreError> {
         match self
             .client
             .update_item()
             .table_name(&self.config.table)
-            .set_key(Some(Self::job_key(id)))
+            .set_key(Some(self.job_key(tenant, id)))
             .update_expression("REMOVE #lease, #owner, #until")
             .condition_expression("#lease = :lease")
             .expression_attribute_names("#lease", LEASE_ID)
@@ -925,17 +1095,30 @@ fn parse_job(item: &Item) -> Result<Job, StoreError> {
     parse_body(job_body(item)?)
 }
 
-/// The job id of an index item, from the table key every index carries.
+/// The job id of a job item or an index item, from the table's sort key
+/// (`job#{id}`), which every index carries.
 fn job_id(item: &Item) -> Result<JobId, StoreError> {
+    item.get(SK)
+        .and_then(|v| v.as_s().ok())
+        .and_then(|sk| sk.strip_prefix(JOB_SK_PREFIX))
+        .and_then(|id| id.parse().ok())
+        .ok_or_else(|| StoreError::Corrupt("item without a job key".to_owned()))
+}
+
+/// The tenant of a job item or an index item, from the table's partition
+/// key (`job#{tenant}#{shard}`).
+fn job_tenant(item: &Item) -> Result<TenantId, StoreError> {
     item.get(PK)
         .and_then(|v| v.as_s().ok())
         .and_then(|pk| pk.strip_prefix("job#"))
-        .and_then(|id| id.parse().ok())
-        .ok_or_else(|| StoreError::Corrupt("index item without a job key".to_owned()))
+        .and_then(|rest| rest.rsplit_once('#'))
+        .map(|(tenant, _shard)| TenantId::new(tenant))
+        .ok_or_else(|| StoreError::Corrupt("item without a job partition key".to_owned()))
 }
 
 fn due_job(item: &Item) -> Result<DueJob, StoreError> {
     let id = job_id(item)?;
+    let tenant = job_tenant(item)?;
     let millis: i64 = item
         .get(DUE_AT)
         .and_then(|v| v.as_n().ok())
@@ -943,7 +1126,7 @@ fn due_job(item: &Item) -> Result<DueJob, StoreError> {
         .ok_or_else(|| StoreError::Corrupt(format!("due index item {id} without dueAt")))?;
     let due_at = chrono::DateTime::from_timestamp_millis(millis)
         .ok_or_else(|| StoreError::Corrupt(format!("due index item {id} has dueAt {millis}")))?;
-    Ok(DueJob { id, due_at })
+    Ok(DueJob { id, tenant, due_at })
 }
 
 /// Whether a conditional write was refused because its condition failed.

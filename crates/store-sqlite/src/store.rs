@@ -304,28 +304,38 @@ impl JobStore for SqliteStore {
         let now = now.timestamp_millis();
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.read(move |conn| {
-            let rows: Vec<(String, i64)> = conn
+            let rows: Vec<(String, String, i64)> = conn
                 .prepare_cached(DUE_JOBS)
                 .and_then(|mut stmt| {
-                    stmt.query_map(params![now, limit], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    stmt.query_map(params![now, limit], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
                         .collect()
                 })
                 .map_err(|e| sql_error("query due jobs", e))?;
             rows.into_iter()
-                .map(|(id, due_at)| {
+                .map(|(id, tenant, due_at)| {
                     let id = id
                         .parse()
                         .map_err(|_| StoreError::Corrupt(format!("job row with id {id:?}")))?;
                     let due_at = DateTime::from_timestamp_millis(due_at)
                         .ok_or_else(|| StoreError::Corrupt(format!("job {id} has due_at {due_at}")))?;
-                    Ok(DueJob { id, due_at })
+                    Ok(DueJob {
+                        id,
+                        tenant: TenantId::new(tenant),
+                        due_at,
+                    })
                 })
                 .collect()
         })
         .await
     }
 
-    async fn claim(&self, id: JobId, lease: &Lease, now: Timestamp) -> Result<Claim, StoreError> {
+    async fn claim(
+        &self,
+        _tenant: &TenantId,
+        id: JobId,
+        lease: &Lease,
+        now: Timestamp,
+    ) -> Result<Claim, StoreError> {
         let outcome = self
             .write(Write::Claim {
                 id: id.to_string(),
@@ -355,7 +365,7 @@ impl JobStore for SqliteStore {
         Ok(fenced(&outcome))
     }
 
-    async fn release(&self, id: JobId, lease: &Lease) -> Result<Fenced, StoreError> {
+    async fn release(&self, _tenant: &TenantId, id: JobId, lease: &Lease) -> Result<Fenced, StoreError> {
         let outcome = self
             .write(Write::Release {
                 id: id.to_string(),
@@ -389,7 +399,7 @@ impl JobStore for SqliteStore {
 
 /// Due work, oldest first, read from the partial `jobs_due` index alone
 /// (plus the row of each candidate, for its lease).
-pub(crate) const DUE_JOBS: &str = "SELECT id, due_at FROM jobs
+pub(crate) const DUE_JOBS: &str = "SELECT id, tenant, due_at FROM jobs
      WHERE due_at IS NOT NULL AND due_at <= ?1 AND (lease_until IS NULL OR lease_until < ?1)
      ORDER BY due_at, id
      LIMIT ?2";

@@ -116,7 +116,10 @@ async fn reopening_a_file_keeps_jobs_and_leases() {
         store.create_job(&job).await.expect("create");
         store.create_job(&other).await.expect("create");
         assert!(matches!(
-            store.claim(job.id, &held, at(1)).await.expect("claim"),
+            store
+                .claim(&job.tenant, job.id, &held, at(1))
+                .await
+                .expect("claim"),
             Claim::Won { .. }
         ));
     }
@@ -134,7 +137,7 @@ async fn reopening_a_file_keeps_jobs_and_leases() {
         .collect();
     assert_eq!(due, vec![other.id], "the lease survived the reopen");
     assert_eq!(
-        store.release(job.id, &held).await.expect("release"),
+        store.release(&job.tenant, job.id, &held).await.expect("release"),
         Fenced::Written
     );
     assert!(matches!(store.create_job(&job).await, Err(StoreError::Conflict)));
@@ -155,7 +158,10 @@ async fn purge_removes_only_finished_jobs_past_retention() {
     for (job, done_at) in [(&early, at(10)), (&late, at(1000))] {
         let held = lease("p1", done_at + chrono::Duration::seconds(60));
         assert!(matches!(
-            store.claim(job.id, &held, done_at).await.expect("claim"),
+            store
+                .claim(&job.tenant, job.id, &held, done_at)
+                .await
+                .expect("claim"),
             Claim::Won { .. }
         ));
         assert_eq!(

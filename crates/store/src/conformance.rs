@@ -149,14 +149,14 @@ fn policy() -> RetryPolicy {
 
 /// Claims a job with no providers at `at(1)` and records its callback
 /// delivered at `at(2)`, under `held`.
-async fn deliver(store: &dyn JobStore, id: JobId, held: &Lease) {
-    call_back(store, id, held, CallbackOutcome::Delivered { status: 200 }).await;
+async fn deliver(store: &dyn JobStore, job: &Job, held: &Lease) {
+    call_back(store, job, held, CallbackOutcome::Delivered { status: 200 }).await;
 }
 
 /// Claims a job with no providers at `at(1)` and records `outcome` of its
 /// callback at `at(2)`, under `held`.
-async fn call_back(store: &dyn JobStore, id: JobId, held: &Lease, outcome: CallbackOutcome) {
-    let mut claimed = claim_won(store, id, held, at(1)).await;
+async fn call_back(store: &dyn JobStore, job: &Job, held: &Lease, outcome: CallbackOutcome) {
+    let mut claimed = claim_won(store, job, held, at(1)).await;
     let mut rng = rand::rngs::StdRng::seed_from_u64(0);
     claimed.record_callback(outcome, at(2), &policy(), &mut rng);
     assert_eq!(
@@ -165,20 +165,20 @@ async fn call_back(store: &dyn JobStore, id: JobId, held: &Lease, outcome: Callb
     );
 }
 
-async fn claim_won(store: &dyn JobStore, id: JobId, lease: &Lease, now: Timestamp) -> Job {
-    claim_won_from(store, id, lease, now).await.0
+async fn claim_won(store: &dyn JobStore, job: &Job, lease: &Lease, now: Timestamp) -> Job {
+    claim_won_from(store, job, lease, now).await.0
 }
 
 /// Like [`claim_won`], also naming whose expired lease the claim replaced.
 async fn claim_won_from(
     store: &dyn JobStore,
-    id: JobId,
+    job: &Job,
     lease: &Lease,
     now: Timestamp,
 ) -> (Job, Option<String>) {
-    match store.claim(id, lease, now).await.expect("claim") {
+    match store.claim(&job.tenant, job.id, lease, now).await.expect("claim") {
         Claim::Won { job, took_over_from } => (*job, took_over_from),
-        Claim::Lost => panic!("expected to win the claim on {id}"),
+        Claim::Lost => panic!("expected to win the claim on {}", job.id),
     }
 }
 
@@ -247,33 +247,31 @@ pub async fn due_work_from_any_start_is_the_same_due_set(store: Arc<dyn JobStore
     let later = new_job("acme", &["gas"], at(500), 99);
     store.create_job(&later).await.expect("create");
     let held = &jobs[3];
-    claim_won(&*store, held.id, &lease("p1", at(600)), at(30)).await;
+    claim_won(&*store, held, &lease("p1", at(600)), at(30)).await;
     let mut expected: Vec<JobId> = jobs.iter().map(|j| j.id).filter(|id| *id != held.id).collect();
     expected.sort();
-    for start in [0, 1, 2, 7, 13, 255, u64::MAX] {
-        let mut due: Vec<JobId> = store
-            .due_jobs_from(at(30), 100, start)
-            .await
-            .expect("due")
-            .iter()
-            .map(|d| d.id)
-            .collect();
-        due.sort();
-        assert_eq!(
-            due, expected,
-            "start {start}: every due job, none leased or not yet due"
-        );
-        let few = store.due_jobs_from(at(30), 5, start).await.expect("due");
-        assert_eq!(few.len(), 5, "start {start}: the limit is filled");
-        let mut distinct: Vec<JobId> = few.iter().map(|d| d.id).collect();
-        distinct.sort();
-        distinct.dedup();
-        assert_eq!(distinct.len(), 5, "start {start}: no job twice");
+    // However a store splits its due set, every start finds work while any
+    // is due, only due and unleased jobs, and the starts between them
+    // reach every due job.
+    let mut reached: Vec<JobId> = Vec::new();
+    for start in (0..=256).chain([u64::MAX]) {
+        let due = store.due_jobs_from(at(30), 100, start).await.expect("due");
+        assert!(!due.is_empty(), "start {start}: work is due");
+        let mut ids: Vec<JobId> = due.iter().map(|d| d.id).collect();
         assert!(
-            distinct.iter().all(|id| expected.contains(id)),
+            ids.iter().all(|id| expected.contains(id)),
             "start {start}: only due, unleased jobs"
         );
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), due.len(), "start {start}: no job twice");
+        let few = store.due_jobs_from(at(30), 2, start).await.expect("due");
+        assert!((1..=2).contains(&few.len()), "start {start}: the limit holds");
+        reached.extend(ids);
     }
+    reached.sort();
+    reached.dedup();
+    assert_eq!(reached, expected, "every due job is reached from some start");
 }
 
 pub async fn claims_are_exclusive_under_sixteen_concurrent_claimers(store: Arc<dyn JobStore>) {
@@ -292,12 +290,12 @@ pub async fn claims_are_exclusive_across(stores: &[Arc<dyn JobStore>]) {
     let now = at(100);
     let claimers = (0..16).map(|c| {
         let store = Arc::clone(&stores[c % stores.len()]);
-        let ids: Vec<JobId> = jobs.iter().map(|j| j.id).collect();
+        let ids: Vec<(TenantId, JobId)> = jobs.iter().map(|j| (j.tenant.clone(), j.id)).collect();
         tokio::spawn(async move {
             let lease = lease(&format!("claimer-{c}"), now + chrono::Duration::seconds(60));
             let mut won = Vec::new();
-            for id in ids {
-                if let Claim::Won { job, .. } = store.claim(id, &lease, now).await.expect("claim") {
+            for (tenant, id) in ids {
+                if let Claim::Won { job, .. } = store.claim(&tenant, id, &lease, now).await.expect("claim") {
                     won.push(job.id);
                 }
             }
@@ -327,12 +325,12 @@ pub async fn expired_lease_makes_work_due_again(store: Arc<dyn JobStore>) {
     let job = new_job("acme", &["gas"], at(0), 1);
     store.create_job(&job).await.expect("create");
     let first = lease("crashed", at(30));
-    let (_, took_over) = claim_won_from(&*store, job.id, &first, at(1)).await;
+    let (_, took_over) = claim_won_from(&*store, &job, &first, at(1)).await;
     assert_eq!(took_over, None, "a new job had no lease to take over");
     assert!(store.due_jobs(at(29), 10).await.expect("due").is_empty());
     assert!(matches!(
         store
-            .claim(job.id, &lease("early", at(90)), at(29))
+            .claim(&job.tenant, job.id, &lease("early", at(90)), at(29))
             .await
             .expect("claim"),
         Claim::Lost
@@ -341,7 +339,7 @@ pub async fn expired_lease_makes_work_due_again(store: Arc<dyn JobStore>) {
     let due = store.due_jobs(at(31), 10).await.expect("due");
     assert_eq!(due.iter().map(|d| d.id).collect::<Vec<_>>(), vec![job.id]);
     let rescuer = lease("rescuer", at(90));
-    let (claimed, took_over) = claim_won_from(&*store, job.id, &rescuer, at(31)).await;
+    let (claimed, took_over) = claim_won_from(&*store, &job, &rescuer, at(31)).await;
     assert_eq!(
         took_over.as_deref(),
         Some("crashed"),
@@ -367,16 +365,16 @@ pub async fn expired_lease_makes_work_due_again(store: Arc<dyn JobStore>) {
         Fenced::Written
     );
     let later = at(32 + 3600);
-    let (_, took_over) = claim_won_from(&*store, job.id, &lease("next", at(4000)), later).await;
+    let (_, took_over) = claim_won_from(&*store, &job, &lease("next", at(4000)), later).await;
     assert_eq!(took_over, None, "a saved job's lease was given up, not expired");
     assert_eq!(
         store
-            .release(job.id, &lease("next", at(4000)))
+            .release(&job.tenant, job.id, &lease("next", at(4000)))
             .await
             .expect("release"),
         Fenced::Written
     );
-    let (_, took_over) = claim_won_from(&*store, job.id, &lease("after", at(5000)), later).await;
+    let (_, took_over) = claim_won_from(&*store, &job, &lease("after", at(5000)), later).await;
     assert_eq!(took_over, None, "a released lease was given up, not expired");
 }
 
@@ -384,9 +382,9 @@ pub async fn write_fenced_on_a_lost_lease_changes_nothing(store: Arc<dyn JobStor
     let job = new_job("acme", &["gas"], at(0), 1);
     store.create_job(&job).await.expect("create");
     let slow = lease("slow", at(30));
-    let mut stale = claim_won(&*store, job.id, &slow, at(1)).await;
+    let mut stale = claim_won(&*store, &job, &slow, at(1)).await;
     let rescuer = lease("rescuer", at(100));
-    let mut fresh = claim_won(&*store, job.id, &rescuer, at(31)).await;
+    let mut fresh = claim_won(&*store, &job, &rescuer, at(31)).await;
 
     let mut rng = rand::rngs::StdRng::seed_from_u64(0);
     stale.record_fetch(
@@ -404,7 +402,7 @@ pub async fn write_fenced_on_a_lost_lease_changes_nothing(store: Arc<dyn JobStor
         Fenced::LeaseLost
     );
     assert_eq!(
-        store.release(job.id, &slow).await.expect("release"),
+        store.release(&job.tenant, job.id, &slow).await.expect("release"),
         Fenced::LeaseLost
     );
     let unchanged = store
@@ -443,7 +441,7 @@ pub async fn provider_results_are_kept_across_runs(store: Arc<dyn JobStore>) {
     let job = new_job("acme", &["gas", "internet"], at(0), 1);
     store.create_job(&job).await.expect("create");
     let first = lease("p1", at(60));
-    let mut claimed = claim_won(&*store, job.id, &first, at(1)).await;
+    let mut claimed = claim_won(&*store, &job, &first, at(1)).await;
     let mut rng = rand::rngs::StdRng::seed_from_u64(0);
     let data = serde_json::json!([{"billedOn": "2026-10-01", "amount": 22.27}]);
     claimed.record_fetch(
@@ -478,7 +476,7 @@ pub async fn provider_results_are_kept_across_runs(store: Arc<dyn JobStore>) {
     let due = store.due_jobs(at(6), 10).await.expect("due");
     assert_eq!(due.iter().map(|d| d.id).collect::<Vec<_>>(), vec![job.id]);
 
-    let again = claim_won(&*store, job.id, &lease("p2", at(120)), at(6)).await;
+    let again = claim_won(&*store, &job, &lease("p2", at(120)), at(6)).await;
     assert_eq!(again.providers[0].status, ProviderStatus::Ok);
     assert_eq!(again.providers[0].data.as_ref(), Some(&data));
     assert_eq!(again.providers_due(at(6)), vec!["internet".to_owned()]);
@@ -489,12 +487,12 @@ pub async fn terminal_jobs_leave_the_due_set(store: Arc<dyn JobStore>) {
     assert_eq!(job.status, JobStatus::Delivering);
     store.create_job(&job).await.expect("create");
     let held = lease("p1", at(60));
-    deliver(&*store, job.id, &held).await;
+    deliver(&*store, &job, &held).await;
     let far_future = at(86_400 * 365);
     assert!(store.due_jobs(far_future, 10).await.expect("due").is_empty());
     assert!(matches!(
         store
-            .claim(job.id, &lease("p2", far_future), far_future)
+            .claim(&job.tenant, job.id, &lease("p2", far_future), far_future)
             .await
             .expect("claim"),
         Claim::Lost
@@ -512,10 +510,10 @@ pub async fn release_makes_work_due_at_once(store: Arc<dyn JobStore>) {
     let job = new_job("acme", &["gas"], at(0), 1);
     store.create_job(&job).await.expect("create");
     let held = lease("shutting-down", at(600));
-    claim_won(&*store, job.id, &held, at(1)).await;
+    claim_won(&*store, &job, &held, at(1)).await;
     assert!(store.due_jobs(at(2), 10).await.expect("due").is_empty());
     assert_eq!(
-        store.release(job.id, &held).await.expect("release"),
+        store.release(&job.tenant, job.id, &held).await.expect("release"),
         Fenced::Written
     );
     let due = store.due_jobs(at(2), 10).await.expect("due");
@@ -528,7 +526,7 @@ pub async fn purge_never_removes_live_jobs(store: Arc<dyn JobStore>) {
     store.create_job(&live).await.expect("create");
     store.create_job(&finished).await.expect("create");
     let held = lease("p1", at(60));
-    deliver(&*store, finished.id, &held).await;
+    deliver(&*store, &finished, &held).await;
 
     let ten_years = at(86_400 * 3650);
     let purged = store.purge_expired(ten_years).await.expect("purge");
@@ -592,9 +590,9 @@ pub async fn listing_is_newest_first_by_status_with_a_cursor(store: Arc<dyn JobS
         .await
         .expect("create");
     // jobs[0] and jobs[1] complete, jobs[2] failed (410), the rest pending.
-    deliver(&*store, jobs[0].id, &lease("p1", at(60))).await;
-    deliver(&*store, jobs[1].id, &lease("p1", at(60))).await;
-    call_back(&*store, jobs[2].id, &lease("p1", at(60)), CallbackOutcome::Gone).await;
+    deliver(&*store, &jobs[0], &lease("p1", at(60))).await;
+    deliver(&*store, &jobs[1], &lease("p1", at(60))).await;
+    call_back(&*store, &jobs[2], &lease("p1", at(60)), CallbackOutcome::Gone).await;
 
     let newest_first =
         |picked: &[usize]| -> Vec<JobId> { picked.iter().rev().map(|&i| jobs[i].id).collect() };
@@ -683,7 +681,7 @@ pub async fn redrive_requeues_only_failed_jobs_once(store: Arc<dyn JobStore>) {
     let waiting = new_job("acme", &["gas"], at(0), 2);
     store.create_job(&failed).await.expect("create");
     store.create_job(&waiting).await.expect("create");
-    call_back(&*store, failed.id, &lease("p1", at(60)), CallbackOutcome::Gone).await;
+    call_back(&*store, &failed, &lease("p1", at(60)), CallbackOutcome::Gone).await;
 
     let redrive = |tenant: TenantId, id: JobId| {
         let store = Arc::clone(&store);
@@ -753,7 +751,7 @@ pub async fn redrive_requeues_only_failed_jobs_once(store: Arc<dyn JobStore>) {
         store.get_job(&acme, failed.id).await.expect("get").is_some(),
         "a redriven job is live again: retention no longer applies"
     );
-    claim_won(&*store, failed.id, &lease("p2", at(160)), at(100)).await;
+    claim_won(&*store, &failed, &lease("p2", at(160)), at(100)).await;
 }
 
 pub async fn api_keys_are_found_by_hash_listed_and_revoked(store: Arc<dyn KeyStore>) {
@@ -1001,7 +999,7 @@ pub async fn attempt_history_is_kept_in_order_and_bounded(store: Arc<dyn JobStor
         body: (status >= 300).then(|| "x".repeat(MAX_ATTEMPT_BODY)),
     };
     let held = lease("p1", at(60));
-    let mut claimed = claim_won(&*store, job.id, &held, at(1)).await;
+    let mut claimed = claim_won(&*store, &job, &held, at(1)).await;
     claimed.record_attempt(attempt(1, Some("gas"), 503));
     claimed.record_attempt(attempt(2, None, 500));
     assert_eq!(
@@ -1023,7 +1021,7 @@ pub async fn attempt_history_is_kept_in_order_and_bounded(store: Arc<dyn JobStor
     let mut now = 100;
     for _round in 0..4 {
         let held = lease("p1", at(now + 60));
-        let mut claimed = claim_won(&*store, job.id, &held, at(now.max(3))).await;
+        let mut claimed = claim_won(&*store, &job, &held, at(now.max(3))).await;
         for n in 0..10 {
             claimed.record_attempt(attempt(now + n, Some("gas"), 502));
         }

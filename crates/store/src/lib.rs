@@ -34,9 +34,11 @@ impl fmt::Debug for Lease {
 }
 
 /// A job that is due now and not held by a live lease: a candidate to claim.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DueJob {
     pub id: JobId,
+    /// Whose job it is: a store may key jobs by tenant, and claims name it.
+    pub tenant: TenantId,
     pub due_at: Timestamp,
 }
 
@@ -179,26 +181,38 @@ pub trait JobStore: Send + Sync + fmt::Debug {
     /// of finished jobs.
     async fn due_jobs(&self, now: Timestamp, limit: usize) -> Result<Vec<DueJob>, StoreError>;
 
-    /// Due work for one of several processors polling the same store: like
-    /// [`JobStore::due_jobs`], but a store that splits its due set into
-    /// partitions reads them from partition `start` (modulo their number)
-    /// onwards and stops once it has `limit`, so processors that start at
-    /// different places claim different jobs instead of racing for the same
-    /// oldest ones. Oldest first within a partition; fewer than `limit` due
-    /// jobs are all returned, whatever `start`. A store with one due
-    /// partition answers as `due_jobs` does.
+    /// Due work for one of several processors polling the same store, in
+    /// the order to claim it. A store that splits its due set into
+    /// partitions returns up to `limit` due jobs of one partition, oldest
+    /// first: the first, in ring order from partition `start` (modulo their
+    /// number), that has any; so processors that start at different places
+    /// hold batches that do not overlap, instead of racing for the same
+    /// oldest jobs. Empty only when nothing is due. A store with one due
+    /// partition (this default) returns `due_jobs`, its order turned to
+    /// begin at `start` (modulo their number): processors claiming the same
+    /// batch start at different places in it.
     async fn due_jobs_from(
         &self,
         now: Timestamp,
         limit: usize,
         start: u64,
     ) -> Result<Vec<DueJob>, StoreError> {
-        let _ = start;
-        self.due_jobs(now, limit).await
+        let mut due = self.due_jobs(now, limit).await?;
+        if let Some(len) = u64::try_from(due.len()).ok().filter(|len| *len > 0) {
+            due.rotate_left(usize::try_from(start % len).unwrap_or(0));
+        }
+        Ok(due)
     }
 
-    /// Takes a lease on a due job with one conditional write.
-    async fn claim(&self, id: JobId, lease: &Lease, now: Timestamp) -> Result<Claim, StoreError>;
+    /// Takes a lease on a due job (`tenant`'s job `id`, as [`DueJob`] names
+    /// it) with one conditional write.
+    async fn claim(
+        &self,
+        tenant: &TenantId,
+        id: JobId,
+        lease: &Lease,
+        now: Timestamp,
+    ) -> Result<Claim, StoreError>;
 
     /// Writes the job's new state and gives up the lease, fenced on it. A job
     /// with a `due_at` stays in the due set; a terminal job leaves it and is
@@ -206,7 +220,7 @@ pub trait JobStore: Send + Sync + fmt::Debug {
     async fn save(&self, job: &Job, lease: &Lease, now: Timestamp) -> Result<Fenced, StoreError>;
 
     /// Gives up a lease without changing the job, so it is due again at once.
-    async fn release(&self, id: JobId, lease: &Lease) -> Result<Fenced, StoreError>;
+    async fn release(&self, tenant: &TenantId, id: JobId, lease: &Lease) -> Result<Fenced, StoreError>;
 
     /// Deletes finished jobs whose retention ran out by `now`; returns how
     /// many. A store whose database expires items itself (DynamoDB's TTL)

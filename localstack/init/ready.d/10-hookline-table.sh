@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Makes hookline's DynamoDB table, as `hookline table create` does: the
 # table (pk/sk, on-demand), the sparse `due` index the processors poll, the
-# keys-only `list` index the listing reads, the sparse keys-only `dead`
-# index of failed jobs (the dead letter), and TTL on `expiresAt`.
+# sparse keys-only `dead` index of failed jobs (the dead letter), and TTL on
+# `expiresAt`.
 #
 # LocalStack runs it once it is ready (it is mounted into
 # /etc/localstack/init/ready.d); it also runs anywhere the AWS CLI does,
@@ -30,7 +30,6 @@ else
             AttributeName=sk,AttributeType=S \
             AttributeName=dueShard,AttributeType=S \
             AttributeName=dueAt,AttributeType=N \
-            AttributeName=listKey,AttributeType=S \
             AttributeName=deadKey,AttributeType=S \
         --key-schema AttributeName=pk,KeyType=HASH AttributeName=sk,KeyType=RANGE \
         --global-secondary-indexes '[
@@ -43,18 +42,10 @@ else
                 "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["leaseUntil"]}
             },
             {
-                "IndexName": "list",
-                "KeySchema": [
-                    {"AttributeName": "listKey", "KeyType": "HASH"},
-                    {"AttributeName": "pk", "KeyType": "RANGE"}
-                ],
-                "Projection": {"ProjectionType": "KEYS_ONLY"}
-            },
-            {
                 "IndexName": "dead",
                 "KeySchema": [
                     {"AttributeName": "deadKey", "KeyType": "HASH"},
-                    {"AttributeName": "pk", "KeyType": "RANGE"}
+                    {"AttributeName": "sk", "KeyType": "RANGE"}
                 ],
                 "Projection": {"ProjectionType": "KEYS_ONLY"}
             }

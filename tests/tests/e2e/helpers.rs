@@ -17,7 +17,7 @@ use telemetry::Metrics;
 use tokio_util::sync::CancellationToken;
 
 /// Which store a test runs on.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     DynamoDb,
     Sqlite,
