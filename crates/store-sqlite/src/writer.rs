@@ -10,6 +10,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use store::StoreError;
 use tokio::sync::oneshot;
 
+use crate::checkpoint::{self, Checkpointer};
 use crate::error::sql_error;
 
 /// The most requests one transaction applies: bounds how long a commit keeps
@@ -120,9 +121,12 @@ pub(crate) struct Request {
     pub reply: oneshot::Sender<Result<Outcome, StoreError>>,
 }
 
-/// The writer thread's body: runs until every sender is gone, then closes
-/// the connection and returns how many batches it applied.
-pub(crate) fn run(conn: Connection, requests: Receiver<Request>) -> u64 {
+/// The writer thread's body: runs until every sender is gone, then stops
+/// the checkpointer, closes the connection (the file's last in this
+/// process, so closing it checkpoints the WAL) and returns how many batches
+/// it applied.
+pub(crate) fn run(conn: Connection, requests: Receiver<Request>, checkpointer: Checkpointer) -> u64 {
+    checkpoint::watch_wal(&conn);
     let mut batches = 0;
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Ok(first) = requests.recv() {
@@ -139,7 +143,11 @@ pub(crate) fn run(conn: Connection, requests: Receiver<Request>) -> u64 {
             // A caller that stopped waiting has no use for its outcome.
             let _ = request.reply.send(outcome);
         }
+        // After the answers, so the batch's callers do not wait for it.
+        checkpointer.committed(&conn, checkpoint::wal_frames());
     }
+    drop(checkpointer);
+    drop(conn);
     batches
 }
 
@@ -509,7 +517,7 @@ mod tests {
 
     #[test]
     fn the_writer_drains_the_queue_in_bounded_batches() {
-        let (_dir, conn) = fresh();
+        let (dir, conn) = fresh();
         let (sender, receiver) = std::sync::mpsc::channel();
         let mut replies = Vec::new();
         for i in 0..(MAX_BATCH + 44) {
@@ -523,7 +531,12 @@ mod tests {
             replies.push(outcome);
         }
         drop(sender);
-        assert_eq!(run(conn, receiver), 2, "one full batch, then the rest");
+        let checkpointer = Checkpointer::start(&dir.path().join("w.db")).expect("checkpointer");
+        assert_eq!(
+            run(conn, receiver, checkpointer),
+            2,
+            "one full batch, then the rest"
+        );
         for reply in replies {
             assert!(matches!(
                 reply.blocking_recv(),
