@@ -1,8 +1,11 @@
 //! The one thread that writes. Callers queue [`Request`]s; the thread takes
 //! whatever is queued (up to [`MAX_BATCH`]) and applies it in one
-//! transaction, so a burst of writes costs one commit (group commit). Each
-//! request runs inside its own savepoint: one that fails (a taken id) is
-//! rolled back alone and answered with its error, while the others commit.
+//! transaction, so a burst of writes costs one commit (group commit). A
+//! request that fails (a taken id) is undone alone and answered with its
+//! error, while the others commit: SQLite undoes a failed statement by
+//! itself, and a request of more than one statement runs inside its own
+//! savepoint. Only those get one: a savepoint copies every page the request
+//! touches into the statement journal first.
 
 use std::sync::mpsc::Receiver;
 
@@ -90,6 +93,12 @@ pub(crate) enum Write {
 }
 
 impl Write {
+    /// Whether the write changes data with one statement, which SQLite undoes
+    /// by itself if it fails (a read before it changes nothing).
+    fn is_one_statement(&self) -> bool {
+        !matches!(self, Self::CreateIdempotent { .. } | Self::PurgeExpired { .. })
+    }
+
     fn operation(&self) -> &'static str {
         match self {
             Self::Create(_) => "create job",
@@ -184,6 +193,13 @@ pub(crate) fn commit_batch<'a>(
 /// `Ok(Err(..))` is the write's own failure, already undone; `Err(..)` means
 /// the transaction is lost.
 fn apply_isolated(conn: &Connection, write: &Write) -> rusqlite::Result<Result<Outcome, StoreError>> {
+    if write.is_one_statement() {
+        return match apply(conn, write) {
+            Ok(outcome) => Ok(Ok(outcome)),
+            Err(err) if conn.is_autocommit() => Err(err),
+            Err(err) => Ok(Err(sql_error(write.operation(), err))),
+        };
+    }
     conn.prepare_cached("SAVEPOINT request")?.execute([])?;
     match apply(conn, write) {
         Ok(outcome) => {
