@@ -12,18 +12,19 @@
 //! whoever copies it into the database file later, and the checkpoints
 //! sync as SQLite's own do. A WAL starts over from its beginning only once
 //! all of it is in the database file; under sustained writes a checkpoint
-//! running beside the writer never quite catches up, so the writer still
-//! checkpoints itself, after answering its batch, once the WAL holds
-//! [`Thresholds::writer`] frames (by then only what the checkpointer has not
-//! copied yet is left): that bounds the WAL's size, and costs the writer a
-//! few fsyncs once per that many frames instead of once per thousand.
+//! running beside the writer never quite catches up, so once the WAL holds
+//! [`Thresholds::writer`] frames the checkpointer runs after every commit,
+//! and as soon as it has left at most [`Thresholds::tail`] frames to copy,
+//! the writer copies those itself (after answering its batch), and the WAL
+//! starts over. That bounds the WAL's size, and costs the writer one short
+//! checkpoint once per that many frames instead of a long one per thousand.
 
 use std::cell::Cell;
 use std::ffi::c_int;
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, PoisonError, TryLockError};
 use std::thread::JoinHandle;
 
 use rusqlite::hooks::Wal;
@@ -39,10 +40,14 @@ pub(crate) struct Thresholds {
     /// Frames not yet in the database file that wake the checkpointer:
     /// SQLite's own autocheckpoint threshold.
     pub background: i32,
-    /// Frames in the WAL at which the writer checkpoints itself, so that the
-    /// WAL can start over (64,000 frames: 250 MiB). Reached only under
+    /// Frames in the WAL from which the writer checkpoints itself, so that
+    /// the WAL can start over (64,000 frames: 250 MiB). Reached only under
     /// sustained writes; the larger, the rarer the writer's pause.
     pub writer: i32,
+    /// Frames the checkpointer may leave for the writer to copy: the
+    /// writer's pause. Past `writer` by a quarter, the writer copies
+    /// whatever is left.
+    pub tail: i32,
 }
 
 impl Default for Thresholds {
@@ -50,6 +55,7 @@ impl Default for Thresholds {
         Self {
             background: 1_000,
             writer: 64_000,
+            tail: 256,
         }
     }
 }
@@ -84,6 +90,9 @@ pub(crate) struct Checkpointer {
     thresholds: Thresholds,
     wake: Option<SyncSender<()>>,
     wal: Arc<WalFrames>,
+    /// Held while checkpointing, by the thread or by the writer: the thread
+    /// waits for the writer's checkpoint to end, the writer never waits.
+    turn: Arc<Mutex<()>>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -97,6 +106,7 @@ struct WalFrames {
 }
 
 impl WalFrames {
+    /// Frames in the WAL that are not in the database file, as far as known.
     fn pending(&self) -> i32 {
         let written = self.written.load(Ordering::Relaxed);
         let checkpointed = self.checkpointed.load(Ordering::Relaxed);
@@ -126,17 +136,20 @@ impl Checkpointer {
         // whatever is in the WAL by then.
         let (wake, woken) = mpsc::sync_channel(1);
         let wal = Arc::new(WalFrames::default());
+        let turn = Arc::new(Mutex::new(()));
         let thread = std::thread::Builder::new()
             .name("sqlite-checkpoint".to_owned())
             .spawn({
                 let wal = Arc::clone(&wal);
-                move || run(&conn, &woken, &wal, thresholds.background)
+                let turn = Arc::clone(&turn);
+                move || run(&conn, &woken, &wal, &turn, thresholds)
             })
             .map_err(|e| StoreError::Unavailable(format!("start the SQLite checkpoint thread: {e}")))?;
         Ok(Self {
             thresholds,
             wake: Some(wake),
             wal,
+            turn,
             thread: Some(thread),
         })
     }
@@ -144,18 +157,27 @@ impl Checkpointer {
     /// Called by the writer, on its connection, after a commit that left
     /// `frames` in the WAL: wakes the thread once enough of them are not
     /// checkpointed yet, or checkpoints right here once the WAL is at its
-    /// bound.
+    /// bound and little is left to copy.
     pub(crate) fn committed(&self, writer: &Connection, frames: i32) {
         self.wal.written.store(frames, Ordering::Relaxed);
-        if frames >= self.thresholds.writer {
+        let pending = self.wal.pending();
+        let thresholds = self.thresholds;
+        let hard_bound = thresholds.writer.saturating_add(thresholds.writer / 4);
+        if frames >= thresholds.writer && (pending <= thresholds.tail || frames >= hard_bound) {
+            // Not while the thread checkpoints (waiting for it would pause
+            // every write): the next commit tries again.
+            let _turn = match self.turn.try_lock() {
+                Ok(turn) => turn,
+                Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+                Err(TryLockError::WouldBlock) => return,
+            };
             match checkpoint(writer) {
                 Ok((_, copied)) => self.wal.checkpointed.store(copied, Ordering::Relaxed),
-                // The checkpointer (or another process) is at it; the next
-                // commit tries again.
+                // Another process is at it; the next commit tries again.
                 Err(err) if is_busy(&err) => {}
                 Err(err) => tracing::warn!(error = %err, "checkpointing the SQLite WAL on the writer"),
             }
-        } else if self.wal.pending() >= self.thresholds.background
+        } else if (pending >= thresholds.background || (frames >= thresholds.writer && pending > 0))
             && let Some(wake) = &self.wake
             && let Err(TrySendError::Disconnected(())) = wake.try_send(())
         {
@@ -180,12 +202,16 @@ impl Drop for Checkpointer {
     }
 }
 
-fn run(conn: &Connection, woken: &Receiver<()>, wal: &WalFrames, threshold: i32) {
+fn run(conn: &Connection, woken: &Receiver<()>, wal: &WalFrames, turn: &Mutex<()>, thresholds: Thresholds) {
     while woken.recv().is_ok() {
-        // A wake-up sent while the last checkpoint ran may find it done.
-        if wal.pending() < threshold {
+        // A wake-up sent while the last checkpoint ran may find it done; at
+        // the WAL's bound, every frame counts.
+        let pending = wal.pending();
+        let at_bound = wal.written.load(Ordering::Relaxed) >= thresholds.writer;
+        if pending < thresholds.background && !(at_bound && pending > 0) {
             continue;
         }
+        let _turn = turn.lock().unwrap_or_else(PoisonError::into_inner);
         match checkpoint(conn) {
             Ok((_, copied)) => wal.checkpointed.store(copied, Ordering::Relaxed),
             // Another connection (the writer at the WAL's bound, another
@@ -255,6 +281,7 @@ mod tests {
             Thresholds {
                 background: 20,
                 writer: i32::MAX,
+                tail: 0,
             },
         )
         .expect("checkpointer");
@@ -280,23 +307,17 @@ mod tests {
         assert_eq!(count(&path), written as i64, "every commit is kept");
     }
 
-    #[test]
-    fn the_wal_starts_over_at_its_bound_and_nothing_is_lost() {
+    /// Writes 400 jobs one batch each (about five WAL frames a batch, 2,000
+    /// in all) through the writer thread; returns the WAL's size after them
+    /// and the jobs in the file after the store closed.
+    fn write_one_by_one(thresholds: Thresholds) -> (u64, i64) {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("w.db");
         let conn = crate::schema::open_writer(&path).expect("open");
-        // The checkpointer never runs here: the writer alone keeps the WAL
-        // within its bound.
-        let thresholds = Thresholds {
-            background: i32::MAX,
-            writer: 100,
-        };
         let checkpointer = Checkpointer::with_thresholds(&path, thresholds).expect("checkpointer");
         let (sender, receiver) = std::sync::mpsc::channel();
         let writer = std::thread::spawn(move || writer::run(conn, receiver, checkpointer));
-        // One write per batch: about five WAL frames each, 2,000 in all.
-        let jobs = 400;
-        for i in 0..jobs {
+        for i in 0..400 {
             let (reply, outcome) = oneshot::channel();
             sender
                 .send(Request {
@@ -309,11 +330,38 @@ mod tests {
         let wal = std::fs::metadata(dir.path().join("w.db-wal"))
             .expect("the WAL")
             .len();
-        // Twice the bound of 100 frames (4 KiB pages, 24-byte headers);
-        // unchecked, 2,000 frames.
-        assert!(wal < 200 * (4096 + 24), "the WAL grew to {wal} bytes");
         drop(sender);
         writer.join().expect("writer");
-        assert_eq!(count(&path), jobs as i64);
+        (wal, count(&path))
+    }
+
+    /// Twice a bound of 100 frames (4 KiB pages, 24-byte headers); without
+    /// one, the WAL would hold 2,000.
+    const TWICE_100_FRAMES: u64 = 200 * (4096 + 24);
+
+    #[test]
+    fn the_writer_alone_keeps_the_wal_within_its_bound_and_nothing_is_lost() {
+        let (wal, jobs) = write_one_by_one(Thresholds {
+            // The checkpointer runs only once the WAL is at its bound, and
+            // the writer does not wait for it.
+            background: i32::MAX,
+            writer: 100,
+            tail: i32::MAX,
+        });
+        assert!(wal < TWICE_100_FRAMES, "the WAL grew to {wal} bytes");
+        assert_eq!(jobs, 400);
+    }
+
+    #[test]
+    fn at_its_bound_the_checkpointer_catches_the_wal_up_and_nothing_is_lost() {
+        let (wal, jobs) = write_one_by_one(Thresholds {
+            background: i32::MAX,
+            writer: 100,
+            // The writer copies nothing itself unless the WAL passes 125
+            // frames.
+            tail: 0,
+        });
+        assert!(wal < TWICE_100_FRAMES, "the WAL grew to {wal} bytes");
+        assert_eq!(jobs, 400);
     }
 }
