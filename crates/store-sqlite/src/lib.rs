@@ -12,6 +12,7 @@
 //! connections and never wait for it. Several stores, in one process or
 //! several, may share a file: SQLite's write lock keeps claims exclusive.
 
+mod checkpoint;
 mod config;
 mod error;
 mod schema;

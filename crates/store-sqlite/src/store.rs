@@ -17,6 +17,7 @@ use store::{
 };
 use tokio::sync::oneshot;
 
+use crate::checkpoint::Checkpointer;
 use crate::config::{SqliteConfig, SqliteConfigError, SqliteOptions};
 use crate::error::{json_error, sql_error};
 use crate::schema;
@@ -94,10 +95,11 @@ impl SqliteStore {
         let readers = (0..READERS)
             .map(|_| schema::open_reader(path).map(Mutex::new))
             .collect::<Result<Vec<_>, _>>()?;
+        let checkpointer = Checkpointer::start(path)?;
         let (writes, requests) = mpsc::channel();
         let writer = std::thread::Builder::new()
             .name("sqlite-writer".to_owned())
-            .spawn(move || writer::run(conn, requests))
+            .spawn(move || writer::run(conn, requests, checkpointer))
             .map_err(|e| StoreError::Unavailable(format!("start the SQLite writer thread: {e}")))?;
         Ok(Self {
             inner: Arc::new(Inner {

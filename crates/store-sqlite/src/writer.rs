@@ -1,8 +1,11 @@
 //! The one thread that writes. Callers queue [`Request`]s; the thread takes
 //! whatever is queued (up to [`MAX_BATCH`]) and applies it in one
-//! transaction, so a burst of writes costs one commit (group commit). Each
-//! request runs inside its own savepoint: one that fails (a taken id) is
-//! rolled back alone and answered with its error, while the others commit.
+//! transaction, so a burst of writes costs one commit (group commit). A
+//! request that fails (a taken id) is undone alone and answered with its
+//! error, while the others commit: SQLite undoes a failed statement by
+//! itself, and a request of more than one statement runs inside its own
+//! savepoint. Only those get one: a savepoint copies every page the request
+//! touches into the statement journal first.
 
 use std::sync::mpsc::Receiver;
 
@@ -10,6 +13,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use store::StoreError;
 use tokio::sync::oneshot;
 
+use crate::checkpoint::{self, Checkpointer};
 use crate::error::sql_error;
 
 /// The most requests one transaction applies: bounds how long a commit keeps
@@ -89,6 +93,12 @@ pub(crate) enum Write {
 }
 
 impl Write {
+    /// Whether the write changes data with one statement, which SQLite undoes
+    /// by itself if it fails (a read before it changes nothing).
+    fn is_one_statement(&self) -> bool {
+        !matches!(self, Self::CreateIdempotent { .. } | Self::PurgeExpired { .. })
+    }
+
     fn operation(&self) -> &'static str {
         match self {
             Self::Create(_) => "create job",
@@ -120,9 +130,12 @@ pub(crate) struct Request {
     pub reply: oneshot::Sender<Result<Outcome, StoreError>>,
 }
 
-/// The writer thread's body: runs until every sender is gone, then closes
-/// the connection and returns how many batches it applied.
-pub(crate) fn run(conn: Connection, requests: Receiver<Request>) -> u64 {
+/// The writer thread's body: runs until every sender is gone, then stops
+/// the checkpointer, closes the connection (the file's last in this
+/// process, so closing it checkpoints the WAL) and returns how many batches
+/// it applied.
+pub(crate) fn run(conn: Connection, requests: Receiver<Request>, checkpointer: Checkpointer) -> u64 {
+    checkpoint::watch_wal(&conn);
     let mut batches = 0;
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Ok(first) = requests.recv() {
@@ -139,7 +152,11 @@ pub(crate) fn run(conn: Connection, requests: Receiver<Request>) -> u64 {
             // A caller that stopped waiting has no use for its outcome.
             let _ = request.reply.send(outcome);
         }
+        // After the answers, so the batch's callers do not wait for it.
+        checkpointer.committed(&conn, checkpoint::wal_frames());
     }
+    drop(checkpointer);
+    drop(conn);
     batches
 }
 
@@ -176,6 +193,13 @@ pub(crate) fn commit_batch<'a>(
 /// `Ok(Err(..))` is the write's own failure, already undone; `Err(..)` means
 /// the transaction is lost.
 fn apply_isolated(conn: &Connection, write: &Write) -> rusqlite::Result<Result<Outcome, StoreError>> {
+    if write.is_one_statement() {
+        return match apply(conn, write) {
+            Ok(outcome) => Ok(Ok(outcome)),
+            Err(err) if conn.is_autocommit() => Err(err),
+            Err(err) => Ok(Err(sql_error(write.operation(), err))),
+        };
+    }
     conn.prepare_cached("SAVEPOINT request")?.execute([])?;
     match apply(conn, write) {
         Ok(outcome) => {
@@ -509,7 +533,7 @@ mod tests {
 
     #[test]
     fn the_writer_drains_the_queue_in_bounded_batches() {
-        let (_dir, conn) = fresh();
+        let (dir, conn) = fresh();
         let (sender, receiver) = std::sync::mpsc::channel();
         let mut replies = Vec::new();
         for i in 0..(MAX_BATCH + 44) {
@@ -523,7 +547,12 @@ mod tests {
             replies.push(outcome);
         }
         drop(sender);
-        assert_eq!(run(conn, receiver), 2, "one full batch, then the rest");
+        let checkpointer = Checkpointer::start(&dir.path().join("w.db")).expect("checkpointer");
+        assert_eq!(
+            run(conn, receiver, checkpointer),
+            2,
+            "one full batch, then the rest"
+        );
         for reply in replies {
             assert!(matches!(
                 reply.blocking_recv(),
