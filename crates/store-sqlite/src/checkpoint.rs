@@ -165,11 +165,18 @@ impl Checkpointer {
         let hard_bound = thresholds.writer.saturating_add(thresholds.writer / 4);
         if frames >= thresholds.writer && (pending <= thresholds.tail || frames >= hard_bound) {
             // Not while the thread checkpoints (waiting for it would pause
-            // every write): the next commit tries again.
-            let _turn = match self.turn.try_lock() {
-                Ok(turn) => turn,
-                Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
-                Err(TryLockError::WouldBlock) => return,
+            // every write): the next commit tries again. Past the hard
+            // bound, though, the writer waits its turn: a thread that keeps
+            // the turn (a fast disk, a busy writer) would otherwise let the
+            // WAL grow without end.
+            let _turn = if frames >= hard_bound {
+                self.turn.lock().unwrap_or_else(PoisonError::into_inner)
+            } else {
+                match self.turn.try_lock() {
+                    Ok(turn) => turn,
+                    Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+                    Err(TryLockError::WouldBlock) => return,
+                }
             };
             match checkpoint(writer) {
                 Ok((_, copied)) => self.wal.checkpointed.store(copied, Ordering::Relaxed),
