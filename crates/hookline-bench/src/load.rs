@@ -176,37 +176,40 @@ pub fn process_cpu_seconds() -> Option<f64> {
 }
 
 /// Requests at `rate` per second for `warmup` then `measure`, whatever the
-/// server's pace; at most `max_in_flight` outstanding (more are counted as
-/// errors: the server is not keeping up).
+/// server's pace, over `connections` keep-alive connections, as wrk2 does:
+/// each connection sends on its own schedule (`rate / connections` a
+/// second, the schedules spread over one period); a request whose time
+/// comes while its connection still waits for the last answer goes as soon
+/// as that answer is in, and its latency counts from when it was due, so a
+/// stalled server is not hidden (no coordinated omission). A fixed set of
+/// connections keeps the generator from opening new ones under a stall,
+/// which would turn a short stall into a collapse of its own making.
 pub async fn open_loop(
     request: &Request,
     rate: f64,
     warmup: Duration,
     measure: Duration,
-    max_in_flight: usize,
+    connections: usize,
 ) -> LoadResult {
     let start = tokio::time::Instant::now();
     let window_start = start + warmup;
     let end = window_start + measure;
-    let period = Duration::from_secs_f64(1.0 / rate.max(1.0));
-    let in_flight = Arc::new(tokio::sync::Semaphore::new(max_in_flight));
-    let mut tasks = Vec::new();
-    let mut overloaded = Sample::default();
-    let mut due = start;
-    while due < end {
-        tokio::time::sleep_until(due).await;
-        let measured = due >= window_start;
-        match Arc::clone(&in_flight).try_acquire_owned() {
-            Ok(permit) => {
-                let request = request.clone();
-                let intended = due;
-                tasks.push(tokio::spawn(async move {
-                    let mut sample = Sample::default();
+    let connections = connections.max(1);
+    let period = Duration::from_secs_f64(connections as f64 / rate.max(1.0));
+    let tasks: Vec<_> = (0..connections)
+        .map(|n| {
+            let request = request.clone();
+            let first = start + period.mul_f64(n as f64 / connections as f64);
+            tokio::spawn(async move {
+                let mut sample = Sample::default();
+                let mut due = first;
+                while due < end {
+                    tokio::time::sleep_until(due).await;
                     let sent = tokio::time::Instant::now();
                     let outcome = request.send().await;
-                    if measured {
+                    if due >= window_start {
                         let ok = matches!(outcome, Ok(status) if status == request.expected);
-                        sample.record(outcome, request.expected, intended.elapsed());
+                        sample.record(outcome, request.expected, due.elapsed());
                         if ok {
                             let micros = sent.elapsed().as_micros();
                             sample
@@ -214,23 +217,13 @@ pub async fn open_loop(
                                 .push(u64::try_from(micros).unwrap_or(u64::MAX));
                         }
                     }
-                    drop(permit);
-                    sample
-                }));
-            }
-            Err(_) if measured => {
-                overloaded.errors += 1;
-                overloaded
-                    .first_error
-                    .get_or_insert_with(|| format!("more than {max_in_flight} requests outstanding"));
-            }
-            Err(_) => {}
-        }
-        due += period;
-    }
-    let mut result = collect(tasks, measure).await;
-    result.merge(overloaded);
-    result
+                    due += period;
+                }
+                sample
+            })
+        })
+        .collect();
+    collect(tasks, measure).await
 }
 
 async fn collect(tasks: Vec<tokio::task::JoinHandle<Sample>>, measure: Duration) -> LoadResult {
