@@ -7,7 +7,7 @@ use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use domain::{Job, JobId, JobStatus, NewJob, ProviderStatus, Timestamp};
+use domain::{Job, JobId, JobStatus, NewJob, ProviderStatus, TenantId, Timestamp};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use store::{IdempotentCreate, ListQuery, MAX_PAGE, Redrive};
@@ -306,6 +306,21 @@ fn no_such_job(job_id: &str) -> ApiError {
 /// The `{job_id}` of the path and the id it names. A segment that is not a
 /// job id (not even UTF-8 once percent-decoded) names no job: 404, like an
 /// unknown one, never axum's plain-text 400.
+/// The tenant's job the path names: 404 for a malformed id, another
+/// tenant's job or none.
+async fn tenant_job(
+    state: &AppState,
+    tenant: &TenantId,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Job, ApiError> {
+    let (job_id, id) = job_id_from(path)?;
+    match state.store.get_job(tenant, id).await {
+        Ok(Some(job)) => Ok(job),
+        Ok(None) => Err(no_such_job(&job_id)),
+        Err(err) => Err(ApiError::from_store(err, "read job")),
+    }
+}
+
 fn job_id_from(path: Result<Path<String>, PathRejection>) -> Result<(String, JobId), ApiError> {
     let Path(job_id) = path.map_err(|_| ApiError::not_found("no such job"))?;
     let id = job_id.parse::<JobId>().map_err(|_| no_such_job(&job_id))?;
@@ -339,12 +354,7 @@ pub(crate) async fn get_job(
     Tenant(tenant): Tenant,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<JobView>, ApiError> {
-    let (job_id, id) = job_id_from(path)?;
-    match state.store.get_job(&tenant, id).await {
-        Ok(Some(job)) => Ok(Json(job.into())),
-        Ok(None) => Err(no_such_job(&job_id)),
-        Err(err) => Err(ApiError::from_store(err, "read job")),
-    }
+    Ok(Json(tenant_job(&state, &tenant, path).await?.into()))
 }
 
 /// One provider fetch or callback attempt, oldest first.
@@ -452,12 +462,7 @@ pub(crate) async fn list_attempts(
     Tenant(tenant): Tenant,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<AttemptList>, ApiError> {
-    let (job_id, id) = job_id_from(path)?;
-    match state.store.get_job(&tenant, id).await {
-        Ok(Some(job)) => Ok(Json(job.into())),
-        Ok(None) => Err(no_such_job(&job_id)),
-        Err(err) => Err(ApiError::from_store(err, "read job")),
-    }
+    Ok(Json(tenant_job(&state, &tenant, path).await?.into()))
 }
 
 /// Default page size of `GET /v1/jobs`.
@@ -483,7 +488,8 @@ pub(crate) struct JobList {
     tag = "jobs",
     summary = "List jobs, newest first",
     description = "The caller's jobs, newest first, one page at a time; `status=failed` is the dead letter. \
-        Any other parameter, or one given twice, is a 422.",
+        A filtered page may hold fewer than `limit` jobs and still carry `nextCursor`; the listing ends \
+        when `nextCursor` is absent. Any other parameter, or one given twice, is a 422.",
     params(
         ("status" = Option<openapi::JobStatusSchema>, Query, description = "Only jobs in this status"),
         ("limit" = Option<u8>, Query, minimum = 1, maximum = 100, description = "Page size, 1 to 100; default 50"),

@@ -415,7 +415,8 @@ impl DynamoStore {
                 examined += evaluated;
                 found.extend(jobs.into_iter().filter(|job| job.tenant == *tenant));
             }
-            let placed = |job: &Job| match read_down_to(&parts) {
+            let bound = read_down_to(&parts);
+            let placed = |job: &Job| match bound {
                 ReadDownTo::Nothing => false,
                 ReadDownTo::Job(id) => job.id >= id,
                 ReadDownTo::Everything => true,
@@ -427,7 +428,7 @@ impl DynamoStore {
                 let next = found.last().map(|job| job.id);
                 return Ok(JobPage { jobs: found, next });
             }
-            match read_down_to(&parts) {
+            match bound {
                 ReadDownTo::Everything => {
                     return Ok(JobPage {
                         jobs: found,
