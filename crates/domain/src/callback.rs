@@ -1,9 +1,9 @@
 //! The callback payload (SPEC section 4).
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use crate::{JobId, Timestamp};
+use crate::{JobId, Metadata, Timestamp};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -14,7 +14,7 @@ pub struct CallbackBody {
     #[serde(with = "crate::callback::millis")]
     pub created_at: Timestamp,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub metadata: Option<Map<String, Value>>,
+    pub metadata: Option<Metadata>,
     pub results: Vec<CallbackResult>,
 }
 
@@ -59,7 +59,7 @@ mod tests {
             kind: "job.completed".into(),
             job_id: id,
             created_at: created,
-            metadata: Some(serde_json::from_value(serde_json::json!({"orderId": "A-17"})).expect("object")),
+            metadata: Some(crate::Metadata::from_json(r#"{"orderId": "A-17"}"#).expect("object")),
             results: vec![
                 CallbackResult::Ok {
                     provider: "gas".into(),

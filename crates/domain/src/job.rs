@@ -10,12 +10,12 @@ use std::time::Duration;
 use chrono::SubsecRound;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use url::Url;
 
 use crate::attempt::{Attempt, MAX_ATTEMPTS_KEPT};
 use crate::retry::RetryPolicy;
-use crate::{CallbackBody, CallbackResult, JobId, TenantId, Timestamp};
+use crate::{CallbackBody, CallbackResult, JobId, Metadata, TenantId, Timestamp};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -93,7 +93,7 @@ pub struct NewJob {
     pub id: JobId,
     pub tenant: TenantId,
     pub callback_url: Url,
-    pub metadata: Option<Map<String, Value>>,
+    pub metadata: Option<Metadata>,
     pub providers: Vec<String>,
 }
 
@@ -105,7 +105,7 @@ pub struct Job {
     pub status: JobStatus,
     pub callback_url: Url,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub metadata: Option<Map<String, Value>>,
+    pub metadata: Option<Metadata>,
     pub providers: Vec<ProviderState>,
     pub callback: CallbackState,
     pub created_at: Timestamp,

@@ -11,6 +11,7 @@ mod callback;
 mod clock;
 mod id;
 mod job;
+mod metadata;
 mod retry;
 pub mod signing;
 
@@ -22,5 +23,6 @@ pub use id::{InvalidTenant, JobId, ParseJobIdError, TenantId};
 pub use job::{
     CallbackOutcome, CallbackState, FetchOutcome, Job, JobStatus, NewJob, ProviderState, ProviderStatus,
 };
+pub use metadata::{Metadata, MetadataError};
 pub use retry::{Jitter, RetryPolicy, RetrySchedule};
 pub use signing::{ParseSecretError, SigningSecret, TenantSecrets, VerifyError};

@@ -333,7 +333,7 @@ fn new_job(created: domain::Timestamp, rng: &mut rand::rngs::StdRng) -> Job {
             id: JobId::generate(created, rng),
             tenant: TenantId::new("bench"),
             callback_url: url::Url::parse("http://127.0.0.1:9/complete").expect("a valid constant URL"),
-            metadata: serde_json::from_value(serde_json::json!({"orderId": "A-17"})).ok(),
+            metadata: domain::Metadata::from_json(r#"{"orderId": "A-17"}"#).ok(),
             providers: providers_mock::PROVIDERS
                 .iter()
                 .map(|p| (*p).to_owned())

@@ -287,9 +287,14 @@ pub fn init_logging(format: LogFormat) {
     });
     // Colours only for a person at a terminal, never in files or collectors.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    // A log line that cannot be written (stderr closed: `hookline serve
+    // 2>&1 | head` after head exits) is dropped, never a panic: the default
+    // reports the failure with `eprintln!`, which panics on that same
+    // stderr, inside whatever task was logging (the signal task among them).
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .log_internal_errors(false)
         .with_ansi(ansi);
     match format {
         LogFormat::Text => builder.init(),

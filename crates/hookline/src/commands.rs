@@ -20,7 +20,19 @@ use crate::cli::{
     Command, DevArgs, IntakeArgs, KeysCommand, ProcessorArgs, ProcessorTuning, SecretsCommand, ServeArgs,
     StoreArgs, TableCommand,
 };
-use crate::keys;
+use crate::{keys, out};
+
+/// Something the user asked for is wrong: a flag, an environment variable,
+/// a store URL or a providers file. `main` exits 2 for it, as for clap's own
+/// usage errors; any other failure exits 1.
+#[derive(Debug, thiserror::Error)]
+#[error("{0:#}")]
+pub struct UsageError(anyhow::Error);
+
+/// `err` as a [`UsageError`].
+pub fn usage(err: impl Into<anyhow::Error>) -> anyhow::Error {
+    UsageError(err.into()).into()
+}
 
 pub async fn run(command: Command) -> anyhow::Result<()> {
     match command {
@@ -62,7 +74,7 @@ fn command_store(command: &KeysCommand) -> &str {
 }
 
 fn dynamo_config(store: &str) -> anyhow::Result<DynamoConfig> {
-    Ok(DynamoConfig::from_url(store)?)
+    DynamoConfig::from_url(store).map_err(usage)
 }
 
 /// Opens the store a URL names: `sqlite://PATH` or `dynamodb://TABLE?...`.
@@ -77,7 +89,7 @@ async fn open_store(url: &str, metrics: &Metrics) -> anyhow::Result<Arc<dyn Stor
         .context("opening the SQLite store")?;
         match opened {
             Ok(store) => Ok(Arc::new(store)),
-            Err(SqliteOpenError::Config(err)) => Err(err.into()),
+            Err(SqliteOpenError::Config(err)) => Err(usage(err)),
             Err(SqliteOpenError::Store(err)) => {
                 Err(anyhow::Error::new(err).context(format!("cannot open {url}")))
             }
@@ -87,16 +99,25 @@ async fn open_store(url: &str, metrics: &Metrics) -> anyhow::Result<Arc<dyn Stor
         metrics.watch_capacity(store.capacity_meter());
         Ok(Arc::new(store))
     } else {
-        bail!("unknown store URL {url:?}: use sqlite://PATH or dynamodb://TABLE?endpoint=URL&region=REGION")
+        Err(usage(anyhow::anyhow!(
+            "unknown store URL {url:?}: use sqlite://PATH or dynamodb://TABLE?endpoint=URL&region=REGION"
+        )))
     }
 }
 
+/// The providers file: any problem with it is the user's to fix (exit 2).
 fn load_providers(path: &Path) -> anyhow::Result<ProviderCatalog> {
     let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading providers file {}", path.display()))?;
-    let catalog = ProviderCatalog::from_toml(&text).with_context(|| format!("in {}", path.display()))?;
+        .with_context(|| format!("reading providers file {}", path.display()))
+        .map_err(usage)?;
+    let catalog = ProviderCatalog::from_toml(&text)
+        .with_context(|| format!("in {}", path.display()))
+        .map_err(usage)?;
     if catalog.is_empty() {
-        bail!("{} configures no providers", path.display());
+        return Err(usage(anyhow::anyhow!(
+            "{} configures no providers",
+            path.display()
+        )));
     }
     Ok(catalog)
 }
@@ -128,18 +149,26 @@ fn build_processor(
     callback_network: Arc<NetPolicy>,
     metrics: Arc<Metrics>,
 ) -> anyhow::Result<Arc<Processor>> {
-    processor::schedule::validate_schedule(&tuning.schedule)?;
+    processor::schedule::validate_schedule(&tuning.schedule).map_err(usage)?;
     let config = ProcessorConfig {
         callback_network,
         ..processor_config(tuning)
     };
-    let processor =
-        Processor::new(store, clock, processor::http_client(), providers, config)?.with_metrics(metrics);
+    let processor = Processor::new(store, clock, processor::http_client(), providers, config)
+        .map_err(usage)?
+        .with_metrics(metrics);
     Ok(Arc::new(processor))
 }
 
+/// A listen address that is not one is a usage error; one that cannot be
+/// bound (in use, not ours) is a failure.
 async fn bind(listen: &str) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(listen)
+    let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}: not a HOST:PORT address"))
+        .map_err(usage)?
+        .collect();
+    TcpListener::bind(&addrs[..])
         .await
         .with_context(|| format!("cannot listen on {listen}"))
 }
@@ -165,8 +194,9 @@ fn shutdown_on_signal() -> CancellationToken {
             _ = ctrl_c => {}
             () = terminate => {}
         }
-        tracing::info!("shutting down: no new claims, finishing in-flight work");
+        // Cancel before saying so: should the log be gone, shutdown is not.
         trigger.cancel();
+        tracing::info!("shutting down: no new claims, finishing in-flight work");
     });
     token
 }
@@ -314,7 +344,7 @@ async fn drain_once(
         duration_ms = took.as_millis() as u64,
         "drain finished"
     );
-    println!(
+    out::show(&format!(
         "claimed {} delivered {} retried {} dead-lettered {} lost {} fenced {} store-errors {} in {:.1}s",
         report.claimed,
         report.delivered,
@@ -324,7 +354,7 @@ async fn drain_once(
         report.fenced,
         report.store_errors,
         took.as_secs_f64()
-    );
+    ));
     if report.store_errors > 0 {
         bail!("{} store errors during the drain", report.store_errors);
     }
@@ -333,17 +363,20 @@ async fn drain_once(
 
 async fn table_create(args: StoreArgs) -> anyhow::Result<()> {
     if args.store.starts_with("sqlite:") {
-        bail!("`table create` is for DynamoDB; a SQLite store creates its schema when it opens");
+        return Err(usage(anyhow::anyhow!(
+            "`table create` is for DynamoDB; a SQLite store creates its schema when it opens"
+        )));
     }
     let config = dynamo_config(&args.store)?;
     let client = config.client().await;
     let status = store_dynamodb::create_table(&client, &config.table).await?;
     match status {
-        store_dynamodb::TableStatus::Created => {
-            println!("created table {} with its indexes and TTL", config.table)
-        }
+        store_dynamodb::TableStatus::Created => out::show(&format!(
+            "created table {} with its indexes and TTL",
+            config.table
+        )),
         store_dynamodb::TableStatus::AlreadyExisted => {
-            println!("table {} already exists; TTL checked", config.table)
+            out::show(&format!("table {} already exists; TTL checked", config.table))
         }
     }
     Ok(())
@@ -398,19 +431,26 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
     mock.set_signing_secrets(vec![secrets.current.clone()]);
     let app = intake::router(store, clock, config).nest("/mock", providers_mock::router(mock));
 
-    println!("hookline dev listening on http://{addr}  (store: {})", args.store);
+    out::show(&format!(
+        "hookline dev listening on http://{addr}  (store: {})",
+        args.store
+    ));
     // The developer's own key on their own machine: printing it is the point.
-    println!("API key (tenant {}): {}", keys::DEV_TENANT, key.expose());
-    println!(
+    out::show(&format!(
+        "API key (tenant {}): {}",
+        keys::DEV_TENANT,
+        key.expose()
+    ));
+    out::show(&format!(
         "callbacks are signed with (Standard Webhooks): {}",
         secrets.current.expose_secret()
-    );
-    println!("try it:");
-    println!(
+    ));
+    out::show("try it:");
+    out::show(&format!(
         "  curl -i -X POST http://{addr}/webhook -H 'authorization: Bearer {}' -H 'content-type: application/json' \\\n    -d '{{\"providers\":[\"gas\",\"internet\"],\"callbackUrl\":\"http://{addr}/mock/complete\"}}'",
         key.expose()
-    );
-    println!("  curl http://{addr}/mock/deliveries");
+    ));
+    out::show(&format!("  curl http://{addr}/mock/deliveries"));
     serve_together(
         listener,
         app,

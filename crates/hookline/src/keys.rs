@@ -8,6 +8,7 @@ use domain::{ApiKey, SigningSecret, TenantId, TenantSecrets};
 use store::{ApiKeyRecord, KeyStore, StoreError};
 
 use crate::cli::KeysCommand;
+use crate::out;
 
 /// The tenant of `hookline dev`'s key.
 pub const DEV_TENANT: &str = "dev";
@@ -15,46 +16,57 @@ pub const DEV_TENANT: &str = "dev";
 pub async fn run(command: KeysCommand, store: &dyn KeyStore) -> anyhow::Result<()> {
     match command {
         KeysCommand::Create { tenant, .. } => {
-            let tenant = TenantId::parse(&tenant).with_context(|| format!("invalid tenant {tenant:?}"))?;
+            let tenant = parse_tenant(&tenant)?;
             let key = ApiKey::generate(&mut rand::rng());
             let record = store_key(store, &key, tenant.clone()).await?;
             let (secrets, created) =
                 store::ensure_signing_secrets(store, &tenant, SigningSecret::generate(&mut rand::rng()))
                     .await?;
-            println!("{}", key.expose());
-            eprintln!(
-                "created key {} for tenant {}: it is shown once, only its hash is kept",
+            // Both on stdout, where `$(...)` and `read` take them, never on
+            // stderr (which logs keep): the key on the first line, the
+            // tenant's new signing secret, if this made one, on the second.
+            let mut shown = key.expose().to_owned();
+            if created {
+                shown.push('\n');
+                shown.push_str(&secrets.current.expose_secret());
+            }
+            out::stdout(&shown)?;
+            out::note(&format!(
+                "created key {} for tenant {}: it is shown once (stdout, line 1), only its hash is kept",
                 record.key_id(),
                 record.tenant
-            );
+            ));
             if created {
-                eprintln!(
-                    "tenant {tenant}'s callbacks are signed with {} (shown once; `hookline secrets rotate` makes a new one)",
-                    secrets.current.expose_secret()
-                );
+                out::note(&format!(
+                    "tenant {tenant}'s callbacks are signed with a new secret, shown once (stdout, line 2); \
+                     `hookline secrets rotate` makes another"
+                ));
             }
         }
         KeysCommand::List { tenant, .. } => {
-            let tenant = tenant
-                .map(|t| TenantId::parse(&t).with_context(|| format!("invalid tenant {t:?}")))
-                .transpose()?;
+            let tenant = tenant.as_deref().map(parse_tenant).transpose()?;
             let keys = store.list_api_keys(tenant.as_ref()).await?;
-            println!("{:<12}  {:<24}  {:<24}  revoked", "key id", "tenant", "created");
+            let mut table = format!("{:<12}  {:<24}  {:<24}  revoked", "key id", "tenant", "created");
             for key in keys {
-                println!(
-                    "{:<12}  {:<24}  {:<24}  {}",
+                table.push_str(&format!(
+                    "\n{:<12}  {:<24}  {:<24}  {}",
                     key.key_id(),
                     key.tenant,
                     time(key.created_at),
                     key.revoked_at.map(time).unwrap_or_else(|| "-".to_owned())
-                );
+                ));
             }
+            out::stdout(&table)?;
         }
         KeysCommand::Revoke { key_id, .. } => {
             let Some(record) = store.revoke_api_key(&key_id, chrono::Utc::now()).await? else {
                 bail!("no key with id {key_id:?} (see hookline keys list)");
             };
-            println!("revoked key {} of tenant {}", record.key_id(), record.tenant);
+            out::stdout(&format!(
+                "revoked key {} of tenant {}",
+                record.key_id(),
+                record.tenant
+            ))?;
         }
     }
     Ok(())
@@ -63,16 +75,18 @@ pub async fn run(command: KeysCommand, store: &dyn KeyStore) -> anyhow::Result<(
 /// `hookline secrets rotate`: a new secret, printed once, the old one
 /// signing alongside it for `overlap`.
 pub async fn rotate_secret(store: &dyn KeyStore, tenant: &str, overlap: Duration) -> anyhow::Result<()> {
-    let tenant = TenantId::parse(tenant).with_context(|| format!("invalid tenant {tenant:?}"))?;
+    let tenant = parse_tenant(tenant)?;
     let next = SigningSecret::generate(&mut rand::rng());
     let secrets = store::rotate_signing_secret(store, &tenant, next, chrono::Utc::now(), overlap).await?;
-    println!("{}", secrets.current.expose_secret());
+    out::stdout(&secrets.current.expose_secret())?;
     match secrets.previous_until {
-        Some(until) => eprintln!(
+        Some(until) => out::note(&format!(
             "tenant {tenant}'s callbacks are now signed with this secret, and with the previous one too until {}",
             time(until)
-        ),
-        None => eprintln!("tenant {tenant}'s callbacks are now signed with this secret"),
+        )),
+        None => out::note(&format!(
+            "tenant {tenant}'s callbacks are now signed with this secret"
+        )),
     }
     Ok(())
 }
@@ -112,6 +126,13 @@ async fn store_key(store: &dyn KeyStore, key: &ApiKey, tenant: TenantId) -> anyh
         Err(StoreError::Conflict) => bail!("that key exists already"),
         Err(err) => Err(err).context("storing the key"),
     }
+}
+
+/// A tenant named on the command line; a bad name is a usage error.
+fn parse_tenant(tenant: &str) -> anyhow::Result<TenantId> {
+    TenantId::parse(tenant)
+        .with_context(|| format!("invalid tenant {tenant:?}"))
+        .map_err(crate::commands::usage)
 }
 
 fn time(t: domain::Timestamp) -> String {

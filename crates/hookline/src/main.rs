@@ -3,6 +3,7 @@
 mod cli;
 mod commands;
 mod keys;
+mod out;
 
 use std::process::ExitCode;
 
@@ -25,10 +26,30 @@ fn main() -> ExitCode {
     match runtime.block_on(commands::run(cli.command)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("hookline: {err:#}");
-            ExitCode::FAILURE
+            say(&one_line(&format!("{err:#}")));
+            // What the user asked for is wrong (a flag, a variable, a
+            // config file): 2, as for clap's own usage errors.
+            if err.chain().any(|cause| cause.is::<commands::UsageError>()) {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
+}
+
+/// `hookline: {line}` on stderr; nothing, not a panic, if stderr is gone.
+fn say(line: &str) {
+    out::note(&format!("hookline: {line}"));
+}
+
+/// Every line of `text`, trimmed, joined by spaces.
+fn one_line(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Help and version print as clap formats them; a usage error becomes one
@@ -42,13 +63,22 @@ fn usage_error(err: clap::Error) -> ExitCode {
         let _ = err.print();
         return ExitCode::from(2);
     }
+    // clap's message runs over several lines (a missing argument's name is
+    // on the second), then a usage block and a tip: keep the message, whole.
     let rendered = err.render().to_string();
-    let line = rendered
+    let message: Vec<&str> = rendered
         .lines()
         .map(str::trim)
-        .find(|line| !line.is_empty())
-        .unwrap_or("invalid arguments");
-    let line = line.strip_prefix("error: ").unwrap_or(line);
-    eprintln!("hookline: {line} (see hookline --help)");
+        .take_while(|line| !line.starts_with("Usage:") && !line.starts_with("tip:"))
+        .filter(|line| !line.is_empty())
+        .collect();
+    let message = message.join(" ");
+    let message = message.strip_prefix("error: ").unwrap_or(&message);
+    let message = if message.is_empty() {
+        "invalid arguments"
+    } else {
+        message
+    };
+    say(&format!("{message} (see hookline --help)"));
     ExitCode::from(2)
 }

@@ -325,8 +325,7 @@ fn plan_jobs(mock: &RunningMock, rng: &mut rand::rngs::StdRng) -> (Vec<Planned>,
     let gone = url::Url::parse(&mock.url("/gone")).expect("gone URL");
     let jobs: Vec<NewJob> = (0..JOBS)
         .map(|n| {
-            let mut metadata = serde_json::Map::new();
-            metadata.insert("n".to_owned(), Value::from(n));
+            let metadata = domain::Metadata::from_json(&format!(r#"{{"n":{n}}}"#)).expect("object");
             NewJob {
                 id: JobId::generate(now, rng),
                 tenant: TenantId::new("default"),

@@ -121,7 +121,9 @@ fn create_key(store: &str, tenant: &str) -> String {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    String::from_utf8(output.stdout).expect("utf-8").trim().to_owned()
+    let stdout = String::from_utf8(output.stdout).expect("utf-8");
+    // The first line; a tenant's first key is followed by its new secret.
+    stdout.lines().next().expect("the key").trim().to_owned()
 }
 
 /// A client that sends `key` with every request.
@@ -825,9 +827,34 @@ fn bad_input_is_a_one_line_error_and_a_failed_exit() {
             "cannot listen",
         ),
     ];
+    // Every one is the user's to fix: exit 2, as for clap's usage errors.
     for (args, needle) in cases {
         assert_one_line_failure(args, needle);
+        assert_eq!(hookline(args).status.code(), Some(2), "{args:?}");
     }
+
+    // A providers file that is not TOML: where and why, said once, on one line.
+    let malformed = dir.path().join("malformed.toml");
+    std::fs::write(
+        &malformed,
+        "[providers.gas]\nurl = \"http://127.0.0.1:9/gas\"\ntimeout = \n",
+    )
+    .expect("write");
+    let malformed = malformed.to_string_lossy().into_owned();
+    let args = ["processor", "--store", store, "--providers", &malformed];
+    assert_one_line_failure(&args, "line 3, column 11");
+    let output = hookline(&args);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let why = stderr.rsplit(": ").next().unwrap_or_default().trim();
+    assert_eq!(stderr.matches(why).count(), 1, "said once: {stderr}");
+
+    // A missing required argument is named.
+    let output = hookline(&["keys", "create"]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--tenant"), "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
 
     // Values clap rejects while parsing: its own one-line error (plus its
     // "try --help" hint) and exit code 2, before anything starts.
@@ -960,19 +987,21 @@ fn bad_stores_are_a_one_line_error_and_a_failed_exit() {
         (format!("sqlite://{}", corrupt.display()), "not a database"),
         (format!("sqlite://{}", dir.path().display()), "unable to open"),
     ];
-    for (store, needle) in &cases {
-        assert_one_line_failure(
-            &[
-                "serve",
-                "--store",
-                store,
-                "--providers",
-                &providers,
-                "--listen",
-                "127.0.0.1:0",
-            ],
-            needle,
-        );
+    for (i, (store, needle)) in cases.iter().enumerate() {
+        let args = [
+            "serve",
+            "--store",
+            store,
+            "--providers",
+            &providers,
+            "--listen",
+            "127.0.0.1:0",
+        ];
+        assert_one_line_failure(&args, needle);
+        // A URL the user must fix is a usage error (2); a store that will
+        // not open is a failure (1).
+        let code = if i < 5 { 2 } else { 1 };
+        assert_eq!(hookline(&args).status.code(), Some(code), "{store}");
     }
     let kept = std::fs::read(&corrupt).expect("read");
     assert_eq!(
@@ -1212,13 +1241,24 @@ async fn logs_never_contain_keys_or_secrets() {
     let store = format!("sqlite://{}", dir.path().join("logs.db").display());
     let created = hookline(&["keys", "create", "--tenant", "acme", "--store", &store]);
     assert!(created.status.success());
-    let key = String::from_utf8_lossy(&created.stdout).trim().to_owned();
+    // `$(hookline keys create ...)` and `read` get both: the key on stdout's
+    // first line, the new tenant's signing secret on its second; stderr,
+    // which logs keep, gets neither.
+    let shown = String::from_utf8_lossy(&created.stdout).into_owned();
+    let lines: Vec<&str> = shown.lines().collect();
+    let [key, first_secret] = lines[..] else {
+        panic!("keys create shows the key and the new tenant's secret on stdout: {shown:?}");
+    };
+    let (key, first_secret) = (key.to_owned(), first_secret.to_owned());
+    assert!(
+        key.starts_with("hl_") && first_secret.starts_with("whsec_"),
+        "{shown}"
+    );
     let told = String::from_utf8_lossy(&created.stderr).into_owned();
-    let first_secret = told
-        .split_whitespace()
-        .find(|word| word.starts_with("whsec_"))
-        .unwrap_or_else(|| panic!("keys create tells the new tenant's secret: {told}"))
-        .to_owned();
+    assert!(!told.contains("whsec_") && !told.contains(&key[3..]), "{told}");
+    // A tenant's second key comes alone: its secret exists already.
+    let again = hookline(&["keys", "create", "--tenant", "acme", "--store", &store]);
+    assert_eq!(String::from_utf8_lossy(&again.stdout).lines().count(), 1);
     let second = create_key(&store, "acme");
     let rotated = hookline(&["secrets", "rotate", "--tenant", "acme", "--store", &store]);
     assert!(
@@ -1506,4 +1546,85 @@ async fn processor_once_reports_progress_and_the_scheduled_one_serves_metrics() 
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// `hookline serve 2>&1 | head -5`: once the reader of its logs has gone,
+/// it goes on serving and SIGTERM still stops it, cleanly (a log line it
+/// cannot write is dropped; it used to panic on the next one, in whatever
+/// task was logging, the signal task among them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_serve_after_the_log_reader_has_gone() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let providers = dir.path().join("providers.toml");
+    std::fs::write(&providers, "[providers.gas]\nurl = \"http://127.0.0.1:9/gas\"\n").expect("write");
+    let store = format!("sqlite://{}", dir.path().join("head.db").display());
+    let mut child = ChildGuard(
+        Command::new(BIN)
+            .args([
+                "serve",
+                "--store",
+                &store,
+                "--listen",
+                "127.0.0.1:0",
+                "--providers",
+            ])
+            .arg(&providers)
+            .env("HOOKLINE_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn hookline serve"),
+    );
+    let stderr = child.0.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    let serving = lines
+        .by_ref()
+        .take(20)
+        .map_while(Result::ok)
+        .find(|line| line.contains("hookline serving"))
+        .expect("serve says where it serves");
+    let addr = serving
+        .split("addr=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("addr=")
+        .to_owned();
+    drop(lines);
+    // Its scheduled runs and every request go on logging into the closed
+    // pipe; it must go on answering.
+    let http = reqwest::Client::new();
+    for _ in 0..10 {
+        let health = http
+            .get(format!("http://{addr}/healthz"))
+            .send()
+            .await
+            .expect("serve still answers after its log reader has gone");
+        assert!(health.status().is_success());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The reader is gone (dropped with the BufReader), like `head` exiting.
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = child.0.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "serve did not stop on SIGTERM with its stderr closed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "a clean stop, not a panic: {status}");
+    eprintln!(
+        "serve stopped {:.2} s after SIGTERM with its stderr closed ({status})",
+        started.elapsed().as_secs_f64()
+    );
 }

@@ -15,12 +15,40 @@ pub struct FieldError {
 }
 
 impl FieldError {
+    /// A field named by the client (an unknown body field or query
+    /// parameter) is cut to [`MAX_ECHO_CHARS`].
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
-            field: field.into(),
-            message: message.into(),
+            field: shorten(field.into(), MAX_ECHO_CHARS),
+            message: shorten(message.into(), MAX_DETAIL_CHARS),
         }
     }
+}
+
+/// Most characters of the client's own input an error repeats back.
+pub const MAX_ECHO_CHARS: usize = 64;
+/// Most characters of any detail or message: a backstop, so no input makes
+/// an error answer large.
+const MAX_DETAIL_CHARS: usize = 1024;
+
+/// The client's input, quoted for an error message and cut to
+/// [`MAX_ECHO_CHARS`] (saying how long it was).
+pub fn echo(input: &str) -> String {
+    let count = input.chars().count();
+    if count <= MAX_ECHO_CHARS {
+        format!("{input:?}")
+    } else {
+        let head: String = input.chars().take(MAX_ECHO_CHARS).collect();
+        format!("{head:?}... ({count} characters)")
+    }
+}
+
+fn shorten(mut text: String, max_chars: usize) -> String {
+    if let Some((cut, _)) = text.char_indices().nth(max_chars) {
+        text.truncate(cut);
+        text.push_str("...");
+    }
+    text
 }
 
 /// A problem (RFC 9457), sent as `application/problem+json` for every error.
@@ -55,7 +83,7 @@ impl ApiError {
             kind,
             title,
             status,
-            detail: detail.into(),
+            detail: shorten(detail.into(), MAX_DETAIL_CHARS),
             errors: Vec::new(),
             retry_after_secs: None,
         }

@@ -52,27 +52,21 @@ pub(crate) fn from_headers(
     }))
 }
 
+/// SHA-256 of the request in one canonical JSON text: keys in order at
+/// every level, metadata numbers as sent. Byte for byte what earlier
+/// releases hashed for the same request (a `serde_json::Value` with sorted
+/// keys), so keys recorded before an upgrade still replay.
 fn fingerprint(request: &JobRequest) -> String {
-    let canonical = serde_json::json!({
-        "providers": request.providers,
-        "callbackUrl": request.callback_url.as_str(),
-        "metadata": request.metadata.clone().map(Value::Object).map(sorted),
-    });
-    hex(&Sha256::digest(sorted(canonical).to_string().as_bytes()))
-}
-
-/// The value with every object's keys in order, whatever order the JSON map
-/// keeps (serde_json's `preserve_order` may be switched on by any crate).
-fn sorted(value: Value) -> Value {
-    match value {
-        Value::Object(map) => {
-            let mut entries: Vec<(String, Value)> = map.into_iter().collect();
-            entries.sort_by(|a, b| a.0.cmp(&b.0));
-            Value::Object(entries.into_iter().map(|(k, v)| (k, sorted(v))).collect())
-        }
-        Value::Array(items) => Value::Array(items.into_iter().map(sorted).collect()),
-        other => other,
-    }
+    let metadata = request
+        .metadata
+        .as_ref()
+        .map_or_else(|| "null".to_owned(), |m| m.canonical());
+    let canonical = format!(
+        r#"{{"callbackUrl":{},"metadata":{metadata},"providers":{}}}"#,
+        Value::String(request.callback_url.as_str().to_owned()),
+        Value::from(request.providers.clone()),
+    );
+    hex(&Sha256::digest(canonical.as_bytes()))
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -87,7 +81,7 @@ mod tests {
         JobRequest {
             providers: vec!["gas".to_owned()],
             callback_url: url::Url::parse("https://client.example/hook").expect("url"),
-            metadata: serde_json::from_str(metadata).expect("object"),
+            metadata: (metadata != "null").then(|| domain::Metadata::from_json(metadata).expect("object")),
         }
     }
 
@@ -98,5 +92,23 @@ mod tests {
         assert_eq!(a, b);
         assert_ne!(a, fingerprint(&request(r#"{"a": 2, "b": {"y": 2, "x": [3]}}"#)));
         assert_ne!(a, fingerprint(&request("null")));
+    }
+
+    /// Keys recorded by the release that fingerprinted a sorted
+    /// `serde_json::Value` must still replay after an upgrade.
+    #[test]
+    fn the_fingerprint_is_the_one_earlier_releases_recorded() {
+        assert_eq!(
+            fingerprint(&request(r#"{"a": 1, "b": {"y": 2, "x": [3, {"q": 1, "p": 2}]}}"#)),
+            "124763fb444c3598be878a9e941fd718ed0f9456cffd2aee41de391ec6646050"
+        );
+    }
+
+    #[test]
+    fn metadata_numbers_that_differ_past_f64_are_different_requests() {
+        assert_ne!(
+            fingerprint(&request(r#"{"n": 123456789012345678901234567890}"#)),
+            fingerprint(&request(r#"{"n": 123456789012345678901234567891}"#))
+        );
     }
 }

@@ -9,7 +9,6 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use domain::{Job, JobId, JobStatus, NewJob, ProviderStatus, TenantId, Timestamp};
 use serde::Serialize;
-use serde_json::{Map, Value};
 use store::{IdempotentCreate, ListQuery, MAX_PAGE, Redrive};
 use utoipa::ToSchema;
 
@@ -207,7 +206,7 @@ pub(crate) struct JobView {
     /// The job's metadata, as given.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Object, required = false)]
-    metadata: Option<Map<String, Value>>,
+    metadata: Option<domain::Metadata>,
     providers: Vec<ProviderView>,
     delivery: DeliveryView,
     /// When a processor will next work on the job; absent once it is finished.
@@ -300,7 +299,7 @@ impl From<Job> for JobView {
 }
 
 fn no_such_job(job_id: &str) -> ApiError {
-    ApiError::not_found(format!("no job {job_id:?}"))
+    ApiError::not_found(format!("no job {}", crate::error::echo(job_id)))
 }
 
 /// The `{job_id}` of the path and the id it names. A segment that is not a

@@ -41,7 +41,7 @@ pub(crate) struct JobRequestSchema {
     callback_url: String,
     /// Any JSON object, at most 4 KiB serialized; echoed in the callback.
     #[schema(value_type = Option<Object>, example = json!({"orderId": "A-17"}))]
-    metadata: Option<Map<String, Value>>,
+    metadata: Option<domain::Metadata>,
 }
 
 /// A job's status (SPEC section 3).

@@ -4,9 +4,12 @@
 use std::collections::HashSet;
 
 use axum::http::{HeaderMap, header};
-use serde_json::{Map, Value};
+use domain::{Metadata, MetadataError};
+use serde_json::Value;
+use serde_json::value::RawValue;
 use url::Url;
 
+use crate::error::echo;
 use crate::{ApiError, FieldError};
 
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -20,7 +23,7 @@ const FIELDS: [&str; 3] = ["providers", "callbackUrl", "metadata"];
 pub struct JobRequest {
     pub providers: Vec<String>,
     pub callback_url: Url,
-    pub metadata: Option<Map<String, Value>>,
+    pub metadata: Option<Metadata>,
 }
 
 /// `application/json` or any `application/*+json`, parameters allowed.
@@ -61,7 +64,10 @@ pub fn parse_job_request(body: &[u8], known_providers: &[String]) -> Result<JobR
     }
     let providers = providers(object.remove("providers"), known_providers, &mut errors);
     let callback_url = callback_url(object.remove("callbackUrl"), &mut errors);
-    let metadata = metadata(object.remove("metadata"), &mut errors);
+    let metadata = match object.remove("metadata") {
+        None | Some(Value::Null) => None,
+        Some(_) => metadata(body, &mut errors),
+    };
     match (providers, callback_url, errors.is_empty()) {
         (Some(providers), Some(callback_url), true) => Ok(JobRequest {
             providers,
@@ -104,10 +110,17 @@ fn providers(value: Option<Value>, known: &[String], errors: &mut Vec<FieldError
         if !known.contains(&name) {
             errors.push(FieldError::new(
                 field,
-                format!("unknown provider {name:?}; configured: {}", known.join(", ")),
+                format!(
+                    "unknown provider {}; configured: {}",
+                    echo(&name),
+                    known.join(", ")
+                ),
             ));
         } else if !seen.insert(name.clone()) {
-            errors.push(FieldError::new(field, format!("duplicate provider {name:?}")));
+            errors.push(FieldError::new(
+                field,
+                format!("duplicate provider {}", echo(&name)),
+            ));
         } else {
             names.push(name);
         }
@@ -165,22 +178,36 @@ fn callback_url(value: Option<Value>, errors: &mut Vec<FieldError>) -> Option<Ur
     }
 }
 
-fn metadata(value: Option<Value>, errors: &mut Vec<FieldError>) -> Option<Map<String, Value>> {
-    match value {
-        None | Some(Value::Null) => None,
-        Some(Value::Object(map)) => {
-            let size = serde_json::to_vec(&map).map(|v| v.len()).unwrap_or(usize::MAX);
-            if size > MAX_METADATA_BYTES {
-                errors.push(FieldError::new(
-                    "metadata",
-                    format!("must be at most {MAX_METADATA_BYTES} bytes serialized (got {size})"),
-                ));
-                return None;
-            }
-            Some(map)
+/// The metadata object as the client wrote it: numbers keep their digits
+/// (`serde_json::Value` would turn `123456789012345678901234567890` into
+/// `1.2345678901234568e+29`), so it is read again from the body as text.
+fn metadata(body: &[u8], errors: &mut Vec<FieldError>) -> Option<Metadata> {
+    #[derive(serde::Deserialize)]
+    struct Raw<'a> {
+        #[serde(borrow)]
+        metadata: &'a RawValue,
+    }
+    let parsed = serde_json::from_slice::<Raw<'_>>(body)
+        .map_err(|e| MetadataError::Invalid(e.to_string()))
+        .and_then(|raw| Metadata::from_json(raw.metadata.get()));
+    match parsed {
+        Ok(metadata) if metadata.len() > MAX_METADATA_BYTES => {
+            errors.push(FieldError::new(
+                "metadata",
+                format!(
+                    "must be at most {MAX_METADATA_BYTES} bytes serialized (got {})",
+                    metadata.len()
+                ),
+            ));
+            None
         }
-        Some(_) => {
+        Ok(metadata) => Some(metadata),
+        Err(MetadataError::NotAnObject) => {
             errors.push(FieldError::new("metadata", "must be a JSON object"));
+            None
+        }
+        Err(MetadataError::Invalid(e)) => {
+            errors.push(FieldError::new("metadata", format!("is not valid JSON: {e}")));
             None
         }
     }
@@ -221,7 +248,7 @@ mod tests {
         .expect("valid");
         assert_eq!(job.providers, vec!["gas", "internet"]);
         assert_eq!(job.callback_url.as_str(), "https://client.example/complete?x=1");
-        assert_eq!(job.metadata.expect("metadata")["orderId"], "A-17");
+        assert_eq!(job.metadata.expect("metadata").as_json(), r#"{"orderId":"A-17"}"#);
     }
 
     #[test]
@@ -263,6 +290,27 @@ mod tests {
         assert_eq!(
             fields(json!({"providers": ["gas"], "callbackUrl": "https://a.example", "metadata": {"k": big}})),
             vec!["metadata"]
+        );
+    }
+
+    #[test]
+    fn errors_echo_at_most_a_little_of_the_input() {
+        let long = "p".repeat(50_000);
+        let err =
+            parse(json!({"providers": [long], "callbackUrl": "https://a.example", &"f".repeat(10_000): 1}))
+                .expect_err("invalid");
+        let text = serde_json::to_string(&err).expect("serializes");
+        assert!(text.len() < 1_000, "{} bytes: {text}", text.len());
+        assert!(text.contains("(50000 characters)"), "{text}");
+    }
+
+    #[test]
+    fn metadata_numbers_keep_their_digits() {
+        let body = br#"{"providers":["gas"],"callbackUrl":"https://a.example","metadata":{"n": 123456789012345678901234567890, "e": 1e2}}"#;
+        let job = parse_job_request(body, &known()).expect("valid");
+        assert_eq!(
+            job.metadata.expect("metadata").as_json(),
+            r#"{"n":123456789012345678901234567890,"e":1e2}"#
         );
     }
 

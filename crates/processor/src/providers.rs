@@ -29,8 +29,10 @@ pub struct ProviderCatalog {
 
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
+    /// Not TOML, or not the shape of a providers file: where and why, on
+    /// one line (toml's own message draws the line in several).
     #[error("providers file: {0}")]
-    Toml(#[from] toml::de::Error),
+    Toml(String),
     #[error("provider {name:?}: {message}")]
     Invalid { name: String, message: String },
 }
@@ -47,6 +49,20 @@ struct File {
 struct Entry {
     url: String,
     timeout: Option<String>,
+}
+
+/// `line L, column C: message` for a TOML error in `text`.
+fn toml_error(text: &str, err: &toml::de::Error) -> String {
+    let message = err.message().trim();
+    match err.span() {
+        Some(span) => {
+            let before = text.get(..span.start).unwrap_or(text);
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            format!("line {line}, column {column}: {message}")
+        }
+        None => message.to_owned(),
+    }
 }
 
 impl ProviderCatalog {
@@ -74,7 +90,7 @@ impl ProviderCatalog {
     }
 
     pub fn from_toml(text: &str) -> Result<Self, CatalogError> {
-        let file: File = toml::from_str(text)?;
+        let file: File = toml::from_str(text).map_err(|e| CatalogError::Toml(toml_error(text, &e)))?;
         let mut providers = Vec::new();
         for (name, entry) in file.providers {
             let invalid = |message: String| CatalogError::Invalid {

@@ -271,10 +271,9 @@ async fn an_oversize_job_is_refused_as_too_large() {
     let store = &temp.store;
     let mut job = new_job("acme", at(0), 1);
     let padding = "x".repeat(store.max_job_bytes());
-    job.metadata = Some(serde_json::Map::from_iter([(
-        "padding".to_owned(),
-        serde_json::Value::String(padding),
-    )]));
+    job.metadata = Some(
+        domain::Metadata::from_json(&serde_json::json!({ "padding": padding }).to_string()).expect("object"),
+    );
     assert!(matches!(
         store.create_job(&job).await,
         Err(StoreError::TooLarge(_))

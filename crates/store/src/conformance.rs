@@ -125,7 +125,7 @@ pub fn new_job(tenant: &str, providers: &[&str], created: Timestamp, seed: u64) 
             id: JobId::generate(created, &mut rng),
             tenant: TenantId::new(tenant),
             callback_url: url::Url::parse("https://client.example/complete").expect("valid"),
-            metadata: Some(serde_json::from_value(serde_json::json!({"orderId": "A-17"})).expect("object")),
+            metadata: Some(domain::Metadata::from_json(r#"{"orderId":"A-17"}"#).expect("object")),
             providers: providers.iter().map(|p| (*p).to_owned()).collect(),
         },
         created,

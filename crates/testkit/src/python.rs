@@ -3,10 +3,12 @@
 //! `~/.cache/hookline`): the official Standard Webhooks verifier, and the
 //! AWS CLI that runs the LocalStack init hook against DynamoDB Local.
 //!
-//! Installed on first use. Concurrent test processes each build their own
-//! environment in a staging directory and the first rename wins, as for
-//! DynamoDB Local, so no lock is needed. Needs `python3` (3.8+) with the
-//! `venv` module and network access to PyPI the first time.
+//! Installed on first use, in place: a venv cannot be moved once made (its
+//! entry-point scripts, `bin/aws` among them, name the interpreter by its
+//! absolute path in their first line), so concurrent test processes take
+//! turns under a lock file beside it instead of building in a staging
+//! directory and renaming it. Needs `python3` (3.8+) with the `venv` module
+//! and network access to PyPI the first time.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -49,10 +51,6 @@ impl PipTool {
         if self.works(&target) {
             return Ok(target);
         }
-        if target.exists() {
-            // Left by an older interpreter, or damaged: build it again.
-            let _ = std::fs::remove_dir_all(&target);
-        }
         let python_ok = Command::new(python)
             .arg("--version")
             .stdout(Stdio::null())
@@ -66,15 +64,20 @@ impl PipTool {
             ));
         }
         std::fs::create_dir_all(cache).map_err(|e| format!("creating {}: {e}", cache.display()))?;
-        let staging = cache.join(format!("{}.tmp-{}", self.cache_name, std::process::id()));
-        let _ = std::fs::remove_dir_all(&staging);
-        if let Err(message) = self.build(python, &staging) {
-            let _ = std::fs::remove_dir_all(&staging);
-            return Err(message);
+        // Held until this function returns; the OS drops it if we die.
+        let lock_path = cache.join(format!("{}.lock", self.cache_name));
+        let lock = std::fs::File::create(&lock_path)
+            .map_err(|e| format!("creating {}: {e}", lock_path.display()))?;
+        lock.lock()
+            .map_err(|e| format!("locking {}: {e}", lock_path.display()))?;
+        if self.works(&target) {
+            // Another process built it while we waited.
+            return Ok(target);
         }
-        if std::fs::rename(&staging, &target).is_err() {
-            // Someone else finished first; theirs is as good as ours.
-            let _ = std::fs::remove_dir_all(&staging);
+        let _ = std::fs::remove_dir_all(&target);
+        if let Err(message) = self.build(python, &target) {
+            let _ = std::fs::remove_dir_all(&target);
+            return Err(message);
         }
         if self.works(&target) {
             Ok(target)
@@ -162,5 +165,35 @@ mod tests {
             .expect_err("no python");
         assert!(err.contains("apt-get install python3 python3-venv"), "{err}");
         assert!(!cache.join(AWS_CLI.cache_name).exists());
+    }
+
+    /// A venv's entry-point scripts name their interpreter by absolute path,
+    /// so one built elsewhere and moved into place fails on a fresh cache
+    /// (`bin/aws: cannot execute: required file not found`). pip ships with
+    /// every venv, so this needs no download.
+    #[test]
+    fn the_entry_point_scripts_of_a_fresh_install_run() {
+        let cache = tempfile::tempdir().expect("temp dir");
+        let python = std::env::var(PYTHON_VAR).unwrap_or_else(|_| "python3".to_owned());
+        let pip = PipTool {
+            cache_name: "python-pip-only",
+            requirement: "pip",
+            probe: &["-m", "pip", "--version"],
+        };
+        let venv = pip.install_into(cache.path(), &python).expect("install");
+        let script = venv.join("bin").join("pip");
+        let out = Command::new(&script)
+            .arg("--version")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
+        assert!(
+            out.status.success(),
+            "{} --version: {}",
+            script.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // A second install finds it working and keeps it.
+        assert_eq!(pip.install_into(cache.path(), &python).expect("again"), venv);
     }
 }
