@@ -477,6 +477,11 @@ impl Processor {
             Err(err) => {
                 tracing::warn!(job_id = %due.id, error = %err, "claim failed");
                 report.store_errors += 1;
+                if !err.is_determinate() {
+                    // The claim may have landed: give the lease back rather
+                    // than leave the job held until it expires.
+                    let _ = self.store.release(&due.tenant, due.id, &lease).await;
+                }
                 return (report, None);
             }
         };
@@ -496,7 +501,7 @@ impl Processor {
     async fn process_in_span(&self, job: Job, lease: Lease) -> RunReport {
         let mut report = RunReport::default();
         let job = self.fetch_and_deliver(job).await;
-        let saved = self.store.save(&job, &lease, self.clock.now()).await;
+        let saved = self.save_fenced(&job, &lease).await;
         self.in_flight_leases().remove(&job.id);
         match saved {
             Ok(Fenced::Written) => match job.status {
@@ -529,12 +534,35 @@ impl Processor {
                 report.fenced += 1;
                 tracing::warn!(job_id = %job.id, "lease was taken over; our result was discarded");
             }
+            Err(err) if !err.is_determinate() => {
+                report.store_errors += 1;
+                tracing::warn!(job_id = %job.id, error = %err, "save outcome unknown; if it did not land, the job is due again when the lease expires");
+            }
             Err(err) => {
                 report.store_errors += 1;
                 tracing::warn!(job_id = %job.id, error = %err, "could not save; the job is due again when the lease expires");
             }
         }
         report
+    }
+
+    /// The fenced save, re-issued while its outcome is unknown: a save is
+    /// idempotent (one that finds the job exactly as it writes it, and its
+    /// lease gone, was written), so a retry cannot apply it twice.
+    async fn save_fenced(&self, job: &Job, lease: &Lease) -> Result<Fenced, store::StoreError> {
+        const TRIES: u32 = 3;
+        let mut pause = Duration::from_millis(100);
+        for _ in 1..TRIES {
+            match self.store.save(job, lease, self.clock.now()).await {
+                Err(err) if !err.is_determinate() => {
+                    tracing::warn!(job_id = %job.id, error = %err, "save outcome unknown; saving again");
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                }
+                saved => return saved,
+            }
+        }
+        self.store.save(job, lease, self.clock.now()).await
     }
 
     /// One provider fetch, timed, counted and logged in its own span.
