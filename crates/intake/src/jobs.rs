@@ -240,7 +240,9 @@ async fn resolve_create(
     let mut pause = std::time::Duration::from_millis(25);
     loop {
         match create_once(state, job, key, now).await {
-            Ok(IdempotentCreate::Replay { job_id, .. }) if job_id == job.id => return IdempotentCreate::Created,
+            Ok(IdempotentCreate::Replay { job_id, .. }) if job_id == job.id => {
+                return IdempotentCreate::Created;
+            }
             Ok(created) => return created,
             Err(StoreError::Conflict) => return IdempotentCreate::Created,
             // Still no answer, or none now: the first write may yet be there.
@@ -731,10 +733,12 @@ async fn resolve_redrive(state: &AppState, tenant: &TenantId, id: JobId, now: Ti
     loop {
         match state.store.get_job(tenant, id).await {
             Ok(None) => return Some(Redrive::NotFound),
-            Ok(Some(job)) if job.status == JobStatus::Failed => match state.store.redrive(tenant, id, now).await {
-                Ok(Redrive::NotFailed(_)) | Err(_) => {}
-                Ok(redrive) => return Some(redrive),
-            },
+            Ok(Some(job)) if job.status == JobStatus::Failed => {
+                match state.store.redrive(tenant, id, now).await {
+                    Ok(Redrive::NotFailed(_)) | Err(_) => {}
+                    Ok(redrive) => return Some(redrive),
+                }
+            }
             // What our redrive wrote (`Job::redrive` stamps `now`).
             Ok(Some(job)) if job.updated_at == now => return Some(Redrive::Requeued(Box::new(job))),
             Ok(Some(_)) => return None,

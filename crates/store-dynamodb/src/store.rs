@@ -673,19 +673,17 @@ impl JobStore for DynamoStore {
             };
             let reasons = cancelled.cancellation_reasons();
             let code = |i: usize| reasons.get(i).and_then(|r| r.code());
-            let earlier_key = reasons
-                .get(1)
-                .and_then(|r| r.item())
-                .and_then(idempotency_item);
-            let earlier_job = reasons.get(0).and_then(|r| r.item());
+            let earlier_key = reasons.get(1).and_then(|r| r.item()).and_then(idempotency_item);
+            let earlier_job = reasons.first().and_then(|r| r.item());
             // Our own transaction, applied by an attempt whose answer was
             // lost: the key names our job (whose id no one else has), or
             // the job there is ours.
-            let ours = code(1) == Some("ConditionalCheckFailed")
-                && earlier_key.as_ref().is_some_and(|(id, _)| *id == job.id)
-                || attempts.maybe_applied()
-                    && code(0) == Some("ConditionalCheckFailed")
-                    && earlier_job.is_some_and(|found| is_our_new_job(found, job));
+            let key_names_ours = code(1) == Some("ConditionalCheckFailed")
+                && earlier_key.as_ref().is_some_and(|(id, _)| *id == job.id);
+            let job_is_ours = attempts.maybe_applied()
+                && code(0) == Some("ConditionalCheckFailed")
+                && earlier_job.is_some_and(|found| is_our_new_job(found, job));
+            let ours = key_names_ours || job_is_ours;
             if ours {
                 tracing::debug!("create job with idempotency key: a retried write found its own job");
                 return Ok(IdempotentCreate::Created);

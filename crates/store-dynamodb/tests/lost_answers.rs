@@ -122,7 +122,10 @@ async fn an_idempotent_create_whose_answer_was_lost_is_created_once() {
     let mut again = new_job("acme", &["gas"], at(1), 6);
     again.tenant = job.tenant.clone();
     assert_eq!(
-        direct.create_job_idempotent(&again, &key, at(1)).await.expect("replay"),
+        direct
+            .create_job_idempotent(&again, &key, at(1))
+            .await
+            .expect("replay"),
         IdempotentCreate::Replay {
             job_id: job.id,
             same_request: true
@@ -139,7 +142,10 @@ async fn a_claim_whose_answer_was_lost_is_won() {
     let ours = lease("p1", at(60));
     proxy.arm(&update_item(), Fault::LoseAnswer, 1);
 
-    let claim = store.claim(&job.tenant, job.id, &ours, at(1)).await.expect("claim");
+    let claim = store
+        .claim(&job.tenant, job.id, &ours, at(1))
+        .await
+        .expect("claim");
 
     assert_eq!(proxy.fired(&update_item(), Fault::LoseAnswer), 1);
     let Claim::Won { job: won, .. } = claim else {
@@ -154,7 +160,10 @@ async fn a_claim_whose_answer_was_lost_is_won() {
             .expect("claim"),
         Claim::Lost
     ));
-    assert_eq!(direct.save(&won, &ours, at(2)).await.expect("save"), Fenced::Written);
+    assert_eq!(
+        direct.save(&won, &ours, at(2)).await.expect("save"),
+        Fenced::Written
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -163,7 +172,10 @@ async fn a_fenced_save_whose_answer_was_lost_is_written() {
     let job = new_job("acme", &[], at(0), 8);
     direct.create_job(&job).await.expect("create");
     let held = lease("p1", at(60));
-    let Claim::Won { job: claimed, .. } = direct.claim(&job.tenant, job.id, &held, at(1)).await.expect("claim")
+    let Claim::Won { job: claimed, .. } = direct
+        .claim(&job.tenant, job.id, &held, at(1))
+        .await
+        .expect("claim")
     else {
         panic!("claim lost");
     };
@@ -181,7 +193,10 @@ async fn a_fenced_save_whose_answer_was_lost_is_written() {
 
     assert_eq!(proxy.fired(&put_item(), Fault::LoseAnswer), 1);
     assert_eq!(saved, Fenced::Written, "the job is exactly what we wrote");
-    assert_eq!(direct.get_job(&job.tenant, job.id).await.expect("get"), Some(done));
+    assert_eq!(
+        direct.get_job(&job.tenant, job.id).await.expect("get"),
+        Some(done)
+    );
     // A lease that was really lost is still LeaseLost.
     assert_eq!(
         store.save(&job, &lease("p9", at(60)), at(3)).await.expect("save"),
@@ -196,7 +211,10 @@ async fn a_release_whose_answer_was_lost_is_written() {
     direct.create_job(&job).await.expect("create");
     let held = lease("p1", at(60));
     assert!(matches!(
-        direct.claim(&job.tenant, job.id, &held, at(1)).await.expect("claim"),
+        direct
+            .claim(&job.tenant, job.id, &held, at(1))
+            .await
+            .expect("claim"),
         Claim::Won { .. }
     ));
     proxy.arm(&update_item(), Fault::LoseAnswer, 1);
@@ -220,7 +238,10 @@ async fn a_redrive_whose_answer_was_lost_is_requeued() {
     let job = new_job("acme", &[], at(0), 10);
     direct.create_job(&job).await.expect("create");
     let held = lease("p1", at(60));
-    let Claim::Won { job: claimed, .. } = direct.claim(&job.tenant, job.id, &held, at(1)).await.expect("claim")
+    let Claim::Won { job: claimed, .. } = direct
+        .claim(&job.tenant, job.id, &held, at(1))
+        .await
+        .expect("claim")
     else {
         panic!("claim lost");
     };
@@ -228,14 +249,23 @@ async fn a_redrive_whose_answer_was_lost_is_requeued() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(0);
     failed.record_callback(CallbackOutcome::Gone, at(2), &RetryPolicy::default(), &mut rng);
     assert_eq!(failed.status, JobStatus::Failed);
-    assert_eq!(direct.save(&failed, &held, at(2)).await.expect("save"), Fenced::Written);
+    assert_eq!(
+        direct.save(&failed, &held, at(2)).await.expect("save"),
+        Fenced::Written
+    );
     proxy.arm(&put_item(), Fault::LoseAnswer, 1);
 
-    let redrive = store.redrive(&job.tenant, job.id, at(100)).await.expect("redrive");
+    let redrive = store
+        .redrive(&job.tenant, job.id, at(100))
+        .await
+        .expect("redrive");
 
     assert_eq!(proxy.fired(&put_item(), Fault::LoseAnswer), 1);
     let Redrive::Requeued(requeued) = redrive else {
         panic!("the job is as our redrive left it: {redrive:?}");
     };
-    assert_eq!(direct.get_job(&job.tenant, job.id).await.expect("get"), Some(*requeued));
+    assert_eq!(
+        direct.get_job(&job.tenant, job.id).await.expect("get"),
+        Some(*requeued)
+    );
 }

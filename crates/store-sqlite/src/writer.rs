@@ -483,8 +483,12 @@ mod tests {
     #[test]
     fn a_commit_failing_at_io_is_indeterminate_and_a_busy_one_is_not() {
         let failure = |code| rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), None);
-        assert!(commit_outcome_unknown(&failure(rusqlite::ffi::SQLITE_IOERR_FSYNC)));
-        assert!(commit_outcome_unknown(&failure(rusqlite::ffi::SQLITE_IOERR_WRITE)));
+        assert!(commit_outcome_unknown(&failure(
+            rusqlite::ffi::SQLITE_IOERR_FSYNC
+        )));
+        assert!(commit_outcome_unknown(&failure(
+            rusqlite::ffi::SQLITE_IOERR_WRITE
+        )));
         assert!(!commit_outcome_unknown(&failure(rusqlite::ffi::SQLITE_BUSY)));
         assert!(!commit_outcome_unknown(&failure(rusqlite::ffi::SQLITE_FULL)));
     }

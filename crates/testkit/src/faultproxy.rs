@@ -221,9 +221,7 @@ async fn read_request(
                 .then(|| value.trim().to_owned())
         })
     };
-    let length: usize = header("content-length")
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0);
+    let length: usize = header("content-length").and_then(|n| n.parse().ok()).unwrap_or(0);
     let target = header("x-amz-target");
     while pending.len() < head_end + length {
         let n = from.read(&mut buf).await?;

@@ -131,7 +131,10 @@ async fn an_idempotent_job_whose_store_answer_was_lost_is_accepted_once() {
     assert_eq!(body(retry).await["jobId"], job_id);
 
     assert_eq!(proxy.fired(&transact, Fault::LoseAnswer), 1);
-    assert_eq!(jobs_in_table(&direct).await, vec![job_id.as_str().expect("id").to_owned()]);
+    assert_eq!(
+        jobs_in_table(&direct).await,
+        vec![job_id.as_str().expect("id").to_owned()]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -196,7 +199,10 @@ async fn a_redrive_the_store_could_not_confirm_is_resolved_by_reading_the_job_ba
         owner: "p1".to_owned(),
         until: app.later(std::time::Duration::from_secs(60)),
     };
-    let Claim::Won { job: claimed, .. } = direct.claim(&job.tenant, job.id, &held, now).await.expect("claim")
+    let Claim::Won { job: claimed, .. } = direct
+        .claim(&job.tenant, job.id, &held, now)
+        .await
+        .expect("claim")
     else {
         panic!("claim lost");
     };
@@ -204,7 +210,10 @@ async fn a_redrive_the_store_could_not_confirm_is_resolved_by_reading_the_job_ba
     let mut rng = rand::rngs::StdRng::seed_from_u64(0);
     failed.record_callback(CallbackOutcome::Gone, now, &RetryPolicy::default(), &mut rng);
     assert_eq!(failed.status, JobStatus::Failed);
-    assert_eq!(direct.save(&failed, &held, now).await.expect("save"), Fenced::Written);
+    assert_eq!(
+        direct.save(&failed, &held, now).await.expect("save"),
+        Fenced::Written
+    );
     // The redrive happens later than the failure, as in life.
     app.advance(std::time::Duration::from_secs(1));
     let put = dynamodb_target("PutItem");
