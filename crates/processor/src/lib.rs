@@ -546,23 +546,38 @@ impl Processor {
         report
     }
 
-    /// The fenced save, re-issued while its outcome is unknown: a save is
-    /// idempotent (one that finds the job exactly as it writes it, and its
-    /// lease gone, was written), so a retry cannot apply it twice.
+    /// The fenced save, re-issued while its outcome is unknown: a save
+    /// cannot apply twice (it is fenced on the lease it spends). A re-issued
+    /// save that finds the lease spent reads the job back: if it is exactly
+    /// what we saved, the earlier save landed.
     async fn save_fenced(&self, job: &Job, lease: &Lease) -> Result<Fenced, store::StoreError> {
         const TRIES: u32 = 3;
         let mut pause = Duration::from_millis(100);
-        for _ in 1..TRIES {
+        let mut unknown = false;
+        let mut tries = 1;
+        loop {
             match self.store.save(job, lease, self.clock.now()).await {
-                Err(err) if !err.is_determinate() => {
+                Err(err) if !err.is_determinate() && tries < TRIES => {
                     tracing::warn!(job_id = %job.id, error = %err, "save outcome unknown; saving again");
+                    unknown = true;
+                    tries += 1;
                     tokio::time::sleep(pause).await;
                     pause *= 2;
+                }
+                Ok(Fenced::LeaseLost) if unknown => {
+                    let landed = matches!(
+                        self.store.get_job(&job.tenant, job.id).await,
+                        Ok(Some(stored)) if stored == *job
+                    );
+                    return Ok(if landed {
+                        Fenced::Written
+                    } else {
+                        Fenced::LeaseLost
+                    });
                 }
                 saved => return saved,
             }
         }
-        self.store.save(job, lease, self.clock.now()).await
     }
 
     /// One provider fetch, timed, counted and logged in its own span.

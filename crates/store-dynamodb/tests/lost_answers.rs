@@ -269,3 +269,53 @@ async fn a_redrive_whose_answer_was_lost_is_requeued() {
         Some(*requeued)
     );
 }
+
+const THROTTLED: Fault = Fault::Answer(400, "ProvisionedThroughputExceededException");
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttled_write_is_unavailable_and_a_server_error_is_indeterminate() {
+    let (store, direct, proxy) = proxied().await;
+    let job = new_job("acme", &["gas"], at(0), 11);
+    proxy.arm(&put_item(), THROTTLED, 10);
+
+    let throttled = store.create_job(&job).await.expect_err("throttled");
+
+    assert!(proxy.fired(&put_item(), THROTTLED) > 1, "the SDK retried");
+    assert!(matches!(throttled, StoreError::Unavailable(_)), "{throttled}");
+    proxy.disarm();
+    proxy.arm(&put_item(), Fault::Answer(500, "InternalServerError"), 10);
+
+    let failed = store.create_job(&job).await.expect_err("server error");
+
+    assert!(matches!(failed, StoreError::Indeterminate(_)), "{failed}");
+    assert_eq!(direct.get_job(&job.tenant, job.id).await.expect("get"), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttled_retry_after_a_lost_answer_is_indeterminate() {
+    let (store, direct, proxy) = proxied().await;
+    let job = new_job("acme", &[], at(0), 12);
+    direct.create_job(&job).await.expect("create");
+    let held = lease("p1", at(60));
+    let Claim::Won { job: claimed, .. } = direct
+        .claim(&job.tenant, job.id, &held, at(1))
+        .await
+        .expect("claim")
+    else {
+        panic!("claim lost");
+    };
+    // Applied, its answer lost, and every retry throttled: the last error
+    // is throttling, but the write may have happened (and did).
+    proxy.arm(&put_item(), Fault::LoseAnswer, 1);
+    proxy.arm(&put_item(), THROTTLED, 10);
+
+    let err = store.save(&claimed, &held, at(2)).await.expect_err("throttled");
+
+    assert!(matches!(err, StoreError::Indeterminate(_)), "{err}");
+    proxy.disarm();
+    assert_eq!(
+        store.save(&claimed, &held, at(2)).await.expect("save"),
+        Fenced::LeaseLost,
+        "a new call finds the lease gone: the first one was written"
+    );
+}

@@ -11,7 +11,11 @@
 //!   client's connection without passing the answer on;
 //! - [`Fault::LoseRequest`] closes the client's connection without
 //!   forwarding the request (nothing is applied, but the client cannot
-//!   tell: it sent the request and got no answer).
+//!   tell: it sent the request and got no answer);
+//! - [`Fault::Answer`] answers in DynamoDB's place with an error of the
+//!   given status and type (`400`, `ProvisionedThroughputExceededException`
+//!   is throttling; `500`, `InternalServerError` a server error), without
+//!   forwarding the request.
 //!
 //! Everything else passes through untouched.
 
@@ -32,6 +36,8 @@ pub enum Fault {
     LoseAnswer,
     /// Dropped with the connection, never forwarded.
     LoseRequest,
+    /// Not forwarded; answered with this HTTP status and DynamoDB error type.
+    Answer(u16, &'static str),
 }
 
 #[derive(Debug, Default)]
@@ -152,13 +158,15 @@ fn take_fault(state: &Mutex<State>, target: &str) -> Option<Fault> {
 /// connection, answers piped back by a task of their own.
 async fn serve(client: TcpStream, upstream: SocketAddr, state: Arc<Mutex<State>>) -> std::io::Result<()> {
     let upstream = TcpStream::connect(upstream).await?;
-    let (mut from_client, mut to_client) = client.into_split();
+    let (mut from_client, to_client) = client.into_split();
+    let to_client = Arc::new(tokio::sync::Mutex::new(to_client));
     let (mut from_upstream, mut to_upstream) = upstream.into_split();
     let swallow = Arc::new(AtomicBool::new(false));
     let answered = Arc::new(Notify::new());
     let answers = {
         let swallow = Arc::clone(&swallow);
         let answered = Arc::clone(&answered);
+        let to_client = Arc::clone(&to_client);
         tokio::spawn(async move {
             let mut buf = vec![0u8; 16 * 1024];
             loop {
@@ -170,7 +178,7 @@ async fn serve(client: TcpStream, upstream: SocketAddr, state: Arc<Mutex<State>>
                     answered.notify_one();
                     break;
                 }
-                if to_client.write_all(&buf[..n]).await.is_err() {
+                if to_client.lock().await.write_all(&buf[..n]).await.is_err() {
                     break;
                 }
             }
@@ -182,6 +190,13 @@ async fn serve(client: TcpStream, upstream: SocketAddr, state: Arc<Mutex<State>>
         match target.as_deref().and_then(|target| take_fault(&state, target)) {
             None => to_upstream.write_all(&request).await?,
             Some(Fault::LoseRequest) => break,
+            Some(Fault::Answer(status, kind)) => {
+                to_client
+                    .lock()
+                    .await
+                    .write_all(&error_answer(status, kind))
+                    .await?;
+            }
             Some(Fault::LoseAnswer) => {
                 swallow.store(true, Ordering::SeqCst);
                 to_upstream.write_all(&request).await?;
@@ -193,6 +208,19 @@ async fn serve(client: TcpStream, upstream: SocketAddr, state: Arc<Mutex<State>>
     }
     answers.abort();
     Ok(())
+}
+
+/// An HTTP answer as DynamoDB gives an error: JSON with its `__type`.
+fn error_answer(status: u16, kind: &str) -> Vec<u8> {
+    let body = format!(
+        r#"{{"__type":"com.amazonaws.dynamodb.v20120810#{kind}","message":"injected by the fault proxy"}}"#
+    );
+    format!(
+        "HTTP/1.1 {status} Injected\r\ncontent-type: application/x-amz-json-1.0\r\n\
+         x-amzn-requestid: faultproxy\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
 }
 
 /// The next whole request (head and body) from the client, and its

@@ -243,3 +243,38 @@ async fn a_redrive_the_store_could_not_confirm_is_resolved_by_reading_the_job_ba
         .expect("job");
     assert_eq!(stored.status, JobStatus::Delivering);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_save_the_store_could_not_confirm_is_resolved_by_the_processor() {
+    let (app, direct, proxy) = app_behind_proxy().await;
+    let id = app.accepted_job(&["gas"]).await;
+    let put = dynamodb_target("PutItem");
+    // The processor's save lands, its answer and the SDK's retries are
+    // lost: the save is indeterminate, saved again, and read back.
+    proxy.arm(&put, Fault::LoseAnswer, 1);
+    proxy.arm(&put, Fault::LoseRequest, 2);
+
+    let report = app
+        .processor("p1")
+        .run_once(&tokio_util::sync::CancellationToken::new())
+        .await;
+
+    eprintln!(
+        "save: PutItem answers lost {}, requests lost {}; {report:?}",
+        proxy.fired(&put, Fault::LoseAnswer),
+        proxy.fired(&put, Fault::LoseRequest),
+    );
+    assert_eq!(proxy.fired(&put, Fault::LoseRequest), 2);
+    assert_eq!(
+        (report.delivered, report.fenced, report.store_errors),
+        (1, 0, 0),
+        "{report:?}"
+    );
+    assert_eq!(app.mock.state.accepted_deliveries().len(), 1);
+    let stored = direct
+        .get_job(&TenantId::new("default"), id.parse().expect("job id"))
+        .await
+        .expect("get")
+        .expect("job");
+    assert_eq!(stored.status, JobStatus::Complete);
+}
