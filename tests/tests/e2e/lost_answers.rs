@@ -6,11 +6,20 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 
-use domain::{CallbackOutcome, Clock, Job, JobId, JobStatus, NewJob, RetryPolicy, TenantId};
+use async_trait::async_trait;
+
+use domain::{
+    CallbackOutcome, Clock, Job, JobId, JobStatus, KeyHash, NewJob, RetryPolicy, TenantId, TenantSecrets,
+    Timestamp,
+};
 use rand::SeedableRng;
 use serde_json::{Value, json};
-use store::{Claim, Fenced, JobStore, Lease, ListQuery};
+use store::{
+    ApiKeyRecord, Claim, DueJob, Fenced, IdempotencyRecord, IdempotentCreate, JobPage, JobStore, KeyStore,
+    Lease, ListQuery, Redrive, Store, StoreError,
+};
 use store_dynamodb::{DynamoConfig, DynamoStore};
 use testkit::faultproxy::{Fault, FaultProxy, dynamodb_target};
 
@@ -277,4 +286,166 @@ async fn a_save_the_store_could_not_confirm_is_resolved_by_the_processor() {
         .expect("get")
         .expect("job");
     assert_eq!(stored.status, JobStatus::Complete);
+}
+
+/// A store that applies the next creates and then loses their answers
+/// (`Indeterminate`), as a SQLite commit failing at I/O after the commit
+/// record reached the WAL would: the intake's resolution on any backend.
+#[derive(Debug)]
+struct LosesCreateAnswers {
+    inner: Arc<dyn Store>,
+    left: AtomicU32,
+}
+
+impl LosesCreateAnswers {
+    fn lost(&self) -> Option<StoreError> {
+        self.left
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+            .then(|| StoreError::Indeterminate("injected: the commit's answer was lost".to_owned()))
+    }
+}
+
+#[async_trait]
+impl JobStore for LosesCreateAnswers {
+    async fn create_job(&self, job: &Job) -> Result<(), StoreError> {
+        self.inner.create_job(job).await?;
+        self.lost().map_or(Ok(()), Err)
+    }
+
+    async fn create_job_idempotent(
+        &self,
+        job: &Job,
+        key: &IdempotencyRecord,
+        now: Timestamp,
+    ) -> Result<IdempotentCreate, StoreError> {
+        let created = self.inner.create_job_idempotent(job, key, now).await?;
+        self.lost().map_or(Ok(created), Err)
+    }
+
+    async fn get_job(&self, tenant: &TenantId, id: JobId) -> Result<Option<Job>, StoreError> {
+        self.inner.get_job(tenant, id).await
+    }
+
+    async fn list_jobs(&self, tenant: &TenantId, query: &ListQuery) -> Result<JobPage, StoreError> {
+        self.inner.list_jobs(tenant, query).await
+    }
+
+    async fn redrive(&self, tenant: &TenantId, id: JobId, now: Timestamp) -> Result<Redrive, StoreError> {
+        self.inner.redrive(tenant, id, now).await
+    }
+
+    async fn due_jobs(&self, now: Timestamp, limit: usize) -> Result<Vec<DueJob>, StoreError> {
+        self.inner.due_jobs(now, limit).await
+    }
+
+    async fn claim(
+        &self,
+        tenant: &TenantId,
+        id: JobId,
+        lease: &Lease,
+        now: Timestamp,
+    ) -> Result<Claim, StoreError> {
+        self.inner.claim(tenant, id, lease, now).await
+    }
+
+    async fn save(&self, job: &Job, lease: &Lease, now: Timestamp) -> Result<Fenced, StoreError> {
+        self.inner.save(job, lease, now).await
+    }
+
+    async fn release(&self, tenant: &TenantId, id: JobId, lease: &Lease) -> Result<Fenced, StoreError> {
+        self.inner.release(tenant, id, lease).await
+    }
+
+    async fn purge_expired(&self, now: Timestamp) -> Result<u64, StoreError> {
+        self.inner.purge_expired(now).await
+    }
+
+    fn max_job_bytes(&self) -> usize {
+        self.inner.max_job_bytes()
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.inner.ping().await
+    }
+}
+
+#[async_trait]
+impl KeyStore for LosesCreateAnswers {
+    async fn signing_secrets(&self, tenant: &TenantId) -> Result<Option<(TenantSecrets, u64)>, StoreError> {
+        self.inner.signing_secrets(tenant).await
+    }
+
+    async fn put_signing_secrets(
+        &self,
+        tenant: &TenantId,
+        secrets: &TenantSecrets,
+        expected: Option<u64>,
+    ) -> Result<bool, StoreError> {
+        self.inner.put_signing_secrets(tenant, secrets, expected).await
+    }
+
+    async fn create_api_key(&self, record: &ApiKeyRecord) -> Result<(), StoreError> {
+        self.inner.create_api_key(record).await
+    }
+
+    async fn find_api_key(&self, hash: &KeyHash) -> Result<Option<ApiKeyRecord>, StoreError> {
+        self.inner.find_api_key(hash).await
+    }
+
+    async fn list_api_keys(&self, tenant: Option<&TenantId>) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        self.inner.list_api_keys(tenant).await
+    }
+
+    async fn revoke_api_key(&self, key_id: &str, now: Timestamp) -> Result<Option<ApiKeyRecord>, StoreError> {
+        self.inner.revoke_api_key(key_id, now).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_sqlite_a_create_whose_answer_was_lost_is_accepted_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sqlite = store_sqlite::SqliteStore::open(&dir.path().join("lost.db"), Default::default())
+        .expect("open sqlite");
+    let inner: Arc<dyn Store> = Arc::new(sqlite);
+    let store = Arc::new(LosesCreateAnswers {
+        inner: Arc::clone(&inner),
+        left: AtomicU32::new(0),
+    });
+    let app = spawn_app_with_store(Arc::clone(&store) as Arc<dyn Store>).await;
+    store.left.store(2, Ordering::SeqCst);
+
+    let plain = app.post_job(&["gas"]).await;
+    assert_eq!(
+        plain.status(),
+        202,
+        "the re-issued create conflicts on our own id"
+    );
+    let keyed = post_with_key(&app, "order-3").await;
+    assert_eq!(
+        keyed.status(),
+        202,
+        "the re-issued create finds the key naming our job"
+    );
+
+    let page = inner
+        .list_jobs(
+            &TenantId::new("default"),
+            &ListQuery {
+                status: None,
+                after: None,
+                limit: store::MAX_PAGE,
+            },
+        )
+        .await
+        .expect("list");
+    let mut stored: Vec<String> = page.jobs.iter().map(|job| job.id.to_string()).collect();
+    let mut accepted = vec![
+        body(plain).await["jobId"].as_str().expect("id").to_owned(),
+        body(keyed).await["jobId"].as_str().expect("id").to_owned(),
+    ];
+    stored.sort();
+    accepted.sort();
+    assert_eq!(store.left.load(Ordering::SeqCst), 0, "both answers were lost");
+    assert_eq!(stored, accepted, "exactly one job per 202");
 }
