@@ -480,7 +480,9 @@ impl Processor {
                 if !err.is_determinate() {
                     // The claim may have landed: give the lease back rather
                     // than leave the job held until it expires.
-                    let _ = self.store.release(&due.tenant, due.id, &lease).await;
+                    if let Err(err) = self.store.release(&due.tenant, due.id, &lease).await {
+                        tracing::debug!(job_id = %due.id, error = %err, "could not release after the claim");
+                    }
                 }
                 return (report, None);
             }
@@ -574,6 +576,12 @@ impl Processor {
                     } else {
                         Fenced::LeaseLost
                     });
+                }
+                // Whatever the re-issue met, the first save may have landed.
+                Err(err) if unknown => {
+                    return Err(store::StoreError::Indeterminate(format!(
+                        "{err}, after a save whose outcome is unknown"
+                    )));
                 }
                 saved => return saved,
             }
