@@ -675,22 +675,21 @@ impl JobStore for DynamoStore {
             let code = |i: usize| reasons.get(i).and_then(|r| r.code());
             let earlier_key = reasons.get(1).and_then(|r| r.item()).and_then(idempotency_item);
             let earlier_job = reasons.first().and_then(|r| r.item());
-            // Our own transaction, applied by an attempt whose answer was
-            // lost: the key names our job (whose id no one else has), or
-            // the job there is ours.
+            // Our own transaction, applied by an attempt of this call whose
+            // answer was lost: the key names our job (whose id no one else
+            // has), or the job there is ours. (Called again later, the same
+            // create is a replay naming the job, as on every backend.)
             let key_names_ours = code(1) == Some("ConditionalCheckFailed")
                 && earlier_key.as_ref().is_some_and(|(id, _)| *id == job.id);
-            let job_is_ours = attempts.maybe_applied()
-                && code(0) == Some("ConditionalCheckFailed")
+            let job_is_ours = code(0) == Some("ConditionalCheckFailed")
                 && earlier_job.is_some_and(|found| is_our_new_job(found, job));
-            let ours = key_names_ours || job_is_ours;
+            let ours = attempts.maybe_applied() && (key_names_ours || job_is_ours);
             if ours {
                 tracing::debug!("create job with idempotency key: a retried write found its own job");
                 return Ok(IdempotentCreate::Created);
             }
-            if code(0) == Some("ConditionalCheckFailed") {
-                return Err(StoreError::Conflict);
-            }
+            // The key first: it names the job (ours too, when this create
+            // is issued again after it landed).
             if code(1) == Some("ConditionalCheckFailed") {
                 let (job_id, fingerprint) = earlier_key.ok_or_else(|| {
                     StoreError::Corrupt("idempotency key item without a job id or fingerprint".to_owned())
@@ -699,6 +698,9 @@ impl JobStore for DynamoStore {
                     job_id,
                     same_request: fingerprint == key.fingerprint,
                 });
+            }
+            if code(0) == Some("ConditionalCheckFailed") {
+                return Err(StoreError::Conflict);
             }
             // Another request with the same key is being written right now
             // (TransactionConflict): once it lands, the retry sees its key.
