@@ -182,13 +182,21 @@ impl ApiError {
     }
 
     /// What a store failure becomes: 503 when the store is unavailable
-    /// (nothing was written; logged as a warning), otherwise 500 with the
-    /// cause logged, never shown.
+    /// (nothing was written; logged as a warning), 503 outcome-unknown when
+    /// a write may have been applied (a route that can resolve that does so
+    /// first), otherwise 500 with the cause logged, never shown.
     pub fn from_store(err: store::StoreError, operation: &str) -> Self {
         match err {
             store::StoreError::Unavailable(reason) => {
                 tracing::warn!(%reason, "{operation}: store unavailable");
                 Self::unavailable()
+            }
+            store::StoreError::Indeterminate(reason) => {
+                tracing::warn!(%reason, "{operation}: outcome unknown");
+                Self::outcome_unknown(
+                    "the job store did not confirm the write and it may have been applied; \
+                     retrying is safe",
+                )
             }
             err => {
                 tracing::error!(error = %err, "{operation} failed");
@@ -197,7 +205,7 @@ impl ApiError {
         }
     }
 
-    /// The store cannot take the request now.
+    /// The store cannot take the request now; nothing was written.
     pub fn unavailable() -> Self {
         Self {
             retry_after_secs: Some(1),
@@ -206,6 +214,21 @@ impl ApiError {
                 "urn:hookline:problem:unavailable",
                 "Service unavailable",
                 "the job store is unavailable; try again shortly",
+            )
+        }
+    }
+
+    /// A write the store may have applied, and that could not be resolved
+    /// in time: the request may or may not have taken effect. Unlike
+    /// [`ApiError::unavailable`], this does not say nothing was written.
+    pub fn outcome_unknown(detail: impl Into<String>) -> Self {
+        Self {
+            retry_after_secs: Some(1),
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "urn:hookline:problem:outcome-unknown",
+                "Outcome unknown",
+                detail,
             )
         }
     }

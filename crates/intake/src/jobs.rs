@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use domain::{Job, JobId, JobStatus, NewJob, ProviderStatus, TenantId, Timestamp};
 use serde::Serialize;
-use store::{IdempotentCreate, ListQuery, MAX_PAGE, Redrive};
+use store::{IdempotencyRecord, IdempotentCreate, ListQuery, MAX_PAGE, Redrive, StoreError};
 use utoipa::ToSchema;
 
 use crate::auth::Tenant;
@@ -74,7 +74,12 @@ pub(crate) struct Accepted {
             unknown fields, or a bad `Idempotency-Key`", body = ApiError, content_type = "application/problem+json"),
         (status = 500, description = "Unexpected failure; nothing internal is shown", body = ApiError,
             content_type = "application/problem+json"),
-        (status = 503, description = "The store is unavailable; nothing was written", body = ApiError,
+        (status = 503, description = "Either the store is unavailable and nothing was written \
+            (type `urn:hookline:problem:unavailable`), or the outcome is unknown (type \
+            `urn:hookline:problem:outcome-unknown`): the store did not confirm the write and the job \
+            may exist. The intake resolves a lost answer before answering and answers 202 when the job \
+            exists; it says the outcome is unknown only when it still cannot tell. Retrying with the \
+            same `Idempotency-Key` is safe either way.", body = ApiError,
             content_type = "application/problem+json", headers(("Retry-After" = u32, description = "Seconds"))),
     ),
     security(("bearer" = [])),
@@ -136,15 +141,7 @@ async fn accept_job(
         },
         now,
     );
-    let created = match &idempotency {
-        None => state
-            .store
-            .create_job(&job)
-            .await
-            .map(|()| IdempotentCreate::Created),
-        Some(key) => state.store.create_job_idempotent(&job, key, now).await,
-    }
-    .map_err(|err| ApiError::from_store(err, "store new job"))?;
+    let created = store_new_job(&state, &job, idempotency.as_ref(), now).await?;
     match created {
         IdempotentCreate::Created => {
             tracing::Span::current().record("job_id", tracing::field::display(&job.id));
@@ -174,6 +171,84 @@ async fn accept_job(
         } => Err(ApiError::conflict(
             "this Idempotency-Key was used with a different request in the last 24 hours",
         )),
+    }
+}
+
+/// How long a write whose outcome the store could not tell is resolved
+/// (re-issued, or read back) before the answer says the outcome is unknown.
+const RESOLVE_WITHIN: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The detail of a create whose outcome stayed unknown.
+const CREATE_OUTCOME_UNKNOWN: &str = "the job store did not confirm the job and it may have been \
+    written; retrying with the same Idempotency-Key is safe (without one, a retry may create a \
+    second job)";
+
+/// Writes the new job. A write whose answer was lost is not a failure:
+/// the job id is ours, so the same conditional create is re-issued until
+/// the store tells, for at most [`RESOLVE_WITHIN`]; only then is the
+/// outcome reported as unknown.
+async fn store_new_job(
+    state: &AppState,
+    job: &Job,
+    key: Option<&IdempotencyRecord>,
+    now: Timestamp,
+) -> Result<IdempotentCreate, ApiError> {
+    let reason = match create_once(state, job, key, now).await {
+        Err(StoreError::Indeterminate(reason)) => reason,
+        answer => return answer.map_err(|err| ApiError::from_store(err, "store new job")),
+    };
+    tracing::warn!(%reason, job_id = %job.id, "store new job: outcome unknown, resolving it");
+    match tokio::time::timeout(RESOLVE_WITHIN, resolve_create(state, job, key, now)).await {
+        Ok(created) => {
+            tracing::info!(job_id = %job.id, "store new job: outcome resolved");
+            Ok(created)
+        }
+        Err(_) => {
+            tracing::warn!(job_id = %job.id, "store new job: outcome still unknown");
+            Err(ApiError::outcome_unknown(CREATE_OUTCOME_UNKNOWN))
+        }
+    }
+}
+
+async fn create_once(
+    state: &AppState,
+    job: &Job,
+    key: Option<&IdempotencyRecord>,
+    now: Timestamp,
+) -> Result<IdempotentCreate, StoreError> {
+    match key {
+        None => state
+            .store
+            .create_job(job)
+            .await
+            .map(|()| IdempotentCreate::Created),
+        Some(key) => state.store.create_job_idempotent(job, key, now).await,
+    }
+}
+
+/// Re-issues a create whose outcome is unknown until the store tells:
+/// created now, or found there already (a conflict on our own job id, or
+/// the key naming our job), or the key taken by another request. Retrying
+/// is safe because the write is conditional on the id, which is ours.
+async fn resolve_create(
+    state: &AppState,
+    job: &Job,
+    key: Option<&IdempotencyRecord>,
+    now: Timestamp,
+) -> IdempotentCreate {
+    let mut pause = std::time::Duration::from_millis(25);
+    loop {
+        match create_once(state, job, key, now).await {
+            Ok(IdempotentCreate::Replay { job_id, .. }) if job_id == job.id => {
+                return IdempotentCreate::Created;
+            }
+            Ok(created) => return created,
+            Err(StoreError::Conflict) => return IdempotentCreate::Created,
+            // Still no answer, or none now: the first write may yet be there.
+            Err(err) => tracing::debug!(error = %err, job_id = %job.id, "store new job: still unresolved"),
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(std::time::Duration::from_millis(400));
     }
 }
 
@@ -596,7 +671,11 @@ fn parse_list_query(raw: &str) -> Result<ListQuery, ApiError> {
         (status = 409, description = "The job is not failed", body = ApiError, content_type = "application/problem+json"),
         (status = 500, description = "Unexpected failure; nothing internal is shown", body = ApiError,
             content_type = "application/problem+json"),
-        (status = 503, description = "The store is unavailable", body = ApiError,
+        (status = 503, description = "Either the store is unavailable and nothing was written (type \
+            `urn:hookline:problem:unavailable`), or the outcome is unknown (type \
+            `urn:hookline:problem:outcome-unknown`): the store did not confirm the redrive, the intake \
+            could not tell by reading the job back, and it may have been applied (a retry then answers \
+            409).", body = ApiError,
             content_type = "application/problem+json", headers(("Retry-After" = u32, description = "Seconds"))),
     ),
     security(("bearer" = [])),
@@ -608,7 +687,23 @@ pub(crate) async fn retry_job(
 ) -> Result<Response, ApiError> {
     let (job_id, id) = job_id_from(path)?;
     let now = state.clock.now();
-    match state.store.redrive(&tenant, id, now).await {
+    let redrive = match state.store.redrive(&tenant, id, now).await {
+        Err(StoreError::Indeterminate(reason)) => {
+            tracing::warn!(%reason, "redrive job: outcome unknown, resolving it");
+            match tokio::time::timeout(RESOLVE_WITHIN, resolve_redrive(&state, &tenant, id, now)).await {
+                Ok(Some(redrive)) => Ok(redrive),
+                Ok(None) | Err(_) => {
+                    tracing::warn!("redrive job: outcome still unknown");
+                    return Err(ApiError::outcome_unknown(
+                        "the job store did not confirm the redrive and it may have been applied; \
+                         read the job to see, or retry: a redrive that was applied answers 409",
+                    ));
+                }
+            }
+        }
+        redrive => redrive,
+    };
+    match redrive {
         Ok(Redrive::Requeued(job)) => {
             tracing::info!(job_id = %id, "failed job redriven");
             state.wake_processor();
@@ -624,5 +719,31 @@ pub(crate) async fn retry_job(
         ))),
         Ok(Redrive::NotFound) => Err(no_such_job(&job_id)),
         Err(err) => Err(ApiError::from_store(err, "redrive job")),
+    }
+}
+
+/// Resolves a redrive at `now` whose outcome is unknown by reading the job
+/// back: still failed, it is redriven again (the write is conditioned on
+/// the failed state read, so it cannot apply twice); requeued at `now`, our
+/// redrive landed. `None` when the job moved on and whose redrive it was
+/// cannot be told.
+async fn resolve_redrive(state: &AppState, tenant: &TenantId, id: JobId, now: Timestamp) -> Option<Redrive> {
+    let mut pause = std::time::Duration::from_millis(25);
+    loop {
+        match state.store.get_job(tenant, id).await {
+            Ok(None) => return Some(Redrive::NotFound),
+            Ok(Some(job)) if job.status == JobStatus::Failed => {
+                match state.store.redrive(tenant, id, now).await {
+                    Ok(Redrive::NotFailed(_)) | Err(_) => {}
+                    Ok(redrive) => return Some(redrive),
+                }
+            }
+            // What our redrive wrote (`Job::redrive` stamps `now`).
+            Ok(Some(job)) if job.updated_at == now => return Some(Redrive::Requeued(Box::new(job))),
+            Ok(Some(_)) => return None,
+            Err(err) => tracing::debug!(error = %err, "redrive job: still unresolved"),
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(std::time::Duration::from_millis(400));
     }
 }

@@ -82,7 +82,13 @@ pub(crate) struct Health {
             hookline fetches each provider's data and POSTs one signed callback with the results.\n\n\
             Every error is `application/problem+json` (RFC 9457). A path answers a method it does \
             not list with 405 (problem+json, `Allow`), an unknown path with 404. Every response \
-            carries `x-request-id`."
+            carries `x-request-id`.\n\n\
+            Every answer is true. A 503 of type `urn:hookline:problem:unavailable` means nothing was \
+            written. A write whose answer the store lost (a timeout, a connection dropped after \
+            sending) is resolved before answering: the intake re-issues the same conditional write or \
+            reads the job back, and answers as if nothing had gone wrong when it can tell. Only when it \
+            still cannot does it answer 503 of type `urn:hookline:problem:outcome-unknown`: the write \
+            may have been applied. A job creation retried with the same `Idempotency-Key` is always safe."
     ),
     paths(
         jobs::create_job,

@@ -477,6 +477,13 @@ impl Processor {
             Err(err) => {
                 tracing::warn!(job_id = %due.id, error = %err, "claim failed");
                 report.store_errors += 1;
+                if !err.is_determinate() {
+                    // The claim may have landed: give the lease back rather
+                    // than leave the job held until it expires.
+                    if let Err(err) = self.store.release(&due.tenant, due.id, &lease).await {
+                        tracing::debug!(job_id = %due.id, error = %err, "could not release after the claim");
+                    }
+                }
                 return (report, None);
             }
         };
@@ -496,7 +503,7 @@ impl Processor {
     async fn process_in_span(&self, job: Job, lease: Lease) -> RunReport {
         let mut report = RunReport::default();
         let job = self.fetch_and_deliver(job).await;
-        let saved = self.store.save(&job, &lease, self.clock.now()).await;
+        let saved = self.save_fenced(&job, &lease).await;
         self.in_flight_leases().remove(&job.id);
         match saved {
             Ok(Fenced::Written) => match job.status {
@@ -529,12 +536,56 @@ impl Processor {
                 report.fenced += 1;
                 tracing::warn!(job_id = %job.id, "lease was taken over; our result was discarded");
             }
+            Err(err) if !err.is_determinate() => {
+                report.store_errors += 1;
+                tracing::warn!(job_id = %job.id, error = %err, "save outcome unknown; if it did not land, the job is due again when the lease expires");
+            }
             Err(err) => {
                 report.store_errors += 1;
                 tracing::warn!(job_id = %job.id, error = %err, "could not save; the job is due again when the lease expires");
             }
         }
         report
+    }
+
+    /// The fenced save, re-issued while its outcome is unknown: a save
+    /// cannot apply twice (it is fenced on the lease it spends). A re-issued
+    /// save that finds the lease spent reads the job back: if it is exactly
+    /// what we saved, the earlier save landed.
+    async fn save_fenced(&self, job: &Job, lease: &Lease) -> Result<Fenced, store::StoreError> {
+        const TRIES: u32 = 3;
+        let mut pause = Duration::from_millis(100);
+        let mut unknown = false;
+        let mut tries = 1;
+        loop {
+            match self.store.save(job, lease, self.clock.now()).await {
+                Err(err) if !err.is_determinate() && tries < TRIES => {
+                    tracing::warn!(job_id = %job.id, error = %err, "save outcome unknown; saving again");
+                    unknown = true;
+                    tries += 1;
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                }
+                Ok(Fenced::LeaseLost) if unknown => {
+                    let landed = matches!(
+                        self.store.get_job(&job.tenant, job.id).await,
+                        Ok(Some(stored)) if stored == *job
+                    );
+                    return Ok(if landed {
+                        Fenced::Written
+                    } else {
+                        Fenced::LeaseLost
+                    });
+                }
+                // Whatever the re-issue met, the first save may have landed.
+                Err(err) if unknown => {
+                    return Err(store::StoreError::Indeterminate(format!(
+                        "{err}, after a save whose outcome is unknown"
+                    )));
+                }
+                saved => return saved,
+            }
+        }
     }
 
     /// One provider fetch, timed, counted and logged in its own span.

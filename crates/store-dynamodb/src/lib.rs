@@ -7,6 +7,7 @@
 //! index; a finished job drops them and leaves the index, so finding due work
 //! costs the same however many finished jobs the table keeps.
 
+mod attempts;
 mod capacity;
 mod config;
 mod schema;

@@ -12,8 +12,11 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
     AttributeValue, KeysAndAttributes, Put, ReturnConsumedCapacity, ReturnValue,
     ReturnValuesOnConditionCheckFailure, TransactWriteItem,
@@ -24,6 +27,7 @@ use store::{
     Lease, ListQuery, Redrive, StoreError,
 };
 
+use crate::attempts::{WriteAttempts, write_failed};
 use crate::schema::*;
 use crate::{CapacityMeter, DynamoConfig};
 use telemetry::Access;
@@ -159,8 +163,15 @@ impl DynamoStore {
     }
 
     /// Writes an item that must not exist yet: [`StoreError::Conflict`] if
-    /// it does.
-    async fn put_new(&self, item: Item, operation: &'static str) -> Result<(), StoreError> {
+    /// it does, unless an earlier attempt of this call may have written it
+    /// and the item there is `ours`: then that attempt did.
+    async fn put_new(
+        &self,
+        item: Item,
+        operation: &'static str,
+        ours: impl Fn(&Item) -> bool,
+    ) -> Result<(), StoreError> {
+        let attempts = WriteAttempts::default();
         match self
             .client
             .put_item()
@@ -168,7 +179,10 @@ impl DynamoStore {
             .set_item(Some(item))
             .condition_expression("attribute_not_exists(#pk)")
             .expression_attribute_names("#pk", PK)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .return_consumed_capacity(ReturnConsumedCapacity::Indexes)
+            .customize()
+            .interceptor(attempts.clone())
             .send()
             .await
         {
@@ -177,8 +191,15 @@ impl DynamoStore {
                     .record(operation, Access::Write, output.consumed_capacity());
                 Ok(())
             }
-            Err(err) if condition_failed(&err) => Err(StoreError::Conflict),
-            Err(err) => Err(write_error(operation, err)),
+            Err(err) if condition_failed(&err) => {
+                if attempts.maybe_applied() && put_refused_item(&err).is_some_and(ours) {
+                    tracing::debug!("{operation}: a retried write found its own item");
+                    Ok(())
+                } else {
+                    Err(StoreError::Conflict)
+                }
+            }
+            Err(err) => Err(write_error(operation, &err, &attempts)),
         }
     }
 
@@ -573,7 +594,10 @@ impl DynamoStore {
 #[async_trait]
 impl JobStore for DynamoStore {
     async fn create_job(&self, job: &Job) -> Result<(), StoreError> {
-        self.put_new(self.job_item(job, job.created_at)?, "put job").await
+        self.put_new(self.job_item(job, job.created_at)?, "put job", |found| {
+            is_our_new_job(found, job)
+        })
+        .await
     }
 
     async fn create_job_idempotent(
@@ -590,6 +614,7 @@ impl JobStore for DynamoStore {
             .set_item(Some(self.job_item(job, job.created_at)?))
             .condition_expression("attribute_not_exists(#pk)")
             .expression_attribute_names("#pk", PK)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .build()
             .map_err(build)?;
         let mut idem = HashMap::from([
@@ -616,6 +641,9 @@ impl JobStore for DynamoStore {
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .build()
             .map_err(build)?;
+        // One record for every send below: a transaction retried after a
+        // lost answer may find the job and key it wrote itself.
+        let attempts = WriteAttempts::default();
         for attempt in 0..5u32 {
             let result = self
                 .client
@@ -623,6 +651,8 @@ impl JobStore for DynamoStore {
                 .transact_items(TransactWriteItem::builder().put(put_job.clone()).build())
                 .transact_items(TransactWriteItem::builder().put(put_key.clone()).build())
                 .return_consumed_capacity(ReturnConsumedCapacity::Indexes)
+                .customize()
+                .interceptor(attempts.clone())
                 .send()
                 .await;
             let err = match result {
@@ -639,16 +669,29 @@ impl JobStore for DynamoStore {
             let Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) =
                 err.as_service_error()
             else {
-                return Err(write_error("create job with idempotency key", err));
+                return Err(write_error("create job with idempotency key", &err, &attempts));
             };
             let reasons = cancelled.cancellation_reasons();
             let code = |i: usize| reasons.get(i).and_then(|r| r.code());
-            if code(0) == Some("ConditionalCheckFailed") {
-                return Err(StoreError::Conflict);
+            let earlier_key = reasons.get(1).and_then(|r| r.item()).and_then(idempotency_item);
+            let earlier_job = reasons.first().and_then(|r| r.item());
+            // Our own transaction, applied by an attempt of this call whose
+            // answer was lost: the key names our job (whose id no one else
+            // has), or the job there is ours. (Called again later, the same
+            // create is a replay naming the job, as on every backend.)
+            let key_names_ours = code(1) == Some("ConditionalCheckFailed")
+                && earlier_key.as_ref().is_some_and(|(id, _)| *id == job.id);
+            let job_is_ours = code(0) == Some("ConditionalCheckFailed")
+                && earlier_job.is_some_and(|found| is_our_new_job(found, job));
+            let ours = attempts.maybe_applied() && (key_names_ours || job_is_ours);
+            if ours {
+                tracing::debug!("create job with idempotency key: a retried write found its own job");
+                return Ok(IdempotentCreate::Created);
             }
+            // The key first: it names the job (ours too, when this create
+            // is issued again after it landed).
             if code(1) == Some("ConditionalCheckFailed") {
-                let earlier = reasons.get(1).and_then(|r| r.item());
-                let (job_id, fingerprint) = earlier.and_then(idempotency_item).ok_or_else(|| {
+                let (job_id, fingerprint) = earlier_key.ok_or_else(|| {
                     StoreError::Corrupt("idempotency key item without a job id or fingerprint".to_owned())
                 })?;
                 return Ok(IdempotentCreate::Replay {
@@ -656,13 +699,19 @@ impl JobStore for DynamoStore {
                     same_request: fingerprint == key.fingerprint,
                 });
             }
+            if code(0) == Some("ConditionalCheckFailed") {
+                return Err(StoreError::Conflict);
+            }
             // Another request with the same key is being written right now
             // (TransactionConflict): once it lands, the retry sees its key.
             tokio::time::sleep(std::time::Duration::from_millis(20 << attempt)).await;
         }
-        Err(StoreError::Unavailable(
-            "create job with idempotency key: the key stayed contended".to_owned(),
-        ))
+        let message = "create job with idempotency key: the key stayed contended".to_owned();
+        Err(if attempts.maybe_applied() {
+            StoreError::Indeterminate(message)
+        } else {
+            StoreError::Unavailable(message)
+        })
     }
 
     async fn get_job(&self, tenant: &TenantId, id: JobId) -> Result<Option<Job>, StoreError> {
@@ -684,6 +733,8 @@ impl JobStore for DynamoStore {
             || self.get_stored(tenant, id),
             |job, expected| async move {
                 let item = self.job_item(&job, now)?;
+                let written = item.get(JOB).cloned();
+                let attempts = WriteAttempts::default();
                 match self
                     .client
                     .put_item()
@@ -693,7 +744,10 @@ impl JobStore for DynamoStore {
                     .expression_attribute_names("#job", JOB)
                     .expression_attribute_names("#lease", LEASE_ID)
                     .expression_attribute_values(":expected", AttributeValue::S(expected))
+                    .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
                     .return_consumed_capacity(ReturnConsumedCapacity::Indexes)
+                    .customize()
+                    .interceptor(attempts.clone())
                     .send()
                     .await
                 {
@@ -702,8 +756,11 @@ impl JobStore for DynamoStore {
                             .record("redrive job", Access::Write, output.consumed_capacity());
                         Ok(true)
                     }
-                    Err(err) if condition_failed(&err) => Ok(false),
-                    Err(err) => Err(write_error("redrive job", err)),
+                    // The job as this redrive left it: an attempt whose
+                    // answer was lost wrote it.
+                    Err(err) if condition_failed(&err) => Ok(attempts.maybe_applied()
+                        && put_refused_item(&err).is_some_and(|found| found.get(JOB) == written.as_ref())),
+                    Err(err) => Err(write_error("redrive job", &err, &attempts)),
                 }
             },
         )
@@ -761,6 +818,7 @@ impl JobStore for DynamoStore {
         lease: &Lease,
         now: Timestamp,
     ) -> Result<Claim, StoreError> {
+        let attempts = WriteAttempts::default();
         let result = self
             .client
             .update_item()
@@ -780,7 +838,12 @@ impl JobStore for DynamoStore {
             // old lease still on it is one that expired (saves and releases
             // remove theirs).
             .return_values(ReturnValue::AllOld)
+            // On a failed condition too: a lease that is ours is a claim
+            // whose answer was lost.
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .return_consumed_capacity(ReturnConsumedCapacity::Indexes)
+            .customize()
+            .interceptor(attempts.clone())
             .send()
             .await;
         match result {
@@ -801,13 +864,27 @@ impl JobStore for DynamoStore {
                     took_over_from,
                 })
             }
-            Err(err) if condition_failed(&err) => Ok(Claim::Lost),
-            Err(err) => Err(unavailable("claim job", err)),
+            Err(err) if condition_failed(&err) => match update_refused_item(&err) {
+                // Lease ids are unique per claim: an attempt whose answer
+                // was lost won it. Whose expired lease it replaced is no
+                // longer on the item.
+                Some(item) if attribute_s(item, LEASE_ID) == Some(lease.id.as_str()) => {
+                    tracing::debug!(job_id = %id, "claim: a retried write found its own lease");
+                    Ok(Claim::Won {
+                        job: Box::new(parse_job(item)?),
+                        took_over_from: None,
+                    })
+                }
+                _ => Ok(Claim::Lost),
+            },
+            Err(err) => Err(write_error("claim job", &err, &attempts)),
         }
     }
 
     async fn save(&self, job: &Job, lease: &Lease, now: Timestamp) -> Result<Fenced, StoreError> {
         let item = self.job_item(job, now)?;
+        let written = item.get(JOB).cloned();
+        let attempts = WriteAttempts::default();
         match self
             .client
             .put_item()
@@ -816,7 +893,10 @@ impl JobStore for DynamoStore {
             .condition_expression("#lease = :lease")
             .expression_attribute_names("#lease", LEASE_ID)
             .expression_attribute_values(":lease", AttributeValue::S(lease.id.clone()))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .return_consumed_capacity(ReturnConsumedCapacity::Indexes)
+            .customize()
+            .interceptor(attempts.clone())
             .send()
             .await
         {
@@ -825,12 +905,19 @@ impl JobStore for DynamoStore {
                     .record("save job", Access::Write, output.consumed_capacity());
                 Ok(Fenced::Written)
             }
-            Err(err) if condition_failed(&err) => Ok(Fenced::LeaseLost),
-            Err(err) => Err(write_error("save job", err)),
+            // Our lease is gone and the job is exactly what we wrote: an
+            // attempt whose answer was lost wrote it.
+            Err(err) if condition_failed(&err) => {
+                let ours = attempts.maybe_applied()
+                    && put_refused_item(&err).is_some_and(|found| found.get(JOB) == written.as_ref());
+                Ok(if ours { Fenced::Written } else { Fenced::LeaseLost })
+            }
+            Err(err) => Err(write_error("save job", &err, &attempts)),
         }
     }
 
     async fn release(&self, tenant: &TenantId, id: JobId, lease: &Lease) -> Result<Fenced, StoreError> {
+        let attempts = WriteAttempts::default();
         match self
             .client
             .update_item()
@@ -842,7 +929,10 @@ impl JobStore for DynamoStore {
             .expression_attribute_names("#owner", LEASE_OWNER)
             .expression_attribute_names("#until", LEASE_UNTIL)
             .expression_attribute_values(":lease", AttributeValue::S(lease.id.clone()))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .return_consumed_capacity(ReturnConsumedCapacity::Indexes)
+            .customize()
+            .interceptor(attempts.clone())
             .send()
             .await
         {
@@ -851,8 +941,14 @@ impl JobStore for DynamoStore {
                     .record("release job", Access::Write, output.consumed_capacity());
                 Ok(Fenced::Written)
             }
-            Err(err) if condition_failed(&err) => Ok(Fenced::LeaseLost),
-            Err(err) => Err(unavailable("release job", err)),
+            // No lease left after an attempt that may have removed ours:
+            // that attempt did.
+            Err(err) if condition_failed(&err) => {
+                let ours = attempts.maybe_applied()
+                    && update_refused_item(&err).is_some_and(|found| !found.contains_key(LEASE_ID));
+                Ok(if ours { Fenced::Written } else { Fenced::LeaseLost })
+            }
+            Err(err) => Err(write_error("release job", &err, &attempts)),
         }
     }
 
@@ -973,10 +1069,24 @@ impl KeyStore for DynamoStore {
         };
         let next = expected.map_or(1, |v| v.saturating_add(1));
         item.insert(VERSION.to_owned(), AttributeValue::N(next.to_string()));
-        match put.set_item(Some(item)).send().await {
+        let attempts = WriteAttempts::default();
+        let written = item.get(SECRETS).cloned();
+        let result = put
+            .set_item(Some(item))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .customize()
+            .interceptor(attempts.clone())
+            .send()
+            .await;
+        match result {
             Ok(_) => Ok(true),
-            Err(err) if condition_failed(&err) => Ok(false),
-            Err(err) => Err(unavailable("put signing secrets", err)),
+            // Our version with our secrets: an attempt whose answer was lost.
+            Err(err) if condition_failed(&err) => Ok(attempts.maybe_applied()
+                && put_refused_item(&err).is_some_and(|found| {
+                    found.get(SECRETS) == written.as_ref()
+                        && found.get(VERSION) == Some(&AttributeValue::N(next.to_string()))
+                })),
+            Err(err) => Err(write_error("put signing secrets", &err, &attempts)),
         }
     }
 
@@ -990,7 +1100,9 @@ impl KeyStore for DynamoStore {
         if let Some(revoked) = record.revoked_at {
             item.insert(REVOKED_AT.to_owned(), number(revoked.timestamp_millis()));
         }
-        self.put_new(item, "put API key").await
+        let hash = item.get(SK).cloned();
+        self.put_new(item, "put API key", |found| found.get(SK) == hash.as_ref())
+            .await
     }
 
     async fn find_api_key(&self, hash: &KeyHash) -> Result<Option<ApiKeyRecord>, StoreError> {
@@ -1022,6 +1134,7 @@ impl KeyStore for DynamoStore {
             // None, or an id two keys share (one in 2^48): revoke neither.
             return Ok(None);
         };
+        let attempts = WriteAttempts::default();
         let output = self
             .client
             .update_item()
@@ -1033,9 +1146,11 @@ impl KeyStore for DynamoStore {
             .expression_attribute_names("#pk", PK)
             .expression_attribute_values(":now", number(now.timestamp_millis()))
             .return_values(ReturnValue::AllNew)
+            .customize()
+            .interceptor(attempts.clone())
             .send()
             .await
-            .map_err(|e| unavailable("revoke API key", e))?;
+            .map_err(|e| write_error("revoke API key", &e, &attempts))?;
         output.attributes.as_ref().map(key_record).transpose()
     }
 }
@@ -1143,16 +1258,48 @@ where
     StoreError::Unavailable(format!("{operation}: {}", DisplayErrorContext(&err)))
 }
 
-fn write_error<E, R>(operation: &str, err: SdkError<E, R>) -> StoreError
+/// A failed write: too large, or determinate or not as [`write_failed`]
+/// says from the error and the operation's attempts.
+fn write_error<E>(operation: &str, err: &SdkError<E, HttpResponse>, attempts: &WriteAttempts) -> StoreError
 where
     E: std::error::Error + ProvideErrorMetadata + 'static,
-    R: std::fmt::Debug,
 {
     let too_large = err.code() == Some("ValidationException")
         && err.message().is_some_and(|m| m.contains("size has exceeded"));
     if too_large {
         StoreError::TooLarge(err.message().unwrap_or_default().to_owned())
     } else {
-        unavailable(operation, err)
+        write_failed(operation, err, attempts)
     }
+}
+
+/// The item a `PutItem` found when its condition failed (asked for with
+/// `ReturnValuesOnConditionCheckFailure::AllOld`).
+fn put_refused_item(err: &SdkError<PutItemError, HttpResponse>) -> Option<&Item> {
+    match err.as_service_error()? {
+        PutItemError::ConditionalCheckFailedException(failed) => failed.item(),
+        _ => None,
+    }
+}
+
+/// The item an `UpdateItem` found when its condition failed.
+fn update_refused_item(err: &SdkError<UpdateItemError, HttpResponse>) -> Option<&Item> {
+    match err.as_service_error()? {
+        UpdateItemError::ConditionalCheckFailedException(failed) => failed.item(),
+        _ => None,
+    }
+}
+
+fn attribute_s<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
+    item.get(name).and_then(|v| v.as_s().ok()).map(String::as_str)
+}
+
+/// Whether the job item found where `job` was to be created is `job` as
+/// its creator wrote it: the same id (a ULID the creator drew) and creation
+/// time. Its state may have moved on since (a processor may have claimed or
+/// saved it already).
+fn is_our_new_job(found: &Item, job: &Job) -> bool {
+    parse_job(found).is_ok_and(|found| {
+        found.id == job.id && found.tenant == job.tenant && found.created_at == job.created_at
+    })
 }

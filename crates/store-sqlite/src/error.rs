@@ -6,8 +6,11 @@ use store::StoreError;
 
 /// A failed statement as the caller's outcome: a taken id is a conflict, an
 /// unreadable file is corrupt, an oversize value is too large, and the rest
-/// (busy, locked, I/O, a full disk) is "not now", after which whether a write
-/// took effect is unknown.
+/// (busy, locked, I/O, a full disk) is "not now". A failed statement is
+/// undone (by SQLite, or by its write's savepoint, or with its batch), so
+/// each of these is determinate: nothing was written. Only the writer knows
+/// when an outcome is unknown (a commit failing at I/O, the thread gone
+/// after taking a request) and says so itself.
 pub(crate) fn sql_error(operation: &str, err: rusqlite::Error) -> StoreError {
     let message = format!("{operation}: {err}");
     match &err {

@@ -161,12 +161,18 @@ impl SqliteStore {
         .await
     }
 
+    /// One write through the writer thread. A thread that is gone before
+    /// taking the request wrote nothing; one that took it and never
+    /// answered (it panicked mid-batch, or the process is going down) may
+    /// have committed it.
     async fn write(&self, write: Write) -> Result<Outcome, StoreError> {
         let stopped = || StoreError::Unavailable("the SQLite writer thread has stopped".to_owned());
         let writes = self.inner.writes.as_ref().ok_or_else(stopped)?;
         let (reply, outcome) = oneshot::channel();
         writes.send(Request { write, reply }).map_err(|_| stopped())?;
-        outcome.await.map_err(|_| stopped())?
+        outcome.await.map_err(|_| {
+            StoreError::Indeterminate("the SQLite writer thread stopped before answering".to_owned())
+        })?
     }
 
     async fn read<T, F>(&self, read: F) -> Result<T, StoreError>

@@ -162,7 +162,11 @@ pub(crate) fn run(conn: Connection, requests: Receiver<Request>, checkpointer: C
 
 /// Applies `writes` in one transaction and returns one outcome per write, in
 /// order. A write's own failure is its outcome; a failure of the transaction
-/// itself (the lock not had in time, I/O, the commit) is every write's.
+/// itself (the lock not had in time, I/O, the commit) is every write's:
+/// determinate when the transaction was rolled back before its commit, and
+/// indeterminate when the commit itself failed at I/O (the commit record may
+/// already be in the WAL, and then the batch is there when the file is next
+/// opened).
 pub(crate) fn commit_batch<'a>(
     conn: &Connection,
     writes: impl ExactSizeIterator<Item = &'a Write>,
@@ -184,8 +188,15 @@ pub(crate) fn commit_batch<'a>(
         }
     }
     if let Err(err) = conn.execute_batch("COMMIT") {
+        let message = format!("commit write batch: {err}");
+        let unknown = commit_outcome_unknown(&err);
         rollback(conn);
-        return fail_all(count, &format!("commit write batch: {err}"));
+        if unknown {
+            return (0..count)
+                .map(|_| Err(StoreError::Indeterminate(message.clone())))
+                .collect();
+        }
+        return fail_all(count, &message);
     }
     outcomes
 }
@@ -441,6 +452,24 @@ fn rollback(conn: &Connection) {
     }
 }
 
+/// Whether a failed `COMMIT` may have committed: an I/O error (writing or
+/// syncing the WAL) leaves that unknown; anything else (busy, a full disk
+/// before the commit record) leaves the transaction open, and it is rolled
+/// back.
+fn commit_outcome_unknown(err: &rusqlite::Error) -> bool {
+    !matches!(
+        err.sqlite_error_code(),
+        Some(
+            rusqlite::ErrorCode::DatabaseBusy
+                | rusqlite::ErrorCode::DatabaseLocked
+                | rusqlite::ErrorCode::DiskFull
+                | rusqlite::ErrorCode::OutOfMemory
+                | rusqlite::ErrorCode::ReadOnly
+        )
+    )
+}
+
+/// Every write of a batch rolled back before its commit: nothing written.
 fn fail_all(count: usize, message: &str) -> Vec<Result<Outcome, StoreError>> {
     (0..count)
         .map(|_| Err(StoreError::Unavailable(message.to_owned())))
@@ -450,6 +479,19 @@ fn fail_all(count: usize, message: &str) -> Vec<Result<Outcome, StoreError>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_commit_failing_at_io_is_indeterminate_and_a_busy_one_is_not() {
+        let failure = |code| rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), None);
+        assert!(commit_outcome_unknown(&failure(
+            rusqlite::ffi::SQLITE_IOERR_FSYNC
+        )));
+        assert!(commit_outcome_unknown(&failure(
+            rusqlite::ffi::SQLITE_IOERR_WRITE
+        )));
+        assert!(!commit_outcome_unknown(&failure(rusqlite::ffi::SQLITE_BUSY)));
+        assert!(!commit_outcome_unknown(&failure(rusqlite::ffi::SQLITE_FULL)));
+    }
 
     fn fresh() -> (tempfile::TempDir, Connection) {
         let dir = tempfile::tempdir().expect("temp dir");

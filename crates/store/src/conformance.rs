@@ -36,6 +36,7 @@ macro_rules! conformance_suite {
             listing_is_newest_first_by_status_with_a_cursor,
             redrive_requeues_only_failed_jobs_once,
             an_idempotency_key_creates_one_job_per_window,
+            a_create_issued_again_finds_its_own_job,
             attempt_history_is_kept_in_order_and_bounded,
         );
         $crate::conformance_suite!(@keys $make_store;
@@ -820,6 +821,51 @@ pub async fn api_keys_are_found_by_hash_listed_and_revoked(store: Arc<dyn KeySto
             "{bad:?}"
         );
     }
+}
+
+/// What a caller whose create had an unknown outcome relies on when it
+/// issues the same create again: the job, if the first call wrote it, is
+/// found, never duplicated or changed. A plain create answers `Conflict`
+/// (or `Ok`), an idempotent one a replay naming the job.
+pub async fn a_create_issued_again_finds_its_own_job(store: Arc<dyn JobStore>) {
+    let job = new_job("acme", &["gas"], at(0), 1);
+    store.create_job(&job).await.expect("create");
+    match store.create_job(&job).await {
+        Ok(()) | Err(crate::StoreError::Conflict) => {}
+        other => panic!("the same create again: {other:?}"),
+    }
+
+    let keyed = new_job("acme", &["gas"], at(1), 2);
+    let key = IdempotencyRecord {
+        key_hash: "b".repeat(64),
+        fingerprint: "f".repeat(64),
+        expires_at: at(100),
+    };
+    assert_eq!(
+        store
+            .create_job_idempotent(&keyed, &key, at(1))
+            .await
+            .expect("create"),
+        IdempotentCreate::Created
+    );
+    assert_eq!(
+        store
+            .create_job_idempotent(&keyed, &key, at(2))
+            .await
+            .expect("again"),
+        IdempotentCreate::Replay {
+            job_id: keyed.id,
+            same_request: true
+        }
+    );
+
+    let query = ListQuery {
+        status: None,
+        after: None,
+        limit: 10,
+    };
+    let page = store.list_jobs(&job.tenant, &query).await.expect("list");
+    assert_eq!(page.jobs, vec![keyed, job], "each job once, unchanged");
 }
 
 pub async fn an_idempotency_key_creates_one_job_per_window(store: Arc<dyn JobStore>) {

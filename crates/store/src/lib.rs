@@ -126,13 +126,29 @@ pub enum Redrive {
     NotFound,
 }
 
+/// A store call that did not give its answer. Errors are split by what the
+/// caller can know of a write, as Materialize's persist splits them
+/// (determinate and indeterminate): [`StoreError::Indeterminate`] alone says
+/// "it may have been written"; every other kind says "nothing was written".
+/// A conditional write that the store's client retried and that found its
+/// own effect already there (our job id, our lease id, our fenced state)
+/// succeeded: the backends answer it as such, never as a conflict.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The store could not be reached or refused the request for now
-    /// (throttling, timeouts). Whether a write took effect is unknown; the
-    /// lifecycle is built so that retrying later is safe.
+    /// Determinate: the store could not be reached or refused the request
+    /// for now (throttling, a connection refused, a missing table, a write
+    /// queue that is gone). Nothing was written; retrying later is safe.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// Indeterminate: a write whose answer was lost (a timeout or a dropped
+    /// connection after the request may have been sent, a server error, a
+    /// commit that failed at I/O). It may have taken effect, and may still.
+    /// Every write in this trait is idempotent for its caller once its own
+    /// effect is recognised, so the caller resolves it (re-issues the same
+    /// write, or reads back) or reports the outcome as unknown, never as a
+    /// failure. Reads never return it.
+    #[error("store outcome unknown: {0}")]
+    Indeterminate(String),
     /// A job with this id already exists.
     #[error("job already exists")]
     Conflict,
@@ -144,16 +160,31 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+impl StoreError {
+    /// Whether the call is known to have written nothing: every kind but
+    /// [`StoreError::Indeterminate`].
+    pub fn is_determinate(&self) -> bool {
+        !matches!(self, Self::Indeterminate(_))
+    }
+}
+
 #[async_trait]
 pub trait JobStore: Send + Sync + fmt::Debug {
     /// Writes a new job, its provider records and its place in the due set in
     /// one atomic write: afterwards the job exists whole or not at all.
+    /// [`StoreError::Conflict`] if a job with its id exists, unless this
+    /// call's own earlier attempt wrote it (then `Ok`). After an
+    /// [`StoreError::Indeterminate`] the caller may call again with the same
+    /// job: since job ids are the caller's own, `Ok` or `Conflict` then both
+    /// mean the job is there.
     async fn create_job(&self, job: &Job) -> Result<(), StoreError>;
 
     /// Like [`JobStore::create_job`], recording `key` for the job's tenant in
     /// the same atomic write, unless the key was used (and has not expired)
     /// at `now`: then nothing is written and the earlier job is named. Of
-    /// concurrent requests with one key, exactly one creates a job.
+    /// concurrent requests with one key, exactly one creates a job. Called
+    /// again after an [`StoreError::Indeterminate`], a `Replay` naming this
+    /// job's id means the first call created it.
     async fn create_job_idempotent(
         &self,
         job: &Job,
@@ -173,7 +204,9 @@ pub trait JobStore: Send + Sync + fmt::Debug {
 
     /// Puts a `failed` job back in the due set for a fresh round of callback
     /// attempts ([`Job::redrive`]), with one write conditioned on the job
-    /// still being failed: of two concurrent redrives, one wins.
+    /// still being failed: of two concurrent redrives, one wins. A write
+    /// retried by the store's client that finds the job as this redrive
+    /// left it answers `Requeued`.
     async fn redrive(&self, tenant: &TenantId, id: JobId, now: Timestamp) -> Result<Redrive, StoreError>;
 
     /// Up to `limit` jobs due at `now` and not under a live lease, oldest due
@@ -205,7 +238,8 @@ pub trait JobStore: Send + Sync + fmt::Debug {
     }
 
     /// Takes a lease on a due job (`tenant`'s job `id`, as [`DueJob`] names
-    /// it) with one conditional write.
+    /// it) with one conditional write. A retried write that finds `lease`
+    /// on the job won it.
     async fn claim(
         &self,
         tenant: &TenantId,
@@ -216,10 +250,12 @@ pub trait JobStore: Send + Sync + fmt::Debug {
 
     /// Writes the job's new state and gives up the lease, fenced on it. A job
     /// with a `due_at` stays in the due set; a terminal job leaves it and is
-    /// kept for the store's retention period.
+    /// kept for the store's retention period. A retried write that finds
+    /// the job exactly as `job` (and the lease gone) was written.
     async fn save(&self, job: &Job, lease: &Lease, now: Timestamp) -> Result<Fenced, StoreError>;
 
     /// Gives up a lease without changing the job, so it is due again at once.
+    /// A retried write that finds no lease on the job was written.
     async fn release(&self, tenant: &TenantId, id: JobId, lease: &Lease) -> Result<Fenced, StoreError>;
 
     /// Deletes finished jobs whose retention ran out by `now`; returns how

@@ -14,11 +14,15 @@
 //! by every test in a test binary (each test makes its own table, so tests
 //! stay independent), and the binary says on stderr which one it got.
 //!
+//! [`faultproxy`]: a TCP proxy in front of DynamoDB that loses a request or
+//! its answer on demand, for the tests of writes whose outcome is unknown.
+//!
 //! Also tools from PyPI, pinned and installed into the same cache
 //! ([`python`]): the official Standard Webhooks verifier
 //! ([`verify_with_official_library`]) and the AWS CLI ([`aws_cli_bin`]).
 
 pub mod container;
+pub mod faultproxy;
 pub mod python;
 pub mod standardwebhooks;
 

@@ -177,6 +177,8 @@ async fn an_unreachable_store_is_503_and_not_ready() {
     let response = app.post_job(&["gas"]).await;
     assert!(response.headers().contains_key("retry-after"));
     let body = problem(response, 503).await;
+    // Refused by the store: nothing was written, and the type says so.
+    assert_eq!(body["type"], "urn:hookline:problem:unavailable");
     assert!(
         !body["detail"].as_str().expect("detail").contains("missing-table"),
         "no internals in {body}"

@@ -7,6 +7,7 @@ mod helpers;
 mod idempotency;
 mod intake_errors;
 mod limits;
+mod lost_answers;
 mod observability;
 mod openapi;
 mod pipeline;

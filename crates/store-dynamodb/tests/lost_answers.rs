@@ -1,0 +1,321 @@
+//! Writes whose answer was lost (`testkit::faultproxy` between the store
+//! and DynamoDB Local): the SDK retries them, and a retry that finds its
+//! own effect is success; a write that may have been applied but whose
+//! outcome is still unknown is `StoreError::Indeterminate`, never a
+//! conflict or a plain `Unavailable`. Every case checks the table itself
+//! through a second store that talks to DynamoDB Local directly.
+
+use domain::{CallbackOutcome, JobStatus, RetryPolicy};
+use rand::SeedableRng;
+use store::conformance::{at, lease, new_job};
+use store::{Claim, Fenced, IdempotencyRecord, IdempotentCreate, JobStore, Redrive, StoreError};
+use store_dynamodb::{DynamoConfig, DynamoStore, create_table};
+use testkit::faultproxy::{Fault, FaultProxy, dynamodb_target};
+
+/// A store on a fresh table through a fault proxy, the same table without
+/// it, and the proxy.
+async fn proxied() -> (DynamoStore, DynamoStore, FaultProxy) {
+    let upstream = testkit::dynamodb_endpoint();
+    let proxy = FaultProxy::start(&upstream).await.expect("start the fault proxy");
+    let table = testkit::unique_table_name("lost-answers");
+    let direct = DynamoStore::connect(DynamoConfig::new(&table).with_endpoint(upstream)).await;
+    create_table(direct.client(), &table).await.expect("create table");
+    let through = DynamoStore::connect(DynamoConfig::new(&table).with_endpoint(proxy.endpoint())).await;
+    (through, direct, proxy)
+}
+
+fn put_item() -> String {
+    dynamodb_target("PutItem")
+}
+
+fn update_item() -> String {
+    dynamodb_target("UpdateItem")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_whose_answer_was_lost_is_created_not_a_conflict() {
+    let (store, direct, proxy) = proxied().await;
+    let job = new_job("acme", &["gas"], at(0), 1);
+    proxy.arm(&put_item(), Fault::LoseAnswer, 1);
+
+    let created = store.create_job(&job).await;
+
+    eprintln!(
+        "create: PutItem sent {} times, answers lost {}, outcome {created:?}",
+        proxy.seen(&put_item()),
+        proxy.fired(&put_item(), Fault::LoseAnswer)
+    );
+    assert_eq!(proxy.fired(&put_item(), Fault::LoseAnswer), 1);
+    assert!(created.is_ok(), "the retry found our own job: {created:?}");
+    assert_eq!(direct.get_job(&job.tenant, job.id).await.expect("get"), Some(job));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_the_sdk_could_not_confirm_is_indeterminate_and_a_second_create_finds_it() {
+    let (store, direct, proxy) = proxied().await;
+    let job = new_job("acme", &["gas"], at(0), 2);
+    // Applied by the first attempt; every retry's request is lost too.
+    proxy.arm(&put_item(), Fault::LoseAnswer, 1);
+    proxy.arm(&put_item(), Fault::LoseRequest, 10);
+
+    let err = store.create_job(&job).await.expect_err("no answer got through");
+
+    assert!(matches!(err, StoreError::Indeterminate(_)), "{err}");
+    assert!(!err.is_determinate());
+    assert!(direct.get_job(&job.tenant, job.id).await.expect("get").is_some());
+    proxy.disarm();
+    // The caller's rule: the id is its own, so a conflict now is its job.
+    assert!(matches!(store.create_job(&job).await, Err(StoreError::Conflict)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_whose_requests_were_all_lost_is_indeterminate_and_wrote_nothing() {
+    let (store, direct, proxy) = proxied().await;
+    let job = new_job("acme", &["gas"], at(0), 3);
+    proxy.arm(&put_item(), Fault::LoseRequest, 10);
+
+    let err = store.create_job(&job).await.expect_err("no answer got through");
+
+    // The SDK sent them and got no answer: it cannot know.
+    assert!(matches!(err, StoreError::Indeterminate(_)), "{err}");
+    assert_eq!(direct.get_job(&job.tenant, job.id).await.expect("get"), None);
+    proxy.disarm();
+    store.create_job(&job).await.expect("created by the second call");
+    assert_eq!(direct.get_job(&job.tenant, job.id).await.expect("get"), Some(job));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_connection_is_unavailable_and_determinate() {
+    // A port nothing listens on: the connection is refused before sending.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port();
+    let config = DynamoConfig::new("anything").with_endpoint(format!("http://127.0.0.1:{port}"));
+    let store = DynamoStore::connect(config).await;
+
+    let err = store
+        .create_job(&new_job("acme", &["gas"], at(0), 4))
+        .await
+        .expect_err("nothing listens");
+
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
+    assert!(err.is_determinate());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idempotent_create_whose_answer_was_lost_is_created_once() {
+    let (store, direct, proxy) = proxied().await;
+    let target = dynamodb_target("TransactWriteItems");
+    let job = new_job("acme", &["gas"], at(0), 5);
+    let key = IdempotencyRecord {
+        key_hash: "a".repeat(64),
+        fingerprint: "f".repeat(64),
+        expires_at: at(86_400),
+    };
+    proxy.arm(&target, Fault::LoseAnswer, 1);
+
+    let created = store.create_job_idempotent(&job, &key, at(0)).await;
+
+    assert_eq!(proxy.fired(&target, Fault::LoseAnswer), 1);
+    assert_eq!(created.expect("created"), IdempotentCreate::Created);
+    let mut again = new_job("acme", &["gas"], at(1), 6);
+    again.tenant = job.tenant.clone();
+    assert_eq!(
+        direct
+            .create_job_idempotent(&again, &key, at(1))
+            .await
+            .expect("replay"),
+        IdempotentCreate::Replay {
+            job_id: job.id,
+            same_request: true
+        }
+    );
+    assert_eq!(direct.get_job(&job.tenant, again.id).await.expect("get"), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_whose_answer_was_lost_is_won() {
+    let (store, direct, proxy) = proxied().await;
+    let job = new_job("acme", &["gas"], at(0), 7);
+    direct.create_job(&job).await.expect("create");
+    let ours = lease("p1", at(60));
+    proxy.arm(&update_item(), Fault::LoseAnswer, 1);
+
+    let claim = store
+        .claim(&job.tenant, job.id, &ours, at(1))
+        .await
+        .expect("claim");
+
+    assert_eq!(proxy.fired(&update_item(), Fault::LoseAnswer), 1);
+    let Claim::Won { job: won, .. } = claim else {
+        panic!("our own lease is on the job: {claim:?}");
+    };
+    assert_eq!(*won, job);
+    // The lease is ours: a save under it lands, another claim loses.
+    assert!(matches!(
+        direct
+            .claim(&job.tenant, job.id, &lease("p2", at(61)), at(2))
+            .await
+            .expect("claim"),
+        Claim::Lost
+    ));
+    assert_eq!(
+        direct.save(&won, &ours, at(2)).await.expect("save"),
+        Fenced::Written
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fenced_save_whose_answer_was_lost_is_written() {
+    let (store, direct, proxy) = proxied().await;
+    let job = new_job("acme", &[], at(0), 8);
+    direct.create_job(&job).await.expect("create");
+    let held = lease("p1", at(60));
+    let Claim::Won { job: claimed, .. } = direct
+        .claim(&job.tenant, job.id, &held, at(1))
+        .await
+        .expect("claim")
+    else {
+        panic!("claim lost");
+    };
+    let mut done = *claimed;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+    done.record_callback(
+        CallbackOutcome::Delivered { status: 200 },
+        at(2),
+        &RetryPolicy::default(),
+        &mut rng,
+    );
+    proxy.arm(&put_item(), Fault::LoseAnswer, 1);
+
+    let saved = store.save(&done, &held, at(2)).await.expect("save");
+
+    assert_eq!(proxy.fired(&put_item(), Fault::LoseAnswer), 1);
+    assert_eq!(saved, Fenced::Written, "the job is exactly what we wrote");
+    assert_eq!(
+        direct.get_job(&job.tenant, job.id).await.expect("get"),
+        Some(done)
+    );
+    // A lease that was really lost is still LeaseLost.
+    assert_eq!(
+        store.save(&job, &lease("p9", at(60)), at(3)).await.expect("save"),
+        Fenced::LeaseLost
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_whose_answer_was_lost_is_written() {
+    let (store, direct, proxy) = proxied().await;
+    let job = new_job("acme", &["gas"], at(0), 9);
+    direct.create_job(&job).await.expect("create");
+    let held = lease("p1", at(60));
+    assert!(matches!(
+        direct
+            .claim(&job.tenant, job.id, &held, at(1))
+            .await
+            .expect("claim"),
+        Claim::Won { .. }
+    ));
+    proxy.arm(&update_item(), Fault::LoseAnswer, 1);
+
+    let released = store.release(&job.tenant, job.id, &held).await.expect("release");
+
+    assert_eq!(proxy.fired(&update_item(), Fault::LoseAnswer), 1);
+    assert_eq!(released, Fenced::Written);
+    assert!(matches!(
+        direct
+            .claim(&job.tenant, job.id, &lease("p2", at(61)), at(2))
+            .await
+            .expect("claim"),
+        Claim::Won { .. }
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redrive_whose_answer_was_lost_is_requeued() {
+    let (store, direct, proxy) = proxied().await;
+    let job = new_job("acme", &[], at(0), 10);
+    direct.create_job(&job).await.expect("create");
+    let held = lease("p1", at(60));
+    let Claim::Won { job: claimed, .. } = direct
+        .claim(&job.tenant, job.id, &held, at(1))
+        .await
+        .expect("claim")
+    else {
+        panic!("claim lost");
+    };
+    let mut failed = *claimed;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+    failed.record_callback(CallbackOutcome::Gone, at(2), &RetryPolicy::default(), &mut rng);
+    assert_eq!(failed.status, JobStatus::Failed);
+    assert_eq!(
+        direct.save(&failed, &held, at(2)).await.expect("save"),
+        Fenced::Written
+    );
+    proxy.arm(&put_item(), Fault::LoseAnswer, 1);
+
+    let redrive = store
+        .redrive(&job.tenant, job.id, at(100))
+        .await
+        .expect("redrive");
+
+    assert_eq!(proxy.fired(&put_item(), Fault::LoseAnswer), 1);
+    let Redrive::Requeued(requeued) = redrive else {
+        panic!("the job is as our redrive left it: {redrive:?}");
+    };
+    assert_eq!(
+        direct.get_job(&job.tenant, job.id).await.expect("get"),
+        Some(*requeued)
+    );
+}
+
+const THROTTLED: Fault = Fault::Answer(400, "ProvisionedThroughputExceededException");
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttled_write_is_unavailable_and_a_server_error_is_indeterminate() {
+    let (store, direct, proxy) = proxied().await;
+    let job = new_job("acme", &["gas"], at(0), 11);
+    proxy.arm(&put_item(), THROTTLED, 10);
+
+    let throttled = store.create_job(&job).await.expect_err("throttled");
+
+    assert!(proxy.fired(&put_item(), THROTTLED) > 1, "the SDK retried");
+    assert!(matches!(throttled, StoreError::Unavailable(_)), "{throttled}");
+    proxy.disarm();
+    proxy.arm(&put_item(), Fault::Answer(500, "InternalServerError"), 10);
+
+    let failed = store.create_job(&job).await.expect_err("server error");
+
+    assert!(matches!(failed, StoreError::Indeterminate(_)), "{failed}");
+    assert_eq!(direct.get_job(&job.tenant, job.id).await.expect("get"), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttled_retry_after_a_lost_answer_is_indeterminate() {
+    let (store, direct, proxy) = proxied().await;
+    let job = new_job("acme", &[], at(0), 12);
+    direct.create_job(&job).await.expect("create");
+    let held = lease("p1", at(60));
+    let Claim::Won { job: claimed, .. } = direct
+        .claim(&job.tenant, job.id, &held, at(1))
+        .await
+        .expect("claim")
+    else {
+        panic!("claim lost");
+    };
+    // Applied, its answer lost, and every retry throttled: the last error
+    // is throttling, but the write may have happened (and did).
+    proxy.arm(&put_item(), Fault::LoseAnswer, 1);
+    proxy.arm(&put_item(), THROTTLED, 10);
+
+    let err = store.save(&claimed, &held, at(2)).await.expect_err("throttled");
+
+    assert!(matches!(err, StoreError::Indeterminate(_)), "{err}");
+    proxy.disarm();
+    assert_eq!(
+        store.save(&claimed, &held, at(2)).await.expect("save"),
+        Fenced::LeaseLost,
+        "a new call finds the lease gone: the first one was written"
+    );
+}
