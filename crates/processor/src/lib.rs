@@ -425,11 +425,9 @@ impl Processor {
             if running.is_empty() {
                 break;
             }
-            let refill_at = claiming
-                .last_poll
-                .map_or_else(tokio::time::Instant::now, |at| {
-                    tokio::time::Instant::from_std(at + self.config.refill_every)
-                });
+            let refill_at = claiming.last_poll.map_or_else(tokio::time::Instant::now, |at| {
+                tokio::time::Instant::from_std(at + self.config.refill_every)
+            });
             let done = tokio::select! {
                 done = running.next() => done,
                 () = tokio::time::sleep_until(refill_at), if open && claiming.probing == 0 && slots.free() > 0 => None,

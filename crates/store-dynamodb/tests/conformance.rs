@@ -206,7 +206,10 @@ async fn a_poll_reads_the_shard_it_starts_at_alone() {
         sparse.create_job(job).await.expect("create");
         only_shard_2.push(job.id);
     }
-    let due = sparse.due_jobs_from(at(100), 100, 0, &Default::default()).await.expect("due");
+    let due = sparse
+        .due_jobs_from(at(100), 100, 0, &Default::default())
+        .await
+        .expect("due");
     let mut found: Vec<domain::JobId> = due.iter().map(|d| d.id).collect();
     found.sort();
     only_shard_2.sort();

@@ -256,7 +256,10 @@ pub async fn due_work_from_any_start_is_the_same_due_set(store: Arc<dyn JobStore
     // reach every due job.
     let mut reached: Vec<JobId> = Vec::new();
     for start in (0..=256).chain([u64::MAX]) {
-        let due = store.due_jobs_from(at(30), 100, start, &Default::default()).await.expect("due");
+        let due = store
+            .due_jobs_from(at(30), 100, start, &Default::default())
+            .await
+            .expect("due");
         assert!(!due.is_empty(), "start {start}: work is due");
         let mut ids: Vec<JobId> = due.iter().map(|d| d.id).collect();
         assert!(
@@ -266,7 +269,10 @@ pub async fn due_work_from_any_start_is_the_same_due_set(store: Arc<dyn JobStore
         ids.sort();
         ids.dedup();
         assert_eq!(ids.len(), due.len(), "start {start}: no job twice");
-        let few = store.due_jobs_from(at(30), 2, start, &Default::default()).await.expect("due");
+        let few = store
+            .due_jobs_from(at(30), 2, start, &Default::default())
+            .await
+            .expect("due");
         assert!((1..=2).contains(&few.len()), "start {start}: the limit holds");
         reached.extend(ids);
     }
@@ -295,7 +301,10 @@ pub async fn due_work_passes_over_the_tenants_asked(store: Arc<dyn JobStore>) {
     let pass_over = [TenantId::new("busy")].into_iter().collect();
     let mut reached: Vec<JobId> = Vec::new();
     for start in 0..=64 {
-        let due = store.due_jobs_from(at(60), 10, start, &pass_over).await.expect("due");
+        let due = store
+            .due_jobs_from(at(60), 10, start, &pass_over)
+            .await
+            .expect("due");
         assert!(!due.is_empty(), "start {start}: quiet's jobs are due");
         assert!(
             due.iter().all(|d| d.tenant.as_str() == "quiet"),
