@@ -224,9 +224,10 @@ struct Claiming {
     probe_lost: u64,
     /// Polls in a row whose probe met another processor and won nothing.
     fruitless: u32,
-    /// The last poll may have left due work unread (it came back full, or
-    /// passed over tenants whose slots may free): poll again as soon as a
-    /// slot frees and no queued job may take it.
+    /// The last poll may have left due work unread (it, or the last one
+    /// that read the tenants a poll since passed over, came back full):
+    /// poll again as soon as a slot past the headroom frees and no queued
+    /// job may take it.
     more_due: bool,
     last_poll: Option<Instant>,
 }
@@ -500,11 +501,24 @@ impl Processor {
             .due_jobs_from(self.clock.now(), self.config.batch_size, start, &pass_over)
             .await?;
         self.metrics.due_backlog(due.len());
-        claiming.more_due = due.len() >= self.config.batch_size || !pass_over.is_empty();
+        // A poll that passed over tenants says nothing of their backlog:
+        // their queued jobs stay queued for their slots, and whether more of
+        // theirs is due is what the last poll that read them said.
+        let full = due.len() >= self.config.batch_size;
+        let mut queue = if pass_over.is_empty() {
+            claiming.more_due = full;
+            VecDeque::with_capacity(due.len())
+        } else {
+            claiming.more_due |= full;
+            let mut kept = std::mem::take(&mut claiming.queue);
+            kept.retain(|d| pass_over.contains(&d.tenant));
+            kept
+        };
         // Claimed in the order the store gives: from this processor's own
         // place in the due set, so processors that read the same jobs (a
         // short backlog) still begin at different ones.
-        claiming.queue = due.into();
+        queue.extend(due);
+        claiming.queue = queue;
         Ok(claiming.queue.len())
     }
 
