@@ -8,9 +8,10 @@
 mod http;
 pub mod providers;
 pub mod schedule;
+pub mod slots;
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -19,12 +20,15 @@ use domain::{
     SigningSecret, TenantId, TenantSecrets, Timestamp, signing,
 };
 use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use netguard::NetPolicy;
 use rand::{Rng, SeedableRng};
 use store::{Claim, DueJob, Fenced, Lease, Store};
 use telemetry::{DeliveryResult, FetchResult, Metrics};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
+
+use crate::slots::{ShareKey, Slots};
 
 pub use http::client as http_client;
 pub use providers::{CatalogError, ProviderCatalog, ProviderConfig};
@@ -38,10 +42,15 @@ pub struct ProcessorConfig {
     /// timeout plus the callback timeout plus a margin, so a healthy
     /// processor never loses a lease mid-job.
     pub lease: Duration,
-    /// Jobs claimed per round of a drain.
+    /// Due jobs read per poll of the store.
     pub batch_size: usize,
-    /// Jobs processed at the same time.
+    /// Jobs processed at the same time: a drain's slots, shared fairly
+    /// between tenants ([`slots`]).
     pub concurrency: usize,
+    /// While a drain has a free slot but nothing it may claim, it polls
+    /// the store again this often, so work that falls due mid-drain (another
+    /// tenant's, a retry) starts without waiting for the drain to end.
+    pub refill_every: Duration,
     /// A drain stops claiming once it has run this long.
     pub run_budget: Duration,
     pub callback_timeout: Duration,
@@ -68,6 +77,7 @@ impl Default for ProcessorConfig {
             lease: Duration::from_secs(60),
             batch_size: 50,
             concurrency: 32,
+            refill_every: Duration::from_millis(500),
             run_budget: Duration::from_secs(240),
             callback_timeout: Duration::from_secs(10),
             max_response_bytes: 256 * 1024,
@@ -161,17 +171,18 @@ pub struct Processor {
     in_flight: Mutex<HashMap<JobId, (TenantId, Lease)>>,
     metrics: Arc<Metrics>,
     /// Where in the due set the next poll starts ([`Store::due_jobs_from`]):
-    /// random at first, one on after each round, somewhere new after a
-    /// round that met another processor.
+    /// random at first, one on after each poll whose probe won, somewhere
+    /// new after a claim lost to another processor.
     poll_start: AtomicU64,
 }
 
-/// Claims made before the rest of a round: enough to notice another
-/// processor working the same jobs, few enough that meeting it costs little.
+/// Claims made after a poll before the rest of its jobs: enough to notice
+/// another processor working the same jobs, few enough that meeting it
+/// costs little.
 const PROBE_CLAIMS: usize = 2;
 
-/// Rounds in a row that met another processor and won nothing, after which
-/// a drain leaves the work to it.
+/// Polls in a row whose probe met another processor and won nothing, after
+/// which a drain leaves the work to it.
 const MAX_FRUITLESS_ROUNDS: u32 = 3;
 
 /// A job this processor holds a lease on, with the span its logs go in.
@@ -181,10 +192,70 @@ struct Claimed {
     span: tracing::Span,
 }
 
-/// A job in a round: claimed by the probe, or still to claim.
-enum Step {
-    Claimed(Box<Claimed>),
-    Due(DueJob),
+/// What one slot of a drain does next: claim a due job, then process it.
+enum SlotWork {
+    Claim { due: DueJob, probe: bool },
+    Process(Box<Claimed>),
+}
+
+/// What a slot's work came to; `keys` are the shares its slot counts in.
+enum SlotDone {
+    Claimed {
+        keys: Vec<ShareKey>,
+        probe: bool,
+        report: RunReport,
+        claimed: Option<Box<Claimed>>,
+    },
+    Processed {
+        keys: Vec<ShareKey>,
+        report: RunReport,
+    },
+}
+
+/// A drain's claiming, between its polls: the jobs of the last poll not
+/// claimed yet, and how that poll's probe went.
+#[derive(Default)]
+struct Claiming {
+    queue: VecDeque<DueJob>,
+    /// Probe claims of the last poll not answered yet; the rest of its
+    /// jobs wait for them.
+    probing: usize,
+    probe_won: u64,
+    probe_lost: u64,
+    /// Polls in a row whose probe met another processor and won nothing.
+    fruitless: u32,
+    /// The last poll may have left due work unread (it, or the last one
+    /// that read the tenants a poll since passed over, came back full):
+    /// poll again as soon as a slot past the headroom frees and no queued
+    /// job may take it.
+    more_due: bool,
+    last_poll: Option<Instant>,
+}
+
+impl Claiming {
+    /// Takes slots for the queued jobs that may start now (only
+    /// [`PROBE_CLAIMS`] of them right after a poll), oldest in the queue
+    /// first; a job whose shares are full stays queued.
+    fn start(&mut self, slots: &mut Slots, probe: bool) -> Vec<(SlotWork, Vec<ShareKey>)> {
+        let mut started = Vec::new();
+        let mut kept = VecDeque::with_capacity(self.queue.len());
+        while let Some(due) = self.queue.pop_front() {
+            let room = slots.free() > 0 && (!probe || started.len() < PROBE_CLAIMS);
+            let keys = ShareKey::of(&due);
+            if room && slots.try_take(&keys) {
+                started.push((SlotWork::Claim { due, probe }, keys));
+            } else {
+                kept.push_back(due);
+            }
+        }
+        self.queue = kept;
+        if probe {
+            self.probing = started.len();
+            self.probe_won = 0;
+            self.probe_lost = 0;
+        }
+        started
+    }
 }
 
 /// How long a processor signs with the secrets it read before reading them
@@ -216,6 +287,9 @@ impl Processor {
         }
         if config.concurrency == 0 {
             return Err(ConfigError::Zero("concurrency"));
+        }
+        if config.refill_every.is_zero() {
+            return Err(ConfigError::Zero("refill interval"));
         }
         let mut rng = match config.seed {
             // Mixed with the owner: processors given one seed still draw
@@ -293,64 +367,111 @@ impl Processor {
         f(&mut rng)
     }
 
-    /// One drain: claims due work in batches and processes it until nothing
-    /// is due, the run budget is spent, or `shutdown` is cancelled. Jobs
-    /// already claimed are finished before it returns.
+    /// One drain: claims due work and processes it until nothing is due,
+    /// the run budget is spent, or `shutdown` is cancelled. Jobs already
+    /// claimed are finished before it returns.
+    ///
+    /// There are no rounds: each of `concurrency` slots claims its next job
+    /// as soon as its last one is done, so a slow job holds up only its own
+    /// slot. Slots are shared between tenants ([`slots`]): a tenant at its
+    /// share takes no more, and a poll reads past its due jobs to other
+    /// tenants' behind them.
     pub async fn run_once(&self, shutdown: &CancellationToken) -> RunReport {
         let started = Instant::now();
         let mut report = RunReport::default();
         let mut last_progress = started;
-        let mut fruitless = 0;
         self.purge_if_due(&mut report).await;
-        while !shutdown.is_cancelled() && started.elapsed() < self.config.run_budget {
-            let now = self.clock.now();
-            let start = self.poll_start.load(Ordering::Relaxed);
-            let mut due = match self.store.due_jobs_from(now, self.config.batch_size, start).await {
-                Ok(due) => due,
-                Err(err) => {
-                    tracing::warn!(error = %err, "could not read due work; the next run tries again");
-                    report.store_errors += 1;
-                    break;
+        let mut slots = Slots::new(self.config.concurrency);
+        let mut claiming = Claiming::default();
+        let mut open = true;
+        let mut running = FuturesUnordered::new();
+        loop {
+            if open && (shutdown.is_cancelled() || started.elapsed() >= self.config.run_budget) {
+                open = false;
+            }
+            if !open {
+                claiming.queue.clear();
+            }
+            if open && claiming.probing == 0 {
+                for (work, keys) in claiming.start(&mut slots, false) {
+                    running.push(self.work_slot(work, keys, shutdown));
                 }
-            };
-            self.metrics.due_backlog(due.len());
-            if due.is_empty() {
+                // Right away when nothing runs, or when the last poll left
+                // work unread and a slot past the headroom is free (some
+                // tenant holding slots may take it); otherwise, for a
+                // newcomer the headroom waits for, every `refill_every`.
+                let refill = claiming
+                    .last_poll
+                    .is_none_or(|at| at.elapsed() >= self.config.refill_every);
+                let room = slots.free() > slots::headroom(self.config.concurrency);
+                if slots.free() > 0 && (running.is_empty() || (claiming.more_due && room) || refill) {
+                    match self.poll_due(&slots, &mut claiming).await {
+                        Ok(found) => {
+                            for (work, keys) in claiming.start(&mut slots, true) {
+                                running.push(self.work_slot(work, keys, shutdown));
+                            }
+                            if found == 0 && running.is_empty() {
+                                break;
+                            }
+                        }
+                        Err(err) => {
+                            tracing::warn!(error = %err, "could not read due work; the next run tries again");
+                            report.store_errors += 1;
+                            open = false;
+                        }
+                    }
+                }
+            }
+            // Nothing runs: the poll above found nothing, or claiming is over.
+            if running.is_empty() {
                 break;
             }
-            // Claimed in the order the store gives: from this processor's
-            // own place in the due set, so processors that read the same
-            // jobs (a short backlog) still begin at different ones.
-            let contended = AtomicBool::new(false);
-            // A few claims first: if another processor is already working
-            // here, it keeps the rest and we poll elsewhere, instead of
-            // racing it for every job of the batch.
-            let rest = due.split_off(due.len().min(PROBE_CLAIMS));
-            let probed = futures::future::join_all(due.into_iter().map(|d| self.claim(d, shutdown))).await;
-            let mut round_report = RunReport::default();
-            let mut steps = Vec::with_capacity(probed.len() + rest.len());
-            for (one, claimed) in probed {
-                round_report.merge(&one);
-                steps.extend(claimed.map(|c| Step::Claimed(Box::new(c))));
+            let refill_at = claiming.last_poll.map_or_else(tokio::time::Instant::now, |at| {
+                tokio::time::Instant::from_std(at + self.config.refill_every)
+            });
+            let done = tokio::select! {
+                done = running.next() => done,
+                () = tokio::time::sleep_until(refill_at), if open && claiming.probing == 0 && slots.free() > 0 => None,
+                () = shutdown.cancelled(), if open => None,
+            };
+            match done {
+                Some(SlotDone::Claimed {
+                    keys,
+                    probe,
+                    report: one,
+                    claimed,
+                }) => {
+                    report.merge(&one);
+                    if probe {
+                        claiming.probing = claiming.probing.saturating_sub(1);
+                        claiming.probe_won += one.claimed;
+                        claiming.probe_lost += one.lost;
+                    }
+                    match claimed {
+                        Some(claimed) => {
+                            claiming.fruitless = 0;
+                            running.push(self.work_slot(SlotWork::Process(claimed), keys, shutdown));
+                        }
+                        None => {
+                            slots.give_back(&keys);
+                            if one.lost > 0 && !probe {
+                                // Another processor is working these jobs:
+                                // leave it the rest and poll elsewhere.
+                                claiming.queue.clear();
+                                self.jump_poll_start();
+                            }
+                        }
+                    }
+                    if probe && claiming.probing == 0 {
+                        open &= self.probe_answered(&mut claiming);
+                    }
+                }
+                Some(SlotDone::Processed { keys, report: one }) => {
+                    report.merge(&one);
+                    slots.give_back(&keys);
+                }
+                None => {}
             }
-            if round_report.lost > 0 {
-                contended.store(true, Ordering::Relaxed);
-            } else {
-                steps.extend(rest.into_iter().map(Step::Due));
-            }
-            let round: Vec<RunReport> = futures::stream::iter(steps)
-                .map(|step| self.run_step(step, shutdown, &contended))
-                .buffer_unordered(self.config.concurrency)
-                .collect()
-                .await;
-            for one in &round {
-                round_report.merge(one);
-            }
-            if contended.load(Ordering::Relaxed) {
-                self.jump_poll_start();
-            } else {
-                self.poll_start.fetch_add(1, Ordering::Relaxed);
-            }
-            report.merge(&round_report);
             if last_progress.elapsed() >= self.config.progress_every {
                 last_progress = Instant::now();
                 tracing::info!(
@@ -358,25 +479,67 @@ impl Processor {
                     delivered = report.delivered,
                     retried = report.retried,
                     dead_lettered = report.dead_lettered,
+                    in_flight = slots.taken(),
                     elapsed_s = started.elapsed().as_secs(),
                     "drain in progress"
                 );
             }
-            // Nothing won: the rest is someone else's, or the index is
-            // behind the table. Either way the next run will see; only a
-            // round that met another processor polls elsewhere, a few
-            // times, before giving up.
-            if round_report.claimed == 0 {
-                fruitless += 1;
-                if !contended.load(Ordering::Relaxed) || fruitless >= MAX_FRUITLESS_ROUNDS {
-                    break;
-                }
-            } else {
-                fruitless = 0;
-            }
         }
         self.metrics.drain_finished(started.elapsed());
         report
+    }
+
+    /// Reads due work into the queue, from this processor's place in the
+    /// due set, passing over the tenants with no slot to spare; returns how
+    /// many jobs it found.
+    async fn poll_due(&self, slots: &Slots, claiming: &mut Claiming) -> Result<usize, store::StoreError> {
+        let pass_over = slots.full_tenants();
+        let start = self.poll_start.load(Ordering::Relaxed);
+        claiming.last_poll = Some(Instant::now());
+        let due = self
+            .store
+            .due_jobs_from(self.clock.now(), self.config.batch_size, start, &pass_over)
+            .await?;
+        self.metrics.due_backlog(due.len());
+        // A poll that passed over tenants says nothing of their backlog:
+        // their queued jobs stay queued for their slots, and whether more of
+        // theirs is due is what the last poll that read them said.
+        let full = due.len() >= self.config.batch_size;
+        let mut queue = if pass_over.is_empty() {
+            claiming.more_due = full;
+            VecDeque::with_capacity(due.len())
+        } else {
+            claiming.more_due |= full;
+            let mut kept = std::mem::take(&mut claiming.queue);
+            kept.retain(|d| pass_over.contains(&d.tenant));
+            kept
+        };
+        // Claimed in the order the store gives: from this processor's own
+        // place in the due set, so processors that read the same jobs (a
+        // short backlog) still begin at different ones.
+        queue.extend(due);
+        claiming.queue = queue;
+        Ok(claiming.queue.len())
+    }
+
+    /// Once a poll's probe claims are answered: whether the drain goes on
+    /// claiming. A probe that lost met another processor working here, so
+    /// the rest of the poll is left to it and the next poll starts
+    /// somewhere new, a few times; one that won nothing and met nobody
+    /// (the index is behind the table, or the store failed) ends claiming:
+    /// the next run will see.
+    fn probe_answered(&self, claiming: &mut Claiming) -> bool {
+        if claiming.probe_lost > 0 {
+            claiming.queue.clear();
+            self.jump_poll_start();
+            if claiming.probe_won == 0 {
+                claiming.fruitless += 1;
+                return claiming.fruitless < MAX_FRUITLESS_ROUNDS;
+            }
+            return true;
+        }
+        self.poll_start.fetch_add(1, Ordering::Relaxed);
+        claiming.probe_won > 0
     }
 
     /// Retention for stores that do not expire items themselves, at most
@@ -403,24 +566,24 @@ impl Processor {
         }
     }
 
-    /// One step of a round: a job claimed in the probe, or a due job to
-    /// claim now unless the round met another processor.
-    async fn run_step(&self, step: Step, shutdown: &CancellationToken, contended: &AtomicBool) -> RunReport {
-        match step {
-            Step::Claimed(claimed) => self.process(*claimed).await,
-            Step::Due(due) => {
-                if contended.load(Ordering::Relaxed) {
-                    return RunReport::default();
+    /// The next thing one slot does: claim a due job (its outcome goes back
+    /// to the drain, which then processes it in the same slot), or process
+    /// a claimed one.
+    async fn work_slot(&self, work: SlotWork, keys: Vec<ShareKey>, shutdown: &CancellationToken) -> SlotDone {
+        match work {
+            SlotWork::Claim { due, probe } => {
+                let (report, claimed) = self.claim(due, shutdown).await;
+                SlotDone::Claimed {
+                    keys,
+                    probe,
+                    report,
+                    claimed: claimed.map(Box::new),
                 }
-                let (mut report, claimed) = self.claim(due, shutdown).await;
-                if report.lost > 0 {
-                    contended.store(true, Ordering::Relaxed);
-                }
-                if let Some(claimed) = claimed {
-                    report.merge(&self.process(claimed).await);
-                }
-                report
             }
+            SlotWork::Process(claimed) => SlotDone::Processed {
+                keys,
+                report: self.process(*claimed).await,
+            },
         }
     }
 

@@ -173,7 +173,7 @@ async fn a_poll_reads_the_shard_it_starts_at_alone() {
             .get("query due index")
             .map_or(0, |u| u.calls);
         let due = store
-            .due_jobs_from(at(100), 3, u64::from(start) + 4 * 1_000)
+            .due_jobs_from(at(100), 3, u64::from(start) + 4 * 1_000, &Default::default())
             .await
             .expect("due");
         let after = store
@@ -206,7 +206,10 @@ async fn a_poll_reads_the_shard_it_starts_at_alone() {
         sparse.create_job(job).await.expect("create");
         only_shard_2.push(job.id);
     }
-    let due = sparse.due_jobs_from(at(100), 100, 0).await.expect("due");
+    let due = sparse
+        .due_jobs_from(at(100), 100, 0, &Default::default())
+        .await
+        .expect("due");
     let mut found: Vec<domain::JobId> = due.iter().map(|d| d.id).collect();
     found.sort();
     only_shard_2.sort();

@@ -26,6 +26,7 @@ macro_rules! conformance_suite {
             create_is_atomic_and_tenant_scoped,
             due_work_is_oldest_first_and_only_when_due,
             due_work_from_any_start_is_the_same_due_set,
+            due_work_passes_over_the_tenants_asked,
             claims_are_exclusive_under_sixteen_concurrent_claimers,
             expired_lease_makes_work_due_again,
             write_fenced_on_a_lost_lease_changes_nothing,
@@ -256,7 +257,10 @@ pub async fn due_work_from_any_start_is_the_same_due_set(store: Arc<dyn JobStore
     // reach every due job.
     let mut reached: Vec<JobId> = Vec::new();
     for start in (0..=256).chain([u64::MAX]) {
-        let due = store.due_jobs_from(at(30), 100, start).await.expect("due");
+        let due = store
+            .due_jobs_from(at(30), 100, start, &Default::default())
+            .await
+            .expect("due");
         assert!(!due.is_empty(), "start {start}: work is due");
         let mut ids: Vec<JobId> = due.iter().map(|d| d.id).collect();
         assert!(
@@ -266,13 +270,52 @@ pub async fn due_work_from_any_start_is_the_same_due_set(store: Arc<dyn JobStore
         ids.sort();
         ids.dedup();
         assert_eq!(ids.len(), due.len(), "start {start}: no job twice");
-        let few = store.due_jobs_from(at(30), 2, start).await.expect("due");
+        let few = store
+            .due_jobs_from(at(30), 2, start, &Default::default())
+            .await
+            .expect("due");
         assert!((1..=2).contains(&few.len()), "start {start}: the limit holds");
         reached.extend(ids);
     }
     reached.sort();
     reached.dedup();
     assert_eq!(reached, expected, "every due job is reached from some start");
+}
+
+/// A poll passing over a busy tenant finds the jobs behind its backlog,
+/// from any start, and never returns the busy tenant's.
+pub async fn due_work_passes_over_the_tenants_asked(store: Arc<dyn JobStore>) {
+    let busy: Vec<Job> = (0..24)
+        .map(|n| new_job("busy", &["gas"], at(n), 300 + n as u64))
+        .collect();
+    for job in &busy {
+        store.create_job(job).await.expect("create");
+    }
+    let quiet: Vec<Job> = (0..2)
+        .map(|n| new_job("quiet", &["gas"], at(50 + n), 400 + n as u64))
+        .collect();
+    for job in &quiet {
+        store.create_job(job).await.expect("create");
+    }
+    let mut expected: Vec<JobId> = quiet.iter().map(|j| j.id).collect();
+    expected.sort();
+    let pass_over = [TenantId::new("busy")].into_iter().collect();
+    let mut reached: Vec<JobId> = Vec::new();
+    for start in 0..=64 {
+        let due = store
+            .due_jobs_from(at(60), 10, start, &pass_over)
+            .await
+            .expect("due");
+        assert!(!due.is_empty(), "start {start}: quiet's jobs are due");
+        assert!(
+            due.iter().all(|d| d.tenant.as_str() == "quiet"),
+            "start {start}: none of busy's: {due:?}"
+        );
+        reached.extend(due.iter().map(|d| d.id));
+    }
+    reached.sort();
+    reached.dedup();
+    assert_eq!(reached, expected, "both of quiet's jobs are reached");
 }
 
 pub async fn claims_are_exclusive_under_sixteen_concurrent_claimers(store: Arc<dyn JobStore>) {

@@ -4,6 +4,7 @@
 //!
 //! Backends live in their own crates and all pass [`conformance`].
 
+use std::collections::BTreeSet;
 use std::fmt;
 
 use async_trait::async_trait;
@@ -64,6 +65,13 @@ pub enum Fenced {
     /// The lease was taken over; nothing was changed.
     LeaseLost,
 }
+
+/// How far a poll that passes over some tenants reads
+/// ([`JobStore::due_jobs_from`]): at most this many times its `limit` of
+/// due entries per partition. A tenant whose jobs sit behind more of the
+/// passed-over tenants' than that is reached once their backlog shrinks
+/// (or, on a store with several partitions, from another start).
+pub const PASS_OVER_READS: usize = 4;
 
 /// Most jobs one listing page returns.
 pub const MAX_PAGE: usize = 100;
@@ -224,13 +232,28 @@ pub trait JobStore: Send + Sync + fmt::Debug {
     /// partition (this default) returns `due_jobs`, its order turned to
     /// begin at `start` (modulo their number): processors claiming the same
     /// batch start at different places in it.
+    ///
+    /// Jobs of the tenants in `pass_over` (a processor has no slot for them
+    /// now) are neither returned nor counted: the poll reads on past them,
+    /// to other tenants' jobs behind a busy tenant's backlog, but at most
+    /// [`PASS_OVER_READS`] times `limit` due entries per partition, so its
+    /// cost stays bounded (and still independent of finished jobs). With
+    /// `pass_over` empty it reads as before.
     async fn due_jobs_from(
         &self,
         now: Timestamp,
         limit: usize,
         start: u64,
+        pass_over: &BTreeSet<TenantId>,
     ) -> Result<Vec<DueJob>, StoreError> {
-        let mut due = self.due_jobs(now, limit).await?;
+        let mut due = if pass_over.is_empty() {
+            self.due_jobs(now, limit).await?
+        } else {
+            let mut due = self.due_jobs(now, limit.saturating_mul(PASS_OVER_READS)).await?;
+            due.retain(|d| !pass_over.contains(&d.tenant));
+            due.truncate(limit);
+            due
+        };
         if let Some(len) = u64::try_from(due.len()).ok().filter(|len| *len > 0) {
             due.rotate_left(usize::try_from(start % len).unwrap_or(0));
         }

@@ -1,0 +1,193 @@
+//! One tenant's hung receiver does not hold up another tenant: a drain
+//! claims as slots free up, and no tenant takes every slot.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use netguard::NetPolicy;
+use processor::ProcessorConfig;
+use processor::schedule::run_scheduled;
+use serde_json::Value;
+use store::Store;
+use tokio_util::sync::CancellationToken;
+
+use crate::helpers::{Backend, client_with_key, create_key, on_every_store, spawn_app_waking};
+
+/// A receiver that accepts every connection, reads what it is sent and
+/// never answers: a callback to it ends only by the callback timeout.
+struct HungReceiver {
+    url: String,
+    accepted: Arc<AtomicUsize>,
+}
+
+async fn spawn_hung_receiver(shutdown: CancellationToken) -> HungReceiver {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind hung receiver");
+    let addr = listener.local_addr().expect("addr");
+    let accepted = Arc::new(AtomicUsize::new(0));
+    tokio::spawn({
+        let accepted = Arc::clone(&accepted);
+        async move {
+            loop {
+                let (socket, _) = tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    conn = listener.accept() => match conn {
+                        Ok(conn) => conn,
+                        Err(_) => continue,
+                    },
+                };
+                accepted.fetch_add(1, Ordering::Relaxed);
+                let shutdown = shutdown.clone();
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    loop {
+                        tokio::select! {
+                            () = shutdown.cancelled() => break,
+                            ready = socket.readable() => if ready.is_err() { break },
+                        }
+                        match socket.try_read(&mut buf) {
+                            Ok(0) => break,
+                            Ok(_) => {}
+                            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {}
+                            Err(_) => break,
+                        }
+                    }
+                });
+            }
+        }
+    });
+    HungReceiver {
+        url: format!("http://{addr}/hooks"),
+        accepted,
+    }
+}
+
+async fn post(http: &reqwest::Client, base: &str, callback: &str) -> String {
+    let response = http
+        .post(format!("{base}/webhook"))
+        .json(&serde_json::json!({"providers": ["gas"], "callbackUrl": callback}))
+        .send()
+        .await
+        .expect("post job");
+    assert_eq!(response.status(), 202);
+    let body: Value = response.json().await.expect("json");
+    body["jobId"].as_str().expect("jobId").to_owned()
+}
+
+async fn store_on(backend: Backend) -> (Arc<dyn Store>, Option<tempfile::TempDir>) {
+    match backend {
+        Backend::DynamoDb => (Arc::new(crate::helpers::dynamo_store().await), None),
+        Backend::Sqlite => {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let store = store_sqlite::SqliteStore::open(&dir.path().join("fair.db"), Default::default())
+                .expect("open sqlite");
+            (Arc::new(store), Some(dir))
+        }
+    }
+}
+
+on_every_store!(a_hung_receiver_of_one_tenant_does_not_hold_up_another);
+
+/// Tenant a's 160 jobs go to a receiver that never answers (3 s callback
+/// timeout, the first retry immediate, so a's jobs keep coming due);
+/// tenant b's job, posted while a's backlog is stuck, is delivered at once.
+async fn a_hung_receiver_of_one_tenant_does_not_hold_up_another(backend: Backend) {
+    let (store, _dir) = store_on(backend).await;
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let app = spawn_app_waking(
+        Arc::clone(&store),
+        Some(Arc::clone(&wake)),
+        Arc::new(NetPolicy::loopback_allowed()),
+    )
+    .await;
+    let shutdown = CancellationToken::new();
+    let hung = spawn_hung_receiver(shutdown.clone()).await;
+    let tenant_a = client_with_key(&create_key(&*store, "a").await);
+    let tenant_b = client_with_key(&create_key(&*store, "b").await);
+
+    let config = ProcessorConfig {
+        owner: "fair".to_owned(),
+        callback_timeout: Duration::from_secs(3),
+        seed: Some(7),
+        callback_network: Arc::new(NetPolicy::loopback_allowed()),
+        ..ProcessorConfig::default()
+    };
+    let processor = Arc::new(
+        processor::Processor::new(
+            Arc::clone(&store),
+            Arc::clone(&app.clock) as Arc<dyn domain::Clock>,
+            processor::http_client(),
+            app.catalog.clone(),
+            config,
+        )
+        .expect("valid processor config")
+        .with_metrics(Arc::clone(&app.metrics)),
+    );
+    let scheduled = tokio::spawn({
+        let (processor, shutdown, wake) = (Arc::clone(&processor), shutdown.clone(), Arc::clone(&wake));
+        async move {
+            run_scheduled(
+                processor,
+                "* * * * * *",
+                shutdown,
+                Duration::from_millis(200),
+                Some(wake),
+            )
+            .await
+        }
+    });
+
+    for _ in 0..160 {
+        post(&tenant_a, &app.base, &hung.url).await;
+    }
+    // a's backlog is stuck: its callbacks hold connections that never answer.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while hung.accepted.load(Ordering::Relaxed) < 20 {
+        assert!(
+            Instant::now() < deadline,
+            "tenant a's callbacks never reached the hung receiver"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // b's job is due after every one of a's, retries included.
+    app.advance(Duration::from_millis(1));
+
+    let posted = Instant::now();
+    let id = post(&tenant_b, &app.base, &app.callback_url()).await;
+    let deadline = posted + Duration::from_secs(10);
+    loop {
+        let job: Value = tenant_b
+            .get(format!("{}/v1/jobs/{id}", app.base))
+            .send()
+            .await
+            .expect("get job")
+            .json()
+            .await
+            .expect("json");
+        if job["status"] == "complete" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "tenant b's job was not delivered within 10 s of being posted: {job}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let latency = posted.elapsed();
+    println!(
+        "{backend:?}: tenant b's job posted to complete in {} ms while tenant a's receiver hangs ({} callbacks to it so far)",
+        latency.as_millis(),
+        hung.accepted.load(Ordering::Relaxed)
+    );
+    assert!(
+        latency < Duration::from_millis(1500),
+        "tenant b waited {latency:?} behind tenant a's hung receiver"
+    );
+    assert_eq!(app.mock.state.accepted_deliveries().len(), 1, "b's callback only");
+
+    shutdown.cancel();
+    let stopped = tokio::time::timeout(Duration::from_secs(10), scheduled).await;
+    assert!(matches!(stopped, Ok(Ok(Ok(())))), "stopped: {stopped:?}");
+}
