@@ -30,6 +30,7 @@ pub use error::{ApiError, FieldError};
 pub use idempotency::IDEMPOTENCY_WINDOW;
 pub use jobs::DEFAULT_PAGE;
 pub use openapi::document as openapi_document;
+pub use server::Limits as ServerLimits;
 pub use validate::{MAX_BODY_BYTES, MAX_METADATA_BYTES, MAX_PROVIDERS};
 
 /// What the intake needs to run.
@@ -217,12 +218,27 @@ async fn metrics(State(state): State<AppState>) -> axum::response::Response {
     metrics_response(&state.config.metrics)
 }
 
-/// Serves `app` on `listener` until `shutdown` is cancelled, then finishes
-/// in-flight requests.
+/// Serves `app` on `listener` with [`server_limits`] until `shutdown` is
+/// cancelled, then finishes in-flight requests.
 pub async fn run(listener: TcpListener, app: Router, shutdown: CancellationToken) -> std::io::Result<()> {
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
+    run_with(listener, app, server_limits(), shutdown).await
+}
+
+/// [`run`] with other limits (tests shorten the timeouts).
+pub async fn run_with(
+    listener: TcpListener,
+    app: Router,
+    limits: ServerLimits,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    server::serve(listener, app, limits, shutdown).await
+}
+
+/// The listener's production limits for the API: `server`'s defaults, and
+/// a body declared over [`MAX_BODY_BYTES`] refused (413) before it is read
+/// or the key is checked.
+pub fn server_limits() -> ServerLimits {
+    ServerLimits::default().with_max_body_bytes(MAX_BODY_BYTES as u64)
 }
 
 /// `GET /healthz`: the process is up.

@@ -1,0 +1,186 @@
+//! A connection's clock: which deadline applies to it now (its request's
+//! head, or the idle wait for the next request; none while a request is
+//! being answered), and the socket that fails its read when it passes.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::{Mutex, PoisonError};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::time::{Instant, Sleep};
+
+#[derive(Debug)]
+pub(crate) struct Watch {
+    header_read_timeout: Duration,
+    idle_timeout: Duration,
+    state: Mutex<State>,
+}
+
+#[derive(Debug)]
+struct State {
+    /// Requests handed to the app whose answer is not yet sent.
+    in_flight: u32,
+    /// When the connection last started waiting (for a head, or idle).
+    since: Instant,
+    /// Bytes of the next head have arrived (or the connection is new).
+    head_started: bool,
+    /// The current request's body missed its deadline.
+    body_timed_out: bool,
+}
+
+impl Watch {
+    pub(crate) fn new(header_read_timeout: Duration, idle_timeout: Duration) -> Self {
+        Self {
+            header_read_timeout,
+            idle_timeout,
+            state: Mutex::new(State {
+                in_flight: 0,
+                since: Instant::now(),
+                head_started: true,
+                body_timed_out: false,
+            }),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn request_started(&self) {
+        let mut state = self.state();
+        state.in_flight += 1;
+        state.body_timed_out = false;
+    }
+
+    /// The answer is sent (or abandoned): the connection waits again.
+    pub(crate) fn request_finished(&self) {
+        let mut state = self.state();
+        state.in_flight = state.in_flight.saturating_sub(1);
+        if state.in_flight == 0 {
+            state.since = Instant::now();
+            state.head_started = false;
+        }
+    }
+
+    fn bytes_arrived(&self) {
+        let mut state = self.state();
+        if state.in_flight == 0 && !state.head_started {
+            state.head_started = true;
+            state.since = Instant::now();
+        }
+    }
+
+    pub(crate) fn body_timed_out(&self) {
+        self.state().body_timed_out = true;
+    }
+
+    pub(crate) fn take_body_timed_out(&self) -> bool {
+        std::mem::take(&mut self.state().body_timed_out)
+    }
+
+    /// When the connection is to be closed unless a request arrives.
+    fn deadline(&self) -> Option<Instant> {
+        let state = self.state();
+        if state.in_flight > 0 {
+            return None;
+        }
+        let timeout = if state.head_started {
+            self.header_read_timeout
+        } else {
+            self.idle_timeout
+        };
+        Some(state.since + timeout)
+    }
+
+    /// Since when it has waited for a request; `None` while answering one.
+    pub(crate) fn waiting_since(&self) -> Option<Instant> {
+        let state = self.state();
+        (state.in_flight == 0).then_some(state.since)
+    }
+}
+
+/// The accepted socket; a read fails once the connection's deadline passes,
+/// and hyper closes the connection.
+#[derive(Debug)]
+pub(crate) struct Guarded {
+    io: TcpStream,
+    watch: std::sync::Arc<Watch>,
+    sleep: Pin<Box<Sleep>>,
+    armed: Option<Instant>,
+}
+
+impl Guarded {
+    pub(crate) fn new(io: TcpStream, watch: std::sync::Arc<Watch>) -> Self {
+        Self {
+            io,
+            watch,
+            sleep: Box::pin(tokio::time::sleep(Duration::ZERO)),
+            armed: None,
+        }
+    }
+}
+
+impl AsyncRead for Guarded {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        let before = buf.filled().len();
+        match Pin::new(&mut this.io).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                if buf.filled().len() > before {
+                    this.watch.bytes_arrived();
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(err)) => Poll::Ready(Err(err)),
+            Poll::Pending => {
+                let Some(deadline) = this.watch.deadline() else {
+                    return Poll::Pending;
+                };
+                if this.armed != Some(deadline) {
+                    this.sleep.as_mut().reset(deadline);
+                    this.armed = Some(deadline);
+                }
+                match this.sleep.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "no request within the header or idle timeout",
+                    ))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
+    }
+}
+
+impl AsyncWrite for Guarded {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
