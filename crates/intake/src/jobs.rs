@@ -75,7 +75,8 @@ pub(crate) struct Accepted {
             unknown fields, or a bad `Idempotency-Key`", body = ApiError, content_type = "application/problem+json"),
         (status = 500, description = "Unexpected failure; nothing internal is shown", body = ApiError,
             content_type = "application/problem+json"),
-        (status = 503, description = "The store is unavailable; nothing was written", body = ApiError,
+        (status = 503, description = "The store is unavailable, or the callbackUrl's host name could not be \
+            looked up in time; nothing was written", body = ApiError,
             content_type = "application/problem+json", headers(("Retry-After" = u32, description = "Seconds"))),
     ),
     security(("bearer" = [])),
@@ -113,16 +114,22 @@ async fn accept_job(
     })?;
     require_json(&headers)?;
     let request = parse_job_request(&body, &state.config.providers)?;
-    if let Err(blocked) = state
+    match state
         .config
         .callback_network
-        .check_url(&request.callback_url)
+        .check_url_with(&request.callback_url, &state.config.callback_lookups)
         .await
     {
-        return Err(ApiError::validation(vec![FieldError::new(
-            "callbackUrl",
-            blocked.to_string(),
-        )]));
+        Ok(()) => {}
+        Err(netguard::CheckError::Blocked(blocked)) => {
+            return Err(ApiError::validation(vec![FieldError::new(
+                "callbackUrl",
+                blocked.to_string(),
+            )]));
+        }
+        Err(netguard::CheckError::Lookup(unfinished)) => {
+            return Err(ApiError::lookup_unfinished(&unfinished));
+        }
     }
 
     let now = state.clock.now();

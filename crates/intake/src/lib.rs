@@ -17,7 +17,7 @@ use axum::extract::State;
 use axum::http::{HeaderName, Request};
 use axum::routing::{get, post};
 use domain::Clock;
-use netguard::NetPolicy;
+use netguard::{NetPolicy, Resolver};
 use openapi::Health;
 use store::Store;
 use telemetry::Metrics;
@@ -40,6 +40,10 @@ pub struct IntakeConfig {
     pub providers: Vec<String>,
     /// Which addresses a `callbackUrl` may point at (the SSRF guard).
     pub callback_network: Arc<NetPolicy>,
+    /// How a `callbackUrl`'s host name is looked up for that check, and
+    /// how long it may take: the system resolver on lookup threads of its
+    /// own (not tokio's blocking pool, which store reads use), 2 s.
+    pub callback_lookups: Resolver,
     /// Told of every accepted (or redriven) job, so a processor in the same process can
     /// start at once instead of at its next tick.
     pub on_job_created: Option<Arc<tokio::sync::Notify>>,
@@ -53,6 +57,7 @@ impl IntakeConfig {
         Self {
             providers,
             callback_network: Arc::new(NetPolicy::strict()),
+            callback_lookups: Resolver::system(),
             on_job_created: None,
             metrics: Arc::default(),
         }
@@ -67,6 +72,13 @@ impl IntakeConfig {
     /// Replaces the strict default SSRF policy.
     pub fn with_callback_network(mut self, policy: Arc<NetPolicy>) -> Self {
         self.callback_network = policy;
+        self
+    }
+
+    /// Looks callback hosts up with `resolver` (a test's that never answers,
+    /// or another time limit).
+    pub fn with_callback_lookups(mut self, resolver: Resolver) -> Self {
+        self.callback_lookups = resolver;
         self
     }
 

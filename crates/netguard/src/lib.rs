@@ -20,6 +20,10 @@ use std::sync::Arc;
 use ipnet::IpNet;
 use url::{Host, Url};
 
+mod resolve;
+
+pub use resolve::{DEFAULT_LOOKUP_TIMEOUT, Lookup, LookupError, Resolve, Resolver, SystemResolver};
+
 /// Why an address is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reserved {
@@ -168,6 +172,16 @@ pub enum Blocked {
     NoHost,
 }
 
+/// Why the intake's check of a URL did not pass: a refused address, or a
+/// lookup that did not finish in time (nothing is known yet either way).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CheckError {
+    #[error(transparent)]
+    Blocked(#[from] Blocked),
+    #[error(transparent)]
+    Lookup(#[from] LookupError),
+}
+
 /// Which addresses callbacks may reach: everything but [`classify`]'s,
 /// plus the networks allowed back in.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -233,21 +247,29 @@ impl NetPolicy {
         }
     }
 
+    /// [`NetPolicy::check_url_with`] the system resolver and its default
+    /// time limit.
+    pub async fn check_url(&self, url: &Url) -> Result<(), CheckError> {
+        self.check_url_with(url, &Resolver::system()).await
+    }
+
     /// The intake's check: an address literal, or every address the host
-    /// name resolves to now. `localhost` names are loopback without asking
-    /// DNS (RFC 6761). A name that does not resolve passes: there is nothing
-    /// to reach yet, and the connect-time check decides when there is.
-    pub async fn check_url(&self, url: &Url) -> Result<(), Blocked> {
+    /// name resolves to now through `resolver`. `localhost` names are
+    /// loopback without asking DNS (RFC 6761). A name that does not resolve
+    /// passes: there is nothing to reach yet, and the connect-time check
+    /// decides when there is. A lookup that outlasts the resolver's time
+    /// limit (or finds its queue full) is an error of its own.
+    pub async fn check_url_with(&self, url: &Url, resolver: &Resolver) -> Result<(), CheckError> {
         self.check_literal(url)?;
         let Some(Host::Domain(name)) = url.host() else {
             return Ok(());
         };
         let name = name.trim_end_matches('.');
         if is_localhost(name) {
-            return self.check_ip(name, IpAddr::V4(Ipv4Addr::LOCALHOST));
+            return Ok(self.check_ip(name, IpAddr::V4(Ipv4Addr::LOCALHOST))?);
         }
         let port = url.port_or_known_default().unwrap_or(443);
-        match tokio::net::lookup_host((name, port)).await {
+        match resolver.lookup(name, port).await? {
             Ok(addresses) => {
                 for address in addresses {
                     self.check_ip(name, address.ip())?;
@@ -270,23 +292,30 @@ fn is_localhost(name: &str) -> bool {
 #[derive(Debug, Clone)]
 pub struct GuardedResolver {
     policy: Arc<NetPolicy>,
+    resolver: Resolver,
 }
 
 impl GuardedResolver {
+    /// On the callback client's own lookup threads ([`Resolver::system_for_callbacks`]).
     pub fn new(policy: Arc<NetPolicy>) -> Self {
-        Self { policy }
+        Self::with_resolver(policy, Resolver::system_for_callbacks())
+    }
+
+    pub fn with_resolver(policy: Arc<NetPolicy>, resolver: Resolver) -> Self {
+        Self { policy, resolver }
     }
 }
 
 impl reqwest::dns::Resolve for GuardedResolver {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
         let policy = Arc::clone(&self.policy);
+        let resolver = self.resolver.clone();
         let name = name.as_str().trim_end_matches('.').to_owned();
         Box::pin(async move {
             let found: Vec<SocketAddr> = if is_localhost(&name) {
                 vec![SocketAddr::from((Ipv4Addr::LOCALHOST, 0))]
             } else {
-                tokio::net::lookup_host((name.as_str(), 0)).await?.collect()
+                resolver.lookup(&name, 0).await??
             };
             let mut refused = None;
             let mut allowed = Vec::with_capacity(found.len());
@@ -335,7 +364,10 @@ mod tests {
         let strict = NetPolicy::strict();
         for target in REFUSED {
             let err = strict.check_url(&url(target)).await.expect_err(target);
-            assert!(matches!(err, Blocked::Address { .. }), "{target}: {err}");
+            assert!(
+                matches!(err, CheckError::Blocked(Blocked::Address { .. })),
+                "{target}: {err}"
+            );
         }
     }
 
@@ -357,7 +389,9 @@ mod tests {
             ("http://api.localhost/", Reserved::Loopback),
         ] {
             match strict.check_url(&url(target)).await {
-                Err(Blocked::Address { reason: got, .. }) => assert_eq!(got, reason, "{target}"),
+                Err(CheckError::Blocked(Blocked::Address { reason: got, .. })) => {
+                    assert_eq!(got, reason, "{target}")
+                }
                 other => panic!("{target}: {other:?}"),
             }
         }
@@ -646,7 +680,9 @@ mod tests {
             ("http://[2001::7f00:1]/", Reserved::Reserved),
         ] {
             match strict.check_url(&url(target)).await {
-                Err(Blocked::Address { reason: got, .. }) => assert_eq!(got, reason, "{target}"),
+                Err(CheckError::Blocked(Blocked::Address { reason: got, .. })) => {
+                    assert_eq!(got, reason, "{target}")
+                }
                 other => panic!("{target}: {other:?}"),
             }
         }
@@ -665,6 +701,47 @@ mod tests {
         );
         assert!(said("::ffff:8.8.8.8").starts_with("h is an IPv4-mapped IPv6 address"));
         assert!(said("10.0.0.1").starts_with("h is a private address"));
+    }
+
+    /// A resolver that never answers, as a DNS server that drops queries.
+    #[derive(Debug)]
+    struct Silent;
+
+    impl Resolve for Silent {
+        fn lookup(&self, _name: &str, _port: u16) -> Lookup {
+            Box::pin(std::future::pending())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_lookup_that_never_answers_ends_at_its_time_limit() {
+        let limit = std::time::Duration::from_millis(200);
+        let silent = Resolver::new(Arc::new(Silent), limit);
+        let started = std::time::Instant::now();
+        let err = NetPolicy::strict()
+            .check_url_with(&url("https://receiver.example/hook"), &silent)
+            .await
+            .expect_err("no answer is not a pass");
+        let took = started.elapsed();
+        println!("a silent resolver: {err} after {:.2} s", took.as_secs_f64());
+        assert!(
+            matches!(err, CheckError::Lookup(LookupError::TimedOut { .. })),
+            "{err}"
+        );
+        assert!(took < limit * 3, "{took:?}");
+        // Address literals and localhost never ask it.
+        NetPolicy::strict()
+            .check_url_with(&url("https://8.8.8.8/"), &silent)
+            .await
+            .expect("a literal");
+        let guarded = GuardedResolver::with_resolver(Arc::new(NetPolicy::strict()), silent);
+        use reqwest::dns::Resolve as _;
+        let name: reqwest::dns::Name = "receiver.example".parse().expect("name");
+        let err = match guarded.resolve(name).await {
+            Ok(_) => panic!("a silent resolver resolved"),
+            Err(err) => err,
+        };
+        assert!(err.to_string().contains("took longer"), "{err}");
     }
 
     #[tokio::test]
