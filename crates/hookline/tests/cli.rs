@@ -1507,3 +1507,103 @@ async fn processor_once_reports_progress_and_the_scheduled_one_serves_metrics() 
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// A stand-in for a proxy from the environment: counts the requests it is
+/// sent and answers each `200 {}`, as an obliging proxy would.
+async fn counting_proxy() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let seen = std::sync::Arc::new(AtomicUsize::new(0));
+    let count = std::sync::Arc::clone(&seen);
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+                let mut buf = vec![0u8; 16 * 1024];
+                let _ = stream.read(&mut buf).await;
+                let _ = stream
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}",
+                    )
+                    .await;
+            });
+        }
+    });
+    (url, seen)
+}
+
+/// `HTTP_PROXY` and friends in the processor's environment are ignored: the
+/// callback (and the provider fetch) go straight to their targets through
+/// the SSRF guard's resolver, never to the proxy, which would resolve and
+/// connect on its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_variables_in_the_environment_are_ignored() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (proxy, proxied) = counting_proxy().await;
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let log = dir.path().join("dev.log");
+    let store = format!("sqlite://{}", dir.path().join("dev.db").display());
+    let log_file = std::fs::File::create(&log).expect("log file");
+    let mut command = Command::new(BIN);
+    command
+        .args(["dev", "--listen", &format!("127.0.0.1:{port}"), "--store", &store])
+        .env("HOOKLINE_LOG", "info")
+        .env_remove("NO_PROXY")
+        .env_remove("no_proxy");
+    for variable in [
+        "HTTP_PROXY",
+        "http_proxy",
+        "HTTPS_PROXY",
+        "https_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+    ] {
+        command.env(variable, &proxy);
+    }
+    let child = command
+        .stdin(Stdio::null())
+        .stdout(log_file.try_clone().expect("log"))
+        .stderr(log_file)
+        .spawn()
+        .expect("spawn hookline");
+    let _dev = ChildGuard(child);
+    let direct = reqwest::Client::builder().no_proxy().build().expect("client");
+    wait_healthy(&direct, &base).await;
+    let printed = std::fs::read_to_string(&log).unwrap_or_default();
+    let key = printed
+        .lines()
+        .find_map(|line| line.strip_prefix("API key (tenant dev): "))
+        .unwrap_or_else(|| panic!("dev prints its API key:\n{printed}"));
+    let http = authed(key.trim());
+
+    let posted = Instant::now();
+    let id = post_job(&http, &base, &format!("{base}/mock/complete")).await;
+    while job_status(&http, &base, &id).await != "complete" {
+        assert!(
+            posted.elapsed() < Duration::from_secs(10),
+            "not complete within 10 s; log:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let deliveries = get_json(&http, &format!("{base}/mock/deliveries")).await;
+    let delivered = deliveries
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter(|d| d["body"]["jobId"] == id.as_str())
+        .count();
+    let through_proxy = proxied.load(std::sync::atomic::Ordering::SeqCst);
+    println!(
+        "proxy variables set: job complete in {:?}, {delivered} deliveries at the sink, {through_proxy} connections to the proxy",
+        posted.elapsed()
+    );
+    assert_eq!(
+        through_proxy, 0,
+        "the processor went through the proxy from the environment"
+    );
+    assert_eq!(delivered, 1, "the sink got the callback itself");
+}
