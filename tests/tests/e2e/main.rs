@@ -12,4 +12,5 @@ mod openapi;
 mod pipeline;
 mod scheduling;
 mod signatures;
+mod slow_clients;
 mod ssrf;
