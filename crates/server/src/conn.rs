@@ -5,7 +5,7 @@
 use std::io;
 use std::pin::Pin;
 use std::sync::{Mutex, PoisonError};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -29,6 +29,9 @@ struct State {
     head_started: bool,
     /// The current request's body missed its deadline.
     body_timed_out: bool,
+    /// The connection task's, to have hyper read again (and so start the
+    /// idle timer) once an answer is sent.
+    reader: Option<Waker>,
 }
 
 impl Watch {
@@ -41,6 +44,7 @@ impl Watch {
                 since: Instant::now(),
                 head_started: true,
                 body_timed_out: false,
+                reader: None,
             }),
         }
     }
@@ -57,11 +61,20 @@ impl Watch {
 
     /// The answer is sent (or abandoned): the connection waits again.
     pub(crate) fn request_finished(&self) {
-        let mut state = self.state();
-        state.in_flight = state.in_flight.saturating_sub(1);
-        if state.in_flight == 0 {
+        let reader = {
+            let mut state = self.state();
+            state.in_flight = state.in_flight.saturating_sub(1);
+            if state.in_flight > 0 {
+                return;
+            }
             state.since = Instant::now();
             state.head_started = false;
+            state.reader.clone()
+        };
+        // hyper may not read again until the client sends; the idle timer
+        // starts on a read, so ask for one.
+        if let Some(reader) = reader {
+            reader.wake();
         }
     }
 
@@ -81,9 +94,13 @@ impl Watch {
         std::mem::take(&mut self.state().body_timed_out)
     }
 
-    /// When the connection is to be closed unless a request arrives.
-    fn deadline(&self) -> Option<Instant> {
-        let state = self.state();
+    /// When the connection is to be closed unless a request arrives; notes
+    /// who to wake when that changes.
+    fn deadline(&self, reader: &Waker) -> Option<Instant> {
+        let mut state = self.state();
+        if !state.reader.as_ref().is_some_and(|known| known.will_wake(reader)) {
+            state.reader = Some(reader.clone());
+        }
         if state.in_flight > 0 {
             return None;
         }
@@ -140,20 +157,31 @@ impl AsyncRead for Guarded {
             }
             Poll::Ready(Err(err)) => Poll::Ready(Err(err)),
             Poll::Pending => {
-                let Some(deadline) = this.watch.deadline() else {
+                let Some(deadline) = this.watch.deadline(cx.waker()) else {
                     return Poll::Pending;
                 };
-                if this.armed != Some(deadline) {
+                // The timer is moved only when it would fire too late; one
+                // that fires early (the deadline moved on with each request
+                // since) is set again then, so a busy connection touches
+                // the timer about once per timeout, not once per request.
+                if this.armed.is_none_or(|armed| armed > deadline) {
                     this.sleep.as_mut().reset(deadline);
                     this.armed = Some(deadline);
                 }
-                match this.sleep.as_mut().poll(cx) {
-                    Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        "no request within the header or idle timeout",
-                    ))),
-                    Poll::Pending => Poll::Pending,
+                for _ in 0..2 {
+                    if this.sleep.as_mut().poll(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                    if Instant::now() >= deadline {
+                        return Poll::Ready(Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "no request within the header or idle timeout",
+                        )));
+                    }
+                    this.sleep.as_mut().reset(deadline);
+                    this.armed = Some(deadline);
                 }
+                Poll::Pending
             }
         }
     }

@@ -31,7 +31,7 @@ use std::time::Duration;
 
 use axum::Router;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -139,11 +139,9 @@ pub async fn serve(
     let open = Arc::new(Open::default());
     let tracker = TaskTracker::new();
     let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new())
-        // Ours are checked in `conn.rs`; hyper's own is a backstop, and
-        // having one makes hyper poll for the next request's head as soon
-        // as a connection goes idle, which starts our idle timer.
-        .header_read_timeout(limits.header_read_timeout.max(limits.idle_timeout))
+    // The header and idle timeouts are ours (`conn.rs`): hyper's own header
+    // timeout would also be the idle one, and sets a timer per request.
+    http.header_read_timeout(None)
         // Above ours, so ours answer (as problem+json) first.
         .max_headers(limits.max_headers.saturating_mul(2).max(100))
         .keep_alive(true);
