@@ -32,6 +32,10 @@ struct State {
     /// The connection task's, to have hyper read again (and so start the
     /// idle timer) once an answer is sent.
     reader: Option<Waker>,
+    /// The app was handed the request whose head is being (or was last)
+    /// read; hyper writing while this is false is hyper answering a head it
+    /// could not parse.
+    answering: bool,
 }
 
 impl Watch {
@@ -45,6 +49,7 @@ impl Watch {
                 head_started: true,
                 body_timed_out: false,
                 reader: None,
+                answering: false,
             }),
         }
     }
@@ -57,6 +62,7 @@ impl Watch {
         let mut state = self.state();
         state.in_flight += 1;
         state.body_timed_out = false;
+        state.answering = true;
     }
 
     /// The answer is sent (or abandoned): the connection waits again.
@@ -82,6 +88,7 @@ impl Watch {
         let mut state = self.state();
         if state.in_flight == 0 && !state.head_started {
             state.head_started = true;
+            state.answering = false;
             state.since = Instant::now();
         }
     }
@@ -112,6 +119,10 @@ impl Watch {
         Some(state.since + timeout)
     }
 
+    fn answering(&self) -> bool {
+        self.state().answering
+    }
+
     /// Since when it has waited for a request; `None` while answering one.
     pub(crate) fn waiting_since(&self) -> Option<Instant> {
         let state = self.state();
@@ -127,6 +138,9 @@ pub(crate) struct Guarded {
     watch: std::sync::Arc<Watch>,
     sleep: Pin<Box<Sleep>>,
     armed: Option<Instant>,
+    /// Our problem+json in place of hyper's empty answer to a head it could
+    /// not parse, and how much of it is written; hyper's bytes are dropped.
+    replacement: Option<(Vec<u8>, usize)>,
 }
 
 impl Guarded {
@@ -136,7 +150,39 @@ impl Guarded {
             watch,
             sleep: Box::pin(tokio::time::sleep(Duration::ZERO)),
             armed: None,
+            replacement: None,
         }
+    }
+
+    /// Whether hyper is starting its own answer to a head it could not
+    /// parse (it closes the connection after it): a status line written
+    /// when no request reached the app.
+    fn replace_hypers_answer(&mut self, first: &[u8]) {
+        if self.replacement.is_some() || !first.starts_with(b"HTTP/1.") || self.watch.answering() {
+            return;
+        }
+        let status = first
+            .get(9..12)
+            .and_then(|code| std::str::from_utf8(code).ok())
+            .and_then(|code| code.parse::<u16>().ok())
+            .unwrap_or(400);
+        self.replacement = Some((crate::problem::unparsable_head(status), 0));
+    }
+
+    /// Writes what is left of the replacement; ready once all of it is out.
+    fn poll_replacement(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let Some((bytes, written)) = &mut self.replacement else {
+            return Poll::Ready(Ok(()));
+        };
+        while *written < bytes.len() {
+            match Pin::new(&mut self.io).poll_write(cx, &bytes[*written..]) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => *written += n,
+                Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -189,7 +235,12 @@ impl AsyncRead for Guarded {
 
 impl AsyncWrite for Guarded {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
+        let this = &mut *self;
+        this.replace_hypers_answer(buf);
+        if this.replacement.is_some() {
+            return this.poll_replacement(cx).map_ok(|()| buf.len());
+        }
+        Pin::new(&mut this.io).poll_write(cx, buf)
     }
 
     fn poll_write_vectored(
@@ -197,7 +248,15 @@ impl AsyncWrite for Guarded {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+        let this = &mut *self;
+        if let Some(first) = bufs.iter().find(|buf| !buf.is_empty()) {
+            this.replace_hypers_answer(first);
+        }
+        if this.replacement.is_some() {
+            let all = bufs.iter().map(|buf| buf.len()).sum();
+            return this.poll_replacement(cx).map_ok(|()| all);
+        }
+        Pin::new(&mut this.io).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -205,10 +264,14 @@ impl AsyncWrite for Guarded {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
+        let this = &mut *self;
+        std::task::ready!(this.poll_replacement(cx))?;
+        Pin::new(&mut this.io).poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
+        let this = &mut *self;
+        std::task::ready!(this.poll_replacement(cx))?;
+        Pin::new(&mut this.io).poll_shutdown(cx)
     }
 }

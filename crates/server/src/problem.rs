@@ -88,3 +88,41 @@ pub(crate) fn body_timeout(timeout: Duration) -> Response {
         ),
     )
 }
+
+/// The whole answer, as bytes, to a head hyper could not parse (`status`
+/// is the one hyper chose): the same problem+json as everything else, where
+/// hyper would send an empty body.
+pub(crate) fn unparsable_head(status: u16) -> Vec<u8> {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+    let (kind, title, detail) = match status {
+        StatusCode::URI_TOO_LONG => (
+            "uri-too-long",
+            "Request target too long",
+            "the request target is too long",
+        ),
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => (
+            "headers-too-large",
+            "Request headers too large",
+            "the request's headers are too large",
+        ),
+        _ => (
+            "malformed-request",
+            "Malformed request",
+            "the request line or a header is not valid HTTP/1.1",
+        ),
+    };
+    let body = serde_json::json!({
+        "type": format!("urn:hookline:problem:{kind}"),
+        "title": title,
+        "status": status.as_u16(),
+        "detail": detail,
+    })
+    .to_string();
+    format!(
+        "HTTP/1.1 {} {}\r\ncontent-type: application/problem+json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("Bad Request"),
+        body.len()
+    )
+    .into_bytes()
+}

@@ -335,3 +335,109 @@ async fn an_overlong_target_or_too_many_headers_is_a_problem_not_an_empty_answer
         assert_eq!(problem["type"], format!("urn:hookline:problem:{kind}"));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_hyper_cannot_parse_is_answered_as_a_problem_too() {
+    let server = start(Limits::default()).await;
+    let huge_header = format!(
+        "GET /healthz HTTP/1.1\r\nhost: 127.0.0.1\r\nx-huge: {}\r\n\r\n",
+        "h".repeat(500 * 1024)
+    );
+    let cases: [(&str, Vec<u8>, u16, &str); 4] = [
+        (
+            "a garbage request line",
+            b"\x16\x03\x01 hello\r\n\r\n".to_vec(),
+            400,
+            "malformed-request",
+        ),
+        (
+            "a control byte in a header",
+            b"GET /healthz HTTP/1.1\r\nhost: 127.0.0.1\r\nx-bad: a\x01b\r\n\r\n".to_vec(),
+            400,
+            "malformed-request",
+        ),
+        (
+            "a space in the target",
+            b"GET /health z HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n".to_vec(),
+            400,
+            "malformed-request",
+        ),
+        (
+            "headers past hyper's buffer",
+            huge_header.into_bytes(),
+            431,
+            "headers-too-large",
+        ),
+    ];
+    for (what, request, status, kind) in cases {
+        let mut stream = TcpStream::connect(server.addr).await.expect("connect");
+        // The server may answer and close before all of a huge head is in.
+        let _ = stream.write_all(&request).await;
+        let answer = read_answer(&mut stream, Duration::from_secs(2)).await;
+        println!("{what}: {} with {} body bytes", answer.status, answer.body.len());
+        assert_eq!(answer.status, status, "{what}");
+        assert!(
+            answer.head.contains("application/problem+json"),
+            "{what}: {}",
+            answer.head
+        );
+        let problem: serde_json::Value = serde_json::from_str(&answer.body).expect("json");
+        assert_eq!(problem["type"], format!("urn:hookline:problem:{kind}"), "{what}");
+    }
+    // Well-formed requests on the same server are still answered by the app.
+    let mut stream = TcpStream::connect(server.addr).await.expect("connect");
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\nGET /healthz HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n")
+        .await
+        .expect("write");
+    // Both answers, pipelined, may come in one read.
+    let mut seen = String::new();
+    let mut buf = [0u8; 4096];
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while seen.matches("HTTP/1.1 200 OK").count() < 2 {
+        assert!(Instant::now() < deadline, "pipelined answers: {seen:?}");
+        let n = tokio::time::timeout(Duration::from_secs(2), stream.read(&mut buf))
+            .await
+            .expect("in time")
+            .expect("read");
+        assert!(n > 0, "closed: {seen:?}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    assert!(!seen.contains("problem"), "{seen}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_requests_are_all_answered_by_the_app() {
+    let server = start(Limits::default()).await;
+    let mut stream = TcpStream::connect(server.addr).await.expect("connect");
+    let pipelined = 500;
+    let request = b"GET /healthz HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n".repeat(pipelined);
+    let started = Instant::now();
+    let (mut reader, mut writer) = stream.split();
+    let write = async { writer.write_all(&request).await.expect("write") };
+    let read = async {
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 16 * 1024];
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let answered = |seen: &[u8]| seen.windows(15).filter(|w| w == b"HTTP/1.1 200 OK").count();
+        while answered(&seen) < pipelined {
+            assert!(Instant::now() < deadline, "{} answered", answered(&seen));
+            let n = tokio::time::timeout(Duration::from_secs(5), reader.read(&mut buf))
+                .await
+                .expect("in time")
+                .expect("read");
+            assert!(n > 0, "closed after {} answers", answered(&seen));
+            seen.extend_from_slice(&buf[..n]);
+        }
+        seen
+    };
+    let ((), seen) = tokio::join!(write, read);
+    let seen = String::from_utf8_lossy(&seen);
+    println!(
+        "{pipelined} pipelined requests: {} answers 200 in {:.3} s, {} problems",
+        seen.matches("HTTP/1.1 200 OK").count(),
+        started.elapsed().as_secs_f64(),
+        seen.matches("problem").count()
+    );
+    assert!(!seen.contains("problem"), "a pipelined answer was replaced");
+}
