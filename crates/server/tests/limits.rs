@@ -268,6 +268,28 @@ async fn a_declared_body_over_the_limit_is_refused_before_it_is_sent() {
     let problem: serde_json::Value = serde_json::from_str(&answer.body).expect("json");
     assert_eq!(problem["type"], "urn:hookline:problem:body-too-large");
     assert_eq!(problem["status"], 413);
+
+    // A client that sends the whole oversized body anyway still reads the
+    // answer (the server closes with the body unread).
+    for size in [70_000usize, 1_000_000] {
+        let mut stream = TcpStream::connect(server.addr).await.expect("connect");
+        let mut request =
+            format!("POST /echo HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-length: {size}\r\n\r\n").into_bytes();
+        request.resize(request.len() + size, b'x');
+        let (mut reader, mut writer) = stream.split();
+        let write = async {
+            // The server may close before it is all in.
+            let _ = writer.write_all(&request).await;
+        };
+        let read = async {
+            let mut answer = Vec::new();
+            let _ = tokio::time::timeout(Duration::from_secs(2), reader.read_to_end(&mut answer)).await;
+            String::from_utf8_lossy(&answer).into_owned()
+        };
+        let ((), answer) = tokio::join!(write, read);
+        println!("{size} body bytes sent anyway: {:?}", answer.lines().next());
+        assert!(answer.starts_with("HTTP/1.1 413"), "{size}: {answer:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
