@@ -277,7 +277,12 @@ async fn answer(
         Err(never) => match never {},
     };
     if watch.take_body_timed_out() {
-        return problem::body_timeout(limits.body_read_timeout);
+        // The app's answer (to a body it could not read) is replaced; its
+        // request id, which its logs name, is kept.
+        return problem::body_timeout(
+            limits.body_read_timeout,
+            response.headers().get(problem::REQUEST_ID),
+        );
     }
     response
 }

@@ -10,7 +10,21 @@ use hyper::body::Incoming;
 
 use crate::Limits;
 
-fn problem(status: StatusCode, kind: &str, title: &str, detail: String) -> Response {
+/// The request id an answer carries, as the intake's own answers do: the
+/// client's `x-request-id` if it sent one, else a new ULID.
+pub(crate) const REQUEST_ID: &str = "x-request-id";
+
+fn new_request_id() -> String {
+    ulid::Ulid::new().to_string()
+}
+
+fn problem(
+    status: StatusCode,
+    kind: &str,
+    title: &str,
+    detail: String,
+    request_id: Option<&HeaderValue>,
+) -> Response {
     let body = serde_json::json!({
         "type": format!("urn:hookline:problem:{kind}"),
         "title": title,
@@ -26,12 +40,18 @@ fn problem(status: StatusCode, kind: &str, title: &str, detail: String) -> Respo
     );
     // The rest of the request is not read: the connection cannot be reused.
     headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    let id = match request_id {
+        Some(id) => id.clone(),
+        None => HeaderValue::try_from(new_request_id()).unwrap_or(HeaderValue::from_static("-")),
+    };
+    headers.insert(REQUEST_ID, id);
     response
 }
 
 /// A refusal of a request whose head breaks a limit, before anything reads
 /// its body or checks its key.
 pub(crate) fn refuse_head(request: &http::Request<Incoming>, limits: &Limits) -> Option<Response> {
+    let id = request.headers().get(REQUEST_ID);
     let uri = request.uri();
     let target = uri.path_and_query().map_or(0, |pq| pq.as_str().len())
         + uri.authority().map_or(0, |a| a.as_str().len());
@@ -44,6 +64,7 @@ pub(crate) fn refuse_head(request: &http::Request<Incoming>, limits: &Limits) ->
                 "the request target must be at most {} bytes",
                 limits.max_uri_bytes
             ),
+            id,
         ));
     }
     let headers = request.headers();
@@ -60,6 +81,7 @@ pub(crate) fn refuse_head(request: &http::Request<Incoming>, limits: &Limits) ->
                 "at most {} header fields of at most {} bytes together",
                 limits.max_headers, limits.max_header_bytes
             ),
+            id,
         ));
     }
     let max_body = limits.max_body_bytes?;
@@ -73,11 +95,12 @@ pub(crate) fn refuse_head(request: &http::Request<Incoming>, limits: &Limits) ->
             "body-too-large",
             "Request body too large",
             format!("the body must be at most {max_body} bytes"),
+            id,
         )
     })
 }
 
-pub(crate) fn body_timeout(timeout: Duration) -> Response {
+pub(crate) fn body_timeout(timeout: Duration, request_id: Option<&HeaderValue>) -> Response {
     problem(
         StatusCode::REQUEST_TIMEOUT,
         "body-timeout",
@@ -86,6 +109,7 @@ pub(crate) fn body_timeout(timeout: Duration) -> Response {
             "the body must arrive within {} s of the request's head",
             timeout.as_secs_f64()
         ),
+        request_id,
     )
 }
 
@@ -119,10 +143,11 @@ pub(crate) fn unparsable_head(status: u16) -> Vec<u8> {
     })
     .to_string();
     format!(
-        "HTTP/1.1 {} {}\r\ncontent-type: application/problem+json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        "HTTP/1.1 {} {}\r\ncontent-type: application/problem+json\r\ncontent-length: {}\r\nconnection: close\r\n{REQUEST_ID}: {}\r\n\r\n{body}",
         status.as_u16(),
         status.canonical_reason().unwrap_or("Bad Request"),
-        body.len()
+        body.len(),
+        new_request_id()
     )
     .into_bytes()
 }

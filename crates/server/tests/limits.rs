@@ -265,6 +265,7 @@ async fn a_declared_body_over_the_limit_is_refused_before_it_is_sent() {
         answer.head
     );
     assert!(answer.head.contains("connection: close"), "{}", answer.head);
+    assert!(answer.head.contains("x-request-id: "), "{}", answer.head);
     let problem: serde_json::Value = serde_json::from_str(&answer.body).expect("json");
     assert_eq!(problem["type"], "urn:hookline:problem:body-too-large");
     assert_eq!(problem["status"], 413);
@@ -348,6 +349,7 @@ async fn an_overlong_target_or_too_many_headers_is_a_problem_not_an_empty_answer
         let answer = read_answer(&mut stream, Duration::from_secs(1)).await;
         println!("{kind}: {} with {} body bytes", answer.status, answer.body.len());
         assert_eq!(answer.status, status, "{kind}");
+        assert!(answer.head.contains("x-request-id: "), "{kind}: {}", answer.head);
         assert!(
             answer.head.contains("application/problem+json"),
             "{}",
@@ -403,6 +405,7 @@ async fn what_hyper_cannot_parse_is_answered_as_a_problem_too() {
             "{what}: {}",
             answer.head
         );
+        assert!(answer.head.contains("x-request-id: "), "{what}: {}", answer.head);
         let problem: serde_json::Value = serde_json::from_str(&answer.body).expect("json");
         assert_eq!(problem["type"], format!("urn:hookline:problem:{kind}"), "{what}");
     }
