@@ -1506,6 +1506,34 @@ async fn processor_once_reports_progress_and_the_scheduled_one_serves_metrics() 
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // The metrics listener is the API's hardened one: what hyper cannot
+    // parse is a problem+json, and a declared body over the limit is
+    // refused unread.
+    let metrics_addr = format!("127.0.0.1:{metrics_port}");
+    for (request, status) in [
+        (b"\x16\x03\x01 not http\r\n\r\n".to_vec(), "HTTP/1.1 400"),
+        (
+            b"POST /metrics HTTP/1.1\r\nhost: x\r\ncontent-length: 1000000000000\r\n\r\n".to_vec(),
+            "HTTP/1.1 413",
+        ),
+    ] {
+        let answer = raw_answer(&metrics_addr, &request).await;
+        assert!(answer.starts_with(status), "{answer}");
+        assert!(answer.contains("application/problem+json"), "{answer}");
+    }
+}
+
+/// Sends `request` on a new connection and reads until the server closes.
+async fn raw_answer(addr: &str, request: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(request).await.expect("write");
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(2), stream.read_to_end(&mut answer))
+        .await
+        .expect("answered and closed in time")
+        .expect("read");
+    String::from_utf8_lossy(&answer).into_owned()
 }
 
 /// A stand-in for a proxy from the environment: counts the requests it is
