@@ -1635,3 +1635,71 @@ async fn proxy_variables_in_the_environment_are_ignored() {
     );
     assert_eq!(delivered, 1, "the sink got the callback itself");
 }
+
+/// The lock-out: `hookline dev` allowed 256 open files, and 400
+/// connections that never send a byte. Its listener keeps its connections
+/// below the file limit and closes the longest-waiting one for a newcomer,
+/// so `/healthz` still answers at once and accepting never runs out of
+/// files.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_past_the_file_limit_do_not_lock_out_healthz() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::AsyncReadExt as _;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let log = dir.path().join("dev.log");
+    let store = format!("sqlite://{}", dir.path().join("dev.db").display());
+    let log_file = std::fs::File::create(&log).expect("log file");
+    let child = Command::new("sh")
+        .args(["-c", "ulimit -n 256 && exec \"$0\" \"$@\"", BIN])
+        .args(["dev", "--listen", &format!("127.0.0.1:{port}"), "--store", &store])
+        .env("HOOKLINE_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(log_file.try_clone().expect("log"))
+        .stderr(log_file)
+        .spawn()
+        .expect("spawn hookline");
+    let _dev = ChildGuard(child);
+    wait_healthy(&reqwest::Client::new(), &base).await;
+
+    let flood = 400;
+    let closed = std::sync::Arc::new(AtomicUsize::new(0));
+    for _ in 0..flood {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("connect");
+        let closed = std::sync::Arc::clone(&closed);
+        tokio::spawn(async move {
+            let mut buf = [0u8; 64];
+            while let Ok(n) = stream.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+            }
+            closed.fetch_add(1, Ordering::SeqCst);
+        });
+    }
+    let fresh = reqwest::Client::builder().no_proxy().build().expect("client");
+    let asked = Instant::now();
+    let status = tokio::time::timeout(
+        Duration::from_secs(5),
+        fresh.get(format!("{base}/healthz")).send(),
+    )
+    .await
+    .expect("/healthz answered within 5 s")
+    .expect("/healthz")
+    .status();
+    let took = asked.elapsed();
+    let printed = std::fs::read_to_string(&log).unwrap_or_default();
+    println!(
+        "ulimit -n 256, {flood} idle connections: /healthz {status} in {:.3} s; {} of them closed to make room; {} accept errors logged",
+        took.as_secs_f64(),
+        closed.load(Ordering::SeqCst),
+        printed.matches("accept").count()
+    );
+    assert_eq!(status, 200);
+    assert!(took < Duration::from_secs(1), "/healthz took {took:?}");
+    assert!(!printed.contains("Too many open files"), "{printed}");
+    assert!(!printed.contains("accept failed"), "{printed}");
+}
