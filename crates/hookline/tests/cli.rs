@@ -1666,9 +1666,13 @@ async fn idle_connections_past_the_file_limit_do_not_lock_out_healthz() {
     let flood = 400;
     let closed = std::sync::Arc::new(AtomicUsize::new(0));
     for _ in 0..flood {
-        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .expect("connect");
+        let mut stream = tokio::time::timeout(
+            Duration::from_secs(2),
+            tokio::net::TcpStream::connect(("127.0.0.1", port)),
+        )
+        .await
+        .expect("connected within 2 s: the listener still accepts")
+        .expect("connect");
         let closed = std::sync::Arc::clone(&closed);
         tokio::spawn(async move {
             let mut buf = [0u8; 64];
