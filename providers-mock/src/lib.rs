@@ -304,9 +304,7 @@ pub fn spawn(listener: TcpListener, state: MockState) -> std::io::Result<Running
     let app = router(state.clone());
     let token = shutdown.clone();
     tokio::spawn(async move {
-        let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(token.cancelled_owned())
-            .await;
+        let _ = server::serve(listener, app, server::Limits::default(), token).await;
     });
     Ok(RunningMock {
         addr,

@@ -41,12 +41,20 @@ async fn main() -> anyhow::Result<()> {
         listener.local_addr()?,
         if checking { "verified" } else { "not checked" }
     );
-    axum::serve(listener, providers_mock::router(state))
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await
-        .context("serving")
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let on_ctrl_c = shutdown.clone();
+    tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        on_ctrl_c.cancel();
+    });
+    server::serve(
+        listener,
+        providers_mock::router(state),
+        server::Limits::default(),
+        shutdown,
+    )
+    .await
+    .context("serving")
 }
 
 /// `MOCK_SIGNING_SECRETS`, comma-separated. Errors name the position of a

@@ -1546,6 +1546,206 @@ async fn processor_once_reports_progress_and_the_scheduled_one_serves_metrics() 
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // The metrics listener is the API's hardened one: what hyper cannot
+    // parse is a problem+json, and a declared body over the limit is
+    // refused unread.
+    let metrics_addr = format!("127.0.0.1:{metrics_port}");
+    for (request, status) in [
+        (b"\x16\x03\x01 not http\r\n\r\n".to_vec(), "HTTP/1.1 400"),
+        (
+            b"POST /metrics HTTP/1.1\r\nhost: x\r\ncontent-length: 1000000000000\r\n\r\n".to_vec(),
+            "HTTP/1.1 413",
+        ),
+    ] {
+        let answer = raw_answer(&metrics_addr, &request).await;
+        assert!(answer.starts_with(status), "{answer}");
+        assert!(answer.contains("application/problem+json"), "{answer}");
+    }
+}
+
+/// Sends `request` on a new connection and reads until the server closes.
+async fn raw_answer(addr: &str, request: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(request).await.expect("write");
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(2), stream.read_to_end(&mut answer))
+        .await
+        .expect("answered and closed in time")
+        .expect("read");
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// A stand-in for a proxy from the environment: counts the requests it is
+/// sent and answers each `200 {}`, as an obliging proxy would.
+async fn counting_proxy() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let seen = std::sync::Arc::new(AtomicUsize::new(0));
+    let count = std::sync::Arc::clone(&seen);
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+                let mut buf = vec![0u8; 16 * 1024];
+                let _ = stream.read(&mut buf).await;
+                let _ = stream
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}",
+                    )
+                    .await;
+            });
+        }
+    });
+    (url, seen)
+}
+
+/// `HTTP_PROXY` and friends in the processor's environment are ignored: the
+/// callback (and the provider fetch) go straight to their targets through
+/// the SSRF guard's resolver, never to the proxy, which would resolve and
+/// connect on its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_variables_in_the_environment_are_ignored() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (proxy, proxied) = counting_proxy().await;
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let log = dir.path().join("dev.log");
+    let store = format!("sqlite://{}", dir.path().join("dev.db").display());
+    let log_file = std::fs::File::create(&log).expect("log file");
+    let mut command = Command::new(BIN);
+    command
+        .args(["dev", "--listen", &format!("127.0.0.1:{port}"), "--store", &store])
+        .env("HOOKLINE_LOG", "info")
+        .env_remove("NO_PROXY")
+        .env_remove("no_proxy");
+    for variable in [
+        "HTTP_PROXY",
+        "http_proxy",
+        "HTTPS_PROXY",
+        "https_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+    ] {
+        command.env(variable, &proxy);
+    }
+    let child = command
+        .stdin(Stdio::null())
+        .stdout(log_file.try_clone().expect("log"))
+        .stderr(log_file)
+        .spawn()
+        .expect("spawn hookline");
+    let _dev = ChildGuard(child);
+    let direct = reqwest::Client::builder().no_proxy().build().expect("client");
+    wait_healthy(&direct, &base).await;
+    let printed = std::fs::read_to_string(&log).unwrap_or_default();
+    let key = printed
+        .lines()
+        .find_map(|line| line.strip_prefix("API key (tenant dev): "))
+        .unwrap_or_else(|| panic!("dev prints its API key:\n{printed}"));
+    let http = authed(key.trim());
+
+    let posted = Instant::now();
+    let id = post_job(&http, &base, &format!("{base}/mock/complete")).await;
+    while job_status(&http, &base, &id).await != "complete" {
+        assert!(
+            posted.elapsed() < Duration::from_secs(10),
+            "not complete within 10 s; log:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let deliveries = get_json(&http, &format!("{base}/mock/deliveries")).await;
+    let delivered = deliveries
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter(|d| d["body"]["jobId"] == id.as_str())
+        .count();
+    let through_proxy = proxied.load(std::sync::atomic::Ordering::SeqCst);
+    println!(
+        "proxy variables set: job complete in {:?}, {delivered} deliveries at the sink, {through_proxy} connections to the proxy",
+        posted.elapsed()
+    );
+    assert_eq!(
+        through_proxy, 0,
+        "the processor went through the proxy from the environment"
+    );
+    assert_eq!(delivered, 1, "the sink got the callback itself");
+}
+
+/// The lock-out: `hookline dev` allowed 256 open files, and 400
+/// connections that never send a byte. Its listener keeps its connections
+/// below the file limit and closes the longest-waiting one for a newcomer,
+/// so `/healthz` still answers at once and accepting never runs out of
+/// files.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_past_the_file_limit_do_not_lock_out_healthz() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::AsyncReadExt as _;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let log = dir.path().join("dev.log");
+    let store = format!("sqlite://{}", dir.path().join("dev.db").display());
+    let log_file = std::fs::File::create(&log).expect("log file");
+    let child = Command::new("sh")
+        .args(["-c", "ulimit -n 256 && exec \"$0\" \"$@\"", BIN])
+        .args(["dev", "--listen", &format!("127.0.0.1:{port}"), "--store", &store])
+        .env("HOOKLINE_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(log_file.try_clone().expect("log"))
+        .stderr(log_file)
+        .spawn()
+        .expect("spawn hookline");
+    let _dev = ChildGuard(child);
+    wait_healthy(&reqwest::Client::new(), &base).await;
+
+    let flood = 400;
+    let closed = std::sync::Arc::new(AtomicUsize::new(0));
+    for _ in 0..flood {
+        let mut stream = tokio::time::timeout(
+            Duration::from_secs(2),
+            tokio::net::TcpStream::connect(("127.0.0.1", port)),
+        )
+        .await
+        .expect("connected within 2 s: the listener still accepts")
+        .expect("connect");
+        let closed = std::sync::Arc::clone(&closed);
+        tokio::spawn(async move {
+            let mut buf = [0u8; 64];
+            while let Ok(n) = stream.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+            }
+            closed.fetch_add(1, Ordering::SeqCst);
+        });
+    }
+    let fresh = reqwest::Client::builder().no_proxy().build().expect("client");
+    let asked = Instant::now();
+    let status = tokio::time::timeout(
+        Duration::from_secs(5),
+        fresh.get(format!("{base}/healthz")).send(),
+    )
+    .await
+    .expect("/healthz answered within 5 s")
+    .expect("/healthz")
+    .status();
+    let took = asked.elapsed();
+    let printed = std::fs::read_to_string(&log).unwrap_or_default();
+    println!(
+        "ulimit -n 256, {flood} idle connections: /healthz {status} in {:.3} s; {} of them closed to make room; {} accept errors logged",
+        took.as_secs_f64(),
+        closed.load(Ordering::SeqCst),
+        printed.matches("accept").count()
+    );
+    assert_eq!(status, 200);
+    assert!(took < Duration::from_secs(1), "/healthz took {took:?}");
+    assert!(!printed.contains("Too many open files"), "{printed}");
+    assert!(!printed.contains("accept failed"), "{printed}");
 }
 
 /// `hookline serve 2>&1 | head -5`: once the reader of its logs has gone,

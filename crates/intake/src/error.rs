@@ -233,6 +233,21 @@ impl ApiError {
         }
     }
 
+    /// The callback host's addresses were not known in time, so the SSRF
+    /// check could not be made; nothing was written.
+    pub fn lookup_unfinished(err: &netguard::LookupError) -> Self {
+        tracing::warn!(error = %err, "callbackUrl lookup did not finish");
+        Self {
+            retry_after_secs: Some(1),
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "urn:hookline:problem:callback-lookup-unfinished",
+                "Callback host lookup did not finish",
+                format!("callbackUrl: {err}; nothing was written, try again shortly"),
+            )
+        }
+    }
+
     /// Anything unexpected. The cause is logged by the caller, never shown.
     pub fn internal() -> Self {
         Self::new(

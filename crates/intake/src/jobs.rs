@@ -74,12 +74,13 @@ pub(crate) struct Accepted {
             unknown fields, or a bad `Idempotency-Key`", body = ApiError, content_type = "application/problem+json"),
         (status = 500, description = "Unexpected failure; nothing internal is shown", body = ApiError,
             content_type = "application/problem+json"),
-        (status = 503, description = "Either the store is unavailable and nothing was written \
-            (type `urn:hookline:problem:unavailable`), or the outcome is unknown (type \
+        (status = 503, description = "Nothing was written: the store is unavailable (type \
+            `urn:hookline:problem:unavailable`), or the callbackUrl's host name could not be looked up \
+            in time (`urn:hookline:problem:callback-lookup-unfinished`). Or the outcome is unknown (type \
             `urn:hookline:problem:outcome-unknown`): the store did not confirm the write and the job \
             may exist. The intake resolves a lost answer before answering and answers 202 when the job \
             exists; it says the outcome is unknown only when it still cannot tell. Retrying with the \
-            same `Idempotency-Key` is safe either way.", body = ApiError,
+            same `Idempotency-Key` is safe in every case.", body = ApiError,
             content_type = "application/problem+json", headers(("Retry-After" = u32, description = "Seconds"))),
     ),
     security(("bearer" = [])),
@@ -117,16 +118,22 @@ async fn accept_job(
     })?;
     require_json(&headers)?;
     let request = parse_job_request(&body, &state.config.providers)?;
-    if let Err(blocked) = state
+    match state
         .config
         .callback_network
-        .check_url(&request.callback_url)
+        .check_url_with(&request.callback_url, &state.config.callback_lookups)
         .await
     {
-        return Err(ApiError::validation(vec![FieldError::new(
-            "callbackUrl",
-            blocked.to_string(),
-        )]));
+        Ok(()) => {}
+        Err(netguard::CheckError::Blocked(blocked)) => {
+            return Err(ApiError::validation(vec![FieldError::new(
+                "callbackUrl",
+                blocked.to_string(),
+            )]));
+        }
+        Err(netguard::CheckError::Lookup(unfinished)) => {
+            return Err(ApiError::lookup_unfinished(&unfinished));
+        }
     }
 
     let now = state.clock.now();

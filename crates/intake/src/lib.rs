@@ -17,7 +17,7 @@ use axum::extract::State;
 use axum::http::{HeaderName, Request};
 use axum::routing::{get, post};
 use domain::Clock;
-use netguard::NetPolicy;
+use netguard::{NetPolicy, Resolver};
 use openapi::Health;
 use store::Store;
 use telemetry::Metrics;
@@ -30,6 +30,7 @@ pub use error::{ApiError, FieldError};
 pub use idempotency::IDEMPOTENCY_WINDOW;
 pub use jobs::DEFAULT_PAGE;
 pub use openapi::document as openapi_document;
+pub use server::Limits as ServerLimits;
 pub use validate::{MAX_BODY_BYTES, MAX_METADATA_BYTES, MAX_PROVIDERS};
 
 /// What the intake needs to run.
@@ -39,6 +40,10 @@ pub struct IntakeConfig {
     pub providers: Vec<String>,
     /// Which addresses a `callbackUrl` may point at (the SSRF guard).
     pub callback_network: Arc<NetPolicy>,
+    /// How a `callbackUrl`'s host name is looked up for that check, and
+    /// how long it may take: the system resolver on lookup threads of its
+    /// own (not tokio's blocking pool, which store reads use), 2 s.
+    pub callback_lookups: Resolver,
     /// Told of every accepted (or redriven) job, so a processor in the same process can
     /// start at once instead of at its next tick.
     pub on_job_created: Option<Arc<tokio::sync::Notify>>,
@@ -52,6 +57,7 @@ impl IntakeConfig {
         Self {
             providers,
             callback_network: Arc::new(NetPolicy::strict()),
+            callback_lookups: Resolver::system(),
             on_job_created: None,
             metrics: Arc::default(),
         }
@@ -66,6 +72,13 @@ impl IntakeConfig {
     /// Replaces the strict default SSRF policy.
     pub fn with_callback_network(mut self, policy: Arc<NetPolicy>) -> Self {
         self.callback_network = policy;
+        self
+    }
+
+    /// Looks callback hosts up with `resolver` (a test's that never answers,
+    /// or another time limit).
+    pub fn with_callback_lookups(mut self, resolver: Resolver) -> Self {
+        self.callback_lookups = resolver;
         self
     }
 
@@ -217,12 +230,27 @@ async fn metrics(State(state): State<AppState>) -> axum::response::Response {
     metrics_response(&state.config.metrics)
 }
 
-/// Serves `app` on `listener` until `shutdown` is cancelled, then finishes
-/// in-flight requests.
+/// Serves `app` on `listener` with [`server_limits`] until `shutdown` is
+/// cancelled, then finishes in-flight requests.
 pub async fn run(listener: TcpListener, app: Router, shutdown: CancellationToken) -> std::io::Result<()> {
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
+    run_with(listener, app, server_limits(), shutdown).await
+}
+
+/// [`run`] with other limits (tests shorten the timeouts).
+pub async fn run_with(
+    listener: TcpListener,
+    app: Router,
+    limits: ServerLimits,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    server::serve(listener, app, limits, shutdown).await
+}
+
+/// The listener's production limits for the API: `server`'s defaults, and
+/// a body declared over [`MAX_BODY_BYTES`] refused (413) before it is read
+/// or the key is checked.
+pub fn server_limits() -> ServerLimits {
+    ServerLimits::default().with_max_body_bytes(MAX_BODY_BYTES as u64)
 }
 
 /// `GET /healthz`: the process is up.

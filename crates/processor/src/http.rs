@@ -16,10 +16,13 @@ pub(crate) const USER_AGENT: &str = concat!("hookline/", env!("CARGO_PKG_VERSION
 
 /// One HTTP client for the whole processor: connection pools are shared, and
 /// redirects are never followed (a callback target must not bounce us to
-/// somewhere else).
+/// somewhere else). Proxy variables in the environment (`HTTP_PROXY`,
+/// `HTTPS_PROXY`, `ALL_PROXY`) are ignored: a proxy is something an operator
+/// configures on purpose, not something a shell leaks into the process.
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .user_agent(USER_AGENT)
+        .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(Duration::from_secs(5))
         .build()
@@ -27,10 +30,13 @@ pub fn client() -> reqwest::Client {
 }
 
 /// The callback client: like [`client`], resolving host names through the
-/// SSRF guard so a connection to a refused address is never opened.
+/// SSRF guard so a connection to a refused address is never opened. Never
+/// through a proxy from the environment: a proxy resolves and connects on
+/// its own, so the guard would decide nothing.
 pub(crate) fn callback_client(policy: Arc<NetPolicy>) -> reqwest::Client {
     reqwest::Client::builder()
         .user_agent(USER_AGENT)
+        .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(Duration::from_secs(5))
         .dns_resolver(GuardedResolver::new(policy))

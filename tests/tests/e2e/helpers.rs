@@ -136,6 +136,18 @@ pub async fn spawn_app_metered(
     network: Arc<NetPolicy>,
     metrics: Arc<Metrics>,
 ) -> TestApp {
+    spawn_app_looking_up(store, wake, network, metrics, None).await
+}
+
+/// Like [`spawn_app_metered`], looking callback hosts up with `lookups`
+/// instead of the system resolver.
+pub async fn spawn_app_looking_up(
+    store: Arc<dyn Store>,
+    wake: Option<Arc<tokio::sync::Notify>>,
+    network: Arc<NetPolicy>,
+    metrics: Arc<Metrics>,
+    lookups: Option<netguard::Resolver>,
+) -> TestApp {
     let mock_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind mock");
@@ -148,6 +160,9 @@ pub async fn spawn_app_metered(
         .with_callback_network(network)
         .with_metrics(Arc::clone(&metrics));
     config.on_job_created = wake;
+    if let Some(lookups) = lookups {
+        config = config.with_callback_lookups(lookups);
+    }
     let app = intake::router(Arc::clone(&store), Arc::clone(&clock) as Arc<dyn Clock>, config);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

@@ -14,4 +14,5 @@ mod openapi;
 mod pipeline;
 mod scheduling;
 mod signatures;
+mod slow_clients;
 mod ssrf;
