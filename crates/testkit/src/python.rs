@@ -130,6 +130,7 @@ impl PipTool {
     fn works(&self, venv: &Path) -> bool {
         let python = venv_python(venv);
         python.is_file()
+            && scripts_name_this_venv(venv)
             && Command::new(&python)
                 .arg("-I")
                 .args(self.probe)
@@ -139,6 +140,23 @@ impl PipTool {
                 .status()
                 .is_ok_and(|s| s.success())
     }
+}
+
+/// Whether the venv's entry-point scripts (`bin/pip`, which every venv has)
+/// start their interpreter from this venv. One built elsewhere and moved
+/// here (earlier releases of this harness did that) names the old place:
+/// its Python works, its scripts do not.
+fn scripts_name_this_venv(venv: &Path) -> bool {
+    let Ok(text) = std::fs::read_to_string(venv.join("bin").join("pip")) else {
+        return false;
+    };
+    let named = text
+        .lines()
+        .next()
+        .and_then(|line| line.strip_prefix("#!"))
+        .and_then(|interpreter| Path::new(interpreter.trim()).parent())
+        .and_then(|bin| std::fs::canonicalize(bin).ok());
+    named.is_some() && named == std::fs::canonicalize(venv.join("bin")).ok()
 }
 
 /// The `bin` directory of the environment holding the AWS CLI (put it first
@@ -195,5 +213,20 @@ mod tests {
         );
         // A second install finds it working and keeps it.
         assert_eq!(pip.install_into(cache.path(), &python).expect("again"), venv);
+
+        // One moved into place from elsewhere (as this harness once staged
+        // them) is not taken for working: it is built again, in place.
+        let moved = PipTool {
+            cache_name: "python-pip-moved",
+            ..pip
+        };
+        std::fs::rename(&venv, cache.path().join(moved.cache_name)).expect("move the venv");
+        let rebuilt = moved.install_into(cache.path(), &python).expect("install");
+        let out = Command::new(rebuilt.join("bin").join("pip"))
+            .arg("--version")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run pip");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     }
 }
