@@ -126,6 +126,17 @@ fn create_key(store: &str, tenant: &str) -> String {
     stdout.lines().next().expect("the key").trim().to_owned()
 }
 
+/// The API key `hookline dev` printed to `log`.
+fn dev_api_key(log: &Path) -> String {
+    let printed = std::fs::read_to_string(log).unwrap_or_default();
+    printed
+        .lines()
+        .find_map(|line| line.strip_prefix("API key (tenant dev): "))
+        .unwrap_or_else(|| panic!("dev prints its API key:\n{printed}"))
+        .trim()
+        .to_owned()
+}
+
 /// A client that sends `key` with every request.
 fn authed(key: &str) -> reqwest::Client {
     let mut headers = reqwest::header::HeaderMap::new();
@@ -916,12 +927,7 @@ async fn dev_delivers_a_job_within_two_seconds_on_the_embedded_store() {
         &log,
     );
     wait_healthy(&reqwest::Client::new(), &base).await;
-    let printed = std::fs::read_to_string(&log).unwrap_or_default();
-    let key = printed
-        .lines()
-        .find_map(|line| line.strip_prefix("API key (tenant dev): "))
-        .unwrap_or_else(|| panic!("dev prints its API key:\n{printed}"));
-    let http = authed(key.trim());
+    let http = authed(&dev_api_key(&log));
 
     let posted = Instant::now();
     let id = post_job(&http, &base, &format!("{base}/mock/complete")).await;
@@ -1640,12 +1646,7 @@ async fn proxy_variables_in_the_environment_are_ignored() {
     let _dev = ChildGuard(child);
     let direct = reqwest::Client::builder().no_proxy().build().expect("client");
     wait_healthy(&direct, &base).await;
-    let printed = std::fs::read_to_string(&log).unwrap_or_default();
-    let key = printed
-        .lines()
-        .find_map(|line| line.strip_prefix("API key (tenant dev): "))
-        .unwrap_or_else(|| panic!("dev prints its API key:\n{printed}"));
-    let http = authed(key.trim());
+    let http = authed(&dev_api_key(&log));
 
     let posted = Instant::now();
     let id = post_job(&http, &base, &format!("{base}/mock/complete")).await;
