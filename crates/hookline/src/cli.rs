@@ -142,12 +142,57 @@ fn parse_network(value: &str) -> Result<IpNet, String> {
         .map_err(|_| format!("{value:?} is not a network such as 10.0.0.0/8 or an address"))
 }
 
+/// What a listener tolerates from its clients (the API's, and a
+/// processor's metrics listener).
+#[derive(Debug, Clone, Args)]
+pub struct ListenerArgs {
+    /// A request head must arrive within this of its first byte (of the
+    /// accept, for a connection's first request).
+    #[arg(long, env = "HOOKLINE_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_positive_duration)]
+    pub header_timeout: Duration,
+    /// A keep-alive connection is closed after this long without a request;
+    /// keep it above a load balancer's idle timeout (AWS: 60 s).
+    #[arg(long, env = "HOOKLINE_IDLE_TIMEOUT", default_value = "75s", value_parser = parse_positive_duration)]
+    pub idle_timeout: Duration,
+    /// A request body must arrive within this of its head (else 408).
+    #[arg(long, env = "HOOKLINE_BODY_TIMEOUT", default_value = "30s", value_parser = parse_positive_duration)]
+    pub body_timeout: Duration,
+    /// Open connections at most (default: a bound below the open-file limit
+    /// that keeps a quarter of it, 64 to 1,024 files, for everything else).
+    #[arg(long, env = "HOOKLINE_MAX_CONNECTIONS", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: Option<u32>,
+}
+
+impl ListenerArgs {
+    /// These limits over `base` (the listener's own, such as its body limit).
+    pub fn limits(&self, base: intake::ServerLimits) -> intake::ServerLimits {
+        intake::ServerLimits {
+            header_read_timeout: self.header_timeout,
+            idle_timeout: self.idle_timeout,
+            body_read_timeout: self.body_timeout,
+            max_connections: self.max_connections.map(|n| n as usize),
+            ..base
+        }
+    }
+}
+
+/// A humantime duration above zero.
+fn parse_positive_duration(text: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(text) {
+        Ok(duration) if duration.is_zero() => Err("must be more than zero".to_owned()),
+        Ok(duration) => Ok(duration),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct IntakeArgs {
     #[command(flatten)]
     pub store: StoreArgs,
     #[command(flatten)]
     pub network: NetworkArgs,
+    #[command(flatten)]
+    pub listener: ListenerArgs,
     /// Address the API listens on.
     #[arg(long, env = "HOOKLINE_LISTEN", default_value = "127.0.0.1:3000")]
     pub listen: String,
@@ -173,6 +218,8 @@ pub struct ProcessorArgs {
     /// Address of this processor's own `GET /metrics` (not served with --once).
     #[arg(long, env = "HOOKLINE_METRICS_LISTEN", default_value = DEFAULT_METRICS_LISTEN)]
     pub metrics_listen: String,
+    #[command(flatten)]
+    pub listener: ListenerArgs,
 }
 
 /// Where `hookline processor` serves its metrics unless told otherwise.
@@ -189,7 +236,7 @@ pub struct ProcessorTuning {
     /// Timeout of one callback attempt.
     #[arg(long, env = "HOOKLINE_CALLBACK_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub callback_timeout: Duration,
-    /// Jobs claimed per round of a drain.
+    /// Due jobs one poll reads into a drain's queue.
     #[arg(long, env = "HOOKLINE_BATCH_SIZE", default_value_t = 50)]
     pub batch_size: usize,
     /// Jobs processed at the same time.
@@ -268,6 +315,8 @@ pub struct DevArgs {
     /// The API key to accept (tenant `dev`); generated and printed if unset.
     #[arg(long = "api-key", env = "HOOKLINE_DEV_API_KEY", hide_env_values = true, value_parser = parse_api_key)]
     pub api_key: Option<ApiKey>,
+    #[command(flatten)]
+    pub listener: ListenerArgs,
 }
 
 fn parse_api_key(value: &str) -> Result<ApiKey, String> {

@@ -204,13 +204,14 @@ fn shutdown_on_signal() -> CancellationToken {
 /// Serves the API and runs the scheduled processor until shutdown.
 async fn serve_together(
     listener: TcpListener,
+    limits: intake::ServerLimits,
     app: axum::Router,
     processor: Arc<Processor>,
     wake: Option<Arc<Notify>>,
     tuning: &ProcessorTuning,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let api = tokio::spawn(intake::run(listener, app, shutdown.clone()));
+    let api = tokio::spawn(intake::run_with(listener, app, limits, shutdown.clone()));
     let scheduled = processor::schedule::run_scheduled(
         processor,
         &tuning.schedule,
@@ -249,6 +250,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!(addr = %listener.local_addr()?, "hookline serving intake and processor");
     serve_together(
         listener,
+        args.intake.listener.limits(intake::server_limits()),
         app,
         processor,
         Some(wake),
@@ -271,9 +273,14 @@ async fn intake_only(args: IntakeArgs) -> anyhow::Result<()> {
     );
     let listener = bind(&args.listen).await?;
     tracing::info!(addr = %listener.local_addr()?, "hookline intake listening");
-    intake::run(listener, app, shutdown_on_signal())
-        .await
-        .context("serving the API")
+    intake::run_with(
+        listener,
+        app,
+        args.listener.limits(intake::server_limits()),
+        shutdown_on_signal(),
+    )
+    .await
+    .context("serving the API")
 }
 
 async fn processor_only(args: ProcessorArgs) -> anyhow::Result<()> {
@@ -295,9 +302,10 @@ async fn processor_only(args: ProcessorArgs) -> anyhow::Result<()> {
     // Its own metrics port: there is no API in this process to serve them.
     let listener = bind(&args.metrics_listen).await?;
     tracing::info!(addr = %listener.local_addr()?, "processor metrics at /metrics");
-    let metrics_server = tokio::spawn(intake::run(
+    let metrics_server = tokio::spawn(intake::run_with(
         listener,
         intake::metrics_router(metrics),
+        args.listener.limits(intake::server_limits()),
         shutdown.clone(),
     ));
     let scheduled = processor::schedule::run_scheduled(
@@ -453,6 +461,7 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
     out::show(&format!("  curl http://{addr}/mock/deliveries"));
     serve_together(
         listener,
+        args.listener.limits(intake::server_limits()),
         app,
         processor,
         Some(wake),

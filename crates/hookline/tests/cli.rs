@@ -1829,3 +1829,105 @@ async fn sigterm_stops_serve_after_the_log_reader_has_gone() {
         started.elapsed().as_secs_f64()
     );
 }
+
+/// The listener's limits are the operator's: `--header-timeout` and
+/// `--max-connections` take effect, and a zero timeout is a usage error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_listener_limits_are_set_on_the_command_line() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let store = format!("sqlite://{}", dir.path().join("dev.db").display());
+    let _dev = spawn(
+        &[
+            "dev",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--store",
+            &store,
+            "--header-timeout",
+            "300ms",
+        ],
+        &dir.path().join("dev.log"),
+    );
+    let http = reqwest::Client::builder().no_proxy().build().expect("client");
+    wait_healthy(&http, &base).await;
+
+    // Half a request head: closed once the 300 ms are up, not after 10 s.
+    let mut half = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    half.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .expect("write");
+    let sent = Instant::now();
+    let mut buf = [0u8; 512];
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Ok(n) = half.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await;
+    let took = sent.elapsed();
+    assert!(closed.is_ok(), "a half-sent head is still open after 5 s");
+    eprintln!(
+        "--header-timeout 300ms: a half-sent head closed after {:.2} s",
+        took.as_secs_f64()
+    );
+    assert!(took < Duration::from_secs(3), "{took:?}");
+
+    // 40 idle connections against a bound of 16 (another server, with the
+    // default header timeout): the newest are served, the oldest closed.
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let store = format!("sqlite://{}", dir.path().join("bounded.db").display());
+    let _bounded = spawn(
+        &[
+            "dev",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--store",
+            &store,
+            "--max-connections",
+            "16",
+        ],
+        &dir.path().join("bounded.log"),
+    );
+    wait_healthy(&http, &base).await;
+    let mut idle = Vec::new();
+    for _ in 0..40 {
+        idle.push(
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .expect("connect"),
+        );
+    }
+    let health = tokio::time::timeout(Duration::from_secs(5), http.get(format!("{base}/healthz")).send())
+        .await
+        .expect("/healthz answers behind 40 idle connections with --max-connections 16")
+        .expect("healthz");
+    assert!(health.status().is_success());
+    // And the oldest of them were closed to make room: at most 16 stay open.
+    let mut closed = 0;
+    for stream in &mut idle {
+        let mut byte = [0u8; 1];
+        if let Ok(Ok(0)) = tokio::time::timeout(Duration::from_millis(200), stream.read(&mut byte)).await {
+            closed += 1;
+        }
+    }
+    eprintln!("--max-connections 16: {closed} of 40 idle connections closed to make room");
+    assert!(
+        closed >= 40 - 16,
+        "only {closed} of 40 idle connections were closed"
+    );
+    drop(idle);
+
+    let output = hookline(&["dev", "--idle-timeout", "0s"]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--idle-timeout"), "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+}
