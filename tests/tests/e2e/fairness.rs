@@ -181,8 +181,10 @@ async fn a_hung_receiver_of_one_tenant_does_not_hold_up_another(backend: Backend
         latency.as_millis(),
         hung.accepted.load(Ordering::Relaxed)
     );
+    // A drain already running finds it at its next refill poll (every
+    // 500 ms); the old round loop left it behind a's hung callbacks (> 10 s).
     assert!(
-        latency < Duration::from_millis(1500),
+        latency < Duration::from_secs(2),
         "tenant b waited {latency:?} behind tenant a's hung receiver"
     );
     assert_eq!(app.mock.state.accepted_deliveries().len(), 1, "b's callback only");
