@@ -2,14 +2,11 @@
 //! compact inside the job record and bounded, so an operator can see why a
 //! job is late without the store growing past one item.
 //!
-//! Stored with short keys (`p`, `t`, `ms`, `s`, `e`, `b`): a happy-path
-//! attempt is about 45 bytes, which keeps a small finished job inside one
-//! DynamoDB write unit. A response body is kept only for an attempt that
+//! Stored with short keys ([`crate::record`]), so a happy-path attempt
+//! costs about 45 bytes of the job's item. A response body is kept only for an attempt that
 //! failed (that is what explains a late job): a successful fetch's body is
 //! the provider's data, which the job holds until it is delivered, and a
 //! receiver's 2xx answer says nothing an operator needs.
-
-use serde::{Deserialize, Serialize};
 
 use crate::Timestamp;
 
@@ -24,25 +21,19 @@ pub const MAX_ATTEMPTS_KEPT: usize = 24;
 pub const MAX_ATTEMPT_BODY: usize = 4096;
 
 /// One provider fetch or callback attempt.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attempt {
     /// The provider fetched; `None` for a callback attempt.
-    #[serde(rename = "p", default, skip_serializing_if = "Option::is_none")]
     pub provider: Option<String>,
     /// When the attempt started.
-    #[serde(rename = "t", with = "chrono::serde::ts_milliseconds")]
     pub at: Timestamp,
     /// How long it took, in milliseconds.
-    #[serde(rename = "ms")]
     pub duration_ms: u64,
     /// The HTTP status it got, if it got an answer.
-    #[serde(rename = "s", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<u16>,
     /// Why it failed; `None` when it succeeded.
-    #[serde(rename = "e", default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     /// The response body of a failed attempt, at most [`MAX_ATTEMPT_BODY`] bytes.
-    #[serde(rename = "b", default, skip_serializing_if = "Option::is_none")]
     pub body: Option<String>,
 }
 
@@ -89,21 +80,5 @@ mod tests {
         assert!(cut.chars().all(|c| c == 'é'), "no half character");
         let binary = vec![0xff; MAX_ATTEMPT_BODY * 2];
         assert!(truncate_body(&binary).expect("text").len() <= MAX_ATTEMPT_BODY);
-    }
-
-    #[test]
-    fn a_happy_attempt_is_small() {
-        let attempt = Attempt {
-            provider: Some("internet".to_owned()),
-            at: chrono::Utc::now(),
-            duration_ms: 1234,
-            status: Some(200),
-            error: None,
-            body: None,
-        };
-        let json = serde_json::to_string(&attempt).expect("json");
-        assert!(json.len() <= 60, "{json}");
-        let back: Attempt = serde_json::from_str(&json).expect("parses");
-        assert_eq!(back.at.timestamp_millis(), attempt.at.timestamp_millis());
     }
 }

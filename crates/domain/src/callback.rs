@@ -1,9 +1,40 @@
-//! The callback payload (SPEC section 4).
+//! The bodies a delivery carries: a job's results (SPEC section 4) and an
+//! event (section 9).
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::{JobId, Metadata, Timestamp};
+use crate::{JobId, Metadata, RawJson, Timestamp};
+
+/// What a delivery's body is, by its payload ([`crate::Payload`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum DeliveryBody {
+    Results(CallbackBody),
+    Event(EventBody),
+}
+
+impl DeliveryBody {
+    /// The body as sent and signed.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        // Serializing these types cannot fail: every key is a string and
+        // every value already valid JSON.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+}
+
+/// An event's body (SPEC section 9, Standard Webhooks' recommended shape).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EventBody {
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(with = "crate::callback::millis")]
+    pub timestamp: Timestamp,
+    pub data: RawJson,
+    /// Every provider's result, for a thin event (its type has providers).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub results: Option<Vec<CallbackResult>>,
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -98,10 +98,54 @@ impl fmt::Display for TenantId {
     }
 }
 
+/// An event type's name (`invoice.paid`): a delivery body's `type`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EventType(String);
+
+/// A name that cannot be an event type's.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("event type names are 1-64 characters of A-Z, a-z, 0-9, '_', '.' and '-'")]
+pub struct InvalidEventType;
+
+impl EventType {
+    /// A name as SPEC section 9 allows it: 1-64 of `A-Za-z0-9_.-`.
+    pub fn parse(name: &str) -> Result<Self, InvalidEventType> {
+        let valid = (1..=64).contains(&name.len())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+        if valid {
+            Ok(Self(name.to_owned()))
+        } else {
+            Err(InvalidEventType)
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for EventType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use rand::SeedableRng;
+
+    #[test]
+    fn event_type_names_are_the_spec_ones() {
+        for ok in ["invoice.paid", "a", "A-Z_0.9", &"x".repeat(64)] {
+            assert_eq!(EventType::parse(ok).map(|t| t.as_str().to_owned()), Ok(ok.to_owned()));
+        }
+        for bad in ["", "has space", "slash/no", "é", &"x".repeat(65)] {
+            assert_eq!(EventType::parse(bad), Err(InvalidEventType), "{bad:?}");
+        }
+    }
 
     #[test]
     fn ids_round_trip_and_sort_by_time() {

@@ -14,8 +14,9 @@ use serde_json::Value;
 use url::Url;
 
 use crate::attempt::{Attempt, MAX_ATTEMPTS_KEPT};
+use crate::callback::{DeliveryBody, EventBody};
 use crate::retry::RetryPolicy;
-use crate::{CallbackBody, CallbackResult, JobId, Metadata, TenantId, Timestamp};
+use crate::{CallbackBody, CallbackResult, EventType, JobId, Metadata, RawJson, TenantId, Timestamp};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -55,36 +56,62 @@ pub enum ProviderStatus {
     Failed,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+/// One provider's fetch state, as a job holds it (read through
+/// [`Job::providers`]; changed only by the job's lifecycle).
+#[derive(Debug, Clone, PartialEq)]
 pub struct ProviderState {
     pub name: String,
     pub status: ProviderStatus,
     pub attempts: u32,
-    /// The fetched data, kept until the callback is acknowledged so a
-    /// callback retry never fetches again.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The fetched data, kept until the delivery is acknowledged so a
+    /// delivery retry never fetches again.
     pub data: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_status_code: Option<u16>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_attempt_at: Option<Timestamp>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct CallbackState {
+/// A job's delivery state (read through [`Job::delivery`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DeliveryState {
     pub attempts: u32,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_status_code: Option<u16>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_attempt_at: Option<Timestamp>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivered_at: Option<Timestamp>,
+}
+
+/// Where a job's delivery goes. A new kind of target (a registered
+/// endpoint, a queue) is a new variant here, an arm in the processor's
+/// delivery and a new stored-format version; the lifecycle does not change.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Target {
+    /// `POST` to the URL the job was created with (SPEC section 4).
+    Callback(Url),
+}
+
+/// What a job delivers. A new kind of payload (one held in a blob store,
+/// by reference) is a new variant here, its body in [`Job::body`] and a new
+/// stored-format version.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Payload {
+    /// The jobs API's body (SPEC section 4): `job.completed`, the job's
+    /// metadata and every provider's result.
+    Results { metadata: Option<Metadata> },
+    /// Given when the job was made: an event's type and data, delivered as
+    /// `{type, timestamp, data}` (SPEC section 9), with every provider's
+    /// result when the job fetched any (a thin event).
+    Event { event_type: EventType, data: RawJson },
+}
+
+impl Payload {
+    /// The delivery body's `type`.
+    pub fn event_type(&self) -> &str {
+        match self {
+            Self::Results { .. } => "job.completed",
+            Self::Event { event_type, .. } => event_type.as_str(),
+        }
+    }
 }
 
 /// What intake accepted, before it becomes a [`Job`].
@@ -92,32 +119,34 @@ pub struct CallbackState {
 pub struct NewJob {
     pub id: JobId,
     pub tenant: TenantId,
-    pub callback_url: Url,
-    pub metadata: Option<Metadata>,
+    pub target: Target,
+    pub payload: Payload,
+    /// Providers to fetch before delivering; none for a payload given whole.
     pub providers: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+/// A job: what to deliver, where, and how far it has got. Its state changes
+/// only through the lifecycle methods below (`record_fetch`,
+/// `record_delivery`, `redrive`, `fit_within`), which keep `status` and
+/// `due_at` consistent with the rest; stores persist it through
+/// [`crate::record`].
+#[derive(Debug, Clone, PartialEq)]
 pub struct Job {
-    pub id: JobId,
-    pub tenant: TenantId,
-    pub status: JobStatus,
-    pub callback_url: Url,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub metadata: Option<Metadata>,
-    pub providers: Vec<ProviderState>,
-    pub callback: CallbackState,
-    pub created_at: Timestamp,
-    pub updated_at: Timestamp,
-    /// When the job next needs a processor; `None` once it is terminal. Stores
-    /// index exactly the jobs that have one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub due_at: Option<Timestamp>,
-    /// The most recent provider fetches and callback attempts, oldest
+    pub(crate) id: JobId,
+    pub(crate) tenant: TenantId,
+    pub(crate) status: JobStatus,
+    pub(crate) target: Target,
+    pub(crate) payload: Payload,
+    pub(crate) providers: Vec<ProviderState>,
+    pub(crate) delivery: DeliveryState,
+    pub(crate) created_at: Timestamp,
+    pub(crate) updated_at: Timestamp,
+    /// When the job next needs a processor; `None` once it is terminal.
+    /// Stores index exactly the jobs that have one.
+    pub(crate) due_at: Option<Timestamp>,
+    /// The most recent provider fetches and delivery attempts, oldest
     /// first, at most [`MAX_ATTEMPTS_KEPT`].
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub history: Vec<Attempt>,
+    pub(crate) history: Vec<Attempt>,
 }
 
 /// The result of one provider fetch, as classified by the processor.
@@ -140,7 +169,25 @@ pub enum FetchOutcome {
     },
 }
 
-/// The result of one callback attempt.
+impl FetchOutcome {
+    /// The HTTP status it got, if it got an answer.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Self::Ok { status, .. } => Some(*status),
+            Self::Retryable { status, .. } | Self::Permanent { status, .. } => *status,
+        }
+    }
+
+    /// Why it failed; `None` when it succeeded.
+    pub fn error(&self) -> Option<&str> {
+        match self {
+            Self::Ok { .. } => None,
+            Self::Retryable { error, .. } | Self::Permanent { error, .. } => Some(error),
+        }
+    }
+}
+
+/// The result of one delivery attempt.
 #[derive(Debug, Clone, PartialEq)]
 pub enum CallbackOutcome {
     Delivered {
@@ -155,10 +202,53 @@ pub enum CallbackOutcome {
     },
 }
 
+impl CallbackOutcome {
+    /// The HTTP status it got, if it got an answer.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Self::Delivered { status } => Some(*status),
+            Self::Gone => Some(410),
+            Self::Retryable { status, .. } => *status,
+        }
+    }
+
+    /// Why it failed, as the attempt history shows it; `None` when it
+    /// succeeded.
+    pub fn error(&self) -> Option<&str> {
+        match self {
+            Self::Delivered { .. } => None,
+            Self::Gone => Some("HTTP 410 Gone"),
+            Self::Retryable { error, .. } => Some(error),
+        }
+    }
+}
+
+/// How one attempt went, apart from its outcome: when it started, how long
+/// it took (`None` when nothing was sent), and the answer's body, kept for
+/// a failed attempt only.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tried {
+    pub at: Timestamp,
+    pub took: Option<Duration>,
+    pub body: Option<String>,
+}
+
+/// Provider data dropped by [`Job::fit_within`] so the job fits its store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dropped {
+    pub provider: String,
+    /// The job's stored size before it was dropped.
+    pub size: usize,
+}
+
 /// `now + delay`, kept to the millisecond precision every store holds.
 fn chrono_after(now: Timestamp, delay: Duration) -> Timestamp {
     let delay = chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
     now.checked_add_signed(delay).unwrap_or(now).trunc_subsecs(3)
+}
+
+fn millis(took: Option<Duration>) -> u64 {
+    took.map_or(0, |t| t.as_millis().try_into().unwrap_or(u64::MAX))
 }
 
 impl Job {
@@ -180,10 +270,10 @@ impl Job {
             id: new.id,
             tenant: new.tenant,
             status: JobStatus::Pending,
-            callback_url: new.callback_url,
-            metadata: new.metadata,
+            target: new.target,
+            payload: new.payload,
             providers,
-            callback: CallbackState::default(),
+            delivery: DeliveryState::default(),
             created_at: now,
             updated_at: now,
             due_at: Some(now),
@@ -193,6 +283,60 @@ impl Job {
         // to delivery.
         job.settle(now);
         job
+    }
+
+    pub fn id(&self) -> JobId {
+        self.id
+    }
+
+    pub fn tenant(&self) -> &TenantId {
+        &self.tenant
+    }
+
+    pub fn status(&self) -> JobStatus {
+        self.status
+    }
+
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+
+    pub fn payload(&self) -> &Payload {
+        &self.payload
+    }
+
+    /// The job's metadata, for a payload that has it.
+    pub fn metadata(&self) -> Option<&Metadata> {
+        match &self.payload {
+            Payload::Results { metadata } => metadata.as_ref(),
+            Payload::Event { .. } => None,
+        }
+    }
+
+    pub fn providers(&self) -> &[ProviderState] {
+        &self.providers
+    }
+
+    pub fn delivery(&self) -> &DeliveryState {
+        &self.delivery
+    }
+
+    pub fn created_at(&self) -> Timestamp {
+        self.created_at
+    }
+
+    pub fn updated_at(&self) -> Timestamp {
+        self.updated_at
+    }
+
+    /// When the job next needs a processor; `None` once it is terminal.
+    pub fn due_at(&self) -> Option<Timestamp> {
+        self.due_at
+    }
+
+    /// The most recent attempts, oldest first.
+    pub fn history(&self) -> &[Attempt] {
+        &self.history
     }
 
     /// Names of the providers whose next fetch is due at `now`.
@@ -208,18 +352,29 @@ impl Job {
             .collect()
     }
 
-    pub fn callback_due(&self, now: Timestamp) -> bool {
-        self.status == JobStatus::Delivering && self.callback.next_attempt_at.is_none_or(|at| at <= now)
+    pub fn delivery_due(&self, now: Timestamp) -> bool {
+        self.status == JobStatus::Delivering && self.delivery.next_attempt_at.is_none_or(|at| at <= now)
     }
 
+    /// Records one fetch of `provider`, in the history and in the
+    /// provider's state, settled at `now`.
     pub fn record_fetch(
         &mut self,
         provider: &str,
         outcome: FetchOutcome,
+        tried: Tried,
         now: Timestamp,
         policy: &RetryPolicy,
         rng: &mut dyn RngCore,
     ) {
+        self.record_attempt(Attempt {
+            provider: Some(provider.to_owned()),
+            at: tried.at,
+            duration_ms: millis(tried.took),
+            status: outcome.status(),
+            error: outcome.error().map(str::to_owned),
+            body: tried.body,
+        });
         let Some(state) = self.providers.iter_mut().find(|p| p.name == provider) else {
             return;
         };
@@ -264,24 +419,35 @@ impl Job {
         self.settle(now);
     }
 
-    pub fn record_callback(
+    /// Records one delivery attempt, in the history and in the delivery
+    /// state, settled at `now`.
+    pub fn record_delivery(
         &mut self,
         outcome: CallbackOutcome,
+        tried: Tried,
         now: Timestamp,
         policy: &RetryPolicy,
         rng: &mut dyn RngCore,
     ) {
+        self.record_attempt(Attempt {
+            provider: None,
+            at: tried.at,
+            duration_ms: millis(tried.took),
+            status: outcome.status(),
+            error: outcome.error().map(str::to_owned),
+            body: tried.body,
+        });
         if self.status != JobStatus::Delivering {
             return;
         }
-        let callback = &mut self.callback;
-        callback.attempts += 1;
+        let delivery = &mut self.delivery;
+        delivery.attempts += 1;
         match outcome {
             CallbackOutcome::Delivered { status } => {
-                callback.last_status_code = Some(status);
-                callback.last_error = None;
-                callback.next_attempt_at = None;
-                callback.delivered_at = Some(now);
+                delivery.last_status_code = Some(status);
+                delivery.last_error = None;
+                delivery.next_attempt_at = None;
+                delivery.delivered_at = Some(now);
                 self.status = JobStatus::Complete;
                 // The receiver has the data now; a finished job keeps its
                 // per-provider state but not the payload, so it stays small.
@@ -290,9 +456,9 @@ impl Job {
                 }
             }
             CallbackOutcome::Gone => {
-                callback.last_status_code = Some(410);
-                callback.last_error = Some("callback answered 410 Gone".to_owned());
-                callback.next_attempt_at = None;
+                delivery.last_status_code = Some(410);
+                delivery.last_error = Some("callback answered 410 Gone".to_owned());
+                delivery.next_attempt_at = None;
                 self.status = JobStatus::Failed;
             }
             CallbackOutcome::Retryable {
@@ -300,15 +466,15 @@ impl Job {
                 error,
                 retry_after,
             } => {
-                callback.last_status_code = status;
-                match policy.delay_with_hint(&policy.callback, callback.attempts, retry_after, rng) {
+                delivery.last_status_code = status;
+                match policy.delay_with_hint(&policy.callback, delivery.attempts, retry_after, rng) {
                     Some(delay) => {
-                        callback.last_error = Some(error);
-                        callback.next_attempt_at = Some(chrono_after(now, delay));
+                        delivery.last_error = Some(error);
+                        delivery.next_attempt_at = Some(chrono_after(now, delay));
                     }
                     None => {
-                        callback.last_error = Some(exhausted(&error, callback.attempts));
-                        callback.next_attempt_at = None;
+                        delivery.last_error = Some(exhausted(&error, delivery.attempts));
+                        delivery.next_attempt_at = None;
                         self.status = JobStatus::Failed;
                     }
                 }
@@ -320,7 +486,7 @@ impl Job {
 
     /// Adds an attempt to the history, dropping the oldest past
     /// [`MAX_ATTEMPTS_KEPT`].
-    pub fn record_attempt(&mut self, attempt: Attempt) {
+    fn record_attempt(&mut self, attempt: Attempt) {
         self.history.push(attempt);
         if self.history.len() > MAX_ATTEMPTS_KEPT {
             let excess = self.history.len() - MAX_ATTEMPTS_KEPT;
@@ -329,7 +495,7 @@ impl Job {
     }
 
     /// Redrive from the dead letter: a `failed` job gets a fresh round of
-    /// callback attempts, due at once. The fetched provider results are
+    /// delivery attempts, due at once. The fetched provider results are
     /// kept, so nothing is fetched again; the last error stays visible until
     /// the next attempt. Returns `false`, changing nothing, unless the job
     /// is failed.
@@ -338,11 +504,48 @@ impl Job {
             return false;
         }
         self.status = JobStatus::Delivering;
-        self.callback.attempts = 0;
-        self.callback.next_attempt_at = Some(now);
+        self.delivery.attempts = 0;
+        self.delivery.next_attempt_at = Some(now);
         self.updated_at = now;
         self.settle(now);
         true
+    }
+
+    /// Makes the job fit in `limit` bytes of its stored form
+    /// ([`crate::record`]): old attempts' response bodies go first (they
+    /// only explain the past), then the largest fetched payloads, each
+    /// marking its provider failed with a clear error, so a too-large
+    /// answer is never a job its store refuses to save. Returns the
+    /// providers whose data was dropped.
+    pub fn fit_within(&mut self, limit: usize) -> Vec<Dropped> {
+        let mut dropped = Vec::new();
+        loop {
+            let size = crate::record::encode(self).len();
+            if size <= limit {
+                return dropped;
+            }
+            if let Some(attempt) = self.history.iter_mut().find(|a| a.body.is_some()) {
+                attempt.body = None;
+                continue;
+            }
+            let largest = self
+                .providers
+                .iter_mut()
+                .filter(|p| p.data.is_some())
+                .max_by_key(|p| p.data.as_ref().map(|d| d.to_string().len()).unwrap_or(0));
+            let Some(provider) = largest else {
+                return dropped;
+            };
+            provider.data = None;
+            provider.status = ProviderStatus::Failed;
+            provider.last_error = Some(format!(
+                "data too large to store (job is {size} bytes; limit {limit})"
+            ));
+            dropped.push(Dropped {
+                provider: provider.name.clone(),
+                size,
+            });
+        }
     }
 
     /// Moves a pending job whose providers are all settled to `delivering`
@@ -352,7 +555,7 @@ impl Job {
             && self.providers.iter().all(|p| p.status != ProviderStatus::Pending)
         {
             self.status = JobStatus::Delivering;
-            self.callback.next_attempt_at = Some(now);
+            self.delivery.next_attempt_at = Some(now);
         }
         self.due_at = match self.status {
             JobStatus::Pending => self
@@ -361,32 +564,45 @@ impl Job {
                 .filter(|p| p.status == ProviderStatus::Pending)
                 .map(|p| p.next_attempt_at.unwrap_or(now))
                 .min(),
-            JobStatus::Delivering => Some(self.callback.next_attempt_at.unwrap_or(now)),
+            JobStatus::Delivering => Some(self.delivery.next_attempt_at.unwrap_or(now)),
             JobStatus::Complete | JobStatus::Failed => None,
         };
     }
 
-    /// The callback body (SPEC section 4).
-    pub fn callback_body(&self) -> CallbackBody {
-        CallbackBody {
-            kind: "job.completed".to_owned(),
-            job_id: self.id,
-            created_at: self.created_at,
-            metadata: self.metadata.clone(),
-            results: self
-                .providers
-                .iter()
-                .map(|p| match p.status {
-                    ProviderStatus::Ok => CallbackResult::Ok {
-                        provider: p.name.clone(),
-                        data: p.data.clone().unwrap_or(Value::Null),
-                    },
-                    ProviderStatus::Failed | ProviderStatus::Pending => CallbackResult::Failed {
-                        provider: p.name.clone(),
-                        error: p.last_error.clone().unwrap_or_else(|| "not fetched".to_owned()),
-                    },
-                })
-                .collect(),
+    /// Every provider's result, as a body carries them.
+    fn results(&self) -> Vec<CallbackResult> {
+        self.providers
+            .iter()
+            .map(|p| match p.status {
+                ProviderStatus::Ok => CallbackResult::Ok {
+                    provider: p.name.clone(),
+                    data: p.data.clone().unwrap_or(Value::Null),
+                },
+                ProviderStatus::Failed | ProviderStatus::Pending => CallbackResult::Failed {
+                    provider: p.name.clone(),
+                    error: p.last_error.clone().unwrap_or_else(|| "not fetched".to_owned()),
+                },
+            })
+            .collect()
+    }
+
+    /// The delivery's body: SPEC section 4 for a job's results, section 9
+    /// for an event.
+    pub fn body(&self) -> DeliveryBody {
+        match &self.payload {
+            Payload::Results { metadata } => DeliveryBody::Results(CallbackBody {
+                kind: self.payload.event_type().to_owned(),
+                job_id: self.id,
+                created_at: self.created_at,
+                metadata: metadata.clone(),
+                results: self.results(),
+            }),
+            Payload::Event { event_type, data } => DeliveryBody::Event(EventBody {
+                kind: event_type.as_str().to_owned(),
+                timestamp: self.created_at,
+                data: data.clone(),
+                results: (!self.providers.is_empty()).then(|| self.results()),
+            }),
         }
     }
 }
@@ -414,12 +630,20 @@ mod tests {
             NewJob {
                 id: JobId::generate(now, &mut rng),
                 tenant: TenantId::new("t"),
-                callback_url: Url::parse("https://client.example/complete").expect("valid"),
-                metadata: None,
+                target: Target::Callback(Url::parse("https://client.example/complete").expect("valid")),
+                payload: Payload::Results { metadata: None },
                 providers: providers.iter().map(|p| (*p).to_owned()).collect(),
             },
             now,
         )
+    }
+
+    fn tried(at: Timestamp) -> Tried {
+        Tried {
+            at,
+            took: None,
+            body: None,
+        }
     }
 
     fn ok(data: Value) -> FetchOutcome {
@@ -435,17 +659,19 @@ mod tests {
         assert_eq!(job.due_at, Some(now));
         assert_eq!(job.providers_due(now), vec!["gas", "internet"]);
 
-        job.record_fetch("gas", ok(serde_json::json!([1])), now, &policy(), &mut rng);
+        job.record_fetch("gas", ok(serde_json::json!([1])), tried(now), now, &policy(), &mut rng);
         assert_eq!(job.status, JobStatus::Pending);
-        job.record_fetch("internet", ok(serde_json::json!([2])), now, &policy(), &mut rng);
+        job.record_fetch("internet", ok(serde_json::json!([2])), tried(now), now, &policy(), &mut rng);
         assert_eq!(job.status, JobStatus::Delivering);
-        assert!(job.callback_due(now));
-        let body = job.callback_body();
+        assert!(job.delivery_due(now));
+        let DeliveryBody::Results(body) = job.body() else {
+            panic!("a job's results");
+        };
         assert_eq!(body.results.len(), 2);
 
-        job.record_callback(
+        job.record_delivery(
             CallbackOutcome::Delivered { status: 204 },
-            now,
+            tried(now),            now,
             &policy(),
             &mut rng,
         );
@@ -464,18 +690,21 @@ mod tests {
             error: "HTTP 503".to_owned(),
             retry_after: None,
         };
-        job.record_fetch("gas", fail(), now, &policy(), &mut rng);
+        job.record_fetch("gas", fail(), tried(now), now, &policy(), &mut rng);
         assert_eq!(job.due_at, Some(now + chrono::Duration::seconds(5)));
         assert!(job.providers_due(now).is_empty());
         for _ in 1..6 {
-            job.record_fetch("gas", fail(), now, &policy(), &mut rng);
+            job.record_fetch("gas", fail(), tried(now), now, &policy(), &mut rng);
         }
         let gas = &job.providers[0];
         assert_eq!(gas.status, ProviderStatus::Failed);
         assert_eq!(gas.last_error.as_deref(), Some("HTTP 503 after 6 attempts"));
         // The callback still goes out, reporting the failure.
         assert_eq!(job.status, JobStatus::Delivering);
-        match &job.callback_body().results[0] {
+        let DeliveryBody::Results(body) = job.body() else {
+            panic!("a job's results");
+        };
+        match &body.results[0] {
             CallbackResult::Failed { error, .. } => assert_eq!(error, "HTTP 503 after 6 attempts"),
             other => panic!("expected a failed result, got {other:?}"),
         }
@@ -487,26 +716,26 @@ mod tests {
         let mut rng = rand::rngs::StdRng::seed_from_u64(1);
         let mut gone = job(&[], now);
         assert_eq!(gone.status, JobStatus::Delivering);
-        gone.record_callback(CallbackOutcome::Gone, now, &policy(), &mut rng);
+        gone.record_delivery(CallbackOutcome::Gone, tried(now), now, &policy(), &mut rng);
         assert_eq!(gone.status, JobStatus::Failed);
         assert_eq!(gone.due_at, None);
 
         let mut flaky = job(&[], now);
         for attempt in 1..=8 {
             assert_eq!(flaky.status, JobStatus::Delivering, "attempt {attempt}");
-            flaky.record_callback(
+            flaky.record_delivery(
                 CallbackOutcome::Retryable {
                     status: Some(500),
                     error: "HTTP 500".to_owned(),
                     retry_after: None,
                 },
-                now,
+                tried(now),                now,
                 &policy(),
                 &mut rng,
             );
         }
         assert_eq!(flaky.status, JobStatus::Failed);
-        assert_eq!(flaky.callback.attempts, 8);
+        assert_eq!(flaky.delivery.attempts, 8);
     }
 
     #[test]
@@ -515,30 +744,30 @@ mod tests {
         let later = now + chrono::Duration::hours(1);
         let mut rng = rand::rngs::StdRng::seed_from_u64(1);
         let mut job = job(&["gas"], now);
-        job.record_fetch("gas", ok(serde_json::json!([1])), now, &policy(), &mut rng);
+        job.record_fetch("gas", ok(serde_json::json!([1])), tried(now), now, &policy(), &mut rng);
         assert!(!job.clone().redrive(later), "a delivering job is not redriven");
-        job.record_callback(CallbackOutcome::Gone, now, &policy(), &mut rng);
+        job.record_delivery(CallbackOutcome::Gone, tried(now), now, &policy(), &mut rng);
         assert_eq!(job.status, JobStatus::Failed);
 
         assert!(job.redrive(later));
         assert_eq!(job.status, JobStatus::Delivering);
-        assert_eq!(job.callback.attempts, 0);
+        assert_eq!(job.delivery.attempts, 0);
         assert_eq!(job.due_at, Some(later));
-        assert!(job.callback_due(later));
+        assert!(job.delivery_due(later));
         assert!(
             job.providers_due(later).is_empty(),
             "fetched data is kept, not fetched again"
         );
         assert_eq!(job.providers[0].data, Some(serde_json::json!([1])));
         assert_eq!(
-            job.callback.last_status_code,
+            job.delivery.last_status_code,
             Some(410),
             "the last error stays visible"
         );
 
-        job.record_callback(
+        job.record_delivery(
             CallbackOutcome::Delivered { status: 200 },
-            later,
+            tried(later),            later,
             &policy(),
             &mut rng,
         );
@@ -565,17 +794,124 @@ mod tests {
         let kept: Vec<u64> = job.history.iter().map(|a| a.duration_ms).collect();
         let expected: Vec<u64> = (5..total as u64).collect();
         assert_eq!(kept, expected, "the oldest went first");
-        let text = serde_json::to_string(&job).expect("serializes");
-        let back: Job = serde_json::from_str(&text).expect("deserializes");
+        let back = crate::record::decode(&crate::record::encode(&job)).expect("reads");
         assert_eq!(back, job);
     }
 
+    fn event(providers: &[&str], now: Timestamp) -> Job {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(2);
+        Job::new(
+            NewJob {
+                id: JobId::generate(now, &mut rng),
+                tenant: TenantId::new("t"),
+                target: Target::Callback(Url::parse("https://client.example/events").expect("valid")),
+                payload: Payload::Event {
+                    event_type: EventType::parse("invoice.paid").expect("valid"),
+                    data: RawJson::from_json(r#"{"invoiceId": "in_1", "amount": 1200.50}"#).expect("json"),
+                },
+                providers: providers.iter().map(|p| (*p).to_owned()).collect(),
+            },
+            now,
+        )
+    }
+
     #[test]
-    fn job_survives_a_json_round_trip() {
-        let now = SystemClock.now();
-        let job = job(&["gas"], now);
-        let text = serde_json::to_string(&job).expect("serializes");
-        let back: Job = serde_json::from_str(&text).expect("deserializes");
-        assert_eq!(back, job);
+    fn a_given_payload_is_delivered_as_its_event_with_the_same_lifecycle() {
+        let now = SystemClock.now().trunc_subsecs(3);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        let mut job = event(&[], now);
+        assert_eq!(job.status(), JobStatus::Delivering, "nothing to fetch");
+        assert!(job.delivery_due(now));
+        let body = serde_json::to_value(job.body()).expect("json");
+        assert_eq!(
+            body,
+            serde_json::json!({
+                "type": "invoice.paid",
+                "timestamp": now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                "data": {"invoiceId": "in_1", "amount": 1200.50},
+            })
+        );
+        assert!(String::from_utf8(job.body().to_bytes()).expect("utf-8").contains("1200.50"), "data as sent");
+        // Backoff, dead letter and redrive are the jobs' own.
+        job.record_delivery(
+            CallbackOutcome::Retryable {
+                status: Some(503),
+                error: "HTTP 503".to_owned(),
+                retry_after: None,
+            },
+            tried(now),
+            now,
+            &policy(),
+            &mut rng,
+        );
+        assert_eq!(job.due_at(), Some(now + chrono::Duration::seconds(5)));
+        job.record_delivery(CallbackOutcome::Gone, tried(now), now, &policy(), &mut rng);
+        assert_eq!(job.status(), JobStatus::Failed);
+        assert!(job.redrive(now));
+        assert!(job.delivery_due(now));
+        assert_eq!(job.history().len(), 2);
+    }
+
+    #[test]
+    fn a_thin_event_carries_its_providers_results() {
+        let now = SystemClock.now().trunc_subsecs(3);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        let mut job = event(&["gas"], now);
+        assert_eq!(job.providers_due(now), vec!["gas"]);
+        job.record_fetch("gas", ok(serde_json::json!({"reading": 1})), tried(now), now, &policy(), &mut rng);
+        let body = serde_json::to_value(job.body()).expect("json");
+        assert_eq!(body["type"], "invoice.paid");
+        assert_eq!(
+            body["results"],
+            serde_json::json!([{"provider": "gas", "status": "ok", "data": {"reading": 1}}])
+        );
+    }
+
+    #[test]
+    fn each_outcome_is_recorded_once_in_the_history_and_the_state() {
+        let now = SystemClock.now().trunc_subsecs(3);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        let mut job = job(&[], now);
+        let took = Tried {
+            at: now,
+            took: Some(Duration::from_millis(12)),
+            body: Some("bye".to_owned()),
+        };
+        job.record_delivery(CallbackOutcome::Gone, took, now, &policy(), &mut rng);
+        let attempt = &job.history()[0];
+        assert_eq!((attempt.status, attempt.error.as_deref()), (Some(410), Some("HTTP 410 Gone")));
+        assert_eq!((attempt.duration_ms, attempt.body.as_deref()), (12, Some("bye")));
+        assert_eq!(job.delivery().last_status_code, Some(410));
+        assert_eq!(job.status(), JobStatus::Failed);
+    }
+
+    #[test]
+    fn a_job_too_large_to_store_drops_old_bodies_then_the_largest_data() {
+        let now = SystemClock.now().trunc_subsecs(3);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        let mut job = job(&["big", "small"], now);
+        let failed = FetchOutcome::Retryable {
+            status: Some(503),
+            error: "HTTP 503".to_owned(),
+            retry_after: None,
+        };
+        let with_body = Tried {
+            at: now,
+            took: None,
+            body: Some("x".repeat(2000)),
+        };
+        job.record_fetch("small", failed, with_body, now, &policy(), &mut rng);
+        job.record_fetch("big", ok(serde_json::json!("y".repeat(5000))), tried(now), now, &policy(), &mut rng);
+        let stored = crate::record::encode(&job).len();
+        assert!(job.fit_within(stored).is_empty(), "it fits already");
+
+        assert!(job.fit_within(stored - 100).is_empty(), "the old body was enough");
+        assert!(job.history().iter().all(|a| a.body.is_none()));
+        let dropped = job.fit_within(1000);
+        assert_eq!(dropped.iter().map(|d| d.provider.as_str()).collect::<Vec<_>>(), ["big"]);
+        let big = &job.providers()[0];
+        assert_eq!((big.status, big.data.is_none()), (ProviderStatus::Failed, true));
+        assert!(big.last_error.as_deref().is_some_and(|e| e.starts_with("data too large to store")));
+        assert!(crate::record::encode(&job).len() <= 1000);
     }
 }

@@ -9,20 +9,24 @@ mod api_key;
 mod attempt;
 mod callback;
 mod clock;
+#[cfg(any(test, feature = "fixtures"))]
+pub mod fixtures;
 mod id;
 mod job;
 mod metadata;
+pub mod record;
 mod retry;
 pub mod signing;
 
 pub use api_key::{ApiKey, KeyHash};
 pub use attempt::{Attempt, MAX_ATTEMPT_BODY, MAX_ATTEMPTS_KEPT, truncate_body};
-pub use callback::{CallbackBody, CallbackResult};
+pub use callback::{CallbackBody, CallbackResult, DeliveryBody, EventBody};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
-pub use id::{InvalidTenant, JobId, ParseJobIdError, TenantId};
+pub use id::{EventType, InvalidEventType, InvalidTenant, JobId, ParseJobIdError, TenantId};
 pub use job::{
-    CallbackOutcome, CallbackState, FetchOutcome, Job, JobStatus, NewJob, ProviderState, ProviderStatus,
+    CallbackOutcome, DeliveryState, Dropped, FetchOutcome, Job, JobStatus, NewJob, Payload, ProviderState,
+    ProviderStatus, Target, Tried,
 };
-pub use metadata::{Metadata, MetadataError};
+pub use metadata::{Metadata, MetadataError, RawJson};
 pub use retry::{Jitter, RetryPolicy, RetrySchedule};
 pub use signing::{ParseSecretError, SigningSecret, TenantSecrets, VerifyError};

@@ -151,6 +151,55 @@ impl<'de> Deserialize<'de> for Metadata {
     }
 }
 
+/// Any JSON value, as its sender wrote it (but for whitespace between
+/// tokens): an event's data, delivered byte for byte. Kept as text for the
+/// reason [`Metadata`] is.
+#[derive(Clone)]
+pub struct RawJson(Box<RawValue>);
+
+impl RawJson {
+    /// The value in `json`, with the whitespace between its tokens removed.
+    pub fn from_json(json: &str) -> Result<Self, MetadataError> {
+        // As for metadata: parsing as a value bounds the nesting.
+        if let Err(e) = serde_json::from_str::<serde_json::Value>(json) {
+            return Err(MetadataError::Invalid(e.to_string()));
+        }
+        let raw = RawValue::from_string(compact(json)).map_err(|e| MetadataError::Invalid(e.to_string()))?;
+        Ok(Self(raw))
+    }
+
+    pub fn as_json(&self) -> &str {
+        self.0.get()
+    }
+}
+
+impl PartialEq for RawJson {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_json() == other.as_json()
+    }
+}
+
+impl Eq for RawJson {}
+
+impl fmt::Debug for RawJson {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("RawJson").field(&self.as_json()).finish()
+    }
+}
+
+impl Serialize for RawJson {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for RawJson {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = Box::<RawValue>::deserialize(deserializer)?;
+        RawJson::from_json(raw.get()).map_err(serde::de::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,6 +217,18 @@ mod tests {
         assert_eq!(stored, metadata.as_json());
         let back: Metadata = serde_json::from_str(&stored).expect("reads");
         assert_eq!(back, metadata);
+    }
+
+    #[test]
+    fn raw_json_is_any_value_kept_as_sent() {
+        for (sent, kept) in [("[1, 2.50]", "[1,2.50]"), (" \"a b\" ", "\"a b\""), ("1e2", "1e2"), ("null", "null")] {
+            let json = RawJson::from_json(sent).expect("json");
+            assert_eq!(json.as_json(), kept);
+            let back: RawJson = serde_json::from_str(&serde_json::to_string(&json).expect("writes")).expect("reads");
+            assert_eq!(back, json);
+        }
+        assert!(RawJson::from_json("{").is_err());
+        assert!(RawJson::from_json(&"[".repeat(200)).is_err());
     }
 
     #[test]

@@ -1,0 +1,186 @@
+//! The golden stored jobs: one job per case, built through the lifecycle
+//! at fixed times, and the directory holding each stored-format version's
+//! record of it (`fixtures/jobs/v{N}/{case}.json`). [`crate::record`]'s
+//! tests hold the writer to the newest version's files and every reader to
+//! its own; each store's tests read every file through the store. Test
+//! support only (feature `fixtures`): it panics on a broken fixture.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use rand::SeedableRng;
+use url::Url;
+
+use crate::{
+    CallbackOutcome, EventType, FetchOutcome, Jitter, Job, JobId, Metadata, NewJob, Payload, RawJson,
+    RetryPolicy, Target, TenantId, Timestamp, Tried,
+};
+
+/// `fixtures/jobs` in this crate.
+pub fn dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures").join("jobs")
+}
+
+/// The stored record of `case` in format `version`, if that version has it
+/// (version 1 holds no events).
+pub fn record(version: u64, case: &str) -> Option<String> {
+    let path = dir().join(format!("v{version}")).join(format!("{case}.json"));
+    std::fs::read_to_string(path).ok().map(|text| text.trim_end().to_owned())
+}
+
+/// Every case, by name, with the job it stores.
+pub fn cases() -> Vec<(&'static str, Job)> {
+    vec![
+        ("pending-retrying", pending_retrying()),
+        ("delivering-retrying", delivering_retrying()),
+        ("complete", complete()),
+        ("failed-gone", failed_gone()),
+        ("redriven", redriven()),
+        ("event-given", event_given()),
+        ("event-thin", event_thin()),
+    ]
+}
+
+fn at(text: &str) -> Timestamp {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .expect("a fixed time")
+}
+
+fn policy() -> RetryPolicy {
+    RetryPolicy {
+        jitter: Jitter::None,
+        ..RetryPolicy::default()
+    }
+}
+
+fn rng() -> rand::rngs::StdRng {
+    rand::rngs::StdRng::seed_from_u64(7)
+}
+
+fn tried(at: Timestamp, ms: u64, body: Option<&str>) -> Tried {
+    Tried {
+        at,
+        took: Some(Duration::from_millis(ms)),
+        body: body.map(str::to_owned),
+    }
+}
+
+fn id() -> JobId {
+    "01JD3X5Q8Z6WJ8M6E4V8K2R9TA".parse().expect("a fixed ULID")
+}
+
+fn callback_job(providers: &[&str], metadata: Option<&str>, now: Timestamp) -> Job {
+    Job::new(
+        NewJob {
+            id: id(),
+            tenant: TenantId::new("acme"),
+            target: Target::Callback(
+                Url::parse("https://client.example/hooks/complete?team=billing").expect("a fixed URL"),
+            ),
+            payload: Payload::Results {
+                metadata: metadata.map(|m| Metadata::from_json(m).expect("fixed metadata")),
+            },
+            providers: providers.iter().map(|p| (*p).to_owned()).collect(),
+        },
+        now,
+    )
+}
+
+fn pending_retrying() -> Job {
+    let (t0, t1) = (at("2026-11-20T10:00:00.000Z"), at("2026-11-20T10:00:05.250Z"));
+    let mut rng = rng();
+    let mut job = callback_job(&["gas", "internet"], Some(r#"{"orderId":"A-17","tags":["x","é"]}"#), t0);
+    let data = serde_json::json!([{"billedOn": "2026-11-01", "amount": 22.27}]);
+    job.record_fetch("gas", FetchOutcome::Ok { status: 200, data }, tried(t1, 120, None), t1, &policy(), &mut rng);
+    let busy = FetchOutcome::Retryable {
+        status: Some(503),
+        error: "HTTP 503".into(),
+        retry_after: Some(Duration::from_secs(30)),
+    };
+    job.record_fetch("internet", busy, tried(t1, 3001, Some("upstream busy")), t1, &policy(), &mut rng);
+    job
+}
+
+fn delivering_retrying() -> Job {
+    let mut job = pending_retrying();
+    let mut rng = rng();
+    let t2 = at("2026-11-20T10:00:40.000Z");
+    let missing = FetchOutcome::Permanent {
+        status: Some(404),
+        error: "HTTP 404".into(),
+    };
+    let answer = Some("{\"error\":\"no such account\"}");
+    job.record_fetch("internet", missing, tried(t2, 80, answer), t2, &policy(), &mut rng);
+    let failed = CallbackOutcome::Retryable {
+        status: Some(500),
+        error: "HTTP 500".into(),
+        retry_after: None,
+    };
+    job.record_delivery(failed, tried(t2, 250, Some("oops")), t2, &policy(), &mut rng);
+    job
+}
+
+fn complete() -> Job {
+    let (t0, t1) = (at("2026-11-20T11:00:00.000Z"), at("2026-11-20T11:00:01.500Z"));
+    let mut rng = rng();
+    let mut job = callback_job(&["gas"], Some(r#"{"orderId":"B-2"}"#), t0);
+    let data = serde_json::json!({"amount": 10});
+    job.record_fetch("gas", FetchOutcome::Ok { status: 200, data }, tried(t1, 95, None), t1, &policy(), &mut rng);
+    job.record_delivery(CallbackOutcome::Delivered { status: 204 }, tried(t1, 40, None), t1, &policy(), &mut rng);
+    job
+}
+
+fn failed_gone() -> Job {
+    let t0 = at("2026-11-20T12:00:00.000Z");
+    let mut job = callback_job(&[], None, t0);
+    job.record_delivery(CallbackOutcome::Gone, tried(t0, 30, None), t0, &policy(), &mut rng());
+    job
+}
+
+fn redriven() -> Job {
+    let mut job = failed_gone();
+    job.redrive(at("2026-11-21T08:30:00.000Z"));
+    job
+}
+
+fn event_job(event_type: &str, data: &str, providers: &[&str], now: Timestamp) -> Job {
+    Job::new(
+        NewJob {
+            id: id(),
+            tenant: TenantId::new("acme"),
+            target: Target::Callback(
+                Url::parse("https://client.example/hooks/events").expect("a fixed URL"),
+            ),
+            payload: Payload::Event {
+                event_type: EventType::parse(event_type).expect("a fixed type"),
+                data: RawJson::from_json(data).expect("fixed data"),
+            },
+            providers: providers.iter().map(|p| (*p).to_owned()).collect(),
+        },
+        now,
+    )
+}
+
+/// An event's delivery: a payload given whole, no providers, retried once.
+fn event_given() -> Job {
+    let t0 = at("2026-11-22T09:00:00.000Z");
+    let mut job = event_job("invoice.paid", r#"{"invoiceId":"in_1","amount":1200.50}"#, &[], t0);
+    let refused = CallbackOutcome::Retryable {
+        status: None,
+        error: "connection refused".into(),
+        retry_after: None,
+    };
+    job.record_delivery(refused, tried(t0, 3, None), t0, &policy(), &mut rng());
+    job
+}
+
+/// A thin event: its data fetched from a provider before delivery.
+fn event_thin() -> Job {
+    let (t0, t1) = (at("2026-11-22T09:30:00.000Z"), at("2026-11-22T09:30:00.400Z"));
+    let mut rng = rng();
+    let mut job = event_job("meter.read", "[1,2,3]", &["gas"], t0);
+    let data = serde_json::json!({"reading": 4711});
+    job.record_fetch("gas", FetchOutcome::Ok { status: 200, data }, tried(t1, 60, None), t1, &policy(), &mut rng);
+    job
+}
