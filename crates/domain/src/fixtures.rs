@@ -18,14 +18,18 @@ use crate::{
 
 /// `fixtures/jobs` in this crate.
 pub fn dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures").join("jobs")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join("jobs")
 }
 
 /// The stored record of `case` in format `version`, if that version has it
 /// (version 1 holds no events).
 pub fn record(version: u64, case: &str) -> Option<String> {
     let path = dir().join(format!("v{version}")).join(format!("{case}.json"));
-    std::fs::read_to_string(path).ok().map(|text| text.trim_end().to_owned())
+    std::fs::read_to_string(path)
+        .ok()
+        .map(|text| text.trim_end().to_owned())
 }
 
 /// Every case, by name, with the job it stores.
@@ -90,15 +94,33 @@ fn callback_job(providers: &[&str], metadata: Option<&str>, now: Timestamp) -> J
 fn pending_retrying() -> Job {
     let (t0, t1) = (at("2026-11-20T10:00:00.000Z"), at("2026-11-20T10:00:05.250Z"));
     let mut rng = rng();
-    let mut job = callback_job(&["gas", "internet"], Some(r#"{"orderId":"A-17","tags":["x","é"]}"#), t0);
+    let mut job = callback_job(
+        &["gas", "internet"],
+        Some(r#"{"orderId":"A-17","tags":["x","é"]}"#),
+        t0,
+    );
     let data = serde_json::json!([{"billedOn": "2026-11-01", "amount": 22.27}]);
-    job.record_fetch("gas", FetchOutcome::Ok { status: 200, data }, tried(t1, 120, None), t1, &policy(), &mut rng);
+    job.record_fetch(
+        "gas",
+        FetchOutcome::Ok { status: 200, data },
+        tried(t1, 120, None),
+        t1,
+        &policy(),
+        &mut rng,
+    );
     let busy = FetchOutcome::Retryable {
         status: Some(503),
         error: "HTTP 503".into(),
         retry_after: Some(Duration::from_secs(30)),
     };
-    job.record_fetch("internet", busy, tried(t1, 3001, Some("upstream busy")), t1, &policy(), &mut rng);
+    job.record_fetch(
+        "internet",
+        busy,
+        tried(t1, 3001, Some("upstream busy")),
+        t1,
+        &policy(),
+        &mut rng,
+    );
     job
 }
 
@@ -111,7 +133,14 @@ fn delivering_retrying() -> Job {
         error: "HTTP 404".into(),
     };
     let answer = Some("{\"error\":\"no such account\"}");
-    job.record_fetch("internet", missing, tried(t2, 80, answer), t2, &policy(), &mut rng);
+    job.record_fetch(
+        "internet",
+        missing,
+        tried(t2, 80, answer),
+        t2,
+        &policy(),
+        &mut rng,
+    );
     let failed = CallbackOutcome::Retryable {
         status: Some(500),
         error: "HTTP 500".into(),
@@ -126,15 +155,34 @@ fn complete() -> Job {
     let mut rng = rng();
     let mut job = callback_job(&["gas"], Some(r#"{"orderId":"B-2"}"#), t0);
     let data = serde_json::json!({"amount": 10});
-    job.record_fetch("gas", FetchOutcome::Ok { status: 200, data }, tried(t1, 95, None), t1, &policy(), &mut rng);
-    job.record_delivery(CallbackOutcome::Delivered { status: 204 }, tried(t1, 40, None), t1, &policy(), &mut rng);
+    job.record_fetch(
+        "gas",
+        FetchOutcome::Ok { status: 200, data },
+        tried(t1, 95, None),
+        t1,
+        &policy(),
+        &mut rng,
+    );
+    job.record_delivery(
+        CallbackOutcome::Delivered { status: 204 },
+        tried(t1, 40, None),
+        t1,
+        &policy(),
+        &mut rng,
+    );
     job
 }
 
 fn failed_gone() -> Job {
     let t0 = at("2026-11-20T12:00:00.000Z");
     let mut job = callback_job(&[], None, t0);
-    job.record_delivery(CallbackOutcome::Gone, tried(t0, 30, None), t0, &policy(), &mut rng());
+    job.record_delivery(
+        CallbackOutcome::Gone,
+        tried(t0, 30, None),
+        t0,
+        &policy(),
+        &mut rng(),
+    );
     job
 }
 
@@ -149,9 +197,7 @@ fn event_job(event_type: &str, data: &str, providers: &[&str], now: Timestamp) -
         NewJob {
             id: id(),
             tenant: TenantId::new("acme"),
-            target: Target::Callback(
-                Url::parse("https://client.example/hooks/events").expect("a fixed URL"),
-            ),
+            target: Target::Callback(Url::parse("https://client.example/hooks/events").expect("a fixed URL")),
             payload: Payload::Event {
                 event_type: EventType::parse(event_type).expect("a fixed type"),
                 data: RawJson::from_json(data).expect("fixed data"),
@@ -165,7 +211,12 @@ fn event_job(event_type: &str, data: &str, providers: &[&str], now: Timestamp) -
 /// An event's delivery: a payload given whole, no providers, retried once.
 fn event_given() -> Job {
     let t0 = at("2026-11-22T09:00:00.000Z");
-    let mut job = event_job("invoice.paid", r#"{"invoiceId":"in_1","amount":1200.50}"#, &[], t0);
+    let mut job = event_job(
+        "invoice.paid",
+        r#"{"invoiceId":"in_1","amount":1200.50}"#,
+        &[],
+        t0,
+    );
     let refused = CallbackOutcome::Retryable {
         status: None,
         error: "connection refused".into(),
@@ -181,6 +232,13 @@ fn event_thin() -> Job {
     let mut rng = rng();
     let mut job = event_job("meter.read", "[1,2,3]", &["gas"], t0);
     let data = serde_json::json!({"reading": 4711});
-    job.record_fetch("gas", FetchOutcome::Ok { status: 200, data }, tried(t1, 60, None), t1, &policy(), &mut rng);
+    job.record_fetch(
+        "gas",
+        FetchOutcome::Ok { status: 200, data },
+        tried(t1, 60, None),
+        t1,
+        &policy(),
+        &mut rng,
+    );
     job
 }

@@ -140,7 +140,10 @@ mod tests {
     #[test]
     fn event_type_names_are_the_spec_ones() {
         for ok in ["invoice.paid", "a", "A-Z_0.9", &"x".repeat(64)] {
-            assert_eq!(EventType::parse(ok).map(|t| t.as_str().to_owned()), Ok(ok.to_owned()));
+            assert_eq!(
+                EventType::parse(ok).map(|t| t.as_str().to_owned()),
+                Ok(ok.to_owned())
+            );
         }
         for bad in ["", "has space", "slash/no", "é", &"x".repeat(65)] {
             assert_eq!(EventType::parse(bad), Err(InvalidEventType), "{bad:?}");

@@ -659,9 +659,23 @@ mod tests {
         assert_eq!(job.due_at, Some(now));
         assert_eq!(job.providers_due(now), vec!["gas", "internet"]);
 
-        job.record_fetch("gas", ok(serde_json::json!([1])), tried(now), now, &policy(), &mut rng);
+        job.record_fetch(
+            "gas",
+            ok(serde_json::json!([1])),
+            tried(now),
+            now,
+            &policy(),
+            &mut rng,
+        );
         assert_eq!(job.status, JobStatus::Pending);
-        job.record_fetch("internet", ok(serde_json::json!([2])), tried(now), now, &policy(), &mut rng);
+        job.record_fetch(
+            "internet",
+            ok(serde_json::json!([2])),
+            tried(now),
+            now,
+            &policy(),
+            &mut rng,
+        );
         assert_eq!(job.status, JobStatus::Delivering);
         assert!(job.delivery_due(now));
         let DeliveryBody::Results(body) = job.body() else {
@@ -671,7 +685,8 @@ mod tests {
 
         job.record_delivery(
             CallbackOutcome::Delivered { status: 204 },
-            tried(now),            now,
+            tried(now),
+            now,
             &policy(),
             &mut rng,
         );
@@ -729,7 +744,8 @@ mod tests {
                     error: "HTTP 500".to_owned(),
                     retry_after: None,
                 },
-                tried(now),                now,
+                tried(now),
+                now,
                 &policy(),
                 &mut rng,
             );
@@ -744,7 +760,14 @@ mod tests {
         let later = now + chrono::Duration::hours(1);
         let mut rng = rand::rngs::StdRng::seed_from_u64(1);
         let mut job = job(&["gas"], now);
-        job.record_fetch("gas", ok(serde_json::json!([1])), tried(now), now, &policy(), &mut rng);
+        job.record_fetch(
+            "gas",
+            ok(serde_json::json!([1])),
+            tried(now),
+            now,
+            &policy(),
+            &mut rng,
+        );
         assert!(!job.clone().redrive(later), "a delivering job is not redriven");
         job.record_delivery(CallbackOutcome::Gone, tried(now), now, &policy(), &mut rng);
         assert_eq!(job.status, JobStatus::Failed);
@@ -767,7 +790,8 @@ mod tests {
 
         job.record_delivery(
             CallbackOutcome::Delivered { status: 200 },
-            tried(later),            later,
+            tried(later),
+            later,
             &policy(),
             &mut rng,
         );
@@ -831,7 +855,12 @@ mod tests {
                 "data": {"invoiceId": "in_1", "amount": 1200.50},
             })
         );
-        assert!(String::from_utf8(job.body().to_bytes()).expect("utf-8").contains("1200.50"), "data as sent");
+        assert!(
+            String::from_utf8(job.body().to_bytes())
+                .expect("utf-8")
+                .contains("1200.50"),
+            "data as sent"
+        );
         // Backoff, dead letter and redrive are the jobs' own.
         job.record_delivery(
             CallbackOutcome::Retryable {
@@ -858,7 +887,14 @@ mod tests {
         let mut rng = rand::rngs::StdRng::seed_from_u64(1);
         let mut job = event(&["gas"], now);
         assert_eq!(job.providers_due(now), vec!["gas"]);
-        job.record_fetch("gas", ok(serde_json::json!({"reading": 1})), tried(now), now, &policy(), &mut rng);
+        job.record_fetch(
+            "gas",
+            ok(serde_json::json!({"reading": 1})),
+            tried(now),
+            now,
+            &policy(),
+            &mut rng,
+        );
         let body = serde_json::to_value(job.body()).expect("json");
         assert_eq!(body["type"], "invoice.paid");
         assert_eq!(
@@ -879,7 +915,10 @@ mod tests {
         };
         job.record_delivery(CallbackOutcome::Gone, took, now, &policy(), &mut rng);
         let attempt = &job.history()[0];
-        assert_eq!((attempt.status, attempt.error.as_deref()), (Some(410), Some("HTTP 410 Gone")));
+        assert_eq!(
+            (attempt.status, attempt.error.as_deref()),
+            (Some(410), Some("HTTP 410 Gone"))
+        );
         assert_eq!((attempt.duration_ms, attempt.body.as_deref()), (12, Some("bye")));
         assert_eq!(job.delivery().last_status_code, Some(410));
         assert_eq!(job.status(), JobStatus::Failed);
@@ -901,17 +940,31 @@ mod tests {
             body: Some("x".repeat(2000)),
         };
         job.record_fetch("small", failed, with_body, now, &policy(), &mut rng);
-        job.record_fetch("big", ok(serde_json::json!("y".repeat(5000))), tried(now), now, &policy(), &mut rng);
+        job.record_fetch(
+            "big",
+            ok(serde_json::json!("y".repeat(5000))),
+            tried(now),
+            now,
+            &policy(),
+            &mut rng,
+        );
         let stored = crate::record::encode(&job).len();
         assert!(job.fit_within(stored).is_empty(), "it fits already");
 
         assert!(job.fit_within(stored - 100).is_empty(), "the old body was enough");
         assert!(job.history().iter().all(|a| a.body.is_none()));
         let dropped = job.fit_within(1000);
-        assert_eq!(dropped.iter().map(|d| d.provider.as_str()).collect::<Vec<_>>(), ["big"]);
+        assert_eq!(
+            dropped.iter().map(|d| d.provider.as_str()).collect::<Vec<_>>(),
+            ["big"]
+        );
         let big = &job.providers()[0];
         assert_eq!((big.status, big.data.is_none()), (ProviderStatus::Failed, true));
-        assert!(big.last_error.as_deref().is_some_and(|e| e.starts_with("data too large to store")));
+        assert!(
+            big.last_error
+                .as_deref()
+                .is_some_and(|e| e.starts_with("data too large to store"))
+        );
         assert!(crate::record::encode(&job).len() <= 1000);
     }
 }

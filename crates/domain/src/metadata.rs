@@ -221,10 +221,16 @@ mod tests {
 
     #[test]
     fn raw_json_is_any_value_kept_as_sent() {
-        for (sent, kept) in [("[1, 2.50]", "[1,2.50]"), (" \"a b\" ", "\"a b\""), ("1e2", "1e2"), ("null", "null")] {
+        for (sent, kept) in [
+            ("[1, 2.50]", "[1,2.50]"),
+            (" \"a b\" ", "\"a b\""),
+            ("1e2", "1e2"),
+            ("null", "null"),
+        ] {
             let json = RawJson::from_json(sent).expect("json");
             assert_eq!(json.as_json(), kept);
-            let back: RawJson = serde_json::from_str(&serde_json::to_string(&json).expect("writes")).expect("reads");
+            let back: RawJson =
+                serde_json::from_str(&serde_json::to_string(&json).expect("writes")).expect("reads");
             assert_eq!(back, json);
         }
         assert!(RawJson::from_json("{").is_err());

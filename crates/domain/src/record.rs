@@ -25,8 +25,8 @@ use serde_json::Value;
 use url::Url;
 
 use crate::{
-    Attempt, DeliveryState, EventType, Job, JobId, JobStatus, Metadata, Payload, ProviderState, ProviderStatus,
-    RawJson, Target, TenantId, Timestamp,
+    Attempt, DeliveryState, EventType, Job, JobId, JobStatus, Metadata, Payload, ProviderState,
+    ProviderStatus, RawJson, Target, TenantId, Timestamp,
 };
 
 /// The version [`encode`] writes.
@@ -345,9 +345,7 @@ mod v1 {
                 tenant: r.tenant,
                 status: r.status.into(),
                 target: Target::Callback(r.callback_url),
-                payload: Payload::Results {
-                    metadata: r.metadata,
-                },
+                payload: Payload::Results { metadata: r.metadata },
                 providers: r.providers.into_iter().map(Into::into).collect(),
                 delivery: r.callback.into(),
                 created_at: r.created_at,
@@ -528,8 +526,9 @@ mod tests {
             }
         }
         for (case, job) in fixtures::cases() {
-            let stored = fixtures::record(VERSION, case)
-                .unwrap_or_else(|| panic!("no fixture v{VERSION}/{case}.json: every case has one in the newest version"));
+            let stored = fixtures::record(VERSION, case).unwrap_or_else(|| {
+                panic!("no fixture v{VERSION}/{case}.json: every case has one in the newest version")
+            });
             assert_eq!(
                 encode(&job),
                 stored,
@@ -553,7 +552,11 @@ mod tests {
                 let back = decode(&stored).unwrap_or_else(|e| panic!("v{version}/{case}: {e}"));
                 assert_eq!(back, job, "v{version}/{case}");
                 // Read old, write new: the next save stores the newest form.
-                assert_eq!(decode(&encode(&back)).as_ref(), Ok(&job), "v{version}/{case} rewritten");
+                assert_eq!(
+                    decode(&encode(&back)).as_ref(),
+                    Ok(&job),
+                    "v{version}/{case} rewritten"
+                );
                 read += 1;
             }
             // Every file is a case: none is left unread.
@@ -589,7 +592,10 @@ mod tests {
         let json = serde_json::to_string(&common::TriedOut::from(&attempt)).expect("json");
         assert!(json.len() <= 60, "{json}");
         let back: common::Tried = serde_json::from_str(&json).expect("parses");
-        assert_eq!(Attempt::from(back).at.timestamp_millis(), attempt.at.timestamp_millis());
+        assert_eq!(
+            Attempt::from(back).at.timestamp_millis(),
+            attempt.at.timestamp_millis()
+        );
     }
 
     #[test]
@@ -597,7 +603,13 @@ mod tests {
         let err = decode(r#"{"v":9,"id":"01JD3X5Q8Z6WJ8M6E4V8K2R9TA"}"#).expect_err("newer");
         assert_eq!(err, RecordError::Newer(9));
         assert!(err.to_string().contains("format version 9"), "{err}");
-        assert!(matches!(decode("not json"), Err(RecordError::Invalid { version: 1, .. })));
-        assert!(matches!(decode(r#"{"v":2}"#), Err(RecordError::Invalid { version: 2, .. })));
+        assert!(matches!(
+            decode("not json"),
+            Err(RecordError::Invalid { version: 1, .. })
+        ));
+        assert!(matches!(
+            decode(r#"{"v":2}"#),
+            Err(RecordError::Invalid { version: 2, .. })
+        ));
     }
 }

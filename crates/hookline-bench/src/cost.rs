@@ -332,8 +332,12 @@ fn new_job(created: domain::Timestamp, rng: &mut rand::rngs::StdRng) -> Job {
         NewJob {
             id: JobId::generate(created, rng),
             tenant: TenantId::new("bench"),
-            callback_url: url::Url::parse("http://127.0.0.1:9/complete").expect("a valid constant URL"),
-            metadata: domain::Metadata::from_json(r#"{"orderId": "A-17"}"#).ok(),
+            target: domain::Target::Callback(
+                url::Url::parse("http://127.0.0.1:9/complete").expect("a valid constant URL"),
+            ),
+            payload: domain::Payload::Results {
+                metadata: domain::Metadata::from_json(r#"{"orderId": "A-17"}"#).ok(),
+            },
             providers: providers_mock::PROVIDERS
                 .iter()
                 .map(|p| (*p).to_owned())
@@ -348,17 +352,29 @@ fn finished_job(created: domain::Timestamp, rng: &mut rand::rngs::StdRng) -> Job
     let mut job = new_job(created, rng);
     let policy = RetryPolicy::default();
     let later = created + chrono::Duration::seconds(1);
+    let tried = |at| domain::Tried {
+        at,
+        took: Some(std::time::Duration::from_millis(100)),
+        body: None,
+    };
     for provider in providers_mock::PROVIDERS {
-        let data = providers_mock::billing_data(provider, &job.id.to_string());
+        let data = providers_mock::billing_data(provider, &job.id().to_string());
         job.record_fetch(
             provider,
             FetchOutcome::Ok { status: 200, data },
+            tried(later),
             later,
             &policy,
             rng,
         );
     }
-    job.record_callback(CallbackOutcome::Delivered { status: 204 }, later, &policy, rng);
+    job.record_delivery(
+        CallbackOutcome::Delivered { status: 204 },
+        tried(later),
+        later,
+        &policy,
+        rng,
+    );
     job
 }
 
@@ -366,15 +382,15 @@ fn finished_job(created: domain::Timestamp, rng: &mut rand::rngs::StdRng) -> Job
 /// `expiresAt` for TTL), so the history is what production would hold.
 fn finished_item(job: &Job) -> Result<HashMap<String, AttributeValue>> {
     let s = |v: String| AttributeValue::S(v);
-    let shard = job.id.shard(SHARDS);
-    let expires = (job.created_at + chrono::Duration::days(30)).timestamp();
+    let shard = job.id().shard(SHARDS);
+    let expires = (job.created_at() + chrono::Duration::days(30)).timestamp();
     Ok(HashMap::from([
-        ("pk".to_owned(), s(format!("job#{}#{shard:03}", job.tenant))),
-        ("sk".to_owned(), s(format!("job#{}", job.id))),
-        ("tenant".to_owned(), s(job.tenant.to_string())),
-        ("status".to_owned(), s(job.status.as_str().to_owned())),
-        ("createdAt".to_owned(), s(job.created_at.to_rfc3339())),
-        ("job".to_owned(), s(serde_json::to_string(job)?)),
+        ("pk".to_owned(), s(format!("job#{}#{shard:03}", job.tenant()))),
+        ("sk".to_owned(), s(format!("job#{}", job.id()))),
+        ("tenant".to_owned(), s(job.tenant().to_string())),
+        ("status".to_owned(), s(job.status().as_str().to_owned())),
+        ("createdAt".to_owned(), s(job.created_at().to_rfc3339())),
+        ("job".to_owned(), s(domain::record::encode(job))),
         ("expiresAt".to_owned(), AttributeValue::N(expires.to_string())),
     ]))
 }

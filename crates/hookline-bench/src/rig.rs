@@ -358,9 +358,10 @@ pub async fn raw_writes(store: &dyn Store, count: usize, parallel: usize, seed: 
                 domain::NewJob {
                     id: domain::JobId::generate(now, &mut rng),
                     tenant: TenantId::new("ceiling"),
-                    callback_url: url::Url::parse("http://127.0.0.1:9/complete")
-                        .expect("a valid constant URL"),
-                    metadata: None,
+                    target: domain::Target::Callback(
+                        url::Url::parse("http://127.0.0.1:9/complete").expect("a valid constant URL"),
+                    ),
+                    payload: domain::Payload::Results { metadata: None },
                     providers: vec!["gas".to_owned()],
                 },
                 // Far in the future: these jobs never become due.

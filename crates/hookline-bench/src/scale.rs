@@ -209,8 +209,8 @@ async fn seed_jobs(store: &dyn Store, callback: &str, jobs: usize, seed: u64) ->
                 domain::NewJob {
                     id: domain::JobId::generate(now, &mut rng),
                     tenant: domain::TenantId::new("bench"),
-                    callback_url: callback.clone(),
-                    metadata: None,
+                    target: domain::Target::Callback(callback.clone()),
+                    payload: domain::Payload::Results { metadata: None },
                     providers: providers_mock::PROVIDERS
                         .iter()
                         .map(|p| (*p).to_owned())

@@ -329,12 +329,14 @@ fn plan_jobs(mock: &RunningMock, rng: &mut rand::rngs::StdRng) -> (Vec<Planned>,
             NewJob {
                 id: JobId::generate(now, rng),
                 tenant: TenantId::new("default"),
-                callback_url: if n % GONE_EVERY == GONE_EVERY / 2 {
+                target: domain::Target::Callback(if n % GONE_EVERY == GONE_EVERY / 2 {
                     gone.clone()
                 } else {
                     complete.clone()
+                }),
+                payload: domain::Payload::Results {
+                    metadata: Some(metadata),
                 },
-                metadata: Some(metadata),
                 providers: providers_mock::PROVIDERS
                     .iter()
                     .map(|p| (*p).to_owned())
@@ -346,7 +348,7 @@ fn plan_jobs(mock: &RunningMock, rng: &mut rand::rngs::StdRng) -> (Vec<Planned>,
         .iter()
         .map(|job| Planned {
             id: job.id.to_string(),
-            gone: job.callback_url == gone,
+            gone: job.target == domain::Target::Callback(gone.clone()),
         })
         .collect();
     (planned, jobs)

@@ -1101,7 +1101,7 @@ async fn serve_killed_mid_flight_loses_no_accepted_job() {
             accepted.len(),
             "every accepted job survived the crash"
         );
-        let unfinished = page.jobs.iter().filter(|j| !j.status.is_terminal()).count();
+        let unfinished = page.jobs.iter().filter(|j| !j.status().is_terminal()).count();
         assert!(unfinished > 0, "the kill should cut jobs off mid-flight");
         println!(
             "killed with {unfinished} of {} jobs unfinished, {delivered_before} delivered",

@@ -7,7 +7,7 @@ use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use domain::{Job, JobId, JobStatus, NewJob, ProviderStatus, TenantId, Timestamp};
+use domain::{Job, JobId, JobStatus, NewJob, Payload, ProviderStatus, Target, TenantId, Timestamp};
 use serde::Serialize;
 use store::{IdempotencyRecord, IdempotentCreate, ListQuery, MAX_PAGE, Redrive, StoreError};
 use utoipa::ToSchema;
@@ -142,8 +142,10 @@ async fn accept_job(
         NewJob {
             id: JobId::generate(now, &mut rand::rng()),
             tenant,
-            callback_url: request.callback_url,
-            metadata: request.metadata,
+            target: Target::Callback(request.callback_url),
+            payload: Payload::Results {
+                metadata: request.metadata,
+            },
             providers: request.providers,
         },
         now,
@@ -151,8 +153,8 @@ async fn accept_job(
     let created = store_new_job(&state, &job, idempotency.as_ref(), now).await?;
     match created {
         IdempotentCreate::Created => {
-            tracing::Span::current().record("job_id", tracing::field::display(&job.id));
-            tracing::info!(job_id = %job.id, providers = job.providers.len(), "job accepted");
+            tracing::Span::current().record("job_id", tracing::field::display(&job.id()));
+            tracing::info!(job_id = %job.id(), providers = job.providers().len(), "job accepted");
             state.wake_processor();
             Ok(accepted(StatusCode::ACCEPTED, &job))
         }
@@ -162,7 +164,7 @@ async fn accept_job(
         } => {
             let original = state
                 .store
-                .get_job(&job.tenant, job_id)
+                .get_job(&job.tenant(), job_id)
                 .await
                 .map_err(|err| ApiError::from_store(err, "read the original job"))?
                 .ok_or_else(|| ApiError::conflict("the job this Idempotency-Key created no longer exists"))?;
@@ -204,14 +206,14 @@ async fn store_new_job(
         Err(StoreError::Indeterminate(reason)) => reason,
         answer => return answer.map_err(|err| ApiError::from_store(err, "store new job")),
     };
-    tracing::warn!(%reason, job_id = %job.id, "store new job: outcome unknown, resolving it");
+    tracing::warn!(%reason, job_id = %job.id(), "store new job: outcome unknown, resolving it");
     match tokio::time::timeout(RESOLVE_WITHIN, resolve_create(state, job, key, now)).await {
         Ok(created) => {
-            tracing::info!(job_id = %job.id, "store new job: outcome resolved");
+            tracing::info!(job_id = %job.id(), "store new job: outcome resolved");
             Ok(created)
         }
         Err(_) => {
-            tracing::warn!(job_id = %job.id, "store new job: outcome still unknown");
+            tracing::warn!(job_id = %job.id(), "store new job: outcome still unknown");
             Err(ApiError::outcome_unknown(CREATE_OUTCOME_UNKNOWN))
         }
     }
@@ -246,13 +248,13 @@ async fn resolve_create(
     let mut pause = std::time::Duration::from_millis(25);
     loop {
         match create_once(state, job, key, now).await {
-            Ok(IdempotentCreate::Replay { job_id, .. }) if job_id == job.id => {
+            Ok(IdempotentCreate::Replay { job_id, .. }) if job_id == job.id() => {
                 return IdempotentCreate::Created;
             }
             Ok(created) => return created,
             Err(StoreError::Conflict) => return IdempotentCreate::Created,
             // Still no answer, or none now: the first write may yet be there.
-            Err(err) => tracing::debug!(error = %err, job_id = %job.id, "store new job: still unresolved"),
+            Err(err) => tracing::debug!(error = %err, job_id = %job.id(), "store new job: still unresolved"),
         }
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(std::time::Duration::from_millis(400));
@@ -263,13 +265,13 @@ async fn resolve_create(
 /// time, with `Location`.
 fn accepted(status: StatusCode, job: &Job) -> Response {
     let body = Accepted {
-        job_id: job.id,
-        status: job.status,
-        providers: job.providers.iter().map(|p| p.name.clone()).collect(),
-        created_at: api_time(job.created_at),
+        job_id: job.id(),
+        status: job.status(),
+        providers: job.providers().iter().map(|p| p.name.clone()).collect(),
+        created_at: api_time(job.created_at()),
     };
     let mut response = (status, Json(body)).into_response();
-    if let Ok(value) = HeaderValue::from_str(&format!("/v1/jobs/{}", job.id)) {
+    if let Ok(value) = HeaderValue::from_str(&format!("/v1/jobs/{}", job.id())) {
         response.headers_mut().insert(header::LOCATION, value);
     }
     response
@@ -345,37 +347,43 @@ struct DeliveryView {
 
 impl From<Job> for JobView {
     fn from(job: Job) -> Self {
-        let delivering = matches!(job.status, JobStatus::Delivering);
+        let delivering = matches!(job.status(), JobStatus::Delivering);
         Self {
-            job_id: job.id,
-            status: job.status,
-            callback_url: job.callback_url.to_string(),
-            metadata: job.metadata,
+            job_id: job.id(),
+            status: job.status(),
+            callback_url: match job.target() {
+                Target::Callback(url) => url.to_string(),
+            },
+            metadata: job.metadata().cloned(),
             providers: job
-                .providers
-                .into_iter()
+                .providers()
+                .iter()
                 .map(|p| ProviderView {
                     next_attempt_at: (p.status == ProviderStatus::Pending)
                         .then_some(p.next_attempt_at)
                         .flatten()
                         .map(api_time),
-                    name: p.name,
+                    name: p.name.clone(),
                     status: p.status,
                     attempts: p.attempts,
                     last_status_code: p.last_status_code,
-                    last_error: p.last_error,
+                    last_error: p.last_error.clone(),
                 })
                 .collect(),
             delivery: DeliveryView {
-                attempts: job.callback.attempts,
-                last_status_code: job.callback.last_status_code,
-                last_error: job.callback.last_error,
-                next_attempt_at: job.callback.next_attempt_at.filter(|_| delivering).map(api_time),
-                delivered_at: job.callback.delivered_at.map(api_time),
+                attempts: job.delivery().attempts,
+                last_status_code: job.delivery().last_status_code,
+                last_error: job.delivery().last_error.clone(),
+                next_attempt_at: job
+                    .delivery()
+                    .next_attempt_at
+                    .filter(|_| delivering)
+                    .map(api_time),
+                delivered_at: job.delivery().delivered_at.map(api_time),
             },
-            next_attempt_at: job.due_at.map(api_time),
-            created_at: api_time(job.created_at),
-            updated_at: api_time(job.updated_at),
+            next_attempt_at: job.due_at().map(api_time),
+            created_at: api_time(job.created_at()),
+            updated_at: api_time(job.updated_at()),
         }
     }
 }
@@ -482,7 +490,7 @@ pub(crate) struct AttemptList {
 impl From<Job> for AttemptList {
     fn from(job: Job) -> Self {
         let data = job
-            .history
+            .history()
             .iter()
             .map(|attempt| {
                 // A successful fetch's body is the provider's data, held
@@ -492,7 +500,12 @@ impl From<Job> for AttemptList {
                     if !attempt.succeeded() {
                         return None;
                     }
-                    let data = job.providers.iter().find(|p| p.name == provider)?.data.as_ref()?;
+                    let data = job
+                        .providers()
+                        .iter()
+                        .find(|p| p.name == provider)?
+                        .data
+                        .as_ref()?;
                     domain::truncate_body(data.to_string().as_bytes())
                 });
                 AttemptView {
@@ -511,7 +524,10 @@ impl From<Job> for AttemptList {
                 }
             })
             .collect();
-        Self { job_id: job.id, data }
+        Self {
+            job_id: job.id(),
+            data,
+        }
     }
 }
 
@@ -739,14 +755,14 @@ async fn resolve_redrive(state: &AppState, tenant: &TenantId, id: JobId, now: Ti
     loop {
         match state.store.get_job(tenant, id).await {
             Ok(None) => return Some(Redrive::NotFound),
-            Ok(Some(job)) if job.status == JobStatus::Failed => {
+            Ok(Some(job)) if job.status() == JobStatus::Failed => {
                 match state.store.redrive(tenant, id, now).await {
                     Ok(Redrive::NotFailed(_)) | Err(_) => {}
                     Ok(redrive) => return Some(redrive),
                 }
             }
             // What our redrive wrote (`Job::redrive` stamps `now`).
-            Ok(Some(job)) if job.updated_at == now => return Some(Redrive::Requeued(Box::new(job))),
+            Ok(Some(job)) if job.updated_at() == now => return Some(Redrive::Requeued(Box::new(job))),
             Ok(Some(_)) => return None,
             Err(err) => tracing::debug!(error = %err, "redrive job: still unresolved"),
         }

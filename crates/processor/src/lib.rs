@@ -16,8 +16,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use domain::{
-    Attempt, CallbackOutcome, Clock, FetchOutcome, Job, JobId, JobStatus, ProviderStatus, RetryPolicy,
-    SigningSecret, TenantId, TenantSecrets, Timestamp, signing,
+    CallbackOutcome, Clock, FetchOutcome, Job, JobId, JobStatus, RetryPolicy, SigningSecret, Target,
+    TenantId, TenantSecrets, Timestamp, Tried, signing,
 };
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
@@ -652,9 +652,9 @@ impl Processor {
         };
         report.claimed += 1;
         self.metrics.claim(true);
-        tracing::Span::current().record("tenant", tracing::field::display(&job.tenant));
+        tracing::Span::current().record("tenant", tracing::field::display(&job.tenant()));
         self.in_flight_leases()
-            .insert(job.id, (job.tenant.clone(), lease.clone()));
+            .insert(job.id(), (job.tenant().clone(), lease.clone()));
         (report, Some((job, lease)))
     }
 
@@ -667,21 +667,21 @@ impl Processor {
         let mut report = RunReport::default();
         let job = self.fetch_and_deliver(job).await;
         let saved = self.save_fenced(&job, &lease).await;
-        self.in_flight_leases().remove(&job.id);
+        self.in_flight_leases().remove(&job.id());
         match saved {
-            Ok(Fenced::Written) => match job.status {
+            Ok(Fenced::Written) => match job.status() {
                 JobStatus::Complete => {
                     report.delivered += 1;
                     self.metrics.job_delivered();
-                    tracing::info!(attempts = job.callback.attempts, "job delivered");
+                    tracing::info!(attempts = job.delivery().attempts, "job delivered");
                 }
                 JobStatus::Failed => {
                     report.dead_lettered += 1;
                     self.metrics.job_dead_lettered();
                     tracing::warn!(
-                        job_id = %job.id,
-                        attempts = job.callback.attempts,
-                        error = job.callback.last_error.as_deref().unwrap_or(""),
+                        job_id = %job.id(),
+                        attempts = job.delivery().attempts,
+                        error = job.delivery().last_error.as_deref().unwrap_or(""),
                         "job dead-lettered"
                     );
                 }
@@ -689,23 +689,23 @@ impl Processor {
                     report.retried += 1;
                     self.metrics.job_retried();
                     tracing::info!(
-                        status = job.status.as_str(),
-                        next_attempt_at = ?job.due_at,
+                        status = job.status().as_str(),
+                        next_attempt_at = ?job.due_at(),
                         "job left due for a later run"
                     );
                 }
             },
             Ok(Fenced::LeaseLost) => {
                 report.fenced += 1;
-                tracing::warn!(job_id = %job.id, "lease was taken over; our result was discarded");
+                tracing::warn!(job_id = %job.id(), "lease was taken over; our result was discarded");
             }
             Err(err) if !err.is_determinate() => {
                 report.store_errors += 1;
-                tracing::warn!(job_id = %job.id, error = %err, "save outcome unknown; if it did not land, the job is due again when the lease expires");
+                tracing::warn!(job_id = %job.id(), error = %err, "save outcome unknown; if it did not land, the job is due again when the lease expires");
             }
             Err(err) => {
                 report.store_errors += 1;
-                tracing::warn!(job_id = %job.id, error = %err, "could not save; the job is due again when the lease expires");
+                tracing::warn!(job_id = %job.id(), error = %err, "could not save; the job is due again when the lease expires");
             }
         }
         report
@@ -723,7 +723,7 @@ impl Processor {
         loop {
             match self.store.save(job, lease, self.clock.now()).await {
                 Err(err) if !err.is_determinate() && tries < TRIES => {
-                    tracing::warn!(job_id = %job.id, error = %err, "save outcome unknown; saving again");
+                    tracing::warn!(job_id = %job.id(), error = %err, "save outcome unknown; saving again");
                     unknown = true;
                     tries += 1;
                     tokio::time::sleep(pause).await;
@@ -731,7 +731,7 @@ impl Processor {
                 }
                 Ok(Fenced::LeaseLost) if unknown => {
                     let landed = matches!(
-                        self.store.get_job(&job.tenant, job.id).await,
+                        self.store.get_job(&job.tenant(), job.id()).await,
                         Ok(Some(stored)) if stored == *job
                     );
                     return Ok(if landed {
@@ -772,15 +772,12 @@ impl Processor {
                 }),
             };
             let took = started.elapsed();
-            let (result, status, error) = match &fetched.outcome {
-                FetchOutcome::Ok { status, .. } => (FetchResult::Ok, Some(*status), None),
-                FetchOutcome::Retryable { status, error, .. } => {
-                    (FetchResult::Retryable, *status, Some(error.as_str()))
-                }
-                FetchOutcome::Permanent { status, error } => {
-                    (FetchResult::Permanent, *status, Some(error.as_str()))
-                }
+            let result = match &fetched.outcome {
+                FetchOutcome::Ok { .. } => FetchResult::Ok,
+                FetchOutcome::Retryable { .. } => FetchResult::Retryable,
+                FetchOutcome::Permanent { .. } => FetchResult::Permanent,
             };
+            let (status, error) = (fetched.outcome.status(), fetched.outcome.error());
             self.metrics.provider_fetched(&name, result, took);
             tracing::debug!(
                 outcome = result.as_str(),
@@ -803,52 +800,34 @@ impl Processor {
         if !due.is_empty() {
             let fetches = due.into_iter().map(|name| {
                 let attempt = job
-                    .providers
+                    .providers()
                     .iter()
                     .find(|p| p.name == name)
                     .map_or(1, |p| p.attempts + 1);
-                self.fetch_one(job.id, name, attempt)
+                self.fetch_one(job.id(), name, attempt)
             });
             let outcomes = futures::future::join_all(fetches).await;
             let done = self.clock.now();
             for (name, fetched, took) in outcomes {
-                let (status, error) = match &fetched.outcome {
-                    FetchOutcome::Ok { status, .. } => (Some(*status), None),
-                    FetchOutcome::Retryable { status, error, .. }
-                    | FetchOutcome::Permanent { status, error } => (*status, Some(error.clone())),
-                };
-                job.record_attempt(Attempt {
-                    provider: Some(name.clone()),
+                let tried = Tried {
                     at: now,
-                    duration_ms: took.as_millis().try_into().unwrap_or(u64::MAX),
-                    status,
-                    error,
+                    took: Some(took),
                     body: fetched.body,
+                };
+                self.with_rng(|rng| {
+                    job.record_fetch(&name, fetched.outcome, tried, done, &self.config.retry, rng)
                 });
-                self.with_rng(|rng| job.record_fetch(&name, fetched.outcome, done, &self.config.retry, rng));
             }
             self.fit_into_store(&mut job);
         }
         let now = self.clock.now();
-        if job.callback_due(now) {
-            let attempt = job.callback.attempts + 1;
+        if job.delivery_due(now) {
+            let attempt = job.delivery().attempts + 1;
             let span = tracing::debug_span!("callback", attempt);
             let (outcome, body, took) = self.deliver(&job, now).instrument(span).await;
-            let (status, error) = match &outcome {
-                CallbackOutcome::Delivered { status } => (Some(*status), None),
-                CallbackOutcome::Gone => (Some(410), Some("HTTP 410 Gone".to_owned())),
-                CallbackOutcome::Retryable { status, error, .. } => (*status, Some(error.clone())),
-            };
-            job.record_attempt(Attempt {
-                provider: None,
-                at: now,
-                duration_ms: took.map_or(0, |t| t.as_millis().try_into().unwrap_or(u64::MAX)),
-                status,
-                error,
-                body,
-            });
-            let now = self.clock.now();
-            self.with_rng(|rng| job.record_callback(outcome, now, &self.config.retry, rng));
+            let tried = Tried { at: now, took, body };
+            let done = self.clock.now();
+            self.with_rng(|rng| job.record_delivery(outcome, tried, done, &self.config.retry, rng));
             self.fit_into_store(&mut job);
         }
         job
@@ -861,8 +840,9 @@ impl Processor {
         job: &Job,
         now: Timestamp,
     ) -> (CallbackOutcome, Option<String>, Option<Duration>) {
-        let body = serde_json::to_vec(&job.callback_body()).unwrap_or_default();
-        let secrets = match self.signing_secrets(&job.tenant, now).await {
+        let body = job.body().to_bytes();
+        let Target::Callback(url) = job.target();
+        let secrets = match self.signing_secrets(&job.tenant(), now).await {
             Ok(secrets) => secrets,
             Err(error) => {
                 self.metrics.callback_attempted(DeliveryResult::NotSent, None);
@@ -876,9 +856,9 @@ impl Processor {
             }
         };
         let callback = http::Callback {
-            url: &job.callback_url,
-            job_id: job.id,
-            signature: signing::signature_header(&secrets, &job.id.to_string(), now.timestamp(), &body),
+            url,
+            job_id: job.id(),
+            signature: signing::signature_header(&secrets, &job.id().to_string(), now.timestamp(), &body),
             body,
             timestamp: now.timestamp(),
         };
@@ -891,13 +871,12 @@ impl Processor {
         )
         .await;
         let took = started.elapsed();
-        let (result, status, error) = match &outcome {
-            CallbackOutcome::Delivered { status } => (DeliveryResult::Delivered, Some(*status), None),
-            CallbackOutcome::Gone => (DeliveryResult::Gone, Some(410), None),
-            CallbackOutcome::Retryable { status, error, .. } => {
-                (DeliveryResult::Retryable, *status, Some(error.as_str()))
-            }
+        let result = match &outcome {
+            CallbackOutcome::Delivered { .. } => DeliveryResult::Delivered,
+            CallbackOutcome::Gone => DeliveryResult::Gone,
+            CallbackOutcome::Retryable { .. } => DeliveryResult::Retryable,
         };
+        let (status, error) = (outcome.status(), outcome.error());
         self.metrics.callback_attempted(result, Some(took));
         let duration_ms = took.as_millis() as u64;
         // One line per delivery outcome at info; the answer's details at debug.
@@ -946,33 +925,12 @@ impl Processor {
         Ok(secrets.signing_at(now))
     }
 
-    /// Drops the largest fetched payloads, marking those providers failed,
-    /// until the job fits in one store item. A too-large answer is a clear
-    /// permanent error, never a job the store refuses to save.
+    /// Makes the job fit in one store item ([`Job::fit_within`]), saying
+    /// which providers' data was too large to keep.
     fn fit_into_store(&self, job: &mut Job) {
         let limit = self.store.max_job_bytes();
-        loop {
-            let size = serde_json::to_vec(&*job).map(|v| v.len()).unwrap_or(usize::MAX);
-            if size <= limit {
-                return;
-            }
-            // Old attempts' bodies go first: they only explain the past.
-            if let Some(attempt) = job.history.iter_mut().find(|a| a.body.is_some()) {
-                attempt.body = None;
-                continue;
-            }
-            let largest = job
-                .providers
-                .iter_mut()
-                .filter(|p| p.data.is_some())
-                .max_by_key(|p| p.data.as_ref().map(|d| d.to_string().len()).unwrap_or(0));
-            let Some(provider) = largest else { return };
-            tracing::warn!(job_id = %job.id, provider = %provider.name, size, limit, "provider data too large to keep");
-            provider.data = None;
-            provider.status = ProviderStatus::Failed;
-            provider.last_error = Some(format!(
-                "data too large to store (job is {size} bytes; limit {limit})"
-            ));
+        for dropped in job.fit_within(limit) {
+            tracing::warn!(job_id = %job.id(), provider = %dropped.provider, size = dropped.size, limit, "provider data too large to keep");
         }
     }
 }

@@ -210,29 +210,29 @@ impl DynamoStore {
 
     /// The whole item for a job's current state, without a lease.
     fn job_item(&self, job: &Job, now: Timestamp) -> Result<Item, StoreError> {
-        let body = serde_json::to_string(job).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let mut item = self.job_key(&job.tenant, job.id);
-        item.insert(TENANT.to_owned(), AttributeValue::S(job.tenant.to_string()));
+        let body = domain::record::encode(job);
+        let mut item = self.job_key(&job.tenant(), job.id());
+        item.insert(TENANT.to_owned(), AttributeValue::S(job.tenant().to_string()));
         item.insert(
             STATUS.to_owned(),
-            AttributeValue::S(job.status.as_str().to_owned()),
+            AttributeValue::S(job.status().as_str().to_owned()),
         );
         item.insert(
             CREATED_AT.to_owned(),
-            AttributeValue::S(job.created_at.to_rfc3339()),
+            AttributeValue::S(job.created_at().to_rfc3339()),
         );
         item.insert(JOB.to_owned(), AttributeValue::S(body));
-        if job.status == JobStatus::Failed {
+        if job.status() == JobStatus::Failed {
             item.insert(
                 DEAD_KEY.to_owned(),
-                AttributeValue::S(self.dead_key(&job.tenant, job.id.shard(self.config.shards))),
+                AttributeValue::S(self.dead_key(&job.tenant(), job.id().shard(self.config.shards))),
             );
         }
-        match job.due_at {
+        match job.due_at() {
             Some(due_at) => {
                 item.insert(
                     DUE_SHARD.to_owned(),
-                    AttributeValue::S(self.shard_key(job.id.shard(self.config.shards))),
+                    AttributeValue::S(self.shard_key(job.id().shard(self.config.shards))),
                 );
                 item.insert(DUE_AT.to_owned(), number(due_at.timestamp_millis()));
             }
@@ -332,7 +332,7 @@ impl DynamoStore {
         let Some(item) = output.item else { return Ok(None) };
         let body = job_body(&item)?;
         let job: Job = parse_body(body)?;
-        Ok((job.tenant == *tenant).then(|| (job, body.to_owned())))
+        Ok((job.tenant() == tenant).then(|| (job, body.to_owned())))
     }
 
     /// Up to `limit` job ids from one partition of the dead-letter index,
@@ -415,11 +415,11 @@ impl DynamoStore {
                 self.get_many(tenant, &ids)
                     .await?
                     .into_iter()
-                    .filter(|job| job.status == JobStatus::Failed),
+                    .filter(|job| job.status() == JobStatus::Failed),
             );
             if jobs.len() > page {
                 jobs.truncate(page);
-                let next = jobs.last().map(|job| job.id);
+                let next = jobs.last().map(|job| job.id());
                 return Ok(JobPage { jobs, next });
             }
             if !more || ids.is_empty() {
@@ -467,19 +467,19 @@ impl DynamoStore {
             for result in futures::future::join_all(reads).await {
                 let (jobs, evaluated) = result?;
                 examined += evaluated;
-                found.extend(jobs.into_iter().filter(|job| job.tenant == *tenant));
+                found.extend(jobs.into_iter().filter(|job| job.tenant() == tenant));
             }
             let bound = read_down_to(&parts);
             let placed = |job: &Job| match bound {
                 ReadDownTo::Nothing => false,
-                ReadDownTo::Job(id) => job.id >= id,
+                ReadDownTo::Job(id) => job.id() >= id,
                 ReadDownTo::Everything => true,
             };
-            found.sort_unstable_by_key(|job| std::cmp::Reverse(job.id));
+            found.sort_unstable_by_key(|job| std::cmp::Reverse(job.id()));
             let ready = found.iter().take_while(|job| placed(job)).count();
             if ready > page {
                 found.truncate(page);
-                let next = found.last().map(|job| job.id);
+                let next = found.last().map(|job| job.id());
                 return Ok(JobPage { jobs: found, next });
             }
             match bound {
@@ -608,7 +608,7 @@ impl DynamoStore {
                 .unwrap_or_default()
             {
                 let job = parse_body(job_body(&item)?)?;
-                found.insert(job.id, job);
+                found.insert(job.id(), job);
             }
             wanted = output
                 .unprocessed_keys
@@ -627,7 +627,7 @@ impl DynamoStore {
 #[async_trait]
 impl JobStore for DynamoStore {
     async fn create_job(&self, job: &Job) -> Result<(), StoreError> {
-        self.put_new(self.job_item(job, job.created_at)?, "put job", |found| {
+        self.put_new(self.job_item(job, job.created_at())?, "put job", |found| {
             is_our_new_job(found, job)
         })
         .await
@@ -644,7 +644,7 @@ impl JobStore for DynamoStore {
         };
         let put_job = Put::builder()
             .table_name(&self.config.table)
-            .set_item(Some(self.job_item(job, job.created_at)?))
+            .set_item(Some(self.job_item(job, job.created_at())?))
             .condition_expression("attribute_not_exists(#pk)")
             .expression_attribute_names("#pk", PK)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
@@ -653,11 +653,11 @@ impl JobStore for DynamoStore {
         let mut idem = HashMap::from([
             (
                 PK.to_owned(),
-                AttributeValue::S(format!("idem#{}#{}", job.tenant, key.key_hash)),
+                AttributeValue::S(format!("idem#{}#{}", job.tenant(), key.key_hash)),
             ),
             (SK.to_owned(), AttributeValue::S(IDEM_SK.to_owned())),
         ]);
-        idem.insert(IDEM_JOB_ID.to_owned(), AttributeValue::S(job.id.to_string()));
+        idem.insert(IDEM_JOB_ID.to_owned(), AttributeValue::S(job.id().to_string()));
         idem.insert(
             IDEM_FINGERPRINT.to_owned(),
             AttributeValue::S(key.fingerprint.clone()),
@@ -713,7 +713,7 @@ impl JobStore for DynamoStore {
             // has), or the job there is ours. (Called again later, the same
             // create is a replay naming the job, as on every backend.)
             let key_names_ours = code(1) == Some("ConditionalCheckFailed")
-                && earlier_key.as_ref().is_some_and(|(id, _)| *id == job.id);
+                && earlier_key.as_ref().is_some_and(|(id, _)| *id == job.id());
             let job_is_ours = code(0) == Some("ConditionalCheckFailed")
                 && earlier_job.is_some_and(|found| is_our_new_job(found, job));
             let ours = attempts.maybe_applied() && (key_names_ours || job_is_ours);
@@ -1239,7 +1239,7 @@ fn job_body(item: &Item) -> Result<&str, StoreError> {
 }
 
 fn parse_body(body: &str) -> Result<Job, StoreError> {
-    serde_json::from_str(body).map_err(|e| StoreError::Corrupt(format!("job attribute: {e}")))
+    domain::record::decode(body).map_err(|e| StoreError::Corrupt(format!("job attribute: {e}")))
 }
 
 fn parse_job(item: &Item) -> Result<Job, StoreError> {
@@ -1335,6 +1335,6 @@ fn attribute_s<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
 /// saved it already).
 fn is_our_new_job(found: &Item, job: &Job) -> bool {
     parse_job(found).is_ok_and(|found| {
-        found.id == job.id && found.tenant == job.tenant && found.created_at == job.created_at
+        found.id() == job.id() && found.tenant() == job.tenant() && found.created_at() == job.created_at()
     })
 }

@@ -67,7 +67,7 @@ async fn a_delivered_job_costs_the_write_units_the_design_says() {
         store.create_job(&job).await.expect("create");
         let held = lease("p1", at(60));
         let store::Claim::Won { job: claimed, .. } = store
-            .claim(&job.tenant, job.id, &held, at(1))
+            .claim(&job.tenant(), job.id(), &held, at(1))
             .await
             .expect("claim")
         else {
@@ -76,28 +76,25 @@ async fn a_delivered_job_costs_the_write_units_the_design_says() {
         let mut claimed = *claimed;
         let policy = RetryPolicy::default();
         // The attempt history as the processor keeps it: a row per call.
-        for (provider, status) in [(Some("gas"), 200), (None, 204)] {
-            claimed.record_attempt(domain::Attempt {
-                provider: provider.map(str::to_owned),
-                at: at(1),
-                duration_ms: 1234,
-                status: Some(status),
-                error: None,
-                body: None,
-            });
-        }
+        let tried = |t| domain::Tried {
+            at: at(t),
+            took: Some(std::time::Duration::from_millis(1234)),
+            body: None,
+        };
         claimed.record_fetch(
             "gas",
             FetchOutcome::Ok {
                 status: 200,
                 data: serde_json::json!([{"amount": 22.27}]),
             },
+            tried(1),
             at(1),
             &policy,
             &mut rng,
         );
-        claimed.record_callback(
+        claimed.record_delivery(
             CallbackOutcome::Delivered { status: 204 },
+            tried(1),
             at(2),
             &policy,
             &mut rng,
@@ -159,7 +156,7 @@ async fn a_poll_reads_the_shard_it_starts_at_alone() {
     for start in 0..4u16 {
         let in_shard: Vec<domain::JobId> = jobs
             .iter()
-            .map(|j| j.id)
+            .map(|j| j.id())
             .filter(|id| shard_of(*id) == start)
             .collect();
         assert!(
@@ -188,9 +185,9 @@ async fn a_poll_reads_the_shard_it_starts_at_alone() {
             "start {start}: every job from shard {start}"
         );
         // Oldest first within the shard.
-        let mut oldest: Vec<_> = jobs.iter().filter(|j| shard_of(j.id) == start).collect();
-        oldest.sort_by_key(|j| (j.due_at, j.id));
-        let expected: Vec<domain::JobId> = oldest.iter().take(3).map(|j| j.id).collect();
+        let mut oldest: Vec<_> = jobs.iter().filter(|j| shard_of(j.id()) == start).collect();
+        oldest.sort_by_key(|j| (j.due_at(), j.id()));
+        let expected: Vec<domain::JobId> = oldest.iter().take(3).map(|j| j.id()).collect();
         assert_eq!(due.iter().map(|d| d.id).collect::<Vec<_>>(), expected);
     }
     // An empty start shard hands over to the next in the ring with work.
@@ -202,9 +199,9 @@ async fn a_poll_reads_the_shard_it_starts_at_alone() {
         .await
         .expect("create table");
     let mut only_shard_2: Vec<domain::JobId> = Vec::new();
-    for job in jobs.iter().filter(|j| shard_of(j.id) == 2) {
+    for job in jobs.iter().filter(|j| shard_of(j.id()) == 2) {
         sparse.create_job(job).await.expect("create");
-        only_shard_2.push(job.id);
+        only_shard_2.push(job.id());
     }
     let due = sparse
         .due_jobs_from(at(100), 100, 0, &Default::default())
@@ -251,14 +248,14 @@ async fn a_rare_status_deep_in_history_is_reached_by_following_the_cursor() {
     loop {
         let page = store.list_jobs(&tenant, &query).await.expect("list");
         pages += 1;
-        found.extend(page.jobs.iter().map(|j| j.id));
+        found.extend(page.jobs.iter().map(|j| j.id()));
         match page.next {
             Some(next) => query.after = Some(next),
             None => break,
         }
         assert!(pages < 10, "the cursor makes progress");
     }
-    assert_eq!(found, vec![rare.id]);
+    assert_eq!(found, vec![rare.id()]);
     assert!(pages >= 2, "the first page stopped short of the whole history");
 }
 
@@ -283,15 +280,13 @@ async fn paging_through_many_partitions_lists_every_job_once_newest_first() {
     for job in jobs.iter_mut().step_by(3) {
         let held = lease("p1", at(200));
         let store::Claim::Won { job: claimed, .. } = store
-            .claim(&job.tenant, job.id, &held, at(100))
+            .claim(&job.tenant(), job.id(), &held, at(100))
             .await
             .expect("claim")
         else {
             panic!("claim lost");
         };
-        let mut claimed = *claimed;
-        claimed.status = domain::JobStatus::Complete;
-        claimed.due_at = None;
+        let claimed = store::conformance::delivered(&claimed, at(101));
         assert_eq!(
             store.save(&claimed, &held, at(101)).await.expect("save"),
             Fenced::Written
@@ -306,8 +301,8 @@ async fn paging_through_many_partitions_lists_every_job_once_newest_first() {
     ] {
         let mut expected: Vec<domain::JobId> = jobs
             .iter()
-            .filter(|j| status.is_none_or(|s| s == j.status))
-            .map(|j| j.id)
+            .filter(|j| status.is_none_or(|s| s == j.status()))
+            .map(|j| j.id())
             .collect();
         expected.sort_by(|a, b| b.cmp(a));
         let mut query = ListQuery {
@@ -319,7 +314,7 @@ async fn paging_through_many_partitions_lists_every_job_once_newest_first() {
         loop {
             let page = store.list_jobs(&tenant, &query).await.expect("list");
             assert!(page.jobs.len() <= 7);
-            listed.extend(page.jobs.iter().map(|j| j.id));
+            listed.extend(page.jobs.iter().map(|j| j.id()));
             match page.next {
                 Some(next) => query.after = Some(next),
                 None => break,

@@ -5,7 +5,7 @@
 //! conflict or a plain `Unavailable`. Every case checks the table itself
 //! through a second store that talks to DynamoDB Local directly.
 
-use domain::{CallbackOutcome, JobStatus, RetryPolicy};
+use domain::{CallbackOutcome, JobStatus, RetryPolicy, Timestamp, Tried};
 use rand::SeedableRng;
 use store::conformance::{at, lease, new_job};
 use store::{Claim, Fenced, IdempotencyRecord, IdempotentCreate, JobStore, Redrive, StoreError};
@@ -47,7 +47,10 @@ async fn a_create_whose_answer_was_lost_is_created_not_a_conflict() {
     );
     assert_eq!(proxy.fired(&put_item(), Fault::LoseAnswer), 1);
     assert!(created.is_ok(), "the retry found our own job: {created:?}");
-    assert_eq!(direct.get_job(&job.tenant, job.id).await.expect("get"), Some(job));
+    assert_eq!(
+        direct.get_job(&job.tenant(), job.id()).await.expect("get"),
+        Some(job)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -62,7 +65,13 @@ async fn a_create_the_sdk_could_not_confirm_is_indeterminate_and_a_second_create
 
     assert!(matches!(err, StoreError::Indeterminate(_)), "{err}");
     assert!(!err.is_determinate());
-    assert!(direct.get_job(&job.tenant, job.id).await.expect("get").is_some());
+    assert!(
+        direct
+            .get_job(&job.tenant(), job.id())
+            .await
+            .expect("get")
+            .is_some()
+    );
     proxy.disarm();
     // The caller's rule: the id is its own, so a conflict now is its job.
     assert!(matches!(store.create_job(&job).await, Err(StoreError::Conflict)));
@@ -78,10 +87,13 @@ async fn a_create_whose_requests_were_all_lost_is_indeterminate_and_wrote_nothin
 
     // The SDK sent them and got no answer: it cannot know.
     assert!(matches!(err, StoreError::Indeterminate(_)), "{err}");
-    assert_eq!(direct.get_job(&job.tenant, job.id).await.expect("get"), None);
+    assert_eq!(direct.get_job(&job.tenant(), job.id()).await.expect("get"), None);
     proxy.disarm();
     store.create_job(&job).await.expect("created by the second call");
-    assert_eq!(direct.get_job(&job.tenant, job.id).await.expect("get"), Some(job));
+    assert_eq!(
+        direct.get_job(&job.tenant(), job.id()).await.expect("get"),
+        Some(job)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -119,19 +131,22 @@ async fn an_idempotent_create_whose_answer_was_lost_is_created_once() {
 
     assert_eq!(proxy.fired(&target, Fault::LoseAnswer), 1);
     assert_eq!(created.expect("created"), IdempotentCreate::Created);
-    let mut again = new_job("acme", &["gas"], at(1), 6);
-    again.tenant = job.tenant.clone();
+    let again = new_job("acme", &["gas"], at(1), 6);
+    assert_eq!(again.tenant(), job.tenant());
     assert_eq!(
         direct
             .create_job_idempotent(&again, &key, at(1))
             .await
             .expect("replay"),
         IdempotentCreate::Replay {
-            job_id: job.id,
+            job_id: job.id(),
             same_request: true
         }
     );
-    assert_eq!(direct.get_job(&job.tenant, again.id).await.expect("get"), None);
+    assert_eq!(
+        direct.get_job(&job.tenant(), again.id()).await.expect("get"),
+        None
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -143,7 +158,7 @@ async fn a_claim_whose_answer_was_lost_is_won() {
     proxy.arm(&update_item(), Fault::LoseAnswer, 1);
 
     let claim = store
-        .claim(&job.tenant, job.id, &ours, at(1))
+        .claim(&job.tenant(), job.id(), &ours, at(1))
         .await
         .expect("claim");
 
@@ -155,7 +170,7 @@ async fn a_claim_whose_answer_was_lost_is_won() {
     // The lease is ours: a save under it lands, another claim loses.
     assert!(matches!(
         direct
-            .claim(&job.tenant, job.id, &lease("p2", at(61)), at(2))
+            .claim(&job.tenant(), job.id(), &lease("p2", at(61)), at(2))
             .await
             .expect("claim"),
         Claim::Lost
@@ -173,7 +188,7 @@ async fn a_fenced_save_whose_answer_was_lost_is_written() {
     direct.create_job(&job).await.expect("create");
     let held = lease("p1", at(60));
     let Claim::Won { job: claimed, .. } = direct
-        .claim(&job.tenant, job.id, &held, at(1))
+        .claim(&job.tenant(), job.id(), &held, at(1))
         .await
         .expect("claim")
     else {
@@ -181,8 +196,9 @@ async fn a_fenced_save_whose_answer_was_lost_is_written() {
     };
     let mut done = *claimed;
     let mut rng = rand::rngs::StdRng::seed_from_u64(0);
-    done.record_callback(
+    done.record_delivery(
         CallbackOutcome::Delivered { status: 200 },
+        tried(at(2)),
         at(2),
         &RetryPolicy::default(),
         &mut rng,
@@ -194,7 +210,7 @@ async fn a_fenced_save_whose_answer_was_lost_is_written() {
     assert_eq!(proxy.fired(&put_item(), Fault::LoseAnswer), 1);
     assert_eq!(saved, Fenced::Written, "the job is exactly what we wrote");
     assert_eq!(
-        direct.get_job(&job.tenant, job.id).await.expect("get"),
+        direct.get_job(&job.tenant(), job.id()).await.expect("get"),
         Some(done)
     );
     // A lease that was really lost is still LeaseLost.
@@ -212,20 +228,23 @@ async fn a_release_whose_answer_was_lost_is_written() {
     let held = lease("p1", at(60));
     assert!(matches!(
         direct
-            .claim(&job.tenant, job.id, &held, at(1))
+            .claim(&job.tenant(), job.id(), &held, at(1))
             .await
             .expect("claim"),
         Claim::Won { .. }
     ));
     proxy.arm(&update_item(), Fault::LoseAnswer, 1);
 
-    let released = store.release(&job.tenant, job.id, &held).await.expect("release");
+    let released = store
+        .release(&job.tenant(), job.id(), &held)
+        .await
+        .expect("release");
 
     assert_eq!(proxy.fired(&update_item(), Fault::LoseAnswer), 1);
     assert_eq!(released, Fenced::Written);
     assert!(matches!(
         direct
-            .claim(&job.tenant, job.id, &lease("p2", at(61)), at(2))
+            .claim(&job.tenant(), job.id(), &lease("p2", at(61)), at(2))
             .await
             .expect("claim"),
         Claim::Won { .. }
@@ -239,7 +258,7 @@ async fn a_redrive_whose_answer_was_lost_is_requeued() {
     direct.create_job(&job).await.expect("create");
     let held = lease("p1", at(60));
     let Claim::Won { job: claimed, .. } = direct
-        .claim(&job.tenant, job.id, &held, at(1))
+        .claim(&job.tenant(), job.id(), &held, at(1))
         .await
         .expect("claim")
     else {
@@ -247,8 +266,14 @@ async fn a_redrive_whose_answer_was_lost_is_requeued() {
     };
     let mut failed = *claimed;
     let mut rng = rand::rngs::StdRng::seed_from_u64(0);
-    failed.record_callback(CallbackOutcome::Gone, at(2), &RetryPolicy::default(), &mut rng);
-    assert_eq!(failed.status, JobStatus::Failed);
+    failed.record_delivery(
+        CallbackOutcome::Gone,
+        tried(at(2)),
+        at(2),
+        &RetryPolicy::default(),
+        &mut rng,
+    );
+    assert_eq!(failed.status(), JobStatus::Failed);
     assert_eq!(
         direct.save(&failed, &held, at(2)).await.expect("save"),
         Fenced::Written
@@ -256,7 +281,7 @@ async fn a_redrive_whose_answer_was_lost_is_requeued() {
     proxy.arm(&put_item(), Fault::LoseAnswer, 1);
 
     let redrive = store
-        .redrive(&job.tenant, job.id, at(100))
+        .redrive(&job.tenant(), job.id(), at(100))
         .await
         .expect("redrive");
 
@@ -265,7 +290,7 @@ async fn a_redrive_whose_answer_was_lost_is_requeued() {
         panic!("the job is as our redrive left it: {redrive:?}");
     };
     assert_eq!(
-        direct.get_job(&job.tenant, job.id).await.expect("get"),
+        direct.get_job(&job.tenant(), job.id()).await.expect("get"),
         Some(*requeued)
     );
 }
@@ -288,7 +313,7 @@ async fn a_throttled_write_is_unavailable_and_a_server_error_is_indeterminate() 
     let failed = store.create_job(&job).await.expect_err("server error");
 
     assert!(matches!(failed, StoreError::Indeterminate(_)), "{failed}");
-    assert_eq!(direct.get_job(&job.tenant, job.id).await.expect("get"), None);
+    assert_eq!(direct.get_job(&job.tenant(), job.id()).await.expect("get"), None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -298,7 +323,7 @@ async fn a_throttled_retry_after_a_lost_answer_is_indeterminate() {
     direct.create_job(&job).await.expect("create");
     let held = lease("p1", at(60));
     let Claim::Won { job: claimed, .. } = direct
-        .claim(&job.tenant, job.id, &held, at(1))
+        .claim(&job.tenant(), job.id(), &held, at(1))
         .await
         .expect("claim")
     else {
@@ -318,4 +343,12 @@ async fn a_throttled_retry_after_a_lost_answer_is_indeterminate() {
         Fenced::LeaseLost,
         "a new call finds the lease gone: the first one was written"
     );
+}
+
+fn tried(at: Timestamp) -> Tried {
+    Tried {
+        at,
+        took: None,
+        body: None,
+    }
 }

@@ -188,15 +188,15 @@ impl SqliteStore {
 
     /// The job's columns, as of `now` for a finished job's expiry.
     fn row(&self, job: &Job, now: Timestamp) -> Result<Row, StoreError> {
-        let body = serde_json::to_string(job).map_err(|e| json_error("serialize job", e))?;
+        let body = domain::record::encode(job);
         if body.len() > MAX_JOB_BYTES {
             return Err(StoreError::TooLarge(format!(
                 "job {} is {} bytes, more than {MAX_JOB_BYTES}",
-                job.id,
+                job.id(),
                 body.len()
             )));
         }
-        let expires_at = match job.due_at {
+        let expires_at = match job.due_at() {
             Some(_) => None,
             None => {
                 let retention =
@@ -209,12 +209,12 @@ impl SqliteStore {
             }
         };
         Ok(Row {
-            id: job.id.to_string(),
-            tenant: job.tenant.as_str().to_owned(),
-            status: job.status.as_str(),
-            created_at: job.created_at.timestamp_millis(),
+            id: job.id().to_string(),
+            tenant: job.tenant().as_str().to_owned(),
+            status: job.status().as_str(),
+            created_at: job.created_at().timestamp_millis(),
             body,
-            due_at: job.due_at.map(|d| d.timestamp_millis()),
+            due_at: job.due_at().map(|d| d.timestamp_millis()),
             expires_at,
         })
     }
@@ -223,7 +223,7 @@ impl SqliteStore {
 #[async_trait]
 impl JobStore for SqliteStore {
     async fn create_job(&self, job: &Job) -> Result<(), StoreError> {
-        let row = self.row(job, job.created_at)?;
+        let row = self.row(job, job.created_at())?;
         self.write(Write::Create(row)).await.map(|_| ())
     }
 
@@ -235,7 +235,7 @@ impl JobStore for SqliteStore {
     ) -> Result<IdempotentCreate, StoreError> {
         let outcome = self
             .write(Write::CreateIdempotent {
-                row: self.row(job, job.created_at)?,
+                row: self.row(job, job.created_at())?,
                 key_hash: key.key_hash.clone(),
                 fingerprint: key.fingerprint.clone(),
                 expires_at: key.expires_at.timestamp_millis(),
@@ -288,7 +288,11 @@ impl JobStore for SqliteStore {
             .take(page)
             .map(|body| parse_job(body))
             .collect::<Result<Vec<_>, _>>()?;
-        let next = if more { jobs.last().map(|job| job.id) } else { None };
+        let next = if more {
+            jobs.last().map(|job| job.id())
+        } else {
+            None
+        };
         Ok(JobPage { jobs, next })
     }
 
@@ -558,7 +562,7 @@ fn fenced(outcome: &Outcome) -> Fenced {
 }
 
 fn parse_job(body: &str) -> Result<Job, StoreError> {
-    serde_json::from_str(body).map_err(|e| json_error("job column", e))
+    domain::record::decode(body).map_err(|e| StoreError::Corrupt(format!("job column: {e}")))
 }
 
 /// A few read-only connections, each behind its own lock: a read takes a

@@ -47,10 +47,8 @@ fn new_job(tenant: &str, created: Timestamp, seed: u64) -> Job {
 }
 
 fn finished(job: &Job, now: Timestamp) -> Job {
-    let mut done = job.clone();
-    done.status = JobStatus::Complete;
-    done.updated_at = now;
-    done.due_at = None;
+    let done = store::conformance::delivered(job, now);
+    assert_eq!((done.status(), done.due_at()), (JobStatus::Complete, None));
     done
 }
 
@@ -75,7 +73,7 @@ async fn five_hundred_concurrent_creates_land_and_only_duplicates_fail() {
                 match store.create_job(job).await {
                     Ok(()) => {}
                     Err(StoreError::Conflict) => conflicts += 1,
-                    Err(err) => panic!("create {}: {err}", job.id),
+                    Err(err) => panic!("create {}: {err}", job.id()),
                 }
             }
             conflicts
@@ -90,11 +88,11 @@ async fn five_hundred_concurrent_creates_land_and_only_duplicates_fail() {
 
     let reads = jobs.iter().map(|job| {
         let store = store.clone();
-        async move { store.get_job(&job.tenant, job.id).await.expect("get") }
+        async move { store.get_job(&job.tenant(), job.id()).await.expect("get") }
     });
     let read = futures::future::join_all(reads).await;
     for (job, read) in jobs.iter().zip(read) {
-        assert_eq!(read.as_ref(), Some(job), "job {} landed whole", job.id);
+        assert_eq!(read.as_ref(), Some(job), "job {} landed whole", job.id());
     }
     let due = store.due_jobs(at(3600), 1000).await.expect("due");
     assert_eq!(due.len(), 500);
@@ -117,7 +115,7 @@ async fn reopening_a_file_keeps_jobs_and_leases() {
         store.create_job(&other).await.expect("create");
         assert!(matches!(
             store
-                .claim(&job.tenant, job.id, &held, at(1))
+                .claim(&job.tenant(), job.id(), &held, at(1))
                 .await
                 .expect("claim"),
             Claim::Won { .. }
@@ -125,7 +123,7 @@ async fn reopening_a_file_keeps_jobs_and_leases() {
     }
     let store = SqliteStore::open(&path, SqliteOptions::default()).expect("reopen");
     assert_eq!(
-        store.get_job(&job.tenant, job.id).await.expect("get"),
+        store.get_job(&job.tenant(), job.id()).await.expect("get"),
         Some(job.clone())
     );
     let due: Vec<JobId> = store
@@ -135,9 +133,12 @@ async fn reopening_a_file_keeps_jobs_and_leases() {
         .iter()
         .map(|d| d.id)
         .collect();
-    assert_eq!(due, vec![other.id], "the lease survived the reopen");
+    assert_eq!(due, vec![other.id()], "the lease survived the reopen");
     assert_eq!(
-        store.release(&job.tenant, job.id, &held).await.expect("release"),
+        store
+            .release(&job.tenant(), job.id(), &held)
+            .await
+            .expect("release"),
         Fenced::Written
     );
     assert!(matches!(store.create_job(&job).await, Err(StoreError::Conflict)));
@@ -159,7 +160,7 @@ async fn purge_removes_only_finished_jobs_past_retention() {
         let held = lease("p1", done_at + chrono::Duration::seconds(60));
         assert!(matches!(
             store
-                .claim(&job.tenant, job.id, &held, done_at)
+                .claim(&job.tenant(), job.id(), &held, done_at)
                 .await
                 .expect("claim"),
             Claim::Won { .. }
@@ -181,22 +182,22 @@ async fn purge_removes_only_finished_jobs_past_retention() {
     assert_eq!(store.purge_expired(at(3610)).await.expect("purge"), 1);
     assert!(
         store
-            .get_job(&early.tenant, early.id)
+            .get_job(&early.tenant(), early.id())
             .await
             .expect("get")
             .is_none()
     );
     let kept = store
-        .get_job(&late.tenant, late.id)
+        .get_job(&late.tenant(), late.id())
         .await
         .expect("get")
         .expect("kept");
-    assert_eq!(kept.status, JobStatus::Complete);
+    assert_eq!(kept.status(), JobStatus::Complete);
 
     let far_future = at(86_400 * 365 * 10);
     assert_eq!(store.purge_expired(far_future).await.expect("purge"), 1);
     assert_eq!(
-        store.get_job(&live.tenant, live.id).await.expect("get"),
+        store.get_job(&live.tenant(), live.id()).await.expect("get"),
         Some(live.clone()),
         "a job with work left never expires"
     );
@@ -246,7 +247,7 @@ async fn reads_do_not_wait_for_a_held_write_lock() {
     });
 
     let read = tokio::time::timeout(Duration::from_secs(2), async {
-        let got = store.get_job(&job.tenant, job.id).await.expect("get");
+        let got = store.get_job(&job.tenant(), job.id()).await.expect("get");
         let due = store.due_jobs(at(10), 10).await.expect("due");
         store.ping().await.expect("ping");
         (got, due)
@@ -254,13 +255,13 @@ async fn reads_do_not_wait_for_a_held_write_lock() {
     .await
     .expect("reads answer while a write waits for the lock");
     assert_eq!(read.0, Some(job.clone()));
-    assert_eq!(read.1.iter().map(|d| d.id).collect::<Vec<_>>(), vec![job.id]);
+    assert_eq!(read.1.iter().map(|d| d.id).collect::<Vec<_>>(), vec![job.id()]);
     assert!(!create.is_finished(), "the write waits for the lock");
 
     blocker.execute_batch("ROLLBACK").expect("unlock");
     create.await.expect("task").expect("create once the lock is free");
     assert_eq!(
-        store.get_job(&pending.tenant, pending.id).await.expect("get"),
+        store.get_job(&pending.tenant(), pending.id()).await.expect("get"),
         Some(pending)
     );
 }
@@ -269,16 +270,32 @@ async fn reads_do_not_wait_for_a_held_write_lock() {
 async fn an_oversize_job_is_refused_as_too_large() {
     let temp = fresh_store();
     let store = &temp.store;
-    let mut job = new_job("acme", at(0), 1);
     let padding = "x".repeat(store.max_job_bytes());
-    job.metadata = Some(
-        domain::Metadata::from_json(&serde_json::json!({ "padding": padding }).to_string()).expect("object"),
+    let metadata =
+        domain::Metadata::from_json(&serde_json::json!({ "padding": padding }).to_string()).expect("object");
+    let job = Job::new(
+        domain::NewJob {
+            id: new_job("acme", at(0), 1).id(),
+            tenant: domain::TenantId::new("acme"),
+            target: domain::Target::Callback("https://client.example/complete".parse().expect("url")),
+            payload: domain::Payload::Results {
+                metadata: Some(metadata),
+            },
+            providers: vec!["gas".to_owned()],
+        },
+        at(0),
     );
     assert!(matches!(
         store.create_job(&job).await,
         Err(StoreError::TooLarge(_))
     ));
-    assert!(store.get_job(&job.tenant, job.id).await.expect("get").is_none());
+    assert!(
+        store
+            .get_job(&job.tenant(), job.id())
+            .await
+            .expect("get")
+            .is_none()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

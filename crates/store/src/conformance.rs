@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use domain::{
-    CallbackOutcome, FetchOutcome, Jitter, Job, JobId, JobStatus, NewJob, ProviderStatus, RetryPolicy,
-    TenantId, Timestamp,
+    CallbackOutcome, FetchOutcome, Jitter, Job, JobId, JobStatus, NewJob, Payload, ProviderStatus,
+    RetryPolicy, Target, TenantId, Timestamp, Tried,
 };
 use rand::SeedableRng;
 
@@ -122,16 +122,49 @@ pub fn at(seconds: i64) -> Timestamp {
 /// A new job with reproducible id, created (and due) at `created`.
 pub fn new_job(tenant: &str, providers: &[&str], created: Timestamp, seed: u64) -> Job {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    new_job_with_id(tenant, providers, created, JobId::generate(created, &mut rng))
+}
+
+/// A new job with the id given.
+pub fn new_job_with_id(tenant: &str, providers: &[&str], created: Timestamp, id: JobId) -> Job {
     Job::new(
         NewJob {
-            id: JobId::generate(created, &mut rng),
+            id,
             tenant: TenantId::new(tenant),
-            callback_url: url::Url::parse("https://client.example/complete").expect("valid"),
-            metadata: Some(domain::Metadata::from_json(r#"{"orderId":"A-17"}"#).expect("object")),
+            target: Target::Callback(url::Url::parse("https://client.example/complete").expect("valid")),
+            payload: Payload::Results {
+                metadata: Some(domain::Metadata::from_json(r#"{"orderId":"A-17"}"#).expect("object")),
+            },
             providers: providers.iter().map(|p| (*p).to_owned()).collect(),
         },
         created,
     )
+}
+
+/// `job` as the lifecycle leaves it once every provider answered and the
+/// callback was delivered at `now`.
+pub fn delivered(job: &Job, now: Timestamp) -> Job {
+    let mut done = job.clone();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+    for name in done.providers_due(now) {
+        let fetched = FetchOutcome::Ok {
+            status: 200,
+            data: serde_json::json!([]),
+        };
+        done.record_fetch(&name, fetched, tried(now), now, &policy(), &mut rng);
+    }
+    let outcome = CallbackOutcome::Delivered { status: 204 };
+    done.record_delivery(outcome, tried(now), now, &policy(), &mut rng);
+    done
+}
+
+/// How an attempt went, for the lifecycle: started at `at`, no answer kept.
+fn tried(at: Timestamp) -> Tried {
+    Tried {
+        at,
+        took: None,
+        body: None,
+    }
 }
 
 pub fn lease(owner: &str, until: Timestamp) -> Lease {
@@ -160,7 +193,7 @@ async fn deliver(store: &dyn JobStore, job: &Job, held: &Lease) {
 async fn call_back(store: &dyn JobStore, job: &Job, held: &Lease, outcome: CallbackOutcome) {
     let mut claimed = claim_won(store, job, held, at(1)).await;
     let mut rng = rand::rngs::StdRng::seed_from_u64(0);
-    claimed.record_callback(outcome, at(2), &policy(), &mut rng);
+    claimed.record_delivery(outcome, tried(at(2)), at(2), &policy(), &mut rng);
     assert_eq!(
         store.save(&claimed, held, at(2)).await.expect("save"),
         Fenced::Written
@@ -178,33 +211,39 @@ async fn claim_won_from(
     lease: &Lease,
     now: Timestamp,
 ) -> (Job, Option<String>) {
-    match store.claim(&job.tenant, job.id, lease, now).await.expect("claim") {
+    match store
+        .claim(&job.tenant(), job.id(), lease, now)
+        .await
+        .expect("claim")
+    {
         Claim::Won { job, took_over_from } => (*job, took_over_from),
-        Claim::Lost => panic!("expected to win the claim on {}", job.id),
+        Claim::Lost => panic!("expected to win the claim on {}", job.id()),
     }
 }
 
 pub async fn create_is_atomic_and_tenant_scoped(store: Arc<dyn JobStore>) {
     let job = new_job("acme", &["gas", "internet"], at(0), 1);
     store.create_job(&job).await.expect("create");
-    let read = store.get_job(&job.tenant, job.id).await.expect("get");
+    let read = store.get_job(&job.tenant(), job.id()).await.expect("get");
     assert_eq!(read.as_ref(), Some(&job), "a job reads back exactly as written");
     assert!(
         store
-            .get_job(&TenantId::new("other"), job.id)
+            .get_job(&TenantId::new("other"), job.id())
             .await
             .expect("get")
             .is_none(),
         "another tenant's job is invisible"
     );
 
-    let mut clash = new_job("acme", &["gas"], at(5), 2);
-    clash.id = job.id;
+    let clash = new_job_with_id("acme", &["gas"], at(5), job.id());
     assert!(matches!(
         store.create_job(&clash).await,
         Err(crate::StoreError::Conflict)
     ));
-    assert_eq!(store.get_job(&job.tenant, job.id).await.expect("get"), Some(job));
+    assert_eq!(
+        store.get_job(&job.tenant(), job.id()).await.expect("get"),
+        Some(job)
+    );
 }
 
 pub async fn due_work_is_oldest_first_and_only_when_due(store: Arc<dyn JobStore>) {
@@ -222,7 +261,7 @@ pub async fn due_work_is_oldest_first_and_only_when_due(store: Arc<dyn JobStore>
         .iter()
         .map(|d| d.id)
         .collect();
-    assert_eq!(due, vec![early.id, middle.id]);
+    assert_eq!(due, vec![early.id(), middle.id()]);
     let first: Vec<JobId> = store
         .due_jobs(at(60), 1)
         .await
@@ -230,11 +269,11 @@ pub async fn due_work_is_oldest_first_and_only_when_due(store: Arc<dyn JobStore>
         .iter()
         .map(|d| d.id)
         .collect();
-    assert_eq!(first, vec![early.id], "limit keeps the oldest due");
+    assert_eq!(first, vec![early.id()], "limit keeps the oldest due");
     let all = store.due_jobs(at(60), 10).await.expect("due");
     assert_eq!(
         all.iter().map(|d| d.id).collect::<Vec<_>>(),
-        vec![early.id, middle.id, late.id]
+        vec![early.id(), middle.id(), late.id()]
     );
     assert_eq!(all[2].due_at, at(20));
 }
@@ -250,7 +289,11 @@ pub async fn due_work_from_any_start_is_the_same_due_set(store: Arc<dyn JobStore
     store.create_job(&later).await.expect("create");
     let held = &jobs[3];
     claim_won(&*store, held, &lease("p1", at(600)), at(30)).await;
-    let mut expected: Vec<JobId> = jobs.iter().map(|j| j.id).filter(|id| *id != held.id).collect();
+    let mut expected: Vec<JobId> = jobs
+        .iter()
+        .map(|j| j.id())
+        .filter(|id| *id != held.id())
+        .collect();
     expected.sort();
     // However a store splits its due set, every start finds work while any
     // is due, only due and unleased jobs, and the starts between them
@@ -297,7 +340,7 @@ pub async fn due_work_passes_over_the_tenants_asked(store: Arc<dyn JobStore>) {
     for job in &quiet {
         store.create_job(job).await.expect("create");
     }
-    let mut expected: Vec<JobId> = quiet.iter().map(|j| j.id).collect();
+    let mut expected: Vec<JobId> = quiet.iter().map(|j| j.id()).collect();
     expected.sort();
     let pass_over = [TenantId::new("busy")].into_iter().collect();
     let mut reached: Vec<JobId> = Vec::new();
@@ -334,13 +377,13 @@ pub async fn claims_are_exclusive_across(stores: &[Arc<dyn JobStore>]) {
     let now = at(100);
     let claimers = (0..16).map(|c| {
         let store = Arc::clone(&stores[c % stores.len()]);
-        let ids: Vec<(TenantId, JobId)> = jobs.iter().map(|j| (j.tenant.clone(), j.id)).collect();
+        let ids: Vec<(TenantId, JobId)> = jobs.iter().map(|j| (j.tenant().clone(), j.id())).collect();
         tokio::spawn(async move {
             let lease = lease(&format!("claimer-{c}"), now + chrono::Duration::seconds(60));
             let mut won = Vec::new();
             for (tenant, id) in ids {
                 if let Claim::Won { job, .. } = store.claim(&tenant, id, &lease, now).await.expect("claim") {
-                    won.push(job.id);
+                    won.push(job.id());
                 }
             }
             won
@@ -374,14 +417,14 @@ pub async fn expired_lease_makes_work_due_again(store: Arc<dyn JobStore>) {
     assert!(store.due_jobs(at(29), 10).await.expect("due").is_empty());
     assert!(matches!(
         store
-            .claim(&job.tenant, job.id, &lease("early", at(90)), at(29))
+            .claim(&job.tenant(), job.id(), &lease("early", at(90)), at(29))
             .await
             .expect("claim"),
         Claim::Lost
     ));
 
     let due = store.due_jobs(at(31), 10).await.expect("due");
-    assert_eq!(due.iter().map(|d| d.id).collect::<Vec<_>>(), vec![job.id]);
+    assert_eq!(due.iter().map(|d| d.id).collect::<Vec<_>>(), vec![job.id()]);
     let rescuer = lease("rescuer", at(90));
     let (claimed, took_over) = claim_won_from(&*store, &job, &rescuer, at(31)).await;
     assert_eq!(
@@ -400,6 +443,7 @@ pub async fn expired_lease_makes_work_due_again(store: Arc<dyn JobStore>) {
             error: "HTTP 503".into(),
             retry_after: None,
         },
+        tried(at(32)),
         at(32),
         &policy(),
         &mut rng,
@@ -413,7 +457,7 @@ pub async fn expired_lease_makes_work_due_again(store: Arc<dyn JobStore>) {
     assert_eq!(took_over, None, "a saved job's lease was given up, not expired");
     assert_eq!(
         store
-            .release(&job.tenant, job.id, &lease("next", at(4000)))
+            .release(&job.tenant(), job.id(), &lease("next", at(4000)))
             .await
             .expect("release"),
         Fenced::Written
@@ -437,6 +481,7 @@ pub async fn write_fenced_on_a_lost_lease_changes_nothing(store: Arc<dyn JobStor
             status: Some(404),
             error: "stale".into(),
         },
+        tried(at(32)),
         at(32),
         &policy(),
         &mut rng,
@@ -446,11 +491,14 @@ pub async fn write_fenced_on_a_lost_lease_changes_nothing(store: Arc<dyn JobStor
         Fenced::LeaseLost
     );
     assert_eq!(
-        store.release(&job.tenant, job.id, &slow).await.expect("release"),
+        store
+            .release(&job.tenant(), job.id(), &slow)
+            .await
+            .expect("release"),
         Fenced::LeaseLost
     );
     let unchanged = store
-        .get_job(&job.tenant, job.id)
+        .get_job(&job.tenant(), job.id())
         .await
         .expect("get")
         .expect("exists");
@@ -466,6 +514,7 @@ pub async fn write_fenced_on_a_lost_lease_changes_nothing(store: Arc<dyn JobStor
             status: 200,
             data: serde_json::json!([1]),
         },
+        tried(at(33)),
         at(33),
         &policy(),
         &mut rng,
@@ -494,6 +543,7 @@ pub async fn provider_results_are_kept_across_runs(store: Arc<dyn JobStore>) {
             status: 200,
             data: data.clone(),
         },
+        tried(at(1)),
         at(1),
         &policy(),
         &mut rng,
@@ -505,6 +555,7 @@ pub async fn provider_results_are_kept_across_runs(store: Arc<dyn JobStore>) {
             error: "HTTP 503".into(),
             retry_after: None,
         },
+        tried(at(1)),
         at(1),
         &policy(),
         &mut rng,
@@ -518,17 +569,17 @@ pub async fn provider_results_are_kept_across_runs(store: Arc<dyn JobStore>) {
         "not due before its backoff"
     );
     let due = store.due_jobs(at(6), 10).await.expect("due");
-    assert_eq!(due.iter().map(|d| d.id).collect::<Vec<_>>(), vec![job.id]);
+    assert_eq!(due.iter().map(|d| d.id).collect::<Vec<_>>(), vec![job.id()]);
 
     let again = claim_won(&*store, &job, &lease("p2", at(120)), at(6)).await;
-    assert_eq!(again.providers[0].status, ProviderStatus::Ok);
-    assert_eq!(again.providers[0].data.as_ref(), Some(&data));
+    assert_eq!(again.providers()[0].status, ProviderStatus::Ok);
+    assert_eq!(again.providers()[0].data.as_ref(), Some(&data));
     assert_eq!(again.providers_due(at(6)), vec!["internet".to_owned()]);
 }
 
 pub async fn terminal_jobs_leave_the_due_set(store: Arc<dyn JobStore>) {
     let job = new_job("acme", &[], at(0), 1);
-    assert_eq!(job.status, JobStatus::Delivering);
+    assert_eq!(job.status(), JobStatus::Delivering);
     store.create_job(&job).await.expect("create");
     let held = lease("p1", at(60));
     deliver(&*store, &job, &held).await;
@@ -536,18 +587,18 @@ pub async fn terminal_jobs_leave_the_due_set(store: Arc<dyn JobStore>) {
     assert!(store.due_jobs(far_future, 10).await.expect("due").is_empty());
     assert!(matches!(
         store
-            .claim(&job.tenant, job.id, &lease("p2", far_future), far_future)
+            .claim(&job.tenant(), job.id(), &lease("p2", far_future), far_future)
             .await
             .expect("claim"),
         Claim::Lost
     ));
     let read = store
-        .get_job(&job.tenant, job.id)
+        .get_job(&job.tenant(), job.id())
         .await
         .expect("get")
         .expect("kept");
-    assert_eq!(read.status, JobStatus::Complete);
-    assert_eq!(read.due_at, None);
+    assert_eq!(read.status(), JobStatus::Complete);
+    assert_eq!(read.due_at(), None);
 }
 
 pub async fn release_makes_work_due_at_once(store: Arc<dyn JobStore>) {
@@ -557,11 +608,14 @@ pub async fn release_makes_work_due_at_once(store: Arc<dyn JobStore>) {
     claim_won(&*store, &job, &held, at(1)).await;
     assert!(store.due_jobs(at(2), 10).await.expect("due").is_empty());
     assert_eq!(
-        store.release(&job.tenant, job.id, &held).await.expect("release"),
+        store
+            .release(&job.tenant(), job.id(), &held)
+            .await
+            .expect("release"),
         Fenced::Written
     );
     let due = store.due_jobs(at(2), 10).await.expect("due");
-    assert_eq!(due.iter().map(|d| d.id).collect::<Vec<_>>(), vec![job.id]);
+    assert_eq!(due.iter().map(|d| d.id).collect::<Vec<_>>(), vec![job.id()]);
 }
 
 pub async fn purge_never_removes_live_jobs(store: Arc<dyn JobStore>) {
@@ -575,7 +629,7 @@ pub async fn purge_never_removes_live_jobs(store: Arc<dyn JobStore>) {
     let ten_years = at(86_400 * 3650);
     let purged = store.purge_expired(ten_years).await.expect("purge");
     assert!(purged <= 1, "only the finished job may go; purged {purged}");
-    let still = store.get_job(&live.tenant, live.id).await.expect("get");
+    let still = store.get_job(&live.tenant(), live.id()).await.expect("get");
     assert_eq!(still, Some(live), "a live job is never purged");
     assert_eq!(store.due_jobs(ten_years, 10).await.expect("due").len(), 1);
 }
@@ -597,12 +651,12 @@ async fn list_all(
             .expect("list");
         assert!(page.jobs.len() <= limit, "a page holds at most {limit} jobs");
         for job in &page.jobs {
-            assert_eq!(&job.tenant, tenant, "listing is tenant-scoped");
+            assert_eq!(job.tenant(), tenant, "listing is tenant-scoped");
             if let Some(status) = status {
-                assert_eq!(job.status, status, "listing filters by status");
+                assert_eq!(job.status(), status, "listing filters by status");
             }
         }
-        ids.extend(page.jobs.iter().map(|j| j.id));
+        ids.extend(page.jobs.iter().map(|j| j.id()));
         match page.next {
             Some(next) => after = Some(next),
             None => return ids,
@@ -639,7 +693,7 @@ pub async fn listing_is_newest_first_by_status_with_a_cursor(store: Arc<dyn JobS
     call_back(&*store, &jobs[2], &lease("p1", at(60)), CallbackOutcome::Gone).await;
 
     let newest_first =
-        |picked: &[usize]| -> Vec<JobId> { picked.iter().rev().map(|&i| jobs[i].id).collect() };
+        |picked: &[usize]| -> Vec<JobId> { picked.iter().rev().map(|&i| jobs[i].id()).collect() };
     let everything = newest_first(&[0, 1, 2, 3, 4, 5, 6]);
     for limit in [1, 3, 7, 50] {
         assert_eq!(
@@ -692,17 +746,17 @@ pub async fn listing_is_newest_first_by_status_with_a_cursor(store: Arc<dyn JobS
             &acme,
             &ListQuery {
                 status: None,
-                after: Some(jobs[4].id),
+                after: Some(jobs[4].id()),
                 limit: 2,
             },
         )
         .await
         .expect("list");
     assert_eq!(
-        page.jobs.iter().map(|j| j.id).collect::<Vec<_>>(),
+        page.jobs.iter().map(|j| j.id()).collect::<Vec<_>>(),
         newest_first(&[2, 3])
     );
-    assert_eq!(page.next, Some(jobs[2].id));
+    assert_eq!(page.next, Some(jobs[2].id()));
     // Pages carry whole jobs, as `get_job` reads them.
     let first = store
         .list_jobs(
@@ -715,7 +769,7 @@ pub async fn listing_is_newest_first_by_status_with_a_cursor(store: Arc<dyn JobS
         )
         .await
         .expect("list");
-    let read = store.get_job(&acme, jobs[2].id).await.expect("get");
+    let read = store.get_job(&acme, jobs[2].id()).await.expect("get");
     assert_eq!(first.jobs.first(), read.as_ref());
 }
 
@@ -732,20 +786,20 @@ pub async fn redrive_requeues_only_failed_jobs_once(store: Arc<dyn JobStore>) {
         async move { store.redrive(&tenant, id, at(100)).await.expect("redrive") }
     };
     assert!(matches!(
-        redrive(TenantId::new("other"), failed.id).await,
+        redrive(TenantId::new("other"), failed.id()).await,
         Redrive::NotFound
     ));
     assert!(matches!(
-        redrive(acme.clone(), new_job("acme", &[], at(0), 3).id).await,
+        redrive(acme.clone(), new_job("acme", &[], at(0), 3).id()).await,
         Redrive::NotFound
     ));
     assert!(matches!(
-        redrive(acme.clone(), waiting.id).await,
+        redrive(acme.clone(), waiting.id()).await,
         Redrive::NotFailed(JobStatus::Pending)
     ));
 
     // Eight operators press the button at once: one redrive wins.
-    let attempts = futures::future::join_all((0..8).map(|_| redrive(acme.clone(), failed.id))).await;
+    let attempts = futures::future::join_all((0..8).map(|_| redrive(acme.clone(), failed.id()))).await;
     let requeued: Vec<&Job> = attempts
         .iter()
         .filter_map(|r| match r {
@@ -765,20 +819,24 @@ pub async fn redrive_requeues_only_failed_jobs_once(store: Arc<dyn JobStore>) {
         )),
         "the others see the job already requeued: {attempts:?}"
     );
-    let read = store.get_job(&acme, failed.id).await.expect("get").expect("kept");
+    let read = store
+        .get_job(&acme, failed.id())
+        .await
+        .expect("get")
+        .expect("kept");
     assert_eq!(
         Some(&read),
         requeued.first().copied(),
         "the winner returns what was stored"
     );
-    assert_eq!(read.status, JobStatus::Delivering);
-    assert_eq!(read.callback.attempts, 0);
-    assert_eq!(read.due_at, Some(at(100)));
+    assert_eq!(read.status(), JobStatus::Delivering);
+    assert_eq!(read.delivery().attempts, 0);
+    assert_eq!(read.due_at(), Some(at(100)));
 
     // Back in the due set, out of the dead letter, and no longer expiring.
     let due = store.due_jobs(at(100), 10).await.expect("due");
     assert!(
-        due.iter().any(|d| d.id == failed.id),
+        due.iter().any(|d| d.id == failed.id()),
         "redriven job is due: {due:?}"
     );
     assert!(
@@ -788,11 +846,11 @@ pub async fn redrive_requeues_only_failed_jobs_once(store: Arc<dyn JobStore>) {
     );
     assert_eq!(
         list_all(&*store, &acme, Some(JobStatus::Delivering), 10).await,
-        vec![failed.id]
+        vec![failed.id()]
     );
     store.purge_expired(at(86_400 * 3650)).await.expect("purge");
     assert!(
-        store.get_job(&acme, failed.id).await.expect("get").is_some(),
+        store.get_job(&acme, failed.id()).await.expect("get").is_some(),
         "a redriven job is live again: retention no longer applies"
     );
     claim_won(&*store, &failed, &lease("p2", at(160)), at(100)).await;
@@ -897,7 +955,7 @@ pub async fn a_create_issued_again_finds_its_own_job(store: Arc<dyn JobStore>) {
             .await
             .expect("again"),
         IdempotentCreate::Replay {
-            job_id: keyed.id,
+            job_id: keyed.id(),
             same_request: true
         }
     );
@@ -907,7 +965,7 @@ pub async fn a_create_issued_again_finds_its_own_job(store: Arc<dyn JobStore>) {
         after: None,
         limit: 10,
     };
-    let page = store.list_jobs(&job.tenant, &query).await.expect("list");
+    let page = store.list_jobs(&job.tenant(), &query).await.expect("list");
     assert_eq!(page.jobs, vec![keyed, job], "each job once, unchanged");
 }
 
@@ -923,7 +981,7 @@ pub async fn an_idempotency_key_creates_one_job_per_window(store: Arc<dyn JobSto
         async move {
             let job = new_job("acme", &["gas"], at(0), 500 + seed);
             let outcome = store.create_job_idempotent(&job, &key("same", 100), at(0)).await;
-            (job.id, outcome.expect("create"))
+            (job.id(), outcome.expect("create"))
         }
     }))
     .await;
@@ -984,14 +1042,13 @@ pub async fn an_idempotency_key_creates_one_job_per_window(store: Arc<dyn JobSto
     );
     assert!(
         store
-            .get_job(&TenantId::new("acme"), later.id)
+            .get_job(&TenantId::new("acme"), later.id())
             .await
             .expect("get")
             .is_some()
     );
     // A job id that exists is still a conflict, key or not.
-    let mut clash = new_job("acme", &["gas"], at(201), 603);
-    clash.id = later.id;
+    let clash = new_job_with_id("acme", &["gas"], at(201), later.id());
     let fresh_key = IdempotencyRecord {
         key_hash: "b".repeat(64),
         ..key("x", 400)
@@ -1087,21 +1144,54 @@ pub async fn attempt_history_is_kept_in_order_and_bounded(store: Arc<dyn JobStor
         error: (status >= 300).then(|| format!("HTTP {status}")),
         body: (status >= 300).then(|| "x".repeat(MAX_ATTEMPT_BODY)),
     };
+    // Retried every second, for as many attempts as the test makes.
+    let patient = RetryPolicy {
+        provider: domain::RetrySchedule::new(vec![std::time::Duration::from_secs(1); 100]),
+        ..policy()
+    };
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+    let mut fail = |job: &mut Job, n: i64, provider: Option<&str>, status: u16| {
+        let expected = attempt(n, provider, status);
+        let tried = Tried {
+            at: expected.at,
+            took: Some(std::time::Duration::from_millis(expected.duration_ms)),
+            body: expected.body.clone(),
+        };
+        let error = format!("HTTP {status}");
+        match provider {
+            Some(name) => {
+                let outcome = FetchOutcome::Retryable {
+                    status: Some(status),
+                    error,
+                    retry_after: None,
+                };
+                job.record_fetch(name, outcome, tried, at(n), &patient, &mut rng);
+            }
+            None => {
+                let outcome = CallbackOutcome::Retryable {
+                    status: Some(status),
+                    error,
+                    retry_after: None,
+                };
+                job.record_delivery(outcome, tried, at(n), &patient, &mut rng);
+            }
+        }
+    };
     let held = lease("p1", at(60));
     let mut claimed = claim_won(&*store, &job, &held, at(1)).await;
-    claimed.record_attempt(attempt(1, Some("gas"), 503));
-    claimed.record_attempt(attempt(2, None, 500));
+    fail(&mut claimed, 1, Some("gas"), 503);
+    fail(&mut claimed, 2, None, 500);
     assert_eq!(
         store.save(&claimed, &held, at(2)).await.expect("save"),
         Fenced::Written
     );
     let read = store
-        .get_job(&job.tenant, job.id)
+        .get_job(&job.tenant(), job.id())
         .await
         .expect("get")
         .expect("exists");
     assert_eq!(
-        read.history,
+        read.history(),
         vec![attempt(1, Some("gas"), 503), attempt(2, None, 500)]
     );
 
@@ -1112,11 +1202,15 @@ pub async fn attempt_history_is_kept_in_order_and_bounded(store: Arc<dyn JobStor
         let held = lease("p1", at(now + 60));
         let mut claimed = claim_won(&*store, &job, &held, at(now.max(3))).await;
         for n in 0..10 {
-            claimed.record_attempt(attempt(now + n, Some("gas"), 502));
+            fail(&mut claimed, now + n, Some("gas"), 502);
         }
-        claimed.due_at = Some(at(now + 10));
+        assert_eq!(
+            claimed.due_at(),
+            Some(at(now + 10)),
+            "due again after the last attempt"
+        );
         assert!(
-            serde_json::to_vec(&claimed).expect("json").len() <= store.max_job_bytes(),
+            domain::record::encode(&claimed).len() <= store.max_job_bytes(),
             "a full history fits the store"
         );
         assert_eq!(
@@ -1126,17 +1220,17 @@ pub async fn attempt_history_is_kept_in_order_and_bounded(store: Arc<dyn JobStor
         now += 100;
     }
     let read = store
-        .get_job(&job.tenant, job.id)
+        .get_job(&job.tenant(), job.id())
         .await
         .expect("get")
         .expect("exists");
-    assert_eq!(read.history.len(), MAX_ATTEMPTS_KEPT);
-    let times: Vec<i64> = read.history.iter().map(|a| a.at.timestamp()).collect();
+    assert_eq!(read.history().len(), MAX_ATTEMPTS_KEPT);
+    let times: Vec<i64> = read.history().iter().map(|a| a.at.timestamp()).collect();
     let mut sorted = times.clone();
     sorted.sort_unstable();
     assert_eq!(times, sorted, "oldest first");
     assert_eq!(
-        read.history.last().map(|a| a.at),
+        read.history().last().map(|a| a.at),
         Some(at(now - 100 + 9)),
         "the newest is kept"
     );

@@ -316,7 +316,7 @@ where
             return Ok(Redrive::NotFound);
         };
         if !job.redrive(now) {
-            return Ok(Redrive::NotFailed(job.status));
+            return Ok(Redrive::NotFailed(job.status()));
         }
         if write(job.clone(), token).await? {
             return Ok(Redrive::Requeued(Box::new(job)));

@@ -49,7 +49,7 @@ async fn jobs_in_table(direct: &DynamoStore) -> Vec<String> {
         .await
         .expect("list");
     assert!(page.next.is_none(), "fewer jobs than a page");
-    page.jobs.iter().map(|job| job.id.to_string()).collect()
+    page.jobs.iter().map(|job| job.id().to_string()).collect()
 }
 
 async fn post_with_key(app: &TestApp, key: &str) -> reqwest::Response {
@@ -196,8 +196,8 @@ async fn a_redrive_the_store_could_not_confirm_is_resolved_by_reading_the_job_ba
         NewJob {
             id: JobId::generate(now, &mut rand::rng()),
             tenant: TenantId::new("default"),
-            callback_url: url::Url::parse(&app.callback_url()).expect("url"),
-            metadata: None,
+            target: domain::Target::Callback(url::Url::parse(&app.callback_url()).expect("url")),
+            payload: domain::Payload::Results { metadata: None },
             providers: Vec::new(),
         },
         now,
@@ -209,7 +209,7 @@ async fn a_redrive_the_store_could_not_confirm_is_resolved_by_reading_the_job_ba
         until: app.later(std::time::Duration::from_secs(60)),
     };
     let Claim::Won { job: claimed, .. } = direct
-        .claim(&job.tenant, job.id, &held, now)
+        .claim(&job.tenant(), job.id(), &held, now)
         .await
         .expect("claim")
     else {
@@ -217,8 +217,19 @@ async fn a_redrive_the_store_could_not_confirm_is_resolved_by_reading_the_job_ba
     };
     let mut failed = *claimed;
     let mut rng = rand::rngs::StdRng::seed_from_u64(0);
-    failed.record_callback(CallbackOutcome::Gone, now, &RetryPolicy::default(), &mut rng);
-    assert_eq!(failed.status, JobStatus::Failed);
+    let tried = domain::Tried {
+        at: now,
+        took: None,
+        body: None,
+    };
+    failed.record_delivery(
+        CallbackOutcome::Gone,
+        tried,
+        now,
+        &RetryPolicy::default(),
+        &mut rng,
+    );
+    assert_eq!(failed.status(), JobStatus::Failed);
     assert_eq!(
         direct.save(&failed, &held, now).await.expect("save"),
         Fenced::Written
@@ -231,7 +242,7 @@ async fn a_redrive_the_store_could_not_confirm_is_resolved_by_reading_the_job_ba
 
     let response = app
         .http
-        .post(format!("{}/v1/jobs/{}/retry", app.base, job.id))
+        .post(format!("{}/v1/jobs/{}/retry", app.base, job.id()))
         .send()
         .await
         .expect("retry");
@@ -246,11 +257,11 @@ async fn a_redrive_the_store_could_not_confirm_is_resolved_by_reading_the_job_ba
     assert_eq!(status, 202, "{answer}");
     assert_eq!(answer["status"], "delivering");
     let stored = direct
-        .get_job(&job.tenant, job.id)
+        .get_job(&job.tenant(), job.id())
         .await
         .expect("get")
         .expect("job");
-    assert_eq!(stored.status, JobStatus::Delivering);
+    assert_eq!(stored.status(), JobStatus::Delivering);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -285,7 +296,7 @@ async fn a_save_the_store_could_not_confirm_is_resolved_by_the_processor() {
         .await
         .expect("get")
         .expect("job");
-    assert_eq!(stored.status, JobStatus::Complete);
+    assert_eq!(stored.status(), JobStatus::Complete);
 }
 
 /// A store that applies the next creates and then loses their answers
@@ -439,7 +450,7 @@ async fn on_sqlite_a_create_whose_answer_was_lost_is_accepted_once() {
         )
         .await
         .expect("list");
-    let mut stored: Vec<String> = page.jobs.iter().map(|job| job.id.to_string()).collect();
+    let mut stored: Vec<String> = page.jobs.iter().map(|job| job.id().to_string()).collect();
     let mut accepted = vec![
         body(plain).await["jobId"].as_str().expect("id").to_owned(),
         body(keyed).await["jobId"].as_str().expect("id").to_owned(),

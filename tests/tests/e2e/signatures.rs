@@ -87,8 +87,8 @@ async fn a_tenant_without_a_secret_gets_no_unsigned_callback(backend: Backend) {
         NewJob {
             id: JobId::generate(now, &mut rand::rng()),
             tenant: tenant.clone(),
-            callback_url: url::Url::parse(&app.callback_url()).expect("url"),
-            metadata: None,
+            target: domain::Target::Callback(url::Url::parse(&app.callback_url()).expect("url")),
+            payload: domain::Payload::Results { metadata: None },
             providers: vec![],
         },
         now,
@@ -102,10 +102,10 @@ async fn a_tenant_without_a_secret_gets_no_unsigned_callback(backend: Backend) {
     );
     let read = app
         .store
-        .get_job(&tenant, job.id)
+        .get_job(&tenant, job.id())
         .await
         .expect("get")
         .expect("kept");
-    let error = read.callback.last_error.expect("why");
+    let error = read.delivery().last_error.clone().expect("why");
     assert!(error.contains("no signing secret"), "{error}");
 }

@@ -82,9 +82,10 @@ async fn a_callback_rebound_to_loopback_is_never_connected(backend: Backend) {
         NewJob {
             id: JobId::generate(now, &mut rand::rng()),
             tenant: TenantId::new("default"),
-            callback_url: url::Url::parse(&app.mock.url("/complete").replace("127.0.0.1", "localhost"))
-                .expect("url"),
-            metadata: None,
+            target: domain::Target::Callback(
+                url::Url::parse(&app.mock.url("/complete").replace("127.0.0.1", "localhost")).expect("url"),
+            ),
+            payload: domain::Payload::Results { metadata: None },
             providers: vec![],
         },
         now,
@@ -112,7 +113,7 @@ async fn a_callback_rebound_to_loopback_is_never_connected(backend: Backend) {
         app.mock.state.deliveries().is_empty(),
         "no connection reached the sink"
     );
-    let read = app.get_job(&job.id.to_string()).await;
+    let read = app.get_job(&job.id().to_string()).await;
     let error = read["delivery"]["lastError"].as_str().expect("lastError");
     assert!(error.contains("loopback"), "{error}");
 }
