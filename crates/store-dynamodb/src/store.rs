@@ -1,4 +1,6 @@
-//! `DynamoStore`: the `JobStore` operations as single-item DynamoDB calls.
+//! `DynamoStore`: a client, the store URL's settings and the capacity
+//! meter every call feeds. The `JobStore` operations are single-item
+//! DynamoDB calls.
 //!
 //! Write costs on the happy path of a small job, measured (see the cost test
 //! and [`CapacityMeter`]): intake put (1 + 1 due index), claim update (1 + 1
