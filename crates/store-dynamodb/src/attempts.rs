@@ -115,6 +115,15 @@ where
     }
 }
 
+/// A failed read: it changed nothing, whatever the error.
+pub(crate) fn unavailable<E, R>(operation: &str, err: SdkError<E, R>) -> StoreError
+where
+    E: std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    StoreError::Unavailable(format!("{operation}: {}", DisplayErrorContext(&err)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,9 +9,15 @@
 
 mod attempts;
 mod capacity;
+mod codec;
 mod config;
+mod due;
+mod jobs;
+mod keys;
+mod listing;
 mod schema;
 mod store;
+mod write;
 
 pub use capacity::{CapacityMeter, Units};
 pub use config::{DynamoConfig, DynamoConfigError};

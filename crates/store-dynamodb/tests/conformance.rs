@@ -132,6 +132,72 @@ async fn a_delivered_job_costs_the_write_units_the_design_says() {
     assert_eq!(total, 6.0);
 }
 
+/// API keys and signing secrets are paid for like jobs: every KeyStore
+/// call shows in the meter, reads as read units and writes as write units.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_store_calls_are_metered_like_job_calls() {
+    use domain::{ApiKey, SigningSecret, TenantId, TenantSecrets};
+    use rand::SeedableRng;
+    use store::conformance::at;
+    use store::{ApiKeyRecord, KeyStore};
+    use store_dynamodb::Access;
+
+    let store = fresh_store().await;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(16);
+    let record = ApiKeyRecord {
+        hash: ApiKey::generate(&mut rng).hash(),
+        tenant: TenantId::new("acme"),
+        created_at: at(1),
+        revoked_at: None,
+    };
+    store.create_api_key(&record).await.expect("create key");
+    assert_eq!(
+        store.find_api_key(&record.hash).await.expect("find"),
+        Some(record.clone())
+    );
+    assert_eq!(store.list_api_keys(None).await.expect("list").len(), 1);
+    let revoked = store
+        .revoke_api_key(&record.key_id(), at(2))
+        .await
+        .expect("revoke")
+        .expect("the key is there");
+    assert_eq!(revoked.revoked_at, Some(at(2)));
+    let tenant = TenantId::new("acme");
+    let secrets = TenantSecrets::new(SigningSecret::generate(&mut rng));
+    assert!(
+        store
+            .put_signing_secrets(&tenant, &secrets, None)
+            .await
+            .expect("put")
+    );
+    let (_, version) = store
+        .signing_secrets(&tenant)
+        .await
+        .expect("read")
+        .expect("written");
+    assert_eq!(version, 1);
+
+    let spent = store.capacity().snapshot();
+    println!("KeyStore capacity: {spent:?}");
+    for (operation, access, calls) in [
+        ("put API key", Access::Write, 1),
+        ("get API key", Access::Read, 1),
+        // The listing, then the revoke's lookup by key id.
+        ("query API keys", Access::Read, 2),
+        ("revoke API key", Access::Write, 1),
+        ("put signing secrets", Access::Write, 1),
+        ("get signing secrets", Access::Read, 1),
+    ] {
+        let units = spent
+            .get(operation)
+            .copied()
+            .unwrap_or_else(|| panic!("{operation} was not measured: {spent:?}"));
+        assert_eq!(units.access, access, "{operation}");
+        assert_eq!(units.calls, calls, "{operation}: {spent:?}");
+        assert!(units.total() > 0.0, "{operation} cost something: {units:?}");
+    }
+}
+
 /// A processor's poll reads one due shard, the one it starts at, with one
 /// query while that shard has work: processors starting at different shards
 /// claim different jobs.

@@ -345,6 +345,124 @@ async fn a_throttled_retry_after_a_lost_answer_is_indeterminate() {
     );
 }
 
+/// The processor's rule for a claim it cannot confirm: give the lease back.
+/// Here the claim landed, its answer was lost and every retry throttled:
+/// the claim says it may have been applied, and the release that follows
+/// frees the job for the next processor at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_that_landed_unconfirmed_is_indeterminate_and_its_release_frees_the_job() {
+    let (store, direct, proxy) = proxied().await;
+    let job = new_job("acme", &["gas"], at(0), 13);
+    direct.create_job(&job).await.expect("create");
+    let ours = lease("p1", at(60));
+    proxy.arm(&update_item(), Fault::LoseAnswer, 1);
+    proxy.arm(&update_item(), THROTTLED, 10);
+
+    let err = store
+        .claim(&job.tenant(), job.id(), &ours, at(1))
+        .await
+        .expect_err("throttled");
+
+    assert_eq!(proxy.fired(&update_item(), Fault::LoseAnswer), 1);
+    assert!(proxy.fired(&update_item(), THROTTLED) >= 1, "the SDK retried");
+    assert!(matches!(err, StoreError::Indeterminate(_)), "{err}");
+    assert!(
+        matches!(
+            direct
+                .claim(&job.tenant(), job.id(), &lease("p2", at(61)), at(2))
+                .await
+                .expect("claim"),
+            Claim::Lost
+        ),
+        "the first attempt landed: the job is held"
+    );
+    proxy.disarm();
+    assert_eq!(
+        store
+            .release(&job.tenant(), job.id(), &ours)
+            .await
+            .expect("release"),
+        Fenced::Written
+    );
+    assert!(matches!(
+        direct
+            .claim(&job.tenant(), job.id(), &lease("p2", at(61)), at(2))
+            .await
+            .expect("claim"),
+        Claim::Won { .. }
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_that_landed_unconfirmed_is_indeterminate() {
+    let (store, direct, proxy) = proxied().await;
+    let job = new_job("acme", &["gas"], at(0), 14);
+    direct.create_job(&job).await.expect("create");
+    let held = lease("p1", at(60));
+    assert!(matches!(
+        direct
+            .claim(&job.tenant(), job.id(), &held, at(1))
+            .await
+            .expect("claim"),
+        Claim::Won { .. }
+    ));
+    proxy.arm(&update_item(), Fault::LoseAnswer, 1);
+    proxy.arm(&update_item(), THROTTLED, 10);
+
+    let err = store
+        .release(&job.tenant(), job.id(), &held)
+        .await
+        .expect_err("throttled");
+
+    assert!(matches!(err, StoreError::Indeterminate(_)), "{err}");
+    assert!(
+        matches!(
+            direct
+                .claim(&job.tenant(), job.id(), &lease("p2", at(61)), at(2))
+                .await
+                .expect("claim"),
+            Claim::Won { .. }
+        ),
+        "it was released"
+    );
+}
+
+/// KeyStore writes take the same path as job writes: a rotation whose
+/// answer was lost finds its own secrets and version, and is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signing_secrets_write_whose_answer_was_lost_is_written() {
+    use domain::{SigningSecret, TenantId, TenantSecrets};
+    use store::KeyStore;
+
+    let (store, direct, proxy) = proxied().await;
+    let tenant = TenantId::new("acme");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(15);
+    let secrets = TenantSecrets::new(SigningSecret::generate(&mut rng));
+    proxy.arm(&put_item(), Fault::LoseAnswer, 1);
+
+    let written = store
+        .put_signing_secrets(&tenant, &secrets, None)
+        .await
+        .expect("put");
+
+    assert_eq!(proxy.fired(&put_item(), Fault::LoseAnswer), 1);
+    assert!(written, "the retry found our own secrets and version");
+    let (stored, version) = direct
+        .signing_secrets(&tenant)
+        .await
+        .expect("read")
+        .expect("written");
+    assert_eq!(version, 1);
+    assert_eq!(stored, secrets);
+    // A second writer expecting no secrets is refused.
+    assert!(
+        !store
+            .put_signing_secrets(&tenant, &secrets, None)
+            .await
+            .expect("put")
+    );
+}
+
 fn tried(at: Timestamp) -> Tried {
     Tried {
         at,

@@ -13,6 +13,7 @@
 //! several, may share a file: SQLite's write lock keeps claims exclusive.
 
 mod checkpoint;
+mod codec;
 mod config;
 mod error;
 mod schema;

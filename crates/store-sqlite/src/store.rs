@@ -18,10 +18,11 @@ use store::{
 use tokio::sync::oneshot;
 
 use crate::checkpoint::Checkpointer;
+use crate::codec::{KeyColumns, decode_job, encode_job, key_columns, key_record};
 use crate::config::{SqliteConfig, SqliteConfigError, SqliteOptions};
 use crate::error::{json_error, sql_error};
 use crate::schema;
-use crate::writer::{self, Outcome, Request, Row, Write};
+use crate::writer::{self, Outcome, Request, Returned, Row, Write};
 
 /// Read-only connections per store: reads are short index lookups, so a few
 /// serve many concurrent callers.
@@ -156,7 +157,7 @@ impl SqliteStore {
                 .prepare_cached("SELECT job FROM jobs WHERE id = ?1 AND tenant = ?2")
                 .and_then(|mut stmt| stmt.query_row(params![id, tenant], |r| r.get(0)).optional())
                 .map_err(|e| sql_error("get job", e))?;
-            body.map(|body| Ok((parse_job(&body)?, body))).transpose()
+            body.map(|body| Ok((decode_job(&body)?, body))).transpose()
         })
         .await
     }
@@ -188,7 +189,7 @@ impl SqliteStore {
 
     /// The job's columns, as of `now` for a finished job's expiry.
     fn row(&self, job: &Job, now: Timestamp) -> Result<Row, StoreError> {
-        let body = domain::record::encode(job);
+        let body = encode_job(job)?;
         if body.len() > MAX_JOB_BYTES {
             return Err(StoreError::TooLarge(format!(
                 "job {} is {} bytes, more than {MAX_JOB_BYTES}",
@@ -242,17 +243,16 @@ impl JobStore for SqliteStore {
                 now: now.timestamp_millis(),
             })
             .await?;
-        let Some(earlier) = outcome.returned else {
-            return Ok(IdempotentCreate::Created);
-        };
-        let (job_id, fingerprint) = earlier
-            .split_once(' ')
-            .and_then(|(id, fingerprint)| Some((id.parse().ok()?, fingerprint)))
-            .ok_or_else(|| StoreError::Corrupt("idempotency key row with a malformed job id".to_owned()))?;
-        Ok(IdempotentCreate::Replay {
-            job_id,
-            same_request: fingerprint == key.fingerprint,
-        })
+        match outcome.returned {
+            None => Ok(IdempotentCreate::Created),
+            Some(Returned::Replay { job_id, fingerprint }) => Ok(IdempotentCreate::Replay {
+                job_id: job_id
+                    .parse()
+                    .map_err(|_| StoreError::Corrupt(format!("idempotency key row naming job {job_id:?}")))?,
+                same_request: fingerprint == key.fingerprint,
+            }),
+            Some(Returned::Claimed { .. }) => Err(mismatched("create job with an idempotency key")),
+        }
     }
 
     async fn get_job(&self, tenant: &TenantId, id: JobId) -> Result<Option<Job>, StoreError> {
@@ -286,7 +286,7 @@ impl JobStore for SqliteStore {
         let jobs = bodies
             .iter()
             .take(page)
-            .map(|body| parse_job(body))
+            .map(|body| decode_job(body))
             .collect::<Result<Vec<_>, _>>()?;
         let next = if more {
             jobs.last().map(|job| job.id())
@@ -358,11 +358,12 @@ impl JobStore for SqliteStore {
             })
             .await?;
         match outcome.returned {
-            Some(body) => Ok(Claim::Won {
-                job: Box::new(parse_job(&body)?),
-                took_over_from: outcome.previous_owner,
+            Some(Returned::Claimed { job, previous_owner }) => Ok(Claim::Won {
+                job: Box::new(decode_job(&job)?),
+                took_over_from: previous_owner,
             }),
             None => Ok(Claim::Lost),
+            Some(Returned::Replay { .. }) => Err(mismatched("claim job")),
         }
     }
 
@@ -518,27 +519,7 @@ impl KeyStore for SqliteStore {
     }
 }
 
-type KeyColumns = (String, String, i64, Option<i64>);
-
 const SELECT_KEYS: &str = "SELECT hash, tenant, created_at, revoked_at FROM api_keys";
-
-fn key_columns(row: &rusqlite::Row<'_>) -> rusqlite::Result<KeyColumns> {
-    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
-}
-
-fn key_record((hash, tenant, created_at, revoked_at): KeyColumns) -> Result<ApiKeyRecord, StoreError> {
-    let time = |ms: i64| {
-        DateTime::from_timestamp_millis(ms)
-            .ok_or_else(|| StoreError::Corrupt(format!("API key row with time {ms}")))
-    };
-    Ok(ApiKeyRecord {
-        hash: KeyHash::from_hex(&hash)
-            .ok_or_else(|| StoreError::Corrupt("API key row with a malformed hash".to_owned()))?,
-        tenant: TenantId::new(tenant),
-        created_at: time(created_at)?,
-        revoked_at: revoked_at.map(time).transpose()?,
-    })
-}
 
 /// A tenant's jobs newest first, from `jobs_by_tenant` alone; `?2` is the
 /// cursor ("" for the first page).
@@ -553,16 +534,20 @@ pub(crate) const LIST_BY_STATUS: &str = "SELECT job FROM jobs
      ORDER BY id DESC
      LIMIT ?4";
 
+/// The writer answered a write with another kind's reply: a bug, and what
+/// it did is unknown.
+fn mismatched(operation: &str) -> StoreError {
+    StoreError::Indeterminate(format!(
+        "{operation}: the SQLite writer answered another write's reply"
+    ))
+}
+
 fn fenced(outcome: &Outcome) -> Fenced {
     if outcome.changed == 1 {
         Fenced::Written
     } else {
         Fenced::LeaseLost
     }
-}
-
-fn parse_job(body: &str) -> Result<Job, StoreError> {
-    domain::record::decode(body).map_err(|e| StoreError::Corrupt(format!("job column: {e}")))
 }
 
 /// A few read-only connections, each behind its own lock: a read takes a

@@ -36,8 +36,8 @@ pub(crate) struct Row {
 pub(crate) enum Write {
     Create(Row),
     /// Creates the job and records its idempotency key, unless the key is
-    /// recorded and unexpired at `now`: then `returned` is the earlier
-    /// job's id and fingerprint, as `"{id} {fingerprint}"`.
+    /// recorded and unexpired at `now`: then it returns
+    /// [`Returned::Replay`], the earlier request's job and fingerprint.
     CreateIdempotent {
         row: Row,
         key_hash: String,
@@ -45,6 +45,7 @@ pub(crate) enum Write {
         expires_at: i64,
         now: i64,
     },
+    /// Returns [`Returned::Claimed`] when it wins.
     Claim {
         id: String,
         lease_id: String,
@@ -115,13 +116,26 @@ impl Write {
     }
 }
 
-/// What a write did: the rows it changed and, for a claim, the job it won.
+/// What a write did: the rows it changed and, for a claim or a keyed
+/// create, what it found.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(crate) struct Outcome {
     pub changed: usize,
-    pub returned: Option<String>,
-    /// For a claim: the owner of the expired lease it replaced.
-    pub previous_owner: Option<String>,
+    pub returned: Option<Returned>,
+}
+
+/// What a write reads back besides counting rows.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Returned {
+    /// A claim won: the job's stored text, and the owner of the expired
+    /// lease it replaced, if there was one.
+    Claimed {
+        job: String,
+        previous_owner: Option<String>,
+    },
+    /// A keyed create whose key is taken: the job the key names and the
+    /// fingerprint of the request that recorded it.
+    Replay { job_id: String, fingerprint: String },
 }
 
 #[derive(Debug)]
@@ -257,18 +271,22 @@ fn apply(conn: &Connection, write: &Write) -> rusqlite::Result<Outcome> {
             expires_at,
             now,
         } => {
-            let earlier: Option<String> = conn
+            let earlier = conn
                 .prepare_cached(
-                    "SELECT job_id || ' ' || fingerprint FROM idempotency_keys
+                    "SELECT job_id, fingerprint FROM idempotency_keys
                      WHERE tenant = ?1 AND key_hash = ?2 AND expires_at > ?3",
                 )?
-                .query_row(params![row.tenant, key_hash, now], |r| r.get(0))
+                .query_row(params![row.tenant, key_hash, now], |r| {
+                    Ok(Returned::Replay {
+                        job_id: r.get(0)?,
+                        fingerprint: r.get(1)?,
+                    })
+                })
                 .optional()?;
             if earlier.is_some() {
                 return Ok(Outcome {
                     changed: 0,
                     returned: earlier,
-                    ..Outcome::default()
                 });
             }
             // The job first: a taken id fails the savepoint before the key
@@ -282,7 +300,6 @@ fn apply(conn: &Connection, write: &Write) -> rusqlite::Result<Outcome> {
             Ok(Outcome {
                 changed,
                 returned: None,
-                ..Outcome::default()
             })
         }
         Write::Claim {
@@ -300,7 +317,7 @@ fn apply(conn: &Connection, write: &Write) -> rusqlite::Result<Outcome> {
                 .query_row(params![id], |r| r.get::<_, Option<String>>(0))
                 .optional()?
                 .map(Option::unwrap_or_default);
-            let returned = conn
+            let won: Option<String> = conn
                 .prepare_cached(
                     "UPDATE jobs SET lease_id = ?2, lease_owner = ?3, lease_until = ?4
                      WHERE id = ?1 AND due_at IS NOT NULL AND due_at <= ?5
@@ -310,9 +327,8 @@ fn apply(conn: &Connection, write: &Write) -> rusqlite::Result<Outcome> {
                 .query_row(params![id, lease_id, owner, until, now], |r| r.get(0))
                 .optional()?;
             Ok(Outcome {
-                changed: usize::from(returned.is_some()),
-                previous_owner: previous_owner.filter(|_| returned.is_some()),
-                returned,
+                changed: usize::from(won.is_some()),
+                returned: won.map(|job| Returned::Claimed { job, previous_owner }),
             })
         }
         Write::Save { row, lease_id } => {
@@ -335,7 +351,6 @@ fn apply(conn: &Connection, write: &Write) -> rusqlite::Result<Outcome> {
             Ok(Outcome {
                 changed,
                 returned: None,
-                ..Outcome::default()
             })
         }
         Write::Replace { row, expected } => {
@@ -356,7 +371,6 @@ fn apply(conn: &Connection, write: &Write) -> rusqlite::Result<Outcome> {
             Ok(Outcome {
                 changed,
                 returned: None,
-                ..Outcome::default()
             })
         }
         Write::CreateKey {
@@ -370,7 +384,6 @@ fn apply(conn: &Connection, write: &Write) -> rusqlite::Result<Outcome> {
             Ok(Outcome {
                 changed,
                 returned: None,
-                ..Outcome::default()
             })
         }
         Write::PutSecrets {
@@ -395,7 +408,6 @@ fn apply(conn: &Connection, write: &Write) -> rusqlite::Result<Outcome> {
             Ok(Outcome {
                 changed,
                 returned: None,
-                ..Outcome::default()
             })
         }
         Write::RevokeKey { hash, now } => {
@@ -405,7 +417,6 @@ fn apply(conn: &Connection, write: &Write) -> rusqlite::Result<Outcome> {
             Ok(Outcome {
                 changed,
                 returned: None,
-                ..Outcome::default()
             })
         }
         Write::Release { id, lease_id } => {
@@ -418,7 +429,6 @@ fn apply(conn: &Connection, write: &Write) -> rusqlite::Result<Outcome> {
             Ok(Outcome {
                 changed,
                 returned: None,
-                ..Outcome::default()
             })
         }
         Write::PurgeExpired { now, limit } => {
@@ -438,7 +448,6 @@ fn apply(conn: &Connection, write: &Write) -> rusqlite::Result<Outcome> {
             Ok(Outcome {
                 changed,
                 returned: None,
-                ..Outcome::default()
             })
         }
     }
@@ -499,8 +508,8 @@ mod tests {
         (dir, conn)
     }
 
-    fn create(id: &str, due_at: Option<i64>) -> Write {
-        Write::Create(Row {
+    fn row(id: &str, due_at: Option<i64>) -> Row {
+        Row {
             id: id.to_owned(),
             tenant: "acme".to_owned(),
             status: "pending",
@@ -508,7 +517,11 @@ mod tests {
             body: format!("{{\"id\":\"{id}\"}}"),
             due_at,
             expires_at: None,
-        })
+        }
+    }
+
+    fn create(id: &str, due_at: Option<i64>) -> Write {
+        Write::Create(row(id, due_at))
     }
 
     fn ids(conn: &Connection) -> Vec<String> {
@@ -565,12 +578,53 @@ mod tests {
         let writes = [create("a", Some(5)), claim("first"), claim("second")];
         let outcomes = commit_batch(&conn, writes.iter());
         let outcomes: Vec<Outcome> = outcomes.into_iter().map(|o| o.expect("ok")).collect();
-        assert_eq!(outcomes[1].returned.as_deref(), Some("{\"id\":\"a\"}"));
+        assert_eq!(
+            outcomes[1].returned,
+            Some(Returned::Claimed {
+                job: "{\"id\":\"a\"}".to_owned(),
+                previous_owner: None
+            })
+        );
         assert_eq!(
             outcomes[2],
             Outcome::default(),
             "the second claim in the batch sees the first"
         );
+    }
+
+    #[test]
+    fn a_keyed_create_whose_key_is_taken_returns_the_job_it_names() {
+        let (_dir, conn) = fresh();
+        let keyed = |id: &str, fingerprint: &str| Write::CreateIdempotent {
+            row: row(id, Some(1)),
+            key_hash: "k".to_owned(),
+            fingerprint: fingerprint.to_owned(),
+            expires_at: 100,
+            now: 10,
+        };
+        let writes = [keyed("a", "first"), keyed("b", "second")];
+        let outcomes: Vec<Outcome> = commit_batch(&conn, writes.iter())
+            .into_iter()
+            .map(|o| o.expect("ok"))
+            .collect();
+        assert_eq!(
+            outcomes[0],
+            Outcome {
+                changed: 1,
+                returned: None
+            }
+        );
+        assert_eq!(
+            outcomes[1],
+            Outcome {
+                changed: 0,
+                returned: Some(Returned::Replay {
+                    job_id: "a".to_owned(),
+                    fingerprint: "first".to_owned()
+                })
+            }
+        );
+        assert_eq!(ids(&conn), vec!["a"]);
     }
 
     #[test]

@@ -1,0 +1,210 @@
+//! Items and the values they hold: a job's item and its `job` text, due
+//! index entries, API key and idempotency key items, and the attribute
+//! helpers they share. Everything read from the table is checked here:
+//! a malformed item is [`StoreError::Corrupt`], never a panic.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use domain::{Job, JobId, JobStatus, KeyHash, TenantId, Timestamp};
+use store::{ApiKeyRecord, DueJob, StoreError};
+
+use crate::DynamoStore;
+use crate::schema::*;
+
+pub(crate) type Item = HashMap<String, AttributeValue>;
+
+/// A job as the text of its `job` attribute. With [`decode_job`], the one
+/// place the stored form of a job is decided.
+pub(crate) fn encode_job(job: &Job) -> Result<String, StoreError> {
+    Ok(domain::record::encode(job))
+}
+
+/// A job from the text of its `job` attribute.
+pub(crate) fn decode_job(text: &str) -> Result<Job, StoreError> {
+    domain::record::decode(text).map_err(|e| StoreError::Corrupt(format!("job attribute: {e}")))
+}
+
+impl DynamoStore {
+    /// The partition of `tenant`'s jobs that job `id` lives in.
+    pub(crate) fn job_partition(&self, tenant: &TenantId, id: JobId) -> String {
+        self.partition(tenant, id.shard(self.config().shards))
+    }
+
+    /// A tenant's shard partition `shard` of the table.
+    pub(crate) fn partition(&self, tenant: &TenantId, shard: u16) -> String {
+        format!("job#{tenant}#{shard:03}")
+    }
+
+    pub(crate) fn job_key(&self, tenant: &TenantId, id: JobId) -> Item {
+        HashMap::from([
+            (PK.to_owned(), AttributeValue::S(self.job_partition(tenant, id))),
+            (SK.to_owned(), AttributeValue::S(format!("{JOB_SK_PREFIX}{id}"))),
+        ])
+    }
+
+    /// Shard `shard` of the due index.
+    pub(crate) fn shard_key(&self, shard: u16) -> String {
+        format!("due#{shard:03}")
+    }
+
+    /// A tenant's partition `shard` of the dead-letter index.
+    pub(crate) fn dead_key(&self, tenant: &TenantId, shard: u16) -> String {
+        format!("{tenant}#{shard:03}")
+    }
+
+    /// The whole item for a job's current state, without a lease.
+    pub(crate) fn job_item(&self, job: &Job, now: Timestamp) -> Result<Item, StoreError> {
+        let shards = self.config().shards;
+        let mut item = self.job_key(&job.tenant(), job.id());
+        item.insert(TENANT.to_owned(), AttributeValue::S(job.tenant().to_string()));
+        item.insert(
+            STATUS.to_owned(),
+            AttributeValue::S(job.status().as_str().to_owned()),
+        );
+        item.insert(
+            CREATED_AT.to_owned(),
+            AttributeValue::S(job.created_at().to_rfc3339()),
+        );
+        item.insert(JOB.to_owned(), AttributeValue::S(encode_job(job)?));
+        if job.status() == JobStatus::Failed {
+            item.insert(
+                DEAD_KEY.to_owned(),
+                AttributeValue::S(self.dead_key(&job.tenant(), job.id().shard(shards))),
+            );
+        }
+        match job.due_at() {
+            Some(due_at) => {
+                item.insert(
+                    DUE_SHARD.to_owned(),
+                    AttributeValue::S(self.shard_key(job.id().shard(shards))),
+                );
+                item.insert(DUE_AT.to_owned(), number(due_at.timestamp_millis()));
+            }
+            None => {
+                let retention =
+                    chrono::Duration::from_std(self.config().retention).unwrap_or(chrono::Duration::MAX);
+                let expires = now.checked_add_signed(retention).unwrap_or(now);
+                item.insert(EXPIRES_AT.to_owned(), number(expires.timestamp()));
+            }
+        }
+        Ok(item)
+    }
+
+    /// The key of a tenant's signing secrets item.
+    pub(crate) fn secrets_key(tenant: &TenantId) -> Item {
+        HashMap::from([
+            (PK.to_owned(), AttributeValue::S(format!("tenant#{tenant}"))),
+            (SK.to_owned(), AttributeValue::S(SECRETS_SK.to_owned())),
+        ])
+    }
+
+    /// The key of an API key's item.
+    pub(crate) fn key_item_key(hash: &KeyHash) -> Item {
+        HashMap::from([
+            (PK.to_owned(), AttributeValue::S(KEYS_PK.to_owned())),
+            (SK.to_owned(), AttributeValue::S(format!("key#{}", hash.to_hex()))),
+        ])
+    }
+}
+
+/// The item of an idempotency key: the job it names and the request's
+/// fingerprint.
+pub(crate) fn idempotency_item(item: &Item) -> Option<(JobId, String)> {
+    let job_id = item.get(IDEM_JOB_ID)?.as_s().ok()?.parse().ok()?;
+    let fingerprint = item.get(IDEM_FINGERPRINT)?.as_s().ok()?.clone();
+    Some((job_id, fingerprint))
+}
+
+pub(crate) fn key_record(item: &Item) -> Result<ApiKeyRecord, StoreError> {
+    let corrupt = |what: &str| StoreError::Corrupt(format!("API key item without {what}"));
+    let hash = item
+        .get(SK)
+        .and_then(|v| v.as_s().ok())
+        .and_then(|sk| sk.strip_prefix("key#"))
+        .and_then(KeyHash::from_hex)
+        .ok_or_else(|| corrupt("a key hash"))?;
+    let tenant = item
+        .get(TENANT)
+        .and_then(|v| v.as_s().ok())
+        .ok_or_else(|| corrupt("a tenant"))?;
+    let millis = |name: &str| -> Result<Option<Timestamp>, StoreError> {
+        item.get(name)
+            .map(|v| {
+                v.as_n()
+                    .ok()
+                    .and_then(|n| n.parse().ok())
+                    .and_then(chrono::DateTime::from_timestamp_millis)
+                    .ok_or_else(|| corrupt(name))
+            })
+            .transpose()
+    };
+    Ok(ApiKeyRecord {
+        hash,
+        tenant: TenantId::new(tenant.as_str()),
+        created_at: millis(CREATED_AT)?.ok_or_else(|| corrupt(CREATED_AT))?,
+        revoked_at: millis(REVOKED_AT)?,
+    })
+}
+
+pub(crate) fn number(n: i64) -> AttributeValue {
+    AttributeValue::N(n.to_string())
+}
+
+/// The text of a job item's `job` attribute.
+pub(crate) fn job_text(item: &Item) -> Result<&str, StoreError> {
+    attribute_s(item, JOB).ok_or_else(|| StoreError::Corrupt("job item without a job attribute".to_owned()))
+}
+
+pub(crate) fn parse_job(item: &Item) -> Result<Job, StoreError> {
+    decode_job(job_text(item)?)
+}
+
+/// The job id of a job item or an index item, from the table's sort key
+/// (`job#{id}`), which every index carries.
+pub(crate) fn job_id(item: &Item) -> Result<JobId, StoreError> {
+    item.get(SK)
+        .and_then(|v| v.as_s().ok())
+        .and_then(|sk| sk.strip_prefix(JOB_SK_PREFIX))
+        .and_then(|id| id.parse().ok())
+        .ok_or_else(|| StoreError::Corrupt("item without a job key".to_owned()))
+}
+
+/// The tenant of a job item or an index item, from the table's partition
+/// key (`job#{tenant}#{shard}`).
+fn job_tenant(item: &Item) -> Result<TenantId, StoreError> {
+    item.get(PK)
+        .and_then(|v| v.as_s().ok())
+        .and_then(|pk| pk.strip_prefix("job#"))
+        .and_then(|rest| rest.rsplit_once('#'))
+        .map(|(tenant, _shard)| TenantId::new(tenant))
+        .ok_or_else(|| StoreError::Corrupt("item without a job partition key".to_owned()))
+}
+
+/// A due index entry.
+pub(crate) fn due_job(item: &Item) -> Result<DueJob, StoreError> {
+    let id = job_id(item)?;
+    let tenant = job_tenant(item)?;
+    let millis: i64 = item
+        .get(DUE_AT)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| StoreError::Corrupt(format!("due index item {id} without dueAt")))?;
+    let due_at = chrono::DateTime::from_timestamp_millis(millis)
+        .ok_or_else(|| StoreError::Corrupt(format!("due index item {id} has dueAt {millis}")))?;
+    Ok(DueJob { id, tenant, due_at })
+}
+
+pub(crate) fn attribute_s<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
+    item.get(name).and_then(|v| v.as_s().ok()).map(String::as_str)
+}
+
+/// Whether the job item found where `job` was to be created is `job` as
+/// its creator wrote it: the same id (a ULID the creator drew) and creation
+/// time. Its state may have moved on since (a processor may have claimed or
+/// saved it already).
+pub(crate) fn is_our_new_job(found: &Item, job: &Job) -> bool {
+    parse_job(found).is_ok_and(|found| {
+        found.id() == job.id() && found.tenant() == job.tenant() && found.created_at() == job.created_at()
+    })
+}
