@@ -70,14 +70,17 @@ fn tried(at: Timestamp, ms: u64, body: Option<&str>) -> Tried {
     }
 }
 
-fn id() -> JobId {
-    "01JD3X5Q8Z6WJ8M6E4V8K2R9TA".parse().expect("a fixed ULID")
+/// Each case's own job id, so a store holds every case of a version at once.
+fn id(case: char) -> JobId {
+    format!("01JD3X5Q8Z6WJ8M6E4V8K2R9T{case}")
+        .parse()
+        .expect("a fixed ULID")
 }
 
-fn callback_job(providers: &[&str], metadata: Option<&str>, now: Timestamp) -> Job {
+fn callback_job(case: char, providers: &[&str], metadata: Option<&str>, now: Timestamp) -> Job {
     Job::new(
         NewJob {
-            id: id(),
+            id: id(case),
             tenant: TenantId::new("acme"),
             target: Target::Callback(
                 Url::parse("https://client.example/hooks/complete?team=billing").expect("a fixed URL"),
@@ -92,9 +95,14 @@ fn callback_job(providers: &[&str], metadata: Option<&str>, now: Timestamp) -> J
 }
 
 fn pending_retrying() -> Job {
+    pending_retrying_as('A')
+}
+
+fn pending_retrying_as(case: char) -> Job {
     let (t0, t1) = (at("2026-11-20T10:00:00.000Z"), at("2026-11-20T10:00:05.250Z"));
     let mut rng = rng();
     let mut job = callback_job(
+        case,
         &["gas", "internet"],
         Some(r#"{"orderId":"A-17","tags":["x","é"]}"#),
         t0,
@@ -125,7 +133,7 @@ fn pending_retrying() -> Job {
 }
 
 fn delivering_retrying() -> Job {
-    let mut job = pending_retrying();
+    let mut job = pending_retrying_as('B');
     let mut rng = rng();
     let t2 = at("2026-11-20T10:00:40.000Z");
     let missing = FetchOutcome::Permanent {
@@ -153,7 +161,7 @@ fn delivering_retrying() -> Job {
 fn complete() -> Job {
     let (t0, t1) = (at("2026-11-20T11:00:00.000Z"), at("2026-11-20T11:00:01.500Z"));
     let mut rng = rng();
-    let mut job = callback_job(&["gas"], Some(r#"{"orderId":"B-2"}"#), t0);
+    let mut job = callback_job('C', &["gas"], Some(r#"{"orderId":"B-2"}"#), t0);
     let data = serde_json::json!({"amount": 10});
     job.record_fetch(
         "gas",
@@ -174,8 +182,12 @@ fn complete() -> Job {
 }
 
 fn failed_gone() -> Job {
+    failed_gone_as('D')
+}
+
+fn failed_gone_as(case: char) -> Job {
     let t0 = at("2026-11-20T12:00:00.000Z");
-    let mut job = callback_job(&[], None, t0);
+    let mut job = callback_job(case, &[], None, t0);
     job.record_delivery(
         CallbackOutcome::Gone,
         tried(t0, 30, None),
@@ -187,15 +199,15 @@ fn failed_gone() -> Job {
 }
 
 fn redriven() -> Job {
-    let mut job = failed_gone();
+    let mut job = failed_gone_as('E');
     job.redrive(at("2026-11-21T08:30:00.000Z"));
     job
 }
 
-fn event_job(event_type: &str, data: &str, providers: &[&str], now: Timestamp) -> Job {
+fn event_job(case: char, event_type: &str, data: &str, providers: &[&str], now: Timestamp) -> Job {
     Job::new(
         NewJob {
-            id: id(),
+            id: id(case),
             tenant: TenantId::new("acme"),
             target: Target::Callback(Url::parse("https://client.example/hooks/events").expect("a fixed URL")),
             payload: Payload::Event {
@@ -212,6 +224,7 @@ fn event_job(event_type: &str, data: &str, providers: &[&str], now: Timestamp) -
 fn event_given() -> Job {
     let t0 = at("2026-11-22T09:00:00.000Z");
     let mut job = event_job(
+        'F',
         "invoice.paid",
         r#"{"invoiceId":"in_1","amount":1200.50}"#,
         &[],
@@ -230,7 +243,7 @@ fn event_given() -> Job {
 fn event_thin() -> Job {
     let (t0, t1) = (at("2026-11-22T09:30:00.000Z"), at("2026-11-22T09:30:00.400Z"));
     let mut rng = rng();
-    let mut job = event_job("meter.read", "[1,2,3]", &["gas"], t0);
+    let mut job = event_job('G', "meter.read", "[1,2,3]", &["gas"], t0);
     let data = serde_json::json!({"reading": 4711});
     job.record_fetch(
         "gas",
