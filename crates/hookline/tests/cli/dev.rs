@@ -1,0 +1,49 @@
+//! `hookline dev`: everything in one process on the embedded store.
+
+use std::time::{Duration, Instant};
+
+use crate::support::{authed, dev_api_key, free_port, get_json, job_status, post_job, spawn, wait_healthy};
+
+/// The bar: the real `hookline dev` on the embedded store, a job
+/// posted over HTTP, complete and delivered to the sink in under 2 seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_delivers_a_job_within_two_seconds_on_the_embedded_store() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let log = dir.path().join("dev.log");
+    let store = format!("sqlite://{}", dir.path().join("dev.db").display());
+    let _dev = spawn(
+        &["dev", "--listen", &format!("127.0.0.1:{port}"), "--store", &store],
+        &log,
+    );
+    wait_healthy(&reqwest::Client::new(), &base).await;
+    let http = authed(&dev_api_key(&log));
+
+    let posted = Instant::now();
+    let id = post_job(&http, &base, &format!("{base}/mock/complete")).await;
+    loop {
+        let deliveries = get_json(&http, &format!("{base}/mock/deliveries")).await;
+        let delivered = deliveries
+            .as_array()
+            .expect("list")
+            .iter()
+            .any(|d| d["body"]["jobId"] == id.as_str() && d["status"] == 204);
+        if delivered && job_status(&http, &base, &id).await == "complete" {
+            break;
+        }
+        assert!(
+            posted.elapsed() < Duration::from_secs(2),
+            "not delivered and complete within 2 s; log:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    println!("dev: posted to delivered and complete in {:?}", posted.elapsed());
+    let printed = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        printed.contains("curl -i -X POST"),
+        "dev prints a ready curl line:\n{printed}"
+    );
+    assert!(dir.path().join("dev.db").exists(), "the embedded store is a file");
+}
