@@ -3,13 +3,14 @@
 //! --once`; the scheduled `processor` and its own metrics listener.
 
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use providers_mock::MockState;
 
 use crate::support::{
     BIN, LOOPBACK, authed, create_key, free_port, hookline, job_status, post_job, raw_answer,
-    serve_delivers_a_job, setup, spawn, table_create, wait_for, wait_for_exit, wait_healthy, write_providers,
+    serve_delivers_a_job, setup, spawn, table_create, wait_for, wait_for_exit, wait_healthy, wait_ready,
+    wait_until, with_log, write_providers,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -35,6 +36,52 @@ async fn table_create_then_serve_delivers_a_job() {
         "exit {status}; log:\n{}",
         std::fs::read_to_string(&log).unwrap_or_default()
     );
+}
+
+/// `serve` wakes its processor for every job its API accepts: with a
+/// schedule that ticks once a year, a job posted is delivered within
+/// seconds (the bound is generous; what it guards is that the job did not
+/// wait for the tick, a year away).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_job_wakes_serve_long_before_its_next_tick() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let mock = providers_mock::spawn(listener, MockState::with_seed(4)).expect("mock");
+    let providers = write_providers(dir.path(), &mock, "5s");
+    let providers = providers.to_string_lossy().into_owned();
+    let store = format!("sqlite://{}", dir.path().join("wake.db").display());
+    let http = authed(&create_key(&store, "acme"));
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let log = dir.path().join("serve.log");
+    let _server = spawn(
+        &[
+            "serve",
+            "--store",
+            &store,
+            "--providers",
+            &providers,
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--schedule",
+            "0 0 0 1 1 *",
+        ],
+        &log,
+    );
+    wait_ready(&http, &base).await;
+    let posted = Instant::now();
+    let id = post_job(&http, &base, &mock.url("/complete")).await;
+    wait_until(
+        Duration::from_secs(30),
+        with_log("the job to be complete without a tick", &log),
+        async || job_status(&http, &base, &id).await == "complete",
+    )
+    .await;
+    println!(
+        "serve, woken by its intake: posted to complete in {:?}",
+        posted.elapsed()
+    );
+    assert_eq!(mock.state.accepted_deliveries().len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
