@@ -7,12 +7,38 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use domain::{ApiKey, RetrySchedule};
+use domain::{ApiKey, RetryPolicy, RetrySchedule};
 use ipnet::IpNet;
 use netguard::NetPolicy;
+use processor::ProcessorConfig;
+
+use crate::Serving;
 
 /// The embedded store, in the working directory.
 pub const DEFAULT_STORE: &str = "sqlite://hookline.db";
+
+/// Where the API listens unless told otherwise.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:3000";
+
+// The flags' defaults as clap shows them. Each duration is the typed default
+// of the setting it fills (`ProcessorConfig::default()`, `ServerLimits`'s),
+// spelled as a person writes it: `flag_defaults_are_the_settings_defaults`
+// holds them equal. Only `--shutdown-grace` and `--overlap` have no typed
+// default elsewhere.
+const DEFAULT_LEASE: &str = "60s";
+const DEFAULT_CALLBACK_TIMEOUT: &str = "10s";
+const DEFAULT_RUN_BUDGET: &str = "4m";
+const DEFAULT_PROGRESS_EVERY: &str = "10s";
+const DEFAULT_SHUTDOWN_GRACE: &str = "30s";
+const DEFAULT_HEADER_TIMEOUT: &str = "10s";
+const DEFAULT_IDLE_TIMEOUT: &str = "75s";
+const DEFAULT_BODY_TIMEOUT: &str = "30s";
+const DEFAULT_OVERLAP: &str = "24h";
+
+/// The processor's own defaults, for the flags that show them as they are.
+fn processor_defaults() -> ProcessorConfig {
+    ProcessorConfig::default()
+}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -71,7 +97,7 @@ pub enum SecretsCommand {
         #[arg(long)]
         tenant: String,
         /// How long the old secret keeps signing too.
-        #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+        #[arg(long, default_value = DEFAULT_OVERLAP, value_parser = humantime::parse_duration)]
         overlap: Duration,
         #[command(flatten)]
         store: StoreArgs,
@@ -148,14 +174,14 @@ fn parse_network(value: &str) -> Result<IpNet, String> {
 pub struct ListenerArgs {
     /// A request head must arrive within this of its first byte (of the
     /// accept, for a connection's first request).
-    #[arg(long, env = "HOOKLINE_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_positive_duration)]
+    #[arg(long, env = "HOOKLINE_HEADER_TIMEOUT", default_value = DEFAULT_HEADER_TIMEOUT, value_parser = parse_positive_duration)]
     pub header_timeout: Duration,
     /// A keep-alive connection is closed after this long without a request;
     /// keep it above a load balancer's idle timeout (AWS: 60 s).
-    #[arg(long, env = "HOOKLINE_IDLE_TIMEOUT", default_value = "75s", value_parser = parse_positive_duration)]
+    #[arg(long, env = "HOOKLINE_IDLE_TIMEOUT", default_value = DEFAULT_IDLE_TIMEOUT, value_parser = parse_positive_duration)]
     pub idle_timeout: Duration,
     /// A request body must arrive within this of its head (else 408).
-    #[arg(long, env = "HOOKLINE_BODY_TIMEOUT", default_value = "30s", value_parser = parse_positive_duration)]
+    #[arg(long, env = "HOOKLINE_BODY_TIMEOUT", default_value = DEFAULT_BODY_TIMEOUT, value_parser = parse_positive_duration)]
     pub body_timeout: Duration,
     /// Open connections at most (default: a bound below the open-file limit
     /// that keeps a quarter of it, 64 to 1,024 files, for everything else).
@@ -194,7 +220,7 @@ pub struct IntakeArgs {
     #[command(flatten)]
     pub listener: ListenerArgs,
     /// Address the API listens on.
-    #[arg(long, env = "HOOKLINE_LISTEN", default_value = "127.0.0.1:3000")]
+    #[arg(long, env = "HOOKLINE_LISTEN", default_value = DEFAULT_LISTEN)]
     pub listen: String,
     /// TOML file naming the providers and their URLs.
     #[arg(long, env = "HOOKLINE_PROVIDERS")]
@@ -231,28 +257,28 @@ pub struct ProcessorTuning {
     #[arg(long, env = "HOOKLINE_SCHEDULE", default_value = processor::schedule::DEFAULT_SCHEDULE)]
     pub schedule: String,
     /// How long a claim holds a job.
-    #[arg(long, env = "HOOKLINE_LEASE", default_value = "60s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "HOOKLINE_LEASE", default_value = DEFAULT_LEASE, value_parser = humantime::parse_duration)]
     pub lease: Duration,
     /// Timeout of one callback attempt.
-    #[arg(long, env = "HOOKLINE_CALLBACK_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "HOOKLINE_CALLBACK_TIMEOUT", default_value = DEFAULT_CALLBACK_TIMEOUT, value_parser = humantime::parse_duration)]
     pub callback_timeout: Duration,
     /// Due jobs one poll reads into a drain's queue.
-    #[arg(long, env = "HOOKLINE_BATCH_SIZE", default_value_t = 50)]
+    #[arg(long, env = "HOOKLINE_BATCH_SIZE", default_value_t = processor_defaults().batch_size)]
     pub batch_size: usize,
     /// Jobs processed at the same time.
-    #[arg(long, env = "HOOKLINE_CONCURRENCY", default_value_t = 32)]
+    #[arg(long, env = "HOOKLINE_CONCURRENCY", default_value_t = processor_defaults().concurrency)]
     pub concurrency: usize,
     /// A drain stops claiming after this long.
-    #[arg(long, env = "HOOKLINE_RUN_BUDGET", default_value = "4m", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "HOOKLINE_RUN_BUDGET", default_value = DEFAULT_RUN_BUDGET, value_parser = humantime::parse_duration)]
     pub run_budget: Duration,
     /// On shutdown, how long in-flight work may take to finish.
-    #[arg(long, env = "HOOKLINE_SHUTDOWN_GRACE", default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "HOOKLINE_SHUTDOWN_GRACE", default_value = DEFAULT_SHUTDOWN_GRACE, value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
     /// Names this instance in leases (default: host and process id).
     #[arg(long, env = "HOOKLINE_PROCESSOR_ID")]
     pub processor_id: Option<String>,
     /// A drain running longer than this logs its progress this often (info).
-    #[arg(long, env = "HOOKLINE_PROGRESS_EVERY", default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "HOOKLINE_PROGRESS_EVERY", default_value = DEFAULT_PROGRESS_EVERY, value_parser = humantime::parse_duration)]
     pub progress_every: Duration,
     /// Delays between provider fetch attempts, comma-separated (one more
     /// attempt than delays); each gets +-20% jitter.
@@ -274,6 +300,38 @@ pub struct ProcessorTuning {
         value_parser = parse_retry_schedule
     )]
     pub callback_retries: RetrySchedule,
+}
+
+impl ProcessorTuning {
+    /// The processor these flags ask for; what they do not set is
+    /// [`ProcessorConfig::default`]'s.
+    pub fn config(&self) -> ProcessorConfig {
+        let defaults = ProcessorConfig::default();
+        ProcessorConfig {
+            owner: self.processor_id.clone().unwrap_or(defaults.owner.clone()),
+            lease: self.lease,
+            batch_size: self.batch_size,
+            concurrency: self.concurrency,
+            run_budget: self.run_budget,
+            callback_timeout: self.callback_timeout,
+            progress_every: self.progress_every,
+            retry: RetryPolicy {
+                provider: self.provider_retries.clone(),
+                callback: self.callback_retries.clone(),
+                ..defaults.retry.clone()
+            },
+            ..defaults
+        }
+    }
+
+    /// How the processor runs beside an API served with `limits`.
+    pub fn serving(&self, limits: intake::ServerLimits) -> Serving {
+        Serving {
+            limits,
+            schedule: self.schedule.clone(),
+            shutdown_grace: self.shutdown_grace,
+        }
+    }
 }
 
 /// SPEC section 3's provider schedule: 6 attempts.
@@ -307,7 +365,7 @@ pub struct ServeArgs {
 #[derive(Debug, Clone, Args)]
 pub struct DevArgs {
     /// Address to listen on.
-    #[arg(long, env = "HOOKLINE_LISTEN", default_value = "127.0.0.1:3000")]
+    #[arg(long, env = "HOOKLINE_LISTEN", default_value = DEFAULT_LISTEN)]
     pub listen: String,
     /// Job store URL: sqlite://PATH, or dynamodb://TABLE?endpoint=URL&region=REGION
     #[arg(long, env = "HOOKLINE_STORE", default_value = DEFAULT_STORE)]
@@ -374,6 +432,34 @@ mod tests {
             parse_retry_schedule(DEFAULT_CALLBACK_RETRIES),
             Ok(RetrySchedule::callback_default())
         );
+    }
+
+    /// What a flag defaults to is what its setting defaults to, so a
+    /// default changed in one place and not the other fails here.
+    #[test]
+    fn flag_defaults_are_the_settings_defaults() {
+        let cli = Cli::try_parse_from(["hookline", "serve", "--providers", "p.toml"]).expect("parses");
+        let Command::Serve(args) = cli.command else {
+            panic!("serve parses as serve");
+        };
+        let flags = args.tuning.config();
+        let defaults = ProcessorConfig::default();
+        assert_eq!(flags.lease, defaults.lease);
+        assert_eq!(flags.callback_timeout, defaults.callback_timeout);
+        assert_eq!(flags.batch_size, defaults.batch_size);
+        assert_eq!(flags.concurrency, defaults.concurrency);
+        assert_eq!(flags.run_budget, defaults.run_budget);
+        assert_eq!(flags.progress_every, defaults.progress_every);
+        assert_eq!(flags.retry.provider, defaults.retry.provider);
+        assert_eq!(flags.retry.callback, defaults.retry.callback);
+        assert_eq!(args.tuning.schedule, processor::schedule::DEFAULT_SCHEDULE);
+        assert_eq!(
+            args.intake.listener.limits(intake::server_limits()),
+            intake::server_limits(),
+            "the listener flags' defaults are the listener's"
+        );
+        assert_eq!(args.intake.listen, DEFAULT_LISTEN);
+        assert_eq!(args.intake.store.store, DEFAULT_STORE);
     }
 
     #[test]

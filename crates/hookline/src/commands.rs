@@ -1,21 +1,19 @@
-//! Wiring: builds the store, intake and processor each command needs and
-//! runs them until shutdown.
+//! Each command: what its flags ask for, built with [`crate::App`] and run
+//! until shutdown; the exit codes' split between usage errors and failures.
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
-use domain::{Clock, RetryPolicy, RetrySchedule, SystemClock};
 use netguard::NetPolicy;
 use processor::{Processor, ProcessorConfig, ProviderCatalog};
-use store::Store;
-use store_dynamodb::{DynamoConfig, DynamoStore};
-use store_sqlite::{SqliteOpenError, SqliteStore};
 use telemetry::Metrics;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::app::{App, Serving, dynamo_config, open_store, serve_together};
 use crate::cli::{
     Command, DevArgs, IntakeArgs, KeysCommand, ProcessorArgs, ProcessorTuning, SecretsCommand, ServeArgs,
     StoreArgs, TableCommand,
@@ -73,38 +71,6 @@ fn command_store(command: &KeysCommand) -> &str {
     }
 }
 
-fn dynamo_config(store: &str) -> anyhow::Result<DynamoConfig> {
-    DynamoConfig::from_url(store).map_err(usage)
-}
-
-/// Opens the store a URL names: `sqlite://PATH` or `dynamodb://TABLE?...`.
-/// A DynamoDB store's consumed capacity shows in `metrics`.
-async fn open_store(url: &str, metrics: &Metrics) -> anyhow::Result<Arc<dyn Store>> {
-    if url.starts_with("sqlite:") {
-        let opened = tokio::task::spawn_blocking({
-            let url = url.to_owned();
-            move || SqliteStore::open_url(&url)
-        })
-        .await
-        .context("opening the SQLite store")?;
-        match opened {
-            Ok(store) => Ok(Arc::new(store)),
-            Err(SqliteOpenError::Config(err)) => Err(usage(err)),
-            Err(SqliteOpenError::Store(err)) => {
-                Err(anyhow::Error::new(err).context(format!("cannot open {url}")))
-            }
-        }
-    } else if url.starts_with("dynamodb:") {
-        let store = DynamoStore::connect(dynamo_config(url)?).await;
-        metrics.watch_capacity(store.capacity_meter());
-        Ok(Arc::new(store))
-    } else {
-        Err(usage(anyhow::anyhow!(
-            "unknown store URL {url:?}: use sqlite://PATH or dynamodb://TABLE?endpoint=URL&region=REGION"
-        )))
-    }
-}
-
 /// The providers file: any problem with it is the user's to fix (exit 2).
 fn load_providers(path: &Path) -> anyhow::Result<ProviderCatalog> {
     let text = std::fs::read_to_string(path)
@@ -122,41 +88,11 @@ fn load_providers(path: &Path) -> anyhow::Result<ProviderCatalog> {
     Ok(catalog)
 }
 
-fn processor_config(tuning: &ProcessorTuning) -> ProcessorConfig {
-    let defaults = ProcessorConfig::default();
-    ProcessorConfig {
-        owner: tuning.processor_id.clone().unwrap_or(defaults.owner.clone()),
-        lease: tuning.lease,
-        batch_size: tuning.batch_size,
-        concurrency: tuning.concurrency,
-        run_budget: tuning.run_budget,
-        callback_timeout: tuning.callback_timeout,
-        progress_every: tuning.progress_every,
-        retry: RetryPolicy {
-            provider: tuning.provider_retries.clone(),
-            callback: tuning.callback_retries.clone(),
-            ..defaults.retry.clone()
-        },
-        ..defaults
-    }
-}
-
-fn build_processor(
-    store: Arc<dyn Store>,
-    clock: Arc<dyn Clock>,
-    providers: ProviderCatalog,
-    tuning: &ProcessorTuning,
-    callback_network: Arc<NetPolicy>,
-    metrics: Arc<Metrics>,
-) -> anyhow::Result<Arc<Processor>> {
+/// The processor `tuning` asks for over `app`'s parts; a schedule or
+/// setting that will not do is a usage error.
+fn build_processor(app: &App, tuning: &ProcessorTuning) -> anyhow::Result<Arc<Processor>> {
     processor::schedule::validate_schedule(&tuning.schedule).map_err(usage)?;
-    let config = ProcessorConfig {
-        callback_network,
-        ..processor_config(tuning)
-    };
-    let processor = Processor::new(store, clock, processor::http_client(), providers, config)
-        .map_err(usage)?
-        .with_metrics(metrics);
+    let processor = app.processor(tuning.config()).map_err(usage)?;
     Ok(Arc::new(processor))
 }
 
@@ -201,60 +137,27 @@ fn shutdown_on_signal() -> CancellationToken {
     token
 }
 
-/// Serves the API and runs the scheduled processor until shutdown.
-async fn serve_together(
-    listener: TcpListener,
-    limits: intake::ServerLimits,
-    app: axum::Router,
-    processor: Arc<Processor>,
-    wake: Option<Arc<Notify>>,
-    tuning: &ProcessorTuning,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
-    let api = tokio::spawn(intake::run_with(listener, app, limits, shutdown.clone()));
-    let scheduled = processor::schedule::run_scheduled(
-        processor,
-        &tuning.schedule,
-        shutdown.clone(),
-        tuning.shutdown_grace,
-        wake,
-    );
-    let scheduled_result = scheduled.await;
-    shutdown.cancel();
-    api.await.context("intake task")?.context("serving the API")?;
-    scheduled_result?;
-    Ok(())
-}
-
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // One registry for the process: GET /metrics shows intake and processor.
     let metrics = Arc::new(Metrics::new());
     let store = open_store(&args.intake.store.store, &metrics).await?;
     let providers = load_providers(&args.intake.providers)?;
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let processor = build_processor(
-        Arc::clone(&store),
-        Arc::clone(&clock),
-        providers.clone(),
-        &args.tuning,
-        args.intake.network.policy(),
-        Arc::clone(&metrics),
-    )?;
-    let wake = Arc::new(Notify::new());
-    let config = intake::IntakeConfig::new(providers.names())
-        .waking(Arc::clone(&wake))
+    let app = App::new(store, providers)
         .with_callback_network(args.intake.network.policy())
         .with_metrics(metrics);
-    let app = intake::router(store, clock, config);
+    let processor = build_processor(&app, &args.tuning)?;
+    let wake = Arc::new(Notify::new());
+    let api = app.intake(Some(Arc::clone(&wake)));
     let listener = bind(&args.intake.listen).await?;
     tracing::info!(addr = %listener.local_addr()?, "hookline serving intake and processor");
     serve_together(
         listener,
-        args.intake.listener.limits(intake::server_limits()),
-        app,
+        api,
         processor,
         Some(wake),
-        &args.tuning,
+        &args
+            .tuning
+            .serving(args.intake.listener.limits(intake::server_limits())),
         shutdown_on_signal(),
     )
     .await
@@ -264,18 +167,15 @@ async fn intake_only(args: IntakeArgs) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
     let store = open_store(&args.store.store, &metrics).await?;
     let providers = load_providers(&args.providers)?;
-    let app = intake::router(
-        store,
-        Arc::new(SystemClock),
-        intake::IntakeConfig::new(providers.names())
-            .with_callback_network(args.network.policy())
-            .with_metrics(metrics),
-    );
+    let api = App::new(store, providers)
+        .with_callback_network(args.network.policy())
+        .with_metrics(metrics)
+        .intake(None);
     let listener = bind(&args.listen).await?;
     tracing::info!(addr = %listener.local_addr()?, "hookline intake listening");
     intake::run_with(
         listener,
-        app,
+        api,
         args.listener.limits(intake::server_limits()),
         shutdown_on_signal(),
     )
@@ -287,14 +187,10 @@ async fn processor_only(args: ProcessorArgs) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
     let store = open_store(&args.store.store, &metrics).await?;
     let providers = load_providers(&args.providers)?;
-    let processor = build_processor(
-        store,
-        Arc::new(SystemClock),
-        providers,
-        &args.tuning,
-        args.network.policy(),
-        Arc::clone(&metrics),
-    )?;
+    let app = App::new(store, providers)
+        .with_callback_network(args.network.policy())
+        .with_metrics(Arc::clone(&metrics));
+    let processor = build_processor(&app, &args.tuning)?;
     let shutdown = shutdown_on_signal();
     if args.once {
         return drain_once(&processor, &args, &shutdown).await;
@@ -390,6 +286,14 @@ async fn table_create(args: StoreArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `hookline dev`'s processor: drains every second (and at once for a new
+/// job), a minute at most, and a shorter grace on ctrl-c than a server's;
+/// otherwise [`ProcessorConfig::default`].
+const DEV_SCHEDULE: &str = "* * * * * *";
+const DEV_RUN_BUDGET: Duration = Duration::from_secs(60);
+const DEV_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+const DEV_PROCESSOR_ID: &str = "dev";
+
 /// Everything in one process for a laptop: the API, the processor (woken by
 /// every new job, and polling every second), the mock providers under
 /// `/mock/providers/{name}` and the callback sink at `/mock/complete`, on the
@@ -402,42 +306,28 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
 
     let base = url::Url::parse(&format!("http://{addr}/mock/providers/")).context("provider base URL")?;
     let providers = ProviderCatalog::at_base_url(&base, &providers_mock::PROVIDERS)?;
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let tuning = ProcessorTuning {
-        schedule: "* * * * * *".to_owned(),
-        lease: std::time::Duration::from_secs(60),
-        callback_timeout: std::time::Duration::from_secs(10),
-        batch_size: 50,
-        concurrency: 32,
-        run_budget: std::time::Duration::from_secs(60),
-        shutdown_grace: std::time::Duration::from_secs(10),
-        processor_id: Some("dev".to_owned()),
-        progress_every: std::time::Duration::from_secs(10),
-        provider_retries: RetrySchedule::provider_default(),
-        callback_retries: RetrySchedule::callback_default(),
-    };
     // Loopback is allowed: the sink and whatever the developer runs locally.
-    let network = Arc::new(NetPolicy::loopback_allowed());
-    let processor = build_processor(
-        Arc::clone(&store),
-        Arc::clone(&clock),
-        providers.clone(),
-        &tuning,
-        Arc::clone(&network),
-        Arc::clone(&metrics),
-    )?;
-    let wake = Arc::new(Notify::new());
-    let config = intake::IntakeConfig::new(providers.names())
-        .waking(Arc::clone(&wake))
-        .with_callback_network(network)
+    let app = App::new(store, providers)
+        .with_callback_network(Arc::new(NetPolicy::loopback_allowed()))
         .with_metrics(metrics);
+    let processor = app
+        .processor(ProcessorConfig {
+            owner: DEV_PROCESSOR_ID.to_owned(),
+            run_budget: DEV_RUN_BUDGET,
+            ..ProcessorConfig::default()
+        })
+        .map_err(usage)?;
+    let wake = Arc::new(Notify::new());
+    let store = Arc::clone(app.store());
     let key = keys::dev_key(&*store, args.api_key.clone()).await?;
     let secrets = keys::tenant_secrets(&*store, keys::DEV_TENANT).await?;
     // The mock sink checks every callback's signature with the dev tenant's
     // secrets: GET /mock/deliveries shows the verdict.
     let mock = providers_mock::MockState::default();
     mock.set_signing_secrets(vec![secrets.current.clone()]);
-    let app = intake::router(store, clock, config).nest("/mock", providers_mock::router(mock));
+    let api = app
+        .intake(Some(Arc::clone(&wake)))
+        .nest("/mock", providers_mock::router(mock));
 
     out::show(&format!(
         "hookline dev listening on http://{addr}  (store: {})",
@@ -461,12 +351,25 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
     out::show(&format!("  curl http://{addr}/mock/deliveries"));
     serve_together(
         listener,
-        args.listener.limits(intake::server_limits()),
-        app,
-        processor,
+        api,
+        Arc::new(processor),
         Some(wake),
-        &tuning,
+        &Serving {
+            limits: args.listener.limits(intake::server_limits()),
+            schedule: DEV_SCHEDULE.to_owned(),
+            shutdown_grace: DEV_SHUTDOWN_GRACE,
+        },
         shutdown_on_signal(),
     )
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dev_runs_on_a_valid_schedule() {
+        assert!(processor::schedule::validate_schedule(DEV_SCHEDULE).is_ok());
+    }
 }

@@ -1,11 +1,8 @@
-//! `hookline`: parses the command line and calls the library `run` functions.
-
-mod cli;
-mod commands;
-mod keys;
-mod out;
+//! `hookline`: parses the command line and calls the library's [`hookline::run`].
 
 use std::process::ExitCode;
+
+use hookline::{cli, out};
 
 use clap::Parser;
 use clap::error::ErrorKind;
@@ -23,13 +20,13 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(commands::run(cli.command)) {
+    match runtime.block_on(hookline::run(cli.command)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             say(&one_line(&format!("{err:#}")));
             // What the user asked for is wrong (a flag, a variable, a
             // config file): 2, as for clap's own usage errors.
-            if err.chain().any(|cause| cause.is::<commands::UsageError>()) {
+            if err.chain().any(|cause| cause.is::<hookline::UsageError>()) {
                 ExitCode::from(2)
             } else {
                 ExitCode::FAILURE

@@ -1,6 +1,7 @@
 //! `spawn_app()`: a real intake on port 0 over a fresh DynamoDB table, mock
 //! providers and sink on another port, and a processor the test drives with
-//! `run_once()` and a manual clock.
+//! `run_once()` and a manual clock. Intake and processors are built by
+//! `hookline::App`, as the binary builds them.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -61,6 +62,8 @@ pub struct TestApp {
     /// What `GET /metrics` serves; every processor from [`TestApp::processor`]
     /// counts into it too, as in one `hookline serve` process.
     pub metrics: Arc<Metrics>,
+    /// What built the intake, and builds the processors.
+    wiring: hookline::App,
     shutdown: CancellationToken,
     _dir: Option<tempfile::TempDir>,
 }
@@ -106,9 +109,10 @@ pub async fn spawn_app_guarded(backend: Backend, network: Arc<NetPolicy>) -> Tes
         }
         Backend::Sqlite => {
             let dir = tempfile::tempdir().expect("tempdir");
-            let store = store_sqlite::SqliteStore::open(&dir.path().join("e2e.db"), Default::default())
-                .expect("open sqlite");
-            let mut app = spawn_app_waking(Arc::new(store), None, network).await;
+            let url = format!("sqlite://{}", dir.path().join("e2e.db").display());
+            let metrics = Arc::new(Metrics::new());
+            let store = hookline::open_store(&url, &metrics).await.expect("open sqlite");
+            let mut app = spawn_app_metered(store, None, network, metrics).await;
             app._dir = Some(dir);
             app
         }
@@ -156,14 +160,14 @@ pub async fn spawn_app_looking_up(
     let catalog = ProviderCatalog::at_base_url(&base, &providers_mock::PROVIDERS).expect("catalog");
 
     let clock = Arc::new(ManualClock::starting_now());
-    let mut config = intake::IntakeConfig::new(catalog.names())
+    let mut wiring = hookline::App::new(Arc::clone(&store), catalog.clone())
+        .with_clock(Arc::clone(&clock) as Arc<dyn Clock>)
         .with_callback_network(network)
         .with_metrics(Arc::clone(&metrics));
-    config.on_job_created = wake;
     if let Some(lookups) = lookups {
-        config = config.with_callback_lookups(lookups);
+        wiring = wiring.with_callback_lookups(lookups);
     }
-    let app = intake::router(Arc::clone(&store), Arc::clone(&clock) as Arc<dyn Clock>, config);
+    let app = wiring.intake(wake);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind intake");
@@ -193,6 +197,7 @@ pub async fn spawn_app_looking_up(
         secret,
         catalog,
         metrics,
+        wiring,
         shutdown,
         _dir: None,
     }
@@ -243,21 +248,19 @@ impl TestApp {
     }
 
     /// A processor with its own provider catalog (timeouts, say).
+    /// Its callbacks may reach loopback (the sink) whatever the intake's
+    /// guard refuses.
     pub fn processor_with(&self, owner: &str, catalog: ProviderCatalog) -> Processor {
-        Processor::new(
-            Arc::clone(&self.store),
-            Arc::clone(&self.clock) as Arc<dyn Clock>,
-            processor::http_client(),
-            catalog,
-            ProcessorConfig {
+        self.wiring
+            .clone()
+            .with_providers(catalog)
+            .with_callback_network(loopback())
+            .processor(ProcessorConfig {
                 owner: owner.to_owned(),
                 seed: Some(7),
-                callback_network: loopback(),
                 ..ProcessorConfig::default()
-            },
-        )
-        .expect("valid processor config")
-        .with_metrics(Arc::clone(&self.metrics))
+            })
+            .expect("valid processor config")
     }
 
     pub fn callback_url(&self) -> String {

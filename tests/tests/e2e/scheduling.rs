@@ -24,8 +24,14 @@ async fn a_drain_in_progress_turns_away_the_next_tick() {
     let gate = DrainGate::default();
     let token = CancellationToken::new();
 
+    // The second drain is tried once the first is provably inside its job:
+    // the provider has the fetch, which it holds for 1.5 s.
     let (slow, overlapping) = tokio::join!(gate.try_drain(&processor, &token), async {
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while app.mock.state.provider_calls("gas") == 0 {
+            assert!(Instant::now() < deadline, "the first drain never fetched");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         gate.try_drain(&processor, &token).await
     });
     assert_eq!(slow.map(|r| r.delivered), Some(1));

@@ -1,0 +1,18 @@
+//! hookline as a library: the wiring every `hookline` command runs, so the
+//! binary only parses its arguments and the tests build the same process
+//! the binary does.
+//!
+//! [`App`] is one process's parts (store, clock, providers, SSRF policy,
+//! metrics) and builds its intake and processors; [`open_store`] turns a
+//! store URL into a backend; [`serve_together`] runs the API and the
+//! scheduled processor, woken by every accepted job, until shutdown;
+//! [`run`] is a whole command of the [`cli`].
+
+mod app;
+pub mod cli;
+mod commands;
+mod keys;
+pub mod out;
+
+pub use app::{App, Serving, open_store, serve_together};
+pub use commands::{UsageError, run};

@@ -1,0 +1,477 @@
+//! What `deploy/` and `localstack/` declare is what hookline does: the
+//! LocalStack init hook and the CloudFormation template make the table
+//! `hookline table create` makes, and each IAM policy grants exactly the
+//! DynamoDB calls its process makes (seen through a recording proxy).
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::support::{
+    Setup, authed, create_key, free_port, get_json, hookline, job_status, post_job, serve_delivers_a_job,
+    setup, spawn, table_create, wait_ready, wait_until, with_log,
+};
+
+/// Runs the AWS CLI (PyPI, pinned; installed into the cache on first use)
+/// with `args` against the setup's DynamoDB, as the LocalStack init hook
+/// runs it; `program` is `aws` or a script that calls it.
+fn aws(setup: &Setup, program: &str, args: &[&str], table: &str) -> Output {
+    let bin = testkit::aws_cli_bin().unwrap_or_else(|e| panic!("the AWS CLI is unavailable: {e}"));
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let output = Command::new(program)
+        .args(args)
+        .env("PATH", path)
+        .env("AWS_ENDPOINT_URL", &setup.endpoint)
+        // DynamoDB Local keeps one database per access key and region:
+        // these are the ones hookline uses against a loopback endpoint.
+        .env("AWS_ACCESS_KEY_ID", "local")
+        .env("AWS_SECRET_ACCESS_KEY", "local")
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .env("HOOKLINE_TABLE", table)
+        .env_remove("AWS_PROFILE")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("running {program}: {e}"));
+    assert!(
+        output.status.success(),
+        "{program} {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+/// A table's shape in CloudFormation's and DescribeTable's shared field
+/// names, in a canonical order: billing, keys, attributes, indexes with
+/// their projections, and the TTL attribute.
+fn table_shape(properties: &Value, ttl_attribute: &Value) -> Value {
+    fn sorted(value: &Value, by: &str) -> Value {
+        let mut items = value.as_array().cloned().unwrap_or_default();
+        items.sort_by(|a, b| a[by].as_str().cmp(&b[by].as_str()));
+        Value::Array(items)
+    }
+    let billing = properties
+        .get("BillingMode")
+        .or_else(|| properties.pointer("/BillingModeSummary/BillingMode"))
+        .cloned()
+        .unwrap_or(Value::Null);
+    let indexes: Vec<Value> = sorted(&properties["GlobalSecondaryIndexes"], "IndexName")
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|index| {
+            let mut non_key: Vec<Value> = index
+                .pointer("/Projection/NonKeyAttributes")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            non_key.sort_by(|a, b| a.as_str().cmp(&b.as_str()));
+            json!({
+                "name": index["IndexName"],
+                "key": index["KeySchema"],
+                "projection": index["Projection"]["ProjectionType"],
+                "nonKeyAttributes": non_key,
+            })
+        })
+        .collect();
+    json!({
+        "billing": billing,
+        "key": properties["KeySchema"],
+        "attributes": sorted(&properties["AttributeDefinitions"], "AttributeName"),
+        "indexes": indexes,
+        "ttl": ttl_attribute,
+    })
+}
+
+/// `deploy/hookline.yaml` as JSON, read by the PyYAML that comes with the
+/// AWS CLI; short-form intrinsics become mappings (`!Sub "x"` is
+/// `{"Sub": "x"}`).
+fn cloudformation_template() -> Value {
+    let python = testkit::aws_cli_bin()
+        .unwrap_or_else(|e| panic!("the AWS CLI is unavailable: {e}"))
+        .join("python");
+    let output = Command::new(python)
+        .args([
+            "-c",
+            "import json, sys, yaml\n\
+             class Loader(yaml.SafeLoader): pass\n\
+             Loader.add_multi_constructor('!', lambda l, tag, node: {tag: node.value if \
+                 isinstance(node, yaml.ScalarNode) else [n.value for n in node.value]})\n\
+             print(json.dumps(yaml.load(open(sys.argv[1]), Loader=Loader)))",
+            &repo_file("deploy/hookline.yaml"),
+        ])
+        .output()
+        .expect("run python");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("template JSON")
+}
+
+fn repo_file(relative: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(relative)
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// The LocalStack init hook, run by the AWS CLI against DynamoDB Local,
+/// makes the table `hookline table create` makes and the CloudFormation
+/// template declares, field for field; it is safe to run twice; and
+/// `hookline serve` on its table delivers a job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_localstack_hook_and_the_template_make_the_table_hookline_makes() {
+    let setup = setup().await;
+    let hook = repo_file("localstack/init/ready.d/10-hookline-table.sh");
+    let first = aws(&setup, "bash", &[&hook], &setup.table);
+    assert!(String::from_utf8_lossy(&first.stdout).contains("created table"));
+    let again = aws(&setup, "bash", &[&hook], &setup.table);
+    assert!(String::from_utf8_lossy(&again.stdout).contains("already exists"));
+
+    let reference = testkit::unique_table_name("cli-reference");
+    let reference_store = format!(
+        "dynamodb://{reference}?endpoint={}&region=us-east-1",
+        setup.endpoint
+    );
+    table_create(&reference_store);
+
+    let described = |table: &str| {
+        let parse = |output: Output| -> Value { serde_json::from_slice(&output.stdout).expect("JSON") };
+        let table_json = parse(aws(
+            &setup,
+            "aws",
+            &[
+                "dynamodb",
+                "describe-table",
+                "--table-name",
+                table,
+                "--output",
+                "json",
+            ],
+            table,
+        ));
+        let ttl = parse(aws(
+            &setup,
+            "aws",
+            &[
+                "dynamodb",
+                "describe-time-to-live",
+                "--table-name",
+                table,
+                "--output",
+                "json",
+            ],
+            table,
+        ));
+        assert_eq!(
+            ttl["TimeToLiveDescription"]["TimeToLiveStatus"], "ENABLED",
+            "{table}"
+        );
+        table_shape(
+            &table_json["Table"],
+            &ttl["TimeToLiveDescription"]["AttributeName"],
+        )
+    };
+    let from_hook = described(&setup.table);
+    let from_hookline = described(&reference);
+    assert_eq!(
+        from_hook, from_hookline,
+        "the init hook's table differs from `table create`'s"
+    );
+
+    let template = cloudformation_template();
+    let properties = &template["Resources"]["Table"]["Properties"];
+    assert_eq!(properties["TimeToLiveSpecification"]["Enabled"], true);
+    assert_eq!(
+        properties["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"],
+        true
+    );
+    let from_template = table_shape(
+        properties,
+        &properties["TimeToLiveSpecification"]["AttributeName"],
+    );
+    assert_eq!(
+        from_template, from_hookline,
+        "the template's table differs from `table create`'s"
+    );
+
+    let (_server, _log) = serve_delivers_a_job(&setup, &setup.store).await;
+}
+
+/// A TCP proxy in front of DynamoDB that notes which API operations pass
+/// through it (`X-Amz-Target: DynamoDB_20120810.Query`), and for those that
+/// name an index, which (`Query index/due`), as IAM would see them.
+struct RecordingProxy {
+    endpoint: String,
+    seen: std::sync::Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
+}
+
+impl RecordingProxy {
+    async fn start(upstream: &str) -> Self {
+        let upstream = upstream.trim_start_matches("http://").to_owned();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(std::collections::BTreeSet::new()));
+        let record = std::sync::Arc::clone(&seen);
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let upstream = upstream.clone();
+                let record = std::sync::Arc::clone(&record);
+                tokio::spawn(async move {
+                    let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else {
+                        return;
+                    };
+                    let (mut client_read, mut client_write) = client.into_split();
+                    let (mut server_read, mut server_write) = server.into_split();
+                    let answers = tokio::spawn(async move {
+                        let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
+                    });
+                    let mut buf = vec![0u8; 64 * 1024];
+                    // Requests seen so far but not yet whole.
+                    let mut pending: Vec<u8> = Vec::new();
+                    loop {
+                        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+                        let n = match client_read.read(&mut buf).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        pending.extend_from_slice(&buf[..n]);
+                        while let Some((operation, used)) = whole_request(&pending) {
+                            if let Some(operation) = operation {
+                                record.lock().expect("lock").insert(operation);
+                            }
+                            pending.drain(..used);
+                        }
+                        if server_write.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                    answers.abort();
+                });
+            }
+        });
+        Self { endpoint, seen }
+    }
+
+    fn seen(&self) -> std::collections::BTreeSet<String> {
+        self.seen.lock().expect("lock").clone()
+    }
+}
+
+/// The first whole HTTP request in `bytes`: what it asks DynamoDB for
+/// (`Query`, or `Query index/due` when it names an index), and how many
+/// bytes it takes. The SDK sends DynamoDB requests with a Content-Length.
+fn whole_request(bytes: &[u8]) -> Option<(Option<String>, usize)> {
+    let head_end = bytes.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let head = String::from_utf8_lossy(&bytes[..head_end]).to_ascii_lowercase();
+    let header = |name: &str| {
+        head.lines()
+            .find_map(|line| line.strip_prefix(name))
+            .map(|value| value.trim().to_owned())
+    };
+    let length: usize = header("content-length:")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    if bytes.len() < head_end + length {
+        return None;
+    }
+    let body: Value = serde_json::from_slice(&bytes[head_end..head_end + length]).unwrap_or(Value::Null);
+    let operation = header("x-amz-target:").map(|target| {
+        // The header was lowered; the operation is read from the original
+        // bytes to keep its case.
+        let at = head.find(&target).expect("found above");
+        let original = String::from_utf8_lossy(&bytes[at..at + target.len()]).into_owned();
+        let op = original.rsplit('.').next().unwrap_or_default().to_owned();
+        match body["IndexName"].as_str() {
+            Some(index) => format!("{op} index/{index}"),
+            None => op,
+        }
+    });
+    Some((operation, head_end + length))
+}
+
+/// What one of the template's managed policies grants, in the proxy's
+/// terms: DynamoDB actions on the table (`PutItem`), and on an index
+/// (`Query index/due`).
+fn granted(template: &Value, policy: &str) -> std::collections::BTreeSet<String> {
+    let statements = template["Resources"][policy]["Properties"]["PolicyDocument"]["Statement"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{policy} has no statements"));
+    let mut granted = std::collections::BTreeSet::new();
+    for statement in statements {
+        assert_eq!(statement["Effect"], "Allow");
+        let on_index = statement["Resource"]["Sub"]
+            .as_str()
+            .and_then(|arn| arn.strip_prefix("${Table.Arn}/index/"));
+        let on_table = statement["Resource"]["GetAtt"] == "Table.Arn";
+        assert!(
+            on_table || on_index.is_some(),
+            "{policy}: unexpected resource {statement}"
+        );
+        for action in statement["Action"].as_array().expect("Action list") {
+            let action = action
+                .as_str()
+                .expect("action")
+                .strip_prefix("dynamodb:")
+                .expect("dynamodb action");
+            granted.insert(match on_index {
+                Some(index) => format!("{action} index/{index}"),
+                None => action.to_owned(),
+            });
+        }
+    }
+    granted
+}
+
+/// What IAM checks for what the proxy saw: a transaction is authorised
+/// item by item (hookline's transactions only put).
+fn needed(seen: &std::collections::BTreeSet<String>) -> std::collections::BTreeSet<String> {
+    seen.iter()
+        .map(|op| match op.as_str() {
+            "TransactWriteItems" => "PutItem".to_owned(),
+            other => other.to_owned(),
+        })
+        .collect()
+}
+
+/// The template's IAM policies are exact: `hookline intake`, `hookline
+/// processor` and the operator commands, each talking to DynamoDB through a
+/// recording proxy while every path they have is exercised (idempotent
+/// create and replay, get, list, dead letter and retry; poll, claim, save,
+/// sign; keys and secrets), use every action their policy grants and none
+/// it does not, and query only the index it names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_iam_policy_grants_exactly_what_its_process_calls() {
+    let setup = setup().await;
+    table_create(&setup.store);
+    let via = |proxy: &RecordingProxy| {
+        format!(
+            "dynamodb://{}?endpoint={}&region=us-east-1",
+            setup.table, proxy.endpoint
+        )
+    };
+    let operator = RecordingProxy::start(&setup.endpoint).await;
+    let intake_proxy = RecordingProxy::start(&setup.endpoint).await;
+    let processor_proxy = RecordingProxy::start(&setup.endpoint).await;
+
+    // Operators: a key (and with it the tenant's secret), a listing, a
+    // rotation, a revocation.
+    let operator_store = via(&operator);
+    let key = create_key(&operator_store, "acme");
+    create_key(&operator_store, "spare");
+    let run = |args: &[&str]| {
+        let output = hookline(args);
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let listed = run(&["keys", "list", "--tenant", "spare", "--store", &operator_store]);
+    let spare_id = listed
+        .lines()
+        .nth(1)
+        .and_then(|line| line.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no key listed: {listed}"))
+        .to_owned();
+    run(&["keys", "revoke", &spare_id, "--store", &operator_store]);
+    run(&[
+        "secrets",
+        "rotate",
+        "--tenant",
+        "acme",
+        "--store",
+        &operator_store,
+    ]);
+
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let listen = format!("127.0.0.1:{port}");
+    let providers = setup.providers.to_string_lossy().into_owned();
+    let intake_store = via(&intake_proxy);
+    let processor_store = via(&processor_proxy);
+    let _intake = spawn(
+        &[
+            "intake",
+            "--store",
+            &intake_store,
+            "--listen",
+            &listen,
+            "--providers",
+            &providers,
+        ],
+        &setup.dir.path().join("intake.log"),
+    );
+    let processor_log = setup.dir.path().join("processor.log");
+    let _processor = spawn(
+        &[
+            "processor",
+            "--store",
+            &processor_store,
+            "--providers",
+            &providers,
+            "--schedule",
+            "* * * * * *",
+        ],
+        &processor_log,
+    );
+    let http = authed(&key);
+    wait_ready(&http, &base).await;
+
+    let complete = post_job(&http, &base, &setup.mock.url("/complete")).await;
+    for expected in [202, 200] {
+        let response = http
+            .post(format!("{base}/v1/jobs"))
+            .header("Idempotency-Key", "iam-test")
+            .json(&json!({"providers": ["gas"], "callbackUrl": setup.mock.url("/complete")}))
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(response.status(), expected);
+    }
+    let gone = post_job(&http, &base, &setup.mock.url("/gone")).await;
+    wait_until(
+        Duration::from_secs(30),
+        with_log("one job complete and one failed", &processor_log),
+        async || {
+            job_status(&http, &base, &complete).await == "complete"
+                && job_status(&http, &base, &gone).await == "failed"
+        },
+    )
+    .await;
+    let page = get_json(&http, &format!("{base}/v1/jobs?status=failed")).await;
+    assert_eq!(page["data"][0]["jobId"], gone.as_str());
+    let page = get_json(&http, &format!("{base}/v1/jobs?status=complete")).await;
+    let listed: Vec<&str> = page["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .filter_map(|job| job["jobId"].as_str())
+        .collect();
+    assert!(listed.contains(&complete.as_str()), "{page}");
+    let retried = http
+        .post(format!("{base}/v1/jobs/{gone}/retry"))
+        .send()
+        .await
+        .expect("retry");
+    assert_eq!(retried.status(), 202);
+
+    let template = cloudformation_template();
+    for (policy, proxy) in [
+        ("IntakePolicy", &intake_proxy),
+        ("ProcessorPolicy", &processor_proxy),
+        ("OperatorPolicy", &operator),
+    ] {
+        let used = needed(&proxy.seen());
+        let granted = granted(&template, policy);
+        assert_eq!(
+            used, granted,
+            "{policy}: the process used {used:?} but the template grants {granted:?}"
+        );
+    }
+}

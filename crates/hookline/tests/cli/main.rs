@@ -1,0 +1,16 @@
+//! The real `hookline` binary as a child process, one module per area: the
+//! README's DynamoDB path and the serving commands (`serve`), parity with
+//! what `deploy/` and `localstack/` declare (`deploy_parity`), `dev`,
+//! crashes and stops (`crash`), `keys`, logs (`logs`), the listener and the
+//! network (`network`), and one-line errors for bad input (`usage_errors`).
+//! `support` holds what they share.
+
+mod crash;
+mod deploy_parity;
+mod dev;
+mod keys;
+mod logs;
+mod network;
+mod serve;
+mod support;
+mod usage_errors;

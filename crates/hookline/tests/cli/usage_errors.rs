@@ -1,0 +1,190 @@
+//! Bad input, whatever its source (a flag, a variable, a store URL, a
+//! providers file): one line on stderr, and exit 2 when it is the user's to
+//! fix, 1 when something failed.
+
+use std::process::{Command, Stdio};
+
+use crate::support::{BIN, assert_one_line_failure, hookline};
+
+#[test]
+fn bad_input_is_a_one_line_error_and_a_failed_exit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let providers = dir.path().join("providers.toml");
+    std::fs::write(&providers, "[providers.gas]\nurl = \"http://127.0.0.1:9/gas\"\n").expect("write");
+    let providers = providers.to_string_lossy().into_owned();
+    let missing = dir.path().join("missing.toml").to_string_lossy().into_owned();
+    let store = "dynamodb://jobs?endpoint=http://127.0.0.1:9";
+    let cases: [(&[&str], &str); 7] = [
+        (
+            &["serve", "--store", "postgres://x", "--providers", &providers],
+            "unknown store URL",
+        ),
+        (&["table", "create", "--store", "sqlite://x.db"], "for DynamoDB"),
+        (
+            &["processor", "--store", "dynamodb://ab", "--providers", &providers],
+            "table name",
+        ),
+        (
+            &["processor", "--store", store, "--providers", &missing],
+            "reading providers file",
+        ),
+        (
+            &[
+                "processor",
+                "--store",
+                store,
+                "--providers",
+                &providers,
+                "--schedule",
+                "*/5 * * * *",
+            ],
+            "cron",
+        ),
+        (
+            &[
+                "processor",
+                "--store",
+                store,
+                "--providers",
+                &providers,
+                "--lease",
+                "5s",
+            ],
+            "lease",
+        ),
+        (
+            &[
+                "intake",
+                "--store",
+                store,
+                "--providers",
+                &providers,
+                "--listen",
+                "not-an-address",
+            ],
+            "cannot listen",
+        ),
+    ];
+    // Every one is the user's to fix: exit 2, as for clap's usage errors.
+    for (args, needle) in cases {
+        assert_one_line_failure(args, needle);
+        assert_eq!(hookline(args).status.code(), Some(2), "{args:?}");
+    }
+
+    // A providers file that is not TOML: where and why, said once, on one line.
+    let malformed = dir.path().join("malformed.toml");
+    std::fs::write(
+        &malformed,
+        "[providers.gas]\nurl = \"http://127.0.0.1:9/gas\"\ntimeout = \n",
+    )
+    .expect("write");
+    let malformed = malformed.to_string_lossy().into_owned();
+    let args = ["processor", "--store", store, "--providers", &malformed];
+    assert_one_line_failure(&args, "line 3, column 11");
+    let output = hookline(&args);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let why = stderr.rsplit(": ").next().unwrap_or_default().trim();
+    assert_eq!(stderr.matches(why).count(), 1, "said once: {stderr}");
+
+    // A missing required argument is named.
+    let output = hookline(&["keys", "create"]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--tenant"), "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+
+    // Values clap rejects while parsing: its own one-line error (plus its
+    // "try --help" hint) and exit code 2, before anything starts.
+    let clap_cases: [(&[&str], &str); 3] = [
+        (
+            &[
+                "processor",
+                "--providers",
+                &providers,
+                "--provider-retries",
+                "5s,soon",
+            ],
+            "--provider-retries",
+        ),
+        (
+            &[
+                "processor",
+                "--providers",
+                &providers,
+                "--callback-retries",
+                "5s,,1m",
+            ],
+            "--callback-retries",
+        ),
+        (
+            &["processor", "--providers", &providers, "--lease", "long"],
+            "--lease",
+        ),
+    ];
+    // Usage errors, too, are one line (and exit 2, as clap's are).
+    for (args, flag) in clap_cases {
+        assert_one_line_failure(args, flag);
+        assert_eq!(hookline(args).status.code(), Some(2), "{args:?}");
+    }
+    let from_env = Command::new(BIN)
+        .args(["processor", "--providers", &providers])
+        .env("HOOKLINE_CALLBACK_RETRIES", "1h,forever")
+        .env("HOOKLINE_LOG", "warn")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run hookline");
+    let stderr = String::from_utf8_lossy(&from_env.stderr);
+    assert_eq!(from_env.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--callback-retries"), "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+}
+
+#[test]
+fn bad_stores_are_a_one_line_error_and_a_failed_exit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let providers = dir.path().join("providers.toml");
+    std::fs::write(&providers, "[providers.gas]\nurl = \"http://127.0.0.1:9/gas\"\n").expect("write");
+    let providers = providers.to_string_lossy().into_owned();
+    // A plain file where the database's directory should be: unwritable
+    // even for root, unlike permissions.
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "not a directory").expect("write");
+    let corrupt = dir.path().join("corrupt.db");
+    std::fs::write(&corrupt, "SQLite format 3\0".repeat(512)).expect("write");
+    let cases = [
+        ("sqlite://".to_owned(), "a file path is needed"),
+        ("sqlite://x.db?retention=forever".to_owned(), "retention"),
+        ("sqlite://x.db?mode=fast".to_owned(), "unknown parameter"),
+        ("dynamodb://jobs?shards=0".to_owned(), "shards"),
+        ("dynamodb://".to_owned(), "table name"),
+        (
+            format!("sqlite://{}/hookline.db", file.display()),
+            "cannot create the directory",
+        ),
+        (format!("sqlite://{}", corrupt.display()), "not a database"),
+        (format!("sqlite://{}", dir.path().display()), "unable to open"),
+    ];
+    for (i, (store, needle)) in cases.iter().enumerate() {
+        let args = [
+            "serve",
+            "--store",
+            store,
+            "--providers",
+            &providers,
+            "--listen",
+            "127.0.0.1:0",
+        ];
+        assert_one_line_failure(&args, needle);
+        // A URL the user must fix is a usage error (2); a store that will
+        // not open is a failure (1).
+        let code = if i < 5 { 2 } else { 1 };
+        assert_eq!(hookline(&args).status.code(), Some(code), "{store}");
+    }
+    let kept = std::fs::read(&corrupt).expect("read");
+    assert_eq!(
+        kept,
+        "SQLite format 3\0".repeat(512).into_bytes(),
+        "a corrupt file is left as it was"
+    );
+}
