@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use cache::TtlCache;
 use domain::{
     CallbackOutcome, Clock, FetchOutcome, Job, JobId, JobStatus, RetryPolicy, SigningSecret, Target,
     TenantId, TenantSecrets, Timestamp, Tried, signing,
@@ -164,8 +165,8 @@ pub struct Processor {
     config: ProcessorConfig,
     rng: Mutex<rand::rngs::StdRng>,
     last_purge: Mutex<Option<Timestamp>>,
-    /// Tenants' signing secrets as last read, and when.
-    secrets: Mutex<HashMap<TenantId, (TenantSecrets, Timestamp)>>,
+    /// Tenants' signing secrets as last read.
+    secrets: TtlCache<TenantId, TenantSecrets, Timestamp, chrono::Duration>,
     /// Leases of the jobs being worked on now, so shutdown can give back
     /// what it cannot finish.
     in_flight: Mutex<HashMap<JobId, (TenantId, Lease)>>,
@@ -263,6 +264,10 @@ impl Claiming {
 /// secret keeps signing for the whole overlap anyway).
 pub const SECRETS_CACHE_TTL: Duration = Duration::from_secs(60);
 
+/// Tenants whose secrets one processor keeps; past this many, the secrets
+/// read longest ago go first.
+const SECRETS_CACHE_MAX: usize = 10_000;
+
 /// How often a processor asks the store to delete expired finished jobs.
 pub const PURGE_INTERVAL: Duration = Duration::from_secs(600);
 
@@ -307,7 +312,10 @@ impl Processor {
             config,
             rng: Mutex::new(rng),
             last_purge: Mutex::new(None),
-            secrets: Mutex::new(HashMap::new()),
+            secrets: TtlCache::new(
+                chrono::Duration::from_std(SECRETS_CACHE_TTL).unwrap_or(chrono::Duration::MAX),
+                SECRETS_CACHE_MAX,
+            ),
             in_flight: Mutex::new(HashMap::new()),
             metrics: Arc::default(),
             poll_start,
@@ -893,22 +901,11 @@ impl Processor {
     /// the store at most once per [`SECRETS_CACHE_TTL`]. The error is what
     /// the job's delivery state shows, so it says nothing internal.
     async fn signing_secrets(&self, tenant: &TenantId, now: Timestamp) -> Result<Vec<SigningSecret>, String> {
-        let ttl = chrono::Duration::from_std(SECRETS_CACHE_TTL).unwrap_or(chrono::Duration::MAX);
-        let cached = self
-            .secrets
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .get(tenant)
-            .filter(|(_, read_at)| now < *read_at + ttl)
-            .map(|(secrets, _)| secrets.clone());
-        let secrets = match cached {
+        let secrets = match self.secrets.get(tenant, now) {
             Some(secrets) => secrets,
             None => match self.store.signing_secrets(tenant).await {
                 Ok(Some((secrets, _))) => {
-                    self.secrets
-                        .lock()
-                        .unwrap_or_else(|poisoned| poisoned.into_inner())
-                        .insert(tenant.clone(), (secrets.clone(), now));
+                    self.secrets.insert(tenant.clone(), secrets.clone(), now);
                     secrets
                 }
                 Ok(None) => {
