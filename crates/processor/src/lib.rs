@@ -1,8 +1,8 @@
 //! The processor: claims due jobs, fetches their providers, delivers the
 //! callback and settles each job, fenced on its lease.
 //!
-//! [`Processor::run_once`] is one drain of due work; [`schedule::run_scheduled`]
-//! calls it on a cron schedule. Tests drive `run_once` directly with a
+//! [`Processor::drain`] is one drain of due work; [`schedule::run_scheduled`]
+//! calls it on a cron schedule. Tests drive `drain` directly with a
 //! [`domain::ManualClock`].
 
 mod http;
@@ -119,7 +119,7 @@ pub enum ConfigError {
 
 /// What one drain did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RunReport {
+pub struct DrainReport {
     /// Claims won.
     pub claimed: u64,
     /// Claims another processor won first.
@@ -140,8 +140,8 @@ pub struct RunReport {
     pub recovered: u64,
 }
 
-impl RunReport {
-    fn merge(&mut self, other: &RunReport) {
+impl DrainReport {
+    fn merge(&mut self, other: &DrainReport) {
         self.claimed += other.claimed;
         self.lost += other.lost;
         self.delivered += other.delivered;
@@ -184,7 +184,7 @@ const PROBE_CLAIMS: usize = 2;
 
 /// Polls in a row whose probe met another processor and won nothing, after
 /// which a drain leaves the work to it.
-const MAX_FRUITLESS_ROUNDS: u32 = 3;
+const MAX_FRUITLESS_POLLS: u32 = 3;
 
 /// A job this processor holds a lease on, with the span its logs go in.
 struct Claimed {
@@ -193,23 +193,26 @@ struct Claimed {
     span: tracing::Span,
 }
 
-/// What one slot of a drain does next: claim a due job, then process it.
+/// What one slot of a drain does next: claim a due job, then fetch its
+/// providers, deliver its callback and save it.
 enum SlotWork {
     Claim { due: DueJob, probe: bool },
-    Process(Box<Claimed>),
+    FetchDeliverSave(Box<Claimed>),
 }
 
 /// What a slot's work came to; `keys` are the shares its slot counts in.
+/// `Finished`: the job's attempt was made and its save tried (the report
+/// says how that went), so the slot is free.
 enum SlotDone {
     Claimed {
         keys: Vec<ShareKey>,
         probe: bool,
-        report: RunReport,
+        report: DrainReport,
         claimed: Option<Box<Claimed>>,
     },
-    Processed {
+    Finished {
         keys: Vec<ShareKey>,
-        report: RunReport,
+        report: DrainReport,
     },
 }
 
@@ -237,7 +240,7 @@ impl Claiming {
     /// Takes slots for the queued jobs that may start now (only
     /// [`PROBE_CLAIMS`] of them right after a poll), oldest in the queue
     /// first; a job whose shares are full stays queued.
-    fn start(&mut self, slots: &mut Slots, probe: bool) -> Vec<(SlotWork, Vec<ShareKey>)> {
+    fn start_claims(&mut self, slots: &mut Slots, probe: bool) -> Vec<(SlotWork, Vec<ShareKey>)> {
         let mut started = Vec::new();
         let mut kept = VecDeque::with_capacity(self.queue.len());
         while let Some(due) = self.queue.pop_front() {
@@ -375,7 +378,7 @@ impl Processor {
         f(&mut rng)
     }
 
-    /// One drain: claims due work and processes it until nothing is due,
+    /// One drain: claims due work and works it until nothing is due,
     /// the run budget is spent, or `shutdown` is cancelled. Jobs already
     /// claimed are finished before it returns.
     ///
@@ -384,9 +387,9 @@ impl Processor {
     /// slot. Slots are shared between tenants ([`slots`]): a tenant at its
     /// share takes no more, and a poll reads past its due jobs to other
     /// tenants' behind them.
-    pub async fn run_once(&self, shutdown: &CancellationToken) -> RunReport {
+    pub async fn drain(&self, shutdown: &CancellationToken) -> DrainReport {
         let started = Instant::now();
-        let mut report = RunReport::default();
+        let mut report = DrainReport::default();
         let mut last_progress = started;
         self.purge_if_due(&mut report).await;
         let mut slots = Slots::new(self.config.concurrency);
@@ -401,7 +404,7 @@ impl Processor {
                 claiming.queue.clear();
             }
             if open && claiming.probing == 0 {
-                for (work, keys) in claiming.start(&mut slots, false) {
+                for (work, keys) in claiming.start_claims(&mut slots, false) {
                     running.push(self.work_slot(work, keys, shutdown));
                 }
                 // Right away when nothing runs, or when the last poll left
@@ -415,7 +418,7 @@ impl Processor {
                 if slots.free() > 0 && (running.is_empty() || (claiming.more_due && room) || refill) {
                     match self.poll_due(&slots, &mut claiming).await {
                         Ok(found) => {
-                            for (work, keys) in claiming.start(&mut slots, true) {
+                            for (work, keys) in claiming.start_claims(&mut slots, true) {
                                 running.push(self.work_slot(work, keys, shutdown));
                             }
                             if found == 0 && running.is_empty() {
@@ -458,7 +461,7 @@ impl Processor {
                     match claimed {
                         Some(claimed) => {
                             claiming.fruitless = 0;
-                            running.push(self.work_slot(SlotWork::Process(claimed), keys, shutdown));
+                            running.push(self.work_slot(SlotWork::FetchDeliverSave(claimed), keys, shutdown));
                         }
                         None => {
                             slots.give_back(&keys);
@@ -474,7 +477,7 @@ impl Processor {
                         open &= self.probe_answered(&mut claiming);
                     }
                 }
-                Some(SlotDone::Processed { keys, report: one }) => {
+                Some(SlotDone::Finished { keys, report: one }) => {
                     report.merge(&one);
                     slots.give_back(&keys);
                 }
@@ -542,7 +545,7 @@ impl Processor {
             self.jump_poll_start();
             if claiming.probe_won == 0 {
                 claiming.fruitless += 1;
-                return claiming.fruitless < MAX_FRUITLESS_ROUNDS;
+                return claiming.fruitless < MAX_FRUITLESS_POLLS;
             }
             return true;
         }
@@ -552,7 +555,7 @@ impl Processor {
 
     /// Retention for stores that do not expire items themselves, at most
     /// once per [`PURGE_INTERVAL`] per instance.
-    async fn purge_if_due(&self, report: &mut RunReport) {
+    async fn purge_if_due(&self, report: &mut DrainReport) {
         let now = self.clock.now();
         {
             let mut last = self
@@ -575,8 +578,8 @@ impl Processor {
     }
 
     /// The next thing one slot does: claim a due job (its outcome goes back
-    /// to the drain, which then processes it in the same slot), or process
-    /// a claimed one.
+    /// to the drain, which then works the job in the same slot), or fetch,
+    /// deliver and save a claimed one.
     async fn work_slot(&self, work: SlotWork, keys: Vec<ShareKey>, shutdown: &CancellationToken) -> SlotDone {
         match work {
             SlotWork::Claim { due, probe } => {
@@ -588,9 +591,9 @@ impl Processor {
                     claimed: claimed.map(Box::new),
                 }
             }
-            SlotWork::Process(claimed) => SlotDone::Processed {
+            SlotWork::FetchDeliverSave(claimed) => SlotDone::Finished {
                 keys,
-                report: self.process(*claimed).await,
+                report: self.fetch_deliver_and_save(*claimed).await,
             },
         }
     }
@@ -602,7 +605,7 @@ impl Processor {
         self.poll_start.store(start, Ordering::Relaxed);
     }
 
-    async fn claim(&self, due: DueJob, shutdown: &CancellationToken) -> (RunReport, Option<Claimed>) {
+    async fn claim(&self, due: DueJob, shutdown: &CancellationToken) -> (DrainReport, Option<Claimed>) {
         // Everything logged about this job carries its id (and, once the
         // claim has read it, its tenant). The span is at info; warnings
         // name the job themselves too, so a warn-level filter keeps it.
@@ -615,8 +618,8 @@ impl Processor {
         &self,
         due: DueJob,
         shutdown: &CancellationToken,
-    ) -> (RunReport, Option<(Job, Lease)>) {
-        let mut report = RunReport::default();
+    ) -> (DrainReport, Option<(Job, Lease)>) {
+        let mut report = DrainReport::default();
         // Shutdown stops claiming at once, even in the middle of a batch.
         if shutdown.is_cancelled() {
             return (report, None);
@@ -666,13 +669,18 @@ impl Processor {
         (report, Some((job, lease)))
     }
 
-    async fn process(&self, claimed: Claimed) -> RunReport {
+    /// Works one claimed job, in its span: fetches the providers due,
+    /// delivers the callback if the job is ready for it, saves the result
+    /// fenced on the lease, and counts and logs what came of it.
+    async fn fetch_deliver_and_save(&self, claimed: Claimed) -> DrainReport {
         let Claimed { job, lease, span } = claimed;
-        self.process_in_span(job, lease).instrument(span).await
+        self.fetch_deliver_and_save_in_span(job, lease)
+            .instrument(span)
+            .await
     }
 
-    async fn process_in_span(&self, job: Job, lease: Lease) -> RunReport {
-        let mut report = RunReport::default();
+    async fn fetch_deliver_and_save_in_span(&self, job: Job, lease: Lease) -> DrainReport {
+        let mut report = DrainReport::default();
         let job = self.fetch_and_deliver(job).await;
         let saved = self.save_fenced(&job, &lease).await;
         self.in_flight_leases().remove(&job.id());
