@@ -5,12 +5,13 @@
 //! calls it on a cron schedule. Tests drive `drain` directly with a
 //! [`domain::ManualClock`].
 
+mod claiming;
 mod http;
 pub mod providers;
 pub mod schedule;
 pub mod slots;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -29,6 +30,7 @@ use telemetry::{DeliveryResult, FetchResult, Metrics};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::claiming::{Claiming, PollMove};
 use crate::slots::{ShareKey, Slots};
 
 pub use http::client as http_client;
@@ -177,15 +179,6 @@ pub struct Processor {
     poll_start: AtomicU64,
 }
 
-/// Claims made after a poll before the rest of its jobs: enough to notice
-/// another processor working the same jobs, few enough that meeting it
-/// costs little.
-const PROBE_CLAIMS: usize = 2;
-
-/// Polls in a row whose probe met another processor and won nothing, after
-/// which a drain leaves the work to it.
-const MAX_FRUITLESS_POLLS: u32 = 3;
-
 /// A job this processor holds a lease on, with the span its logs go in.
 struct Claimed {
     job: Job,
@@ -214,52 +207,6 @@ enum SlotDone {
         keys: Vec<ShareKey>,
         report: DrainReport,
     },
-}
-
-/// A drain's claiming, between its polls: the jobs of the last poll not
-/// claimed yet, and how that poll's probe went.
-#[derive(Default)]
-struct Claiming {
-    queue: VecDeque<DueJob>,
-    /// Probe claims of the last poll not answered yet; the rest of its
-    /// jobs wait for them.
-    probing: usize,
-    probe_won: u64,
-    probe_lost: u64,
-    /// Polls in a row whose probe met another processor and won nothing.
-    fruitless: u32,
-    /// The last poll may have left due work unread (it, or the last one
-    /// that read the tenants a poll since passed over, came back full):
-    /// poll again as soon as a slot past the headroom frees and no queued
-    /// job may take it.
-    more_due: bool,
-    last_poll: Option<Instant>,
-}
-
-impl Claiming {
-    /// Takes slots for the queued jobs that may start now (only
-    /// [`PROBE_CLAIMS`] of them right after a poll), oldest in the queue
-    /// first; a job whose shares are full stays queued.
-    fn start_claims(&mut self, slots: &mut Slots, probe: bool) -> Vec<(SlotWork, Vec<ShareKey>)> {
-        let mut started = Vec::new();
-        let mut kept = VecDeque::with_capacity(self.queue.len());
-        while let Some(due) = self.queue.pop_front() {
-            let room = slots.free() > 0 && (!probe || started.len() < PROBE_CLAIMS);
-            let keys = ShareKey::of(&due);
-            if room && slots.try_take(&keys) {
-                started.push((SlotWork::Claim { due, probe }, keys));
-            } else {
-                kept.push_back(due);
-            }
-        }
-        self.queue = kept;
-        if probe {
-            self.probing = started.len();
-            self.probe_won = 0;
-            self.probe_lost = 0;
-        }
-        started
-    }
 }
 
 /// How long a processor signs with the secrets it read before reading them
@@ -401,25 +348,26 @@ impl Processor {
                 open = false;
             }
             if !open {
-                claiming.queue.clear();
+                claiming.clear();
             }
-            if open && claiming.probing == 0 {
-                for (work, keys) in claiming.start_claims(&mut slots, false) {
-                    running.push(self.work_slot(work, keys, shutdown));
+            if open && !claiming.probing() {
+                for (due, keys) in claiming.start_claims(&mut slots, false) {
+                    running.push(self.work_slot(SlotWork::Claim { due, probe: false }, keys, shutdown));
                 }
-                // Right away when nothing runs, or when the last poll left
-                // work unread and a slot past the headroom is free (some
-                // tenant holding slots may take it); otherwise, for a
-                // newcomer the headroom waits for, every `refill_every`.
-                let refill = claiming
-                    .last_poll
-                    .is_none_or(|at| at.elapsed() >= self.config.refill_every);
-                let room = slots.free() > slots::headroom(self.config.concurrency);
-                if slots.free() > 0 && (running.is_empty() || (claiming.more_due && room) || refill) {
+                if claiming.wants_poll(
+                    &slots,
+                    running.is_empty(),
+                    self.config.refill_every,
+                    Instant::now(),
+                ) {
                     match self.poll_due(&slots, &mut claiming).await {
                         Ok(found) => {
-                            for (work, keys) in claiming.start_claims(&mut slots, true) {
-                                running.push(self.work_slot(work, keys, shutdown));
+                            for (due, keys) in claiming.start_claims(&mut slots, true) {
+                                running.push(self.work_slot(
+                                    SlotWork::Claim { due, probe: true },
+                                    keys,
+                                    shutdown,
+                                ));
                             }
                             if found == 0 && running.is_empty() {
                                 break;
@@ -437,12 +385,12 @@ impl Processor {
             if running.is_empty() {
                 break;
             }
-            let refill_at = claiming.last_poll.map_or_else(tokio::time::Instant::now, |at| {
+            let refill_at = claiming.last_poll().map_or_else(tokio::time::Instant::now, |at| {
                 tokio::time::Instant::from_std(at + self.config.refill_every)
             });
             let done = tokio::select! {
                 done = running.next() => done,
-                () = tokio::time::sleep_until(refill_at), if open && claiming.probing == 0 && slots.free() > 0 => None,
+                () = tokio::time::sleep_until(refill_at), if open && !claiming.probing() && slots.free() > 0 => None,
                 () = shutdown.cancelled(), if open => None,
             };
             match done {
@@ -453,29 +401,21 @@ impl Processor {
                     claimed,
                 }) => {
                     report.merge(&one);
-                    if probe {
-                        claiming.probing = claiming.probing.saturating_sub(1);
-                        claiming.probe_won += one.claimed;
-                        claiming.probe_lost += one.lost;
-                    }
                     match claimed {
                         Some(claimed) => {
-                            claiming.fruitless = 0;
                             running.push(self.work_slot(SlotWork::FetchDeliverSave(claimed), keys, shutdown));
                         }
-                        None => {
-                            slots.give_back(&keys);
-                            if one.lost > 0 && !probe {
-                                // Another processor is working these jobs:
-                                // leave it the rest and poll elsewhere.
-                                claiming.queue.clear();
-                                self.jump_poll_start();
-                            }
+                        None => slots.give_back(&keys),
+                    }
+                    let after = claiming.claim_answered(probe, one.claimed > 0, one.lost > 0);
+                    match after.poll_start {
+                        Some(PollMove::OneOn) => {
+                            self.poll_start.fetch_add(1, Ordering::Relaxed);
                         }
+                        Some(PollMove::Elsewhere) => self.jump_poll_start(),
+                        None => {}
                     }
-                    if probe && claiming.probing == 0 {
-                        open &= self.probe_answered(&mut claiming);
-                    }
+                    open &= after.go_on;
                 }
                 Some(SlotDone::Finished { keys, report: one }) => {
                     report.merge(&one);
@@ -506,51 +446,13 @@ impl Processor {
     async fn poll_due(&self, slots: &Slots, claiming: &mut Claiming) -> Result<usize, store::StoreError> {
         let pass_over = slots.full_tenants();
         let start = self.poll_start.load(Ordering::Relaxed);
-        claiming.last_poll = Some(Instant::now());
+        let at = Instant::now();
         let due = self
             .store
             .due_jobs_from(self.clock.now(), self.config.batch_size, start, &pass_over)
             .await?;
         self.metrics.due_backlog(due.len());
-        // A poll that passed over tenants says nothing of their backlog:
-        // their queued jobs stay queued for their slots, and whether more of
-        // theirs is due is what the last poll that read them said.
-        let full = due.len() >= self.config.batch_size;
-        let mut queue = if pass_over.is_empty() {
-            claiming.more_due = full;
-            VecDeque::with_capacity(due.len())
-        } else {
-            claiming.more_due |= full;
-            let mut kept = std::mem::take(&mut claiming.queue);
-            kept.retain(|d| pass_over.contains(&d.tenant));
-            kept
-        };
-        // Claimed in the order the store gives: from this processor's own
-        // place in the due set, so processors that read the same jobs (a
-        // short backlog) still begin at different ones.
-        queue.extend(due);
-        claiming.queue = queue;
-        Ok(claiming.queue.len())
-    }
-
-    /// Once a poll's probe claims are answered: whether the drain goes on
-    /// claiming. A probe that lost met another processor working here, so
-    /// the rest of the poll is left to it and the next poll starts
-    /// somewhere new, a few times; one that won nothing and met nobody
-    /// (the index is behind the table, or the store failed) ends claiming:
-    /// the next run will see.
-    fn probe_answered(&self, claiming: &mut Claiming) -> bool {
-        if claiming.probe_lost > 0 {
-            claiming.queue.clear();
-            self.jump_poll_start();
-            if claiming.probe_won == 0 {
-                claiming.fruitless += 1;
-                return claiming.fruitless < MAX_FRUITLESS_POLLS;
-            }
-            return true;
-        }
-        self.poll_start.fetch_add(1, Ordering::Relaxed);
-        claiming.probe_won > 0
+        Ok(claiming.polled(due, &pass_over, self.config.batch_size, at))
     }
 
     /// Retention for stores that do not expire items themselves, at most
