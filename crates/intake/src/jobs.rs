@@ -164,7 +164,7 @@ async fn accept_job(
         } => {
             let original = state
                 .store
-                .get_job(&job.tenant(), job_id)
+                .get_job(job.tenant(), job_id)
                 .await
                 .map_err(|err| ApiError::from_store(err, "read the original job"))?
                 .ok_or_else(|| ApiError::conflict("the job this Idempotency-Key created no longer exists"))?;

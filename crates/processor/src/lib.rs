@@ -649,7 +649,7 @@ impl Processor {
                 }
                 Ok(Fenced::LeaseLost) if unknown => {
                     let landed = matches!(
-                        self.store.get_job(&job.tenant(), job.id()).await,
+                        self.store.get_job(job.tenant(), job.id()).await,
                         Ok(Some(stored)) if stored == *job
                     );
                     return Ok(if landed {
@@ -760,7 +760,7 @@ impl Processor {
     ) -> (CallbackOutcome, Option<String>, Option<Duration>) {
         let body = job.body().to_bytes();
         let Target::Callback(url) = job.target();
-        let secrets = match self.signing_secrets(&job.tenant(), now).await {
+        let secrets = match self.signing_secrets(job.tenant(), now).await {
             Ok(secrets) => secrets,
             Err(error) => {
                 self.metrics.callback_attempted(DeliveryResult::NotSent, None);

@@ -182,7 +182,7 @@ impl Harness {
 
     async fn stored(&self, job: &Job) -> Job {
         self.store
-            .get_job(&job.tenant(), job.id())
+            .get_job(job.tenant(), job.id())
             .await
             .expect("read")
             .expect("still there")
@@ -310,7 +310,7 @@ async fn a_claim_of_an_expired_lease_is_counted_as_a_recovery() {
         owner: "gone".to_owned(),
         until: start() + chrono::Duration::seconds(30),
     };
-    let claim = h.store.claim(&job.tenant(), job.id(), &crashed, start()).await;
+    let claim = h.store.claim(job.tenant(), job.id(), &crashed, start()).await;
     assert!(matches!(claim, Ok(Claim::Won { .. })));
     let processor = h.processor("p1");
     assert_eq!(
