@@ -4,14 +4,21 @@
 //! [`Processor::drain`] is one drain of due work; [`schedule::run_scheduled`]
 //! calls it on a cron schedule. Tests drive `drain` directly with a
 //! [`domain::ManualClock`].
+//!
+//! What a drain decides lives beside it, each with its own tests:
+//! [`slots`] (how tenants share the slots), `claiming` (the queue of due
+//! jobs, when to poll, what a probe says), `in_flight` (the leases held, for
+//! shutdown) and `purge` (how often retention runs); `http` makes the calls
+//! and classifies their outcomes.
 
 mod claiming;
 mod http;
+mod in_flight;
 pub mod providers;
+mod purge;
 pub mod schedule;
 pub mod slots;
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -31,6 +38,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::claiming::{Claiming, PollMove};
+use crate::in_flight::InFlight;
+use crate::purge::PurgeSchedule;
 use crate::slots::{ShareKey, Slots};
 
 pub use http::client as http_client;
@@ -166,12 +175,13 @@ pub struct Processor {
     providers: ProviderCatalog,
     config: ProcessorConfig,
     rng: Mutex<rand::rngs::StdRng>,
-    last_purge: Mutex<Option<Timestamp>>,
+    /// When retention last ran.
+    purges: PurgeSchedule,
     /// Tenants' signing secrets as last read.
     secrets: TtlCache<TenantId, TenantSecrets, Timestamp, chrono::Duration>,
     /// Leases of the jobs being worked on now, so shutdown can give back
     /// what it cannot finish.
-    in_flight: Mutex<HashMap<JobId, (TenantId, Lease)>>,
+    in_flight: InFlight,
     metrics: Arc<Metrics>,
     /// Where in the due set the next poll starts ([`Store::due_jobs_from`]):
     /// random at first, one on after each poll whose probe won, somewhere
@@ -261,12 +271,12 @@ impl Processor {
             providers,
             config,
             rng: Mutex::new(rng),
-            last_purge: Mutex::new(None),
+            purges: PurgeSchedule::new(PURGE_INTERVAL),
             secrets: TtlCache::new(
                 chrono::Duration::from_std(SECRETS_CACHE_TTL).unwrap_or(chrono::Duration::MAX),
                 SECRETS_CACHE_MAX,
             ),
-            in_flight: Mutex::new(HashMap::new()),
+            in_flight: InFlight::default(),
             metrics: Arc::default(),
             poll_start,
         })
@@ -287,15 +297,9 @@ impl Processor {
         &self.config
     }
 
-    fn in_flight_leases(&self) -> std::sync::MutexGuard<'_, HashMap<JobId, (TenantId, Lease)>> {
-        self.in_flight
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
     /// How many jobs this instance holds leases on right now.
     pub fn in_flight(&self) -> usize {
-        self.in_flight_leases().len()
+        self.in_flight.len()
     }
 
     /// Gives back the lease of every job still being worked on, so another
@@ -303,9 +307,8 @@ impl Processor {
     /// For shutdown, once the grace period is over; the abandoned work's
     /// own writes are then fenced off. Returns how many were released.
     pub async fn release_in_flight(&self) -> usize {
-        let leases: Vec<(JobId, (TenantId, Lease))> = self.in_flight_leases().drain().collect();
         let mut released = 0;
-        for (id, (tenant, lease)) in leases {
+        for (id, tenant, lease) in self.in_flight.take_all() {
             match self.store.release(&tenant, id, &lease).await {
                 Ok(Fenced::Written) => released += 1,
                 Ok(Fenced::LeaseLost) => {}
@@ -459,16 +462,8 @@ impl Processor {
     /// once per [`PURGE_INTERVAL`] per instance.
     async fn purge_if_due(&self, report: &mut DrainReport) {
         let now = self.clock.now();
-        {
-            let mut last = self
-                .last_purge
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            let interval = chrono::Duration::from_std(PURGE_INTERVAL).unwrap_or(chrono::Duration::MAX);
-            if last.is_some_and(|at| now < at + interval) {
-                return;
-            }
-            *last = Some(now);
+        if !self.purges.start_if_due(now) {
+            return;
         }
         match self.store.purge_expired(now).await {
             Ok(purged) => report.purged += purged,
@@ -566,8 +561,7 @@ impl Processor {
         report.claimed += 1;
         self.metrics.claim(true);
         tracing::Span::current().record("tenant", tracing::field::display(&job.tenant()));
-        self.in_flight_leases()
-            .insert(job.id(), (job.tenant().clone(), lease.clone()));
+        self.in_flight.hold(job.id(), job.tenant().clone(), lease.clone());
         (report, Some((job, lease)))
     }
 
@@ -585,7 +579,7 @@ impl Processor {
         let mut report = DrainReport::default();
         let job = self.fetch_and_deliver(job).await;
         let saved = self.save_fenced(&job, &lease).await;
-        self.in_flight_leases().remove(&job.id());
+        self.in_flight.let_go(job.id());
         match saved {
             Ok(Fenced::Written) => match job.status() {
                 JobStatus::Complete => {
