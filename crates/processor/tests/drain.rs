@@ -17,23 +17,35 @@ use store_sqlite::{SqliteOptions, SqliteStore};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
-/// A callback as the receiver got it.
+/// A request as the receiver got it.
 #[derive(Debug, Clone)]
 struct Received {
+    /// The request line, e.g. `POST /hook HTTP/1.1`.
+    line: String,
     id: String,
     timestamp: String,
     signature: String,
     body: Vec<u8>,
 }
 
-/// A callback receiver on a loopback port: answers 200, or never answers.
+/// How a receiver answers every request.
+#[derive(Debug, Clone, Copy)]
+enum Answer {
+    /// This status line, and this JSON body.
+    With(&'static str, &'static str),
+    Never,
+}
+
+const OK: Answer = Answer::With("200 OK", "");
+
+/// A callback receiver (or provider) on a loopback port.
 struct Receiver {
     url: url::Url,
     received: Arc<Mutex<Vec<Received>>>,
 }
 
 impl Receiver {
-    async fn spawn(answer: bool) -> Self {
+    async fn spawn(answer: Answer) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let url = format!("http://{}/hook", listener.local_addr().expect("address"))
             .parse()
@@ -48,12 +60,15 @@ impl Receiver {
                         return;
                     };
                     log.lock().expect("not poisoned").push(request);
-                    if answer {
-                        let _ = conn
-                            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
-                            .await;
-                    } else {
-                        std::future::pending::<()>().await;
+                    match answer {
+                        Answer::With(status, body) => {
+                            let response = format!(
+                                "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                                body.len()
+                            );
+                            let _ = conn.write_all(response.as_bytes()).await;
+                        }
+                        Answer::Never => std::future::pending::<()>().await,
                     }
                 });
             }
@@ -96,6 +111,7 @@ async fn read_request(conn: &mut tokio::net::TcpStream) -> Option<Received> {
         bytes.extend_from_slice(&buf[..n]);
     }
     Some(Received {
+        line: head.lines().next().unwrap_or_default().to_owned(),
         id: header("webhook-id"),
         timestamp: header("webhook-timestamp"),
         signature: header("webhook-signature"),
@@ -127,6 +143,10 @@ impl Harness {
     }
 
     fn processor(&self, owner: &str) -> Processor {
+        self.processor_with(owner, ProviderCatalog::new([]))
+    }
+
+    fn processor_with(&self, owner: &str, providers: ProviderCatalog) -> Processor {
         let config = ProcessorConfig {
             owner: owner.to_owned(),
             lease: Duration::from_secs(30),
@@ -137,17 +157,15 @@ impl Harness {
         };
         let store: Arc<dyn Store> = self.store.clone();
         let clock: Arc<dyn Clock> = self.clock.clone();
-        Processor::new(
-            store,
-            clock,
-            processor::http_client(),
-            ProviderCatalog::new([]),
-            config,
-        )
-        .expect("a valid configuration")
+        Processor::new(store, clock, processor::http_client(), providers, config)
+            .expect("a valid configuration")
     }
 
     async fn job(&mut self, tenant: &str, callback: &url::Url) -> Job {
+        self.job_fetching(tenant, callback, &[]).await
+    }
+
+    async fn job_fetching(&mut self, tenant: &str, callback: &url::Url, providers: &[&str]) -> Job {
         let now = self.clock.now();
         let job = Job::new(
             NewJob {
@@ -155,7 +173,7 @@ impl Harness {
                 tenant: TenantId::new(tenant),
                 target: Target::Callback(callback.clone()),
                 payload: Payload::Results { metadata: None },
-                providers: Vec::new(),
+                providers: providers.iter().map(|name| (*name).to_owned()).collect(),
             },
             now,
         );
@@ -207,7 +225,7 @@ fn signed_by(secret: &SigningSecret, received: &Received) -> bool {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_delivered_callback_completes_the_job_and_is_counted() {
     let mut h = Harness::new();
-    let receiver = Receiver::spawn(true).await;
+    let receiver = Receiver::spawn(OK).await;
     let secret = h.secret("acme").await;
     let job = h.job("acme", &receiver.url).await;
     let processor = h.processor("p1");
@@ -243,7 +261,7 @@ async fn a_delivered_callback_completes_the_job_and_is_counted() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_tenant_without_a_secret_gets_no_callback_and_the_job_stays_due() {
     let mut h = Harness::new();
-    let receiver = Receiver::spawn(true).await;
+    let receiver = Receiver::spawn(OK).await;
     let job = h.job("nosecret", &receiver.url).await;
     let processor = h.processor("p1");
 
@@ -273,7 +291,7 @@ async fn a_tenant_without_a_secret_gets_no_callback_and_the_job_stays_due() {
 #[tokio::test(flavor = "multi_thread")]
 async fn secrets_are_read_again_only_once_the_cache_ttl_has_passed() {
     let mut h = Harness::new();
-    let receiver = Receiver::spawn(true).await;
+    let receiver = Receiver::spawn(OK).await;
     let old = h.secret("acme").await;
     let processor = h.processor("p1");
     h.job("acme", &receiver.url).await;
@@ -302,7 +320,7 @@ async fn secrets_are_read_again_only_once_the_cache_ttl_has_passed() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_claim_of_an_expired_lease_is_counted_as_a_recovery() {
     let mut h = Harness::new();
-    let receiver = Receiver::spawn(true).await;
+    let receiver = Receiver::spawn(OK).await;
     h.secret("acme").await;
     let job = h.job("acme", &receiver.url).await;
     let crashed = Lease {
@@ -330,7 +348,7 @@ async fn a_claim_of_an_expired_lease_is_counted_as_a_recovery() {
 #[tokio::test(flavor = "multi_thread")]
 async fn at_shutdown_released_work_is_free_at_once_and_its_late_save_is_fenced_off() {
     let mut h = Harness::new();
-    let hanging = Receiver::spawn(false).await;
+    let hanging = Receiver::spawn(Answer::Never).await;
     h.secret("acme").await;
     let job = h.job("acme", &hanging.url).await;
     let processor = Arc::new(h.processor("p1"));
@@ -363,5 +381,97 @@ async fn at_shutdown_released_work_is_free_at_once_and_its_late_save_is_fenced_o
         h.stored(&job).await.delivery().attempts,
         0,
         "our result was discarded"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_callback_answered_410_dead_letters_the_job() {
+    let mut h = Harness::new();
+    let receiver = Receiver::spawn(Answer::With("410 Gone", "")).await;
+    h.secret("acme").await;
+    let job = h.job("acme", &receiver.url).await;
+    let processor = h.processor("p1");
+
+    let report = drain(&processor).await;
+
+    assert_eq!(
+        report,
+        DrainReport {
+            claimed: 1,
+            dead_lettered: 1,
+            ..DrainReport::default()
+        }
+    );
+    let stored = h.stored(&job).await;
+    assert_eq!(stored.status(), JobStatus::Failed);
+    assert_eq!(stored.due_at(), None, "a failed job is not due");
+    let metrics = processor.metrics().encode();
+    assert!(
+        metrics.contains("hookline_jobs_dead_lettered_total 1\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("hookline_callback_deliveries_total{outcome=\"gone\"} 1\n"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_callback_answered_503_leaves_the_job_due_with_the_answer_recorded() {
+    let mut h = Harness::new();
+    let receiver = Receiver::spawn(Answer::With("503 Service Unavailable", "")).await;
+    h.secret("acme").await;
+    let job = h.job("acme", &receiver.url).await;
+    let processor = h.processor("p1");
+
+    let report = drain(&processor).await;
+
+    assert_eq!((report.claimed, report.retried, report.delivered), (1, 1, 0));
+    let stored = h.stored(&job).await;
+    assert_eq!(stored.delivery().attempts, 1);
+    assert_eq!(stored.delivery().last_status_code, Some(503));
+    assert!(stored.due_at().is_some_and(|at| at > h.clock.now()), "backed off");
+    assert_eq!(drain(&processor).await, DrainReport::default(), "not due yet");
+    let metrics = processor.metrics().encode();
+    assert!(
+        metrics.contains("hookline_callback_deliveries_total{outcome=\"retryable\"} 1\n"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn provider_data_is_fetched_and_delivered_in_the_signed_body() {
+    let mut h = Harness::new();
+    let provider = Receiver::spawn(Answer::With("200 OK", r#"{"score":7}"#)).await;
+    let receiver = Receiver::spawn(OK).await;
+    let secret = h.secret("acme").await;
+    let job = h.job_fetching("acme", &receiver.url, &["credit"]).await;
+    let catalog = ProviderCatalog::new([processor::ProviderConfig {
+        name: "credit".to_owned(),
+        url: provider.url.clone(),
+        timeout: Duration::from_secs(2),
+    }]);
+    let processor = h.processor_with("p1", catalog);
+
+    let report = drain(&processor).await;
+
+    assert_eq!((report.claimed, report.delivered), (1, 1));
+    let fetched = provider.received();
+    assert_eq!(fetched.len(), 1, "fetched once");
+    assert!(fetched[0].line.starts_with("GET /hook?"), "{}", fetched[0].line);
+    assert!(
+        fetched[0].line.contains(&job.id().to_string()),
+        "{}",
+        fetched[0].line
+    );
+    let delivered = receiver.received();
+    assert_eq!(delivered.len(), 1);
+    let body = String::from_utf8_lossy(&delivered[0].body);
+    assert!(body.contains(r#"{"score":7}"#), "{body}");
+    assert!(signed_by(&secret, &delivered[0]));
+    let metrics = processor.metrics().encode();
+    assert!(
+        metrics.contains("hookline_provider_fetches_total{provider=\"credit\",outcome=\"ok\"} 1\n"),
+        "{metrics}"
     );
 }
