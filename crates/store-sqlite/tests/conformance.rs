@@ -88,7 +88,7 @@ async fn five_hundred_concurrent_creates_land_and_only_duplicates_fail() {
 
     let reads = jobs.iter().map(|job| {
         let store = store.clone();
-        async move { store.get_job(&job.tenant(), job.id()).await.expect("get") }
+        async move { store.get_job(job.tenant(), job.id()).await.expect("get") }
     });
     let read = futures::future::join_all(reads).await;
     for (job, read) in jobs.iter().zip(read) {
@@ -115,7 +115,7 @@ async fn reopening_a_file_keeps_jobs_and_leases() {
         store.create_job(&other).await.expect("create");
         assert!(matches!(
             store
-                .claim(&job.tenant(), job.id(), &held, at(1))
+                .claim(job.tenant(), job.id(), &held, at(1))
                 .await
                 .expect("claim"),
             Claim::Won { .. }
@@ -123,7 +123,7 @@ async fn reopening_a_file_keeps_jobs_and_leases() {
     }
     let store = SqliteStore::open(&path, SqliteOptions::default()).expect("reopen");
     assert_eq!(
-        store.get_job(&job.tenant(), job.id()).await.expect("get"),
+        store.get_job(job.tenant(), job.id()).await.expect("get"),
         Some(job.clone())
     );
     let due: Vec<JobId> = store
@@ -136,7 +136,7 @@ async fn reopening_a_file_keeps_jobs_and_leases() {
     assert_eq!(due, vec![other.id()], "the lease survived the reopen");
     assert_eq!(
         store
-            .release(&job.tenant(), job.id(), &held)
+            .release(job.tenant(), job.id(), &held)
             .await
             .expect("release"),
         Fenced::Written
@@ -160,7 +160,7 @@ async fn purge_removes_only_finished_jobs_past_retention() {
         let held = lease("p1", done_at + chrono::Duration::seconds(60));
         assert!(matches!(
             store
-                .claim(&job.tenant(), job.id(), &held, done_at)
+                .claim(job.tenant(), job.id(), &held, done_at)
                 .await
                 .expect("claim"),
             Claim::Won { .. }
@@ -182,13 +182,13 @@ async fn purge_removes_only_finished_jobs_past_retention() {
     assert_eq!(store.purge_expired(at(3610)).await.expect("purge"), 1);
     assert!(
         store
-            .get_job(&early.tenant(), early.id())
+            .get_job(early.tenant(), early.id())
             .await
             .expect("get")
             .is_none()
     );
     let kept = store
-        .get_job(&late.tenant(), late.id())
+        .get_job(late.tenant(), late.id())
         .await
         .expect("get")
         .expect("kept");
@@ -197,7 +197,7 @@ async fn purge_removes_only_finished_jobs_past_retention() {
     let far_future = at(86_400 * 365 * 10);
     assert_eq!(store.purge_expired(far_future).await.expect("purge"), 1);
     assert_eq!(
-        store.get_job(&live.tenant(), live.id()).await.expect("get"),
+        store.get_job(live.tenant(), live.id()).await.expect("get"),
         Some(live.clone()),
         "a job with work left never expires"
     );
@@ -247,7 +247,7 @@ async fn reads_do_not_wait_for_a_held_write_lock() {
     });
 
     let read = tokio::time::timeout(Duration::from_secs(2), async {
-        let got = store.get_job(&job.tenant(), job.id()).await.expect("get");
+        let got = store.get_job(job.tenant(), job.id()).await.expect("get");
         let due = store.due_jobs(at(10), 10).await.expect("due");
         store.ping().await.expect("ping");
         (got, due)
@@ -261,7 +261,7 @@ async fn reads_do_not_wait_for_a_held_write_lock() {
     blocker.execute_batch("ROLLBACK").expect("unlock");
     create.await.expect("task").expect("create once the lock is free");
     assert_eq!(
-        store.get_job(&pending.tenant(), pending.id()).await.expect("get"),
+        store.get_job(pending.tenant(), pending.id()).await.expect("get"),
         Some(pending)
     );
 }
@@ -291,7 +291,7 @@ async fn an_oversize_job_is_refused_as_too_large() {
     ));
     assert!(
         store
-            .get_job(&job.tenant(), job.id())
+            .get_job(job.tenant(), job.id())
             .await
             .expect("get")
             .is_none()

@@ -212,7 +212,7 @@ async fn claim_won_from(
     now: Timestamp,
 ) -> (Job, Option<String>) {
     match store
-        .claim(&job.tenant(), job.id(), lease, now)
+        .claim(job.tenant(), job.id(), lease, now)
         .await
         .expect("claim")
     {
@@ -224,7 +224,7 @@ async fn claim_won_from(
 pub async fn create_is_atomic_and_tenant_scoped(store: Arc<dyn JobStore>) {
     let job = new_job("acme", &["gas", "internet"], at(0), 1);
     store.create_job(&job).await.expect("create");
-    let read = store.get_job(&job.tenant(), job.id()).await.expect("get");
+    let read = store.get_job(job.tenant(), job.id()).await.expect("get");
     assert_eq!(read.as_ref(), Some(&job), "a job reads back exactly as written");
     assert!(
         store
@@ -241,7 +241,7 @@ pub async fn create_is_atomic_and_tenant_scoped(store: Arc<dyn JobStore>) {
         Err(crate::StoreError::Conflict)
     ));
     assert_eq!(
-        store.get_job(&job.tenant(), job.id()).await.expect("get"),
+        store.get_job(job.tenant(), job.id()).await.expect("get"),
         Some(job)
     );
 }
@@ -417,7 +417,7 @@ pub async fn expired_lease_makes_work_due_again(store: Arc<dyn JobStore>) {
     assert!(store.due_jobs(at(29), 10).await.expect("due").is_empty());
     assert!(matches!(
         store
-            .claim(&job.tenant(), job.id(), &lease("early", at(90)), at(29))
+            .claim(job.tenant(), job.id(), &lease("early", at(90)), at(29))
             .await
             .expect("claim"),
         Claim::Lost
@@ -457,7 +457,7 @@ pub async fn expired_lease_makes_work_due_again(store: Arc<dyn JobStore>) {
     assert_eq!(took_over, None, "a saved job's lease was given up, not expired");
     assert_eq!(
         store
-            .release(&job.tenant(), job.id(), &lease("next", at(4000)))
+            .release(job.tenant(), job.id(), &lease("next", at(4000)))
             .await
             .expect("release"),
         Fenced::Written
@@ -492,13 +492,13 @@ pub async fn write_fenced_on_a_lost_lease_changes_nothing(store: Arc<dyn JobStor
     );
     assert_eq!(
         store
-            .release(&job.tenant(), job.id(), &slow)
+            .release(job.tenant(), job.id(), &slow)
             .await
             .expect("release"),
         Fenced::LeaseLost
     );
     let unchanged = store
-        .get_job(&job.tenant(), job.id())
+        .get_job(job.tenant(), job.id())
         .await
         .expect("get")
         .expect("exists");
@@ -587,13 +587,13 @@ pub async fn terminal_jobs_leave_the_due_set(store: Arc<dyn JobStore>) {
     assert!(store.due_jobs(far_future, 10).await.expect("due").is_empty());
     assert!(matches!(
         store
-            .claim(&job.tenant(), job.id(), &lease("p2", far_future), far_future)
+            .claim(job.tenant(), job.id(), &lease("p2", far_future), far_future)
             .await
             .expect("claim"),
         Claim::Lost
     ));
     let read = store
-        .get_job(&job.tenant(), job.id())
+        .get_job(job.tenant(), job.id())
         .await
         .expect("get")
         .expect("kept");
@@ -609,7 +609,7 @@ pub async fn release_makes_work_due_at_once(store: Arc<dyn JobStore>) {
     assert!(store.due_jobs(at(2), 10).await.expect("due").is_empty());
     assert_eq!(
         store
-            .release(&job.tenant(), job.id(), &held)
+            .release(job.tenant(), job.id(), &held)
             .await
             .expect("release"),
         Fenced::Written
@@ -629,7 +629,7 @@ pub async fn purge_never_removes_live_jobs(store: Arc<dyn JobStore>) {
     let ten_years = at(86_400 * 3650);
     let purged = store.purge_expired(ten_years).await.expect("purge");
     assert!(purged <= 1, "only the finished job may go; purged {purged}");
-    let still = store.get_job(&live.tenant(), live.id()).await.expect("get");
+    let still = store.get_job(live.tenant(), live.id()).await.expect("get");
     assert_eq!(still, Some(live), "a live job is never purged");
     assert_eq!(store.due_jobs(ten_years, 10).await.expect("due").len(), 1);
 }
@@ -965,7 +965,7 @@ pub async fn a_create_issued_again_finds_its_own_job(store: Arc<dyn JobStore>) {
         after: None,
         limit: 10,
     };
-    let page = store.list_jobs(&job.tenant(), &query).await.expect("list");
+    let page = store.list_jobs(job.tenant(), &query).await.expect("list");
     assert_eq!(page.jobs, vec![keyed, job], "each job once, unchanged");
 }
 
@@ -1186,7 +1186,7 @@ pub async fn attempt_history_is_kept_in_order_and_bounded(store: Arc<dyn JobStor
         Fenced::Written
     );
     let read = store
-        .get_job(&job.tenant(), job.id())
+        .get_job(job.tenant(), job.id())
         .await
         .expect("get")
         .expect("exists");
@@ -1220,7 +1220,7 @@ pub async fn attempt_history_is_kept_in_order_and_bounded(store: Arc<dyn JobStor
         now += 100;
     }
     let read = store
-        .get_job(&job.tenant(), job.id())
+        .get_job(job.tenant(), job.id())
         .await
         .expect("get")
         .expect("exists");

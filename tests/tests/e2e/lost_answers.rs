@@ -209,7 +209,7 @@ async fn a_redrive_the_store_could_not_confirm_is_resolved_by_reading_the_job_ba
         until: app.later(std::time::Duration::from_secs(60)),
     };
     let Claim::Won { job: claimed, .. } = direct
-        .claim(&job.tenant(), job.id(), &held, now)
+        .claim(job.tenant(), job.id(), &held, now)
         .await
         .expect("claim")
     else {
@@ -257,7 +257,7 @@ async fn a_redrive_the_store_could_not_confirm_is_resolved_by_reading_the_job_ba
     assert_eq!(status, 202, "{answer}");
     assert_eq!(answer["status"], "delivering");
     let stored = direct
-        .get_job(&job.tenant(), job.id())
+        .get_job(job.tenant(), job.id())
         .await
         .expect("get")
         .expect("job");
