@@ -225,7 +225,7 @@ async fn delivered_job_cost(
     )?;
     let mut delivered = 0;
     for _ in 0..5 {
-        let report = processor.run_once(&shutdown).await;
+        let report = processor.drain(&shutdown).await;
         delivered += report.delivered;
         if delivered >= jobs as u64 {
             break;

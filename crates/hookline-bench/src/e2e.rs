@@ -182,7 +182,7 @@ async fn drain_on(
     let started = Instant::now();
     let deadline = started + Duration::from_secs(if settings.quick { 60 } else { 300 });
     while sink.delivered() < jobs && Instant::now() < deadline {
-        processor.run_once(shutdown).await;
+        processor.drain(shutdown).await;
     }
     let seconds = started.elapsed().as_secs_f64();
     if sink.delivered() < jobs {
@@ -250,7 +250,7 @@ async fn trickle(
                     // The schedule's role: polling stays the source of truth.
                     () = tokio::time::sleep(Duration::from_millis(500)) => {}
                 }
-                processor.run_once(&stop).await;
+                processor.drain(&stop).await;
             }
         })
     };

@@ -231,7 +231,7 @@ async fn drain_once(
     let grace = args.tuning.shutdown_grace;
     let started = std::time::Instant::now();
     let report = tokio::select! {
-        report = processor.run_once(shutdown) => report,
+        report = processor.drain(shutdown) => report,
         () = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
             let released = processor.release_in_flight().await;
             bail!("stopped before the drain finished; released {released} unfinished jobs to other processors");

@@ -6,13 +6,12 @@
 //! [`KEY_CACHE_TTL`] per intake instance, so a busy API reads the store once
 //! per key and half-minute, and a revocation takes effect within that time.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use cache::TtlCache;
 use domain::{ApiKey, KeyHash, TenantId, Timestamp};
 use store::ApiKeyRecord;
 
@@ -21,7 +20,7 @@ use crate::{ApiError, AppState};
 /// How long a key read from the store is trusted before it is read again.
 pub const KEY_CACHE_TTL: Duration = Duration::from_secs(30);
 
-/// Bounds the cache: past this many keys it starts over.
+/// Bounds the cache: past this many keys the oldest read goes.
 const KEY_CACHE_MAX: usize = 10_000;
 
 /// The caller's tenant, from a valid API key.
@@ -57,44 +56,37 @@ impl FromRequestParts<AppState> for Tenant {
     }
 }
 
-/// Keys read from the store, by hash, with when they were read.
-#[derive(Debug, Default)]
+/// Keys read from the store, by hash, as of when they were read. Only keys
+/// found are kept: an unknown key is read again on every request.
+#[derive(Debug)]
 pub(crate) struct KeyCache {
-    entries: Mutex<HashMap<KeyHash, (ApiKeyRecord, Timestamp)>>,
+    entries: TtlCache<KeyHash, ApiKeyRecord, Timestamp, chrono::Duration>,
+}
+
+impl Default for KeyCache {
+    fn default() -> Self {
+        let ttl = chrono::Duration::from_std(KEY_CACHE_TTL).unwrap_or(chrono::Duration::MAX);
+        Self {
+            entries: TtlCache::new(ttl, KEY_CACHE_MAX),
+        }
+    }
 }
 
 impl KeyCache {
     async fn lookup(&self, state: &AppState, hash: &KeyHash) -> Result<Option<ApiKeyRecord>, ApiError> {
         let now = state.clock.now();
-        let ttl = chrono::Duration::from_std(KEY_CACHE_TTL).unwrap_or(chrono::Duration::MAX);
-        if let Some((record, read_at)) = self.lock().get(hash)
-            && now < *read_at + ttl
-        {
-            return Ok(Some(record.clone()));
+        if let Some(record) = self.entries.get(hash, now) {
+            return Ok(Some(record));
         }
         let record = state
             .store
             .find_api_key(hash)
             .await
             .map_err(|err| ApiError::from_store(err, "look up API key"))?;
-        let mut entries = self.lock();
         match &record {
-            Some(found) => {
-                if entries.len() >= KEY_CACHE_MAX {
-                    entries.clear();
-                }
-                entries.insert(*hash, (found.clone(), now));
-            }
-            None => {
-                entries.remove(hash);
-            }
+            Some(found) => self.entries.insert(*hash, found.clone(), now),
+            None => self.entries.remove(hash),
         }
         Ok(record)
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<KeyHash, (ApiKeyRecord, Timestamp)>> {
-        self.entries
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }

@@ -1,20 +1,29 @@
 //! The processor: claims due jobs, fetches their providers, delivers the
 //! callback and settles each job, fenced on its lease.
 //!
-//! [`Processor::run_once`] is one drain of due work; [`schedule::run_scheduled`]
-//! calls it on a cron schedule. Tests drive `run_once` directly with a
+//! [`Processor::drain`] is one drain of due work; [`schedule::run_scheduled`]
+//! calls it on a cron schedule. Tests drive `drain` directly with a
 //! [`domain::ManualClock`].
+//!
+//! What a drain decides lives beside it, each with its own tests:
+//! [`slots`] (how tenants share the slots), `claiming` (the queue of due
+//! jobs, when to poll, what a probe says), `in_flight` (the leases held, for
+//! shutdown) and `purge` (how often retention runs); `http` makes the calls
+//! and classifies their outcomes.
 
+mod claiming;
 mod http;
+mod in_flight;
 pub mod providers;
+mod purge;
 pub mod schedule;
 pub mod slots;
 
-use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use cache::TtlCache;
 use domain::{
     CallbackOutcome, Clock, FetchOutcome, Job, JobId, JobStatus, RetryPolicy, SigningSecret, Target,
     TenantId, TenantSecrets, Timestamp, Tried, signing,
@@ -28,6 +37,9 @@ use telemetry::{DeliveryResult, FetchResult, Metrics};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::claiming::{Claiming, PollMove};
+use crate::in_flight::InFlight;
+use crate::purge::PurgeSchedule;
 use crate::slots::{ShareKey, Slots};
 
 pub use http::client as http_client;
@@ -118,7 +130,7 @@ pub enum ConfigError {
 
 /// What one drain did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RunReport {
+pub struct DrainReport {
     /// Claims won.
     pub claimed: u64,
     /// Claims another processor won first.
@@ -139,8 +151,8 @@ pub struct RunReport {
     pub recovered: u64,
 }
 
-impl RunReport {
-    fn merge(&mut self, other: &RunReport) {
+impl DrainReport {
+    fn merge(&mut self, other: &DrainReport) {
         self.claimed += other.claimed;
         self.lost += other.lost;
         self.delivered += other.delivered;
@@ -163,27 +175,19 @@ pub struct Processor {
     providers: ProviderCatalog,
     config: ProcessorConfig,
     rng: Mutex<rand::rngs::StdRng>,
-    last_purge: Mutex<Option<Timestamp>>,
-    /// Tenants' signing secrets as last read, and when.
-    secrets: Mutex<HashMap<TenantId, (TenantSecrets, Timestamp)>>,
+    /// When retention last ran.
+    purges: PurgeSchedule,
+    /// Tenants' signing secrets as last read.
+    secrets: TtlCache<TenantId, TenantSecrets, Timestamp, chrono::Duration>,
     /// Leases of the jobs being worked on now, so shutdown can give back
     /// what it cannot finish.
-    in_flight: Mutex<HashMap<JobId, (TenantId, Lease)>>,
+    in_flight: InFlight,
     metrics: Arc<Metrics>,
     /// Where in the due set the next poll starts ([`Store::due_jobs_from`]):
     /// random at first, one on after each poll whose probe won, somewhere
     /// new after a claim lost to another processor.
     poll_start: AtomicU64,
 }
-
-/// Claims made after a poll before the rest of its jobs: enough to notice
-/// another processor working the same jobs, few enough that meeting it
-/// costs little.
-const PROBE_CLAIMS: usize = 2;
-
-/// Polls in a row whose probe met another processor and won nothing, after
-/// which a drain leaves the work to it.
-const MAX_FRUITLESS_ROUNDS: u32 = 3;
 
 /// A job this processor holds a lease on, with the span its logs go in.
 struct Claimed {
@@ -192,76 +196,37 @@ struct Claimed {
     span: tracing::Span,
 }
 
-/// What one slot of a drain does next: claim a due job, then process it.
+/// What one slot of a drain does next: claim a due job, then fetch its
+/// providers, deliver its callback and save it.
 enum SlotWork {
     Claim { due: DueJob, probe: bool },
-    Process(Box<Claimed>),
+    FetchDeliverSave(Box<Claimed>),
 }
 
 /// What a slot's work came to; `keys` are the shares its slot counts in.
+/// `Finished`: the job's attempt was made and its save tried (the report
+/// says how that went), so the slot is free.
 enum SlotDone {
     Claimed {
         keys: Vec<ShareKey>,
         probe: bool,
-        report: RunReport,
+        report: DrainReport,
         claimed: Option<Box<Claimed>>,
     },
-    Processed {
+    Finished {
         keys: Vec<ShareKey>,
-        report: RunReport,
+        report: DrainReport,
     },
-}
-
-/// A drain's claiming, between its polls: the jobs of the last poll not
-/// claimed yet, and how that poll's probe went.
-#[derive(Default)]
-struct Claiming {
-    queue: VecDeque<DueJob>,
-    /// Probe claims of the last poll not answered yet; the rest of its
-    /// jobs wait for them.
-    probing: usize,
-    probe_won: u64,
-    probe_lost: u64,
-    /// Polls in a row whose probe met another processor and won nothing.
-    fruitless: u32,
-    /// The last poll may have left due work unread (it, or the last one
-    /// that read the tenants a poll since passed over, came back full):
-    /// poll again as soon as a slot past the headroom frees and no queued
-    /// job may take it.
-    more_due: bool,
-    last_poll: Option<Instant>,
-}
-
-impl Claiming {
-    /// Takes slots for the queued jobs that may start now (only
-    /// [`PROBE_CLAIMS`] of them right after a poll), oldest in the queue
-    /// first; a job whose shares are full stays queued.
-    fn start(&mut self, slots: &mut Slots, probe: bool) -> Vec<(SlotWork, Vec<ShareKey>)> {
-        let mut started = Vec::new();
-        let mut kept = VecDeque::with_capacity(self.queue.len());
-        while let Some(due) = self.queue.pop_front() {
-            let room = slots.free() > 0 && (!probe || started.len() < PROBE_CLAIMS);
-            let keys = ShareKey::of(&due);
-            if room && slots.try_take(&keys) {
-                started.push((SlotWork::Claim { due, probe }, keys));
-            } else {
-                kept.push_back(due);
-            }
-        }
-        self.queue = kept;
-        if probe {
-            self.probing = started.len();
-            self.probe_won = 0;
-            self.probe_lost = 0;
-        }
-        started
-    }
 }
 
 /// How long a processor signs with the secrets it read before reading them
 /// again: a rotation reaches every processor within this time (and the old
 /// secret keeps signing for the whole overlap anyway).
 pub const SECRETS_CACHE_TTL: Duration = Duration::from_secs(60);
+
+/// Tenants whose secrets one processor keeps; past this many, the secrets
+/// read longest ago go first.
+const SECRETS_CACHE_MAX: usize = 10_000;
 
 /// How often a processor asks the store to delete expired finished jobs.
 pub const PURGE_INTERVAL: Duration = Duration::from_secs(600);
@@ -306,9 +271,12 @@ impl Processor {
             providers,
             config,
             rng: Mutex::new(rng),
-            last_purge: Mutex::new(None),
-            secrets: Mutex::new(HashMap::new()),
-            in_flight: Mutex::new(HashMap::new()),
+            purges: PurgeSchedule::new(PURGE_INTERVAL),
+            secrets: TtlCache::new(
+                chrono::Duration::from_std(SECRETS_CACHE_TTL).unwrap_or(chrono::Duration::MAX),
+                SECRETS_CACHE_MAX,
+            ),
+            in_flight: InFlight::default(),
             metrics: Arc::default(),
             poll_start,
         })
@@ -329,15 +297,9 @@ impl Processor {
         &self.config
     }
 
-    fn in_flight_leases(&self) -> std::sync::MutexGuard<'_, HashMap<JobId, (TenantId, Lease)>> {
-        self.in_flight
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
     /// How many jobs this instance holds leases on right now.
     pub fn in_flight(&self) -> usize {
-        self.in_flight_leases().len()
+        self.in_flight.len()
     }
 
     /// Gives back the lease of every job still being worked on, so another
@@ -345,9 +307,8 @@ impl Processor {
     /// For shutdown, once the grace period is over; the abandoned work's
     /// own writes are then fenced off. Returns how many were released.
     pub async fn release_in_flight(&self) -> usize {
-        let leases: Vec<(JobId, (TenantId, Lease))> = self.in_flight_leases().drain().collect();
         let mut released = 0;
-        for (id, (tenant, lease)) in leases {
+        for (id, tenant, lease) in self.in_flight.take_all() {
             match self.store.release(&tenant, id, &lease).await {
                 Ok(Fenced::Written) => released += 1,
                 Ok(Fenced::LeaseLost) => {}
@@ -367,7 +328,7 @@ impl Processor {
         f(&mut rng)
     }
 
-    /// One drain: claims due work and processes it until nothing is due,
+    /// One drain: claims due work and works it until nothing is due,
     /// the run budget is spent, or `shutdown` is cancelled. Jobs already
     /// claimed are finished before it returns.
     ///
@@ -376,9 +337,9 @@ impl Processor {
     /// slot. Slots are shared between tenants ([`slots`]): a tenant at its
     /// share takes no more, and a poll reads past its due jobs to other
     /// tenants' behind them.
-    pub async fn run_once(&self, shutdown: &CancellationToken) -> RunReport {
+    pub async fn drain(&self, shutdown: &CancellationToken) -> DrainReport {
         let started = Instant::now();
-        let mut report = RunReport::default();
+        let mut report = DrainReport::default();
         let mut last_progress = started;
         self.purge_if_due(&mut report).await;
         let mut slots = Slots::new(self.config.concurrency);
@@ -390,25 +351,26 @@ impl Processor {
                 open = false;
             }
             if !open {
-                claiming.queue.clear();
+                claiming.clear();
             }
-            if open && claiming.probing == 0 {
-                for (work, keys) in claiming.start(&mut slots, false) {
-                    running.push(self.work_slot(work, keys, shutdown));
+            if open && !claiming.probing() {
+                for (due, keys) in claiming.start_claims(&mut slots, false) {
+                    running.push(self.work_slot(SlotWork::Claim { due, probe: false }, keys, shutdown));
                 }
-                // Right away when nothing runs, or when the last poll left
-                // work unread and a slot past the headroom is free (some
-                // tenant holding slots may take it); otherwise, for a
-                // newcomer the headroom waits for, every `refill_every`.
-                let refill = claiming
-                    .last_poll
-                    .is_none_or(|at| at.elapsed() >= self.config.refill_every);
-                let room = slots.free() > slots::headroom(self.config.concurrency);
-                if slots.free() > 0 && (running.is_empty() || (claiming.more_due && room) || refill) {
+                if claiming.wants_poll(
+                    &slots,
+                    running.is_empty(),
+                    self.config.refill_every,
+                    Instant::now(),
+                ) {
                     match self.poll_due(&slots, &mut claiming).await {
                         Ok(found) => {
-                            for (work, keys) in claiming.start(&mut slots, true) {
-                                running.push(self.work_slot(work, keys, shutdown));
+                            for (due, keys) in claiming.start_claims(&mut slots, true) {
+                                running.push(self.work_slot(
+                                    SlotWork::Claim { due, probe: true },
+                                    keys,
+                                    shutdown,
+                                ));
                             }
                             if found == 0 && running.is_empty() {
                                 break;
@@ -426,12 +388,12 @@ impl Processor {
             if running.is_empty() {
                 break;
             }
-            let refill_at = claiming.last_poll.map_or_else(tokio::time::Instant::now, |at| {
+            let refill_at = claiming.last_poll().map_or_else(tokio::time::Instant::now, |at| {
                 tokio::time::Instant::from_std(at + self.config.refill_every)
             });
             let done = tokio::select! {
                 done = running.next() => done,
-                () = tokio::time::sleep_until(refill_at), if open && claiming.probing == 0 && slots.free() > 0 => None,
+                () = tokio::time::sleep_until(refill_at), if open && !claiming.probing() && slots.free() > 0 => None,
                 () = shutdown.cancelled(), if open => None,
             };
             match done {
@@ -442,31 +404,23 @@ impl Processor {
                     claimed,
                 }) => {
                     report.merge(&one);
-                    if probe {
-                        claiming.probing = claiming.probing.saturating_sub(1);
-                        claiming.probe_won += one.claimed;
-                        claiming.probe_lost += one.lost;
-                    }
                     match claimed {
                         Some(claimed) => {
-                            claiming.fruitless = 0;
-                            running.push(self.work_slot(SlotWork::Process(claimed), keys, shutdown));
+                            running.push(self.work_slot(SlotWork::FetchDeliverSave(claimed), keys, shutdown));
                         }
-                        None => {
-                            slots.give_back(&keys);
-                            if one.lost > 0 && !probe {
-                                // Another processor is working these jobs:
-                                // leave it the rest and poll elsewhere.
-                                claiming.queue.clear();
-                                self.jump_poll_start();
-                            }
+                        None => slots.give_back(&keys),
+                    }
+                    let after = claiming.claim_answered(probe, one.claimed > 0, one.lost > 0);
+                    match after.poll_start {
+                        Some(PollMove::OneOn) => {
+                            self.poll_start.fetch_add(1, Ordering::Relaxed);
                         }
+                        Some(PollMove::Elsewhere) => self.jump_poll_start(),
+                        None => {}
                     }
-                    if probe && claiming.probing == 0 {
-                        open &= self.probe_answered(&mut claiming);
-                    }
+                    open &= after.go_on;
                 }
-                Some(SlotDone::Processed { keys, report: one }) => {
+                Some(SlotDone::Finished { keys, report: one }) => {
                     report.merge(&one);
                     slots.give_back(&keys);
                 }
@@ -495,67 +449,21 @@ impl Processor {
     async fn poll_due(&self, slots: &Slots, claiming: &mut Claiming) -> Result<usize, store::StoreError> {
         let pass_over = slots.full_tenants();
         let start = self.poll_start.load(Ordering::Relaxed);
-        claiming.last_poll = Some(Instant::now());
+        let at = Instant::now();
         let due = self
             .store
             .due_jobs_from(self.clock.now(), self.config.batch_size, start, &pass_over)
             .await?;
         self.metrics.due_backlog(due.len());
-        // A poll that passed over tenants says nothing of their backlog:
-        // their queued jobs stay queued for their slots, and whether more of
-        // theirs is due is what the last poll that read them said.
-        let full = due.len() >= self.config.batch_size;
-        let mut queue = if pass_over.is_empty() {
-            claiming.more_due = full;
-            VecDeque::with_capacity(due.len())
-        } else {
-            claiming.more_due |= full;
-            let mut kept = std::mem::take(&mut claiming.queue);
-            kept.retain(|d| pass_over.contains(&d.tenant));
-            kept
-        };
-        // Claimed in the order the store gives: from this processor's own
-        // place in the due set, so processors that read the same jobs (a
-        // short backlog) still begin at different ones.
-        queue.extend(due);
-        claiming.queue = queue;
-        Ok(claiming.queue.len())
-    }
-
-    /// Once a poll's probe claims are answered: whether the drain goes on
-    /// claiming. A probe that lost met another processor working here, so
-    /// the rest of the poll is left to it and the next poll starts
-    /// somewhere new, a few times; one that won nothing and met nobody
-    /// (the index is behind the table, or the store failed) ends claiming:
-    /// the next run will see.
-    fn probe_answered(&self, claiming: &mut Claiming) -> bool {
-        if claiming.probe_lost > 0 {
-            claiming.queue.clear();
-            self.jump_poll_start();
-            if claiming.probe_won == 0 {
-                claiming.fruitless += 1;
-                return claiming.fruitless < MAX_FRUITLESS_ROUNDS;
-            }
-            return true;
-        }
-        self.poll_start.fetch_add(1, Ordering::Relaxed);
-        claiming.probe_won > 0
+        Ok(claiming.polled(due, &pass_over, self.config.batch_size, at))
     }
 
     /// Retention for stores that do not expire items themselves, at most
     /// once per [`PURGE_INTERVAL`] per instance.
-    async fn purge_if_due(&self, report: &mut RunReport) {
+    async fn purge_if_due(&self, report: &mut DrainReport) {
         let now = self.clock.now();
-        {
-            let mut last = self
-                .last_purge
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            let interval = chrono::Duration::from_std(PURGE_INTERVAL).unwrap_or(chrono::Duration::MAX);
-            if last.is_some_and(|at| now < at + interval) {
-                return;
-            }
-            *last = Some(now);
+        if !self.purges.start_if_due(now) {
+            return;
         }
         match self.store.purge_expired(now).await {
             Ok(purged) => report.purged += purged,
@@ -567,8 +475,8 @@ impl Processor {
     }
 
     /// The next thing one slot does: claim a due job (its outcome goes back
-    /// to the drain, which then processes it in the same slot), or process
-    /// a claimed one.
+    /// to the drain, which then works the job in the same slot), or fetch,
+    /// deliver and save a claimed one.
     async fn work_slot(&self, work: SlotWork, keys: Vec<ShareKey>, shutdown: &CancellationToken) -> SlotDone {
         match work {
             SlotWork::Claim { due, probe } => {
@@ -580,9 +488,9 @@ impl Processor {
                     claimed: claimed.map(Box::new),
                 }
             }
-            SlotWork::Process(claimed) => SlotDone::Processed {
+            SlotWork::FetchDeliverSave(claimed) => SlotDone::Finished {
                 keys,
-                report: self.process(*claimed).await,
+                report: self.fetch_deliver_and_save(*claimed).await,
             },
         }
     }
@@ -594,7 +502,7 @@ impl Processor {
         self.poll_start.store(start, Ordering::Relaxed);
     }
 
-    async fn claim(&self, due: DueJob, shutdown: &CancellationToken) -> (RunReport, Option<Claimed>) {
+    async fn claim(&self, due: DueJob, shutdown: &CancellationToken) -> (DrainReport, Option<Claimed>) {
         // Everything logged about this job carries its id (and, once the
         // claim has read it, its tenant). The span is at info; warnings
         // name the job themselves too, so a warn-level filter keeps it.
@@ -607,8 +515,8 @@ impl Processor {
         &self,
         due: DueJob,
         shutdown: &CancellationToken,
-    ) -> (RunReport, Option<(Job, Lease)>) {
-        let mut report = RunReport::default();
+    ) -> (DrainReport, Option<(Job, Lease)>) {
+        let mut report = DrainReport::default();
         // Shutdown stops claiming at once, even in the middle of a batch.
         if shutdown.is_cancelled() {
             return (report, None);
@@ -653,21 +561,25 @@ impl Processor {
         report.claimed += 1;
         self.metrics.claim(true);
         tracing::Span::current().record("tenant", tracing::field::display(&job.tenant()));
-        self.in_flight_leases()
-            .insert(job.id(), (job.tenant().clone(), lease.clone()));
+        self.in_flight.hold(job.id(), job.tenant().clone(), lease.clone());
         (report, Some((job, lease)))
     }
 
-    async fn process(&self, claimed: Claimed) -> RunReport {
+    /// Works one claimed job, in its span: fetches the providers due,
+    /// delivers the callback if the job is ready for it, saves the result
+    /// fenced on the lease, and counts and logs what came of it.
+    async fn fetch_deliver_and_save(&self, claimed: Claimed) -> DrainReport {
         let Claimed { job, lease, span } = claimed;
-        self.process_in_span(job, lease).instrument(span).await
+        self.fetch_deliver_and_save_in_span(job, lease)
+            .instrument(span)
+            .await
     }
 
-    async fn process_in_span(&self, job: Job, lease: Lease) -> RunReport {
-        let mut report = RunReport::default();
+    async fn fetch_deliver_and_save_in_span(&self, job: Job, lease: Lease) -> DrainReport {
+        let mut report = DrainReport::default();
         let job = self.fetch_and_deliver(job).await;
         let saved = self.save_fenced(&job, &lease).await;
-        self.in_flight_leases().remove(&job.id());
+        self.in_flight.let_go(job.id());
         match saved {
             Ok(Fenced::Written) => match job.status() {
                 JobStatus::Complete => {
@@ -893,22 +805,11 @@ impl Processor {
     /// the store at most once per [`SECRETS_CACHE_TTL`]. The error is what
     /// the job's delivery state shows, so it says nothing internal.
     async fn signing_secrets(&self, tenant: &TenantId, now: Timestamp) -> Result<Vec<SigningSecret>, String> {
-        let ttl = chrono::Duration::from_std(SECRETS_CACHE_TTL).unwrap_or(chrono::Duration::MAX);
-        let cached = self
-            .secrets
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .get(tenant)
-            .filter(|(_, read_at)| now < *read_at + ttl)
-            .map(|(secrets, _)| secrets.clone());
-        let secrets = match cached {
+        let secrets = match self.secrets.get(tenant, now) {
             Some(secrets) => secrets,
             None => match self.store.signing_secrets(tenant).await {
                 Ok(Some((secrets, _))) => {
-                    self.secrets
-                        .lock()
-                        .unwrap_or_else(|poisoned| poisoned.into_inner())
-                        .insert(tenant.clone(), (secrets.clone(), now));
+                    self.secrets.insert(tenant.clone(), secrets.clone(), now);
                     secrets
                 }
                 Ok(None) => {

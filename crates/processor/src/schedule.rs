@@ -1,4 +1,4 @@
-//! Runs [`Processor::run_once`] on a cron schedule (6 fields, seconds
+//! Runs [`Processor::drain`] on a cron schedule (6 fields, seconds
 //! first), never two drains of one instance at once, until shutdown.
 
 use std::sync::Arc;
@@ -8,7 +8,7 @@ use tokio::sync::{Mutex, Notify};
 use tokio_cron_scheduler::{Job, JobScheduler};
 use tokio_util::sync::CancellationToken;
 
-use crate::{Processor, RunReport};
+use crate::{DrainReport, Processor};
 
 pub const DEFAULT_SCHEDULE: &str = "*/5 * * * * *";
 
@@ -49,22 +49,30 @@ pub struct DrainGate {
 impl DrainGate {
     /// Runs one drain, or returns `None` at once if one is already running
     /// or shutdown has begun.
-    pub async fn try_drain(&self, processor: &Processor, shutdown: &CancellationToken) -> Option<RunReport> {
+    pub async fn try_drain(
+        &self,
+        processor: &Processor,
+        shutdown: &CancellationToken,
+    ) -> Option<DrainReport> {
         let _running = self.running.try_lock().ok()?;
         if shutdown.is_cancelled() {
             return None;
         }
-        Some(processor.run_once(shutdown).await)
+        Some(processor.drain(shutdown).await)
     }
 
     /// Runs one drain after the one in progress, if any; `None` if shutdown
     /// has begun.
-    pub async fn drain(&self, processor: &Processor, shutdown: &CancellationToken) -> Option<RunReport> {
+    pub async fn drain_after_current(
+        &self,
+        processor: &Processor,
+        shutdown: &CancellationToken,
+    ) -> Option<DrainReport> {
         let _running = self.running.lock().await;
         if shutdown.is_cancelled() {
             return None;
         }
-        Some(processor.run_once(shutdown).await)
+        Some(processor.drain(shutdown).await)
     }
 
     /// Waits until no drain is running, for at most `grace`; false on timeout.
@@ -100,7 +108,7 @@ pub async fn run_scheduled(
                 }
                 // A job accepted during this drain leaves a permit behind,
                 // so it gets a drain of its own right after.
-                gate.drain(&processor, &shutdown).await;
+                gate.drain_after_current(&processor, &shutdown).await;
             }
         });
     }

@@ -82,6 +82,10 @@ impl Slots {
         self.concurrency.saturating_sub(self.taken)
     }
 
+    pub fn concurrency(&self) -> usize {
+        self.concurrency
+    }
+
     pub fn taken(&self) -> usize {
         self.taken
     }

@@ -44,7 +44,7 @@ async fn a_dead_lettered_job_is_listed_and_redriven_to_delivery(backend: Backend
     let id = app.accepted_job(&["gas"]).await;
     // The receiver answers 410 Gone once: the job fails at once.
     app.mock.state.fail_sink_next(1, 410);
-    let report = app.processor("p1").run_once(&CancellationToken::new()).await;
+    let report = app.processor("p1").drain(&CancellationToken::new()).await;
     assert_eq!(report.dead_lettered, 1, "{report:?}");
 
     let dead = app.list("status=failed").await;
@@ -75,7 +75,7 @@ async fn a_dead_lettered_job_is_listed_and_redriven_to_delivery(backend: Backend
         assert_eq!(app.retry(unknown).await.status(), 404, "{unknown}");
     }
 
-    let report = app.processor("p2").run_once(&CancellationToken::new()).await;
+    let report = app.processor("p2").drain(&CancellationToken::new()).await;
     assert_eq!(report.delivered, 1, "{report:?}");
     assert_eq!(
         app.mock.state.provider_calls("gas"),

@@ -1,6 +1,6 @@
 //! `spawn_app()`: a real intake on port 0 over a fresh DynamoDB table, mock
 //! providers and sink on another port, and a processor the test drives with
-//! `run_once()` and a manual clock. Intake and processors are built by
+//! `drain()` and a manual clock. Intake and processors are built by
 //! `hookline::App`, as the binary builds them.
 
 use std::sync::Arc;

@@ -20,7 +20,7 @@ async fn an_oversize_provider_answer_fails_that_provider_only() {
     let app = spawn_app().await;
     app.mock.state.pad_provider("gas", 300 * 1024);
     let id = app.accepted_job(&["gas", "internet"]).await;
-    let report = app.processor("p1").run_once(&CancellationToken::new()).await;
+    let report = app.processor("p1").drain(&CancellationToken::new()).await;
     assert_eq!(report.delivered, 1, "{report:?}");
 
     let deliveries = app.mock.state.accepted_deliveries();
@@ -47,7 +47,7 @@ async fn data_too_large_for_one_store_item_is_dropped_not_lost() {
     let id = app.accepted_job(&["gas", "internet"]).await;
     let processor = app.processor("p1");
 
-    let first = processor.run_once(&CancellationToken::new()).await;
+    let first = processor.drain(&CancellationToken::new()).await;
     assert_eq!(
         (first.retried, first.store_errors),
         (1, 0),
@@ -65,7 +65,7 @@ async fn data_too_large_for_one_store_item_is_dropped_not_lost() {
     assert_eq!(job["providers"][1]["status"], "ok");
 
     app.advance(std::time::Duration::from_secs(7));
-    let second = processor.run_once(&CancellationToken::new()).await;
+    let second = processor.drain(&CancellationToken::new()).await;
     assert_eq!(second.delivered, 1, "{second:?}");
     let deliveries = app.mock.state.accepted_deliveries();
     let body = &deliveries[0].body;

@@ -276,7 +276,7 @@ async fn a_save_the_store_could_not_confirm_is_resolved_by_the_processor() {
 
     let report = app
         .processor("p1")
-        .run_once(&tokio_util::sync::CancellationToken::new())
+        .drain(&tokio_util::sync::CancellationToken::new())
         .await;
 
     eprintln!(

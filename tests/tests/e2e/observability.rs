@@ -67,7 +67,7 @@ async fn a_provider_failure_and_a_callback_failure_move_the_metrics_exactly(back
 
     let processor = app.processor("p1");
     let token = CancellationToken::new();
-    let run = || processor.run_once(&token);
+    let run = || processor.drain(&token);
     // gas 503, internet ok: the job waits for gas's backoff.
     let first = run().await;
     assert_eq!((first.claimed, first.retried), (1, 1), "{first:?}");
@@ -263,10 +263,10 @@ async fn a_claim_after_an_expired_lease_counts_as_recovered(backend: Backend) {
     ));
     let before = scrape(&app).await;
     let processor = app.processor("rescuer");
-    let early = processor.run_once(&CancellationToken::new()).await;
+    let early = processor.drain(&CancellationToken::new()).await;
     assert_eq!(early.claimed, 0, "the lease is still live");
     app.advance(Duration::from_secs(31));
-    let report = processor.run_once(&CancellationToken::new()).await;
+    let report = processor.drain(&CancellationToken::new()).await;
     assert_eq!(
         (report.claimed, report.recovered, report.delivered),
         (1, 1, 1),
@@ -286,7 +286,7 @@ async fn a_claim_after_an_expired_lease_counts_as_recovered(backend: Backend) {
 async fn another_tenants_attempts_are_not_found(backend: Backend) {
     let app = spawn_app_on(backend).await;
     let id = app.accepted_job(&["gas"]).await;
-    app.processor("p1").run_once(&CancellationToken::new()).await;
+    app.processor("p1").drain(&CancellationToken::new()).await;
     let stranger = client_with_key(&create_key(&*app.store, "stranger").await);
     let response = stranger
         .get(format!("{}/v1/jobs/{id}/attempts", app.base))

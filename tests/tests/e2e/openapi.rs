@@ -357,7 +357,7 @@ async fn real_responses_of_every_kind_match_the_document() {
     // A job with every field filled: one provider fetched, the callback
     // refused with 410 so the job is dead-lettered.
     app.mock.state.fail_sink_next(1, 410);
-    app.processor("p1").run_once(&CancellationToken::new()).await;
+    app.processor("p1").drain(&CancellationToken::new()).await;
     let job_path = format!("/v1/jobs/{id}");
     let read = conforms(&doc, "GET", "/v1/jobs/{job_id}", app.get(&job_path).await).await;
     assert_eq!(read["status"], "failed", "{read}");

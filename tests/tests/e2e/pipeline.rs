@@ -1,4 +1,4 @@
-//! The pipeline end to end: intake -> due record -> run_once -> callback -> complete.
+//! The pipeline end to end: intake -> due record -> drain -> callback -> complete.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -29,7 +29,7 @@ async fn a_job_is_fetched_delivered_once_and_completed(backend: Backend) {
     assert!(accepted["createdAt"].as_str().expect("createdAt").ends_with('Z'));
     assert_eq!(app.get_job(id).await["status"], "pending");
 
-    let report = app.processor("p1").run_once(&CancellationToken::new()).await;
+    let report = app.processor("p1").drain(&CancellationToken::new()).await;
     assert_eq!((report.claimed, report.delivered), (1, 1), "{report:?}");
 
     let deliveries = app.mock.state.accepted_deliveries();
@@ -62,7 +62,7 @@ async fn a_job_is_fetched_delivered_once_and_completed(backend: Backend) {
         "the due index no longer holds the job"
     );
 
-    let again = app.processor("p2").run_once(&CancellationToken::new()).await;
+    let again = app.processor("p2").drain(&CancellationToken::new()).await;
     assert_eq!(again.claimed, 0);
     assert_eq!(app.mock.state.accepted_deliveries().len(), 1);
 }
@@ -73,7 +73,7 @@ async fn a_failed_provider_stays_due_until_its_backoff_passes(backend: Backend) 
     let id = app.accepted_job(&["gas", "internet"]).await;
     let processor = app.processor("p1");
 
-    let first = processor.run_once(&CancellationToken::new()).await;
+    let first = processor.drain(&CancellationToken::new()).await;
     assert_eq!(
         (first.claimed, first.retried, first.delivered),
         (1, 1, 0),
@@ -91,10 +91,10 @@ async fn a_failed_provider_stays_due_until_its_backoff_passes(backend: Backend) 
     assert_eq!(job["providers"][1]["status"], "ok");
 
     // Not due before the first backoff (5 s +-20%) has passed...
-    let early = processor.run_once(&CancellationToken::new()).await;
+    let early = processor.drain(&CancellationToken::new()).await;
     assert_eq!(early.claimed, 0);
     app.advance(Duration::from_secs(7));
-    let later = processor.run_once(&CancellationToken::new()).await;
+    let later = processor.drain(&CancellationToken::new()).await;
     assert_eq!((later.claimed, later.delivered), (1, 1), "{later:?}");
 
     assert_eq!(app.mock.state.provider_calls("gas"), 2);
@@ -113,7 +113,7 @@ async fn a_failed_callback_is_retried_without_fetching_again(backend: Backend) {
     let id = app.accepted_job(&["gas", "internet"]).await;
     let processor = app.processor("p1");
 
-    let first = processor.run_once(&CancellationToken::new()).await;
+    let first = processor.drain(&CancellationToken::new()).await;
     assert_eq!((first.claimed, first.retried), (1, 1), "{first:?}");
     let job = app.get_job(&id).await;
     assert_eq!(job["status"], "delivering");
@@ -122,7 +122,7 @@ async fn a_failed_callback_is_retried_without_fetching_again(backend: Backend) {
     assert!(job["delivery"]["nextAttemptAt"].is_string());
 
     app.advance(Duration::from_secs(7));
-    let second = processor.run_once(&CancellationToken::new()).await;
+    let second = processor.drain(&CancellationToken::new()).await;
     assert_eq!(second.delivered, 1, "{second:?}");
     assert_eq!(app.mock.state.provider_calls("gas"), 1);
     assert_eq!(app.mock.state.provider_calls("internet"), 1);
@@ -148,7 +148,7 @@ async fn two_racing_processors_deliver_each_job_exactly_once(backend: Backend) {
 
     let (a, b) = (app.processor("racer-a"), app.processor("racer-b"));
     let token = CancellationToken::new();
-    let (ra, rb) = tokio::join!(a.run_once(&token), b.run_once(&token));
+    let (ra, rb) = tokio::join!(a.drain(&token), b.drain(&token));
     assert_eq!(ra.claimed + rb.claimed, 200, "a: {ra:?} b: {rb:?}");
     assert_eq!(ra.delivered + rb.delivered, 200);
     assert_eq!(ra.fenced + rb.fenced, 0);
@@ -183,7 +183,7 @@ async fn a_cancelled_run_claims_nothing(backend: Backend) {
     app.accepted_job(&["gas"]).await;
     let token = CancellationToken::new();
     token.cancel();
-    let report = app.processor("p1").run_once(&token).await;
+    let report = app.processor("p1").drain(&token).await;
     assert_eq!(report.claimed, 0);
     assert_eq!(
         app.store
@@ -216,7 +216,7 @@ async fn providers_are_fetched_at_once_each_with_its_own_timeout(backend: Backen
     let started = std::time::Instant::now();
     let report = app
         .processor_with("p1", catalog)
-        .run_once(&CancellationToken::new())
+        .drain(&CancellationToken::new())
         .await;
     let took = started.elapsed();
     assert_eq!(report.retried, 1, "{report:?}");

@@ -179,6 +179,6 @@ async fn shutdown_releases_what_it_cannot_finish_within_the_grace_period() {
         due.iter().map(|d| d.id.to_string()).collect::<Vec<_>>(),
         vec![id.clone()]
     );
-    let rescuer = app.processor("rescuer").run_once(&CancellationToken::new()).await;
+    let rescuer = app.processor("rescuer").drain(&CancellationToken::new()).await;
     assert_eq!(rescuer.claimed, 1, "{rescuer:?}");
 }

@@ -23,7 +23,7 @@ fn official(secret: &SigningSecret, delivery: &providers_mock::Delivery, body: &
 async fn a_delivery_verifies_with_the_official_library(backend: Backend) {
     let app = spawn_app_on(backend).await;
     app.accepted_job(&["gas", "internet"]).await;
-    let report = app.processor("p1").run_once(&CancellationToken::new()).await;
+    let report = app.processor("p1").drain(&CancellationToken::new()).await;
     assert_eq!(report.delivered, 1, "{report:?}");
     let delivery = app.mock.state.accepted_deliveries().remove(0);
     assert_eq!(
@@ -65,7 +65,7 @@ async fn a_rotation_signs_with_both_secrets(backend: Backend) {
     .await
     .expect("rotate");
     app.accepted_job(&["gas"]).await;
-    let report = app.processor("p1").run_once(&CancellationToken::new()).await;
+    let report = app.processor("p1").drain(&CancellationToken::new()).await;
     assert_eq!(report.delivered, 1, "{report:?}");
     let delivery = app.mock.state.accepted_deliveries().remove(0);
     let header = &delivery.headers["webhook-signature"];
@@ -94,7 +94,7 @@ async fn a_tenant_without_a_secret_gets_no_unsigned_callback(backend: Backend) {
         now,
     );
     app.store.create_job(&job).await.expect("create");
-    let report = app.processor("p1").run_once(&CancellationToken::new()).await;
+    let report = app.processor("p1").drain(&CancellationToken::new()).await;
     assert_eq!((report.delivered, report.retried), (0, 1), "{report:?}");
     assert!(
         app.mock.state.deliveries().is_empty(),

@@ -103,7 +103,7 @@ async fn a_callback_rebound_to_loopback_is_never_connected(backend: Backend) {
         },
     )
     .expect("config");
-    let report = strict.run_once(&CancellationToken::new()).await;
+    let report = strict.drain(&CancellationToken::new()).await;
     assert_eq!(
         (report.claimed, report.delivered, report.retried),
         (1, 0, 1),

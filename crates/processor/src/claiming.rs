@@ -1,0 +1,436 @@
+//! A drain's claiming between its polls: the queue of due jobs a poll read
+//! and the slots have not taken yet, when to poll again, and what a poll's
+//! first claims (its probe) say about other processors working the same
+//! part of the due set. Decisions only: the drain does the store calls and
+//! moves its place in the due set as told.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::time::{Duration, Instant};
+
+use domain::TenantId;
+use store::DueJob;
+
+use crate::slots::{self, ShareKey, Slots};
+
+/// Claims made after a poll before the rest of its jobs: enough to notice
+/// another processor working the same jobs, few enough that meeting it
+/// costs little.
+pub(crate) const PROBE_CLAIMS: usize = 2;
+
+/// Polls in a row whose probe met another processor and won nothing, after
+/// which a drain leaves the work to it.
+pub(crate) const MAX_FRUITLESS_POLLS: u32 = 3;
+
+/// Where the drain's next poll starts in the due set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PollMove {
+    /// One on from where the last poll started: its probe met nobody.
+    OneOn,
+    /// Somewhere new at random, away from another processor we just met.
+    Elsewhere,
+}
+
+/// What the drain does after a claim's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct AfterClaim {
+    /// Whether the drain goes on claiming.
+    pub go_on: bool,
+    /// Where the next poll starts, if that changes.
+    pub poll_start: Option<PollMove>,
+}
+
+impl AfterClaim {
+    const GO_ON: Self = Self {
+        go_on: true,
+        poll_start: None,
+    };
+}
+
+/// The jobs of the last poll not claimed yet, and how that poll's probe went.
+#[derive(Debug, Default)]
+pub(crate) struct Claiming {
+    queue: VecDeque<DueJob>,
+    /// Probe claims of the last poll not answered yet; the rest of its
+    /// jobs wait for them.
+    probing: usize,
+    probe_won: u64,
+    probe_lost: u64,
+    /// Polls in a row whose probe met another processor and won nothing.
+    fruitless: u32,
+    /// The last poll may have left due work unread (it, or the last one
+    /// that read the tenants a poll since passed over, came back full):
+    /// poll again as soon as a slot past the headroom frees and no queued
+    /// job may take it.
+    more_due: bool,
+    last_poll: Option<Instant>,
+}
+
+impl Claiming {
+    /// Whether a poll's probe claims are still out (the rest of its jobs
+    /// wait for them).
+    pub fn probing(&self) -> bool {
+        self.probing > 0
+    }
+
+    pub fn last_poll(&self) -> Option<Instant> {
+        self.last_poll
+    }
+
+    /// Forgets the queued jobs: claiming is over, or another processor has
+    /// them.
+    pub fn clear(&mut self) {
+        self.queue.clear();
+    }
+
+    /// Whether to poll now, at `now`: not without a free slot; at once when
+    /// nothing runs (`idle`), or when the last poll left work unread and a
+    /// slot past the headroom is free (some tenant holding slots may take
+    /// it); otherwise, for a newcomer the headroom waits for, once
+    /// `refill_every` has passed since the last poll.
+    pub fn wants_poll(&self, slots: &Slots, idle: bool, refill_every: Duration, now: Instant) -> bool {
+        let refill = self
+            .last_poll
+            .is_none_or(|at| now.saturating_duration_since(at) >= refill_every);
+        let room = slots.free() > slots::headroom(slots.concurrency());
+        slots.free() > 0 && (idle || (self.more_due && room) || refill)
+    }
+
+    /// Takes in what a poll at `at` read (`due`, at most `batch_size` jobs,
+    /// none of the `passed_over` tenants'); returns how many jobs are
+    /// queued now. A poll that passed over tenants says nothing of their
+    /// backlog: their queued jobs stay queued for their slots, and whether
+    /// more of theirs is due is what the last poll that read them said.
+    pub fn polled(
+        &mut self,
+        due: Vec<DueJob>,
+        passed_over: &BTreeSet<TenantId>,
+        batch_size: usize,
+        at: Instant,
+    ) -> usize {
+        self.last_poll = Some(at);
+        let full = due.len() >= batch_size;
+        let mut queue = if passed_over.is_empty() {
+            self.more_due = full;
+            VecDeque::with_capacity(due.len())
+        } else {
+            self.more_due |= full;
+            let mut kept = std::mem::take(&mut self.queue);
+            kept.retain(|d| passed_over.contains(&d.tenant));
+            kept
+        };
+        // Claimed in the order the store gives: from this processor's own
+        // place in the due set, so processors that read the same jobs (a
+        // short backlog) still begin at different ones.
+        queue.extend(due);
+        self.queue = queue;
+        self.queue.len()
+    }
+
+    /// Takes slots for the queued jobs that may start now (only
+    /// [`PROBE_CLAIMS`] of them right after a poll, the `probe`), oldest in
+    /// the queue first, and returns them to claim; a job whose shares are
+    /// full stays queued.
+    pub fn start_claims(&mut self, slots: &mut Slots, probe: bool) -> Vec<(DueJob, Vec<ShareKey>)> {
+        let mut started = Vec::new();
+        let mut kept = VecDeque::with_capacity(self.queue.len());
+        while let Some(due) = self.queue.pop_front() {
+            let room = slots.free() > 0 && (!probe || started.len() < PROBE_CLAIMS);
+            let keys = ShareKey::of(&due);
+            if room && slots.try_take(&keys) {
+                started.push((due, keys));
+            } else {
+                kept.push_back(due);
+            }
+        }
+        self.queue = kept;
+        if probe {
+            self.probing = started.len();
+            self.probe_won = 0;
+            self.probe_lost = 0;
+        }
+        started
+    }
+
+    /// A claim's answer: it was a `probe` claim or not, and it `won`, was
+    /// `lost` to another processor, or neither (the store failed, or
+    /// shutdown came first).
+    pub fn claim_answered(&mut self, probe: bool, won: bool, lost: bool) -> AfterClaim {
+        if won {
+            self.fruitless = 0;
+        }
+        if !probe {
+            if lost {
+                // Another processor is working these jobs: leave it the
+                // rest and poll elsewhere.
+                self.queue.clear();
+                return AfterClaim {
+                    go_on: true,
+                    poll_start: Some(PollMove::Elsewhere),
+                };
+            }
+            return AfterClaim::GO_ON;
+        }
+        self.probing = self.probing.saturating_sub(1);
+        self.probe_won += u64::from(won);
+        self.probe_lost += u64::from(lost);
+        if self.probing > 0 {
+            return AfterClaim::GO_ON;
+        }
+        self.probe_answered()
+    }
+
+    /// Once a poll's probe claims are answered. A probe that lost met
+    /// another processor working here, so the rest of the poll is left to
+    /// it and the next poll starts somewhere new, a few times; one that won
+    /// nothing and met nobody (the index is behind the table, or the store
+    /// failed) ends claiming: the next run will see.
+    fn probe_answered(&mut self) -> AfterClaim {
+        if self.probe_lost > 0 {
+            self.queue.clear();
+            let go_on = if self.probe_won == 0 {
+                self.fruitless += 1;
+                self.fruitless < MAX_FRUITLESS_POLLS
+            } else {
+                true
+            };
+            return AfterClaim {
+                go_on,
+                poll_start: Some(PollMove::Elsewhere),
+            };
+        }
+        AfterClaim {
+            go_on: self.probe_won > 0,
+            poll_start: Some(PollMove::OneOn),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{TimeZone, Utc};
+    use domain::JobId;
+    use rand::SeedableRng;
+
+    use super::*;
+
+    fn due(tenant: &str, n: u32) -> Vec<DueJob> {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(u64::from(n) + tenant.len() as u64);
+        let at = Utc
+            .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
+            .single()
+            .expect("a valid time");
+        (0..n)
+            .map(|_| DueJob {
+                id: JobId::generate(at, &mut rng),
+                tenant: TenantId::new(tenant),
+                due_at: at,
+            })
+            .collect()
+    }
+
+    fn tenants(started: &[(DueJob, Vec<ShareKey>)]) -> Vec<String> {
+        started.iter().map(|(due, _)| due.tenant.to_string()).collect()
+    }
+
+    fn none() -> BTreeSet<TenantId> {
+        BTreeSet::new()
+    }
+
+    /// A poll of `jobs` whose probe claims then come back as `answers`
+    /// (won, lost); what the last answer said.
+    fn probe(claiming: &mut Claiming, slots: &mut Slots, answers: &[(bool, bool)]) -> AfterClaim {
+        claiming.polled(due("a", 10), &none(), 50, Instant::now());
+        let started = claiming.start_claims(slots, true);
+        assert_eq!(started.len(), answers.len(), "one answer per probe claim");
+        let mut after = AfterClaim::GO_ON;
+        for ((_, keys), (won, lost)) in started.iter().zip(answers) {
+            slots.give_back(keys);
+            after = claiming.claim_answered(true, *won, *lost);
+        }
+        after
+    }
+
+    #[test]
+    fn a_poll_starts_only_its_probe_claims_and_the_rest_wait_for_them() {
+        let mut claiming = Claiming::default();
+        let mut slots = Slots::new(32);
+        assert_eq!(claiming.polled(due("a", 10), &none(), 50, Instant::now()), 10);
+        let probe = claiming.start_claims(&mut slots, true);
+        assert_eq!(probe.len(), PROBE_CLAIMS);
+        assert!(claiming.probing());
+        let first = claiming.claim_answered(true, true, false);
+        assert_eq!(first, AfterClaim::GO_ON, "one probe claim still out");
+        assert!(claiming.probing());
+        let second = claiming.claim_answered(true, true, false);
+        assert_eq!(
+            second,
+            AfterClaim {
+                go_on: true,
+                poll_start: Some(PollMove::OneOn)
+            },
+            "a probe that met nobody moves the next poll one on"
+        );
+        assert!(!claiming.probing());
+        let rest = claiming.start_claims(&mut slots, false);
+        assert_eq!(rest.len(), 8, "then the rest of the poll starts");
+    }
+
+    #[test]
+    fn a_probe_that_lost_leaves_the_poll_to_the_other_processor() {
+        let mut claiming = Claiming::default();
+        let mut slots = Slots::new(32);
+        let after = probe(&mut claiming, &mut slots, &[(true, false), (false, true)]);
+        assert_eq!(
+            after,
+            AfterClaim {
+                go_on: true,
+                poll_start: Some(PollMove::Elsewhere)
+            }
+        );
+        assert!(
+            claiming.start_claims(&mut slots, false).is_empty(),
+            "the queue was left"
+        );
+    }
+
+    #[test]
+    fn three_fruitless_probes_in_a_row_end_claiming_and_a_win_resets_the_count() {
+        let mut claiming = Claiming::default();
+        let mut slots = Slots::new(32);
+        let lost = [(false, true), (false, true)];
+        assert!(probe(&mut claiming, &mut slots, &lost).go_on);
+        assert!(probe(&mut claiming, &mut slots, &lost).go_on);
+        // A claim won (here after a poll's probe) starts the count again.
+        assert!(probe(&mut claiming, &mut slots, &[(true, false), (false, true)]).go_on);
+        assert!(probe(&mut claiming, &mut slots, &lost).go_on);
+        assert!(probe(&mut claiming, &mut slots, &lost).go_on);
+        let third = probe(&mut claiming, &mut slots, &lost);
+        assert_eq!(
+            third,
+            AfterClaim {
+                go_on: false,
+                poll_start: Some(PollMove::Elsewhere)
+            }
+        );
+        assert_eq!(MAX_FRUITLESS_POLLS, 3);
+    }
+
+    #[test]
+    fn a_probe_that_won_nothing_and_met_nobody_ends_claiming() {
+        let mut claiming = Claiming::default();
+        let mut slots = Slots::new(32);
+        let after = probe(&mut claiming, &mut slots, &[(false, false), (false, false)]);
+        assert_eq!(
+            after,
+            AfterClaim {
+                go_on: false,
+                poll_start: Some(PollMove::OneOn)
+            }
+        );
+    }
+
+    #[test]
+    fn a_later_claim_lost_drops_the_queue_and_moves_elsewhere() {
+        let mut claiming = Claiming::default();
+        let mut slots = Slots::new(32);
+        probe(&mut claiming, &mut slots, &[(true, false), (true, false)]);
+        let started = claiming.start_claims(&mut slots, false);
+        assert_eq!(started.len(), 8);
+        claiming.polled(due("b", 3), &none(), 50, Instant::now());
+        assert_eq!(claiming.claim_answered(false, true, false), AfterClaim::GO_ON);
+        assert_eq!(
+            claiming.claim_answered(false, false, true),
+            AfterClaim {
+                go_on: true,
+                poll_start: Some(PollMove::Elsewhere)
+            }
+        );
+        assert!(claiming.start_claims(&mut slots, false).is_empty());
+        assert_eq!(
+            claiming.claim_answered(false, false, false),
+            AfterClaim::GO_ON,
+            "a store error says nothing of other processors"
+        );
+    }
+
+    #[test]
+    fn a_job_whose_tenant_is_at_its_share_stays_queued() {
+        let mut claiming = Claiming::default();
+        let mut slots = Slots::new(4);
+        // Share of one tenant in 4 slots: 4 - 1 headroom = 3.
+        let mut jobs = due("a", 5);
+        jobs.extend(due("b", 1));
+        claiming.polled(jobs, &none(), 50, Instant::now());
+        claiming.probing = 0;
+        let started = claiming.start_claims(&mut slots, false);
+        assert_eq!(
+            tenants(&started),
+            ["a", "a", "a", "b"],
+            "b passes a's queued jobs"
+        );
+        assert_eq!(slots.free(), 0);
+        let (_, keys) = &started[0];
+        slots.give_back(keys);
+        // a holds 2 of its share of 1 (two tenants in 3 slots): still queued.
+        assert!(claiming.start_claims(&mut slots, false).is_empty());
+        assert_eq!(claiming.queue.len(), 2);
+    }
+
+    #[test]
+    fn a_poll_that_passed_over_tenants_keeps_their_queued_jobs_and_their_backlog() {
+        let mut claiming = Claiming::default();
+        let at = Instant::now();
+        let mut first = due("a", 2);
+        first.extend(due("b", 1));
+        claiming.polled(first, &none(), 3, at);
+        assert!(claiming.more_due, "a full poll may have left work unread");
+        let passed_over: BTreeSet<TenantId> = [TenantId::new("a")].into();
+        let found = claiming.polled(due("c", 1), &passed_over, 3, at);
+        assert_eq!(found, 3, "a's two queued jobs stay, b's go, c's join");
+        let queued: Vec<String> = claiming.queue.iter().map(|d| d.tenant.to_string()).collect();
+        assert_eq!(queued, ["a", "a", "c"]);
+        assert!(claiming.more_due, "what a's last poll said still holds");
+        assert_eq!(
+            claiming.polled(due("c", 1), &none(), 3, at),
+            1,
+            "a poll of all starts over"
+        );
+        assert!(!claiming.more_due);
+    }
+
+    #[test]
+    fn polls_again_when_idle_when_work_was_left_unread_or_after_the_refill_interval() {
+        let every = Duration::from_millis(500);
+        let mut claiming = Claiming::default();
+        let mut slots = Slots::new(8);
+        let at = Instant::now();
+        assert!(claiming.wants_poll(&slots, false, every, at), "never polled yet");
+        claiming.polled(due("a", 1), &none(), 50, at);
+        assert!(claiming.wants_poll(&slots, true, every, at), "nothing runs");
+        assert!(!claiming.wants_poll(&slots, false, every, at));
+        assert!(
+            claiming.wants_poll(&slots, false, every, at + every),
+            "refill is due"
+        );
+        claiming.polled(due("a", 2), &none(), 2, at);
+        assert!(
+            claiming.wants_poll(&slots, false, every, at),
+            "the poll came back full"
+        );
+        // 7 of 8 taken: the one free slot is the headroom.
+        for _ in 0..7 {
+            assert!(slots.try_take(&[ShareKey::Tenant(TenantId::new("x"))]));
+        }
+        assert_eq!(slots.free(), 1);
+        assert!(
+            !claiming.wants_poll(&slots, false, every, at),
+            "only the headroom is free"
+        );
+        assert!(claiming.wants_poll(&slots, false, every, at + every));
+        assert!(slots.try_take(&[ShareKey::Tenant(TenantId::new("z"))]));
+        assert!(
+            !claiming.wants_poll(&slots, true, every, at + every),
+            "no slot free"
+        );
+    }
+}
