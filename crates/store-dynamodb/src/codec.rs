@@ -56,7 +56,7 @@ impl DynamoStore {
     /// The whole item for a job's current state, without a lease.
     pub(crate) fn job_item(&self, job: &Job, now: Timestamp) -> Result<Item, StoreError> {
         let shards = self.config().shards;
-        let mut item = self.job_key(&job.tenant(), job.id());
+        let mut item = self.job_key(job.tenant(), job.id());
         item.insert(TENANT.to_owned(), AttributeValue::S(job.tenant().to_string()));
         item.insert(
             STATUS.to_owned(),
@@ -70,7 +70,7 @@ impl DynamoStore {
         if job.status() == JobStatus::Failed {
             item.insert(
                 DEAD_KEY.to_owned(),
-                AttributeValue::S(self.dead_key(&job.tenant(), job.id().shard(shards))),
+                AttributeValue::S(self.dead_key(job.tenant(), job.id().shard(shards))),
             );
         }
         match job.due_at() {

@@ -223,7 +223,7 @@ async fn a_delivered_job_costs_the_write_units_the_design_says() {
         store.create_job(&job).await.expect("create");
         let held = lease("p1", at(60));
         let store::Claim::Won { job: claimed, .. } = store
-            .claim(&job.tenant(), job.id(), &held, at(1))
+            .claim(job.tenant(), job.id(), &held, at(1))
             .await
             .expect("claim")
         else {
@@ -502,7 +502,7 @@ async fn paging_through_many_partitions_lists_every_job_once_newest_first() {
     for job in jobs.iter_mut().step_by(3) {
         let held = lease("p1", at(200));
         let store::Claim::Won { job: claimed, .. } = store
-            .claim(&job.tenant(), job.id(), &held, at(100))
+            .claim(job.tenant(), job.id(), &held, at(100))
             .await
             .expect("claim")
         else {

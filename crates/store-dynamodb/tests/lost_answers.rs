@@ -48,7 +48,7 @@ async fn a_create_whose_answer_was_lost_is_created_not_a_conflict() {
     assert_eq!(proxy.fired(&put_item(), Fault::LoseAnswer), 1);
     assert!(created.is_ok(), "the retry found our own job: {created:?}");
     assert_eq!(
-        direct.get_job(&job.tenant(), job.id()).await.expect("get"),
+        direct.get_job(job.tenant(), job.id()).await.expect("get"),
         Some(job)
     );
 }
@@ -67,7 +67,7 @@ async fn a_create_the_sdk_could_not_confirm_is_indeterminate_and_a_second_create
     assert!(!err.is_determinate());
     assert!(
         direct
-            .get_job(&job.tenant(), job.id())
+            .get_job(job.tenant(), job.id())
             .await
             .expect("get")
             .is_some()
@@ -87,11 +87,11 @@ async fn a_create_whose_requests_were_all_lost_is_indeterminate_and_wrote_nothin
 
     // The SDK sent them and got no answer: it cannot know.
     assert!(matches!(err, StoreError::Indeterminate(_)), "{err}");
-    assert_eq!(direct.get_job(&job.tenant(), job.id()).await.expect("get"), None);
+    assert_eq!(direct.get_job(job.tenant(), job.id()).await.expect("get"), None);
     proxy.disarm();
     store.create_job(&job).await.expect("created by the second call");
     assert_eq!(
-        direct.get_job(&job.tenant(), job.id()).await.expect("get"),
+        direct.get_job(job.tenant(), job.id()).await.expect("get"),
         Some(job)
     );
 }
@@ -143,10 +143,7 @@ async fn an_idempotent_create_whose_answer_was_lost_is_created_once() {
             same_request: true
         }
     );
-    assert_eq!(
-        direct.get_job(&job.tenant(), again.id()).await.expect("get"),
-        None
-    );
+    assert_eq!(direct.get_job(job.tenant(), again.id()).await.expect("get"), None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -158,7 +155,7 @@ async fn a_claim_whose_answer_was_lost_is_won() {
     proxy.arm(&update_item(), Fault::LoseAnswer, 1);
 
     let claim = store
-        .claim(&job.tenant(), job.id(), &ours, at(1))
+        .claim(job.tenant(), job.id(), &ours, at(1))
         .await
         .expect("claim");
 
@@ -170,7 +167,7 @@ async fn a_claim_whose_answer_was_lost_is_won() {
     // The lease is ours: a save under it lands, another claim loses.
     assert!(matches!(
         direct
-            .claim(&job.tenant(), job.id(), &lease("p2", at(61)), at(2))
+            .claim(job.tenant(), job.id(), &lease("p2", at(61)), at(2))
             .await
             .expect("claim"),
         Claim::Lost
@@ -188,7 +185,7 @@ async fn a_fenced_save_whose_answer_was_lost_is_written() {
     direct.create_job(&job).await.expect("create");
     let held = lease("p1", at(60));
     let Claim::Won { job: claimed, .. } = direct
-        .claim(&job.tenant(), job.id(), &held, at(1))
+        .claim(job.tenant(), job.id(), &held, at(1))
         .await
         .expect("claim")
     else {
@@ -210,7 +207,7 @@ async fn a_fenced_save_whose_answer_was_lost_is_written() {
     assert_eq!(proxy.fired(&put_item(), Fault::LoseAnswer), 1);
     assert_eq!(saved, Fenced::Written, "the job is exactly what we wrote");
     assert_eq!(
-        direct.get_job(&job.tenant(), job.id()).await.expect("get"),
+        direct.get_job(job.tenant(), job.id()).await.expect("get"),
         Some(done)
     );
     // A lease that was really lost is still LeaseLost.
@@ -228,7 +225,7 @@ async fn a_release_whose_answer_was_lost_is_written() {
     let held = lease("p1", at(60));
     assert!(matches!(
         direct
-            .claim(&job.tenant(), job.id(), &held, at(1))
+            .claim(job.tenant(), job.id(), &held, at(1))
             .await
             .expect("claim"),
         Claim::Won { .. }
@@ -236,7 +233,7 @@ async fn a_release_whose_answer_was_lost_is_written() {
     proxy.arm(&update_item(), Fault::LoseAnswer, 1);
 
     let released = store
-        .release(&job.tenant(), job.id(), &held)
+        .release(job.tenant(), job.id(), &held)
         .await
         .expect("release");
 
@@ -244,7 +241,7 @@ async fn a_release_whose_answer_was_lost_is_written() {
     assert_eq!(released, Fenced::Written);
     assert!(matches!(
         direct
-            .claim(&job.tenant(), job.id(), &lease("p2", at(61)), at(2))
+            .claim(job.tenant(), job.id(), &lease("p2", at(61)), at(2))
             .await
             .expect("claim"),
         Claim::Won { .. }
@@ -258,7 +255,7 @@ async fn a_redrive_whose_answer_was_lost_is_requeued() {
     direct.create_job(&job).await.expect("create");
     let held = lease("p1", at(60));
     let Claim::Won { job: claimed, .. } = direct
-        .claim(&job.tenant(), job.id(), &held, at(1))
+        .claim(job.tenant(), job.id(), &held, at(1))
         .await
         .expect("claim")
     else {
@@ -281,7 +278,7 @@ async fn a_redrive_whose_answer_was_lost_is_requeued() {
     proxy.arm(&put_item(), Fault::LoseAnswer, 1);
 
     let redrive = store
-        .redrive(&job.tenant(), job.id(), at(100))
+        .redrive(job.tenant(), job.id(), at(100))
         .await
         .expect("redrive");
 
@@ -290,7 +287,7 @@ async fn a_redrive_whose_answer_was_lost_is_requeued() {
         panic!("the job is as our redrive left it: {redrive:?}");
     };
     assert_eq!(
-        direct.get_job(&job.tenant(), job.id()).await.expect("get"),
+        direct.get_job(job.tenant(), job.id()).await.expect("get"),
         Some(*requeued)
     );
 }
@@ -313,7 +310,7 @@ async fn a_throttled_write_is_unavailable_and_a_server_error_is_indeterminate() 
     let failed = store.create_job(&job).await.expect_err("server error");
 
     assert!(matches!(failed, StoreError::Indeterminate(_)), "{failed}");
-    assert_eq!(direct.get_job(&job.tenant(), job.id()).await.expect("get"), None);
+    assert_eq!(direct.get_job(job.tenant(), job.id()).await.expect("get"), None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -323,7 +320,7 @@ async fn a_throttled_retry_after_a_lost_answer_is_indeterminate() {
     direct.create_job(&job).await.expect("create");
     let held = lease("p1", at(60));
     let Claim::Won { job: claimed, .. } = direct
-        .claim(&job.tenant(), job.id(), &held, at(1))
+        .claim(job.tenant(), job.id(), &held, at(1))
         .await
         .expect("claim")
     else {
@@ -359,7 +356,7 @@ async fn a_claim_that_landed_unconfirmed_is_indeterminate_and_its_release_frees_
     proxy.arm(&update_item(), THROTTLED, 10);
 
     let err = store
-        .claim(&job.tenant(), job.id(), &ours, at(1))
+        .claim(job.tenant(), job.id(), &ours, at(1))
         .await
         .expect_err("throttled");
 
@@ -369,7 +366,7 @@ async fn a_claim_that_landed_unconfirmed_is_indeterminate_and_its_release_frees_
     assert!(
         matches!(
             direct
-                .claim(&job.tenant(), job.id(), &lease("p2", at(61)), at(2))
+                .claim(job.tenant(), job.id(), &lease("p2", at(61)), at(2))
                 .await
                 .expect("claim"),
             Claim::Lost
@@ -379,14 +376,14 @@ async fn a_claim_that_landed_unconfirmed_is_indeterminate_and_its_release_frees_
     proxy.disarm();
     assert_eq!(
         store
-            .release(&job.tenant(), job.id(), &ours)
+            .release(job.tenant(), job.id(), &ours)
             .await
             .expect("release"),
         Fenced::Written
     );
     assert!(matches!(
         direct
-            .claim(&job.tenant(), job.id(), &lease("p2", at(61)), at(2))
+            .claim(job.tenant(), job.id(), &lease("p2", at(61)), at(2))
             .await
             .expect("claim"),
         Claim::Won { .. }
@@ -401,7 +398,7 @@ async fn a_release_that_landed_unconfirmed_is_indeterminate() {
     let held = lease("p1", at(60));
     assert!(matches!(
         direct
-            .claim(&job.tenant(), job.id(), &held, at(1))
+            .claim(job.tenant(), job.id(), &held, at(1))
             .await
             .expect("claim"),
         Claim::Won { .. }
@@ -410,7 +407,7 @@ async fn a_release_that_landed_unconfirmed_is_indeterminate() {
     proxy.arm(&update_item(), THROTTLED, 10);
 
     let err = store
-        .release(&job.tenant(), job.id(), &held)
+        .release(job.tenant(), job.id(), &held)
         .await
         .expect_err("throttled");
 
@@ -418,7 +415,7 @@ async fn a_release_that_landed_unconfirmed_is_indeterminate() {
     assert!(
         matches!(
             direct
-                .claim(&job.tenant(), job.id(), &lease("p2", at(61)), at(2))
+                .claim(job.tenant(), job.id(), &lease("p2", at(61)), at(2))
                 .await
                 .expect("claim"),
             Claim::Won { .. }
