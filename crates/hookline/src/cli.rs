@@ -132,7 +132,14 @@ pub enum KeysCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum TableCommand {
-    /// Creates the table, its due-work index and TTL; safe to run again.
+    /// Creates the table, its due and dead-letter indexes and TTL; safe to
+    /// run again.
+    ///
+    /// An existing table is compared with what hookline needs:
+    /// what it lacks that can be added (an index, TTL) is added and listed;
+    /// what cannot change (the table's keys, an index's keys or projection,
+    /// TTL on another attribute) is listed, one line each, the table is left
+    /// as it was, and the command fails (exit 1).
     Create(StoreArgs),
 }
 

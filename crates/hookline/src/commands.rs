@@ -273,15 +273,31 @@ async fn table_create(args: StoreArgs) -> anyhow::Result<()> {
     }
     let config = dynamo_config(&args.store)?;
     let client = config.client().await;
-    let status = store_dynamodb::create_table(&client, &config.table).await?;
-    match status {
-        store_dynamodb::TableStatus::Created => out::show(&format!(
-            "created table {} with its indexes and TTL",
-            config.table
-        )),
-        store_dynamodb::TableStatus::AlreadyExisted => {
-            out::show(&format!("table {} already exists; TTL checked", config.table))
+    let table = &config.table;
+    match store_dynamodb::create_table(&client, table).await {
+        Ok(store_dynamodb::TableStatus::Created) => {
+            out::show(&format!("created table {table} with its indexes and TTL"));
         }
+        Ok(store_dynamodb::TableStatus::Exists { changed }) if changed.is_empty() => {
+            out::show(&format!(
+                "table {table} already exists and matches what hookline needs"
+            ));
+        }
+        Ok(store_dynamodb::TableStatus::Exists { changed }) => {
+            out::show(&format!("table {table} already exists; added what it lacked:"));
+            for difference in &changed {
+                out::show(&format!("  {}", difference.applied()));
+            }
+        }
+        // A line per problem, as main prints an error, then the verdict. The
+        // additions are not listed: they are made once the problems are fixed.
+        Err(store_dynamodb::CreateTableError::Unfit { differences, .. }) => {
+            for problem in differences.iter().filter(|d| !d.can_apply()) {
+                out::note(&format!("hookline: table {table}: {problem}"));
+            }
+            bail!("table {table} is not laid out as hookline needs; left it unchanged");
+        }
+        Err(err) => return Err(err.into()),
     }
     Ok(())
 }

@@ -14,6 +14,7 @@ mod config;
 mod due;
 mod jobs;
 mod keys;
+mod layout;
 mod listing;
 mod schema;
 mod store;
@@ -21,6 +22,7 @@ mod write;
 
 pub use capacity::{CapacityMeter, Units};
 pub use config::{DynamoConfig, DynamoConfigError};
+pub use layout::{Difference, Index, KeyAttribute, Keys, Layout, Projection};
 pub use schema::{CreateTableError, TableStatus, create_table};
 pub use store::DynamoStore;
 /// Whether [`Units`] are read or write units.

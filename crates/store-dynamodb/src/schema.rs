@@ -1,15 +1,18 @@
-//! The table's shape, in one place: attribute names, the due and dead-letter indexes, and
-//! `create_table`, which makes the table, its indexes and TTL idempotently.
+//! The table's attribute names, and `create_table`, which makes the table
+//! [`Layout::needed`] describes, or brings an existing one to it where that
+//! is safe.
 
 use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, ScalarAttributeType, TableStatus as SdkTableStatus, TimeToLiveSpecification,
-    TimeToLiveStatus,
+    AttributeDefinition, BillingMode, CreateGlobalSecondaryIndexAction, GlobalSecondaryIndex,
+    GlobalSecondaryIndexUpdate, KeySchemaElement, KeyType, Projection as SdkProjection, ProjectionType,
+    ScalarAttributeType, TableDescription, TableStatus as SdkTableStatus, TimeToLiveSpecification,
 };
+
+use crate::layout::{Difference, Index, KeyAttribute, Keys, Layout, Projection};
 
 pub(crate) const PK: &str = "pk";
 pub(crate) const SK: &str = "sk";
@@ -47,154 +50,223 @@ pub(crate) const DEAD_KEY: &str = "deadKey";
 pub(crate) const DEAD_INDEX: &str = "dead";
 
 /// What `create_table` found or did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TableStatus {
     Created,
-    AlreadyExisted,
+    /// The table was there already. `changed` is what it lacked and has now
+    /// (a missing index, TTL); empty when it matched.
+    Exists {
+        changed: Vec<Difference>,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct CreateTableError(String);
+pub enum CreateTableError {
+    /// The table exists in a shape hookline cannot use and cannot change it
+    /// into; it was left as it was. `differences` holds every way it
+    /// differs, the changes that could have been made included.
+    #[error(
+        "table {table} is not laid out as hookline needs and was left unchanged: {}",
+        join(differences)
+    )]
+    Unfit {
+        table: String,
+        differences: Vec<Difference>,
+    },
+    #[error("{0}")]
+    Dynamo(String),
+}
 
-/// Creates the table with its due and dead-letter indexes (on-demand billing) and enables TTL
-/// on `expiresAt`. Safe to run again: an existing table is left as it is and
-/// only TTL is switched on if it is off.
+fn join(differences: &[Difference]) -> String {
+    differences
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Makes `table` laid out as [`Layout::needed`] says: creates it (on-demand
+/// billing) with its indexes and TTL, or, when it exists, compares it with
+/// that layout. Additions are made (a missing index, TTL switched on) and
+/// returned in [`TableStatus::Exists`]; if anything else differs (the
+/// table's keys, an index's keys or projection, TTL on another attribute)
+/// nothing is changed and the answer is [`CreateTableError::Unfit`]. Safe to
+/// run again.
 pub async fn create_table(client: &Client, table: &str) -> Result<TableStatus, CreateTableError> {
-    let status = match client
+    let needed = Layout::needed();
+    let mut create = client
         .create_table()
         .table_name(table)
         .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(attribute(PK, ScalarAttributeType::S)?)
-        .attribute_definitions(attribute(SK, ScalarAttributeType::S)?)
-        .attribute_definitions(attribute(DUE_SHARD, ScalarAttributeType::S)?)
-        .attribute_definitions(attribute(DUE_AT, ScalarAttributeType::N)?)
-        .attribute_definitions(attribute(DEAD_KEY, ScalarAttributeType::S)?)
-        .key_schema(key(PK, KeyType::Hash)?)
-        .key_schema(key(SK, KeyType::Range)?)
-        .global_secondary_indexes(
+        .set_attribute_definitions(Some(attribute_definitions(&needed.keys, &needed.indexes)?))
+        .set_key_schema(Some(key_schema(&needed.keys)?));
+    for index in &needed.indexes {
+        create = create.global_secondary_indexes(
             GlobalSecondaryIndex::builder()
-                .index_name(DUE_INDEX)
-                .key_schema(key(DUE_SHARD, KeyType::Hash)?)
-                .key_schema(key(DUE_AT, KeyType::Range)?)
-                // The poll reads only ids, due times and leases; projecting
-                // nothing else keeps index writes at one unit.
-                .projection(
-                    Projection::builder()
-                        .projection_type(ProjectionType::Include)
-                        .non_key_attributes(LEASE_UNTIL)
-                        .build(),
-                )
+                .index_name(&index.name)
+                .set_key_schema(Some(key_schema(&index.keys)?))
+                .projection(projection(&index.projection))
                 .build()
                 .map_err(build_error)?,
-        )
-        .global_secondary_indexes(
-            GlobalSecondaryIndex::builder()
-                .index_name(DEAD_INDEX)
-                // `{tenant}#{shard}` of failed jobs only (sparse): the dead
-                // letter is a Query however long the history.
-                .key_schema(key(DEAD_KEY, KeyType::Hash)?)
-                .key_schema(key(SK, KeyType::Range)?)
-                .projection(keys_only())
-                .build()
-                .map_err(build_error)?,
-        )
-        .send()
-        .await
-    {
-        Ok(_) => TableStatus::Created,
-        Err(err) if err.code() == Some("ResourceInUseException") => TableStatus::AlreadyExisted,
+        );
+    }
+    let created = match create.send().await {
+        Ok(_) => true,
+        Err(err) if err.code() == Some("ResourceInUseException") => false,
         Err(err) => {
-            return Err(CreateTableError(format!(
-                "creating table {table}: {}",
-                DisplayErrorContext(&err)
-            )));
+            return Err(dynamo(format!("creating table {table}"), err));
         }
     };
-    wait_until_active(client, table).await?;
-    enable_ttl(client, table).await?;
-    Ok(status)
+    let existing = wait_until_active(client, table).await?;
+    let ttl = client
+        .describe_time_to_live()
+        .table_name(table)
+        .send()
+        .await
+        .map_err(|e| dynamo(format!("reading TTL of {table}"), e))?;
+    let differences = needed.differences(&Layout::described(&existing, ttl.time_to_live_description()));
+    if !differences.iter().all(Difference::can_apply) {
+        return Err(CreateTableError::Unfit {
+            table: table.to_owned(),
+            differences,
+        });
+    }
+    for difference in &differences {
+        apply(client, table, difference).await?;
+    }
+    Ok(if created {
+        // A new table's only addition is TTL, which CreateTable cannot set.
+        TableStatus::Created
+    } else {
+        TableStatus::Exists { changed: differences }
+    })
 }
 
-async fn wait_until_active(client: &Client, table: &str) -> Result<(), CreateTableError> {
+/// Makes one change [`Difference::can_apply`] allows.
+async fn apply(client: &Client, table: &str, difference: &Difference) -> Result<(), CreateTableError> {
+    match difference {
+        Difference::MissingIndex(index) => {
+            client
+                .update_table()
+                .table_name(table)
+                .set_attribute_definitions(Some(attribute_definitions(&index.keys, &[])?))
+                .global_secondary_index_updates(
+                    GlobalSecondaryIndexUpdate::builder()
+                        .create(
+                            CreateGlobalSecondaryIndexAction::builder()
+                                .index_name(&index.name)
+                                .set_key_schema(Some(key_schema(&index.keys)?))
+                                .projection(projection(&index.projection))
+                                .build()
+                                .map_err(build_error)?,
+                        )
+                        .build(),
+                )
+                .send()
+                .await
+                .map_err(|e| dynamo(format!("creating index {} on {table}", index.name), e))?;
+            // One index at a time: DynamoDB takes one index creation per
+            // update, and the next waits for the table to settle.
+            wait_until_active(client, table).await?;
+        }
+        Difference::TtlOff { needed } => {
+            client
+                .update_time_to_live()
+                .table_name(table)
+                .time_to_live_specification(
+                    TimeToLiveSpecification::builder()
+                        .enabled(true)
+                        .attribute_name(needed)
+                        .build()
+                        .map_err(build_error)?,
+                )
+                .send()
+                .await
+                .map_err(|e| dynamo(format!("enabling TTL on {table}"), e))?;
+        }
+        other => unreachable!("create_table applies only what can_apply allows, not {other:?}"),
+    }
+    Ok(())
+}
+
+fn dynamo<E: std::error::Error + 'static>(doing: String, err: E) -> CreateTableError {
+    CreateTableError::Dynamo(format!("{doing}: {}", DisplayErrorContext(&err)))
+}
+
+/// The table's description once it is active.
+async fn wait_until_active(client: &Client, table: &str) -> Result<TableDescription, CreateTableError> {
     for _ in 0..120 {
         let described = client
             .describe_table()
             .table_name(table)
             .send()
             .await
-            .map_err(|e| {
-                CreateTableError(format!("describing table {table}: {}", DisplayErrorContext(&e)))
-            })?;
-        let active = described
-            .table()
-            .and_then(|t| t.table_status())
-            .is_some_and(|s| *s == SdkTableStatus::Active);
-        if active {
-            return Ok(());
+            .map_err(|e| dynamo(format!("describing table {table}"), e))?;
+        if let Some(description) = described.table
+            && description.table_status() == Some(&SdkTableStatus::Active)
+        {
+            return Ok(description);
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    Err(CreateTableError(format!(
+    Err(CreateTableError::Dynamo(format!(
         "table {table} did not become active within a minute"
     )))
 }
 
-async fn enable_ttl(client: &Client, table: &str) -> Result<(), CreateTableError> {
-    let current = client
-        .describe_time_to_live()
-        .table_name(table)
-        .send()
-        .await
-        .map_err(|e| CreateTableError(format!("reading TTL of {table}: {}", DisplayErrorContext(&e))))?;
-    let enabled = current.time_to_live_description().is_some_and(|d| {
-        d.attribute_name() == Some(EXPIRES_AT)
-            && matches!(
-                d.time_to_live_status(),
-                Some(TimeToLiveStatus::Enabled | TimeToLiveStatus::Enabling)
-            )
-    });
-    if enabled {
-        return Ok(());
+/// The definitions of `keys` and the keys of `indexes`, each attribute once.
+fn attribute_definitions(
+    keys: &Keys,
+    indexes: &[Index],
+) -> Result<Vec<AttributeDefinition>, CreateTableError> {
+    let mut seen: Vec<&KeyAttribute> = Vec::new();
+    for attribute in std::iter::once(keys)
+        .chain(indexes.iter().map(|i| &i.keys))
+        .flat_map(|k| std::iter::once(&k.partition).chain(k.sort.as_ref()))
+    {
+        if !seen.iter().any(|s| s.name == attribute.name) {
+            seen.push(attribute);
+        }
     }
-    client
-        .update_time_to_live()
-        .table_name(table)
-        .time_to_live_specification(
-            TimeToLiveSpecification::builder()
-                .enabled(true)
-                .attribute_name(EXPIRES_AT)
+    seen.into_iter()
+        .map(|a| {
+            AttributeDefinition::builder()
+                .attribute_name(&a.name)
+                .attribute_type(ScalarAttributeType::from(a.kind.as_str()))
                 .build()
-                .map_err(build_error)?,
-        )
-        .send()
-        .await
-        .map_err(|e| CreateTableError(format!("enabling TTL on {table}: {}", DisplayErrorContext(&e))))?;
-    Ok(())
+                .map_err(build_error)
+        })
+        .collect()
 }
 
-fn keys_only() -> Projection {
-    Projection::builder()
-        .projection_type(ProjectionType::KeysOnly)
-        .build()
+fn key_schema(keys: &Keys) -> Result<Vec<KeySchemaElement>, CreateTableError> {
+    std::iter::once((&keys.partition, KeyType::Hash))
+        .chain(keys.sort.as_ref().map(|s| (s, KeyType::Range)))
+        .map(|(a, kind)| {
+            KeySchemaElement::builder()
+                .attribute_name(&a.name)
+                .key_type(kind)
+                .build()
+                .map_err(build_error)
+        })
+        .collect()
 }
 
-fn attribute(name: &str, kind: ScalarAttributeType) -> Result<AttributeDefinition, CreateTableError> {
-    AttributeDefinition::builder()
-        .attribute_name(name)
-        .attribute_type(kind)
-        .build()
-        .map_err(build_error)
-}
-
-fn key(name: &str, kind: KeyType) -> Result<KeySchemaElement, CreateTableError> {
-    KeySchemaElement::builder()
-        .attribute_name(name)
-        .key_type(kind)
-        .build()
-        .map_err(build_error)
+fn projection(projection: &Projection) -> SdkProjection {
+    match projection {
+        Projection::KeysOnly => SdkProjection::builder()
+            .projection_type(ProjectionType::KeysOnly)
+            .build(),
+        Projection::Include(names) => SdkProjection::builder()
+            .projection_type(ProjectionType::Include)
+            .set_non_key_attributes(Some(names.clone()))
+            .build(),
+        Projection::All => SdkProjection::builder()
+            .projection_type(ProjectionType::All)
+            .build(),
+    }
 }
 
 fn build_error(err: aws_sdk_dynamodb::error::BuildError) -> CreateTableError {
-    CreateTableError(format!("building the table definition: {err}"))
+    CreateTableError::Dynamo(format!("building the table definition: {err}"))
 }

@@ -3,8 +3,12 @@
 
 use std::sync::Arc;
 
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType, TimeToLiveStatus,
+};
 use store::JobStore;
-use store_dynamodb::{DynamoConfig, DynamoStore, TableStatus, create_table};
+use store_dynamodb::{CreateTableError, Difference, DynamoConfig, DynamoStore, TableStatus, create_table};
 
 async fn fresh_store() -> DynamoStore {
     let config = DynamoConfig::new(testkit::unique_table_name("conformance"))
@@ -18,26 +22,178 @@ async fn fresh_store() -> DynamoStore {
 
 store::conformance_suite!(Arc::new(fresh_store().await));
 
+/// `create_table` on the table it made finds it matches and changes
+/// nothing; TTL is on `expiresAt`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn table_create_is_idempotent_and_enables_ttl() {
+async fn table_create_again_finds_the_table_matches() {
     let store = fresh_store().await;
     let table = &store.config().table;
     assert_eq!(
         create_table(store.client(), table).await.expect("again"),
-        TableStatus::AlreadyExisted
+        TableStatus::Exists { changed: vec![] }
     );
-    let ttl = store
-        .client()
+    assert_eq!(
+        ttl_attribute(store.client(), table).await.as_deref(),
+        Some("expiresAt")
+    );
+    store.ping().await.expect("ping");
+}
+
+/// A table made by hand with hookline's keys and `due` index but no `dead`
+/// index and no TTL gets both, and `create_table` says so; run again, it
+/// has nothing left to change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn table_create_adds_a_missing_index_and_ttl_to_an_existing_table() {
+    let (client, table) = hand_made_table(&[("pk", KeyType::Hash), ("sk", KeyType::Range)], true).await;
+    let status = create_table(&client, &table).await.expect("create_table");
+    let TableStatus::Exists { changed } = &status else {
+        panic!("the table existed: {status:?}");
+    };
+    let said: Vec<String> = changed.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        said,
+        [
+            "index `dead` is missing: would create it keyed deadKey (S) / sk (S), projecting keys only",
+            "TTL is off: would enable it on expiresAt",
+        ]
+    );
+    let applied: Vec<String> = changed.iter().map(Difference::applied).collect();
+    assert_eq!(
+        applied,
+        [
+            "index `dead` was missing: created it keyed deadKey (S) / sk (S), projecting keys only",
+            "TTL was off: enabled it on expiresAt",
+        ]
+    );
+
+    let described = client
+        .describe_table()
+        .table_name(&table)
+        .send()
+        .await
+        .expect("describe");
+    let dead = described
+        .table()
+        .and_then(|t| {
+            t.global_secondary_indexes()
+                .iter()
+                .find(|i| i.index_name() == Some("dead"))
+        })
+        .expect("the dead index is there");
+    assert_eq!(
+        dead.projection().and_then(|p| p.projection_type()),
+        Some(&ProjectionType::KeysOnly)
+    );
+    assert_eq!(ttl_attribute(&client, &table).await.as_deref(), Some("expiresAt"));
+    assert_eq!(
+        create_table(&client, &table).await.expect("again"),
+        TableStatus::Exists { changed: vec![] }
+    );
+}
+
+/// A table keyed `pk`/`id` cannot become hookline's: `create_table` refuses,
+/// naming the key schema, and leaves the table as it was (no index, no TTL).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn table_create_refuses_a_table_with_other_keys_and_leaves_it_alone() {
+    let (client, table) = hand_made_table(&[("pk", KeyType::Hash), ("id", KeyType::Range)], false).await;
+    let err = create_table(&client, &table).await.expect_err("wrong keys");
+    let CreateTableError::Unfit { differences, .. } = &err else {
+        panic!("refused for its layout: {err}");
+    };
+    assert_eq!(
+        differences.first().map(ToString::to_string).as_deref(),
+        Some(
+            "key schema is pk (S) / id (S), hookline needs pk (S) / sk (S): a table's keys cannot \
+             change; create a new table"
+        )
+    );
+    assert!(differences.iter().any(|d| !d.can_apply()));
+    assert!(err.to_string().contains("key schema is pk (S) / id (S)"), "{err}");
+
+    let described = client
+        .describe_table()
+        .table_name(&table)
+        .send()
+        .await
+        .expect("describe");
+    assert_eq!(
+        described.table().map(|t| t.global_secondary_indexes().len()),
+        Some(0),
+        "no index added"
+    );
+    assert_eq!(ttl_attribute(&client, &table).await, None, "TTL left off");
+}
+
+/// A new table made directly with the SDK, as someone might by hand: the
+/// string keys `keys`, on-demand, and the `due` index if `with_due` (no
+/// `dead` index, no TTL).
+async fn hand_made_table(keys: &[(&str, KeyType)], with_due: bool) -> (aws_sdk_dynamodb::Client, String) {
+    let table = testkit::unique_table_name("by-hand");
+    let config = DynamoConfig::new(&table).with_endpoint(testkit::dynamodb_endpoint());
+    let client = config.client().await;
+    let definition = |name: &str, kind| {
+        AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(kind)
+            .build()
+            .expect("attribute")
+    };
+    let key = |name: &str, kind| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(kind)
+            .build()
+            .expect("key")
+    };
+    let mut create = client
+        .create_table()
+        .table_name(&table)
+        .billing_mode(BillingMode::PayPerRequest);
+    for (name, kind) in keys {
+        create = create
+            .attribute_definitions(definition(name, ScalarAttributeType::S))
+            .key_schema(key(name, kind.clone()));
+    }
+    if with_due {
+        create = create
+            .attribute_definitions(definition("dueShard", ScalarAttributeType::S))
+            .attribute_definitions(definition("dueAt", ScalarAttributeType::N))
+            .global_secondary_indexes(
+                GlobalSecondaryIndex::builder()
+                    .index_name("due")
+                    .key_schema(key("dueShard", KeyType::Hash))
+                    .key_schema(key("dueAt", KeyType::Range))
+                    .projection(
+                        Projection::builder()
+                            .projection_type(ProjectionType::Include)
+                            .non_key_attributes("leaseUntil")
+                            .build(),
+                    )
+                    .build()
+                    .expect("index"),
+            );
+    }
+    create.send().await.expect("create the table by hand");
+    (client, table)
+}
+
+/// The attribute TTL is enabled (or being enabled) on, if any.
+async fn ttl_attribute(client: &aws_sdk_dynamodb::Client, table: &str) -> Option<String> {
+    let ttl = client
         .describe_time_to_live()
         .table_name(table)
         .send()
         .await
         .expect("describe ttl");
-    assert_eq!(
-        ttl.time_to_live_description().and_then(|d| d.attribute_name()),
-        Some("expiresAt")
-    );
-    store.ping().await.expect("ping");
+    ttl.time_to_live_description()
+        .filter(|d| {
+            matches!(
+                d.time_to_live_status(),
+                Some(TimeToLiveStatus::Enabled | TimeToLiveStatus::Enabling)
+            )
+        })
+        .and_then(|d| d.attribute_name())
+        .map(str::to_owned)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

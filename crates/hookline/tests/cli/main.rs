@@ -2,7 +2,8 @@
 //! README's DynamoDB path and the serving commands (`serve`), parity with
 //! what `deploy/` and `localstack/` declare (`deploy_parity`), `dev`,
 //! crashes and stops (`crash`), `keys`, logs (`logs`), the listener and the
-//! network (`network`), and one-line errors for bad input (`usage_errors`).
+//! network (`network`), `table create` on tables it did not make (`table`),
+//! and one-line errors for bad input (`usage_errors`).
 //! `support` holds what they share.
 
 mod crash;
@@ -13,4 +14,5 @@ mod logs;
 mod network;
 mod serve;
 mod support;
+mod table;
 mod usage_errors;
