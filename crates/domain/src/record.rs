@@ -357,51 +357,29 @@ mod v1 {
     }
 }
 
-/// Version 2: the target and the payload as kinds of their own
-/// (`{"callback": url}`; `{"results": {metadata}}` or
-/// `{"event": {type, data}}`), the delivery state under `delivery`.
+/// Version 2: version 1 with `"v":2` first, the delivery state under
+/// `delivery`, and room for kinds of target and payload. Each kind is a
+/// field of its own, so the common case costs no bytes over version 1 (an
+/// item that crosses a kilobyte costs DynamoDB a write unit more): the
+/// target is `callbackUrl`; the payload is `metadata` (a job's results,
+/// absent without metadata) or `event` (`{type, data}`). A record has
+/// exactly one target and at most one payload field.
 mod v2 {
     use super::common::{Delivery, DeliveryOut, Provider, ProviderOut, Status, Tried, TriedOut};
     use super::*;
 
     #[derive(Debug, Deserialize)]
-    #[serde(rename_all = "lowercase")]
-    pub enum Target {
-        Callback(Url),
+    pub struct Event {
+        #[serde(rename = "type")]
+        event_type: String,
+        data: RawJson,
     }
 
     #[derive(Serialize)]
-    #[serde(rename_all = "lowercase")]
-    pub enum TargetOut<'a> {
-        Callback(&'a Url),
-    }
-
-    #[derive(Debug, Deserialize)]
-    #[serde(rename_all = "lowercase")]
-    pub enum Payload {
-        Results {
-            #[serde(default)]
-            metadata: Option<Metadata>,
-        },
-        Event {
-            #[serde(rename = "type")]
-            event_type: String,
-            data: RawJson,
-        },
-    }
-
-    #[derive(Serialize)]
-    #[serde(rename_all = "lowercase")]
-    pub enum PayloadOut<'a> {
-        Results {
-            #[serde(skip_serializing_if = "Option::is_none")]
-            metadata: Option<&'a Metadata>,
-        },
-        Event {
-            #[serde(rename = "type")]
-            event_type: &'a str,
-            data: &'a RawJson,
-        },
+    pub struct EventOut<'a> {
+        #[serde(rename = "type")]
+        event_type: &'a str,
+        data: &'a RawJson,
     }
 
     #[derive(Debug, Deserialize)]
@@ -412,8 +390,12 @@ mod v2 {
         id: JobId,
         tenant: TenantId,
         status: Status,
-        target: Target,
-        payload: Payload,
+        #[serde(default)]
+        callback_url: Option<Url>,
+        #[serde(default)]
+        metadata: Option<Metadata>,
+        #[serde(default)]
+        event: Option<Event>,
         #[serde(default)]
         providers: Vec<Provider>,
         delivery: Delivery,
@@ -434,8 +416,11 @@ mod v2 {
         id: JobId,
         tenant: &'a TenantId,
         status: Status,
-        target: TargetOut<'a>,
-        payload: PayloadOut<'a>,
+        callback_url: &'a Url,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        metadata: Option<&'a Metadata>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        event: Option<EventOut<'a>>,
         #[serde(skip_serializing_if = "<[_]>::is_empty")]
         providers: Vec<ProviderOut<'a>>,
         delivery: DeliveryOut<'a>,
@@ -447,26 +432,34 @@ mod v2 {
         history: Vec<TriedOut<'a>>,
     }
 
+    fn invalid(reason: impl Into<String>) -> RecordError {
+        RecordError::Invalid {
+            version: 2,
+            reason: reason.into(),
+        }
+    }
+
     impl TryFrom<Job> for crate::Job {
         type Error = RecordError;
 
         fn try_from(r: Job) -> Result<Self, RecordError> {
-            let payload = match r.payload {
-                Payload::Results { metadata } => crate::Payload::Results { metadata },
-                Payload::Event { event_type, data } => crate::Payload::Event {
-                    event_type: EventType::parse(&event_type).map_err(|e| RecordError::Invalid {
-                        version: 2,
-                        reason: e.to_string(),
-                    })?,
-                    data,
-                },
+            let target = match r.callback_url {
+                Some(url) => crate::Target::Callback(url),
+                None => return Err(invalid("no target")),
             };
-            let Target::Callback(url) = r.target;
+            let payload = match (r.event, r.metadata) {
+                (None, metadata) => crate::Payload::Results { metadata },
+                (Some(event), None) => crate::Payload::Event {
+                    event_type: EventType::parse(&event.event_type).map_err(|e| invalid(e.to_string()))?,
+                    data: event.data,
+                },
+                (Some(_), Some(_)) => return Err(invalid("both an event and metadata")),
+            };
             Ok(Self {
                 id: r.id,
                 tenant: r.tenant,
                 status: r.status.into(),
-                target: crate::Target::Callback(url),
+                target,
                 payload,
                 providers: r.providers.into_iter().map(Into::into).collect(),
                 delivery: r.delivery.into(),
@@ -480,22 +473,25 @@ mod v2 {
 
     impl<'a> From<&'a crate::Job> for JobOut<'a> {
         fn from(job: &'a crate::Job) -> Self {
-            let crate::Target::Callback(url) = &job.target;
+            let crate::Target::Callback(callback_url) = &job.target;
+            let (metadata, event) = match &job.payload {
+                crate::Payload::Results { metadata } => (metadata.as_ref(), None),
+                crate::Payload::Event { event_type, data } => (
+                    None,
+                    Some(EventOut {
+                        event_type: event_type.as_str(),
+                        data,
+                    }),
+                ),
+            };
             Self {
                 v: 2,
                 id: job.id,
                 tenant: &job.tenant,
                 status: job.status.into(),
-                target: TargetOut::Callback(url),
-                payload: match &job.payload {
-                    crate::Payload::Results { metadata } => PayloadOut::Results {
-                        metadata: metadata.as_ref(),
-                    },
-                    crate::Payload::Event { event_type, data } => PayloadOut::Event {
-                        event_type: event_type.as_str(),
-                        data,
-                    },
-                },
+                callback_url,
+                metadata,
+                event,
                 providers: job.providers.iter().map(Into::into).collect(),
                 delivery: (&job.delivery).into(),
                 created_at: job.created_at,
