@@ -166,25 +166,22 @@ pub async fn serve(
                 }
             }
         };
-        let permit = match Arc::clone(&permits).try_acquire_owned() {
-            Ok(permit) => permit,
-            Err(_) => {
-                open.close_longest_waiting();
-                tokio::select! {
-                    permit = Arc::clone(&permits).acquire_owned() => match permit {
-                        Ok(permit) => permit,
-                        Err(_) => break,
-                    },
-                    () = shutdown.cancelled() => break,
-                }
-            }
+        let Some(permit) = room_for(&permits, &open, &shutdown).await else {
+            break;
         };
+        // Registered here, not in the connection's task: a task not yet run
+        // holds a permit too, and the next newcomer must be able to close it.
+        let watch = Arc::new(Watch::new(limits.header_read_timeout, limits.idle_timeout));
+        let close = CancellationToken::new();
+        let registered = open.register(Arc::clone(&watch), close.clone());
         let connection = Connection {
             app: app.clone(),
             limits: Arc::clone(&limits),
             http: Arc::clone(&http),
-            open: Arc::clone(&open),
+            watch,
+            close,
             shutdown: shutdown.clone(),
+            _registered: registered,
             _permit: permit,
         };
         tracker.spawn(connection.run(stream));
@@ -193,6 +190,34 @@ pub async fn serve(
     tracker.close();
     tracker.wait().await;
     Ok(())
+}
+
+/// A permit for one more connection: at once while below the bound, else
+/// once the connection that waited longest for a request is closed. When
+/// every open one is busy answering, the one that goes idle first is closed,
+/// so a newcomer waits for an answer to finish, never for a timeout.
+/// `None` on shutdown.
+async fn room_for(
+    permits: &Arc<Semaphore>,
+    open: &Open,
+    shutdown: &CancellationToken,
+) -> Option<OwnedSemaphorePermit> {
+    loop {
+        if let Ok(permit) = Arc::clone(permits).try_acquire_owned() {
+            return Some(permit);
+        }
+        let recheck = if open.close_longest_waiting() {
+            // The closed connection's task ends and gives back its permit.
+            Duration::from_secs(1)
+        } else {
+            Duration::from_millis(20)
+        };
+        tokio::select! {
+            permit = Arc::clone(permits).acquire_owned() => return permit.ok(),
+            () = shutdown.cancelled() => return None,
+            () = tokio::time::sleep(recheck) => {}
+        }
+    }
 }
 
 /// Errors that concern one connection, not the listener.
@@ -208,8 +233,11 @@ struct Connection {
     app: Router,
     limits: Arc<Limits>,
     http: Arc<hyper::server::conn::http1::Builder>,
-    open: Arc<Open>,
+    watch: Arc<Watch>,
+    /// Cancelled to make room for a newcomer.
+    close: CancellationToken,
     shutdown: CancellationToken,
+    _registered: Registered,
     _permit: OwnedSemaphorePermit,
 }
 
@@ -217,12 +245,8 @@ impl Connection {
     async fn run(self, stream: TcpStream) {
         // Small answers go out at once rather than waiting for an ACK.
         let _ = stream.set_nodelay(true);
-        let watch = Arc::new(Watch::new(
-            self.limits.header_read_timeout,
-            self.limits.idle_timeout,
-        ));
-        let close = CancellationToken::new();
-        let _registered = self.open.register(Arc::clone(&watch), close.clone());
+        let watch = self.watch;
+        let close = self.close;
         let app = self.app;
         let limits = self.limits;
         let service_watch = Arc::clone(&watch);
@@ -310,15 +334,20 @@ impl Open {
 
     /// Closes the connection waiting longest for a request (its first, or
     /// the next on a keep-alive one); one busy with a request is left alone.
-    fn close_longest_waiting(&self) {
+    /// Whether there was one to close.
+    fn close_longest_waiting(&self) -> bool {
         let connections = self.connections.lock().unwrap_or_else(PoisonError::into_inner);
         let longest = connections
             .values()
             .filter(|(_, close)| !close.is_cancelled())
             .filter_map(|(watch, close)| watch.waiting_since().map(|since| (since, close)))
             .min_by_key(|(since, _)| *since);
-        if let Some((_, close)) = longest {
-            close.cancel();
+        match longest {
+            Some((_, close)) => {
+                close.cancel();
+                true
+            }
+            None => false,
         }
     }
 }

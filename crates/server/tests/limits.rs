@@ -241,6 +241,44 @@ async fn a_flood_of_idle_connections_past_the_bound_does_not_lock_out_healthz() 
     );
 }
 
+/// Connections the listener accepts faster than their tasks start (here:
+/// queued before it runs, on one thread) still count as closable: before,
+/// the newcomer past the bound found none registered, closed nothing and
+/// waited for the header timeout.
+#[tokio::test(flavor = "current_thread")]
+async fn connections_accepted_before_their_tasks_run_can_be_closed_to_make_room() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let bound = 16;
+    let mut queued = Vec::new();
+    for _ in 0..40 {
+        queued.push(TcpStream::connect(addr).await.expect("connect"));
+    }
+    let app = Router::new().route("/healthz", get(|| async { "ok" }));
+    let shutdown = CancellationToken::new();
+    let limits = Limits {
+        header_read_timeout: Duration::from_secs(60),
+        idle_timeout: Duration::from_secs(60),
+        max_connections: Some(bound),
+        ..Limits::default()
+    };
+    tokio::spawn(server::serve(listener, app, limits, shutdown.clone()));
+    let _stop = Running { addr, shutdown };
+    let asked = Instant::now();
+    let mut fresh = TcpStream::connect(addr).await.expect("connect");
+    fresh
+        .write_all(b"GET /healthz HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n")
+        .await
+        .expect("write");
+    let answer = read_answer(&mut fresh, Duration::from_secs(5)).await;
+    println!(
+        "40 connections queued before the first accept, bound {bound}: /healthz answered in {:.3} s",
+        asked.elapsed().as_secs_f64()
+    );
+    assert_eq!(answer.status, 200);
+    drop(queued);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_declared_body_over_the_limit_is_refused_before_it_is_sent() {
     let server = start(Limits::default().with_max_body_bytes(64 * 1024)).await;
