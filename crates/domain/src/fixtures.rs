@@ -12,8 +12,8 @@ use rand::SeedableRng;
 use url::Url;
 
 use crate::{
-    CallbackOutcome, EventType, FetchOutcome, Jitter, Job, JobId, Metadata, NewJob, Payload, RawJson,
-    RetryPolicy, Target, TenantId, Timestamp, Tried,
+    CallbackOutcome, EndpointId, EventId, EventType, FetchOutcome, Jitter, Job, JobId, Metadata, NewJob,
+    Payload, RawJson, RetryPolicy, Target, TenantId, Timestamp, Tried,
 };
 
 /// `fixtures/jobs` in this crate.
@@ -24,7 +24,7 @@ pub fn dir() -> PathBuf {
 }
 
 /// The stored record of `case` in format `version`, if that version has it
-/// (version 1 holds no events).
+/// (version 1 holds no events, version 2 no registered endpoints).
 pub fn record(version: u64, case: &str) -> Option<String> {
     let path = dir().join(format!("v{version}")).join(format!("{case}.json"));
     std::fs::read_to_string(path)
@@ -42,6 +42,8 @@ pub fn cases() -> Vec<(&'static str, Job)> {
         ("redriven", redriven()),
         ("event-given", event_given()),
         ("event-thin", event_thin()),
+        ("endpoint-delivered", endpoint_delivered()),
+        ("endpoint-abandoned", endpoint_abandoned()),
     ]
 }
 
@@ -254,4 +256,60 @@ fn event_thin() -> Job {
         &mut rng,
     );
     job
+}
+
+/// A delivery of a published event to a registered endpoint, as its
+/// event's fan-out makes it: delivered on the second attempt.
+fn endpoint_delivered() -> Job {
+    let t0 = at("2026-11-30T12:00:00.000Z");
+    let mut job = endpoint_delivery('1', t0);
+    let refused = CallbackOutcome::Retryable {
+        status: Some(503),
+        error: "HTTP 503 Service Unavailable".into(),
+        retry_after: None,
+    };
+    job.record_delivery(
+        refused,
+        tried(t0, 12, Some("busy".into())),
+        t0,
+        &policy(),
+        &mut rng(),
+    );
+    let t1 = at("2026-11-30T12:00:05.000Z");
+    job.record_delivery(
+        CallbackOutcome::Delivered { status: 200 },
+        tried(t1, 8, None),
+        t1,
+        &policy(),
+        &mut rng(),
+    );
+    job
+}
+
+/// A delivery whose endpoint was disabled before it was made.
+fn endpoint_abandoned() -> Job {
+    let t0 = at("2026-11-30T13:00:00.000Z");
+    let mut job = endpoint_delivery('2', t0);
+    let abandoned = CallbackOutcome::Abandoned {
+        reason: "endpointDisabled".into(),
+    };
+    job.record_delivery(abandoned, tried(t0, 0, None), t0, &policy(), &mut rng());
+    job
+}
+
+fn endpoint_delivery(case: char, now: Timestamp) -> Job {
+    let event: EventId = format!("01JDEVENT0000000000000000{case}")
+        .parse()
+        .expect("a fixed event id");
+    let endpoint: EndpointId = "01JDENDP0NT000000000000000".parse().expect("a fixed endpoint id");
+    Job::new(
+        NewJob {
+            id: JobId::for_delivery(event, endpoint),
+            tenant: TenantId::new("acme"),
+            target: Target::Endpoint(endpoint),
+            payload: Payload::OfEvent(event),
+            providers: Vec::new(),
+        },
+        now,
+    )
 }

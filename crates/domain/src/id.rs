@@ -58,6 +58,94 @@ impl From<JobId> for String {
     }
 }
 
+impl JobId {
+    /// The id of `event`'s delivery to `endpoint`: the same for every call,
+    /// so a delivery is created only if absent however often its event's
+    /// fan-out is written again. It sorts with the event's time; its random
+    /// part is a SHA-256 of both ids.
+    pub fn for_delivery(event: EventId, endpoint: EndpointId) -> Self {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::new()
+            .chain_update(b"hookline delivery\0")
+            .chain_update(event.0.to_bytes())
+            .chain_update(endpoint.0.to_bytes())
+            .finalize();
+        let mut random = [0u8; 16];
+        random.copy_from_slice(&digest[..16]);
+        Self(ulid::Ulid::from_parts(
+            event.0.timestamp_ms(),
+            u128::from_be_bytes(random),
+        ))
+    }
+}
+
+/// Ids other than a job's: ULIDs too, with their own type so one is never
+/// taken for another.
+macro_rules! ulid_id {
+    ($(#[$doc:meta])* $name:ident, $what:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(ulid::Ulid);
+
+        impl $name {
+            /// A new id made at `now`, with the caller's randomness.
+            pub fn generate(now: Timestamp, rng: &mut dyn RngCore) -> Self {
+                let millis = u64::try_from(now.timestamp_millis()).unwrap_or(0);
+                let random = (u128::from(rng.next_u64()) << 64) | u128::from(rng.next_u64());
+                Self(ulid::Ulid::from_parts(millis, random))
+            }
+
+            /// When the id was made, to the millisecond.
+            pub fn created_millis(&self) -> u64 {
+                self.0.timestamp_ms()
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = ParseIdError;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                ulid::Ulid::from_string(s).map(Self).map_err(|_| ParseIdError($what))
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = ParseIdError;
+            fn try_from(s: String) -> Result<Self, Self::Error> {
+                s.parse()
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(id: $name) -> Self {
+                id.to_string()
+            }
+        }
+    };
+}
+
+/// Text that is not an id of the kind asked for.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not {0} id: expected a 26-character ULID")]
+pub struct ParseIdError(&'static str);
+
+ulid_id!(
+    /// A registered endpoint (SPEC section 9).
+    EndpointId,
+    "an endpoint"
+);
+ulid_id!(
+    /// A published event; its deliveries' `webhook-id`.
+    EventId,
+    "an event"
+);
+
 /// The owner of a job. Every read and write is scoped to one tenant.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -159,6 +247,25 @@ mod tests {
         assert!(a < b);
         assert_eq!(a.to_string().parse::<JobId>().ok(), Some(a));
         assert!("not-an-id".parse::<JobId>().is_err());
+    }
+
+    #[test]
+    fn a_delivery_id_is_the_same_for_its_event_and_endpoint_and_only_theirs() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let now = chrono::Utc::now();
+        let (event, other_event) = (EventId::generate(now, &mut rng), EventId::generate(now, &mut rng));
+        let (endpoint, other_endpoint) = (
+            EndpointId::generate(now, &mut rng),
+            EndpointId::generate(now, &mut rng),
+        );
+        let id = JobId::for_delivery(event, endpoint);
+        assert_eq!(id, JobId::for_delivery(event, endpoint));
+        assert_ne!(id, JobId::for_delivery(other_event, endpoint));
+        assert_ne!(id, JobId::for_delivery(event, other_endpoint));
+        // Sorted with its event, as listings of jobs are.
+        assert_eq!(id.0.timestamp_ms(), event.created_millis());
+        assert_eq!(event.to_string().parse::<EventId>(), Ok(event));
+        assert!("nope".parse::<EndpointId>().is_err());
     }
 
     #[test]

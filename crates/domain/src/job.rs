@@ -16,7 +16,10 @@ use url::Url;
 use crate::attempt::{Attempt, MAX_ATTEMPTS_KEPT};
 use crate::callback::{DeliveryBody, EventBody};
 use crate::retry::RetryPolicy;
-use crate::{CallbackBody, CallbackResult, EventType, JobId, Metadata, RawJson, TenantId, Timestamp};
+use crate::{
+    CallbackBody, CallbackResult, EndpointId, Event, EventId, EventType, JobId, Metadata, RawJson, TenantId,
+    Timestamp,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -88,6 +91,9 @@ pub struct DeliveryState {
 pub enum Target {
     /// `POST` to the URL the job was created with (SPEC section 4).
     Callback(Url),
+    /// A registered endpoint (SPEC section 9), read when each attempt is
+    /// made: its URL, headers, secret and whether it is enabled then.
+    Endpoint(EndpointId),
 }
 
 /// What a job delivers. A new kind of payload (one held in a blob store,
@@ -102,14 +108,18 @@ pub enum Payload {
     /// `{type, timestamp, data}` (SPEC section 9), with every provider's
     /// result when the job fetched any (a thin event).
     Event { event_type: EventType, data: RawJson },
+    /// A published event's, stored once with the event (SPEC section 9):
+    /// every delivery of the event reads it from there.
+    OfEvent(EventId),
 }
 
 impl Payload {
-    /// The delivery body's `type`.
-    pub fn event_type(&self) -> &str {
+    /// The delivery body's `type`; `None` when the event holds it.
+    pub fn event_type(&self) -> Option<&str> {
         match self {
-            Self::Results { .. } => "job.completed",
-            Self::Event { event_type, .. } => event_type.as_str(),
+            Self::Results { .. } => Some("job.completed"),
+            Self::Event { event_type, .. } => Some(event_type.as_str()),
+            Self::OfEvent(_) => None,
         }
     }
 }
@@ -200,6 +210,11 @@ pub enum CallbackOutcome {
         error: String,
         retry_after: Option<Duration>,
     },
+    /// Not sent, and never to be: the target is gone or refuses deliveries
+    /// (`endpointDeleted`, `endpointDisabled`). The job fails at once.
+    Abandoned {
+        reason: String,
+    },
 }
 
 impl CallbackOutcome {
@@ -209,6 +224,7 @@ impl CallbackOutcome {
             Self::Delivered { status } => Some(*status),
             Self::Gone => Some(410),
             Self::Retryable { status, .. } => *status,
+            Self::Abandoned { .. } => None,
         }
     }
 
@@ -219,6 +235,7 @@ impl CallbackOutcome {
             Self::Delivered { .. } => None,
             Self::Gone => Some("HTTP 410 Gone"),
             Self::Retryable { error, .. } => Some(error),
+            Self::Abandoned { reason } => Some(reason),
         }
     }
 }
@@ -309,7 +326,7 @@ impl Job {
     pub fn metadata(&self) -> Option<&Metadata> {
         match &self.payload {
             Payload::Results { metadata } => metadata.as_ref(),
-            Payload::Event { .. } => None,
+            Payload::Event { .. } | Payload::OfEvent(_) => None,
         }
     }
 
@@ -441,7 +458,10 @@ impl Job {
             return;
         }
         let delivery = &mut self.delivery;
-        delivery.attempts += 1;
+        // Nothing was sent when abandoned: not an attempt.
+        if !matches!(outcome, CallbackOutcome::Abandoned { .. }) {
+            delivery.attempts += 1;
+        }
         match outcome {
             CallbackOutcome::Delivered { status } => {
                 delivery.last_status_code = Some(status);
@@ -458,6 +478,11 @@ impl Job {
             CallbackOutcome::Gone => {
                 delivery.last_status_code = Some(410);
                 delivery.last_error = Some("callback answered 410 Gone".to_owned());
+                delivery.next_attempt_at = None;
+                self.status = JobStatus::Failed;
+            }
+            CallbackOutcome::Abandoned { reason } => {
+                delivery.last_error = Some(reason);
                 delivery.next_attempt_at = None;
                 self.status = JobStatus::Failed;
             }
@@ -587,11 +612,12 @@ impl Job {
     }
 
     /// The delivery's body: SPEC section 4 for a job's results, section 9
-    /// for an event.
-    pub fn body(&self) -> DeliveryBody {
-        match &self.payload {
+    /// for an event. A payload its event holds ([`Payload::OfEvent`]) needs
+    /// that event: `None` without it (or given another).
+    pub fn body(&self, event: Option<&Event>) -> Option<DeliveryBody> {
+        Some(match &self.payload {
             Payload::Results { metadata } => DeliveryBody::Results(CallbackBody {
-                kind: self.payload.event_type().to_owned(),
+                kind: "job.completed".to_owned(),
                 job_id: self.id,
                 created_at: self.created_at,
                 metadata: metadata.clone(),
@@ -603,7 +629,11 @@ impl Job {
                 data: data.clone(),
                 results: (!self.providers.is_empty()).then(|| self.results()),
             }),
-        }
+            Payload::OfEvent(id) => {
+                let event = event.filter(|event| event.id == *id && event.tenant == self.tenant)?;
+                DeliveryBody::Event(event.body((!self.providers.is_empty()).then(|| self.results())))
+            }
+        })
     }
 }
 
@@ -678,7 +708,7 @@ mod tests {
         );
         assert_eq!(job.status, JobStatus::Delivering);
         assert!(job.delivery_due(now));
-        let DeliveryBody::Results(body) = job.body() else {
+        let Some(DeliveryBody::Results(body)) = job.body(None) else {
             panic!("a job's results");
         };
         assert_eq!(body.results.len(), 2);
@@ -716,7 +746,7 @@ mod tests {
         assert_eq!(gas.last_error.as_deref(), Some("HTTP 503 after 6 attempts"));
         // The callback still goes out, reporting the failure.
         assert_eq!(job.status, JobStatus::Delivering);
-        let DeliveryBody::Results(body) = job.body() else {
+        let Some(DeliveryBody::Results(body)) = job.body(None) else {
             panic!("a job's results");
         };
         match &body.results[0] {
@@ -846,7 +876,7 @@ mod tests {
         let mut job = event(&[], now);
         assert_eq!(job.status(), JobStatus::Delivering, "nothing to fetch");
         assert!(job.delivery_due(now));
-        let body = serde_json::to_value(job.body()).expect("json");
+        let body = serde_json::to_value(job.body(None)).expect("json");
         assert_eq!(
             body,
             serde_json::json!({
@@ -856,7 +886,7 @@ mod tests {
             })
         );
         assert!(
-            String::from_utf8(job.body().to_bytes())
+            String::from_utf8(job.body(None).expect("inline").to_bytes())
                 .expect("utf-8")
                 .contains("1200.50"),
             "data as sent"
@@ -895,7 +925,7 @@ mod tests {
             &policy(),
             &mut rng,
         );
-        let body = serde_json::to_value(job.body()).expect("json");
+        let body = serde_json::to_value(job.body(None)).expect("json");
         assert_eq!(body["type"], "invoice.paid");
         assert_eq!(
             body["results"],

@@ -9,6 +9,8 @@ mod api_key;
 mod attempt;
 mod callback;
 mod clock;
+mod endpoint;
+mod event;
 #[cfg(any(test, feature = "fixtures"))]
 pub mod fixtures;
 mod id;
@@ -22,7 +24,15 @@ pub use api_key::{ApiKey, KeyHash};
 pub use attempt::{Attempt, MAX_ATTEMPT_BODY, MAX_ATTEMPTS_KEPT, truncate_body};
 pub use callback::{CallbackBody, CallbackResult, DeliveryBody, EventBody};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
-pub use id::{EventType, InvalidEventType, InvalidTenant, JobId, ParseJobIdError, TenantId};
+pub use endpoint::{
+    DisabledReason, Endpoint, EndpointHeaders, EndpointStatus, EventTypeDef, InvalidHeader, InvalidOwner,
+    MAX_ENDPOINT_HEADERS, Owner, Subscription,
+};
+pub use event::{DeliveryRef, Event, NewEvent};
+pub use id::{
+    EndpointId, EventId, EventType, InvalidEventType, InvalidTenant, JobId, ParseIdError, ParseJobIdError,
+    TenantId,
+};
 pub use job::{
     CallbackOutcome, DeliveryState, Dropped, FetchOutcome, Job, JobStatus, NewJob, Payload, ProviderState,
     ProviderStatus, Target, Tried,

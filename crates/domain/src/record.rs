@@ -24,26 +24,29 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use url::Url;
 
+pub mod endpoint;
+pub mod event;
+
 use crate::{
     Attempt, DeliveryState, EventType, Job, JobId, JobStatus, Metadata, Payload, ProviderState,
     ProviderStatus, RawJson, Target, TenantId, Timestamp,
 };
 
 /// The version [`encode`] writes.
-pub const VERSION: u64 = 2;
+pub const VERSION: u64 = 3;
 
 /// A stored job that cannot be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RecordError {
-    #[error("stored job (format version {version}) is not valid: {reason}")]
+    #[error("stored record (format version {version}) is not valid: {reason}")]
     Invalid { version: u64, reason: String },
-    #[error("stored job has format version {0}; this release reads versions 1 to {VERSION}")]
+    #[error("stored record has format version {0}, newer than this release reads")]
     Newer(u64),
 }
 
 /// `job` in the newest stored form.
 pub fn encode(job: &Job) -> String {
-    let record = v2::JobOut::from(job);
+    let record = v3::JobOut::from(job);
     // Serializing cannot fail: every key is a string and every value is
     // already valid JSON.
     serde_json::to_string(&record).unwrap_or_default()
@@ -58,11 +61,14 @@ pub fn decode(text: &str) -> Result<Job, RecordError> {
         2 => serde_json::from_str::<v2::Job>(text)
             .map_err(|e| invalid(2, &e))
             .and_then(Job::try_from),
+        3 => serde_json::from_str::<v3::Job>(text)
+            .map_err(|e| invalid(3, &e))
+            .and_then(Job::try_from),
         newer => Err(RecordError::Newer(newer)),
     }
 }
 
-fn invalid(version: u64, err: &serde_json::Error) -> RecordError {
+pub(crate) fn invalid(version: u64, err: &serde_json::Error) -> RecordError {
     RecordError::Invalid {
         version,
         reason: err.to_string(),
@@ -71,7 +77,7 @@ fn invalid(version: u64, err: &serde_json::Error) -> RecordError {
 
 /// The version a record says it is: [`encode`] writes `{"v":N,` first;
 /// anything else is version 1.
-fn version(text: &str) -> u64 {
+pub(crate) fn version(text: &str) -> u64 {
     let Some(rest) = text.trim_start().strip_prefix("{\"v\":") else {
         return 1;
     };
@@ -365,21 +371,14 @@ mod v1 {
 /// absent without metadata) or `event` (`{type, data}`). A record has
 /// exactly one target and at most one payload field.
 mod v2 {
-    use super::common::{Delivery, DeliveryOut, Provider, ProviderOut, Status, Tried, TriedOut};
+    use super::common::{Delivery, Provider, Status, Tried};
     use super::*;
 
     #[derive(Debug, Deserialize)]
     pub struct Event {
         #[serde(rename = "type")]
-        event_type: String,
-        data: RawJson,
-    }
-
-    #[derive(Serialize)]
-    pub struct EventOut<'a> {
-        #[serde(rename = "type")]
-        event_type: &'a str,
-        data: &'a RawJson,
+        pub event_type: String,
+        pub data: RawJson,
     }
 
     #[derive(Debug, Deserialize)]
@@ -405,31 +404,6 @@ mod v2 {
         due_at: Option<Timestamp>,
         #[serde(default)]
         history: Vec<Tried>,
-    }
-
-    /// Field for field what [`Job`] reads: the golden fixtures hold the two
-    /// together.
-    #[derive(Serialize)]
-    #[serde(rename_all = "camelCase")]
-    pub struct JobOut<'a> {
-        v: u64,
-        id: JobId,
-        tenant: &'a TenantId,
-        status: Status,
-        callback_url: &'a Url,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        metadata: Option<&'a Metadata>,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        event: Option<EventOut<'a>>,
-        #[serde(skip_serializing_if = "<[_]>::is_empty")]
-        providers: Vec<ProviderOut<'a>>,
-        delivery: DeliveryOut<'a>,
-        created_at: Timestamp,
-        updated_at: Timestamp,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        due_at: Option<Timestamp>,
-        #[serde(skip_serializing_if = "<[_]>::is_empty")]
-        history: Vec<TriedOut<'a>>,
     }
 
     fn invalid(reason: impl Into<String>) -> RecordError {
@@ -470,28 +444,152 @@ mod v2 {
             })
         }
     }
+}
+
+/// Version 3: version 2 with two more kinds of target and payload, a
+/// registered endpoint (`endpoint`, in place of `callbackUrl`) and an
+/// event's payload held by the event (`ofEvent`).
+mod v3 {
+    use super::common::{Delivery, DeliveryOut, Provider, ProviderOut, Status, Tried, TriedOut};
+    use super::*;
+    use crate::{EndpointId, EventId};
+
+    #[derive(Debug, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct Job {
+        #[allow(dead_code, reason = "read by `version` before the record is parsed")]
+        v: u64,
+        id: JobId,
+        tenant: TenantId,
+        status: Status,
+        #[serde(default)]
+        callback_url: Option<Url>,
+        #[serde(default)]
+        endpoint: Option<EndpointId>,
+        #[serde(default)]
+        metadata: Option<Metadata>,
+        #[serde(default)]
+        event: Option<super::v2::Event>,
+        #[serde(default)]
+        of_event: Option<EventId>,
+        #[serde(default)]
+        providers: Vec<Provider>,
+        delivery: Delivery,
+        created_at: Timestamp,
+        updated_at: Timestamp,
+        #[serde(default)]
+        due_at: Option<Timestamp>,
+        #[serde(default)]
+        history: Vec<Tried>,
+    }
+
+    #[derive(Serialize)]
+    pub struct EventOut<'a> {
+        #[serde(rename = "type")]
+        event_type: &'a str,
+        data: &'a RawJson,
+    }
+
+    /// Field for field what [`Job`] reads: the golden fixtures hold the two
+    /// together.
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct JobOut<'a> {
+        v: u64,
+        id: JobId,
+        tenant: &'a TenantId,
+        status: Status,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        callback_url: Option<&'a Url>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        endpoint: Option<EndpointId>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        metadata: Option<&'a Metadata>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        event: Option<EventOut<'a>>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        of_event: Option<EventId>,
+        #[serde(skip_serializing_if = "<[_]>::is_empty")]
+        providers: Vec<ProviderOut<'a>>,
+        delivery: DeliveryOut<'a>,
+        created_at: Timestamp,
+        updated_at: Timestamp,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        due_at: Option<Timestamp>,
+        #[serde(skip_serializing_if = "<[_]>::is_empty")]
+        history: Vec<TriedOut<'a>>,
+    }
+
+    fn invalid(reason: impl Into<String>) -> RecordError {
+        RecordError::Invalid {
+            version: 3,
+            reason: reason.into(),
+        }
+    }
+
+    impl TryFrom<Job> for crate::Job {
+        type Error = RecordError;
+
+        fn try_from(r: Job) -> Result<Self, RecordError> {
+            let target = match (r.callback_url, r.endpoint) {
+                (Some(url), None) => crate::Target::Callback(url),
+                (None, Some(endpoint)) => crate::Target::Endpoint(endpoint),
+                (None, None) => return Err(invalid("no target")),
+                (Some(_), Some(_)) => return Err(invalid("two targets")),
+            };
+            let payload = match (r.event, r.metadata, r.of_event) {
+                (None, metadata, None) => crate::Payload::Results { metadata },
+                (Some(event), None, None) => crate::Payload::Event {
+                    event_type: EventType::parse(&event.event_type).map_err(|e| invalid(e.to_string()))?,
+                    data: event.data,
+                },
+                (None, None, Some(event)) => crate::Payload::OfEvent(event),
+                _ => return Err(invalid("more than one payload")),
+            };
+            Ok(Self {
+                id: r.id,
+                tenant: r.tenant,
+                status: r.status.into(),
+                target,
+                payload,
+                providers: r.providers.into_iter().map(Into::into).collect(),
+                delivery: r.delivery.into(),
+                created_at: r.created_at,
+                updated_at: r.updated_at,
+                due_at: r.due_at,
+                history: r.history.into_iter().map(Into::into).collect(),
+            })
+        }
+    }
 
     impl<'a> From<&'a crate::Job> for JobOut<'a> {
         fn from(job: &'a crate::Job) -> Self {
-            let crate::Target::Callback(callback_url) = &job.target;
-            let (metadata, event) = match &job.payload {
-                crate::Payload::Results { metadata } => (metadata.as_ref(), None),
+            let (callback_url, endpoint) = match &job.target {
+                crate::Target::Callback(url) => (Some(url), None),
+                crate::Target::Endpoint(endpoint) => (None, Some(*endpoint)),
+            };
+            let (metadata, event, of_event) = match &job.payload {
+                crate::Payload::Results { metadata } => (metadata.as_ref(), None, None),
                 crate::Payload::Event { event_type, data } => (
                     None,
                     Some(EventOut {
                         event_type: event_type.as_str(),
                         data,
                     }),
+                    None,
                 ),
+                crate::Payload::OfEvent(event) => (None, None, Some(*event)),
             };
             Self {
-                v: 2,
+                v: 3,
                 id: job.id,
                 tenant: &job.tenant,
                 status: job.status.into(),
                 callback_url,
+                endpoint,
                 metadata,
                 event,
+                of_event,
                 providers: job.providers.iter().map(Into::into).collect(),
                 delivery: (&job.delivery).into(),
                 created_at: job.created_at,

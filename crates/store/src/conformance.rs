@@ -11,6 +11,8 @@ use domain::{
 };
 use rand::SeedableRng;
 
+pub mod events;
+
 use crate::{
     ApiKeyRecord, Claim, Fenced, IdempotencyRecord, IdempotentCreate, JobStore, KeyStore, Lease, ListQuery,
     Redrive,
@@ -44,6 +46,24 @@ macro_rules! conformance_suite {
             api_keys_are_found_by_hash_listed_and_revoked,
             signing_secrets_are_created_once_and_rotated_without_lost_updates,
         );
+        $crate::conformance_suite!(@events $make_store;
+            event_types_are_created_replaced_listed_and_deleted_per_tenant,
+            endpoints_are_versioned_listed_by_owner_and_tenant_scoped,
+            fan_out_reads_every_endpoint_of_the_tenant,
+            publishing_creates_the_event_and_each_delivery_once,
+            a_fan_out_cut_short_is_completed_without_touching_what_it_made,
+            an_idempotency_key_publishes_one_event_per_window,
+            events_are_listed_newest_first_by_type_and_owner_with_a_cursor,
+        );
+    };
+    (@events $make_store:expr; $($name:ident),+ $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let (store, _guard) = $crate::conformance::events::EventStoreUnderTest::split_events($make_store);
+                $crate::conformance::events::$name(store).await;
+            }
+        )+
     };
     (@keys $make_store:expr; $($name:ident),+ $(,)?) => {
         $(

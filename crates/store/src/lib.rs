@@ -8,7 +8,10 @@ use std::collections::BTreeSet;
 use std::fmt;
 
 use async_trait::async_trait;
-use domain::{Job, JobId, JobStatus, KeyHash, SigningSecret, TenantId, TenantSecrets, Timestamp};
+use domain::{
+    Endpoint, EndpointId, Event, EventId, EventType, EventTypeDef, Job, JobId, JobStatus, KeyHash, Owner,
+    SigningSecret, TenantId, TenantSecrets, Timestamp,
+};
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
@@ -379,10 +382,11 @@ pub trait KeyStore: Send + Sync + fmt::Debug {
     async fn revoke_api_key(&self, key_id: &str, now: Timestamp) -> Result<Option<ApiKeyRecord>, StoreError>;
 }
 
-/// Everything a backend provides: jobs and tenants' keys.
-pub trait Store: JobStore + KeyStore {}
+/// Everything a backend provides: jobs, tenants' keys, endpoints and
+/// events.
+pub trait Store: JobStore + KeyStore + EventStore {}
 
-impl<T: JobStore + KeyStore> Store for T {}
+impl<T: JobStore + KeyStore + EventStore> Store for T {}
 
 /// Whether `key_id` looks like one ([`KeyHash::key_id`]): 12 lowercase hex
 /// digits. Backends refuse anything else before asking the database.
@@ -438,3 +442,136 @@ pub async fn rotate_signing_secret(
         "the signing secrets kept changing during the rotation; try again".to_owned(),
     ))
 }
+
+/// One page of a tenant's endpoints, oldest first (as registered).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointQuery {
+    /// Only this owner's endpoints; `None` for all.
+    pub owner: Option<Owner>,
+    /// Continue after this endpoint (the previous page's `next`).
+    pub after: Option<EndpointId>,
+    /// At most this many, 1..=[`MAX_PAGE`] (larger values are clamped).
+    pub limit: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointPage {
+    pub endpoints: Vec<Endpoint>,
+    /// Where the next page starts, when there may be one.
+    pub next: Option<EndpointId>,
+}
+
+/// One page of a tenant's events, newest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventQuery {
+    pub event_type: Option<EventType>,
+    pub owner: Option<Owner>,
+    /// Continue after this event (the previous page's `next`).
+    pub after: Option<EventId>,
+    /// At most this many, 1..=[`MAX_PAGE`] (larger values are clamped).
+    pub limit: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventPage {
+    pub events: Vec<Event>,
+    /// Where the next page starts, when there may be one. As for jobs, a
+    /// filtered page may hold fewer than `limit` and still name a `next`.
+    pub next: Option<EventId>,
+}
+
+/// What [`EventStore::publish`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Published {
+    /// The event and every one of its deliveries exist (this call wrote
+    /// what was missing).
+    Accepted,
+    /// The `Idempotency-Key` was used within its window for `event_id`;
+    /// nothing was written. With `same_request`, the caller completes
+    /// that event's fan-out ([`EventStore::publish`] again with the stored
+    /// event, no key) and answers with it.
+    Replay { event_id: EventId, same_request: bool },
+}
+
+/// Endpoints, event types and events (SPEC section 9), beside the jobs
+/// (same table, same file). An event's deliveries are jobs
+/// ([`domain::Event::delivery_jobs`]): [`JobStore`] claims and saves them.
+#[async_trait]
+pub trait EventStore: Send + Sync + fmt::Debug {
+    /// Creates or replaces the type; returns whether it was created.
+    /// Replacing keeps `created_at` as stored.
+    async fn put_event_type(&self, event_type: &EventTypeDef) -> Result<bool, StoreError>;
+
+    async fn get_event_type(
+        &self,
+        tenant: &TenantId,
+        name: &EventType,
+    ) -> Result<Option<EventTypeDef>, StoreError>;
+
+    /// Every type of the tenant, by name (a tenant has tens, not millions:
+    /// at most [`MAX_EVENT_TYPES`] are returned).
+    async fn list_event_types(&self, tenant: &TenantId) -> Result<Vec<EventTypeDef>, StoreError>;
+
+    /// Returns whether it existed.
+    async fn delete_event_type(&self, tenant: &TenantId, name: &EventType) -> Result<bool, StoreError>;
+
+    /// Writes a new endpoint. [`StoreError::Conflict`] if one with its id
+    /// exists, unless this call's own earlier attempt wrote it (then `Ok`).
+    async fn create_endpoint(&self, endpoint: &Endpoint) -> Result<(), StoreError>;
+
+    /// The endpoint and its version (for [`EventStore::update_endpoint`]).
+    /// Strongly consistent: a processor reads it before every delivery, so
+    /// a disabled endpoint gets nothing more.
+    async fn get_endpoint(
+        &self,
+        tenant: &TenantId,
+        id: EndpointId,
+    ) -> Result<Option<(Endpoint, u64)>, StoreError>;
+
+    /// Replaces the endpoint if its stored version is still `expected`;
+    /// returns whether it did (`false` also when it no longer exists). A
+    /// retried write that finds the endpoint exactly as `endpoint` (at
+    /// `expected + 1`) wrote it.
+    async fn update_endpoint(&self, endpoint: &Endpoint, expected: u64) -> Result<bool, StoreError>;
+
+    /// Returns whether it existed.
+    async fn delete_endpoint(&self, tenant: &TenantId, id: EndpointId) -> Result<bool, StoreError>;
+
+    /// A page of the tenant's endpoints, oldest first, optionally one
+    /// owner's. Reads the tenant's endpoints only, never the whole store.
+    async fn list_endpoints(
+        &self,
+        tenant: &TenantId,
+        query: &EndpointQuery,
+    ) -> Result<EndpointPage, StoreError>;
+
+    /// Every endpoint of the tenant, for fan-out: a Query of the tenant's
+    /// endpoints (all pages), never a Scan.
+    async fn tenant_endpoints(&self, tenant: &TenantId) -> Result<Vec<Endpoint>, StoreError>;
+
+    /// Makes `event` and its deliveries durable: the event (with the set of
+    /// endpoints it goes to) first, then each delivery created only if
+    /// absent, so a call repeated after a crash or an
+    /// [`StoreError::Indeterminate`] completes the same fan-out and
+    /// duplicates nothing. `Ok(Accepted)` only once all of it exists. An
+    /// event already stored with the same id and content is this event
+    /// (`Conflict` when the content differs). With `key`, as
+    /// [`JobStore::create_job_idempotent`]: a key used within its window
+    /// writes nothing and names the earlier event.
+    async fn publish(
+        &self,
+        event: &Event,
+        key: Option<&IdempotencyRecord>,
+        now: Timestamp,
+    ) -> Result<Published, StoreError>;
+
+    async fn get_event(&self, tenant: &TenantId, id: EventId) -> Result<Option<Event>, StoreError>;
+
+    /// A page of the tenant's events, newest first, optionally of one type
+    /// or owner. Reads an index of the tenant's events, never the whole
+    /// store.
+    async fn list_events(&self, tenant: &TenantId, query: &EventQuery) -> Result<EventPage, StoreError>;
+}
+
+/// Most event types one tenant may register.
+pub const MAX_EVENT_TYPES: usize = 1000;

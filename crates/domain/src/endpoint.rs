@@ -1,0 +1,301 @@
+//! Registered endpoints and event types (SPEC section 9): where a tenant's
+//! events go, and which events there are.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use url::Url;
+
+use crate::{EndpointId, EventType, TenantId, TenantSecrets, Timestamp};
+
+/// An event type a tenant registered: events must name one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventTypeDef {
+    pub tenant: TenantId,
+    pub name: EventType,
+    pub description: String,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// Which events an endpoint receives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Subscription {
+    /// `["*"]`: every type, those registered later included.
+    All,
+    Only(BTreeSet<EventType>),
+}
+
+impl Subscription {
+    pub fn includes(&self, event_type: &EventType) -> bool {
+        match self {
+            Self::All => true,
+            Self::Only(types) => types.contains(event_type),
+        }
+    }
+
+    /// As the API shows it: `["*"]` or the names.
+    pub fn names(&self) -> Vec<String> {
+        match self {
+            Self::All => vec!["*".to_owned()],
+            Self::Only(types) => types.iter().map(|t| t.as_str().to_owned()).collect(),
+        }
+    }
+}
+
+/// Why an endpoint is disabled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DisabledReason {
+    /// An operator disabled it.
+    Manual,
+    /// A delivery was answered `410 Gone`.
+    Gone,
+    /// Every delivery failed for too long.
+    Failing,
+}
+
+impl DisabledReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Manual => "manual",
+            Self::Gone => "gone",
+            Self::Failing => "failing",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "manual" => Some(Self::Manual),
+            "gone" => Some(Self::Gone),
+            "failing" => Some(Self::Failing),
+            _ => None,
+        }
+    }
+}
+
+/// Whether an endpoint gets deliveries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndpointStatus {
+    Enabled,
+    Disabled { reason: DisabledReason, at: Timestamp },
+}
+
+/// A group of endpoints (the seeds' company or user): 1-256 printable
+/// characters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Owner(String);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("an owner is 1-256 characters with no control characters")]
+pub struct InvalidOwner;
+
+impl Owner {
+    pub fn parse(text: &str) -> Result<Self, InvalidOwner> {
+        let valid = (1..=256).contains(&text.chars().count()) && !text.chars().any(char::is_control);
+        if valid {
+            Ok(Self(text.to_owned()))
+        } else {
+            Err(InvalidOwner)
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Owner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Request headers an endpoint's deliveries carry: names are lowercase
+/// HTTP tokens, values visible ASCII, and none of the headers hookline
+/// sets itself or that belong to the connection (SPEC section 10).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EndpointHeaders(BTreeMap<String, String>);
+
+/// Most custom headers one endpoint may have.
+pub const MAX_ENDPOINT_HEADERS: usize = 32;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidHeader {
+    #[error("{0:?} is not a header name")]
+    Name(String),
+    #[error("the value of {0:?} must be 1-4096 visible ASCII characters or spaces")]
+    Value(String),
+    #[error("{0:?} is set by hookline and cannot be overridden")]
+    Reserved(String),
+    #[error("at most {MAX_ENDPOINT_HEADERS} headers")]
+    TooMany,
+}
+
+/// Headers a delivery sets itself, or that describe the connection.
+fn is_reserved(name: &str) -> bool {
+    name.starts_with("webhook-")
+        || matches!(
+            name,
+            "content-type"
+                | "content-length"
+                | "host"
+                | "user-agent"
+                | "connection"
+                | "keep-alive"
+                | "proxy-authenticate"
+                | "proxy-authorization"
+                | "proxy-connection"
+                | "te"
+                | "trailer"
+                | "transfer-encoding"
+                | "upgrade"
+        )
+}
+
+impl EndpointHeaders {
+    pub fn parse(given: BTreeMap<String, String>) -> Result<Self, InvalidHeader> {
+        if given.len() > MAX_ENDPOINT_HEADERS {
+            return Err(InvalidHeader::TooMany);
+        }
+        let mut headers = BTreeMap::new();
+        for (name, value) in given {
+            let lower = name.to_ascii_lowercase();
+            let token = !lower.is_empty()
+                && lower.len() <= 256
+                && lower
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+            if !token {
+                return Err(InvalidHeader::Name(name));
+            }
+            if is_reserved(&lower) {
+                return Err(InvalidHeader::Reserved(lower));
+            }
+            let visible =
+                (1..=4096).contains(&value.len()) && value.bytes().all(|b| (0x20..0x7f).contains(&b));
+            if !visible || value.trim() != value {
+                return Err(InvalidHeader::Value(lower));
+            }
+            headers.insert(lower, value);
+        }
+        Ok(Self(headers))
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    pub fn as_map(&self) -> &BTreeMap<String, String> {
+        &self.0
+    }
+}
+
+/// A registered endpoint. **Holds secret material** (`secrets`); its
+/// `Debug` shows none of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub id: EndpointId,
+    pub tenant: TenantId,
+    pub url: Url,
+    pub description: String,
+    pub owner: Option<Owner>,
+    pub event_types: Subscription,
+    pub headers: EndpointHeaders,
+    pub status: EndpointStatus,
+    /// What its deliveries are signed with (`whsec_...`), rotatable.
+    pub secrets: TenantSecrets,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+impl Endpoint {
+    pub fn is_enabled(&self) -> bool {
+        self.status == EndpointStatus::Enabled
+    }
+
+    /// Whether an event of `event_type` (for `owner`, if it names one) is
+    /// delivered here: the endpoint is enabled and subscribed to the type,
+    /// and an event with an owner goes only to that owner's endpoints.
+    pub fn receives(&self, event_type: &EventType, owner: Option<&Owner>) -> bool {
+        self.is_enabled()
+            && self.event_types.includes(event_type)
+            && owner.is_none_or(|owner| self.owner.as_ref() == Some(owner))
+    }
+
+    /// Stops deliveries here (a no-op when already disabled: the first
+    /// reason stands).
+    pub fn disable(&mut self, reason: DisabledReason, now: Timestamp) {
+        if self.is_enabled() {
+            self.status = EndpointStatus::Disabled { reason, at: now };
+            self.updated_at = now;
+        }
+    }
+
+    pub fn enable(&mut self, now: Timestamp) {
+        if !self.is_enabled() {
+            self.status = EndpointStatus::Enabled;
+            self.updated_at = now;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> Result<EndpointHeaders, InvalidHeader> {
+        EndpointHeaders::parse(
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn custom_headers_cannot_override_what_hookline_sets() {
+        assert_eq!(
+            headers(&[("X-Team", "billing")]).map(|h| h.as_map().clone()),
+            Ok(BTreeMap::from([("x-team".to_owned(), "billing".to_owned())]))
+        );
+        for reserved in [
+            "Webhook-Signature",
+            "webhook-id",
+            "Content-Type",
+            "host",
+            "Content-Length",
+            "Transfer-Encoding",
+            "connection",
+        ] {
+            assert!(
+                matches!(headers(&[(reserved, "x")]), Err(InvalidHeader::Reserved(_))),
+                "{reserved}"
+            );
+        }
+        assert!(matches!(
+            headers(&[("bad name", "x")]),
+            Err(InvalidHeader::Name(_))
+        ));
+        assert!(matches!(
+            headers(&[("x-a", "line\nbreak")]),
+            Err(InvalidHeader::Value(_))
+        ));
+        assert!(matches!(headers(&[("x-a", "")]), Err(InvalidHeader::Value(_))));
+        let many: Vec<(String, String)> = (0..=MAX_ENDPOINT_HEADERS)
+            .map(|i| (format!("x-{i}"), "v".to_owned()))
+            .collect();
+        assert_eq!(
+            EndpointHeaders::parse(many.into_iter().collect()),
+            Err(InvalidHeader::TooMany)
+        );
+    }
+
+    #[test]
+    fn owners_are_printable_and_bounded() {
+        assert!(Owner::parse("company-42").is_ok());
+        assert!(Owner::parse("Zoë & co").is_ok());
+        assert_eq!(Owner::parse(""), Err(InvalidOwner));
+        assert_eq!(Owner::parse("a\tb"), Err(InvalidOwner));
+        assert_eq!(Owner::parse(&"x".repeat(257)), Err(InvalidOwner));
+    }
+}

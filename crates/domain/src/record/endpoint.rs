@@ -1,0 +1,195 @@
+//! The stored form of an endpoint and of an event type, versioned as jobs
+//! are (`{"v":1,...}`): [`decode_endpoint`] reads every version written,
+//! the encoders write the newest. **An endpoint's record holds its signing
+//! secrets.**
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+use super::{RecordError, invalid, version};
+use crate::{
+    DisabledReason, Endpoint, EndpointHeaders, EndpointId, EndpointStatus, EventType, EventTypeDef, Owner,
+    Subscription, TenantId, TenantSecrets, Timestamp,
+};
+
+/// `endpoint` in the newest stored form.
+pub fn encode_endpoint(endpoint: &Endpoint) -> String {
+    let (status, disabled_reason, disabled_at) = match endpoint.status {
+        EndpointStatus::Enabled => ("enabled", None, None),
+        EndpointStatus::Disabled { reason, at } => ("disabled", Some(reason.as_str()), Some(at)),
+    };
+    let record = v1::EndpointOut {
+        v: 1,
+        id: endpoint.id,
+        tenant: &endpoint.tenant,
+        url: &endpoint.url,
+        description: &endpoint.description,
+        owner: endpoint.owner.as_ref().map(Owner::as_str),
+        event_types: endpoint.event_types.names(),
+        headers: endpoint.headers.as_map(),
+        status,
+        disabled_reason,
+        disabled_at,
+        secrets: &endpoint.secrets,
+        created_at: endpoint.created_at,
+        updated_at: endpoint.updated_at,
+    };
+    serde_json::to_string(&record).unwrap_or_default()
+}
+
+/// An endpoint from its stored form.
+pub fn decode_endpoint(text: &str) -> Result<Endpoint, RecordError> {
+    match version(text) {
+        1 => {
+            let r: v1::Endpoint = serde_json::from_str(text).map_err(|e| invalid(1, &e))?;
+            let bad = |reason: String| RecordError::Invalid { version: 1, reason };
+            let event_types = if r.event_types.iter().any(|t| t == "*") {
+                Subscription::All
+            } else {
+                Subscription::Only(
+                    r.event_types
+                        .iter()
+                        .map(|t| EventType::parse(t).map_err(|e| bad(e.to_string())))
+                        .collect::<Result<_, _>>()?,
+                )
+            };
+            let status = match (r.status.as_str(), r.disabled_reason, r.disabled_at) {
+                ("enabled", _, _) => EndpointStatus::Enabled,
+                ("disabled", Some(reason), Some(at)) => EndpointStatus::Disabled {
+                    reason: DisabledReason::parse(&reason)
+                        .ok_or_else(|| bad(format!("disabled reason {reason:?}")))?,
+                    at,
+                },
+                (other, _, _) => return Err(bad(format!("status {other:?}"))),
+            };
+            Ok(Endpoint {
+                id: r.id,
+                tenant: r.tenant,
+                url: r.url,
+                description: r.description,
+                owner: r
+                    .owner
+                    .map(|o| Owner::parse(&o).map_err(|e| bad(e.to_string())))
+                    .transpose()?,
+                event_types,
+                headers: EndpointHeaders::parse(r.headers).map_err(|e| bad(e.to_string()))?,
+                status,
+                secrets: r.secrets,
+                created_at: r.created_at,
+                updated_at: r.updated_at,
+            })
+        }
+        newer => Err(RecordError::Newer(newer)),
+    }
+}
+
+/// `event_type` in the newest stored form.
+pub fn encode_event_type(event_type: &EventTypeDef) -> String {
+    let record = v1::EventTypeOut {
+        v: 1,
+        tenant: &event_type.tenant,
+        name: event_type.name.as_str(),
+        description: &event_type.description,
+        created_at: event_type.created_at,
+        updated_at: event_type.updated_at,
+    };
+    serde_json::to_string(&record).unwrap_or_default()
+}
+
+/// An event type from its stored form.
+pub fn decode_event_type(text: &str) -> Result<EventTypeDef, RecordError> {
+    match version(text) {
+        1 => {
+            let r: v1::EventType = serde_json::from_str(text).map_err(|e| invalid(1, &e))?;
+            Ok(EventTypeDef {
+                tenant: r.tenant,
+                name: EventType::parse(&r.name).map_err(|e| RecordError::Invalid {
+                    version: 1,
+                    reason: e.to_string(),
+                })?,
+                description: r.description,
+                created_at: r.created_at,
+                updated_at: r.updated_at,
+            })
+        }
+        newer => Err(RecordError::Newer(newer)),
+    }
+}
+
+mod v1 {
+    use super::*;
+
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct Endpoint {
+        #[allow(dead_code, reason = "read by `version` before the record is parsed")]
+        v: u64,
+        pub id: EndpointId,
+        pub tenant: TenantId,
+        pub url: Url,
+        #[serde(default)]
+        pub description: String,
+        #[serde(default)]
+        pub owner: Option<String>,
+        pub event_types: Vec<String>,
+        #[serde(default)]
+        pub headers: BTreeMap<String, String>,
+        pub status: String,
+        #[serde(default)]
+        pub disabled_reason: Option<String>,
+        #[serde(default)]
+        pub disabled_at: Option<Timestamp>,
+        pub secrets: TenantSecrets,
+        pub created_at: Timestamp,
+        pub updated_at: Timestamp,
+    }
+
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct EndpointOut<'a> {
+        pub v: u64,
+        pub id: EndpointId,
+        pub tenant: &'a TenantId,
+        pub url: &'a Url,
+        pub description: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub owner: Option<&'a str>,
+        pub event_types: Vec<String>,
+        #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+        pub headers: &'a BTreeMap<String, String>,
+        pub status: &'static str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub disabled_reason: Option<&'static str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub disabled_at: Option<Timestamp>,
+        pub secrets: &'a TenantSecrets,
+        pub created_at: Timestamp,
+        pub updated_at: Timestamp,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct EventType {
+        #[allow(dead_code, reason = "read by `version` before the record is parsed")]
+        v: u64,
+        pub tenant: TenantId,
+        pub name: String,
+        #[serde(default)]
+        pub description: String,
+        pub created_at: Timestamp,
+        pub updated_at: Timestamp,
+    }
+
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct EventTypeOut<'a> {
+        pub v: u64,
+        pub tenant: &'a TenantId,
+        pub name: &'a str,
+        pub description: &'a str,
+        pub created_at: Timestamp,
+        pub updated_at: Timestamp,
+    }
+}
