@@ -1,9 +1,9 @@
-//! Rows and the values they hold: a job's `job` column text, and an API
-//! key's columns. Everything read from the file is checked here: a
+//! Rows and the values they hold: a job's `job` column text, the `body`
+//! text of endpoints, event types and events, and an API key's columns. Everything read from the file is checked here: a
 //! malformed row is [`StoreError::Corrupt`], never a panic.
 
 use chrono::DateTime;
-use domain::{Job, KeyHash, TenantId};
+use domain::{Endpoint, Event, EventTypeDef, Job, KeyHash, TenantId};
 use store::{ApiKeyRecord, StoreError};
 
 /// A job as the text of its `job` column. With [`decode_job`], the one
@@ -15,6 +15,36 @@ pub(crate) fn encode_job(job: &Job) -> Result<String, StoreError> {
 /// A job from the text of its `job` column.
 pub(crate) fn decode_job(text: &str) -> Result<Job, StoreError> {
     domain::record::decode(text).map_err(|e| StoreError::Corrupt(format!("job column: {e}")))
+}
+
+/// An endpoint as the text of its `body` column (it holds the endpoint's
+/// signing secrets). With [`decode_endpoint`], the one place its stored
+/// form is decided.
+pub(crate) fn encode_endpoint(endpoint: &Endpoint) -> String {
+    domain::record::endpoint::encode_endpoint(endpoint)
+}
+
+pub(crate) fn decode_endpoint(text: &str) -> Result<Endpoint, StoreError> {
+    domain::record::endpoint::decode_endpoint(text)
+        .map_err(|e| StoreError::Corrupt(format!("endpoint body column: {e}")))
+}
+
+pub(crate) fn encode_event_type(event_type: &EventTypeDef) -> String {
+    domain::record::endpoint::encode_event_type(event_type)
+}
+
+pub(crate) fn decode_event_type(text: &str) -> Result<EventTypeDef, StoreError> {
+    domain::record::endpoint::decode_event_type(text)
+        .map_err(|e| StoreError::Corrupt(format!("event type body column: {e}")))
+}
+
+pub(crate) fn encode_event(event: &Event) -> String {
+    domain::record::event::encode_event(event)
+}
+
+pub(crate) fn decode_event(text: &str) -> Result<Event, StoreError> {
+    domain::record::event::decode_event(text)
+        .map_err(|e| StoreError::Corrupt(format!("event body column: {e}")))
 }
 
 /// An API key row: hash, tenant, created and revoked (epoch ms).

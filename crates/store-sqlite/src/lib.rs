@@ -6,6 +6,9 @@
 //! that is due has a `due_at`, which puts it in the partial `jobs_due` index;
 //! a finished job drops it and gets an `expires_at` instead, so finding due
 //! work costs the same however many finished jobs the file keeps.
+//! Endpoints, event types and events (SPEC section 9) have tables of their
+//! own beside it (`events.rs`); a publish writes its event and every
+//! delivery job in one transaction.
 //!
 //! Every write goes through one writer thread that commits whatever is
 //! queued in one transaction (group commit); reads use their own read-only
@@ -16,6 +19,7 @@ mod checkpoint;
 mod codec;
 mod config;
 mod error;
+mod events;
 mod schema;
 mod store;
 mod writer;

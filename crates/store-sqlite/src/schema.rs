@@ -15,7 +15,7 @@ pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The schema version this build writes; `PRAGMA user_version` holds the
 /// file's.
-pub(crate) const SCHEMA_VERSION: i64 = 5;
+pub(crate) const SCHEMA_VERSION: i64 = 6;
 
 /// Version 1. Times are epoch milliseconds. `due_at` is set exactly while a
 /// job needs a processor, so `jobs_due` (partial) holds only live work and
@@ -76,6 +76,54 @@ CREATE TABLE tenant_secrets (
     secrets     TEXT NOT NULL,
     version     INTEGER NOT NULL
 );
+";
+
+/// Version 6: endpoints, event types and events (SPEC section 9), each row
+/// its stored record (`domain::record`) in `body` plus the columns lookups
+/// and listings need. Endpoint and event ids are ULIDs, unique across
+/// tenants like job ids, so they sort by creation time: every listing reads
+/// one tenant's range of an index in id order, never another tenant's rows
+/// and never a sort. An endpoint's `version` counts its writes, for
+/// compare-and-set updates. Events' `Idempotency-Key`s are a namespace of
+/// their own: a key used for a job says nothing about an event.
+const SCHEMA_V6: &str = "
+CREATE TABLE event_types (
+    tenant      TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    body        TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    updated_at  INTEGER NOT NULL,
+    PRIMARY KEY (tenant, name)
+);
+CREATE TABLE endpoints (
+    id          TEXT PRIMARY KEY,
+    tenant      TEXT NOT NULL,
+    owner       TEXT,
+    version     INTEGER NOT NULL,
+    body        TEXT NOT NULL
+);
+CREATE INDEX endpoints_by_tenant ON endpoints (tenant, id);
+CREATE INDEX endpoints_by_owner ON endpoints (tenant, owner, id);
+CREATE TABLE events (
+    id          TEXT PRIMARY KEY,
+    tenant      TEXT NOT NULL,
+    event_type  TEXT NOT NULL,
+    owner       TEXT,
+    created_at  INTEGER NOT NULL,
+    body        TEXT NOT NULL
+);
+CREATE INDEX events_by_tenant ON events (tenant, id);
+CREATE INDEX events_by_type ON events (tenant, event_type, id);
+CREATE INDEX events_by_owner ON events (tenant, owner, id);
+CREATE TABLE event_idempotency_keys (
+    tenant      TEXT NOT NULL,
+    key_hash    TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    event_id    TEXT NOT NULL,
+    expires_at  INTEGER NOT NULL,
+    PRIMARY KEY (tenant, key_hash)
+);
+CREATE INDEX event_idempotency_expires ON event_idempotency_keys (expires_at);
 ";
 
 /// Opens the writer's connection: creates the file if needed, switches it to
@@ -168,6 +216,10 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     if version < 5 {
         tx.execute_batch(SCHEMA_V5)
             .map_err(|e| sql_error("add the signing secret table", e))?;
+    }
+    if version < 6 {
+        tx.execute_batch(SCHEMA_V6)
+            .map_err(|e| sql_error("add the endpoint, event type and event tables", e))?;
     }
     if version < SCHEMA_VERSION {
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)

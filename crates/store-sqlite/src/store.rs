@@ -29,7 +29,7 @@ use crate::writer::{self, Outcome, Request, Returned, Row, Write};
 const READERS: usize = 4;
 
 /// Generous, but a bound: a job is read and written whole on every step.
-const MAX_JOB_BYTES: usize = 16 * 1024 * 1024;
+pub(crate) const MAX_JOB_BYTES: usize = 16 * 1024 * 1024;
 
 /// Finished jobs deleted per transaction by `purge_expired`,
 /// so a large purge never holds the write lock for long.
@@ -166,7 +166,7 @@ impl SqliteStore {
     /// taking the request wrote nothing; one that took it and never
     /// answered (it panicked mid-batch, or the process is going down) may
     /// have committed it.
-    async fn write(&self, write: Write) -> Result<Outcome, StoreError> {
+    pub(crate) async fn write(&self, write: Write) -> Result<Outcome, StoreError> {
         let stopped = || StoreError::Unavailable("the SQLite writer thread has stopped".to_owned());
         let writes = self.inner.writes.as_ref().ok_or_else(stopped)?;
         let (reply, outcome) = oneshot::channel();
@@ -176,7 +176,7 @@ impl SqliteStore {
         })?
     }
 
-    async fn read<T, F>(&self, read: F) -> Result<T, StoreError>
+    pub(crate) async fn read<T, F>(&self, read: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
@@ -188,7 +188,7 @@ impl SqliteStore {
     }
 
     /// The job's columns, as of `now` for a finished job's expiry.
-    fn row(&self, job: &Job, now: Timestamp) -> Result<Row, StoreError> {
+    pub(crate) fn row(&self, job: &Job, now: Timestamp) -> Result<Row, StoreError> {
         let body = encode_job(job)?;
         if body.len() > MAX_JOB_BYTES {
             return Err(StoreError::TooLarge(format!(
@@ -251,7 +251,9 @@ impl JobStore for SqliteStore {
                     .map_err(|_| StoreError::Corrupt(format!("idempotency key row naming job {job_id:?}")))?,
                 same_request: fingerprint == key.fingerprint,
             }),
-            Some(Returned::Claimed { .. }) => Err(mismatched("create job with an idempotency key")),
+            Some(Returned::Claimed { .. } | Returned::EventReplay { .. }) => {
+                Err(mismatched("create job with an idempotency key"))
+            }
         }
     }
 
@@ -363,7 +365,7 @@ impl JobStore for SqliteStore {
                 took_over_from: previous_owner,
             }),
             None => Ok(Claim::Lost),
-            Some(Returned::Replay { .. }) => Err(mismatched("claim job")),
+            Some(Returned::Replay { .. } | Returned::EventReplay { .. }) => Err(mismatched("claim job")),
         }
     }
 
@@ -536,7 +538,7 @@ pub(crate) const LIST_BY_STATUS: &str = "SELECT job FROM jobs
 
 /// The writer answered a write with another kind's reply: a bug, and what
 /// it did is unknown.
-fn mismatched(operation: &str) -> StoreError {
+pub(crate) fn mismatched(operation: &str) -> StoreError {
     StoreError::Indeterminate(format!(
         "{operation}: the SQLite writer answered another write's reply"
     ))

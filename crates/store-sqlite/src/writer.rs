@@ -86,6 +86,47 @@ pub(crate) enum Write {
         body: String,
         expected: Option<i64>,
     },
+    /// Writes an event type if the stored record is still `expected`
+    /// (`None`: only if there is none; compare and set).
+    PutEventType {
+        tenant: String,
+        name: String,
+        body: String,
+        created_at: i64,
+        updated_at: i64,
+        expected: Option<String>,
+    },
+    DeleteEventType {
+        tenant: String,
+        name: String,
+    },
+    /// Writes a new endpoint at version 1. An endpoint already there with
+    /// exactly this record (our own earlier attempt) counts as written; any
+    /// other with its id changes nothing and counts as not.
+    CreateEndpoint(EndpointRow),
+    /// Rewrites an endpoint if its version is still `expected`, at
+    /// `expected + 1`. Finding it exactly as this write leaves it (our own
+    /// earlier attempt) counts as written.
+    UpdateEndpoint {
+        row: EndpointRow,
+        expected: i64,
+    },
+    DeleteEndpoint {
+        tenant: String,
+        id: String,
+    },
+    /// An event and its deliveries in one request, in order: the
+    /// idempotency key, if any (a live one returns
+    /// [`Returned::EventReplay`] and writes nothing), the event (already
+    /// there with this record: kept; with another: a conflict, and nothing
+    /// is written), then each delivery job unless one with its id exists
+    /// (that one is left as it is: a processor may have made it already).
+    Publish {
+        event: EventRow,
+        key: Option<KeyRow>,
+        deliveries: Vec<Row>,
+        now: i64,
+    },
     /// Deletes up to `limit` finished jobs whose retention ran out by `now`.
     PurgeExpired {
         now: i64,
@@ -97,7 +138,12 @@ impl Write {
     /// Whether the write changes data with one statement, which SQLite undoes
     /// by itself if it fails (a read before it changes nothing).
     fn is_one_statement(&self) -> bool {
-        !matches!(self, Self::CreateIdempotent { .. } | Self::PurgeExpired { .. })
+        // The endpoint writes read after their one change, to recognise
+        // their own earlier attempt; the read changes nothing.
+        !matches!(
+            self,
+            Self::CreateIdempotent { .. } | Self::Publish { .. } | Self::PurgeExpired { .. }
+        )
     }
 
     fn operation(&self) -> &'static str {
@@ -111,9 +157,52 @@ impl Write {
             Self::CreateKey { .. } => "create API key",
             Self::PutSecrets { .. } => "write signing secrets",
             Self::RevokeKey { .. } => "revoke API key",
+            Self::PutEventType { .. } => "write event type",
+            Self::DeleteEventType { .. } => "delete event type",
+            Self::CreateEndpoint(_) => "create endpoint",
+            Self::UpdateEndpoint { .. } => "update endpoint",
+            Self::DeleteEndpoint { .. } => "delete endpoint",
+            Self::Publish { .. } => "publish event",
             Self::PurgeExpired { .. } => "purge expired jobs",
         }
     }
+}
+
+/// An endpoint's columns.
+pub(crate) struct EndpointRow {
+    pub id: String,
+    pub tenant: String,
+    pub owner: Option<String>,
+    /// Holds the endpoint's signing secrets: never in `Debug`.
+    pub body: String,
+}
+
+impl std::fmt::Debug for EndpointRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EndpointRow")
+            .field("id", &self.id)
+            .field("tenant", &self.tenant)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An event's columns.
+#[derive(Debug)]
+pub(crate) struct EventRow {
+    pub id: String,
+    pub tenant: String,
+    pub event_type: String,
+    pub owner: Option<String>,
+    pub created_at: i64,
+    pub body: String,
+}
+
+/// An `Idempotency-Key` to record with what it names.
+#[derive(Debug)]
+pub(crate) struct KeyRow {
+    pub key_hash: String,
+    pub fingerprint: String,
+    pub expires_at: i64,
 }
 
 /// What a write did: the rows it changed and, for a claim or a keyed
@@ -136,6 +225,9 @@ pub(crate) enum Returned {
     /// A keyed create whose key is taken: the job the key names and the
     /// fingerprint of the request that recorded it.
     Replay { job_id: String, fingerprint: String },
+    /// A publish whose key is taken: the event the key names and the
+    /// fingerprint of the request that recorded it.
+    EventReplay { event_id: String, fingerprint: String },
 }
 
 #[derive(Debug)]
@@ -242,12 +334,31 @@ fn apply_isolated(conn: &Connection, write: &Write) -> rusqlite::Result<Result<O
     }
 }
 
+/// The one statement that writes a new job, with its place in the due set
+/// (`due_at`), followed by what to do when its id is taken.
+macro_rules! insert_job_sql {
+    ($on_conflict:literal) => {
+        concat!(
+            "INSERT INTO jobs (id, tenant, status, created_at, job, due_at, expires_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            $on_conflict
+        )
+    };
+}
+
+/// A new job; a taken id fails the statement (a conflict).
 fn insert_job(conn: &Connection, row: &Row) -> rusqlite::Result<usize> {
-    conn.prepare_cached(
-        "INSERT INTO jobs (id, tenant, status, created_at, job, due_at, expires_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    )?
-    .execute(params![
+    insert_job_with(conn, insert_job_sql!(""), row)
+}
+
+/// A new job unless one with its id exists, which is left untouched;
+/// returns 0 then.
+fn insert_job_if_absent(conn: &Connection, row: &Row) -> rusqlite::Result<usize> {
+    insert_job_with(conn, insert_job_sql!(" ON CONFLICT (id) DO NOTHING"), row)
+}
+
+fn insert_job_with(conn: &Connection, sql: &str, row: &Row) -> rusqlite::Result<usize> {
+    conn.prepare_cached(sql)?.execute(params![
         row.id,
         row.tenant,
         row.status,
@@ -431,7 +542,95 @@ fn apply(conn: &Connection, write: &Write) -> rusqlite::Result<Outcome> {
                 returned: None,
             })
         }
+        Write::PutEventType {
+            tenant,
+            name,
+            body,
+            created_at,
+            updated_at,
+            expected,
+        } => {
+            let changed = match expected {
+                None => conn
+                    .prepare_cached(
+                        "INSERT INTO event_types (tenant, name, body, created_at, updated_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5)
+                         ON CONFLICT (tenant, name) DO NOTHING",
+                    )?
+                    .execute(params![tenant, name, body, created_at, updated_at])?,
+                Some(expected) => conn
+                    .prepare_cached(
+                        "UPDATE event_types SET body = ?3, updated_at = ?4
+                         WHERE tenant = ?1 AND name = ?2 AND body = ?5",
+                    )?
+                    .execute(params![tenant, name, body, updated_at, expected])?,
+            };
+            Ok(Outcome {
+                changed,
+                returned: None,
+            })
+        }
+        Write::DeleteEventType { tenant, name } => {
+            let changed = conn
+                .prepare_cached("DELETE FROM event_types WHERE tenant = ?1 AND name = ?2")?
+                .execute(params![tenant, name])?;
+            Ok(Outcome {
+                changed,
+                returned: None,
+            })
+        }
+        Write::CreateEndpoint(row) => {
+            let mut changed = conn
+                .prepare_cached(
+                    "INSERT INTO endpoints (id, tenant, owner, version, body) VALUES (?1, ?2, ?3, 1, ?4)
+                     ON CONFLICT (id) DO NOTHING",
+                )?
+                .execute(params![row.id, row.tenant, row.owner, row.body])?;
+            if changed == 0 {
+                changed = endpoint_is(conn, row, None)?;
+            }
+            Ok(Outcome {
+                changed,
+                returned: None,
+            })
+        }
+        Write::UpdateEndpoint { row, expected } => {
+            let mut changed = conn
+                .prepare_cached(
+                    "UPDATE endpoints SET owner = ?3, body = ?4, version = version + 1
+                     WHERE id = ?1 AND tenant = ?2 AND version = ?5",
+                )?
+                .execute(params![row.id, row.tenant, row.owner, row.body, expected])?;
+            if changed == 0 {
+                changed = endpoint_is(conn, row, expected.checked_add(1))?;
+            }
+            Ok(Outcome {
+                changed,
+                returned: None,
+            })
+        }
+        Write::DeleteEndpoint { tenant, id } => {
+            let changed = conn
+                .prepare_cached("DELETE FROM endpoints WHERE id = ?1 AND tenant = ?2")?
+                .execute(params![id, tenant])?;
+            Ok(Outcome {
+                changed,
+                returned: None,
+            })
+        }
+        Write::Publish {
+            event,
+            key,
+            deliveries,
+            now,
+        } => publish(conn, event, key.as_ref(), deliveries, *now),
         Write::PurgeExpired { now, limit } => {
+            conn.prepare_cached(
+                "DELETE FROM event_idempotency_keys WHERE rowid IN (
+                     SELECT rowid FROM event_idempotency_keys WHERE expires_at <= ?1 LIMIT ?2
+                 )",
+            )?
+            .execute(params![now, limit])?;
             conn.prepare_cached(
                 "DELETE FROM idempotency_keys WHERE rowid IN (
                      SELECT rowid FROM idempotency_keys WHERE expires_at <= ?1 LIMIT ?2
@@ -451,6 +650,97 @@ fn apply(conn: &Connection, write: &Write) -> rusqlite::Result<Outcome> {
             })
         }
     }
+}
+
+/// 1 if the endpoint is stored exactly as `row` (at `version`, if given),
+/// else 0.
+fn endpoint_is(conn: &Connection, row: &EndpointRow, version: Option<i64>) -> rusqlite::Result<usize> {
+    let found = conn
+        .prepare_cached(
+            "SELECT 1 FROM endpoints
+             WHERE id = ?1 AND tenant = ?2 AND body = ?3 AND (?4 IS NULL OR version = ?4)",
+        )?
+        .query_row(params![row.id, row.tenant, row.body, version], |_| Ok(()))
+        .optional()?;
+    Ok(usize::from(found.is_some()))
+}
+
+/// [`Write::Publish`], inside its own savepoint: an error undoes all of it.
+fn publish(
+    conn: &Connection,
+    event: &EventRow,
+    key: Option<&KeyRow>,
+    deliveries: &[Row],
+    now: i64,
+) -> rusqlite::Result<Outcome> {
+    if let Some(key) = key {
+        let earlier = conn
+            .prepare_cached(
+                "SELECT event_id, fingerprint FROM event_idempotency_keys
+                 WHERE tenant = ?1 AND key_hash = ?2 AND expires_at > ?3",
+            )?
+            .query_row(params![event.tenant, key.key_hash, now], |r| {
+                Ok(Returned::EventReplay {
+                    event_id: r.get(0)?,
+                    fingerprint: r.get(1)?,
+                })
+            })
+            .optional()?;
+        if earlier.is_some() {
+            return Ok(Outcome {
+                changed: 0,
+                returned: earlier,
+            });
+        }
+    }
+    let stored: Option<(String, String)> = conn
+        .prepare_cached("SELECT tenant, body FROM events WHERE id = ?1")?
+        .query_row(params![event.id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let mut changed = 0;
+    match stored {
+        None => {
+            changed += conn
+                .prepare_cached(
+                    "INSERT INTO events (id, tenant, event_type, owner, created_at, body)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )?
+                .execute(params![
+                    event.id,
+                    event.tenant,
+                    event.event_type,
+                    event.owner,
+                    event.created_at,
+                    event.body
+                ])?;
+        }
+        // Our own event, written by an earlier call: its fan-out goes on.
+        Some((tenant, body)) if tenant == event.tenant && body == event.body => {}
+        Some(_) => return Err(id_taken("another event has this id")),
+    }
+    if let Some(key) = key {
+        conn.prepare_cached(
+            "INSERT OR REPLACE INTO event_idempotency_keys (tenant, key_hash, fingerprint, event_id, expires_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(params![event.tenant, key.key_hash, key.fingerprint, event.id, key.expires_at])?;
+    }
+    for row in deliveries {
+        changed += insert_job_if_absent(conn, row)?;
+    }
+    Ok(Outcome {
+        changed,
+        returned: None,
+    })
+}
+
+/// The error of a taken primary key, which [`sql_error`] answers as a
+/// conflict.
+fn id_taken(message: &str) -> rusqlite::Error {
+    rusqlite::Error::SqliteFailure(
+        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY),
+        Some(message.to_owned()),
+    )
 }
 
 fn rollback(conn: &Connection) {
@@ -625,6 +915,49 @@ mod tests {
             }
         );
         assert_eq!(ids(&conn), vec!["a"]);
+    }
+
+    #[test]
+    fn a_publish_whose_event_id_is_taken_writes_nothing_and_keeps_its_key_unused() {
+        let (_dir, conn) = fresh();
+        let publish = |body: &str, fingerprint: &str| Write::Publish {
+            event: EventRow {
+                id: "e".to_owned(),
+                tenant: "acme".to_owned(),
+                event_type: "invoice.paid".to_owned(),
+                owner: None,
+                created_at: 0,
+                body: body.to_owned(),
+            },
+            key: Some(KeyRow {
+                key_hash: format!("k-{fingerprint}"),
+                fingerprint: fingerprint.to_owned(),
+                expires_at: 100,
+            }),
+            deliveries: vec![row(&format!("d-{fingerprint}"), Some(1))],
+            now: 10,
+        };
+        let writes = [
+            create("d-second", Some(7)),
+            publish("{\"first\":1}", "first"),
+            publish("{\"other\":1}", "second"),
+        ];
+        let outcomes = commit_batch(&conn, writes.iter());
+        assert!(matches!(outcomes[1], Ok(Outcome { changed: 2, .. })));
+        assert!(
+            matches!(outcomes[2], Err(StoreError::Conflict)),
+            "{:?}",
+            outcomes[2]
+        );
+        assert_eq!(ids(&conn), vec!["d-first", "d-second"]);
+        let keys: i64 = conn
+            .query_row("SELECT count(*) FROM event_idempotency_keys", [], |r| r.get(0))
+            .expect("count");
+        assert_eq!(keys, 1, "the refused publish did not use up its key");
+        let jobs_keys: i64 = conn
+            .query_row("SELECT count(*) FROM idempotency_keys", [], |r| r.get(0))
+            .expect("count");
+        assert_eq!(jobs_keys, 0, "events' keys are not jobs' keys");
     }
 
     #[test]
