@@ -268,13 +268,7 @@ fn endpoint_delivered() -> Job {
         error: "HTTP 503 Service Unavailable".into(),
         retry_after: None,
     };
-    job.record_delivery(
-        refused,
-        tried(t0, 12, Some("busy".into())),
-        t0,
-        &policy(),
-        &mut rng(),
-    );
+    job.record_delivery(refused, tried(t0, 12, Some("busy")), t0, &policy(), &mut rng());
     let t1 = at("2026-11-30T12:00:05.000Z");
     job.record_delivery(
         CallbackOutcome::Delivered { status: 200 },

@@ -31,6 +31,16 @@ pub(crate) fn from_headers(
     request: &JobRequest,
     now: Timestamp,
 ) -> Result<Option<IdempotencyRecord>, ApiError> {
+    with_fingerprint(headers, || fingerprint(request), now)
+}
+
+/// The record for a request whose canonical form hashes to `fingerprint`
+/// (an event's: [`event_fingerprint`]), if it carries a key.
+pub(crate) fn with_fingerprint(
+    headers: &HeaderMap,
+    fingerprint: impl FnOnce() -> String,
+    now: Timestamp,
+) -> Result<Option<IdempotencyRecord>, ApiError> {
     let Some(value) = headers.get(HEADER) else {
         return Ok(None);
     };
@@ -47,7 +57,7 @@ pub(crate) fn from_headers(
     let window = chrono::Duration::from_std(IDEMPOTENCY_WINDOW).unwrap_or(chrono::Duration::MAX);
     Ok(Some(IdempotencyRecord {
         key_hash: hex(&Sha256::digest(key.as_bytes())),
-        fingerprint: fingerprint(request),
+        fingerprint: fingerprint(),
         expires_at: now.checked_add_signed(window).unwrap_or(now),
     }))
 }
@@ -67,6 +77,13 @@ fn fingerprint(request: &JobRequest) -> String {
         Value::from(request.providers.clone()),
     );
     hex(&Sha256::digest(canonical.as_bytes()))
+}
+
+/// SHA-256 of an event request (`POST /v1/events`) in one canonical text:
+/// its type, owner and payload, the payload's keys sorted at every level.
+pub(crate) fn event_fingerprint(event_type: &str, owner: Option<&str>, payload: &Value) -> String {
+    let canonical = serde_json::json!({"owner": owner, "payload": payload, "type": event_type});
+    hex(&Sha256::digest(canonical.to_string().as_bytes()))
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -17,9 +17,7 @@ use crate::idempotency;
 use crate::validate::{parse_job_request, require_json};
 use crate::{ApiError, AppState, FieldError, MAX_BODY_BYTES, openapi};
 
-fn api_time(t: Timestamp) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
+use crate::api_time;
 
 /// The answer to an accepted job (and to an idempotent replay of one).
 #[derive(Debug, Serialize, ToSchema)]
@@ -183,9 +181,7 @@ async fn accept_job(
     }
 }
 
-/// How long a write whose outcome the store could not tell is resolved
-/// (re-issued, or read back) before the answer says the outcome is unknown.
-const RESOLVE_WITHIN: std::time::Duration = std::time::Duration::from_secs(2);
+use crate::RESOLVE_WITHIN;
 
 /// The detail of a create whose outcome stayed unknown.
 const CREATE_OUTCOME_UNKNOWN: &str = "the job store did not confirm the job and it may have been \
@@ -285,8 +281,18 @@ pub(crate) struct JobView {
     job_id: JobId,
     #[schema(value_type = openapi::JobStatusSchema)]
     status: JobStatus,
-    #[schema(format = "uri")]
-    callback_url: String,
+    /// Where the job's callback goes; absent on an event's delivery.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String, format = "uri", required = false)]
+    callback_url: Option<String>,
+    /// The endpoint an event's delivery goes to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String, pattern = "^[0-7][0-9A-HJKMNP-TV-Z]{25}$", required = false)]
+    endpoint_id: Option<domain::EndpointId>,
+    /// The event a delivery carries (`GET /v1/events/{eventId}`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String, pattern = "^[0-7][0-9A-HJKMNP-TV-Z]{25}$", required = false)]
+    event_id: Option<domain::EventId>,
     /// The job's metadata, as given.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Object, required = false)]
@@ -352,7 +358,16 @@ impl From<Job> for JobView {
             job_id: job.id(),
             status: job.status(),
             callback_url: match job.target() {
-                Target::Callback(url) => url.to_string(),
+                Target::Callback(url) => Some(url.to_string()),
+                Target::Endpoint(_) => None,
+            },
+            endpoint_id: match job.target() {
+                Target::Endpoint(id) => Some(*id),
+                Target::Callback(_) => None,
+            },
+            event_id: match job.payload() {
+                Payload::OfEvent(id) => Some(*id),
+                Payload::Results { .. } | Payload::Event { .. } => None,
             },
             metadata: job.metadata().cloned(),
             providers: job

@@ -4,10 +4,15 @@
 //! `router()` builds the axum app; `run()` serves it until shutdown.
 
 mod auth;
+mod endpoints;
 mod error;
+mod event_types;
+mod events;
+mod fields;
 mod idempotency;
 mod jobs;
 mod openapi;
+mod query;
 mod validate;
 
 use std::sync::Arc;
@@ -15,7 +20,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderName, Request};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use domain::Clock;
 use netguard::{NetPolicy, Resolver};
 use openapi::Health;
@@ -27,6 +32,7 @@ use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, 
 
 pub use auth::KEY_CACHE_TTL;
 pub use error::{ApiError, FieldError};
+pub use events::{MAX_EVENT_BODY_BYTES, MAX_EVENT_PAYLOAD_BYTES};
 pub use idempotency::IDEMPOTENCY_WINDOW;
 pub use jobs::DEFAULT_PAGE;
 pub use openapi::document as openapi_document;
@@ -121,13 +127,27 @@ impl MakeRequestId for UlidRequestId {
 /// Every method and path [`router`] serves, kept next to it: the tests
 /// check that the OpenAPI document describes exactly these and that the
 /// router answers each of them.
-pub const ROUTES: [(&str, &str); 10] = [
+pub const ROUTES: [(&str, &str); 24] = [
     ("POST", "/webhook"),
     ("POST", "/v1/jobs"),
     ("GET", "/v1/jobs"),
     ("GET", "/v1/jobs/{job_id}"),
     ("GET", "/v1/jobs/{job_id}/attempts"),
     ("POST", "/v1/jobs/{job_id}/retry"),
+    ("PUT", "/v1/event-types/{name}"),
+    ("DELETE", "/v1/event-types/{name}"),
+    ("GET", "/v1/event-types"),
+    ("POST", "/v1/endpoints"),
+    ("GET", "/v1/endpoints"),
+    ("GET", "/v1/endpoints/{endpoint_id}"),
+    ("PATCH", "/v1/endpoints/{endpoint_id}"),
+    ("DELETE", "/v1/endpoints/{endpoint_id}"),
+    ("POST", "/v1/endpoints/{endpoint_id}/secret/rotate"),
+    ("POST", "/v1/endpoints/{endpoint_id}/disable"),
+    ("POST", "/v1/endpoints/{endpoint_id}/enable"),
+    ("POST", "/v1/events"),
+    ("GET", "/v1/events"),
+    ("GET", "/v1/events/{event_id}"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/metrics"),
@@ -152,6 +172,40 @@ pub fn router(store: Arc<dyn Store>, clock: Arc<dyn Clock>, config: IntakeConfig
         .route("/v1/jobs/{job_id}", get(jobs::get_job))
         .route("/v1/jobs/{job_id}/attempts", get(jobs::list_attempts))
         .route("/v1/jobs/{job_id}/retry", post(jobs::retry_job))
+        .route(
+            "/v1/event-types/{name}",
+            put(event_types::put_event_type).delete(event_types::delete_event_type),
+        )
+        .route("/v1/event-types", get(event_types::list_event_types))
+        .route(
+            "/v1/endpoints",
+            post(endpoints::create_endpoint).get(endpoints::list_endpoints),
+        )
+        .route(
+            "/v1/endpoints/{endpoint_id}",
+            get(endpoints::get_endpoint)
+                .patch(endpoints::update_endpoint)
+                .delete(endpoints::delete_endpoint),
+        )
+        .route(
+            "/v1/endpoints/{endpoint_id}/secret/rotate",
+            post(endpoints::rotate_secret),
+        )
+        .route(
+            "/v1/endpoints/{endpoint_id}/disable",
+            post(endpoints::disable_endpoint),
+        )
+        .route(
+            "/v1/endpoints/{endpoint_id}/enable",
+            post(endpoints::enable_endpoint),
+        )
+        .route(
+            "/v1/events",
+            post(events::publish_event)
+                .layer(axum::extract::DefaultBodyLimit::max(MAX_EVENT_BODY_BYTES))
+                .get(events::list_events),
+        )
+        .route("/v1/events/{event_id}", get(events::get_event))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -247,11 +301,20 @@ pub async fn run_with(
 }
 
 /// The listener's production limits for the API: `server`'s defaults, and
-/// a body declared over [`MAX_BODY_BYTES`] refused (413) before it is read
-/// or the key is checked.
+/// a body declared over the largest any route takes ([`MAX_EVENT_BODY_BYTES`])
+/// refused (413) before it is read or the key is checked; each route then
+/// holds its body to its own limit ([`MAX_BODY_BYTES`] for jobs).
 pub fn server_limits() -> ServerLimits {
-    ServerLimits::default().with_max_body_bytes(MAX_BODY_BYTES as u64)
+    ServerLimits::default().with_max_body_bytes(MAX_EVENT_BODY_BYTES as u64)
 }
+
+pub(crate) fn api_time(t: domain::Timestamp) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// How long a write whose outcome the store could not tell is resolved
+/// (re-issued, or read back) before the answer says the outcome is unknown.
+pub(crate) const RESOLVE_WITHIN: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// `GET /healthz`: the process is up.
 #[utoipa::path(

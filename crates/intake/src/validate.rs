@@ -63,7 +63,7 @@ pub fn parse_job_request(body: &[u8], known_providers: &[String]) -> Result<JobR
         errors.push(FieldError::new(field.clone(), "unknown field"));
     }
     let providers = providers(object.remove("providers"), known_providers, &mut errors);
-    let callback_url = callback_url(object.remove("callbackUrl"), &mut errors);
+    let callback_url = http_url("callbackUrl", object.remove("callbackUrl"), &mut errors);
     let metadata = match object.remove("metadata") {
         None | Some(Value::Null) => None,
         Some(_) => metadata(body, &mut errors),
@@ -128,8 +128,9 @@ fn providers(value: Option<Value>, known: &[String], errors: &mut Vec<FieldError
     (errors.len() == before).then_some(names)
 }
 
-fn callback_url(value: Option<Value>, errors: &mut Vec<FieldError>) -> Option<Url> {
-    let field = "callbackUrl";
+/// An absolute http(s) URL with a host and neither credentials nor a
+/// fragment (a `callbackUrl`, an endpoint's `url`).
+pub(crate) fn http_url(field: &str, value: Option<Value>, errors: &mut Vec<FieldError>) -> Option<Url> {
     let text = match value {
         Some(Value::String(text)) => text,
         Some(_) => {

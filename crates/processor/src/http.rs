@@ -140,7 +140,11 @@ pub(crate) async fn fetch_provider(
 #[derive(Debug)]
 pub(crate) struct Callback<'a> {
     pub url: &'a url::Url,
-    pub job_id: JobId,
+    /// `webhook-id`: the job's id, or the event's for a delivery of one.
+    pub message_id: &'a str,
+    /// The endpoint's own headers, sent before hookline's (which they
+    /// cannot name: `domain::EndpointHeaders`).
+    pub headers: &'a domain::EndpointHeaders,
     pub body: Vec<u8>,
     /// Unix seconds of this attempt, as signed.
     pub timestamp: i64,
@@ -156,7 +160,8 @@ pub(crate) async fn deliver_callback(
 ) -> (CallbackOutcome, Option<String>) {
     let Callback {
         url,
-        job_id,
+        message_id,
+        headers,
         body,
         timestamp,
         signature,
@@ -172,10 +177,13 @@ pub(crate) async fn deliver_callback(
         };
         return (refused, None);
     }
-    let request = client
-        .post(url.clone())
+    let mut request = client.post(url.clone());
+    for (name, value) in headers.iter() {
+        request = request.header(name, value);
+    }
+    let request = request
         .header(CONTENT_TYPE, "application/json")
-        .header("webhook-id", job_id.to_string())
+        .header("webhook-id", message_id)
         .header("webhook-timestamp", timestamp.to_string())
         .header("webhook-signature", signature)
         .body(body)

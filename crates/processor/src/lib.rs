@@ -18,6 +18,7 @@ pub mod providers;
 mod purge;
 pub mod schedule;
 pub mod slots;
+mod targets;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -179,6 +180,8 @@ pub struct Processor {
     purges: PurgeSchedule,
     /// Tenants' signing secrets as last read.
     secrets: TtlCache<TenantId, TenantSecrets, Timestamp, chrono::Duration>,
+    /// Events whose payloads deliveries carry (`targets.rs`).
+    events: TtlCache<(TenantId, domain::EventId), Arc<domain::Event>, Timestamp, chrono::Duration>,
     /// Leases of the jobs being worked on now, so shutdown can give back
     /// what it cannot finish.
     in_flight: InFlight,
@@ -275,6 +278,10 @@ impl Processor {
             secrets: TtlCache::new(
                 chrono::Duration::from_std(SECRETS_CACHE_TTL).unwrap_or(chrono::Duration::MAX),
                 SECRETS_CACHE_MAX,
+            ),
+            events: TtlCache::new(
+                chrono::Duration::from_std(targets::EVENTS_CACHE_TTL).unwrap_or(chrono::Duration::MAX),
+                targets::EVENTS_CACHE_MAX,
             ),
             in_flight: InFlight::default(),
             metrics: Arc::default(),
@@ -745,33 +752,36 @@ impl Processor {
         job
     }
 
-    /// One signed callback attempt: its outcome, the body of a failed
+    /// One signed delivery attempt: its outcome, the body of a failed
     /// answer, and how long it took (`None` when nothing was sent).
     async fn deliver(
         &self,
         job: &Job,
         now: Timestamp,
     ) -> (CallbackOutcome, Option<String>, Option<Duration>) {
-        let body = job.body().to_bytes();
-        let Target::Callback(url) = job.target();
-        let secrets = match self.signing_secrets(job.tenant(), now).await {
-            Ok(secrets) => secrets,
-            Err(error) => {
-                self.metrics.callback_attempted(DeliveryResult::NotSent, None);
-                tracing::info!(error = %error, "callback not sent");
-                let outcome = CallbackOutcome::Retryable {
-                    status: None,
-                    error,
-                    retry_after: None,
+        let prepared = match self.prepare(job, now).await {
+            Ok(prepared) => prepared,
+            Err(outcome) => {
+                let result = match outcome {
+                    CallbackOutcome::Abandoned { .. } => DeliveryResult::Abandoned,
+                    _ => DeliveryResult::NotSent,
                 };
+                self.count_attempt(job, result, None);
+                tracing::info!(error = outcome.error().unwrap_or(""), "callback not sent");
                 return (outcome, None, None);
             }
         };
         let callback = http::Callback {
-            url,
-            job_id: job.id(),
-            signature: signing::signature_header(&secrets, &job.id().to_string(), now.timestamp(), &body),
-            body,
+            url: &prepared.url,
+            message_id: &prepared.message_id,
+            headers: &prepared.headers,
+            signature: signing::signature_header(
+                &prepared.secrets,
+                &prepared.message_id,
+                now.timestamp(),
+                &prepared.body,
+            ),
+            body: prepared.body,
             timestamp: now.timestamp(),
         };
         let started = Instant::now();
@@ -787,9 +797,10 @@ impl Processor {
             CallbackOutcome::Delivered { .. } => DeliveryResult::Delivered,
             CallbackOutcome::Gone => DeliveryResult::Gone,
             CallbackOutcome::Retryable { .. } => DeliveryResult::Retryable,
+            CallbackOutcome::Abandoned { .. } => DeliveryResult::Abandoned,
         };
         let (status, error) = (outcome.status(), outcome.error());
-        self.metrics.callback_attempted(result, Some(took));
+        self.count_attempt(job, result, Some(took));
         let duration_ms = took.as_millis() as u64;
         // One line per delivery outcome at info; the answer's details at debug.
         match result {
@@ -798,7 +809,18 @@ impl Processor {
             _ => tracing::info!(status, error, duration_ms, "callback failed"),
         }
         tracing::debug!(status, body = answer.as_deref().unwrap_or(""), "callback answer");
+        if let (CallbackOutcome::Gone, Some((endpoint, version))) = (&outcome, prepared.endpoint) {
+            self.disable_gone(job.tenant(), endpoint, version, self.clock.now())
+                .await;
+        }
         (outcome, answer, Some(took))
+    }
+
+    fn count_attempt(&self, job: &Job, result: DeliveryResult, took: Option<Duration>) {
+        match job.target() {
+            Target::Callback(_) => self.metrics.callback_attempted(result, took),
+            Target::Endpoint(_) => self.metrics.endpoint_attempted(result, took),
+        }
     }
 
     /// The secrets a callback to `tenant` is signed with at `now`, read from

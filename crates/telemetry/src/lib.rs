@@ -54,8 +54,11 @@ pub enum DeliveryResult {
     Gone,
     /// Any other answer, or none: tried again later.
     Retryable,
-    /// Not sent: the tenant has no signing secret (or it could not be read).
+    /// Not sent: the tenant has no signing secret (or it, the endpoint or
+    /// the event could not be read): tried again later.
     NotSent,
+    /// Not sent, and never to be: the endpoint was deleted or disabled.
+    Abandoned,
 }
 
 impl DeliveryResult {
@@ -65,6 +68,7 @@ impl DeliveryResult {
             Self::Gone => "gone",
             Self::Retryable => "retryable",
             Self::NotSent => "not_sent",
+            Self::Abandoned => "abandoned",
         }
     }
 }
@@ -146,7 +150,9 @@ pub struct Metrics {
     provider_fetches: Family<FetchLabels, Counter>,
     provider_fetch_duration: HistogramFamily<ProviderLabel>,
     callback_deliveries: Family<OutcomeLabel, Counter>,
+    endpoint_deliveries: Family<OutcomeLabel, Counter>,
     callback_duration: Histogram,
+    events_published: Counter,
     jobs_delivered: Counter,
     jobs_retried: Counter,
     jobs_dead_lettered: Counter,
@@ -173,7 +179,9 @@ impl Metrics {
             provider_fetches: Family::default(),
             provider_fetch_duration: Family::new_with_constructor(http_histogram),
             callback_deliveries: Family::default(),
+            endpoint_deliveries: Family::default(),
             callback_duration: http_histogram(),
+            events_published: Counter::default(),
             jobs_delivered: Counter::default(),
             jobs_retried: Counter::default(),
             jobs_dead_lettered: Counter::default(),
@@ -228,8 +236,18 @@ impl Metrics {
             metrics.callback_deliveries.clone(),
         );
         registry.register(
+            "endpoint_deliveries",
+            "Delivery attempts to registered endpoints by outcome (delivered, gone, retryable, not_sent, abandoned)",
+            metrics.endpoint_deliveries.clone(),
+        );
+        registry.register(
+            "events_published",
+            "Events accepted (each fans out to its endpoints' deliveries)",
+            metrics.events_published.clone(),
+        );
+        registry.register(
             "callback_duration_seconds",
-            "Callback latency, of attempts that were sent",
+            "Callback and endpoint delivery latency, of attempts that were sent",
             metrics.callback_duration.clone(),
         );
         registry.register(
@@ -318,6 +336,24 @@ impl Metrics {
         if let Some(took) = took {
             self.callback_duration.observe(took.as_secs_f64());
         }
+    }
+
+    /// One delivery attempt to a registered endpoint; `took` is `None`
+    /// when nothing was sent. (No endpoint id as a label: their number is
+    /// the tenants'.)
+    pub fn endpoint_attempted(&self, result: DeliveryResult, took: Option<Duration>) {
+        self.endpoint_deliveries
+            .get_or_create(&OutcomeLabel {
+                outcome: result.as_str(),
+            })
+            .inc();
+        if let Some(took) = took {
+            self.callback_duration.observe(took.as_secs_f64());
+        }
+    }
+
+    pub fn event_published(&self) {
+        self.events_published.inc();
     }
 
     pub fn job_delivered(&self) {

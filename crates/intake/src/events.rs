@@ -1,0 +1,580 @@
+//! The event routes (SPEC section 9): `POST /v1/events` publishes an event
+//! to every enabled endpoint of the tenant subscribed to its type (and of
+//! its owner, when it names one); `GET /v1/events/{id}` shows each
+//! delivery's state; `GET /v1/events` lists them, newest first.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use domain::{
+    EndpointId, Event, EventId, EventType, JobId, JobStatus, NewEvent, Owner, RawJson, TenantId, Timestamp,
+};
+use futures::StreamExt as _;
+use serde::Serialize;
+use serde_json::value::RawValue;
+use store::{EventQuery, IdempotencyRecord, Published, StoreError};
+use utoipa::ToSchema;
+
+use crate::auth::Tenant;
+use crate::fields::Fields;
+use crate::idempotency;
+use crate::{ApiError, AppState, FieldError, api_time, openapi};
+
+/// Largest event payload, serialized (SPEC section 9).
+pub const MAX_EVENT_PAYLOAD_BYTES: usize = 256 * 1024;
+/// Largest `POST /v1/events` body: the payload and room for the rest.
+pub const MAX_EVENT_BODY_BYTES: usize = MAX_EVENT_PAYLOAD_BYTES + 4 * 1024;
+/// Deliveries of one event read at once for `GET /v1/events/{id}`.
+const DELIVERY_READS_IN_FLIGHT: usize = 16;
+
+/// What `POST /v1/events` accepts (documentation; `Fields` parses it).
+#[derive(ToSchema)]
+#[schema(as = EventRequest)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[allow(dead_code)]
+pub(crate) struct EventRequestSchema {
+    /// A registered event type.
+    #[serde(rename = "type")]
+    #[schema(pattern = "^[A-Za-z0-9_.-]{1,64}$", example = "invoice.paid")]
+    event_type: String,
+    /// Only this owner's endpoints receive it; without one, every
+    /// subscribed endpoint does.
+    #[schema(min_length = 1, max_length = 256, example = "company-42")]
+    owner: Option<String>,
+    /// Any JSON value, at most 256 KiB serialized; delivered as `data`.
+    #[schema(value_type = Object, example = json!({"invoiceId": "in_1", "amount": 1200}))]
+    payload: serde_json::Value,
+}
+
+/// One endpoint an event goes to.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct DeliveryRefView {
+    /// The delivery's id: a job (`GET /v1/jobs/{deliveryId}`).
+    #[schema(value_type = String, pattern = "^[0-7][0-9A-HJKMNP-TV-Z]{25}$")]
+    delivery_id: JobId,
+    #[schema(value_type = String, pattern = "^[0-7][0-9A-HJKMNP-TV-Z]{25}$")]
+    endpoint_id: EndpointId,
+}
+
+/// The answer to an accepted event.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct EventAccepted {
+    #[schema(value_type = String, pattern = "^[0-7][0-9A-HJKMNP-TV-Z]{25}$")]
+    event_id: EventId,
+    #[serde(rename = "type")]
+    event_type: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String, required = false)]
+    owner: Option<String>,
+    #[schema(format = DateTime)]
+    created_at: String,
+    /// Every endpoint it goes to, fixed now.
+    deliveries: Vec<DeliveryRefView>,
+}
+
+impl From<&Event> for EventAccepted {
+    fn from(event: &Event) -> Self {
+        Self {
+            event_id: event.id,
+            event_type: event.event_type.as_str().to_owned(),
+            owner: event.owner.as_ref().map(|o| o.as_str().to_owned()),
+            created_at: api_time(event.created_at),
+            deliveries: event
+                .deliveries
+                .iter()
+                .map(|d| DeliveryRefView {
+                    delivery_id: d.id,
+                    endpoint_id: d.endpoint,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// One delivery of an event and how far it got.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct DeliveryView {
+    #[schema(value_type = String, pattern = "^[0-7][0-9A-HJKMNP-TV-Z]{25}$")]
+    delivery_id: JobId,
+    #[schema(value_type = String, pattern = "^[0-7][0-9A-HJKMNP-TV-Z]{25}$")]
+    endpoint_id: EndpointId,
+    /// Absent when the delivery's record is not there (any more).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = openapi::JobStatusSchema, required = false)]
+    status: Option<JobStatus>,
+    attempts: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = u16, required = false)]
+    last_status_code: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String, required = false)]
+    last_error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String, format = DateTime, required = false)]
+    next_attempt_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String, format = DateTime, required = false)]
+    delivered_at: Option<String>,
+}
+
+/// An event with each delivery's state.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct EventView {
+    #[schema(value_type = String, pattern = "^[0-7][0-9A-HJKMNP-TV-Z]{25}$")]
+    event_id: EventId,
+    #[serde(rename = "type")]
+    event_type: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String, required = false)]
+    owner: Option<String>,
+    #[schema(value_type = Object)]
+    payload: RawJson,
+    #[schema(format = DateTime)]
+    created_at: String,
+    deliveries: Vec<DeliveryView>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct EventList {
+    /// Newest first; each without its payload (read one event for it).
+    data: Vec<EventAccepted>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String, pattern = "^[0-7][0-9A-HJKMNP-TV-Z]{25}$", required = false)]
+    next_cursor: Option<EventId>,
+}
+
+/// The payload as the client wrote it (numbers keep their digits).
+fn raw_payload(body: &[u8]) -> Result<RawJson, String> {
+    #[derive(serde::Deserialize)]
+    struct Raw<'a> {
+        #[serde(borrow)]
+        payload: &'a RawValue,
+    }
+    let raw: Raw<'_> = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    RawJson::from_json(raw.payload.get()).map_err(|e| e.to_string())
+}
+
+/// `POST /v1/events`.
+#[utoipa::path(
+    post,
+    path = "/v1/events",
+    operation_id = "publishEvent",
+    tag = "events",
+    summary = "Publish an event",
+    description = "Delivers the event to every enabled endpoint of the tenant subscribed to its type; with \
+        `owner`, only to that owner's endpoints. A 202 means the event and the set of endpoints it must \
+        reach are durable: each gets exactly one delivery (a job: `GET /v1/jobs/{deliveryId}`), signed \
+        with that endpoint's secret, `webhook-id` the event id. An event that matches no endpoint is \
+        accepted with no deliveries.",
+    request_body(content = EventRequestSchema, content_type = "application/json"),
+    params(
+        (
+            "Idempotency-Key" = Option<String>, Header, nullable = false,
+            description = "Makes retries safe: the same key with the same event within 24 hours answers 200 \
+                with the original event; with a different one, 409.",
+            min_length = 1, max_length = 255, pattern = "^[\\x21-\\x7E]+$",
+        ),
+    ),
+    responses(
+        (status = 202, description = "Accepted; its deliveries are due at once", body = EventAccepted,
+            headers(("Location" = String, description = "`/v1/events/{eventId}`"))),
+        (status = 200, description = "An idempotent replay: the event this `Idempotency-Key` published", body = EventAccepted,
+            headers(
+                ("Location" = String, description = "`/v1/events/{eventId}`"),
+                ("Idempotent-Replayed" = String, description = "`true`"),
+            )),
+        (status = 400, description = "The body is not JSON", body = ApiError, content_type = "application/problem+json"),
+        (status = 401, description = "No, malformed, unknown or revoked API key", body = ApiError,
+            content_type = "application/problem+json", headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        (status = 409, description = "The `Idempotency-Key` was used with a different event", body = ApiError,
+            content_type = "application/problem+json"),
+        (status = 413, description = "The payload is over 256 KiB serialized", body = ApiError, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not labelled JSON", body = ApiError, content_type = "application/problem+json"),
+        (status = 422, description = "An unregistered or invalid type, a bad owner, no payload, an unknown \
+            field or a bad `Idempotency-Key`", body = ApiError, content_type = "application/problem+json"),
+        (status = 500, description = "Unexpected failure; nothing internal is shown", body = ApiError,
+            content_type = "application/problem+json"),
+        (status = 503, description = "The store is unavailable and nothing was written (type \
+            `urn:hookline:problem:unavailable`), or the outcome is unknown (type \
+            `urn:hookline:problem:outcome-unknown`): the event may exist. Retrying with the same \
+            `Idempotency-Key` is safe in every case, and completes an event's fan-out cut short.", body = ApiError,
+            content_type = "application/problem+json", headers(("Retry-After" = u32, description = "Seconds"))),
+    ),
+    security(("bearer" = [])),
+)]
+pub(crate) async fn publish_event(
+    State(state): State<AppState>,
+    tenant: Result<Tenant, ApiError>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let Tenant(tenant) = tenant?;
+    let body = body.map_err(|rejection| match rejection.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::too_large(MAX_EVENT_BODY_BYTES),
+        _ => ApiError::malformed(rejection.body_text()),
+    })?;
+    let mut fields = Fields::parse(
+        &headers,
+        Ok(body.clone()),
+        MAX_EVENT_BODY_BYTES,
+        &["type", "owner", "payload"],
+    )?;
+    let event_type = fields
+        .string("type", true, 64)
+        .and_then(|name| match EventType::parse(&name) {
+            Ok(t) => Some(t),
+            Err(err) => {
+                fields.error("type", err.to_string());
+                None
+            }
+        });
+    let owner = fields
+        .string("owner", false, 256)
+        .and_then(|owner| match Owner::parse(&owner) {
+            Ok(owner) => Some(owner),
+            Err(err) => {
+                fields.error("owner", err.to_string());
+                None
+            }
+        });
+    let payload_value = fields.take("payload");
+    let payload = match &payload_value {
+        None => {
+            fields.error("payload", "is required: any JSON value");
+            None
+        }
+        Some(_) => match raw_payload(&body) {
+            Ok(raw) => Some(raw),
+            Err(err) => {
+                fields.error("payload", format!("is not valid JSON: {err}"));
+                None
+            }
+        },
+    };
+    let (Some(event_type), Some(payload), Some(payload_value)) =
+        fields.finish((event_type, payload, payload_value))?
+    else {
+        return Err(ApiError::validation(vec![FieldError::new(
+            "",
+            "type and payload are required",
+        )]));
+    };
+    if payload.as_json().len() > MAX_EVENT_PAYLOAD_BYTES {
+        return Err(ApiError::too_large(MAX_EVENT_PAYLOAD_BYTES));
+    }
+    let registered = state
+        .store
+        .get_event_type(&tenant, &event_type)
+        .await
+        .map_err(|err| ApiError::from_store(err, "read event type"))?;
+    if registered.is_none() {
+        return Err(ApiError::validation(vec![FieldError::new(
+            "type",
+            format!("{event_type} is not a registered event type (PUT /v1/event-types/{event_type})"),
+        )]));
+    }
+    let now = state.clock.now();
+    let key = idempotency::with_fingerprint(
+        &headers,
+        || {
+            idempotency::event_fingerprint(
+                event_type.as_str(),
+                owner.as_ref().map(Owner::as_str),
+                &payload_value,
+            )
+        },
+        now,
+    )?;
+    let endpoints = state
+        .store
+        .tenant_endpoints(&tenant)
+        .await
+        .map_err(|err| ApiError::from_store(err, "read endpoints"))?;
+    let event = Event::fan_out(
+        NewEvent {
+            id: EventId::generate(now, &mut rand::rng()),
+            tenant: tenant.clone(),
+            event_type,
+            owner,
+            payload,
+        },
+        &endpoints,
+        now,
+    );
+    match publish_resolving(&state, &event, key.as_ref(), now).await? {
+        Published::Accepted => {
+            tracing::info!(event_id = %event.id, deliveries = event.deliveries.len(), "event accepted");
+            state.config.metrics.event_published();
+            if !event.deliveries.is_empty() {
+                state.wake_processor();
+            }
+            Ok(accepted(StatusCode::ACCEPTED, &event))
+        }
+        Published::Replay {
+            event_id,
+            same_request: true,
+        } => {
+            let original = read_event(&state, &tenant, event_id).await?.ok_or_else(|| {
+                ApiError::conflict("the event this Idempotency-Key published no longer exists")
+            })?;
+            // Completes the original's fan-out if its publisher was cut short.
+            publish_resolving(&state, &original, None, now).await?;
+            state.wake_processor();
+            tracing::info!(event_id = %event_id, "idempotent retry answered with the original event");
+            let mut response = accepted(StatusCode::OK, &original);
+            response
+                .headers_mut()
+                .insert("idempotent-replayed", HeaderValue::from_static("true"));
+            Ok(response)
+        }
+        Published::Replay {
+            same_request: false, ..
+        } => Err(ApiError::conflict(
+            "this Idempotency-Key was used with a different event in the last 24 hours",
+        )),
+    }
+}
+
+const PUBLISH_OUTCOME_UNKNOWN: &str = "the store did not confirm the event and it may have been written; \
+    retrying with the same Idempotency-Key is safe (without one, a retry may publish it twice)";
+
+/// Publishes; a write whose answer was lost is issued again (the event's
+/// id and its deliveries' are ours, and each is created only if absent)
+/// for at most [`crate::RESOLVE_WITHIN`] before the outcome is reported
+/// unknown.
+async fn publish_resolving(
+    state: &AppState,
+    event: &Event,
+    key: Option<&IdempotencyRecord>,
+    now: Timestamp,
+) -> Result<Published, ApiError> {
+    let deadline = tokio::time::Instant::now() + crate::RESOLVE_WITHIN;
+    let mut pause = std::time::Duration::from_millis(25);
+    let mut unknown = false;
+    loop {
+        match state.store.publish(event, key, now).await {
+            Ok(Published::Replay { event_id, .. }) if unknown && event_id == event.id => {
+                // Our own first attempt recorded the key: finish its fan-out.
+                return publish_resolving_plain(state, event, now, deadline).await;
+            }
+            Ok(published) => return Ok(published),
+            Err(StoreError::Conflict) if unknown => return Ok(Published::Accepted),
+            Err(StoreError::Indeterminate(reason)) => {
+                tracing::warn!(%reason, event_id = %event.id, "publish event: outcome unknown, resolving it");
+                unknown = true;
+            }
+            Err(err) if unknown && err.is_determinate() => {
+                tracing::debug!(error = %err, event_id = %event.id, "publish event: still unresolved");
+            }
+            Err(err) => return Err(ApiError::from_store(err, "publish event")),
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(ApiError::outcome_unknown(PUBLISH_OUTCOME_UNKNOWN));
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(std::time::Duration::from_millis(400));
+    }
+}
+
+async fn publish_resolving_plain(
+    state: &AppState,
+    event: &Event,
+    now: Timestamp,
+    deadline: tokio::time::Instant,
+) -> Result<Published, ApiError> {
+    let mut pause = std::time::Duration::from_millis(25);
+    loop {
+        match state.store.publish(event, None, now).await {
+            Ok(_) => return Ok(Published::Accepted),
+            Err(err) if tokio::time::Instant::now() < deadline => {
+                tracing::debug!(error = %err, event_id = %event.id, "publish event: still unresolved");
+            }
+            Err(_) => return Err(ApiError::outcome_unknown(PUBLISH_OUTCOME_UNKNOWN)),
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(std::time::Duration::from_millis(400));
+    }
+}
+
+fn accepted(status: StatusCode, event: &Event) -> Response {
+    let mut response = (status, Json(EventAccepted::from(event))).into_response();
+    if let Ok(value) = HeaderValue::from_str(&format!("/v1/events/{}", event.id)) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response
+}
+
+async fn read_event(state: &AppState, tenant: &TenantId, id: EventId) -> Result<Option<Event>, ApiError> {
+    state
+        .store
+        .get_event(tenant, id)
+        .await
+        .map_err(|err| ApiError::from_store(err, "read event"))
+}
+
+/// `GET /v1/events/{event_id}`.
+#[utoipa::path(
+    get,
+    path = "/v1/events/{event_id}",
+    operation_id = "getEvent",
+    tag = "events",
+    summary = "Read an event and its deliveries",
+    params(("event_id" = String, Path, description = "The event's id (`eventId`)")),
+    responses(
+        (status = 200, description = "The event, with each delivery's status, attempts, last status code and \
+            next attempt", body = EventView),
+        (status = 401, description = "No, malformed, unknown or revoked API key", body = ApiError,
+            content_type = "application/problem+json", headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        (status = 404, description = "No such event for this tenant", body = ApiError, content_type = "application/problem+json"),
+        (status = 500, description = "Unexpected failure; nothing internal is shown", body = ApiError,
+            content_type = "application/problem+json"),
+        (status = 503, description = "The store is unavailable", body = ApiError,
+            content_type = "application/problem+json", headers(("Retry-After" = u32, description = "Seconds"))),
+    ),
+    security(("bearer" = [])),
+)]
+pub(crate) async fn get_event(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<EventView>, ApiError> {
+    let Path(given) = path.map_err(|_| ApiError::not_found("no such event"))?;
+    let no_such = || ApiError::not_found(format!("no event {}", crate::error::echo(&given)));
+    let id: EventId = given.parse().map_err(|_| no_such())?;
+    let event = read_event(&state, &tenant, id).await?.ok_or_else(no_such)?;
+    let ids: Vec<JobId> = event.deliveries.iter().map(|d| d.id).collect();
+    let reads = ids.into_iter().map(|id| {
+        let (store, tenant) = (std::sync::Arc::clone(&state.store), tenant.clone());
+        async move { store.get_job(&tenant, id).await }
+    });
+    let jobs: Vec<_> = futures::stream::iter(reads)
+        .buffered(DELIVERY_READS_IN_FLIGHT)
+        .collect()
+        .await;
+    let mut deliveries = Vec::with_capacity(jobs.len());
+    for (delivery, job) in event.deliveries.iter().zip(jobs) {
+        let job = job.map_err(|err| ApiError::from_store(err, "read delivery"))?;
+        let view = match job {
+            Some(job) => DeliveryView {
+                delivery_id: delivery.id,
+                endpoint_id: delivery.endpoint,
+                status: Some(job.status()),
+                attempts: job.delivery().attempts,
+                last_status_code: job.delivery().last_status_code,
+                last_error: job.delivery().last_error.clone(),
+                next_attempt_at: job.due_at().map(api_time),
+                delivered_at: job.delivery().delivered_at.map(api_time),
+            },
+            None => DeliveryView {
+                delivery_id: delivery.id,
+                endpoint_id: delivery.endpoint,
+                status: None,
+                attempts: 0,
+                last_status_code: None,
+                last_error: None,
+                next_attempt_at: None,
+                delivered_at: None,
+            },
+        };
+        deliveries.push(view);
+    }
+    Ok(Json(EventView {
+        event_id: event.id,
+        event_type: event.event_type.as_str().to_owned(),
+        owner: event.owner.as_ref().map(|o| o.as_str().to_owned()),
+        payload: event.payload.clone(),
+        created_at: api_time(event.created_at),
+        deliveries,
+    }))
+}
+
+/// `GET /v1/events?type=&owner=&limit=&cursor=`.
+#[utoipa::path(
+    get,
+    path = "/v1/events",
+    operation_id = "listEvents",
+    tag = "events",
+    summary = "List events, newest first",
+    description = "The tenant's events, newest first, one page at a time, optionally of one type or owner \
+        (a company's call history). A filtered page may hold fewer than `limit` and still carry \
+        `nextCursor`; the listing ends when `nextCursor` is absent.",
+    params(
+        ("type" = Option<String>, Query, pattern = "^[A-Za-z0-9_.-]{1,64}$", description = "Only events of this type"),
+        ("owner" = Option<String>, Query, min_length = 1, max_length = 256, description = "Only this owner's events"),
+        ("limit" = Option<u8>, Query, minimum = 1, maximum = 100, description = "Page size, 1 to 100; default 50"),
+        ("cursor" = Option<String>, Query, pattern = "^[0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{26}$",
+            description = "`nextCursor` from the previous page"),
+    ),
+    responses(
+        (status = 200, description = "One page of events", body = EventList),
+        (status = 401, description = "No, malformed, unknown or revoked API key", body = ApiError,
+            content_type = "application/problem+json", headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        (status = 422, description = "An unknown, repeated or invalid query parameter", body = ApiError,
+            content_type = "application/problem+json"),
+        (status = 500, description = "Unexpected failure; nothing internal is shown", body = ApiError,
+            content_type = "application/problem+json"),
+        (status = 503, description = "The store is unavailable", body = ApiError,
+            content_type = "application/problem+json", headers(("Retry-After" = u32, description = "Seconds"))),
+    ),
+    security(("bearer" = [])),
+)]
+pub(crate) async fn list_events(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    RawQuery(query): RawQuery,
+) -> Result<Json<EventList>, ApiError> {
+    let mut parsed = EventQuery {
+        event_type: None,
+        owner: None,
+        after: None,
+        limit: crate::DEFAULT_PAGE,
+    };
+    let mut errors = Vec::new();
+    crate::query::each(
+        query.as_deref().unwrap_or(""),
+        &mut errors,
+        |key, value, errors| match key {
+            "type" => match EventType::parse(value) {
+                Ok(t) => parsed.event_type = Some(t),
+                Err(err) => errors.push(FieldError::new("type", err.to_string())),
+            },
+            "owner" => match Owner::parse(value) {
+                Ok(owner) => parsed.owner = Some(owner),
+                Err(err) => errors.push(FieldError::new("owner", err.to_string())),
+            },
+            "limit" => crate::query::limit(value, &mut parsed.limit, errors),
+            "cursor" => match value.parse() {
+                Ok(after) => parsed.after = Some(after),
+                Err(_) => errors.push(FieldError::new(
+                    "cursor",
+                    "must be a nextCursor value from an earlier page",
+                )),
+            },
+            other => errors.push(FieldError::new(
+                other,
+                "unknown parameter; expected type, owner, limit or cursor",
+            )),
+        },
+    );
+    if !errors.is_empty() {
+        return Err(ApiError::validation(errors));
+    }
+    let page = state
+        .store
+        .list_events(&tenant, &parsed)
+        .await
+        .map_err(|err| ApiError::from_store(err, "list events"))?;
+    Ok(Json(EventList {
+        data: page.events.iter().map(EventAccepted::from).collect(),
+        next_cursor: page.next,
+    }))
+}

@@ -1,0 +1,167 @@
+//! What an attempt is made with, read when it is made: the URL, headers
+//! and secrets of the job's target (a callback URL and its tenant's
+//! secrets, or a registered endpoint and its own), and the body, from the
+//! job or from the event that holds it. A target that refuses deliveries
+//! (deleted, disabled) or a payload that is gone settles the job without
+//! sending anything.
+
+use std::sync::Arc;
+
+use domain::{
+    CallbackOutcome, DisabledReason, Endpoint, EndpointHeaders, EndpointId, Event, EventId, Job, Payload,
+    SigningSecret, Target, TenantId, Timestamp,
+};
+use url::Url;
+
+use crate::Processor;
+
+/// A delivery ready to send.
+pub(crate) struct Prepared {
+    pub url: Url,
+    pub headers: EndpointHeaders,
+    pub secrets: Vec<SigningSecret>,
+    /// `webhook-id`.
+    pub message_id: String,
+    pub body: Vec<u8>,
+    /// The endpoint it goes to, with its version, when it is one.
+    pub endpoint: Option<(EndpointId, u64)>,
+}
+
+/// How long a processor keeps an event it read: events never change.
+pub(crate) const EVENTS_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(600);
+/// Events one processor keeps, and the largest payload it keeps one for,
+/// so the cache stays within 4,096 x 16 KiB.
+pub(crate) const EVENTS_CACHE_MAX: usize = 4096;
+const EVENTS_CACHE_MAX_PAYLOAD: usize = 16 * 1024;
+
+fn retry_later(error: &str) -> CallbackOutcome {
+    CallbackOutcome::Retryable {
+        status: None,
+        error: error.to_owned(),
+        retry_after: None,
+    }
+}
+
+fn abandon(reason: &str) -> CallbackOutcome {
+    CallbackOutcome::Abandoned {
+        reason: reason.to_owned(),
+    }
+}
+
+impl Processor {
+    /// The delivery of `job` at `now`, or the outcome of not sending it.
+    pub(crate) async fn prepare(&self, job: &Job, now: Timestamp) -> Result<Prepared, CallbackOutcome> {
+        let (message_id, event) = match job.payload() {
+            Payload::OfEvent(id) => (id.to_string(), Some(self.event(job.tenant(), *id, now).await?)),
+            Payload::Results { .. } | Payload::Event { .. } => (job.id().to_string(), None),
+        };
+        let body = job
+            .body(event.as_deref())
+            .ok_or_else(|| abandon("eventMissing"))?
+            .to_bytes();
+        match job.target() {
+            Target::Callback(url) => Ok(Prepared {
+                url: url.clone(),
+                headers: EndpointHeaders::default(),
+                secrets: self
+                    .signing_secrets(job.tenant(), now)
+                    .await
+                    .map_err(|e| retry_later(&e))?,
+                message_id,
+                body,
+                endpoint: None,
+            }),
+            Target::Endpoint(id) => {
+                let (endpoint, version) = self.endpoint(job.tenant(), *id).await?;
+                if !endpoint.is_enabled() {
+                    return Err(abandon("endpointDisabled"));
+                }
+                Ok(Prepared {
+                    secrets: endpoint.secrets.signing_at(now),
+                    url: endpoint.url,
+                    headers: endpoint.headers,
+                    message_id,
+                    body,
+                    endpoint: Some((*id, version)),
+                })
+            }
+        }
+    }
+
+    /// The endpoint as stored now: read for every attempt, so one disabled
+    /// or deleted gets nothing more.
+    async fn endpoint(&self, tenant: &TenantId, id: EndpointId) -> Result<(Endpoint, u64), CallbackOutcome> {
+        match self.store.get_endpoint(tenant, id).await {
+            Ok(Some(found)) => Ok(found),
+            Ok(None) => Err(abandon("endpointDeleted")),
+            Err(err) => {
+                tracing::warn!(endpoint_id = %id, error = %err, "could not read the endpoint");
+                Err(retry_later("the endpoint could not be read; will retry"))
+            }
+        }
+    }
+
+    /// The event holding a delivery's payload, read once per
+    /// [`EVENTS_CACHE_TTL`] by this processor (its deliveries to several
+    /// endpoints share the read).
+    async fn event(
+        &self,
+        tenant: &TenantId,
+        id: EventId,
+        now: Timestamp,
+    ) -> Result<Arc<Event>, CallbackOutcome> {
+        let key = (tenant.clone(), id);
+        if let Some(event) = self.events.get(&key, now) {
+            return Ok(event);
+        }
+        match self.store.get_event(tenant, id).await {
+            Ok(Some(event)) => {
+                let event = Arc::new(event);
+                if event.payload.as_json().len() <= EVENTS_CACHE_MAX_PAYLOAD {
+                    self.events.insert(key, Arc::clone(&event), now);
+                }
+                Ok(event)
+            }
+            Ok(None) => Err(abandon("eventMissing")),
+            Err(err) => {
+                tracing::warn!(event_id = %id, error = %err, "could not read the event");
+                Err(retry_later("the event could not be read; will retry"))
+            }
+        }
+    }
+
+    /// An endpoint that answered `410 Gone` is disabled at once (Standard
+    /// Webhooks' advice): its other deliveries are not attempted again.
+    pub(crate) async fn disable_gone(&self, tenant: &TenantId, id: EndpointId, read_at: u64, now: Timestamp) {
+        let mut version = read_at;
+        for _ in 0..5 {
+            let mut endpoint = match self.store.get_endpoint(tenant, id).await {
+                Ok(Some((endpoint, current))) => {
+                    version = current;
+                    endpoint
+                }
+                Ok(None) => return,
+                Err(err) => {
+                    tracing::warn!(endpoint_id = %id, error = %err, "could not disable the endpoint that answered 410 Gone");
+                    return;
+                }
+            };
+            if !endpoint.is_enabled() {
+                return;
+            }
+            endpoint.disable(DisabledReason::Gone, now);
+            match self.store.update_endpoint(&endpoint, version).await {
+                Ok(true) => {
+                    tracing::warn!(endpoint_id = %id, "endpoint answered 410 Gone: disabled");
+                    return;
+                }
+                Ok(false) => {}
+                Err(err) => {
+                    tracing::warn!(endpoint_id = %id, error = %err, "could not disable the endpoint that answered 410 Gone");
+                    return;
+                }
+            }
+        }
+        tracing::warn!(endpoint_id = %id, version, "the endpoint kept changing; not disabled after 410 Gone");
+    }
+}
