@@ -12,7 +12,7 @@ use domain::{
 use netguard::NetPolicy;
 use processor::{DrainReport, Processor, ProcessorConfig, ProviderCatalog};
 use rand::SeedableRng;
-use store::{Claim, JobStore, KeyStore, Lease, Store};
+use store::{Claim, EventStore, JobStore, KeyStore, Lease, Store};
 use store_sqlite::{SqliteOptions, SqliteStore};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
@@ -25,6 +25,8 @@ struct Received {
     id: String,
     timestamp: String,
     signature: String,
+    /// The whole request head, lowercase.
+    head: String,
     body: Vec<u8>,
 }
 
@@ -115,6 +117,7 @@ async fn read_request(conn: &mut tokio::net::TcpStream) -> Option<Received> {
         id: header("webhook-id"),
         timestamp: header("webhook-timestamp"),
         signature: header("webhook-signature"),
+        head: head.to_ascii_lowercase(),
         body: bytes[head_end..head_end + length].to_vec(),
     })
 }
@@ -472,6 +475,195 @@ async fn provider_data_is_fetched_and_delivered_in_the_signed_body() {
     let metrics = processor.metrics().encode();
     assert!(
         metrics.contains("hookline_provider_fetches_total{provider=\"credit\",outcome=\"ok\"} 1\n"),
+        "{metrics}"
+    );
+}
+
+impl Harness {
+    /// A registered endpoint of `tenant` at `url` and its secret.
+    async fn endpoint(
+        &mut self,
+        tenant: &str,
+        url: &url::Url,
+        owner: Option<&str>,
+        types: &[&str],
+    ) -> domain::Endpoint {
+        let now = self.clock.now();
+        let event_types = if types == ["*"] {
+            domain::Subscription::All
+        } else {
+            domain::Subscription::Only(types.iter().map(|t| domain::EventType::parse(t).expect("a type")).collect())
+        };
+        let endpoint = domain::Endpoint {
+            id: domain::EndpointId::generate(now, &mut self.rng),
+            tenant: TenantId::new(tenant),
+            url: url.clone(),
+            description: String::new(),
+            owner: owner.map(|o| domain::Owner::parse(o).expect("an owner")),
+            event_types,
+            headers: domain::EndpointHeaders::parse(
+                [("x-team".to_owned(), "billing".to_owned())].into_iter().collect(),
+            )
+            .expect("headers"),
+            status: domain::EndpointStatus::Enabled,
+            secrets: TenantSecrets::new(SigningSecret::generate(&mut self.rng)),
+            created_at: now,
+            updated_at: now,
+        };
+        self.store.create_endpoint(&endpoint).await.expect("created");
+        endpoint
+    }
+
+    /// Publishes an event of `tenant` to its endpoints, as the intake does.
+    async fn publish(&mut self, tenant: &str, event_type: &str, owner: Option<&str>) -> domain::Event {
+        let now = self.clock.now();
+        let endpoints = self.store.tenant_endpoints(&TenantId::new(tenant)).await.expect("endpoints");
+        let event = domain::Event::fan_out(
+            domain::NewEvent {
+                id: domain::EventId::generate(now, &mut self.rng),
+                tenant: TenantId::new(tenant),
+                event_type: domain::EventType::parse(event_type).expect("a type"),
+                owner: owner.map(|o| domain::Owner::parse(o).expect("an owner")),
+                payload: domain::RawJson::from_json(r#"{"invoiceId":"in_1","amount":1200.50}"#).expect("json"),
+            },
+            &endpoints,
+            now,
+        );
+        assert_eq!(
+            self.store.publish(&event, None, now).await.expect("published"),
+            store::Published::Accepted
+        );
+        event
+    }
+
+    async fn delivery(&self, event: &domain::Event, endpoint: &domain::Endpoint) -> Job {
+        let delivery = event
+            .deliveries
+            .iter()
+            .find(|d| d.endpoint == endpoint.id)
+            .expect("the event goes to the endpoint");
+        self.store
+            .get_job(&event.tenant, delivery.id)
+            .await
+            .expect("read")
+            .expect("the delivery exists")
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_event_reaches_each_subscribed_endpoint_signed_with_its_own_secret() {
+    let mut h = Harness::new();
+    let (first, second, other) = (Receiver::spawn(OK).await, Receiver::spawn(OK).await, Receiver::spawn(OK).await);
+    let billing = h.endpoint("acme", &first.url, Some("company-42"), &["invoice.paid"]).await;
+    let everything = h.endpoint("acme", &second.url, None, &["*"]).await;
+    let _unsubscribed = h.endpoint("acme", &other.url, None, &["invoice.void"]).await;
+    let event = h.publish("acme", "invoice.paid", None).await;
+    assert_eq!(event.deliveries.len(), 2);
+    let processor = h.processor("p1");
+
+    let report = drain(&processor).await;
+
+    assert_eq!(
+        report,
+        DrainReport {
+            claimed: 2,
+            delivered: 2,
+            ..DrainReport::default()
+        }
+    );
+    for (receiver, endpoint, not) in [(&first, &billing, &everything), (&second, &everything, &billing)] {
+        let received = receiver.received();
+        assert_eq!(received.len(), 1, "one delivery to {}", endpoint.id);
+        let got = &received[0];
+        assert_eq!(got.id, event.id.to_string(), "webhook-id is the event's id");
+        assert!(signed_by(&endpoint.secrets.current, got), "signed with the endpoint's own secret");
+        assert!(!signed_by(&not.secrets.current, got), "not with another endpoint's");
+        assert!(got.head.contains("\r\nx-team: billing\r\n"), "{}", got.head);
+        let body: serde_json::Value = serde_json::from_slice(&got.body).expect("json");
+        assert_eq!(
+            body,
+            serde_json::json!({
+                "type": "invoice.paid",
+                "timestamp": "2026-03-01T12:00:00.000Z",
+                "data": {"invoiceId": "in_1", "amount": 1200.50},
+            })
+        );
+        assert_eq!(h.delivery(&event, endpoint).await.status(), JobStatus::Complete);
+    }
+    assert!(other.received().is_empty(), "an endpoint not subscribed gets nothing");
+    let metrics = processor.metrics().encode();
+    assert!(
+        metrics.contains("hookline_endpoint_deliveries_total{outcome=\"delivered\"} 2\n"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_endpoint_answering_410_is_disabled_and_its_deliveries_stop() {
+    let mut h = Harness::new();
+    let gone = Receiver::spawn(Answer::With("410 Gone", "")).await;
+    let endpoint = h.endpoint("acme", &gone.url, None, &["*"]).await;
+    let first = h.publish("acme", "invoice.paid", None).await;
+    let processor = h.processor("p1");
+
+    let report = drain(&processor).await;
+
+    assert_eq!(report.dead_lettered, 1, "{report:?}");
+    let (stored, _) = h
+        .store
+        .get_endpoint(&endpoint.tenant, endpoint.id)
+        .await
+        .expect("read")
+        .expect("exists");
+    assert!(
+        matches!(
+            stored.status,
+            domain::EndpointStatus::Disabled {
+                reason: domain::DisabledReason::Gone,
+                ..
+            }
+        ),
+        "{:?}",
+        stored.status
+    );
+    assert_eq!(h.delivery(&first, &endpoint).await.status(), JobStatus::Failed);
+    // A disabled endpoint is not part of a new event's fan-out.
+    let later = h.publish("acme", "invoice.paid", None).await;
+    assert!(later.deliveries.is_empty());
+    assert_eq!(gone.received().len(), 1, "nothing more was sent");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deliveries_to_a_disabled_or_deleted_endpoint_fail_without_being_sent() {
+    let mut h = Harness::new();
+    let (first, second) = (Receiver::spawn(OK).await, Receiver::spawn(OK).await);
+    let disabled = h.endpoint("acme", &first.url, None, &["*"]).await;
+    let deleted = h.endpoint("acme", &second.url, None, &["*"]).await;
+    let event = h.publish("acme", "invoice.paid", None).await;
+    let (mut endpoint, version) = h
+        .store
+        .get_endpoint(&disabled.tenant, disabled.id)
+        .await
+        .expect("read")
+        .expect("exists");
+    endpoint.disable(domain::DisabledReason::Manual, h.clock.now());
+    assert!(h.store.update_endpoint(&endpoint, version).await.expect("written"));
+    assert!(h.store.delete_endpoint(&deleted.tenant, deleted.id).await.expect("deleted"));
+    let processor = h.processor("p1");
+
+    let report = drain(&processor).await;
+
+    assert_eq!(report.dead_lettered, 2, "{report:?}");
+    for (endpoint, reason) in [(&disabled, "endpointDisabled"), (&deleted, "endpointDeleted")] {
+        let job = h.delivery(&event, endpoint).await;
+        assert_eq!(job.status(), JobStatus::Failed);
+        assert_eq!(job.delivery().last_error.as_deref(), Some(reason));
+        assert_eq!(job.delivery().attempts, 0, "nothing was sent");
+    }
+    assert!(first.received().is_empty() && second.received().is_empty());
+    let metrics = processor.metrics().encode();
+    assert!(
+        metrics.contains("hookline_endpoint_deliveries_total{outcome=\"abandoned\"} 2\n"),
         "{metrics}"
     );
 }
