@@ -1,12 +1,15 @@
 //! Items and the values they hold: a job's item and its `job` text, due
-//! index entries, API key and idempotency key items, and the attribute
-//! helpers they share. Everything read from the table is checked here:
+//! index entries, API key and idempotency key items, event types,
+//! endpoints, events and their keys, and the attribute helpers they share. Everything read from the table is checked here:
 //! a malformed item is [`StoreError::Corrupt`], never a panic.
 
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use domain::{Job, JobId, JobStatus, KeyHash, TenantId, Timestamp};
+use domain::{
+    Endpoint, EndpointId, Event, EventId, EventType, EventTypeDef, Job, JobId, JobStatus, KeyHash, TenantId,
+    Timestamp,
+};
 use store::{ApiKeyRecord, DueJob, StoreError};
 
 use crate::DynamoStore;
@@ -89,6 +92,42 @@ impl DynamoStore {
             }
         }
         Ok(item)
+    }
+
+    /// The partition of `tenant`'s events that event `id` lives in: sharded
+    /// as jobs are, by the random bits of its ULID.
+    pub(crate) fn event_partition(&self, tenant: &TenantId, id: EventId) -> String {
+        self.event_shard_partition(tenant, event_shard(id, self.config().shards))
+    }
+
+    /// A tenant's shard partition `shard` of its events.
+    pub(crate) fn event_shard_partition(&self, tenant: &TenantId, shard: u16) -> String {
+        format!("event#{tenant}#{shard:03}")
+    }
+
+    pub(crate) fn event_key(&self, tenant: &TenantId, id: EventId) -> Item {
+        HashMap::from([
+            (PK.to_owned(), AttributeValue::S(self.event_partition(tenant, id))),
+            (SK.to_owned(), AttributeValue::S(id.to_string())),
+        ])
+    }
+
+    /// An event's item: its record in `body`, and the attributes the
+    /// listing filters on.
+    pub(crate) fn event_item(&self, event: &Event) -> Item {
+        let mut item = self.event_key(&event.tenant, event.id);
+        item.insert(
+            BODY.to_owned(),
+            AttributeValue::S(domain::record::event::encode_event(event)),
+        );
+        item.insert(
+            EVENT_TYPE.to_owned(),
+            AttributeValue::S(event.event_type.as_str().to_owned()),
+        );
+        if let Some(owner) = &event.owner {
+            item.insert(OWNER.to_owned(), AttributeValue::S(owner.as_str().to_owned()));
+        }
+        item
     }
 
     /// The key of a tenant's signing secrets item.
@@ -207,4 +246,121 @@ pub(crate) fn is_our_new_job(found: &Item, job: &Job) -> bool {
     parse_job(found).is_ok_and(|found| {
         found.id() == job.id() && found.tenant() == job.tenant() && found.created_at() == job.created_at()
     })
+}
+
+/// The shard an event's id picks: an event id is a ULID as a job id is, so
+/// its random bits spread a tenant's events as they spread its jobs.
+fn event_shard(id: EventId, shards: u16) -> u16 {
+    id.to_string()
+        .parse::<JobId>()
+        .map_or(0, |as_ulid| as_ulid.shard(shards))
+}
+
+pub(crate) fn event_type_key(tenant: &TenantId, name: &EventType) -> Item {
+    HashMap::from([
+        (PK.to_owned(), AttributeValue::S(format!("etype#{tenant}"))),
+        (SK.to_owned(), AttributeValue::S(name.as_str().to_owned())),
+    ])
+}
+
+pub(crate) fn event_type_item(event_type: &EventTypeDef) -> Item {
+    let mut item = event_type_key(&event_type.tenant, &event_type.name);
+    item.insert(
+        BODY.to_owned(),
+        AttributeValue::S(domain::record::endpoint::encode_event_type(event_type)),
+    );
+    item
+}
+
+pub(crate) fn parse_event_type(item: &Item) -> Result<EventTypeDef, StoreError> {
+    let body = body(item, "event type")?;
+    domain::record::endpoint::decode_event_type(body)
+        .map_err(|e| StoreError::Corrupt(format!("event type body: {e}")))
+}
+
+pub(crate) fn endpoint_key(tenant: &TenantId, id: EndpointId) -> Item {
+    HashMap::from([
+        (PK.to_owned(), AttributeValue::S(format!("endpoint#{tenant}"))),
+        (SK.to_owned(), AttributeValue::S(id.to_string())),
+    ])
+}
+
+/// An endpoint's item at `version`.
+pub(crate) fn endpoint_item(endpoint: &Endpoint, version: u64) -> Item {
+    let mut item = endpoint_key(&endpoint.tenant, endpoint.id);
+    item.insert(
+        BODY.to_owned(),
+        AttributeValue::S(domain::record::endpoint::encode_endpoint(endpoint)),
+    );
+    item.insert(VERSION.to_owned(), AttributeValue::N(version.to_string()));
+    if let Some(owner) = &endpoint.owner {
+        item.insert(OWNER.to_owned(), AttributeValue::S(owner.as_str().to_owned()));
+    }
+    item
+}
+
+/// An endpoint and its version from its item.
+pub(crate) fn parse_endpoint(item: &Item) -> Result<(Endpoint, u64), StoreError> {
+    let endpoint = domain::record::endpoint::decode_endpoint(body(item, "endpoint")?)
+        .map_err(|e| StoreError::Corrupt(format!("endpoint body: {e}")))?;
+    let version = item
+        .get(VERSION)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| StoreError::Corrupt(format!("endpoint item {} without a version", endpoint.id)))?;
+    Ok((endpoint, version))
+}
+
+/// The endpoint id an endpoint item's key names.
+pub(crate) fn endpoint_id(item: &Item) -> Result<EndpointId, StoreError> {
+    attribute_s(item, SK)
+        .and_then(|sk| sk.parse().ok())
+        .ok_or_else(|| StoreError::Corrupt("endpoint item without an endpoint id key".to_owned()))
+}
+
+pub(crate) fn parse_event(item: &Item) -> Result<Event, StoreError> {
+    domain::record::event::decode_event(body(item, "event")?)
+        .map_err(|e| StoreError::Corrupt(format!("event body: {e}")))
+}
+
+/// The event id an event item's key names.
+pub(crate) fn event_id(item: &Item) -> Result<EventId, StoreError> {
+    attribute_s(item, SK)
+        .and_then(|sk| sk.parse().ok())
+        .ok_or_else(|| StoreError::Corrupt("event item without an event id key".to_owned()))
+}
+
+/// The item of an event's idempotency key: `event`'s id, `key`'s
+/// fingerprint and window.
+pub(crate) fn event_key_item(event: &Event, key: &store::IdempotencyRecord) -> Item {
+    HashMap::from([
+        (
+            PK.to_owned(),
+            AttributeValue::S(format!("ekey#{}#{}", event.tenant, key.key_hash)),
+        ),
+        (SK.to_owned(), AttributeValue::S(EKEY_SK.to_owned())),
+        (IDEM_EVENT_ID.to_owned(), AttributeValue::S(event.id.to_string())),
+        (
+            IDEM_FINGERPRINT.to_owned(),
+            AttributeValue::S(key.fingerprint.clone()),
+        ),
+        (EXPIRES_AT.to_owned(), number(key.expires_at.timestamp())),
+    ])
+}
+
+/// What an event's idempotency key item names: the event and the request's
+/// fingerprint.
+pub(crate) fn event_key_record(item: &Item) -> Result<(EventId, String), StoreError> {
+    let corrupt =
+        || StoreError::Corrupt("event idempotency key without an event id or fingerprint".to_owned());
+    let event_id = attribute_s(item, IDEM_EVENT_ID)
+        .and_then(|id| id.parse().ok())
+        .ok_or_else(corrupt)?;
+    let fingerprint = attribute_s(item, IDEM_FINGERPRINT).ok_or_else(corrupt)?;
+    Ok((event_id, fingerprint.to_owned()))
+}
+
+/// The `body` text of an event type, endpoint or event item.
+fn body<'a>(item: &'a Item, what: &str) -> Result<&'a str, StoreError> {
+    attribute_s(item, BODY).ok_or_else(|| StoreError::Corrupt(format!("{what} item without a body")))
 }

@@ -25,7 +25,7 @@ use crate::write::Written;
 
 /// How many times a keyed create is sent while another request with the
 /// same key is being written (`TransactionConflict`).
-const CONTENDED_SENDS: u32 = 5;
+pub(crate) const CONTENDED_SENDS: u32 = 5;
 
 impl DynamoStore {
     /// The job and its stored text, if it exists and belongs to `tenant`.

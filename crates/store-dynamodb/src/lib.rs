@@ -1,5 +1,5 @@
-//! The DynamoDB backend of [`store::JobStore`]. The only crate that knows
-//! aws-sdk-dynamodb.
+//! The DynamoDB backend of [`store::JobStore`], [`store::KeyStore`] and
+//! [`store::EventStore`]. The only crate that knows aws-sdk-dynamodb.
 //!
 //! One table, keyed `pk`/`sk`. A job is one item: its full state as JSON in
 //! `job`, plus the few attributes conditions and indexes need. Work that is
@@ -12,6 +12,7 @@ mod capacity;
 mod codec;
 mod config;
 mod due;
+mod events;
 mod jobs;
 mod keys;
 mod layout;

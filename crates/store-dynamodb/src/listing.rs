@@ -1,10 +1,13 @@
-//! Listings: a page of a tenant's jobs, newest first. The whole listing
-//! merges the tenant's shard partitions of the table, placing a job only
-//! once every partition has been read down to it; the dead letter
-//! (`status=failed`) reads the sparse `dead` index and then the jobs.
+//! Listings: a page of a tenant's jobs or events, newest first. The whole
+//! listing merges the tenant's shard partitions of the table
+//! ([`DynamoStore::list_merged`], for any [`Listed`] item), placing an item
+//! only once every partition has been read down to it; the jobs' dead
+//! letter (`status=failed`) reads the sparse `dead` index and then the
+//! jobs.
 
 use std::collections::HashMap;
 
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, ReturnConsumedCapacity};
 use domain::{Job, JobId, JobStatus, TenantId};
 use store::{JobPage, ListQuery, StoreError};
@@ -27,47 +30,110 @@ const LISTING_SLACK: usize = 2;
 /// The most one listing query reads from a partition.
 const MAX_LISTING_QUERY: usize = 256;
 
-/// One shard partition of a tenant's jobs, as a listing reads through it.
-struct Partition {
+/// One shard partition of a tenant's items, as a listing reads through it.
+struct Partition<K> {
     pk: String,
     /// Where the next query starts (DynamoDB's `LastEvaluatedKey`).
     start: Option<Item>,
-    /// The oldest job read so far; `None` before the first query.
-    frontier: Option<JobId>,
+    /// The oldest item read so far; `None` before the first query.
+    frontier: Option<K>,
     done: bool,
-    /// Jobs the next query reads: doubles each time the partition holds the
-    /// page back (a status filter dropping most of what it reads), so a
-    /// deep page takes a few queries, not hundreds.
+    /// Items the next query reads: doubles each time the partition holds
+    /// the page back (a filter dropping most of what it reads), so a deep
+    /// page takes a few queries, not hundreds.
     limit: usize,
 }
 
-/// How far every partition has been read: a job at or above it is in its
+/// How far every partition has been read: an item at or above it is in its
 /// place in the listing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ReadDownTo {
+enum ReadDownTo<K> {
     /// Some partition has not been read at all.
     Nothing,
-    /// Every partition still holding jobs has been read down to this one.
-    Job(JobId),
+    /// Every partition still holding items has been read down to this one.
+    Item(K),
     /// Every partition has been read to its end.
     Everything,
 }
 
-fn read_down_to(parts: &[Partition]) -> ReadDownTo {
-    // The highest frontier: a job at or above it is above every one.
+fn read_down_to<K: Copy + Ord>(parts: &[Partition<K>]) -> ReadDownTo<K> {
+    // The highest frontier: an item at or above it is above every one.
     let mut bound = ReadDownTo::Everything;
     for part in parts.iter().filter(|p| !p.done) {
         match part.frontier {
             None => return ReadDownTo::Nothing,
             Some(id) => {
                 bound = match bound {
-                    ReadDownTo::Job(other) if other >= id => ReadDownTo::Job(other),
-                    _ => ReadDownTo::Job(id),
+                    ReadDownTo::Item(other) if other >= id => ReadDownTo::Item(other),
+                    _ => ReadDownTo::Item(id),
                 }
             }
         }
     }
     bound
+}
+
+/// An item a merged listing holds: jobs and events are both kept in a
+/// tenant's shard partitions, sorted by their ULID ids.
+pub(crate) trait Listed: Sized + Send {
+    type Id: Copy + Ord + Send + Sync;
+    /// The meter's name for a listing query.
+    const OPERATION: &'static str;
+    fn listed_id(&self) -> Self::Id;
+    fn listed_tenant(&self) -> &TenantId;
+    fn from_item(item: &Item) -> Result<Self, StoreError>;
+    /// The id an item's key names (a `LastEvaluatedKey`).
+    fn id_of_key(key: &Item) -> Result<Self::Id, StoreError>;
+}
+
+impl Listed for Job {
+    type Id = JobId;
+    const OPERATION: &'static str = "query jobs";
+    fn listed_id(&self) -> JobId {
+        self.id()
+    }
+    fn listed_tenant(&self) -> &TenantId {
+        self.tenant()
+    }
+    fn from_item(item: &Item) -> Result<Self, StoreError> {
+        parse_job(item)
+    }
+    fn id_of_key(key: &Item) -> Result<JobId, StoreError> {
+        job_id(key)
+    }
+}
+
+/// A listing's `FilterExpression`: equalities, all of which must hold.
+#[derive(Debug, Default)]
+pub(crate) struct Filter {
+    terms: Vec<(String, AttributeValue)>,
+}
+
+impl Filter {
+    pub(crate) fn equals(mut self, attribute: &str, value: AttributeValue) -> Self {
+        self.terms.push((attribute.to_owned(), value));
+        self
+    }
+
+    pub(crate) fn apply(&self, mut request: QueryFluentBuilder) -> QueryFluentBuilder {
+        if self.terms.is_empty() {
+            return request;
+        }
+        let mut expression = Vec::with_capacity(self.terms.len());
+        for (n, (attribute, value)) in self.terms.iter().enumerate() {
+            expression.push(format!("#f{n} = :f{n}"));
+            request = request
+                .expression_attribute_names(format!("#f{n}"), attribute)
+                .expression_attribute_values(format!(":f{n}"), value.clone());
+        }
+        request.filter_expression(expression.join(" AND "))
+    }
+}
+
+/// A page of a merged listing: the items and where the next page starts.
+pub(crate) struct Merged<T: Listed> {
+    pub(crate) items: Vec<T>,
+    pub(crate) next: Option<T::Id>,
 }
 
 impl DynamoStore {
@@ -179,23 +245,51 @@ impl DynamoStore {
     }
 
     /// A page of the tenant's jobs (of one status, or all) straight from the
-    /// table: each shard partition is read newest first, strongly
-    /// consistent, and a job is placed only once every partition has been
-    /// read down to it.
+    /// table, through [`DynamoStore::list_merged`].
     async fn list_table(&self, tenant: &TenantId, query: &ListQuery) -> Result<JobPage, StoreError> {
-        let page = query.page_size();
+        let partitions = (0..self.config().shards)
+            .map(|shard| self.partition(tenant, shard))
+            .collect();
+        let below = query.after.map(|after| format!("{JOB_SK_PREFIX}{after}"));
+        let mut filter = Filter::default();
+        if let Some(status) = query.status {
+            filter = filter.equals(STATUS, AttributeValue::S(status.as_str().to_owned()));
+        }
+        let merged: Merged<Job> = self
+            .list_merged(tenant, partitions, below, &filter, query.page_size())
+            .await?;
+        Ok(JobPage {
+            jobs: merged.items,
+            next: merged.next,
+        })
+    }
+
+    /// A page of the tenant's items (of one kind, matching `filter`) from
+    /// its shard `partitions`, newest first, strictly below the sort key
+    /// `below`: each partition is read newest first, strongly consistent,
+    /// and an item is placed only once every partition has been read down
+    /// to it.
+    pub(crate) async fn list_merged<T: Listed>(
+        &self,
+        tenant: &TenantId,
+        partitions: Vec<String>,
+        below: Option<String>,
+        filter: &Filter,
+        page: usize,
+    ) -> Result<Merged<T>, StoreError> {
         let want = page + 1;
-        let per_query = want.div_ceil(usize::from(self.config().shards)) + LISTING_SLACK;
-        let mut parts: Vec<Partition> = (0..self.config().shards)
-            .map(|shard| Partition {
-                pk: self.partition(tenant, shard),
+        let per_query = want.div_ceil(partitions.len().max(1)) + LISTING_SLACK;
+        let mut parts: Vec<Partition<T::Id>> = partitions
+            .into_iter()
+            .map(|pk| Partition {
+                pk,
                 start: None,
                 frontier: None,
                 done: false,
                 limit: per_query,
             })
             .collect();
-        let mut found: Vec<Job> = Vec::new();
+        let mut found: Vec<T> = Vec::new();
         let mut examined = 0;
         loop {
             // Read on where the page is held back: partitions not read yet,
@@ -205,42 +299,42 @@ impl DynamoStore {
                 !p.done
                     && match bound {
                         ReadDownTo::Nothing => p.frontier.is_none(),
-                        ReadDownTo::Job(id) => p.frontier == Some(id),
+                        ReadDownTo::Item(id) => p.frontier == Some(id),
                         ReadDownTo::Everything => false,
                     }
             });
-            let reads = reads.map(|part| self.read_partition(part, query));
+            let reads = reads.map(|part| self.read_partition::<T>(part, below.as_deref(), filter));
             for result in futures::future::join_all(reads).await {
-                let (jobs, evaluated) = result?;
+                let (items, evaluated) = result?;
                 examined += evaluated;
-                found.extend(jobs.into_iter().filter(|job| job.tenant() == tenant));
+                found.extend(items.into_iter().filter(|item| item.listed_tenant() == tenant));
             }
             let bound = read_down_to(&parts);
-            let placed = |job: &Job| match bound {
+            let placed = |item: &T| match bound {
                 ReadDownTo::Nothing => false,
-                ReadDownTo::Job(id) => job.id() >= id,
+                ReadDownTo::Item(id) => item.listed_id() >= id,
                 ReadDownTo::Everything => true,
             };
-            found.sort_unstable_by_key(|job| std::cmp::Reverse(job.id()));
-            let ready = found.iter().take_while(|job| placed(job)).count();
+            found.sort_unstable_by_key(|item| std::cmp::Reverse(item.listed_id()));
+            let ready = found.iter().take_while(|item| placed(item)).count();
             if ready > page {
                 found.truncate(page);
-                let next = found.last().map(|job| job.id());
-                return Ok(JobPage { jobs: found, next });
+                let next = found.last().map(Listed::listed_id);
+                return Ok(Merged { items: found, next });
             }
             match bound {
                 ReadDownTo::Everything => {
-                    return Ok(JobPage {
-                        jobs: found,
+                    return Ok(Merged {
+                        items: found,
                         next: None,
                     });
                 }
-                ReadDownTo::Job(id) if examined >= MAX_EXAMINED_PER_PAGE => {
-                    // A rare status deep in a long history: a short page,
+                ReadDownTo::Item(id) if examined >= MAX_EXAMINED_PER_PAGE => {
+                    // A rare match deep in a long history: a short page,
                     // and the cursor to read on from where this one stopped.
                     found.truncate(ready);
-                    return Ok(JobPage {
-                        jobs: found,
+                    return Ok(Merged {
+                        items: found,
                         next: Some(id),
                     });
                 }
@@ -249,13 +343,14 @@ impl DynamoStore {
         }
     }
 
-    /// The partition's next jobs below its frontier, those of the wanted
-    /// status, and how many were read.
-    async fn read_partition(
+    /// The partition's next items below its frontier, those `filter`
+    /// keeps, and how many were read.
+    async fn read_partition<T: Listed>(
         &self,
-        part: &mut Partition,
-        query: &ListQuery,
-    ) -> Result<(Vec<Job>, usize), StoreError> {
+        part: &mut Partition<T::Id>,
+        below: Option<&str>,
+        filter: &Filter,
+    ) -> Result<(Vec<T>, usize), StoreError> {
         let limit = part.limit;
         part.limit = (limit * 2).min(MAX_LISTING_QUERY);
         let mut request = self
@@ -268,40 +363,35 @@ impl DynamoStore {
             .consistent_read(true)
             .limit(i32::try_from(limit).unwrap_or(i32::MAX))
             .set_exclusive_start_key(part.start.take());
-        request = match query.after {
-            Some(after) => request
+        request = match below {
+            Some(below) => request
                 .key_condition_expression("#pk = :pk AND #sk < :after")
                 .expression_attribute_names("#sk", SK)
-                .expression_attribute_values(":after", AttributeValue::S(format!("{JOB_SK_PREFIX}{after}"))),
+                .expression_attribute_values(":after", AttributeValue::S(below.to_owned())),
             None => request.key_condition_expression("#pk = :pk"),
         };
-        if let Some(status) = query.status {
-            request = request
-                .filter_expression("#status = :status")
-                .expression_attribute_names("#status", STATUS)
-                .expression_attribute_values(":status", AttributeValue::S(status.as_str().to_owned()));
-        }
-        let output = request
+        let output = filter
+            .apply(request)
             .return_consumed_capacity(ReturnConsumedCapacity::Indexes)
             .send()
             .await
-            .map_err(|e| unavailable("query jobs", e))?;
+            .map_err(|e| unavailable(T::OPERATION, e))?;
         self.capacity()
-            .record("query jobs", Access::Read, output.consumed_capacity());
-        let jobs = output
+            .record(T::OPERATION, Access::Read, output.consumed_capacity());
+        let items = output
             .items()
             .iter()
-            .map(parse_job)
+            .map(T::from_item)
             .collect::<Result<Vec<_>, _>>()?;
         let evaluated = usize::try_from(output.scanned_count()).unwrap_or(0);
         match output.last_evaluated_key {
             Some(key) => {
-                part.frontier = Some(job_id(&key)?);
+                part.frontier = Some(T::id_of_key(&key)?);
                 part.start = Some(key);
             }
             None => part.done = true,
         }
-        Ok((jobs, evaluated))
+        Ok((items, evaluated))
     }
 
     /// The jobs for `ids`, in that order, read consistently; ids whose item

@@ -48,6 +48,20 @@ pub(crate) const IDEM_FINGERPRINT: &str = "fingerprint";
 /// `dead` GSI, the dead letter, which costs nothing on the happy path.
 pub(crate) const DEAD_KEY: &str = "deadKey";
 pub(crate) const DEAD_INDEX: &str = "dead";
+/// Event types, endpoints and events (SPEC 9) keep their stored record
+/// (`domain::record`) in `body`. Event types: `pk = etype#{tenant}`,
+/// `sk = {name}`. Endpoints: `pk = endpoint#{tenant}`, `sk = {id}`, with
+/// `version` for compare-and-set updates and `owner` for the listing's
+/// filter. Events: `pk = event#{tenant}#NNN` (sharded as jobs are),
+/// `sk = {id}`, with `eventType` and `owner` for the listing's filters.
+pub(crate) const BODY: &str = "body";
+pub(crate) const OWNER: &str = "owner";
+pub(crate) const EVENT_TYPE: &str = "eventType";
+/// An event's `Idempotency-Key`: `pk = ekey#{tenant}#{sha256 of the key}`,
+/// `sk = ekey`, with `eventId`, `fingerprint` and `expiresAt`; apart from
+/// the jobs' keys, so one key names a job or an event, never one for the other.
+pub(crate) const EKEY_SK: &str = "ekey";
+pub(crate) const IDEM_EVENT_ID: &str = "eventId";
 
 /// What `create_table` found or did.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -11,7 +11,8 @@
 //!
 //! What lives where: the item codec in `codec.rs`, the conditional-write
 //! path every write takes in `write.rs`, listings in `listing.rs`, due work
-//! in `due.rs`, and the two traits in `jobs.rs` and `keys.rs`.
+//! in `due.rs`, and the three traits in `jobs.rs`, `keys.rs` and
+//! `events.rs`.
 
 use std::sync::Arc;
 

@@ -1,5 +1,5 @@
 //! Conditional writes, one way for all of them: [`DynamoStore::write`]
-//! sends a `PutItem`, `UpdateItem` or `TransactWriteItems` with its
+//! sends a `PutItem`, `UpdateItem`, `DeleteItem` or `TransactWriteItems` with its
 //! attempts recorded ([`WriteAttempts`]), asks for the capacity it consumed
 //! (and records it) and, for a failed condition, for the item as it was.
 //! A failed condition is an outcome, [`Written::Refused`], that its caller
@@ -12,6 +12,8 @@ use std::future::Future;
 
 use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::delete_item::builders::DeleteItemFluentBuilder;
+use aws_sdk_dynamodb::operation::delete_item::{DeleteItemError, DeleteItemOutput};
 use aws_sdk_dynamodb::operation::put_item::builders::PutItemFluentBuilder;
 use aws_sdk_dynamodb::operation::put_item::{PutItemError, PutItemOutput};
 use aws_sdk_dynamodb::operation::transact_write_items::builders::TransactWriteItemsFluentBuilder;
@@ -124,6 +126,37 @@ impl ConditionalWrite for UpdateItemFluentBuilder {
     }
 }
 
+impl ConditionalWrite for DeleteItemFluentBuilder {
+    type Output = DeleteItemOutput;
+    type Error = DeleteItemError;
+    type Refusal = Option<Item>;
+
+    fn send(
+        self,
+        attempts: WriteAttempts,
+    ) -> impl Future<Output = Result<DeleteItemOutput, SdkError<DeleteItemError, HttpResponse>>> + Send {
+        self.return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .return_consumed_capacity(ReturnConsumedCapacity::Indexes)
+            .customize()
+            .interceptor(attempts)
+            .send()
+    }
+
+    fn consumed(output: &DeleteItemOutput) -> &[ConsumedCapacity] {
+        output
+            .consumed_capacity()
+            .map(std::slice::from_ref)
+            .unwrap_or_default()
+    }
+
+    fn refusal(err: &SdkError<DeleteItemError, HttpResponse>) -> Option<Option<Item>> {
+        match err.as_service_error()? {
+            DeleteItemError::ConditionalCheckFailedException(failed) => Some(failed.item().cloned()),
+            _ => None,
+        }
+    }
+}
+
 /// A transaction asks for the items its conditions failed on per item
 /// (`Put::return_values_on_condition_check_failure`), and a refusal is its
 /// cancellation: a condition failed, or another transaction was writing
@@ -211,6 +244,29 @@ impl DynamoStore {
                     Err(StoreError::Conflict)
                 }
             }
+        }
+    }
+}
+
+impl DynamoStore {
+    /// Deletes the item at `key` if it exists; returns whether it did. A
+    /// delete retried by the SDK that finds nothing after an attempt that
+    /// may have been applied: that attempt deleted it.
+    pub(crate) async fn delete_existing(
+        &self,
+        key: Item,
+        operation: &'static str,
+    ) -> Result<bool, StoreError> {
+        let delete = self
+            .client()
+            .delete_item()
+            .table_name(&self.config().table)
+            .set_key(Some(key))
+            .condition_expression("attribute_exists(#pk)")
+            .expression_attribute_names("#pk", PK);
+        match self.write(operation, delete, &WriteAttempts::default()).await? {
+            Written::Applied(_) => Ok(true),
+            Written::Refused { found, maybe_applied } => Ok(maybe_applied && found.is_none()),
         }
     }
 }

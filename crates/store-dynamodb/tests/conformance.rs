@@ -597,3 +597,134 @@ async fn stored_jobs_of_every_version_read_through_the_store() {
         store::conformance::stored_jobs_of_a_version_read_back(&store, version).await;
     }
 }
+
+/// An event with a payload of `bytes` (serialized) for `endpoints`.
+fn event_of_size(bytes: usize, endpoints: &[domain::Endpoint], seed: u64) -> domain::Event {
+    use rand::SeedableRng;
+    use store::conformance::at;
+
+    let filler = "x".repeat(bytes.saturating_sub(r#"{"blob":""}"#.len()));
+    let payload = domain::RawJson::from_json(&format!(r#"{{"blob":"{filler}"}}"#)).expect("json");
+    assert_eq!(payload.as_json().len(), bytes);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    domain::Event::fan_out(
+        domain::NewEvent {
+            id: domain::EventId::generate(at(1), &mut rng),
+            tenant: domain::TenantId::new("acme"),
+            event_type: domain::EventType::parse("invoice.paid").expect("type"),
+            owner: None,
+            payload,
+        },
+        endpoints,
+        at(1),
+    )
+}
+
+fn endpoints_for_cost(n: u64) -> Vec<domain::Endpoint> {
+    (1..=n)
+        .map(|seed| {
+            store::conformance::events::endpoint("acme", seed, None, &["*"], store::conformance::at(0))
+        })
+        .collect()
+}
+
+/// SPEC 9's cost bound, measured: an event with a 1 KiB payload to N
+/// endpoints costs at most 2 + 6N write units on the happy path (the event
+/// item, then each delivery created, claimed and saved delivered as a job).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_published_event_costs_the_write_units_the_design_says() {
+    use store::conformance::{at, delivered, lease};
+    use store::{EventStore, Fenced, Published};
+
+    let store = fresh_store().await;
+    const ENDPOINTS: u64 = 3;
+    let event = event_of_size(1024, &endpoints_for_cost(ENDPOINTS), 70);
+    assert_eq!(event.deliveries.len(), 3);
+    assert_eq!(
+        store.publish(&event, None, at(1)).await.expect("publish"),
+        Published::Accepted
+    );
+    for job in event.delivery_jobs() {
+        let held = lease("p1", at(60));
+        let store::Claim::Won { job: claimed, .. } = store
+            .claim(job.tenant(), job.id(), &held, at(2))
+            .await
+            .expect("claim")
+        else {
+            panic!("claim lost");
+        };
+        let done = delivered(&claimed, at(2));
+        assert_eq!(
+            store.save(&done, &held, at(2)).await.expect("save"),
+            Fenced::Written
+        );
+    }
+    let spent = store.capacity().snapshot();
+    let units = |operation: &str| {
+        spent
+            .get(operation)
+            .copied()
+            .unwrap_or_else(|| panic!("{operation} was not measured: {spent:?}"))
+    };
+    let (put_event, create, claim, save) = (
+        units("put event"),
+        units("put job"),
+        units("claim job"),
+        units("save job"),
+    );
+    println!(
+        "1 KiB to {ENDPOINTS} endpoints, write units (table + indexes): event {:?}, creates {:?}, claims {:?}, saves {:?}",
+        (put_event.table, put_event.indexes),
+        (create.table, create.indexes),
+        (claim.table, claim.indexes),
+        (save.table, save.indexes),
+    );
+    assert_eq!(put_event.calls, 1);
+    assert!(put_event.total() <= 2.0, "the event item: {put_event:?}");
+    for units in [create, claim, save] {
+        assert_eq!(units.calls, ENDPOINTS);
+        assert_eq!(
+            units.total(),
+            2.0 * ENDPOINTS as f64,
+            "1 + 1 per delivery: {units:?}"
+        );
+    }
+    let total: f64 = [put_event, create, claim, save].iter().map(|u| u.total()).sum();
+    println!("total {total} write units, bound {}", 2 + 6 * ENDPOINTS);
+    assert!(total <= (2 + 6 * ENDPOINTS) as f64, "{total}: {spent:?}");
+}
+
+/// The payload is stored once per event: a 64 KiB payload costs the event
+/// item's units once, and each delivery's create stays 1 + 1 (a delivery
+/// holds only the event's id).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_payload_is_paid_for_once_not_per_delivery() {
+    use store::conformance::at;
+    use store::{EventStore, Published};
+
+    let store = fresh_store().await;
+    const ENDPOINTS: u64 = 3;
+    let event = event_of_size(64 * 1024, &endpoints_for_cost(ENDPOINTS), 71);
+    assert_eq!(
+        store.publish(&event, None, at(1)).await.expect("publish"),
+        Published::Accepted
+    );
+    let spent = store.capacity().snapshot();
+    let put_event = spent.get("put event").copied().expect("measured");
+    let create = spent.get("put job").copied().expect("measured");
+    println!(
+        "64 KiB to {ENDPOINTS} endpoints, write units: event {} ({} call), creates {} + {} ({} calls)",
+        put_event.table, put_event.calls, create.table, create.indexes, create.calls
+    );
+    assert_eq!(put_event.calls, 1);
+    assert!(
+        (64.0..=67.0).contains(&put_event.total()),
+        "the payload's size, once: {put_event:?}"
+    );
+    assert_eq!(create.calls, ENDPOINTS);
+    assert_eq!(
+        (create.table, create.indexes),
+        (ENDPOINTS as f64, ENDPOINTS as f64),
+        "1 + 1 per delivery, whatever the payload's size"
+    );
+}

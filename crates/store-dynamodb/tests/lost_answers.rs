@@ -467,3 +467,58 @@ fn tried(at: Timestamp) -> Tried {
         body: None,
     }
 }
+
+/// A publish whose event put lost its answer: the SDK's retry finds the
+/// event as ours (not a conflict), and the fan-out is completed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_whose_event_answer_was_lost_completes_its_fan_out() {
+    use store::conformance::events::{endpoint, event};
+    use store::{EventStore, Published};
+
+    let (store, direct, proxy) = proxied().await;
+    let endpoints: Vec<domain::Endpoint> = (1..=3)
+        .map(|seed| endpoint("acme", seed, None, &["*"], at(0)))
+        .collect();
+    let event = event("acme", 50, "invoice.paid", None, &endpoints, at(1));
+    // The first PutItem is the event's; the deliveries follow it.
+    proxy.arm(&put_item(), Fault::LoseAnswer, 1);
+
+    let published = store.publish(&event, None, at(1)).await;
+
+    assert_eq!(proxy.fired(&put_item(), Fault::LoseAnswer), 1);
+    assert_eq!(published.expect("publish"), Published::Accepted);
+    assert_eq!(
+        direct.get_event(&event.tenant, event.id).await.expect("get"),
+        Some(event.clone())
+    );
+    for job in event.delivery_jobs() {
+        assert_eq!(
+            direct.get_job(job.tenant(), job.id()).await.expect("get"),
+            Some(job)
+        );
+    }
+}
+
+/// An endpoint update whose answer was lost: the retry finds our body at
+/// the next version and answers written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_update_whose_answer_was_lost_is_written() {
+    use store::EventStore;
+    use store::conformance::events::endpoint;
+
+    let (store, direct, proxy) = proxied().await;
+    let first = endpoint("acme", 1, None, &["*"], at(0));
+    store.create_endpoint(&first).await.expect("create");
+    let mut disabled = first.clone();
+    disabled.disable(domain::DisabledReason::Manual, at(2));
+    proxy.arm(&put_item(), Fault::LoseAnswer, 1);
+
+    let updated = store.update_endpoint(&disabled, 1).await;
+
+    assert_eq!(proxy.fired(&put_item(), Fault::LoseAnswer), 1);
+    assert!(updated.expect("update"), "the retry found our own write");
+    assert_eq!(
+        direct.get_endpoint(&first.tenant, first.id).await.expect("get"),
+        Some((disabled, 2))
+    );
+}
