@@ -6,10 +6,14 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use domain::{Job, JobId, KeyHash, TenantId, TenantSecrets, Timestamp};
+use domain::{
+    Endpoint, EndpointId, Event, EventId, EventType, EventTypeDef, Job, JobId, KeyHash, TenantId,
+    TenantSecrets, Timestamp,
+};
 use store::{
-    ApiKeyRecord, Claim, DueJob, Fenced, IdempotencyRecord, IdempotentCreate, JobPage, JobStore, KeyStore,
-    Lease, ListQuery, Redrive, Store, StoreError,
+    ApiKeyRecord, Claim, DueJob, EndpointPage, EndpointQuery, EventPage, EventQuery, EventStore, Fenced,
+    IdempotencyRecord, IdempotentCreate, JobPage, JobStore, KeyStore, Lease, ListQuery, Published, Redrive,
+    Store, StoreError,
 };
 
 #[derive(Debug)]
@@ -114,5 +118,79 @@ impl KeyStore for NoStore {
 
     async fn revoke_api_key(&self, key_id: &str, now: Timestamp) -> Result<Option<ApiKeyRecord>, StoreError> {
         self.inner.revoke_api_key(key_id, now).await
+    }
+}
+
+/// Events like jobs: writes are dropped (a publish is accepted at once),
+/// reads go to the store underneath.
+#[async_trait]
+impl EventStore for NoStore {
+    async fn put_event_type(&self, _event_type: &EventTypeDef) -> Result<bool, StoreError> {
+        Ok(true)
+    }
+
+    async fn get_event_type(
+        &self,
+        tenant: &TenantId,
+        name: &EventType,
+    ) -> Result<Option<EventTypeDef>, StoreError> {
+        self.inner.get_event_type(tenant, name).await
+    }
+
+    async fn list_event_types(&self, tenant: &TenantId) -> Result<Vec<EventTypeDef>, StoreError> {
+        self.inner.list_event_types(tenant).await
+    }
+
+    async fn delete_event_type(&self, _tenant: &TenantId, _name: &EventType) -> Result<bool, StoreError> {
+        Ok(true)
+    }
+
+    async fn create_endpoint(&self, _endpoint: &Endpoint) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn get_endpoint(
+        &self,
+        tenant: &TenantId,
+        id: EndpointId,
+    ) -> Result<Option<(Endpoint, u64)>, StoreError> {
+        self.inner.get_endpoint(tenant, id).await
+    }
+
+    async fn update_endpoint(&self, _endpoint: &Endpoint, _expected: u64) -> Result<bool, StoreError> {
+        Ok(true)
+    }
+
+    async fn delete_endpoint(&self, _tenant: &TenantId, _id: EndpointId) -> Result<bool, StoreError> {
+        Ok(true)
+    }
+
+    async fn list_endpoints(
+        &self,
+        tenant: &TenantId,
+        query: &EndpointQuery,
+    ) -> Result<EndpointPage, StoreError> {
+        self.inner.list_endpoints(tenant, query).await
+    }
+
+    async fn tenant_endpoints(&self, tenant: &TenantId) -> Result<Vec<Endpoint>, StoreError> {
+        self.inner.tenant_endpoints(tenant).await
+    }
+
+    async fn publish(
+        &self,
+        _event: &Event,
+        _key: Option<&IdempotencyRecord>,
+        _now: Timestamp,
+    ) -> Result<Published, StoreError> {
+        Ok(Published::Accepted)
+    }
+
+    async fn get_event(&self, tenant: &TenantId, id: EventId) -> Result<Option<Event>, StoreError> {
+        self.inner.get_event(tenant, id).await
+    }
+
+    async fn list_events(&self, tenant: &TenantId, query: &EventQuery) -> Result<EventPage, StoreError> {
+        self.inner.list_events(tenant, query).await
     }
 }

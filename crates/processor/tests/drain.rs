@@ -492,7 +492,12 @@ impl Harness {
         let event_types = if types == ["*"] {
             domain::Subscription::All
         } else {
-            domain::Subscription::Only(types.iter().map(|t| domain::EventType::parse(t).expect("a type")).collect())
+            domain::Subscription::Only(
+                types
+                    .iter()
+                    .map(|t| domain::EventType::parse(t).expect("a type"))
+                    .collect(),
+            )
         };
         let endpoint = domain::Endpoint {
             id: domain::EndpointId::generate(now, &mut self.rng),
@@ -502,7 +507,9 @@ impl Harness {
             owner: owner.map(|o| domain::Owner::parse(o).expect("an owner")),
             event_types,
             headers: domain::EndpointHeaders::parse(
-                [("x-team".to_owned(), "billing".to_owned())].into_iter().collect(),
+                [("x-team".to_owned(), "billing".to_owned())]
+                    .into_iter()
+                    .collect(),
             )
             .expect("headers"),
             status: domain::EndpointStatus::Enabled,
@@ -517,14 +524,19 @@ impl Harness {
     /// Publishes an event of `tenant` to its endpoints, as the intake does.
     async fn publish(&mut self, tenant: &str, event_type: &str, owner: Option<&str>) -> domain::Event {
         let now = self.clock.now();
-        let endpoints = self.store.tenant_endpoints(&TenantId::new(tenant)).await.expect("endpoints");
+        let endpoints = self
+            .store
+            .tenant_endpoints(&TenantId::new(tenant))
+            .await
+            .expect("endpoints");
         let event = domain::Event::fan_out(
             domain::NewEvent {
                 id: domain::EventId::generate(now, &mut self.rng),
                 tenant: TenantId::new(tenant),
                 event_type: domain::EventType::parse(event_type).expect("a type"),
                 owner: owner.map(|o| domain::Owner::parse(o).expect("an owner")),
-                payload: domain::RawJson::from_json(r#"{"invoiceId":"in_1","amount":1200.50}"#).expect("json"),
+                payload: domain::RawJson::from_json(r#"{"invoiceId":"in_1","amount":1200.50}"#)
+                    .expect("json"),
             },
             &endpoints,
             now,
@@ -553,8 +565,14 @@ impl Harness {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_event_reaches_each_subscribed_endpoint_signed_with_its_own_secret() {
     let mut h = Harness::new();
-    let (first, second, other) = (Receiver::spawn(OK).await, Receiver::spawn(OK).await, Receiver::spawn(OK).await);
-    let billing = h.endpoint("acme", &first.url, Some("company-42"), &["invoice.paid"]).await;
+    let (first, second, other) = (
+        Receiver::spawn(OK).await,
+        Receiver::spawn(OK).await,
+        Receiver::spawn(OK).await,
+    );
+    let billing = h
+        .endpoint("acme", &first.url, Some("company-42"), &["invoice.paid"])
+        .await;
     let everything = h.endpoint("acme", &second.url, None, &["*"]).await;
     let _unsubscribed = h.endpoint("acme", &other.url, None, &["invoice.void"]).await;
     let event = h.publish("acme", "invoice.paid", None).await;
@@ -576,8 +594,14 @@ async fn an_event_reaches_each_subscribed_endpoint_signed_with_its_own_secret() 
         assert_eq!(received.len(), 1, "one delivery to {}", endpoint.id);
         let got = &received[0];
         assert_eq!(got.id, event.id.to_string(), "webhook-id is the event's id");
-        assert!(signed_by(&endpoint.secrets.current, got), "signed with the endpoint's own secret");
-        assert!(!signed_by(&not.secrets.current, got), "not with another endpoint's");
+        assert!(
+            signed_by(&endpoint.secrets.current, got),
+            "signed with the endpoint's own secret"
+        );
+        assert!(
+            !signed_by(&not.secrets.current, got),
+            "not with another endpoint's"
+        );
         assert!(got.head.contains("\r\nx-team: billing\r\n"), "{}", got.head);
         let body: serde_json::Value = serde_json::from_slice(&got.body).expect("json");
         assert_eq!(
@@ -590,7 +614,10 @@ async fn an_event_reaches_each_subscribed_endpoint_signed_with_its_own_secret() 
         );
         assert_eq!(h.delivery(&event, endpoint).await.status(), JobStatus::Complete);
     }
-    assert!(other.received().is_empty(), "an endpoint not subscribed gets nothing");
+    assert!(
+        other.received().is_empty(),
+        "an endpoint not subscribed gets nothing"
+    );
     let metrics = processor.metrics().encode();
     assert!(
         metrics.contains("hookline_endpoint_deliveries_total{outcome=\"delivered\"} 2\n"),
@@ -647,8 +674,18 @@ async fn deliveries_to_a_disabled_or_deleted_endpoint_fail_without_being_sent() 
         .expect("read")
         .expect("exists");
     endpoint.disable(domain::DisabledReason::Manual, h.clock.now());
-    assert!(h.store.update_endpoint(&endpoint, version).await.expect("written"));
-    assert!(h.store.delete_endpoint(&deleted.tenant, deleted.id).await.expect("deleted"));
+    assert!(
+        h.store
+            .update_endpoint(&endpoint, version)
+            .await
+            .expect("written")
+    );
+    assert!(
+        h.store
+            .delete_endpoint(&deleted.tenant, deleted.id)
+            .await
+            .expect("deleted")
+    );
     let processor = h.processor("p1");
 
     let report = drain(&processor).await;

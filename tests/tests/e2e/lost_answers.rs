@@ -11,14 +11,15 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use async_trait::async_trait;
 
 use domain::{
-    CallbackOutcome, Clock, Job, JobId, JobStatus, KeyHash, NewJob, RetryPolicy, TenantId, TenantSecrets,
-    Timestamp,
+    CallbackOutcome, Clock, Endpoint, EndpointId, Event, EventId, EventType, EventTypeDef, Job, JobId,
+    JobStatus, KeyHash, NewJob, RetryPolicy, TenantId, TenantSecrets, Timestamp,
 };
 use rand::SeedableRng;
 use serde_json::{Value, json};
 use store::{
-    ApiKeyRecord, Claim, DueJob, Fenced, IdempotencyRecord, IdempotentCreate, JobPage, JobStore, KeyStore,
-    Lease, ListQuery, Redrive, Store, StoreError,
+    ApiKeyRecord, Claim, DueJob, EndpointPage, EndpointQuery, EventPage, EventQuery, EventStore, Fenced,
+    IdempotencyRecord, IdempotentCreate, JobPage, JobStore, KeyStore, Lease, ListQuery, Published, Redrive,
+    Store, StoreError,
 };
 use store_dynamodb::{DynamoConfig, DynamoStore};
 use testkit::faultproxy::{Fault, FaultProxy, dynamodb_target};
@@ -411,6 +412,158 @@ impl KeyStore for LosesCreateAnswers {
     async fn revoke_api_key(&self, key_id: &str, now: Timestamp) -> Result<Option<ApiKeyRecord>, StoreError> {
         self.inner.revoke_api_key(key_id, now).await
     }
+}
+
+/// Event writes pass through; a publish loses its answer like a create.
+#[async_trait]
+impl EventStore for LosesCreateAnswers {
+    async fn put_event_type(&self, event_type: &EventTypeDef) -> Result<bool, StoreError> {
+        self.inner.put_event_type(event_type).await
+    }
+
+    async fn get_event_type(
+        &self,
+        tenant: &TenantId,
+        name: &EventType,
+    ) -> Result<Option<EventTypeDef>, StoreError> {
+        self.inner.get_event_type(tenant, name).await
+    }
+
+    async fn list_event_types(&self, tenant: &TenantId) -> Result<Vec<EventTypeDef>, StoreError> {
+        self.inner.list_event_types(tenant).await
+    }
+
+    async fn delete_event_type(&self, tenant: &TenantId, name: &EventType) -> Result<bool, StoreError> {
+        self.inner.delete_event_type(tenant, name).await
+    }
+
+    async fn create_endpoint(&self, endpoint: &Endpoint) -> Result<(), StoreError> {
+        self.inner.create_endpoint(endpoint).await
+    }
+
+    async fn get_endpoint(
+        &self,
+        tenant: &TenantId,
+        id: EndpointId,
+    ) -> Result<Option<(Endpoint, u64)>, StoreError> {
+        self.inner.get_endpoint(tenant, id).await
+    }
+
+    async fn update_endpoint(&self, endpoint: &Endpoint, expected: u64) -> Result<bool, StoreError> {
+        self.inner.update_endpoint(endpoint, expected).await
+    }
+
+    async fn delete_endpoint(&self, tenant: &TenantId, id: EndpointId) -> Result<bool, StoreError> {
+        self.inner.delete_endpoint(tenant, id).await
+    }
+
+    async fn list_endpoints(
+        &self,
+        tenant: &TenantId,
+        query: &EndpointQuery,
+    ) -> Result<EndpointPage, StoreError> {
+        self.inner.list_endpoints(tenant, query).await
+    }
+
+    async fn tenant_endpoints(&self, tenant: &TenantId) -> Result<Vec<Endpoint>, StoreError> {
+        self.inner.tenant_endpoints(tenant).await
+    }
+
+    async fn publish(
+        &self,
+        event: &Event,
+        key: Option<&IdempotencyRecord>,
+        now: Timestamp,
+    ) -> Result<Published, StoreError> {
+        let published = self.inner.publish(event, key, now).await?;
+        self.lost().map_or(Ok(published), Err)
+    }
+
+    async fn get_event(&self, tenant: &TenantId, id: EventId) -> Result<Option<Event>, StoreError> {
+        self.inner.get_event(tenant, id).await
+    }
+
+    async fn list_events(&self, tenant: &TenantId, query: &EventQuery) -> Result<EventPage, StoreError> {
+        self.inner.list_events(tenant, query).await
+    }
+}
+
+/// A publish whose answer was lost is published again by the intake (the
+/// event and its deliveries are created only if absent): one event, one
+/// delivery per endpoint, with or without a key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_sqlite_a_publish_whose_answer_was_lost_is_accepted_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sqlite = store_sqlite::SqliteStore::open(&dir.path().join("lost.db"), Default::default())
+        .expect("open sqlite");
+    let inner: Arc<dyn Store> = Arc::new(sqlite);
+    let store = Arc::new(LosesCreateAnswers {
+        inner: Arc::clone(&inner),
+        left: AtomicU32::new(0),
+    });
+    let app = spawn_app_with_store(Arc::clone(&store) as Arc<dyn Store>).await;
+    let put = app
+        .http
+        .put(format!("{}/v1/event-types/invoice.paid", app.base))
+        .json(&json!({}))
+        .send()
+        .await
+        .expect("put type");
+    assert_eq!(put.status(), 201);
+    for _ in 0..2 {
+        let created = app
+            .http
+            .post(format!("{}/v1/endpoints", app.base))
+            .json(&json!({"url": app.callback_url(), "eventTypes": ["*"]}))
+            .send()
+            .await
+            .expect("create endpoint");
+        assert_eq!(created.status(), 201);
+    }
+    store.left.store(2, Ordering::SeqCst);
+    let event = json!({"type": "invoice.paid", "payload": {"invoiceId": "in_1"}});
+    let plain = app
+        .http
+        .post(format!("{}/v1/events", app.base))
+        .json(&event)
+        .send()
+        .await
+        .expect("publish");
+    assert_eq!(
+        plain.status(),
+        202,
+        "published again: the same event, found as ours"
+    );
+    let keyed = app
+        .http
+        .post(format!("{}/v1/events", app.base))
+        .header("idempotency-key", "event-1")
+        .json(&event)
+        .send()
+        .await
+        .expect("publish");
+    assert_eq!(keyed.status(), 202, "published again: the key names our event");
+    assert_eq!(store.left.load(Ordering::SeqCst), 0, "both answers were lost");
+    let accepted: Vec<String> = vec![
+        body(plain).await["eventId"].as_str().expect("id").to_owned(),
+        body(keyed).await["eventId"].as_str().expect("id").to_owned(),
+    ];
+    let listed = body(app.get("/v1/events").await).await;
+    let mut stored: Vec<String> = listed["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .map(|e| e["eventId"].as_str().expect("id").to_owned())
+        .collect();
+    stored.sort();
+    let mut expected = accepted.clone();
+    expected.sort();
+    assert_eq!(stored, expected, "exactly one event per 202");
+    let due = inner
+        .due_jobs(app.later(std::time::Duration::from_secs(1)), 100)
+        .await
+        .expect("due");
+    assert_eq!(due.len(), 4, "two deliveries per event, none twice: {due:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
