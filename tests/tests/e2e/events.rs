@@ -1,0 +1,475 @@
+//! Endpoints, event types and events (SPEC section 9) over real HTTP, on
+//! every store: each endpoint receives exactly the events it subscribed
+//! to (by type and owner), each delivery signed with that endpoint's own
+//! secret as the official Standard Webhooks library verifies it; an
+//! endpoint answering 410 is disabled and gets nothing more; bad requests
+//! are problems that change nothing.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use crate::helpers::{Backend, TestApp, client_with_key, create_key, on_every_store, spawn_app_on};
+
+on_every_store!(
+    each_endpoint_receives_exactly_its_events_signed_with_its_own_secret,
+    an_endpoint_answering_410_is_disabled_and_gets_nothing_more,
+    endpoints_are_managed_and_their_secret_is_shown_only_when_made,
+    bad_requests_are_problems_and_another_tenant_sees_nothing,
+    an_idempotent_publish_is_one_event,
+);
+
+async fn send(app: &TestApp, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+    let mut request = app.http.request(method, format!("{}{path}", app.base));
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.expect("request");
+    let status = response.status().as_u16();
+    let text = response.text().await.expect("body");
+    let value = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or_else(|_| Value::String(text))
+    };
+    (status, value)
+}
+
+async fn event_type(app: &TestApp, name: &str) {
+    let (status, body) = send(
+        app,
+        reqwest::Method::PUT,
+        &format!("/v1/event-types/{name}"),
+        Some(json!({"description": name})),
+    )
+    .await;
+    assert!(status == 201 || status == 200, "{status} {body}");
+}
+
+/// Registers an endpoint at the sink, marked by an `x-endpoint` header;
+/// returns its id and secret.
+async fn endpoint(app: &TestApp, mark: &str, owner: Option<&str>, types: &[&str]) -> (String, String) {
+    let mut request = json!({
+        "url": app.callback_url(),
+        "description": mark,
+        "eventTypes": types,
+        "headers": {"x-endpoint": mark},
+    });
+    if let Some(owner) = owner {
+        request["owner"] = json!(owner);
+    }
+    let (status, body) = send(app, reqwest::Method::POST, "/v1/endpoints", Some(request)).await;
+    assert_eq!(status, 201, "{body}");
+    let secret = body["secret"].as_str().expect("a secret at creation").to_owned();
+    assert!(secret.starts_with("whsec_"), "{secret}");
+    (body["endpointId"].as_str().expect("id").to_owned(), secret)
+}
+
+async fn publish(app: &TestApp, event_type: &str, owner: Option<&str>, payload: Value) -> Value {
+    let mut request = json!({"type": event_type, "payload": payload});
+    if let Some(owner) = owner {
+        request["owner"] = json!(owner);
+    }
+    let (status, body) = send(app, reqwest::Method::POST, "/v1/events", Some(request)).await;
+    assert_eq!(status, 202, "{body}");
+    body
+}
+
+async fn drain(app: &TestApp) -> processor::DrainReport {
+    app.processor("p1").drain(&CancellationToken::new()).await
+}
+
+async fn each_endpoint_receives_exactly_its_events_signed_with_its_own_secret(backend: Backend) {
+    let app = spawn_app_on(backend).await;
+    event_type(&app, "invoice.paid").await;
+    event_type(&app, "invoice.void").await;
+    let (billing, billing_secret) = endpoint(&app, "billing", Some("company-42"), &["invoice.paid"]).await;
+    let (audit, audit_secret) = endpoint(&app, "audit", None, &["*"]).await;
+    let (_other, _) = endpoint(&app, "other-company", Some("company-7"), &["invoice.paid"]).await;
+
+    // To company-42 only: billing is theirs; audit and other-company are not.
+    let paid = publish(
+        &app,
+        "invoice.paid",
+        Some("company-42"),
+        json!({"invoiceId": "in_1", "amount": 1200.50}),
+    )
+    .await;
+    app.advance(std::time::Duration::from_millis(5));
+    // No owner: every endpoint subscribed to the type.
+    let void = publish(&app, "invoice.void", None, json!({"invoiceId": "in_2"})).await;
+    let to = |event: &Value| -> Vec<String> {
+        let mut ids: Vec<String> = event["deliveries"]
+            .as_array()
+            .expect("deliveries")
+            .iter()
+            .map(|d| d["endpointId"].as_str().expect("endpointId").to_owned())
+            .collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(to(&paid), [billing.clone()]);
+    assert_eq!(to(&void), [audit.clone()]);
+
+    let report = drain(&app).await;
+    assert_eq!(report.delivered, 2, "{report:?}");
+    let deliveries = app.mock.state.accepted_deliveries();
+    let mut by_endpoint: BTreeMap<String, Vec<&providers_mock::Delivery>> = BTreeMap::new();
+    for delivery in &deliveries {
+        by_endpoint
+            .entry(delivery.headers["x-endpoint"].clone())
+            .or_default()
+            .push(delivery);
+    }
+    assert_eq!(
+        by_endpoint.keys().collect::<Vec<_>>(),
+        ["audit", "billing"],
+        "{deliveries:?}"
+    );
+    for (mark, secret, event, other_secret) in [
+        ("billing", &billing_secret, &paid, &audit_secret),
+        ("audit", &audit_secret, &void, &billing_secret),
+    ] {
+        let [delivery] = by_endpoint[mark].as_slice() else {
+            panic!("one delivery to {mark}");
+        };
+        assert_eq!(
+            delivery.headers["webhook-id"],
+            event["eventId"].as_str().expect("id")
+        );
+        testkit::verify_with_official_library(secret, delivery.headers.iter(), &delivery.raw_body)
+            .unwrap_or_else(|e| {
+                panic!("{mark}: the official verifier refuses its own endpoint's signature: {e}")
+            });
+        assert!(
+            testkit::verify_with_official_library(other_secret, delivery.headers.iter(), &delivery.raw_body)
+                .is_err(),
+            "{mark}: another endpoint's secret does not verify"
+        );
+        assert_eq!(delivery.body["type"], event["type"]);
+        assert_eq!(delivery.body["timestamp"], event["createdAt"]);
+    }
+    assert_eq!(
+        by_endpoint["billing"][0].body["data"],
+        json!({"invoiceId": "in_1", "amount": 1200.50})
+    );
+
+    // The event shows each delivery's state; the delivery is a job.
+    let id = paid["eventId"].as_str().expect("id");
+    let (status, shown) = send(&app, reqwest::Method::GET, &format!("/v1/events/{id}"), None).await;
+    assert_eq!(status, 200, "{shown}");
+    assert_eq!(shown["payload"], json!({"invoiceId": "in_1", "amount": 1200.50}));
+    let delivery = &shown["deliveries"][0];
+    assert_eq!(delivery["status"], "complete", "{shown}");
+    assert_eq!(delivery["attempts"], 1);
+    let job = app
+        .get_job(delivery["deliveryId"].as_str().expect("deliveryId"))
+        .await;
+    assert_eq!(job["endpointId"], billing.as_str());
+    assert_eq!(job["eventId"], id);
+    assert_eq!(job["status"], "complete");
+
+    // Listed newest first, filtered by type and by owner.
+    let (_, all) = send(&app, reqwest::Method::GET, "/v1/events", None).await;
+    let ids: Vec<&str> = all["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .map(|e| e["eventId"].as_str().expect("id"))
+        .collect();
+    assert_eq!(ids, [void["eventId"].as_str().expect("id"), id]);
+    let (_, owned) = send(&app, reqwest::Method::GET, "/v1/events?owner=company-42", None).await;
+    assert_eq!(owned["data"].as_array().expect("data").len(), 1);
+    let (_, typed) = send(&app, reqwest::Method::GET, "/v1/events?type=invoice.void", None).await;
+    assert_eq!(typed["data"][0]["eventId"], void["eventId"]);
+
+    // An endpoint registered later does not get earlier events.
+    endpoint(&app, "late", None, &["*"]).await;
+    assert_eq!(drain(&app).await.claimed, 0);
+}
+
+async fn an_endpoint_answering_410_is_disabled_and_gets_nothing_more(backend: Backend) {
+    let app = spawn_app_on(backend).await;
+    event_type(&app, "invoice.paid").await;
+    let (status, created) = send(
+        &app,
+        reqwest::Method::POST,
+        "/v1/endpoints",
+        Some(json!({"url": app.mock.url("/gone"), "eventTypes": ["invoice.paid"]})),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["endpointId"].as_str().expect("id").to_owned();
+    let first = publish(&app, "invoice.paid", None, json!({"n": 1})).await;
+    assert_eq!(first["deliveries"].as_array().expect("deliveries").len(), 1);
+
+    let report = drain(&app).await;
+    assert_eq!(report.dead_lettered, 1, "{report:?}");
+    let (_, shown) = send(&app, reqwest::Method::GET, &format!("/v1/endpoints/{id}"), None).await;
+    assert_eq!(shown["status"], "disabled", "{shown}");
+    assert_eq!(shown["disabledReason"], "gone");
+    let second = publish(&app, "invoice.paid", None, json!({"n": 2})).await;
+    assert_eq!(
+        second["deliveries"],
+        json!([]),
+        "a disabled endpoint is not in a new event's fan-out"
+    );
+    assert_eq!(drain(&app).await.claimed, 0);
+    assert_eq!(
+        app.mock.state.deliveries().len(),
+        1,
+        "nothing more was sent to it"
+    );
+
+    // Enabled again, it receives new events.
+    let (status, enabled) = send(
+        &app,
+        reqwest::Method::POST,
+        &format!("/v1/endpoints/{id}/enable"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{enabled}");
+    assert_eq!(enabled["status"], "enabled");
+    let third = publish(&app, "invoice.paid", None, json!({"n": 3})).await;
+    assert_eq!(third["deliveries"].as_array().expect("deliveries").len(), 1);
+}
+
+async fn endpoints_are_managed_and_their_secret_is_shown_only_when_made(backend: Backend) {
+    let app = spawn_app_on(backend).await;
+    event_type(&app, "invoice.paid").await;
+    event_type(&app, "invoice.void").await;
+    let (id, secret) = endpoint(&app, "billing", Some("company-42"), &["invoice.paid"]).await;
+    let path = format!("/v1/endpoints/{id}");
+    let (status, read) = send(&app, reqwest::Method::GET, &path, None).await;
+    assert_eq!(status, 200);
+    assert!(read.get("secret").is_none(), "the secret is shown once: {read}");
+    assert!(!read.to_string().contains(&secret[6..]), "{read}");
+    assert_eq!(read["headers"], json!({"x-endpoint": "billing"}));
+
+    let (status, patched) = send(
+        &app,
+        reqwest::Method::PATCH,
+        &path,
+        Some(json!({"description": "billing v2", "eventTypes": ["invoice.paid", "invoice.void"], "owner": null})),
+    )
+    .await;
+    assert_eq!(status, 200, "{patched}");
+    assert_eq!(patched["description"], "billing v2");
+    assert_eq!(patched["eventTypes"], json!(["invoice.paid", "invoice.void"]));
+    assert!(patched.get("owner").is_none(), "{patched}");
+    assert_eq!(patched["url"], read["url"], "what was not given stays");
+
+    // Rotation: both secrets sign during the overlap.
+    let (status, rotated) = send(
+        &app,
+        reqwest::Method::POST,
+        &format!("{path}/secret/rotate"),
+        Some(json!({"overlap": "1h"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{rotated}");
+    let new_secret = rotated["secret"].as_str().expect("secret").to_owned();
+    assert_ne!(new_secret, secret);
+    publish(&app, "invoice.void", None, json!({"n": 1})).await;
+    assert_eq!(drain(&app).await.delivered, 1);
+    let delivery = app.mock.state.accepted_deliveries().remove(0);
+    assert_eq!(
+        delivery.headers["webhook-signature"].split(' ').count(),
+        2,
+        "{:?}",
+        delivery.headers
+    );
+    for key in [&secret, &new_secret] {
+        testkit::verify_with_official_library(key, delivery.headers.iter(), &delivery.raw_body)
+            .expect("verifies");
+    }
+
+    // Disabled: no fan-out; listed by owner; deleted: 404.
+    let (status, disabled) = send(&app, reqwest::Method::POST, &format!("{path}/disable"), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(disabled["disabledReason"], "manual");
+    let event = publish(&app, "invoice.paid", None, json!({"n": 2})).await;
+    assert_eq!(event["deliveries"], json!([]));
+    app.advance(std::time::Duration::from_millis(5));
+    let (second_id, _) = endpoint(&app, "second", Some("company-7"), &["*"]).await;
+    let (_, listed) = send(&app, reqwest::Method::GET, "/v1/endpoints?limit=1", None).await;
+    assert_eq!(listed["data"][0]["endpointId"], id.as_str(), "oldest first");
+    let cursor = listed["nextCursor"].as_str().expect("a next page");
+    let (_, next) = send(
+        &app,
+        reqwest::Method::GET,
+        &format!("/v1/endpoints?limit=1&cursor={cursor}"),
+        None,
+    )
+    .await;
+    assert_eq!(next["data"][0]["endpointId"], second_id.as_str());
+    let (_, owned) = send(&app, reqwest::Method::GET, "/v1/endpoints?owner=company-7", None).await;
+    assert_eq!(owned["data"].as_array().expect("data").len(), 1);
+    let (status, _) = send(&app, reqwest::Method::DELETE, &path, None).await;
+    assert_eq!(status, 204);
+    let (status, gone) = send(&app, reqwest::Method::GET, &path, None).await;
+    assert_eq!(status, 404, "{gone}");
+    let (status, _) = send(&app, reqwest::Method::DELETE, &path, None).await;
+    assert_eq!(status, 404);
+
+    // Event types: listed by name; a deleted one takes no events.
+    let (_, types) = send(&app, reqwest::Method::GET, "/v1/event-types", None).await;
+    let names: Vec<&str> = types["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .map(|t| t["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(names, ["invoice.paid", "invoice.void"]);
+    let (status, _) = send(
+        &app,
+        reqwest::Method::DELETE,
+        "/v1/event-types/invoice.void",
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+    let (status, refused) = send(
+        &app,
+        reqwest::Method::POST,
+        "/v1/events",
+        Some(json!({"type": "invoice.void", "payload": {}})),
+    )
+    .await;
+    assert_eq!(status, 422, "{refused}");
+    assert_eq!(refused["errors"][0]["field"], "type");
+}
+
+async fn bad_requests_are_problems_and_another_tenant_sees_nothing(backend: Backend) {
+    let app = spawn_app_on(backend).await;
+    event_type(&app, "invoice.paid").await;
+    let cases = [
+        (
+            reqwest::Method::POST,
+            "/v1/endpoints",
+            json!({"url": "ftp://x.example", "eventTypes": ["*"]}),
+            "url",
+        ),
+        (
+            reqwest::Method::POST,
+            "/v1/endpoints",
+            json!({"url": app.callback_url(), "eventTypes": ["nope"]}),
+            "eventTypes[0]",
+        ),
+        (
+            reqwest::Method::POST,
+            "/v1/endpoints",
+            json!({"url": app.callback_url()}),
+            "eventTypes",
+        ),
+        (
+            reqwest::Method::POST,
+            "/v1/endpoints",
+            json!({"url": app.callback_url(), "eventTypes": ["*"], "headers": {"Webhook-Id": "x"}}),
+            "headers",
+        ),
+        (
+            reqwest::Method::POST,
+            "/v1/endpoints",
+            json!({"url": app.callback_url(), "eventTypes": ["*"], "auth": {"type": "bearer", "token": "t"}}),
+            "auth",
+        ),
+        (
+            reqwest::Method::POST,
+            "/v1/endpoints",
+            json!({"url": app.callback_url(), "eventTypes": ["*"], "extra": 1}),
+            "extra",
+        ),
+        (
+            reqwest::Method::POST,
+            "/v1/events",
+            json!({"type": "invoice.paid"}),
+            "payload",
+        ),
+        (
+            reqwest::Method::POST,
+            "/v1/events",
+            json!({"type": "not registered", "payload": 1}),
+            "type",
+        ),
+        (
+            reqwest::Method::PUT,
+            "/v1/event-types/bad%20name",
+            json!({}),
+            "name",
+        ),
+        (
+            reqwest::Method::PUT,
+            "/v1/event-types/thin",
+            json!({"providers": ["gas"]}),
+            "providers",
+        ),
+    ];
+    for (method, path, body, field) in cases {
+        let (status, problem) = send(&app, method.clone(), path, Some(body.clone())).await;
+        assert_eq!(status, 422, "{method} {path} {body}: {problem}");
+        assert_eq!(
+            problem["errors"][0]["field"], field,
+            "{method} {path} {body}: {problem}"
+        );
+    }
+    let big =
+        json!({"type": "invoice.paid", "payload": {"blob": "x".repeat(intake::MAX_EVENT_PAYLOAD_BYTES)}});
+    let (status, problem) = send(&app, reqwest::Method::POST, "/v1/events", Some(big)).await;
+    assert_eq!(status, 413, "{problem}");
+    let (status, _) = send(&app, reqwest::Method::GET, "/v1/endpoints/not-an-id", None).await;
+    assert_eq!(status, 404);
+    let (status, _) = send(&app, reqwest::Method::GET, "/v1/events?color=blue", None).await;
+    assert_eq!(status, 422);
+    let (_, listed) = send(&app, reqwest::Method::GET, "/v1/endpoints", None).await;
+    assert_eq!(listed["data"], json!([]), "nothing was written");
+
+    // Another tenant's endpoints and events are not found.
+    let (id, _) = endpoint(&app, "mine", None, &["*"]).await;
+    let event = publish(&app, "invoice.paid", None, json!({})).await;
+    let theirs = client_with_key(&create_key(&*app.store, "other").await);
+    for path in [
+        format!("/v1/endpoints/{id}"),
+        format!("/v1/events/{}", event["eventId"].as_str().expect("id")),
+    ] {
+        let response = theirs
+            .get(format!("{}{path}", app.base))
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(response.status(), 404, "{path}");
+    }
+    let response = theirs
+        .get(format!("{}/v1/event-types", app.base))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(response.json::<Value>().await.expect("json")["data"], json!([]));
+}
+
+async fn an_idempotent_publish_is_one_event(backend: Backend) {
+    let app = spawn_app_on(backend).await;
+    event_type(&app, "invoice.paid").await;
+    endpoint(&app, "one", None, &["*"]).await;
+    let post = |payload: Value| {
+        app.http
+            .post(format!("{}/v1/events", app.base))
+            .header("idempotency-key", "evt-1")
+            .json(&json!({"type": "invoice.paid", "payload": payload}))
+            .send()
+    };
+    let first = post(json!({"a": 1, "b": 2})).await.expect("post");
+    assert_eq!(first.status(), 202);
+    let first: Value = first.json().await.expect("json");
+    // The same event, its keys in another order: the original.
+    let again = post(json!({"b": 2, "a": 1})).await.expect("post");
+    assert_eq!(again.status(), 200);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    let again: Value = again.json().await.expect("json");
+    assert_eq!(again["eventId"], first["eventId"]);
+    let other = post(json!({"a": 2})).await.expect("post");
+    assert_eq!(other.status(), 409);
+    assert_eq!(drain(&app).await.delivered, 1, "one event, one delivery");
+}
