@@ -45,7 +45,7 @@ pub(crate) struct EventRequestSchema {
     #[schema(min_length = 1, max_length = 256, example = "company-42")]
     owner: Option<String>,
     /// Any JSON value, at most 256 KiB serialized; delivered as `data`.
-    #[schema(value_type = Object, example = json!({"invoiceId": "in_1", "amount": 1200}))]
+    #[schema(value_type = serde_json::Value, example = json!({"invoiceId": "in_1", "amount": 1200}))]
     payload: serde_json::Value,
 }
 
@@ -99,7 +99,7 @@ impl From<&Event> for EventAccepted {
 /// One delivery of an event and how far it got.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub(crate) struct DeliveryView {
+pub(crate) struct EventDeliveryView {
     #[schema(value_type = String, pattern = "^[0-7][0-9A-HJKMNP-TV-Z]{25}$")]
     delivery_id: JobId,
     #[schema(value_type = String, pattern = "^[0-7][0-9A-HJKMNP-TV-Z]{25}$")]
@@ -134,11 +134,12 @@ pub(crate) struct EventView {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = String, required = false)]
     owner: Option<String>,
-    #[schema(value_type = Object)]
+    /// As published.
+    #[schema(value_type = serde_json::Value)]
     payload: RawJson,
     #[schema(format = DateTime)]
     created_at: String,
-    deliveries: Vec<DeliveryView>,
+    deliveries: Vec<EventDeliveryView>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -464,7 +465,7 @@ pub(crate) async fn get_event(
     for (delivery, job) in event.deliveries.iter().zip(jobs) {
         let job = job.map_err(|err| ApiError::from_store(err, "read delivery"))?;
         let view = match job {
-            Some(job) => DeliveryView {
+            Some(job) => EventDeliveryView {
                 delivery_id: delivery.id,
                 endpoint_id: delivery.endpoint,
                 status: Some(job.status()),
@@ -474,7 +475,7 @@ pub(crate) async fn get_event(
                 next_attempt_at: job.due_at().map(api_time),
                 delivered_at: job.delivery().delivered_at.map(api_time),
             },
-            None => DeliveryView {
+            None => EventDeliveryView {
                 delivery_id: delivery.id,
                 endpoint_id: delivery.endpoint,
                 status: None,

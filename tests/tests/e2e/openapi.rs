@@ -246,9 +246,10 @@ async fn the_document_is_openapi_3_1_and_lists_every_route() {
     let id = app.accepted_job(&["gas"]).await;
     for (method, path) in &served {
         let url = format!("{}{}", app.base, path.replace("{job_id}", &id));
-        let request = match method.as_str() {
-            "GET" => app.http.get(url),
-            _ => app.http.post(url).json(&json!({})),
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("a method");
+        let request = match method {
+            reqwest::Method::GET | reqwest::Method::DELETE => app.http.request(method.clone(), url),
+            _ => app.http.request(method.clone(), url).json(&json!({})),
         };
         let response = request.send().await.expect("request");
         let status = response.status().as_u16();
@@ -413,4 +414,214 @@ async fn real_responses_of_every_kind_match_the_document() {
     )
     .await;
     conforms(&doc, "POST", path, retry("%C3%28").await.expect("404")).await;
+
+    // Event types, endpoints and events: made, read, listed, refused.
+    let send = |method: reqwest::Method, path: &str, body: Option<Value>| {
+        let request = app.http.request(method, format!("{base}{path}"));
+        match body {
+            Some(body) => request.json(&body).send(),
+            None => request.send(),
+        }
+    };
+    use reqwest::Method;
+    let put = "/v1/event-types/{name}";
+    conforms(
+        &doc,
+        "PUT",
+        put,
+        send(Method::PUT, "/v1/event-types/invoice.paid", Some(json!({})))
+            .await
+            .expect("201"),
+    )
+    .await;
+    conforms(
+        &doc,
+        "PUT",
+        put,
+        send(
+            Method::PUT,
+            "/v1/event-types/invoice.paid",
+            Some(json!({"description": "d"})),
+        )
+        .await
+        .expect("200"),
+    )
+    .await;
+    conforms(
+        &doc,
+        "PUT",
+        put,
+        send(Method::PUT, "/v1/event-types/a%20b", Some(json!({})))
+            .await
+            .expect("422"),
+    )
+    .await;
+    conforms(
+        &doc,
+        "GET",
+        "/v1/event-types",
+        send(Method::GET, "/v1/event-types", None).await.expect("200"),
+    )
+    .await;
+    let endpoint = json!({"url": app.callback_url(), "eventTypes": ["invoice.paid"], "owner": "o", "headers": {"x-a": "b"}});
+    let created = conforms(
+        &doc,
+        "POST",
+        "/v1/endpoints",
+        send(Method::POST, "/v1/endpoints", Some(endpoint))
+            .await
+            .expect("201"),
+    )
+    .await;
+    let endpoint_id = created["endpointId"].as_str().expect("endpointId").to_owned();
+    conforms(
+        &doc,
+        "POST",
+        "/v1/endpoints",
+        send(Method::POST, "/v1/endpoints", Some(json!({"url": 1})))
+            .await
+            .expect("422"),
+    )
+    .await;
+    let one = "/v1/endpoints/{endpoint_id}";
+    let at = format!("/v1/endpoints/{endpoint_id}");
+    conforms(&doc, "GET", one, send(Method::GET, &at, None).await.expect("200")).await;
+    conforms(
+        &doc,
+        "PATCH",
+        one,
+        send(Method::PATCH, &at, Some(json!({"description": "x"})))
+            .await
+            .expect("200"),
+    )
+    .await;
+    conforms(
+        &doc,
+        "GET",
+        "/v1/endpoints",
+        send(Method::GET, "/v1/endpoints?limit=1", None)
+            .await
+            .expect("200"),
+    )
+    .await;
+    let rotate = "/v1/endpoints/{endpoint_id}/secret/rotate";
+    conforms(
+        &doc,
+        "POST",
+        rotate,
+        send(Method::POST, &format!("{at}/secret/rotate"), None)
+            .await
+            .expect("200"),
+    )
+    .await;
+    let disable = "/v1/endpoints/{endpoint_id}/disable";
+    conforms(
+        &doc,
+        "POST",
+        disable,
+        send(Method::POST, &format!("{at}/disable"), None)
+            .await
+            .expect("200"),
+    )
+    .await;
+    let enable = "/v1/endpoints/{endpoint_id}/enable";
+    conforms(
+        &doc,
+        "POST",
+        enable,
+        send(Method::POST, &format!("{at}/enable"), None)
+            .await
+            .expect("200"),
+    )
+    .await;
+    let event = json!({"type": "invoice.paid", "owner": "o", "payload": [1, {"a": null}]});
+    let published = conforms(
+        &doc,
+        "POST",
+        "/v1/events",
+        send(Method::POST, "/v1/events", Some(event)).await.expect("202"),
+    )
+    .await;
+    let event_id = published["eventId"].as_str().expect("eventId").to_owned();
+    conforms(
+        &doc,
+        "POST",
+        "/v1/events",
+        send(
+            Method::POST,
+            "/v1/events",
+            Some(json!({"type": "nope", "payload": 1})),
+        )
+        .await
+        .expect("422"),
+    )
+    .await;
+    app.processor("p1").drain(&CancellationToken::new()).await;
+    conforms(
+        &doc,
+        "GET",
+        "/v1/events/{event_id}",
+        send(Method::GET, &format!("/v1/events/{event_id}"), None)
+            .await
+            .expect("200"),
+    )
+    .await;
+    conforms(
+        &doc,
+        "GET",
+        "/v1/events/{event_id}",
+        send(Method::GET, "/v1/events/nope", None).await.expect("404"),
+    )
+    .await;
+    conforms(
+        &doc,
+        "GET",
+        "/v1/events",
+        send(Method::GET, "/v1/events?type=invoice.paid", None)
+            .await
+            .expect("200"),
+    )
+    .await;
+    conforms(
+        &doc,
+        "GET",
+        "/v1/events",
+        send(Method::GET, "/v1/events?x=1", None).await.expect("422"),
+    )
+    .await;
+    let delivery = published["deliveries"][0]["deliveryId"]
+        .as_str()
+        .expect("deliveryId")
+        .to_owned();
+    conforms(
+        &doc,
+        "GET",
+        "/v1/jobs/{job_id}",
+        send(Method::GET, &format!("/v1/jobs/{delivery}"), None)
+            .await
+            .expect("200"),
+    )
+    .await;
+    let deleted = send(Method::DELETE, &at, None).await.expect("204");
+    assert_eq!(deleted.status(), 204);
+    conforms(
+        &doc,
+        "DELETE",
+        one,
+        send(Method::DELETE, &at, None).await.expect("404"),
+    )
+    .await;
+    let deleted = send(Method::DELETE, "/v1/event-types/invoice.paid", None)
+        .await
+        .expect("204");
+    assert_eq!(deleted.status(), 204);
+    conforms(
+        &doc,
+        "DELETE",
+        "/v1/event-types/{name}",
+        send(Method::DELETE, "/v1/event-types/invoice.paid", None)
+            .await
+            .expect("404"),
+    )
+    .await;
 }
