@@ -18,7 +18,7 @@ use crate::cli::{
     Command, DevArgs, IntakeArgs, KeysCommand, ProcessorArgs, ProcessorTuning, SecretsCommand, ServeArgs,
     StoreArgs, TableCommand,
 };
-use crate::{keys, out};
+use crate::{dev_sink, keys, out};
 
 /// Something the user asked for is wrong: a flag, an environment variable,
 /// a store URL or a providers file. `main` exits 2 for it, as for clap's own
@@ -339,10 +339,12 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
     let secrets = keys::tenant_secrets(&*store, keys::DEV_TENANT).await?;
     // The mock sink checks every callback's signature with the dev tenant's
     // secrets: GET /mock/deliveries shows the verdict.
+    // An endpoint's deliveries are signed with its own secret: the sink
+    // learns each from the answer that shows it (creation, rotation).
     let mock = providers_mock::MockState::default();
-    mock.set_signing_secrets(vec![secrets.current.clone()]);
-    let api = app
-        .intake(Some(Arc::clone(&wake)))
+    let sink_secrets = dev_sink::SinkSecrets::new(mock.clone(), secrets.current.clone());
+    let api = sink_secrets
+        .learning(app.intake(Some(Arc::clone(&wake))))
         .nest("/mock", providers_mock::router(mock));
 
     out::show(&format!(
@@ -365,6 +367,7 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
         key.expose()
     ));
     out::show(&format!("  curl http://{addr}/mock/deliveries"));
+    out::show(&events_example(&addr.to_string(), key.expose()));
     serve_together(
         listener,
         api,
@@ -378,6 +381,27 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
         shutdown_on_signal(),
     )
     .await
+}
+
+/// What `hookline dev` prints after the job example: an event type, an
+/// endpoint at the dev sink subscribed to it, an event published to it, and
+/// where its delivery shows.
+fn events_example(addr: &str, key: &str) -> String {
+    let auth = format!("-H 'authorization: Bearer {key}' -H 'content-type: application/json'");
+    [
+        "events: a type, an endpoint at the sink (its own whsec_ secret is in the answer), an event:".to_owned(),
+        format!(
+            "  curl -i -X PUT http://{addr}/v1/event-types/invoice.paid {auth} \\\n    -d '{{\"description\":\"an invoice was paid\"}}'"
+        ),
+        format!(
+            "  curl -i -X POST http://{addr}/v1/endpoints {auth} \\\n    -d '{{\"url\":\"http://{addr}/mock/complete\",\"eventTypes\":[\"invoice.paid\"]}}'"
+        ),
+        format!(
+            "  curl -i -X POST http://{addr}/v1/events {auth} \\\n    -d '{{\"type\":\"invoice.paid\",\"payload\":{{\"invoiceId\":\"in_1\",\"amount\":1200}}}}'"
+        ),
+        format!("  curl http://{addr}/mock/deliveries"),
+    ]
+    .join("\n")
 }
 
 #[cfg(test)]

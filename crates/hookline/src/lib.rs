@@ -11,6 +11,7 @@
 mod app;
 pub mod cli;
 mod commands;
+mod dev_sink;
 mod keys;
 pub mod out;
 

@@ -342,7 +342,8 @@ fn needed(seen: &std::collections::BTreeSet<String>) -> std::collections::BTreeS
 /// processor` and the operator commands, each talking to DynamoDB through a
 /// recording proxy while every path they have is exercised (idempotent
 /// create and replay, get, list, dead letter and retry; poll, claim, save,
-/// sign; keys and secrets), use every action their policy grants and none
+/// sign; keys and secrets; event types, endpoints and events, and their
+/// deliveries), use every action their policy grants and none
 /// it does not, and query only the index it names.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_iam_policy_grants_exactly_what_its_process_calls() {
@@ -461,6 +462,8 @@ async fn each_iam_policy_grants_exactly_what_its_process_calls() {
         .expect("retry");
     assert_eq!(retried.status(), 202);
 
+    events_workload(&http, &base, &setup, &processor_log).await;
+
     let template = cloudformation_template();
     for (policy, proxy) in [
         ("IntakePolicy", &intake_proxy),
@@ -474,4 +477,231 @@ async fn each_iam_policy_grants_exactly_what_its_process_calls() {
             "{policy}: the process used {used:?} but the template grants {granted:?}"
         );
     }
+}
+
+/// Sends `method path` with `body` (none when `Null`) and requires `status`:
+/// the answer's JSON body (`Null` when it has none).
+async fn call(
+    http: &reqwest::Client,
+    method: reqwest::Method,
+    url: String,
+    body: Value,
+    status: u16,
+) -> Value {
+    let mut request = http.request(method.clone(), &url);
+    if !body.is_null() {
+        request = request.json(&body);
+    }
+    let response = request
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+    let got = response.status().as_u16();
+    let text = response.text().await.expect("body");
+    assert_eq!(got, status, "{method} {url}: {text}");
+    if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{method} {url}: {e}: {text}"))
+    }
+}
+
+/// The intake's event type, endpoint and event routes, each once (an
+/// idempotent publish and its replay among them), and the processor
+/// delivering an event to two endpoints.
+async fn events_workload(http: &reqwest::Client, base: &str, setup: &Setup, processor_log: &Path) {
+    use reqwest::Method;
+    let event_type = format!("{base}/v1/event-types/invoice.paid");
+    let description = json!({"description": "an invoice was paid"});
+    call(http, Method::PUT, event_type.clone(), description.clone(), 201).await;
+    call(http, Method::PUT, event_type.clone(), description, 200).await;
+    let types = call(
+        http,
+        Method::GET,
+        format!("{base}/v1/event-types"),
+        Value::Null,
+        200,
+    )
+    .await;
+    assert_eq!(types["data"][0]["name"], "invoice.paid", "{types}");
+
+    let sink = setup.mock.url("/complete");
+    let mut endpoints = Vec::new();
+    for owner in ["company-1", "company-2"] {
+        let created = call(
+            http,
+            Method::POST,
+            format!("{base}/v1/endpoints"),
+            json!({"url": sink, "owner": owner, "eventTypes": ["invoice.paid"]}),
+            201,
+        )
+        .await;
+        assert!(
+            created["secret"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("whsec_")),
+            "{created}"
+        );
+        endpoints.push(created["endpointId"].as_str().expect("endpointId").to_owned());
+    }
+    let (first, second) = (&endpoints[0], &endpoints[1]);
+    let listed = call(
+        http,
+        Method::GET,
+        format!("{base}/v1/endpoints"),
+        Value::Null,
+        200,
+    )
+    .await;
+    assert_eq!(listed["data"].as_array().map(Vec::len), Some(2), "{listed}");
+    let one = call(
+        http,
+        Method::GET,
+        format!("{base}/v1/endpoints/{first}"),
+        Value::Null,
+        200,
+    )
+    .await;
+    assert!(one.get("secret").is_none(), "{one}");
+    call(
+        http,
+        Method::PATCH,
+        format!("{base}/v1/endpoints/{first}"),
+        json!({"description": "billing"}),
+        200,
+    )
+    .await;
+    let rotated = call(
+        http,
+        Method::POST,
+        format!("{base}/v1/endpoints/{first}/secret/rotate"),
+        json!({"overlap": "1h"}),
+        200,
+    )
+    .await;
+    assert!(
+        rotated["secret"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("whsec_")),
+        "{rotated}"
+    );
+    let disabled = call(
+        http,
+        Method::POST,
+        format!("{base}/v1/endpoints/{second}/disable"),
+        Value::Null,
+        200,
+    )
+    .await;
+    assert_eq!(disabled["status"], "disabled", "{disabled}");
+    let enabled = call(
+        http,
+        Method::POST,
+        format!("{base}/v1/endpoints/{second}/enable"),
+        Value::Null,
+        200,
+    )
+    .await;
+    assert_eq!(enabled["status"], "enabled", "{enabled}");
+
+    let event = json!({"type": "invoice.paid", "payload": {"invoiceId": "in_1", "amount": 1200}});
+    let published = call(
+        http,
+        Method::POST,
+        format!("{base}/v1/events"),
+        event.clone(),
+        202,
+    )
+    .await;
+    assert_eq!(
+        published["deliveries"].as_array().map(Vec::len),
+        Some(2),
+        "{published}"
+    );
+    let event_id = published["eventId"].as_str().expect("eventId").to_owned();
+    // An idempotent publish (the event and its key in one transaction) and
+    // its replay, which answers the same event, 200 as for jobs.
+    let mut replayed = Vec::new();
+    for expected in [202, 200] {
+        let response = http
+            .post(format!("{base}/v1/events"))
+            .header("Idempotency-Key", "iam-event")
+            .json(&event)
+            .send()
+            .await
+            .expect("publish");
+        assert_eq!(response.status(), expected);
+        let body: Value = response.json().await.expect("json");
+        replayed.push(body["eventId"].clone());
+    }
+    assert_eq!(replayed[0], replayed[1]);
+
+    wait_until(
+        Duration::from_secs(30),
+        with_log("the event delivered to both endpoints", processor_log),
+        async || {
+            let shown = get_json(http, &format!("{base}/v1/events/{event_id}")).await;
+            shown["deliveries"].as_array().is_some_and(|deliveries| {
+                deliveries.len() == 2 && deliveries.iter().all(|d| d["status"] == "complete")
+            })
+        },
+    )
+    .await;
+    // An endpoint that answers 410 Gone: the processor disables it.
+    let gone = call(
+        http,
+        Method::POST,
+        format!("{base}/v1/endpoints"),
+        json!({"url": setup.mock.url("/gone"), "owner": "company-gone", "eventTypes": ["*"]}),
+        201,
+    )
+    .await;
+    let gone = gone["endpointId"].as_str().expect("endpointId").to_owned();
+    let to_gone = call(
+        http,
+        Method::POST,
+        format!("{base}/v1/events"),
+        json!({"type": "invoice.paid", "owner": "company-gone", "payload": {}}),
+        202,
+    )
+    .await;
+    assert_eq!(to_gone["deliveries"][0]["endpointId"], gone.as_str(), "{to_gone}");
+    wait_until(
+        Duration::from_secs(30),
+        with_log("the endpoint that answered 410 disabled", processor_log),
+        async || {
+            let shown = get_json(http, &format!("{base}/v1/endpoints/{gone}")).await;
+            shown["disabledReason"] == "gone"
+        },
+    )
+    .await;
+
+    let page = call(
+        http,
+        Method::GET,
+        format!("{base}/v1/events?type=invoice.paid"),
+        Value::Null,
+        200,
+    )
+    .await;
+    assert_eq!(page["data"].as_array().map(Vec::len), Some(3), "{page}");
+
+    call(
+        http,
+        Method::DELETE,
+        format!("{base}/v1/endpoints/{second}"),
+        Value::Null,
+        204,
+    )
+    .await;
+    call(
+        http,
+        Method::GET,
+        format!("{base}/v1/endpoints/{second}"),
+        Value::Null,
+        404,
+    )
+    .await;
+    call(http, Method::DELETE, event_type, Value::Null, 204).await;
+    call(http, Method::POST, format!("{base}/v1/events"), event, 422).await;
 }
