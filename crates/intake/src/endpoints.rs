@@ -132,14 +132,14 @@ pub(crate) struct EndpointRequestSchema {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[allow(dead_code)]
 pub(crate) struct EndpointPatchSchema {
-    #[schema(format = "uri", max_length = 2048)]
+    #[schema(format = "uri", max_length = 2048, nullable = false)]
     url: Option<String>,
     #[schema(max_length = 1000)]
     description: Option<String>,
     /// `null` removes the owner.
     #[schema(min_length = 1, max_length = 256)]
     owner: Option<String>,
-    #[schema(min_items = 1, max_items = 100)]
+    #[schema(min_items = 1, max_items = 100, nullable = false)]
     event_types: Option<Vec<String>>,
     /// Replaces every custom header.
     #[schema(value_type = Option<Object>)]
@@ -215,13 +215,18 @@ async fn changes(
             }
         };
     }
-    if creating && !fields.has("eventTypes") {
-        fields.error(
-            "eventTypes",
-            "is required: registered event type names, or [\"*\"] for every type",
-        );
-    }
-    let names = fields.strings("eventTypes", MAX_ENDPOINT_TYPES);
+    let names = match fields.take("eventTypes") {
+        None if creating => {
+            fields.error("eventTypes", "is required: registered event type names, or [\"*\"] for every type");
+            None
+        }
+        None => None,
+        Some(serde_json::Value::Null) => {
+            fields.error("eventTypes", "must be an array of event type names, or [\"*\"] for every type");
+            None
+        }
+        Some(value) => fields.strings_of("eventTypes", value, MAX_ENDPOINT_TYPES),
+    };
     if let Some(headers) = fields.string_map("headers") {
         match EndpointHeaders::parse(headers) {
             Ok(headers) => changes.headers = Some(headers),

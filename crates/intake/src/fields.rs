@@ -101,11 +101,11 @@ impl Fields {
         }
     }
 
-    /// An array of strings, at most `max` of them.
-    pub fn strings(&mut self, name: &str, max: usize) -> Option<Vec<String>> {
-        match self.take(name) {
-            None | Some(Value::Null) => None,
-            Some(Value::Array(items)) if items.len() <= max => {
+    /// `value` (taken from field `name`) as an array of at most `max`
+    /// strings.
+    pub fn strings_of(&mut self, name: &str, value: Value, max: usize) -> Option<Vec<String>> {
+        match value {
+            Value::Array(items) if items.len() <= max => {
                 let before = self.errors.len();
                 let mut out = Vec::with_capacity(items.len());
                 for (i, item) in items.into_iter().enumerate() {
@@ -116,11 +116,11 @@ impl Fields {
                 }
                 (self.errors.len() == before).then_some(out)
             }
-            Some(Value::Array(_)) => {
+            Value::Array(_) => {
                 self.error(name, format!("must hold at most {max} items"));
                 None
             }
-            Some(_) => {
+            _ => {
                 self.error(name, "must be an array of strings");
                 None
             }

@@ -450,7 +450,7 @@ impl KeyStore for SqliteStore {
         let outcome = self
             .write(Write::PutSecrets {
                 tenant: tenant.as_str().to_owned(),
-                body,
+                body: crate::writer::SecretText(body),
                 expected: expected.map(|v| i64::try_from(v).unwrap_or(i64::MAX)),
             })
             .await?;

@@ -20,6 +20,16 @@ use crate::error::sql_error;
 /// the file's write lock from other processes.
 pub(crate) const MAX_BATCH: usize = 256;
 
+/// Stored text that holds secret material (a tenant's signing secrets):
+/// its `Debug` shows only its length.
+pub(crate) struct SecretText(pub String);
+
+impl std::fmt::Debug for SecretText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SecretText({} bytes)", self.0.len())
+    }
+}
+
 /// A job's columns, computed by the caller so the writer does no JSON work.
 #[derive(Debug)]
 pub(crate) struct Row {
@@ -83,7 +93,7 @@ pub(crate) enum Write {
     /// only if it has none).
     PutSecrets {
         tenant: String,
-        body: String,
+        body: SecretText,
         expected: Option<i64>,
     },
     /// Writes an event type if the stored record is still `expected`
@@ -499,7 +509,7 @@ fn apply(conn: &Connection, write: &Write) -> rusqlite::Result<Outcome> {
         }
         Write::PutSecrets {
             tenant,
-            body,
+            body: SecretText(body),
             expected,
         } => {
             let changed = match expected {
