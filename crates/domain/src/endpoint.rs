@@ -204,6 +204,9 @@ pub struct Endpoint {
     pub status: EndpointStatus,
     /// What its deliveries are signed with (`whsec_...`), rotatable.
     pub secrets: TenantSecrets,
+    /// Since when every delivery attempt to it has failed; `None` while the
+    /// last one succeeded (or none was made).
+    pub failing_since: Option<Timestamp>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
@@ -234,14 +237,47 @@ impl Endpoint {
     pub fn enable(&mut self, now: Timestamp) {
         if !self.is_enabled() {
             self.status = EndpointStatus::Enabled;
+            self.failing_since = None;
             self.updated_at = now;
         }
+    }
+
+    /// What one delivery attempt's outcome (`succeeded` or not) at `now`
+    /// changes in its health: a success ends a failing streak; the first
+    /// failure starts one; a streak longer than `disable_after` disables
+    /// it ([`DisabledReason::Failing`]). `None` when nothing changes, so a
+    /// store is written only when the health does.
+    pub fn after_attempt(
+        &self,
+        succeeded: bool,
+        now: Timestamp,
+        disable_after: std::time::Duration,
+    ) -> Option<Self> {
+        if !self.is_enabled() {
+            return None;
+        }
+        let mut next = self.clone();
+        match (succeeded, self.failing_since) {
+            (true, None) => return None,
+            (true, Some(_)) => next.failing_since = None,
+            (false, None) => next.failing_since = Some(now),
+            (false, Some(since)) => {
+                let limit = chrono::Duration::from_std(disable_after).unwrap_or(chrono::Duration::MAX);
+                if now.signed_duration_since(since) < limit {
+                    return None;
+                }
+                next.disable(DisabledReason::Failing, now);
+            }
+        }
+        next.updated_at = now;
+        Some(next)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::SeedableRng;
 
     fn headers(pairs: &[(&str, &str)]) -> Result<EndpointHeaders, InvalidHeader> {
         EndpointHeaders::parse(
@@ -288,6 +324,58 @@ mod tests {
             EndpointHeaders::parse(many.into_iter().collect()),
             Err(InvalidHeader::TooMany)
         );
+    }
+
+    #[test]
+    fn a_failing_streak_past_the_limit_disables_and_a_success_ends_it() {
+        let t = |s: i64| chrono::DateTime::from_timestamp(1_800_000_000 + s, 0).expect("a time");
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        let endpoint = Endpoint {
+            id: EndpointId::generate(t(0), &mut rng),
+            tenant: TenantId::new("acme"),
+            url: Url::parse("https://client.example/hooks").expect("url"),
+            description: String::new(),
+            owner: None,
+            event_types: Subscription::All,
+            headers: EndpointHeaders::default(),
+            status: EndpointStatus::Enabled,
+            secrets: TenantSecrets::new(crate::SigningSecret::generate(&mut rng)),
+            failing_since: None,
+            created_at: t(0),
+            updated_at: t(0),
+        };
+        let limit = std::time::Duration::from_secs(100);
+        assert_eq!(
+            endpoint.after_attempt(true, t(1), limit),
+            None,
+            "healthy stays healthy unwritten"
+        );
+        let failing = endpoint
+            .after_attempt(false, t(10), limit)
+            .expect("a streak starts");
+        assert_eq!(failing.failing_since, Some(t(10)));
+        assert_eq!(
+            failing.after_attempt(false, t(50), limit),
+            None,
+            "within the limit: unchanged"
+        );
+        let disabled = failing
+            .after_attempt(false, t(110), limit)
+            .expect("past the limit");
+        assert_eq!(
+            disabled.status,
+            EndpointStatus::Disabled {
+                reason: DisabledReason::Failing,
+                at: t(110)
+            }
+        );
+        let recovered = failing
+            .after_attempt(true, t(60), limit)
+            .expect("a success ends it");
+        assert_eq!(recovered.failing_since, None);
+        let mut enabled = disabled.clone();
+        enabled.enable(t(200));
+        assert_eq!(enabled.failing_since, None, "enabled again, it starts afresh");
     }
 
     #[test]

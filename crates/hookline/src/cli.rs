@@ -287,6 +287,10 @@ pub struct ProcessorTuning {
     /// A drain running longer than this logs its progress this often (info).
     #[arg(long, env = "HOOKLINE_PROGRESS_EVERY", default_value = DEFAULT_PROGRESS_EVERY, value_parser = humantime::parse_duration)]
     pub progress_every: Duration,
+    /// A registered endpoint whose every delivery attempt has failed for
+    /// this long is disabled (reason `failing`).
+    #[arg(long, env = "HOOKLINE_ENDPOINT_DISABLE_AFTER", default_value = "5d", value_parser = humantime::parse_duration)]
+    pub endpoint_disable_after: Duration,
     /// Delays between provider fetch attempts, comma-separated (one more
     /// attempt than delays); each gets +-20% jitter.
     #[arg(
@@ -322,6 +326,7 @@ impl ProcessorTuning {
             run_budget: self.run_budget,
             callback_timeout: self.callback_timeout,
             progress_every: self.progress_every,
+            endpoint_disable_after: self.endpoint_disable_after,
             retry: RetryPolicy {
                 provider: self.provider_retries.clone(),
                 callback: self.callback_retries.clone(),

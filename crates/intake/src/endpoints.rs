@@ -66,6 +66,12 @@ pub(crate) struct EndpointView {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = String, format = DateTime, required = false)]
     disabled_at: Option<String>,
+    /// Since when every delivery attempt has failed; absent while healthy.
+    /// Past the processor's `--endpoint-disable-after` (default 5 days) it
+    /// is disabled with the reason `failing`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String, format = DateTime, required = false)]
+    failing_since: Option<String>,
     #[schema(format = DateTime)]
     created_at: String,
     #[schema(format = DateTime)]
@@ -94,6 +100,7 @@ impl EndpointView {
             status,
             disabled_reason,
             disabled_at,
+            failing_since: endpoint.failing_since.map(api_time),
             created_at: api_time(endpoint.created_at),
             updated_at: api_time(endpoint.updated_at),
             secret: None,
@@ -217,12 +224,18 @@ async fn changes(
     }
     let names = match fields.take("eventTypes") {
         None if creating => {
-            fields.error("eventTypes", "is required: registered event type names, or [\"*\"] for every type");
+            fields.error(
+                "eventTypes",
+                "is required: registered event type names, or [\"*\"] for every type",
+            );
             None
         }
         None => None,
         Some(serde_json::Value::Null) => {
-            fields.error("eventTypes", "must be an array of event type names, or [\"*\"] for every type");
+            fields.error(
+                "eventTypes",
+                "must be an array of event type names, or [\"*\"] for every type",
+            );
             None
         }
         Some(value) => fields.strings_of("eventTypes", value, MAX_ENDPOINT_TYPES),
@@ -399,6 +412,7 @@ pub(crate) async fn create_endpoint(
         headers: EndpointHeaders::default(),
         status: EndpointStatus::Enabled,
         secrets: TenantSecrets::new(secret.clone()),
+        failing_since: None,
         created_at: now,
         updated_at: now,
     };

@@ -78,10 +78,16 @@ pub struct ProcessorConfig {
     pub callback_network: Arc<NetPolicy>,
     /// A drain that runs longer than this logs its progress this often.
     pub progress_every: Duration,
+    /// An endpoint whose every delivery attempt has failed for this long is
+    /// disabled (SPEC section 9).
+    pub endpoint_disable_after: Duration,
 }
 
 /// Time kept between the longest HTTP call and the lease's end.
 pub const LEASE_MARGIN: Duration = Duration::from_secs(5);
+
+/// `--endpoint-disable-after`'s default: five days of failures.
+pub const DEFAULT_ENDPOINT_DISABLE_AFTER: Duration = Duration::from_secs(5 * 24 * 3600);
 
 impl Default for ProcessorConfig {
     fn default() -> Self {
@@ -98,6 +104,7 @@ impl Default for ProcessorConfig {
             seed: None,
             callback_network: Arc::new(NetPolicy::strict()),
             progress_every: Duration::from_secs(10),
+            endpoint_disable_after: DEFAULT_ENDPOINT_DISABLE_AFTER,
         }
     }
 }
@@ -809,9 +816,8 @@ impl Processor {
             _ => tracing::info!(status, error, duration_ms, "callback failed"),
         }
         tracing::debug!(status, body = answer.as_deref().unwrap_or(""), "callback answer");
-        if let (CallbackOutcome::Gone, Some((endpoint, version))) = (&outcome, prepared.endpoint) {
-            self.disable_gone(job.tenant(), endpoint, version, self.clock.now())
-                .await;
+        if let Some(read) = prepared.endpoint {
+            self.record_health(read, &outcome, self.clock.now()).await;
         }
         (outcome, answer, Some(took))
     }

@@ -23,8 +23,9 @@ pub(crate) struct Prepared {
     /// `webhook-id`.
     pub message_id: String,
     pub body: Vec<u8>,
-    /// The endpoint it goes to, with its version, when it is one.
-    pub endpoint: Option<(EndpointId, u64)>,
+    /// The endpoint it goes to as read for this attempt, with its version,
+    /// when it is one.
+    pub endpoint: Option<(Endpoint, u64)>,
 }
 
 /// How long a processor keeps an event it read: events never change.
@@ -78,11 +79,11 @@ impl Processor {
                 }
                 Ok(Prepared {
                     secrets: endpoint.secrets.signing_at(now),
-                    url: endpoint.url,
-                    headers: endpoint.headers,
+                    url: endpoint.url.clone(),
+                    headers: endpoint.headers.clone(),
                     message_id,
                     body,
-                    endpoint: Some((*id, version)),
+                    endpoint: Some((endpoint, version)),
                 })
             }
         }
@@ -130,38 +131,60 @@ impl Processor {
         }
     }
 
-    /// An endpoint that answered `410 Gone` is disabled at once (Standard
-    /// Webhooks' advice): its other deliveries are not attempted again.
-    pub(crate) async fn disable_gone(&self, tenant: &TenantId, id: EndpointId, read_at: u64, now: Timestamp) {
-        let mut version = read_at;
-        for _ in 0..5 {
-            let mut endpoint = match self.store.get_endpoint(tenant, id).await {
-                Ok(Some((endpoint, current))) => {
-                    version = current;
-                    endpoint
-                }
-                Ok(None) => return,
-                Err(err) => {
-                    tracing::warn!(endpoint_id = %id, error = %err, "could not disable the endpoint that answered 410 Gone");
-                    return;
-                }
-            };
-            if !endpoint.is_enabled() {
-                return;
+    /// What an attempt's outcome changes in its endpoint's health: `410
+    /// Gone` disables it at once (Standard Webhooks' advice), so its other
+    /// deliveries are not attempted again; a success ends a failing streak;
+    /// a failure starts one, or, past [`crate::ProcessorConfig::endpoint_disable_after`],
+    /// disables it. Written only when the health changes, compared and set
+    /// on the version read (again from the newest on a race).
+    pub(crate) async fn record_health(
+        &self,
+        read: (Endpoint, u64),
+        outcome: &CallbackOutcome,
+        now: Timestamp,
+    ) {
+        let disable_after = self.config.endpoint_disable_after;
+        let change = |endpoint: &Endpoint| -> Option<Endpoint> {
+            match outcome {
+                CallbackOutcome::Gone => endpoint.is_enabled().then(|| {
+                    let mut next = endpoint.clone();
+                    next.disable(DisabledReason::Gone, now);
+                    next
+                }),
+                CallbackOutcome::Delivered { .. } => endpoint.after_attempt(true, now, disable_after),
+                CallbackOutcome::Retryable { .. } => endpoint.after_attempt(false, now, disable_after),
+                CallbackOutcome::Abandoned { .. } => None,
             }
-            endpoint.disable(DisabledReason::Gone, now);
-            match self.store.update_endpoint(&endpoint, version).await {
+        };
+        let (mut endpoint, mut version) = read;
+        for _ in 0..5 {
+            let Some(next) = change(&endpoint) else {
+                return;
+            };
+            match self.store.update_endpoint(&next, version).await {
                 Ok(true) => {
-                    tracing::warn!(endpoint_id = %id, "endpoint answered 410 Gone: disabled");
+                    if let domain::EndpointStatus::Disabled { reason, .. } = next.status
+                        && endpoint.is_enabled()
+                    {
+                        tracing::warn!(endpoint_id = %next.id, reason = reason.as_str(), "endpoint disabled");
+                    }
                     return;
                 }
                 Ok(false) => {}
                 Err(err) => {
-                    tracing::warn!(endpoint_id = %id, error = %err, "could not disable the endpoint that answered 410 Gone");
+                    tracing::warn!(endpoint_id = %endpoint.id, error = %err, "could not record the endpoint's health");
+                    return;
+                }
+            }
+            match self.store.get_endpoint(&endpoint.tenant, endpoint.id).await {
+                Ok(Some(found)) => (endpoint, version) = found,
+                Ok(None) => return,
+                Err(err) => {
+                    tracing::warn!(endpoint_id = %endpoint.id, error = %err, "could not record the endpoint's health");
                     return;
                 }
             }
         }
-        tracing::warn!(endpoint_id = %id, version, "the endpoint kept changing; not disabled after 410 Gone");
+        tracing::warn!(endpoint_id = %endpoint.id, "the endpoint kept changing; its health was not recorded");
     }
 }

@@ -514,6 +514,7 @@ impl Harness {
             .expect("headers"),
             status: domain::EndpointStatus::Enabled,
             secrets: TenantSecrets::new(SigningSecret::generate(&mut self.rng)),
+            failing_since: None,
             created_at: now,
             updated_at: now,
         };
@@ -703,4 +704,92 @@ async fn deliveries_to_a_disabled_or_deleted_endpoint_fail_without_being_sent() 
         metrics.contains("hookline_endpoint_deliveries_total{outcome=\"abandoned\"} 2\n"),
         "{metrics}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_endpoint_failing_past_the_limit_is_disabled_and_a_success_ends_a_streak() {
+    let mut h = Harness::new();
+    let failing = Receiver::spawn(Answer::With("503 Service Unavailable", "")).await;
+    let endpoint = h.endpoint("acme", &failing.url, None, &["*"]).await;
+    let healthy = Receiver::spawn(OK).await;
+    let recovering = h.endpoint("acme", &healthy.url, None, &["*"]).await;
+    // The second endpoint failed before: a success ends its streak.
+    let (mut before, version) = h
+        .store
+        .get_endpoint(&recovering.tenant, recovering.id)
+        .await
+        .expect("read")
+        .expect("exists");
+    before.failing_since = Some(h.clock.now());
+    assert!(h.store.update_endpoint(&before, version).await.expect("written"));
+    h.publish("acme", "invoice.paid", None).await;
+    let limit = Duration::from_secs(3600);
+    let processor = {
+        let store: Arc<dyn Store> = h.store.clone();
+        let clock: Arc<dyn Clock> = h.clock.clone();
+        Processor::new(
+            store,
+            clock,
+            processor::http_client(),
+            ProviderCatalog::new([]),
+            ProcessorConfig {
+                owner: "p1".to_owned(),
+                lease: Duration::from_secs(30),
+                callback_timeout: Duration::from_secs(2),
+                seed: Some(1),
+                callback_network: Arc::new(NetPolicy::loopback_allowed()),
+                endpoint_disable_after: limit,
+                ..ProcessorConfig::default()
+            },
+        )
+        .expect("a valid configuration")
+    };
+    let started = h.clock.now();
+
+    drain(&processor).await;
+
+    let store = Arc::clone(&h.store);
+    let read = |id| {
+        let store = Arc::clone(&store);
+        let tenant = endpoint.tenant.clone();
+        async move {
+            store
+                .get_endpoint(&tenant, id)
+                .await
+                .expect("read")
+                .expect("exists")
+                .0
+        }
+    };
+    assert_eq!(
+        read(endpoint.id).await.failing_since,
+        Some(started),
+        "the first failure starts a streak"
+    );
+    assert_eq!(
+        read(recovering.id).await.failing_since,
+        None,
+        "a success ends one"
+    );
+    // Later failures within the limit change nothing; past it, disabled.
+    h.clock.advance(Duration::from_secs(1800));
+    h.publish("acme", "invoice.paid", None).await;
+    drain(&processor).await;
+    assert!(read(endpoint.id).await.is_enabled());
+    h.clock.advance(Duration::from_secs(1900));
+    h.publish("acme", "invoice.paid", None).await;
+    drain(&processor).await;
+    let disabled = read(endpoint.id).await;
+    assert!(
+        matches!(
+            disabled.status,
+            domain::EndpointStatus::Disabled {
+                reason: domain::DisabledReason::Failing,
+                ..
+            }
+        ),
+        "{:?}",
+        disabled.status
+    );
+    assert!(read(recovering.id).await.is_enabled());
 }

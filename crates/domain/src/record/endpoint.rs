@@ -33,6 +33,7 @@ pub fn encode_endpoint(endpoint: &Endpoint) -> String {
         disabled_reason,
         disabled_at,
         secrets: &endpoint.secrets,
+        failing_since: endpoint.failing_since,
         created_at: endpoint.created_at,
         updated_at: endpoint.updated_at,
     };
@@ -77,6 +78,7 @@ pub fn decode_endpoint(text: &str) -> Result<Endpoint, RecordError> {
                 headers: EndpointHeaders::parse(r.headers).map_err(|e| bad(e.to_string()))?,
                 status,
                 secrets: r.secrets,
+                failing_since: r.failing_since,
                 created_at: r.created_at,
                 updated_at: r.updated_at,
             })
@@ -142,6 +144,8 @@ mod v1 {
         #[serde(default)]
         pub disabled_at: Option<Timestamp>,
         pub secrets: TenantSecrets,
+        #[serde(default)]
+        pub failing_since: Option<Timestamp>,
         pub created_at: Timestamp,
         pub updated_at: Timestamp,
     }
@@ -165,6 +169,8 @@ mod v1 {
         #[serde(skip_serializing_if = "Option::is_none")]
         pub disabled_at: Option<Timestamp>,
         pub secrets: &'a TenantSecrets,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub failing_since: Option<Timestamp>,
         pub created_at: Timestamp,
         pub updated_at: Timestamp,
     }

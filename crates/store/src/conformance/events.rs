@@ -68,6 +68,7 @@ pub fn endpoint(
             .expect("valid headers"),
         status: EndpointStatus::Enabled,
         secrets: TenantSecrets::new(SigningSecret::generate(&mut rng)),
+        failing_since: None,
         created_at: created,
         updated_at: created,
     }
