@@ -802,7 +802,7 @@ pub(crate) async fn disable_endpoint(
     tag = "endpoints",
     summary = "Enable an endpoint",
     description = "New events of its types go to it again. Deliveries that failed while it was disabled \
-        stay failed; redrive them one by one with `POST /v1/jobs/{deliveryId}/retry`.",
+        stay failed; redrive them with `POST /v1/endpoints/{endpointId}/recover`.",
     params(("endpoint_id" = String, Path, description = "The endpoint's id (`endpointId`)")),
     responses(
         (status = 200, description = "The endpoint, enabled", body = EndpointView),
@@ -826,4 +826,134 @@ pub(crate) async fn enable_endpoint(
     let endpoint = update(&state, &tenant, id, |endpoint| endpoint.enable(now)).await?;
     tracing::info!(endpoint_id = %id, "endpoint enabled");
     Ok(Json(EndpointView::of(&endpoint)))
+}
+
+/// Most failed jobs one recover reads; past them it answers with `more`.
+const MAX_RECOVER_EXAMINED: usize = 10_000;
+
+/// What `POST /v1/endpoints/{id}/recover` accepts.
+#[derive(ToSchema)]
+#[schema(as = RecoverRequest)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[allow(dead_code)]
+pub(crate) struct RecoverRequestSchema {
+    /// Deliveries of events published at or after this time are redriven.
+    #[schema(format = DateTime, example = "2026-12-01T00:00:00Z")]
+    since: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Recovered {
+    /// Failed deliveries to the endpoint now due again.
+    redriven: u64,
+    /// The dead letter holds more than one call reads: call again (with
+    /// the same `since`) to go on.
+    more: bool,
+}
+
+/// `POST /v1/endpoints/{endpoint_id}/recover`.
+#[utoipa::path(
+    post,
+    path = "/v1/endpoints/{endpoint_id}/recover",
+    operation_id = "recoverEndpoint",
+    tag = "endpoints",
+    summary = "Redrive an endpoint's failed deliveries",
+    description = "Every failed delivery to the endpoint of an event published at or after `since` is due \
+        again for a fresh round of attempts (read from the dead letter, newest first). Enable a disabled \
+        endpoint first.",
+    params(("endpoint_id" = String, Path, description = "The endpoint's id (`endpointId`)")),
+    request_body(content = RecoverRequestSchema, content_type = "application/json"),
+    responses(
+        (status = 202, description = "Redriven", body = Recovered),
+        (status = 400, description = "The body is not JSON", body = ApiError, content_type = "application/problem+json"),
+        (status = 401, description = "No, malformed, unknown or revoked API key", body = ApiError,
+            content_type = "application/problem+json", headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        (status = 404, description = "No such endpoint for this tenant", body = ApiError, content_type = "application/problem+json"),
+        (status = 409, description = "The endpoint is disabled", body = ApiError, content_type = "application/problem+json"),
+        (status = 413, description = "The body is over 64 KiB", body = ApiError, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not labelled JSON", body = ApiError, content_type = "application/problem+json"),
+        (status = 422, description = "No or a bad `since`, or an unknown field", body = ApiError, content_type = "application/problem+json"),
+        (status = 500, description = "Unexpected failure; nothing internal is shown", body = ApiError,
+            content_type = "application/problem+json"),
+        (status = 503, description = "The store is unavailable (what was redriven stays so; calling again \
+            is safe)", body = ApiError,
+            content_type = "application/problem+json", headers(("Retry-After" = u32, description = "Seconds"))),
+    ),
+    security(("bearer" = [])),
+)]
+pub(crate) async fn recover_endpoint(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    path: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let id = endpoint_id_from(path)?;
+    let mut fields = Fields::parse(&headers, body, BODY_LIMIT, &["since"])?;
+    let since = fields
+        .string("since", true, 64)
+        .and_then(|text| match chrono::DateTime::parse_from_rfc3339(&text) {
+            Ok(t) => Some(t.with_timezone(&chrono::Utc)),
+            Err(_) => {
+                fields.error("since", "must be an RFC 3339 time such as 2026-12-01T00:00:00Z");
+                None
+            }
+        });
+    let Some(since) = fields.finish(since)? else {
+        return Err(ApiError::validation(vec![FieldError::new(
+            "since",
+            "is required",
+        )]));
+    };
+    let (endpoint, _) = read(&state, &tenant, id).await?;
+    if !endpoint.is_enabled() {
+        return Err(ApiError::conflict(format!(
+            "endpoint {id} is disabled; enable it first, or its deliveries fail again at once"
+        )));
+    }
+    let now = state.clock.now();
+    let (mut redriven, mut examined, mut after) = (0u64, 0usize, None);
+    let more = loop {
+        let page = state
+            .store
+            .list_jobs(
+                &tenant,
+                &store::ListQuery {
+                    status: Some(domain::JobStatus::Failed),
+                    after,
+                    limit: store::MAX_PAGE,
+                },
+            )
+            .await
+            .map_err(|err| ApiError::from_store(err, "list failed deliveries"))?;
+        let mut older = false;
+        for job in &page.jobs {
+            examined += 1;
+            if job.created_at() < since {
+                older = true;
+                break;
+            }
+            if job.target() != &domain::Target::Endpoint(id) {
+                continue;
+            }
+            match state.store.redrive(&tenant, job.id(), now).await {
+                Ok(store::Redrive::Requeued(_)) => redriven += 1,
+                // Redriven or changed meanwhile: not ours to count.
+                Ok(store::Redrive::NotFailed(_) | store::Redrive::NotFound) => {}
+                Err(err) => return Err(ApiError::from_store(err, "redrive delivery")),
+            }
+        }
+        match page.next {
+            _ if older => break false,
+            None => break false,
+            Some(_) if examined >= MAX_RECOVER_EXAMINED => break true,
+            Some(next) => after = Some(next),
+        }
+    };
+    if redriven > 0 {
+        state.wake_processor();
+    }
+    tracing::info!(endpoint_id = %id, redriven, examined, more, "endpoint recovered");
+    Ok((StatusCode::ACCEPTED, Json(Recovered { redriven, more })).into_response())
 }

@@ -127,7 +127,7 @@ impl MakeRequestId for UlidRequestId {
 /// Every method and path [`router`] serves, kept next to it: the tests
 /// check that the OpenAPI document describes exactly these and that the
 /// router answers each of them.
-pub const ROUTES: [(&str, &str); 24] = [
+pub const ROUTES: [(&str, &str); 25] = [
     ("POST", "/webhook"),
     ("POST", "/v1/jobs"),
     ("GET", "/v1/jobs"),
@@ -145,6 +145,7 @@ pub const ROUTES: [(&str, &str); 24] = [
     ("POST", "/v1/endpoints/{endpoint_id}/secret/rotate"),
     ("POST", "/v1/endpoints/{endpoint_id}/disable"),
     ("POST", "/v1/endpoints/{endpoint_id}/enable"),
+    ("POST", "/v1/endpoints/{endpoint_id}/recover"),
     ("POST", "/v1/events"),
     ("GET", "/v1/events"),
     ("GET", "/v1/events/{event_id}"),
@@ -198,6 +199,10 @@ pub fn router(store: Arc<dyn Store>, clock: Arc<dyn Clock>, config: IntakeConfig
         .route(
             "/v1/endpoints/{endpoint_id}/enable",
             post(endpoints::enable_endpoint),
+        )
+        .route(
+            "/v1/endpoints/{endpoint_id}/recover",
+            post(endpoints::recover_endpoint),
         )
         .route(
             "/v1/events",

@@ -107,6 +107,7 @@ pub(crate) struct Health {
         crate::endpoints::rotate_secret,
         crate::endpoints::disable_endpoint,
         crate::endpoints::enable_endpoint,
+        crate::endpoints::recover_endpoint,
         crate::events::publish_event,
         crate::events::list_events,
         crate::events::get_event,

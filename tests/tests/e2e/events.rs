@@ -18,6 +18,7 @@ on_every_store!(
     endpoints_are_managed_and_their_secret_is_shown_only_when_made,
     bad_requests_are_problems_and_another_tenant_sees_nothing,
     an_idempotent_publish_is_one_event,
+    recover_redrives_an_endpoints_failed_deliveries_since_a_time,
 );
 
 async fn send(app: &TestApp, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
@@ -472,4 +473,88 @@ async fn an_idempotent_publish_is_one_event(backend: Backend) {
     let other = post(json!({"a": 2})).await.expect("post");
     assert_eq!(other.status(), 409);
     assert_eq!(drain(&app).await.delivered, 1, "one event, one delivery");
+}
+
+async fn recover_redrives_an_endpoints_failed_deliveries_since_a_time(backend: Backend) {
+    let app = spawn_app_on(backend).await;
+    event_type(&app, "invoice.paid").await;
+    let (status, created) = send(
+        &app,
+        reqwest::Method::POST,
+        "/v1/endpoints",
+        Some(json!({"url": app.mock.url("/gone"), "eventTypes": ["*"]})),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["endpointId"].as_str().expect("id").to_owned();
+    let path = format!("/v1/endpoints/{id}");
+    let before = created["createdAt"].as_str().expect("createdAt").to_owned();
+    let event = publish(&app, "invoice.paid", None, json!({"n": 1})).await;
+    assert_eq!(drain(&app).await.dead_lettered, 1);
+
+    // Disabled by the 410: recover is refused until it is enabled.
+    let since = json!({"since": before});
+    let (status, refused) = send(
+        &app,
+        reqwest::Method::POST,
+        &format!("{path}/recover"),
+        Some(since.clone()),
+    )
+    .await;
+    assert_eq!(status, 409, "{refused}");
+    let (status, _) = send(
+        &app,
+        reqwest::Method::PATCH,
+        &path,
+        Some(json!({"url": app.callback_url()})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, _) = send(&app, reqwest::Method::POST, &format!("{path}/enable"), None).await;
+    assert_eq!(status, 200);
+
+    // Since after the event: nothing to redrive.
+    app.advance(std::time::Duration::from_secs(1));
+    let later = json!({"since": domain::Clock::now(&*app.clock).to_rfc3339()});
+    let (status, none) = send(
+        &app,
+        reqwest::Method::POST,
+        &format!("{path}/recover"),
+        Some(later),
+    )
+    .await;
+    assert_eq!((status, &none["redriven"]), (202, &json!(0)), "{none}");
+    let (status, recovered) = send(
+        &app,
+        reqwest::Method::POST,
+        &format!("{path}/recover"),
+        Some(since.clone()),
+    )
+    .await;
+    assert_eq!(status, 202, "{recovered}");
+    assert_eq!(recovered, json!({"redriven": 1, "more": false}));
+    let report = drain(&app).await;
+    assert_eq!(report.delivered, 1, "{report:?}");
+    let delivery = app.mock.state.accepted_deliveries().remove(0);
+    assert_eq!(
+        delivery.headers["webhook-id"],
+        event["eventId"].as_str().expect("id")
+    );
+    // Recovered once: again, nothing is failed.
+    let (_, again) = send(
+        &app,
+        reqwest::Method::POST,
+        &format!("{path}/recover"),
+        Some(since),
+    )
+    .await;
+    assert_eq!(again["redriven"], 0);
+    let (status, bad) = send(
+        &app,
+        reqwest::Method::POST,
+        &format!("{path}/recover"),
+        Some(json!({"since": "yesterday"})),
+    )
+    .await;
+    assert_eq!(status, 422, "{bad}");
 }
