@@ -198,7 +198,7 @@ async fn events_fan_out_exactly_once_through_sigkills_of_processors_and_the_inta
         .filter(|p| p.deliveries.is_empty())
         .count();
     println!(
-        "[{name}] {EVENTS} events published over {publish_over:.1?} to {} endpoints ({accepted} accepted, \
+        "[{name}] {EVENTS} events published over {publish_over:.1?} to {} endpoints ({accepted} accepted, {} listed, \
          {empty} with no deliveries; {retried} retried with their key after a cut-off or 503, {replayed} \
          answered as replays), {} deliveries expected to {processes} processes: {} processor kills and {} \
          intake kills in {:.1?}, {in_flight_at_kills} deliveries in flight at the kills; {} missing, {} \
@@ -207,6 +207,7 @@ async fn events_fan_out_exactly_once_through_sigkills_of_processors_and_the_inta
          disabled); {} attempts refused by the sink; healthy processes fenced off {fenced} times, failed to \
          save {store_errors} times; total {total:.1?}",
         endpoints.len(),
+        api.listed.len(),
         verdict.expected,
         killed.kills.len(),
         killed.intake_kills,
@@ -1139,6 +1140,8 @@ struct Api {
     events: HashMap<String, Option<Value>>,
     jobs: HashMap<String, Option<Value>>,
     endpoints: HashMap<String, Option<Value>>,
+    /// Every event `GET /v1/events` lists, page after page.
+    listed: Vec<String>,
 }
 
 async fn read_back(
@@ -1162,6 +1165,32 @@ async fn read_back(
         events: get_all(http, events.collect()).await,
         jobs: get_all(http, jobs.collect()).await,
         endpoints: get_all(http, endpoint_urls.collect()).await,
+        listed: list_events(http, base).await,
+    }
+}
+
+/// The ids of every event of the tenant, through the listing's pages.
+async fn list_events(http: &reqwest::Client, base: &str) -> Vec<String> {
+    let mut ids = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut url = format!("{base}/v1/events?limit=100");
+        if let Some(cursor) = &cursor {
+            let _ = write!(url, "&cursor={cursor}");
+        }
+        let response = http.get(&url).send().await.expect("GET /v1/events");
+        let page = expect_status(response, 200, &url).await;
+        ids.extend(
+            page["data"]
+                .as_array()
+                .expect("data")
+                .iter()
+                .filter_map(|e| e["eventId"].as_str().map(str::to_owned)),
+        );
+        match page["nextCursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => return ids,
+        }
     }
 }
 
@@ -1444,6 +1473,25 @@ fn judge_events(run: &EventsRun<'_>) -> EventsVerdict {
         }
     }
 
+    // Exactly one event per accepted publish, retried or not.
+    let accepted: HashSet<&str> = run
+        .published
+        .iter()
+        .flatten()
+        .map(|p| p.event_id.as_str())
+        .collect();
+    let listed_events: HashSet<&str> = run.api.listed.iter().map(String::as_str).collect();
+    if run.api.listed.len() != accepted.len() || listed_events != accepted {
+        verdict.violations.push(format!(
+            "GET /v1/events lists {} events ({} distinct), {} publishes were accepted as {} events; not \
+             accepted but listed: {:?}",
+            run.api.listed.len(),
+            listed_events.len(),
+            run.published.iter().flatten().count(),
+            accepted.len(),
+            listed_events.difference(&accepted).take(5).collect::<Vec<_>>()
+        ));
+    }
     for (event, label) in received.keys() {
         if !expected_pairs.contains(&(*event, *label)) {
             verdict.violations.push(format!(
