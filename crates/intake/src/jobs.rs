@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use domain::{Job, JobId, JobStatus, NewJob, Payload, ProviderStatus, Target, TenantId, Timestamp};
 use serde::Serialize;
-use store::{IdempotencyRecord, IdempotentCreate, ListQuery, MAX_PAGE, Redrive, StoreError};
+use store::{IdempotencyRecord, IdempotentCreate, ListQuery, Redrive, StoreError};
 use utoipa::ToSchema;
 
 use crate::auth::Tenant;
@@ -647,41 +647,27 @@ fn parse_list_query(raw: &str) -> Result<ListQuery, ApiError> {
         limit: DEFAULT_PAGE,
     };
     let mut errors = Vec::new();
-    let mut seen = Vec::new();
-    for (key, value) in url::form_urlencoded::parse(raw.as_bytes()) {
-        if seen.contains(&key) {
-            errors.push(FieldError::new(key.as_ref(), "given more than once"));
-            continue;
-        }
-        seen.push(key.clone());
-        match key.as_ref() {
-            "status" => match JobStatus::parse(&value) {
-                Some(status) => query.status = Some(status),
-                None => errors.push(FieldError::new(
-                    "status",
-                    "must be one of pending, delivering, complete, failed",
-                )),
-            },
-            "limit" => match value.parse::<usize>() {
-                Ok(limit) if (1..=MAX_PAGE).contains(&limit) => query.limit = limit,
-                _ => errors.push(FieldError::new(
-                    "limit",
-                    format!("must be a whole number from 1 to {MAX_PAGE}"),
-                )),
-            },
-            "cursor" => match value.parse::<JobId>() {
-                Ok(after) => query.after = Some(after),
-                Err(_) => errors.push(FieldError::new(
-                    "cursor",
-                    "must be a nextCursor value from an earlier page",
-                )),
-            },
-            other => errors.push(FieldError::new(
-                other,
-                "unknown parameter; expected status, limit or cursor",
+    crate::query::each(raw, &mut errors, |key, value, errors| match key {
+        "status" => match JobStatus::parse(value) {
+            Some(status) => query.status = Some(status),
+            None => errors.push(FieldError::new(
+                "status",
+                "must be one of pending, delivering, complete, failed",
             )),
-        }
-    }
+        },
+        "limit" => crate::query::limit(value, &mut query.limit, errors),
+        "cursor" => match value.parse::<JobId>() {
+            Ok(after) => query.after = Some(after),
+            Err(_) => errors.push(FieldError::new(
+                "cursor",
+                "must be a nextCursor value from an earlier page",
+            )),
+        },
+        other => errors.push(FieldError::new(
+            other,
+            "unknown parameter; expected status, limit or cursor",
+        )),
+    });
     if errors.is_empty() {
         Ok(query)
     } else {
