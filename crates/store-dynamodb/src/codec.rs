@@ -127,6 +127,9 @@ impl DynamoStore {
         if let Some(owner) = &event.owner {
             item.insert(OWNER.to_owned(), AttributeValue::S(owner.as_str().to_owned()));
         }
+        // TTL removes it once its deliveries are long gone.
+        let expires = store::event_expires_at(event.created_at, self.config().retention);
+        item.insert(EXPIRES_AT.to_owned(), number(expires.timestamp()));
         item
     }
 

@@ -244,6 +244,8 @@ impl EventStore for SqliteStore {
                     event_type: event.event_type.as_str().to_owned(),
                     owner: event.owner.as_ref().map(|o| o.as_str().to_owned()),
                     created_at: event.created_at.timestamp_millis(),
+                    expires_at: store::event_expires_at(event.created_at, self.options().retention)
+                        .timestamp_millis(),
                     body,
                 },
                 key: key.map(|key| KeyRow {

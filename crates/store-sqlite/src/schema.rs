@@ -110,9 +110,11 @@ CREATE TABLE events (
     event_type  TEXT NOT NULL,
     owner       TEXT,
     created_at  INTEGER NOT NULL,
+    expires_at  INTEGER NOT NULL,
     body        TEXT NOT NULL
 );
 CREATE INDEX events_by_tenant ON events (tenant, id);
+CREATE INDEX events_expire ON events (expires_at);
 CREATE INDEX events_by_type ON events (tenant, event_type, id);
 CREATE INDEX events_by_owner ON events (tenant, owner, id);
 CREATE TABLE event_idempotency_keys (

@@ -204,6 +204,8 @@ pub(crate) struct EventRow {
     pub event_type: String,
     pub owner: Option<String>,
     pub created_at: i64,
+    /// When the purge removes it ([`store::event_expires_at`]).
+    pub expires_at: i64,
     pub body: String,
 }
 
@@ -647,13 +649,23 @@ fn apply(conn: &Connection, write: &Write) -> rusqlite::Result<Outcome> {
                  )",
             )?
             .execute(params![now, limit])?;
-            let changed = conn
+            // Events are counted with the jobs: a chunk of either keeps the
+            // purge going.
+            let events = conn
                 .prepare_cached(
-                    "DELETE FROM jobs WHERE rowid IN (
-                         SELECT rowid FROM jobs WHERE expires_at IS NOT NULL AND expires_at <= ?1 LIMIT ?2
+                    "DELETE FROM events WHERE rowid IN (
+                         SELECT rowid FROM events WHERE expires_at <= ?1 LIMIT ?2
                      )",
                 )?
                 .execute(params![now, limit])?;
+            let changed = events
+                + conn
+                    .prepare_cached(
+                        "DELETE FROM jobs WHERE rowid IN (
+                         SELECT rowid FROM jobs WHERE expires_at IS NOT NULL AND expires_at <= ?1 LIMIT ?2
+                     )",
+                    )?
+                    .execute(params![now, limit])?;
             Ok(Outcome {
                 changed,
                 returned: None,
@@ -712,8 +724,8 @@ fn publish(
         None => {
             changed += conn
                 .prepare_cached(
-                    "INSERT INTO events (id, tenant, event_type, owner, created_at, body)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    "INSERT INTO events (id, tenant, event_type, owner, created_at, expires_at, body)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 )?
                 .execute(params![
                     event.id,
@@ -721,6 +733,7 @@ fn publish(
                     event.event_type,
                     event.owner,
                     event.created_at,
+                    event.expires_at,
                     event.body
                 ])?;
         }
@@ -937,6 +950,7 @@ mod tests {
                 event_type: "invoice.paid".to_owned(),
                 owner: None,
                 created_at: 0,
+                expires_at: 0,
                 body: body.to_owned(),
             },
             key: Some(KeyRow {

@@ -203,6 +203,32 @@ async fn purge_removes_only_finished_jobs_past_retention() {
     );
 }
 
+/// An event is purged a grace period after its deliveries' retention
+/// (`store::event_expires_at`), not before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_are_purged_once_their_deliveries_are_long_gone() {
+    use store::EventStore;
+    let temp = fresh_store_with(SqliteOptions {
+        retention: Duration::from_secs(3600),
+    });
+    let store = &temp.store;
+    let event = store::conformance::events::event("acme", 1, "invoice.paid", None, &[], at(0));
+    store.publish(&event, None, at(0)).await.expect("publish");
+    let expires = store::event_expires_at(at(0), Duration::from_secs(3600));
+    let before = expires - chrono::Duration::seconds(1);
+    store.purge_expired(before).await.expect("purge");
+    assert!(
+        store
+            .get_event(&event.tenant, event.id)
+            .await
+            .expect("get")
+            .is_some(),
+        "kept until a week past the retention"
+    );
+    assert_eq!(store.purge_expired(expires).await.expect("purge"), 1);
+    assert_eq!(store.get_event(&event.tenant, event.id).await.expect("get"), None);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn purge_works_through_more_than_one_chunk() {
     let temp = fresh_store_with(SqliteOptions {

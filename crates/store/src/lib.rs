@@ -284,8 +284,8 @@ pub trait JobStore: Send + Sync + fmt::Debug {
     /// A retried write that finds no lease on the job was written.
     async fn release(&self, tenant: &TenantId, id: JobId, lease: &Lease) -> Result<Fenced, StoreError>;
 
-    /// Deletes finished jobs whose retention ran out by `now`; returns how
-    /// many. A store whose database expires items itself (DynamoDB's TTL)
+    /// Deletes finished jobs whose retention ran out by `now`, and events
+    /// past theirs ([`event_expires_at`]); returns how many. A store whose database expires items itself (DynamoDB's TTL)
     /// has nothing to do here.
     async fn purge_expired(&self, now: Timestamp) -> Result<u64, StoreError>;
 
@@ -571,6 +571,22 @@ pub trait EventStore: Send + Sync + fmt::Debug {
     /// or owner. Reads an index of the tenant's events, never the whole
     /// store.
     async fn list_events(&self, tenant: &TenantId, query: &EventQuery) -> Result<EventPage, StoreError>;
+}
+
+/// How much longer than the store's retention of finished jobs an event is
+/// kept (from its creation): its deliveries finish within the callback
+/// schedule (days at most), and each is kept for the retention after it
+/// finishes, so every delivery still finds its event. A delivery redriven
+/// after its event is gone fails with `eventMissing`.
+pub const EVENT_RETENTION_GRACE: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+
+/// When an event created at `created_at` expires, for a store that keeps
+/// finished jobs for `retention`.
+pub fn event_expires_at(created_at: Timestamp, retention: std::time::Duration) -> Timestamp {
+    let kept = retention.saturating_add(EVENT_RETENTION_GRACE);
+    created_at
+        .checked_add_signed(chrono::Duration::from_std(kept).unwrap_or(chrono::Duration::MAX))
+        .unwrap_or(created_at)
 }
 
 /// Most event types one tenant may register.
