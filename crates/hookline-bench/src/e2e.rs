@@ -240,20 +240,7 @@ async fn trickle(
         settings.seed,
     )?);
     let stop = shutdown.child_token();
-    let worker = {
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    () = stop.cancelled() => break,
-                    () = wake.notified() => {}
-                    // The schedule's role: polling stays the source of truth.
-                    () = tokio::time::sleep(Duration::from_millis(500)) => {}
-                }
-                processor.drain(&stop).await;
-            }
-        })
-    };
+    let worker = rig::spawn_woken(processor, wake, stop.clone());
     let body = rig::job_body(&callback);
     let period = Duration::from_secs_f64(1.0 / TRICKLE_RATE);
     let mut next = tokio::time::Instant::now();

@@ -4,12 +4,14 @@
 
 mod cost;
 mod e2e;
+mod fanout;
 mod intake;
 mod load;
 mod nostore;
 mod report;
 mod rig;
 mod scale;
+mod timed;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -54,10 +56,19 @@ enum Scenario {
     Scale,
     /// Peak RSS of the server during the intake scenario.
     Memory,
+    /// Events to 1 and to 10 endpoints: events/s, deliveries/s, latency, write units.
+    Fanout,
 }
 
 impl Scenario {
-    const ALL: [Scenario; 5] = [Self::Intake, Self::E2e, Self::Cost, Self::Scale, Self::Memory];
+    const ALL: [Scenario; 6] = [
+        Self::Intake,
+        Self::E2e,
+        Self::Cost,
+        Self::Scale,
+        Self::Memory,
+        Self::Fanout,
+    ];
 
     fn name(self) -> &'static str {
         match self {
@@ -66,6 +77,7 @@ impl Scenario {
             Self::Cost => "cost",
             Self::Scale => "scale",
             Self::Memory => "memory",
+            Self::Fanout => "fanout",
         }
     }
 }
@@ -150,6 +162,7 @@ async fn run(cli: Cli) -> Result<()> {
             (Scenario::Memory, _) => intake::memory(&settings).await,
             (Scenario::E2e, Some(dynamo)) => e2e::run(&settings, dynamo).await,
             (Scenario::Scale, Some(dynamo)) => scale::run(&settings, dynamo).await,
+            (Scenario::Fanout, Some(dynamo)) => fanout::run(&settings, dynamo).await,
             _ => Ok(ScenarioReport {
                 name: scenario.name().to_owned(),
                 seconds: 0.0,

@@ -223,25 +223,64 @@ pub async fn post_jobs(
     count: usize,
     parallel: usize,
 ) -> Result<()> {
+    post_many(
+        http,
+        &format!("{base}/webhook"),
+        body,
+        count,
+        parallel,
+        |_| Ok(()),
+    )
+    .await
+}
+
+/// Posts `body` to `url` `count` times, `parallel` at a time; fails on any
+/// answer but 202, or one `check` refuses (it reads the answer's body).
+pub async fn post_many(
+    http: &reqwest::Client,
+    url: &str,
+    body: &serde_json::Value,
+    count: usize,
+    parallel: usize,
+    check: impl Fn(&[u8]) -> Result<()>,
+) -> Result<()> {
     use futures::StreamExt;
-    let url = format!("{base}/webhook");
+    let check = &check;
     let results: Vec<Result<()>> = futures::stream::iter(0..count)
         .map(|_| {
-            let request = http.post(&url).json(body);
+            let request = http.post(url).json(body);
             async move {
-                let response = request.send().await.context("POST /webhook")?;
-                anyhow::ensure!(
-                    response.status() == 202,
-                    "POST /webhook answered {}",
-                    response.status()
-                );
-                Ok(())
+                let response = request.send().await.with_context(|| format!("POST {url}"))?;
+                let status = response.status();
+                let answer = response.bytes().await.with_context(|| format!("POST {url}"))?;
+                anyhow::ensure!(status == 202, "POST {url} answered {status}");
+                check(&answer)
             }
         })
         .buffer_unordered(parallel)
         .collect()
         .await;
     results.into_iter().collect()
+}
+
+/// Runs `processor` whenever `wake` is told of new work, and every 500 ms
+/// besides (the schedule's role: polling stays the source of truth), as
+/// `hookline serve` does, until `stop` is cancelled.
+pub fn spawn_woken(
+    processor: Arc<Processor>,
+    wake: Arc<tokio::sync::Notify>,
+    stop: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => break,
+                () = wake.notified() => {}
+                () = tokio::time::sleep(std::time::Duration::from_millis(500)) => {}
+            }
+            processor.drain(&stop).await;
+        }
+    })
 }
 
 /// A callback receiver that records, per job, how often it was delivered
