@@ -112,9 +112,39 @@ impl fmt::Display for Owner {
 
 /// Request headers an endpoint's deliveries carry: names are lowercase
 /// HTTP tokens, values visible ASCII, and none of the headers hookline
-/// sets itself or that belong to the connection (SPEC section 10).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// sets itself or that belong to the connection (SPEC section 10). A value
+/// may be a credential (an `authorization` or `x-api-key` header): `Debug`
+/// shows only the names, and [`EndpointHeaders::shown`] hides the values
+/// of names that look like one.
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct EndpointHeaders(BTreeMap<String, String>);
+
+impl fmt::Debug for EndpointHeaders {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
+}
+
+/// What a header's value is shown as when its name looks like a credential.
+pub const HIDDEN_HEADER_VALUE: &str = "***";
+
+/// Whether a header's name says its value is a credential.
+fn is_sensitive(name: &str) -> bool {
+    [
+        "auth",
+        "token",
+        "secret",
+        "key",
+        "password",
+        "passwd",
+        "cookie",
+        "signature",
+        "credential",
+        "session",
+    ]
+    .iter()
+    .any(|word| name.contains(word))
+}
 
 /// Most custom headers one endpoint may have.
 pub const MAX_ENDPOINT_HEADERS: usize = 32;
@@ -187,6 +217,23 @@ impl EndpointHeaders {
 
     pub fn as_map(&self) -> &BTreeMap<String, String> {
         &self.0
+    }
+
+    /// The headers as an API answer shows them: a value whose name looks
+    /// like a credential (`authorization`, `x-api-key`, `x-auth-token`, ...)
+    /// as [`HIDDEN_HEADER_VALUE`].
+    pub fn shown(&self) -> BTreeMap<String, String> {
+        self.0
+            .iter()
+            .map(|(name, value)| {
+                let value = if is_sensitive(name) {
+                    HIDDEN_HEADER_VALUE
+                } else {
+                    value
+                };
+                (name.clone(), value.to_owned())
+            })
+            .collect()
     }
 }
 
@@ -376,6 +423,30 @@ mod tests {
         let mut enabled = disabled.clone();
         enabled.enable(t(200));
         assert_eq!(enabled.failing_since, None, "enabled again, it starts afresh");
+    }
+
+    #[test]
+    fn header_values_that_look_like_credentials_are_never_shown() {
+        let h = headers(&[
+            ("Authorization", "Bearer s3cr3t"),
+            ("x-api-key", "k3y"),
+            ("x-team", "billing"),
+        ])
+        .expect("valid");
+        assert_eq!(
+            h.shown(),
+            BTreeMap::from([
+                ("authorization".to_owned(), "***".to_owned()),
+                ("x-api-key".to_owned(), "***".to_owned()),
+                ("x-team".to_owned(), "billing".to_owned()),
+            ])
+        );
+        let debug = format!("{h:?}");
+        assert!(
+            !debug.contains("s3cr3t") && !debug.contains("k3y") && !debug.contains("billing"),
+            "{debug}"
+        );
+        assert!(debug.contains("authorization"), "{debug}");
     }
 
     #[test]

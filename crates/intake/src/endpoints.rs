@@ -56,6 +56,9 @@ pub(crate) struct EndpointView {
     owner: Option<String>,
     /// The types it receives; `["*"]`: every type.
     event_types: Vec<String>,
+    /// Its custom headers; a value whose name looks like a credential
+    /// (`authorization`, `x-api-key`, `...token`, `...secret`) is shown as
+    /// `***`: it is write-only.
     headers: BTreeMap<String, String>,
     #[schema(pattern = "^(enabled|disabled)$")]
     status: &'static str,
@@ -96,7 +99,7 @@ impl EndpointView {
             description: endpoint.description.clone(),
             owner: endpoint.owner.as_ref().map(|o| o.as_str().to_owned()),
             event_types: endpoint.event_types.names(),
-            headers: endpoint.headers.as_map().clone(),
+            headers: endpoint.headers.shown(),
             status,
             disabled_reason,
             disabled_at,
