@@ -8,8 +8,9 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, CreateGlobalSecondaryIndexAction, GlobalSecondaryIndex,
-    GlobalSecondaryIndexUpdate, KeySchemaElement, KeyType, Projection as SdkProjection, ProjectionType,
-    ScalarAttributeType, TableDescription, TableStatus as SdkTableStatus, TimeToLiveSpecification,
+    GlobalSecondaryIndexUpdate, IndexStatus, KeySchemaElement, KeyType, Projection as SdkProjection,
+    ProjectionType, ScalarAttributeType, TableDescription, TableStatus as SdkTableStatus,
+    TimeToLiveSpecification,
 };
 
 use crate::layout::{Difference, Index, KeyAttribute, Keys, Layout, Projection};
@@ -179,9 +180,10 @@ async fn apply(client: &Client, table: &str, difference: &Difference) -> Result<
                 .send()
                 .await
                 .map_err(|e| dynamo(format!("creating index {} on {table}", index.name), e))?;
-            // One index at a time: DynamoDB takes one index creation per
-            // update, and the next waits for the table to settle.
-            wait_until_active(client, table).await?;
+            // One index at a time: DynamoDB builds one index per table at
+            // once, so the next waits until this one is built (the table
+            // itself stays ACTIVE meanwhile).
+            wait_until_built(client, table, &index.name).await?;
         }
         Difference::TtlOff { needed } => {
             client
@@ -205,6 +207,35 @@ async fn apply(client: &Client, table: &str, difference: &Difference) -> Result<
 
 fn dynamo<E: std::error::Error + 'static>(doing: String, err: E) -> CreateTableError {
     CreateTableError::Dynamo(format!("{doing}: {}", DisplayErrorContext(&err)))
+}
+
+/// Waits until index `name` of `table` is built (ACTIVE), which on a
+/// table with many items takes as long as DynamoDB needs to backfill it.
+async fn wait_until_built(client: &Client, table: &str, name: &str) -> Result<(), CreateTableError> {
+    const WAIT: Duration = Duration::from_secs(1);
+    const TRIES: u32 = 600;
+    for _ in 0..TRIES {
+        let described = client
+            .describe_table()
+            .table_name(table)
+            .send()
+            .await
+            .map_err(|e| dynamo(format!("describing table {table}"), e))?;
+        let built = described.table.as_ref().is_some_and(|t| {
+            t.table_status() == Some(&SdkTableStatus::Active)
+                && t.global_secondary_indexes()
+                    .iter()
+                    .any(|i| i.index_name() == Some(name) && i.index_status() == Some(&IndexStatus::Active))
+        });
+        if built {
+            return Ok(());
+        }
+        tokio::time::sleep(WAIT).await;
+    }
+    Err(CreateTableError::Dynamo(format!(
+        "index {name} on {table} is still being built after {} minutes; run table create again once it is ACTIVE",
+        TRIES * WAIT.as_secs() as u32 / 60
+    )))
 }
 
 /// The table's description once it is active.
