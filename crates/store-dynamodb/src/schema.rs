@@ -8,9 +8,8 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, CreateGlobalSecondaryIndexAction, GlobalSecondaryIndex,
-    GlobalSecondaryIndexUpdate, IndexStatus, KeySchemaElement, KeyType, Projection as SdkProjection,
-    ProjectionType, ScalarAttributeType, TableDescription, TableStatus as SdkTableStatus,
-    TimeToLiveSpecification,
+    GlobalSecondaryIndexUpdate, KeySchemaElement, KeyType, Projection as SdkProjection, ProjectionType,
+    ScalarAttributeType, TableDescription, TableStatus as SdkTableStatus, TimeToLiveSpecification,
 };
 
 use crate::layout::{Difference, Index, KeyAttribute, Keys, Layout, Projection};
@@ -161,29 +160,41 @@ pub async fn create_table(client: &Client, table: &str) -> Result<TableStatus, C
 async fn apply(client: &Client, table: &str, difference: &Difference) -> Result<(), CreateTableError> {
     match difference {
         Difference::MissingIndex(index) => {
-            client
-                .update_table()
-                .table_name(table)
-                .set_attribute_definitions(Some(attribute_definitions(&index.keys, &[])?))
-                .global_secondary_index_updates(
-                    GlobalSecondaryIndexUpdate::builder()
-                        .create(
-                            CreateGlobalSecondaryIndexAction::builder()
-                                .index_name(&index.name)
-                                .set_key_schema(Some(key_schema(&index.keys)?))
-                                .projection(projection(&index.projection))
-                                .build()
-                                .map_err(build_error)?,
-                        )
-                        .build(),
-                )
-                .send()
-                .await
-                .map_err(|e| dynamo(format!("creating index {} on {table}", index.name), e))?;
-            // One index at a time: DynamoDB builds one index per table at
-            // once, so the next waits until this one is built (the table
-            // itself stays ACTIVE meanwhile).
-            wait_until_built(client, table, &index.name).await?;
+            // DynamoDB builds one index per table at a time: while another
+            // is still being built (the table stays ACTIVE meanwhile) it
+            // refuses with LimitExceededException, so that is waited out.
+            let mut waited = 0;
+            loop {
+                let sent = client
+                    .update_table()
+                    .table_name(table)
+                    .set_attribute_definitions(Some(attribute_definitions(&index.keys, &[])?))
+                    .global_secondary_index_updates(
+                        GlobalSecondaryIndexUpdate::builder()
+                            .create(
+                                CreateGlobalSecondaryIndexAction::builder()
+                                    .index_name(&index.name)
+                                    .set_key_schema(Some(key_schema(&index.keys)?))
+                                    .projection(projection(&index.projection))
+                                    .build()
+                                    .map_err(build_error)?,
+                            )
+                            .build(),
+                    )
+                    .send()
+                    .await;
+                match sent {
+                    Ok(_) => break,
+                    Err(err)
+                        if err.code() == Some("LimitExceededException") && waited < INDEX_BUILD_WAIT_SECS =>
+                    {
+                        waited += 1;
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                    Err(err) => return Err(dynamo(format!("creating index {} on {table}", index.name), err)),
+                }
+            }
+            wait_until_active(client, table).await?;
         }
         Difference::TtlOff { needed } => {
             client
@@ -209,34 +220,9 @@ fn dynamo<E: std::error::Error + 'static>(doing: String, err: E) -> CreateTableE
     CreateTableError::Dynamo(format!("{doing}: {}", DisplayErrorContext(&err)))
 }
 
-/// Waits until index `name` of `table` is built (ACTIVE), which on a
-/// table with many items takes as long as DynamoDB needs to backfill it.
-async fn wait_until_built(client: &Client, table: &str, name: &str) -> Result<(), CreateTableError> {
-    const WAIT: Duration = Duration::from_secs(1);
-    const TRIES: u32 = 600;
-    for _ in 0..TRIES {
-        let described = client
-            .describe_table()
-            .table_name(table)
-            .send()
-            .await
-            .map_err(|e| dynamo(format!("describing table {table}"), e))?;
-        let built = described.table.as_ref().is_some_and(|t| {
-            t.table_status() == Some(&SdkTableStatus::Active)
-                && t.global_secondary_indexes()
-                    .iter()
-                    .any(|i| i.index_name() == Some(name) && i.index_status() == Some(&IndexStatus::Active))
-        });
-        if built {
-            return Ok(());
-        }
-        tokio::time::sleep(WAIT).await;
-    }
-    Err(CreateTableError::Dynamo(format!(
-        "index {name} on {table} is still being built after {} minutes; run table create again once it is ACTIVE",
-        TRIES * WAIT.as_secs() as u32 / 60
-    )))
-}
+/// How long `table create` waits for DynamoDB to finish building another
+/// index before it adds the next.
+const INDEX_BUILD_WAIT_SECS: u32 = 600;
 
 /// The table's description once it is active.
 async fn wait_until_active(client: &Client, table: &str) -> Result<TableDescription, CreateTableError> {
