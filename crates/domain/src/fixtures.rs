@@ -298,7 +298,8 @@ fn endpoint_delivery(case: char, now: Timestamp) -> Job {
     let endpoint: EndpointId = "01JDENDP0NT000000000000000".parse().expect("a fixed endpoint id");
     Job::new(
         NewJob {
-            id: JobId::for_delivery(event, endpoint),
+            // Stored by the release before receiver tags.
+            id: JobId::for_delivery_untagged(event, endpoint),
             tenant: TenantId::new("acme"),
             target: Target::Endpoint(endpoint),
             payload: Payload::OfEvent(event),

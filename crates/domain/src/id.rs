@@ -16,6 +16,48 @@ pub struct JobId(ulid::Ulid);
 #[error("not a job id: expected a 26-character ULID")]
 pub struct ParseJobIdError;
 
+/// Which receiver a job's deliveries go to, as 20 bits of its id: a hash
+/// of the endpoint's id, or of a callback URL's origin. The processor's
+/// slot sharing counts jobs by it (one slow or failing receiver does not
+/// take a tenant's every slot) straight from the due index, which names
+/// job ids and nothing else. Different receivers may share a tag (one in
+/// about a million pairs): they then share one receiver's slots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ReceiverTag(u32);
+
+impl ReceiverTag {
+    const BITS: u32 = 20;
+    const MASK: u128 = (1 << Self::BITS) - 1;
+    /// Where it sits in a ULID: the top of the 80 random bits.
+    const SHIFT: u32 = 80 - Self::BITS;
+
+    fn of(kind: &[u8], bytes: &[u8]) -> Self {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::new()
+            .chain_update(b"hookline receiver\0")
+            .chain_update(kind)
+            .chain_update(bytes)
+            .finalize();
+        let top = u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]);
+        Self(top >> (32 - Self::BITS))
+    }
+
+    /// The tag of a registered endpoint.
+    pub fn of_endpoint(endpoint: EndpointId) -> Self {
+        Self::of(b"endpoint\0", &endpoint.0.to_bytes())
+    }
+
+    /// The tag of callbacks to `url`: its origin (scheme, host, port), so
+    /// one receiver's paths share it.
+    pub fn of_callback(url: &url::Url) -> Self {
+        Self::of(b"callback\0", url.origin().ascii_serialization().as_bytes())
+    }
+
+    pub fn get(self) -> u32 {
+        self.0
+    }
+}
+
 impl JobId {
     /// A new id for a job created at `now`; randomness is the caller's so ids
     /// are reproducible in tests.
@@ -23,6 +65,24 @@ impl JobId {
         let millis = u64::try_from(now.timestamp_millis()).unwrap_or(0);
         let random = (u128::from(rng.next_u64()) << 64) | u128::from(rng.next_u64());
         Self(ulid::Ulid::from_parts(millis, random))
+    }
+
+    /// A new id for a job to `receiver`: random but for the tag it carries.
+    pub fn generate_for(receiver: ReceiverTag, now: Timestamp, rng: &mut dyn RngCore) -> Self {
+        Self::generate(now, rng).tagged(receiver)
+    }
+
+    fn tagged(self, receiver: ReceiverTag) -> Self {
+        let mask = ReceiverTag::MASK << ReceiverTag::SHIFT;
+        let bits = (self.0.0 & !mask) | (u128::from(receiver.0) << ReceiverTag::SHIFT);
+        Self(ulid::Ulid(bits))
+    }
+
+    /// The receiver tag the id carries. Ids made before tags (of an earlier
+    /// release) carry random bits there: each such job counts as a receiver
+    /// of its own.
+    pub fn receiver(&self) -> ReceiverTag {
+        ReceiverTag(((self.0.0 >> ReceiverTag::SHIFT) & ReceiverTag::MASK) as u32)
     }
 
     /// A small stable hash of the id, used to spread work over index shards.
@@ -61,9 +121,15 @@ impl From<JobId> for String {
 impl JobId {
     /// The id of `event`'s delivery to `endpoint`: the same for every call,
     /// so a delivery is created only if absent however often its event's
-    /// fan-out is written again. It sorts with the event's time; its random
-    /// part is a SHA-256 of both ids.
+    /// fan-out is written again. It sorts with the event's time and carries
+    /// the endpoint's [`ReceiverTag`]; the rest is a SHA-256 of both ids.
     pub fn for_delivery(event: EventId, endpoint: EndpointId) -> Self {
+        Self::for_delivery_untagged(event, endpoint).tagged(ReceiverTag::of_endpoint(endpoint))
+    }
+
+    /// The id deliveries had before they carried a receiver tag: events
+    /// stored by that release keep theirs.
+    pub fn for_delivery_untagged(event: EventId, endpoint: EndpointId) -> Self {
         use sha2::{Digest, Sha256};
         let digest = Sha256::new()
             .chain_update(b"hookline delivery\0")
@@ -266,6 +332,43 @@ mod tests {
         assert_eq!(id.0.timestamp_ms(), event.created_millis());
         assert_eq!(event.to_string().parse::<EventId>(), Ok(event));
         assert!("nope".parse::<EndpointId>().is_err());
+    }
+
+    #[test]
+    fn a_delivery_carries_its_endpoint_s_tag_and_a_callback_its_origin_s() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        let now = chrono::Utc::now();
+        let endpoint = EndpointId::generate(now, &mut rng);
+        let tag = ReceiverTag::of_endpoint(endpoint);
+        for _ in 0..20 {
+            let event = EventId::generate(now, &mut rng);
+            let id = JobId::for_delivery(event, endpoint);
+            assert_eq!(id.receiver(), tag);
+            assert_eq!(id.0.timestamp_ms(), event.created_millis());
+            // The earlier release's id differs only in the tag's bits.
+            let untagged = JobId::for_delivery_untagged(event, endpoint);
+            assert_eq!(untagged.tagged(tag), id);
+        }
+        let url = |s: &str| url::Url::parse(s).expect("a URL");
+        let origin = ReceiverTag::of_callback(&url("https://a.example/hooks/1?x=1"));
+        assert_eq!(origin, ReceiverTag::of_callback(&url("https://a.example/other")));
+        assert_ne!(
+            origin,
+            ReceiverTag::of_callback(&url("https://b.example/hooks/1"))
+        );
+        assert_ne!(
+            origin,
+            ReceiverTag::of_callback(&url("https://a.example:8443/hooks/1"))
+        );
+        assert_ne!(origin, ReceiverTag::of_endpoint(endpoint));
+        let (a, b) = (
+            JobId::generate_for(origin, now, &mut rng),
+            JobId::generate_for(origin, now, &mut rng),
+        );
+        assert_ne!(a, b, "random but for the tag");
+        assert_eq!((a.receiver(), b.receiver()), (origin, origin));
+        assert_eq!(a.to_string().parse::<JobId>().ok(), Some(a));
+        assert!(origin.get() < 1 << 20);
     }
 
     #[test]

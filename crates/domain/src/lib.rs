@@ -31,7 +31,7 @@ pub use endpoint::{
 pub use event::{DeliveryRef, Event, NewEvent};
 pub use id::{
     EndpointId, EventId, EventType, InvalidEventType, InvalidTenant, JobId, ParseIdError, ParseJobIdError,
-    TenantId,
+    ReceiverTag, TenantId,
 };
 pub use job::{
     CallbackOutcome, DeliveryState, Dropped, FetchOutcome, Job, JobStatus, NewJob, Payload, ProviderState,

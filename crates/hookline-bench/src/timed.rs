@@ -4,7 +4,7 @@
 //! received), and how long each kind of call took, summed, so a drain's
 //! time can be split between the store and the rest (HTTP, processing).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -94,7 +94,7 @@ impl JobStore for Timed {
         now: Timestamp,
         limit: usize,
         start: u64,
-        pass_over: &BTreeSet<TenantId>,
+        pass_over: &store::PassOver,
     ) -> Result<Vec<DueJob>, StoreError> {
         self.time(
             "due_jobs_from",

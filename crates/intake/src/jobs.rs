@@ -7,7 +7,9 @@ use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use domain::{Job, JobId, JobStatus, NewJob, Payload, ProviderStatus, Target, TenantId, Timestamp};
+use domain::{
+    Job, JobId, JobStatus, NewJob, Payload, ProviderStatus, ReceiverTag, Target, TenantId, Timestamp,
+};
 use serde::Serialize;
 use store::{IdempotencyRecord, IdempotentCreate, ListQuery, Redrive, StoreError};
 use utoipa::ToSchema;
@@ -138,7 +140,11 @@ async fn accept_job(
     let idempotency = idempotency::from_headers(&headers, &request, now)?;
     let job = Job::new(
         NewJob {
-            id: JobId::generate(now, &mut rand::rng()),
+            id: JobId::generate_for(
+                ReceiverTag::of_callback(&request.callback_url),
+                now,
+                &mut rand::rng(),
+            ),
             tenant,
             target: Target::Callback(request.callback_url),
             payload: Payload::Results {

@@ -4,11 +4,10 @@
 //! part of the due set. Decisions only: the drain does the store calls and
 //! moves its place in the due set as told.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use domain::TenantId;
-use store::DueJob;
+use store::{DueJob, PassOver};
 
 use crate::slots::{self, ShareKey, Slots};
 
@@ -96,14 +95,15 @@ impl Claiming {
     }
 
     /// Takes in what a poll at `at` read (`due`, at most `batch_size` jobs,
-    /// none of the `passed_over` tenants'); returns how many jobs are
-    /// queued now. A poll that passed over tenants says nothing of their
-    /// backlog: their queued jobs stay queued for their slots, and whether
-    /// more of theirs is due is what the last poll that read them said.
+    /// none of the `passed_over` tenants' or receivers'); returns how many
+    /// jobs are queued now. A poll that passed over some says nothing of
+    /// their backlog: their queued jobs stay queued for their slots, and
+    /// whether more of theirs is due is what the last poll that read them
+    /// said.
     pub fn polled(
         &mut self,
         due: Vec<DueJob>,
-        passed_over: &BTreeSet<TenantId>,
+        passed_over: &PassOver,
         batch_size: usize,
         at: Instant,
     ) -> usize {
@@ -115,7 +115,7 @@ impl Claiming {
         } else {
             self.more_due |= full;
             let mut kept = std::mem::take(&mut self.queue);
-            kept.retain(|d| passed_over.contains(&d.tenant));
+            kept.retain(|d| passed_over.passes(d));
             kept
         };
         // Claimed in the order the store gives: from this processor's own
@@ -208,7 +208,7 @@ impl Claiming {
 #[cfg(test)]
 mod tests {
     use chrono::{TimeZone, Utc};
-    use domain::JobId;
+    use domain::{JobId, TenantId};
     use rand::SeedableRng;
 
     use super::*;
@@ -232,8 +232,8 @@ mod tests {
         started.iter().map(|(due, _)| due.tenant.to_string()).collect()
     }
 
-    fn none() -> BTreeSet<TenantId> {
-        BTreeSet::new()
+    fn none() -> PassOver {
+        PassOver::default()
     }
 
     /// A poll of `jobs` whose probe claims then come back as `answers`
@@ -384,7 +384,7 @@ mod tests {
         first.extend(due("b", 1));
         claiming.polled(first, &none(), 3, at);
         assert!(claiming.more_due, "a full poll may have left work unread");
-        let passed_over: BTreeSet<TenantId> = [TenantId::new("a")].into();
+        let passed_over = PassOver::from(std::collections::BTreeSet::from([TenantId::new("a")]));
         let found = claiming.polled(due("c", 1), &passed_over, 3, at);
         assert_eq!(found, 3, "a's two queued jobs stay, b's go, c's join");
         let queued: Vec<String> = claiming.queue.iter().map(|d| d.tenant.to_string()).collect();

@@ -458,10 +458,11 @@ impl Processor {
     }
 
     /// Reads due work into the queue, from this processor's place in the
-    /// due set, passing over the tenants with no slot to spare; returns how
+    /// due set, passing over the tenants and receivers with no slot to
+    /// spare; returns how
     /// many jobs it found.
     async fn poll_due(&self, slots: &Slots, claiming: &mut Claiming) -> Result<usize, store::StoreError> {
-        let pass_over = slots.full_tenants();
+        let pass_over = slots.pass_over();
         let start = self.poll_start.load(Ordering::Relaxed);
         let at = Instant::now();
         let due = self

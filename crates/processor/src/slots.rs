@@ -12,24 +12,34 @@
 //! jobs finish, their slots go to the others.
 //!
 //! A job names its keys ([`ShareKey`]); it starts only if every one of
-//! them may take a slot. Only tenants are keys today; endpoints of the
-//! fan-out (SPEC section 9) become a second kind with its own shares.
+//! them may take a slot. Its tenant is one key and its receiver (the
+//! endpoint or callback origin its id's [`ReceiverTag`] names) within that
+//! tenant the other: the same rule shares the tenant's slots among its
+//! receivers, with the tenant's share in place of `C` and its free part
+//! in place of the free slots. So a tenant's one hung endpoint holds at
+//! most `S - H(S)` of the tenant's share `S` (25 of 28), and its other
+//! endpoints start at once beside it.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 
-use domain::TenantId;
-use store::DueJob;
+use domain::{ReceiverTag, TenantId};
+use store::{DueJob, PassOver};
 
 /// What a share of the slots is counted by.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum ShareKey {
     Tenant(TenantId),
+    /// One receiver of a tenant: its share is of the tenant's.
+    Receiver(TenantId, ReceiverTag),
 }
 
 impl ShareKey {
-    /// The keys a due job is counted under.
+    /// The keys a due job is counted under, its tenant's first.
     pub fn of(due: &DueJob) -> Vec<ShareKey> {
-        vec![ShareKey::Tenant(due.tenant.clone())]
+        vec![
+            ShareKey::Tenant(due.tenant.clone()),
+            ShareKey::Receiver(due.tenant.clone(), due.id.receiver()),
+        ]
     }
 }
 
@@ -90,17 +100,42 @@ impl Slots {
         self.taken
     }
 
-    fn holders_like(&self, key: &ShareKey) -> usize {
+    fn held(&self, key: &ShareKey) -> usize {
+        self.held.get(key).copied().unwrap_or(0)
+    }
+
+    /// Keys holding slots that `key` shares with: other tenants, or the
+    /// other receivers of its tenant.
+    fn holders_beside(&self, key: &ShareKey) -> usize {
         self.held
             .keys()
-            .filter(|k| std::mem::discriminant(*k) == std::mem::discriminant(key))
+            .filter(|k| match (key, k) {
+                (ShareKey::Tenant(_), ShareKey::Tenant(_)) => true,
+                (ShareKey::Receiver(tenant, _), ShareKey::Receiver(theirs, _)) => tenant == theirs,
+                _ => false,
+            })
             .count()
     }
 
     fn admits(&self, key: &ShareKey) -> bool {
-        let held = self.held.get(key).copied().unwrap_or(0);
-        let holders = self.holders_like(key) + usize::from(held == 0);
-        may_take(self.concurrency, held, holders, self.free())
+        let held = self.held(key);
+        let holders = self.holders_beside(key) + usize::from(held == 0);
+        match key {
+            ShareKey::Tenant(_) => may_take(self.concurrency, held, holders, self.free()),
+            ShareKey::Receiver(tenant, _) => {
+                let tenant = ShareKey::Tenant(tenant.clone());
+                let tenant_held = self.held(&tenant);
+                if tenant_held == 0 {
+                    return self.free() > 0;
+                }
+                // The tenant's share as it stands, its slots among its
+                // receivers as a drain's among its tenants.
+                let tenant_holders = self.holders_beside(&tenant);
+                let budget = share(self.concurrency, tenant_holders).max(tenant_held);
+                let free = (budget - tenant_held).min(self.free());
+                may_take(budget, held, holders, free)
+            }
+        }
     }
 
     /// Takes a slot for a job with `keys` if every key may take one.
@@ -128,14 +163,26 @@ impl Slots {
         }
     }
 
-    /// Tenants that hold slots and may take no more now: a poll reads past
-    /// their due jobs, to find other tenants' behind them.
-    pub fn full_tenants(&self) -> BTreeSet<TenantId> {
-        self.held
-            .keys()
-            .filter(|key| !self.admits(key))
-            .map(|ShareKey::Tenant(tenant)| tenant.clone())
-            .collect()
+    /// Tenants and receivers that hold slots and may take no more now: a
+    /// poll reads past their due jobs, to find others' behind them.
+    pub fn pass_over(&self) -> PassOver {
+        let mut pass_over = PassOver::default();
+        for key in self.held.keys().filter(|key| !self.admits(key)) {
+            match key {
+                ShareKey::Tenant(tenant) => {
+                    pass_over.tenants.insert(tenant.clone());
+                }
+                ShareKey::Receiver(tenant, tag) => {
+                    pass_over.receivers.insert((tenant.clone(), *tag));
+                }
+            }
+        }
+        // A full tenant's receivers are passed over with it.
+        let tenants = &pass_over.tenants;
+        pass_over
+            .receivers
+            .retain(|(tenant, _)| !tenants.contains(tenant));
+        pass_over
     }
 }
 
@@ -161,7 +208,7 @@ mod tests {
         assert_eq!(fill(&mut slots, "a"), 28);
         assert_eq!(slots.free(), 4);
         assert_eq!(
-            slots.full_tenants().into_iter().collect::<Vec<_>>(),
+            slots.pass_over().tenants.into_iter().collect::<Vec<_>>(),
             vec![TenantId::new("a")]
         );
         let mut one = Slots::new(1);
@@ -216,6 +263,94 @@ mod tests {
         assert!(!may_take(32, 1, 1, 4), "the headroom is for keys with none");
         assert!(may_take(32, 27, 1, 5));
         assert!(!may_take(32, 0, 1, 0));
+    }
+
+    /// A job of tenant `name` to receiver `tag`.
+    fn to(name: &str, tag: u32) -> Vec<ShareKey> {
+        let tenant = TenantId::new(name);
+        let receiver = (0u32..)
+            .map(|n| {
+                let endpoint = format!("01JDENDP0NT{n:015}").parse().expect("an endpoint id");
+                ReceiverTag::of_endpoint(endpoint)
+            })
+            .nth(tag as usize)
+            .expect("a tag");
+        vec![
+            ShareKey::Tenant(tenant.clone()),
+            ShareKey::Receiver(tenant, receiver),
+        ]
+    }
+
+    fn fill_to(slots: &mut Slots, name: &str, tag: u32) -> usize {
+        let mut took = 0;
+        while slots.try_take(&to(name, tag)) {
+            took += 1;
+        }
+        took
+    }
+
+    #[test]
+    fn a_hung_receiver_leaves_room_in_its_tenant_s_share_for_the_others() {
+        let mut slots = Slots::new(32);
+        // Alone, the tenant's share is 28; its hung receiver takes all but
+        // that share's own headroom.
+        assert_eq!(fill_to(&mut slots, "a", 0), 25);
+        assert_eq!(slots.free(), 7);
+        // Three other receivers of the tenant start at once beside it.
+        for tag in 1..=3 {
+            assert!(slots.try_take(&to("a", tag)), "receiver {tag} starts at once");
+        }
+        assert!(!slots.try_take(&to("a", 4)), "the tenant's share is full");
+        assert!(!slots.try_take(&to("a", 1)));
+        // The tenant is full, so a poll passes over it, receivers and all.
+        let pass_over = slots.pass_over();
+        assert_eq!(pass_over.tenants.len(), 1);
+        assert!(pass_over.receivers.is_empty());
+        // Another tenant still starts in the drain's headroom.
+        assert!(slots.try_take(&to("b", 0)));
+    }
+
+    #[test]
+    fn a_full_receiver_is_passed_over_while_its_tenant_has_room() {
+        let mut slots = Slots::new(32);
+        assert_eq!(fill_to(&mut slots, "a", 0), 25);
+        assert!(slots.try_take(&to("a", 1)));
+        // Receiver 0 is over its share of two (12) now, and the 2 slots
+        // left in the tenant's share are its headroom, kept for receivers
+        // holding none: both are passed over, the tenant is not.
+        let pass_over = slots.pass_over();
+        assert!(pass_over.tenants.is_empty(), "{pass_over:?}");
+        let receiver = |tag| match &to("a", tag)[1] {
+            ShareKey::Receiver(tenant, receiver) => (tenant.clone(), *receiver),
+            ShareKey::Tenant(_) => unreachable!("to gives a receiver second"),
+        };
+        assert_eq!(pass_over.receivers, [receiver(0), receiver(1)].into());
+        assert!(slots.try_take(&to("a", 2)), "a third starts at once");
+        slots.give_back(&to("a", 2));
+        // As the hung receiver's jobs finish, their slots go to the other,
+        // up to an even split of the tenant's share less its headroom.
+        for _ in 0..25 {
+            slots.give_back(&to("a", 0));
+            while slots.try_take(&to("a", 1)) {}
+            while slots.try_take(&to("a", 0)) {}
+        }
+        assert_eq!((slots.held(&to("a", 0)[1]), slots.held(&to("a", 1)[1])), (12, 12));
+    }
+
+    #[test]
+    fn one_receiver_per_job_changes_nothing_for_tenants() {
+        // Jobs to receivers of their own (ids made before receiver tags)
+        // share slots as tenants alone would.
+        let mut slots = Slots::new(32);
+        let mut took = 0;
+        while slots.try_take(&to("a", took)) {
+            took += 1;
+        }
+        assert_eq!(took, 28);
+        let mut one = Slots::new(1);
+        assert!(one.try_take(&to("a", 0)));
+        assert!(!one.try_take(&to("a", 1)));
+        assert!(!one.try_take(&to("b", 0)));
     }
 
     #[test]

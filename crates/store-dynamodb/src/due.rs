@@ -1,11 +1,9 @@
 //! Finding due work: the sparse `due` index, one shard partition per query,
 //! oldest first, live leases and passed-over tenants filtered out.
 
-use std::collections::BTreeSet;
-
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnConsumedCapacity};
-use domain::{TenantId, Timestamp};
-use store::{DueJob, PASS_OVER_READS, StoreError};
+use domain::Timestamp;
+use store::{DueJob, PASS_OVER_READS, PassOver, StoreError};
 use telemetry::Access;
 
 use crate::DynamoStore;
@@ -27,7 +25,7 @@ impl DynamoStore {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let none = BTreeSet::new();
+        let none = PassOver::default();
         let shards = (0..self.config().shards).map(|shard| self.query_shard(shard, now, limit, &none));
         let mut due = Vec::new();
         for shard in futures::future::join_all(shards).await {
@@ -45,7 +43,7 @@ impl DynamoStore {
         now: Timestamp,
         limit: usize,
         start: u64,
-        pass_over: &BTreeSet<TenantId>,
+        pass_over: &PassOver,
     ) -> Result<Vec<DueJob>, StoreError> {
         if limit == 0 {
             return Ok(Vec::new());
@@ -72,19 +70,22 @@ impl DynamoStore {
     }
 
     /// Up to `limit` due, unleased jobs of one shard, oldest first, none of
-    /// a tenant in `pass_over`. Reads at most [`MAX_PAGES_PER_SHARD`] pages
-    /// of `limit` index entries (passing over tenants, one page of
-    /// [`PASS_OVER_READS`] times `limit`): the filter (live leases,
-    /// passed-over tenants' partition keys) drops entries after they are read.
+    /// a tenant or receiver in `pass_over`. Reads at most
+    /// [`MAX_PAGES_PER_SHARD`] pages of `limit` index entries (passing over,
+    /// one page of [`PASS_OVER_READS`] times `limit`): the filter (live
+    /// leases, passed-over tenants' partition keys) drops entries after they
+    /// are read, and passed-over receivers (whose tag sits inside the job
+    /// id, where a filter cannot look) are dropped here.
     async fn query_shard(
         &self,
         shard: u16,
         now: Timestamp,
         limit: usize,
-        pass_over: &BTreeSet<TenantId>,
+        pass_over: &PassOver,
     ) -> Result<Vec<DueJob>, StoreError> {
+        let tenants = &pass_over.tenants;
         let mut filter = "(attribute_not_exists(#until) OR #until < :now)".to_owned();
-        for n in 0..pass_over.len() {
+        for n in 0..tenants.len() {
             filter.push_str(&format!(" AND NOT begins_with(#pk, :pass{n})"));
         }
         // Passing over tenants, one page as long as the pages otherwise read
@@ -109,10 +110,10 @@ impl DynamoStore {
                 .expression_attribute_names("#until", LEASE_UNTIL)
                 .expression_attribute_values(":shard", AttributeValue::S(self.shard_key(shard)))
                 .expression_attribute_values(":now", number(now.timestamp_millis()));
-            if !pass_over.is_empty() {
+            if !tenants.is_empty() {
                 query = query.expression_attribute_names("#pk", PK);
             }
-            for (n, tenant) in pass_over.iter().enumerate() {
+            for (n, tenant) in tenants.iter().enumerate() {
                 // Every partition key of the tenant's jobs: `job#{tenant}#NNN`.
                 query = query.expression_attribute_values(
                     format!(":pass{n}"),
@@ -129,7 +130,10 @@ impl DynamoStore {
             self.capacity()
                 .record("query due index", Access::Read, page.consumed_capacity());
             for item in page.items() {
-                found.push(due_job(item)?);
+                let due = due_job(item)?;
+                if !pass_over.passes(&due) {
+                    found.push(due);
+                }
             }
             match page.last_evaluated_key {
                 Some(key) if found.len() < limit => start = Some(key),

@@ -3,7 +3,7 @@
 //! one transaction with its idempotency key); listings and due work are in
 //! `listing.rs` and `due.rs`.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{
@@ -200,7 +200,7 @@ impl JobStore for DynamoStore {
         now: Timestamp,
         limit: usize,
         start: u64,
-        pass_over: &BTreeSet<TenantId>,
+        pass_over: &store::PassOver,
     ) -> Result<Vec<DueJob>, StoreError> {
         self.due_from(now, limit, start, pass_over).await
     }

@@ -2,12 +2,12 @@
 //! must show. A backend's tests invoke [`crate::conformance_suite!`] with an
 //! async expression that yields a fresh, empty store.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use domain::{
     CallbackOutcome, FetchOutcome, Jitter, Job, JobId, JobStatus, NewJob, Payload, ProviderStatus,
-    RetryPolicy, Target, TenantId, Timestamp, Tried,
+    ReceiverTag, RetryPolicy, Target, TenantId, Timestamp, Tried,
 };
 use rand::SeedableRng;
 
@@ -15,7 +15,7 @@ pub mod events;
 
 use crate::{
     ApiKeyRecord, Claim, Fenced, IdempotencyRecord, IdempotentCreate, JobStore, KeyStore, Lease, ListQuery,
-    Redrive,
+    PassOver, Redrive,
 };
 
 /// Generates one `#[tokio::test]` per behaviour, each on a fresh store.
@@ -29,6 +29,7 @@ macro_rules! conformance_suite {
             due_work_is_oldest_first_and_only_when_due,
             due_work_from_any_start_is_the_same_due_set,
             due_work_passes_over_the_tenants_asked,
+            due_work_passes_over_the_receivers_asked,
             claims_are_exclusive_under_sixteen_concurrent_claimers,
             expired_lease_makes_work_due_again,
             write_fenced_on_a_lost_lease_changes_nothing,
@@ -362,7 +363,7 @@ pub async fn due_work_passes_over_the_tenants_asked(store: Arc<dyn JobStore>) {
     }
     let mut expected: Vec<JobId> = quiet.iter().map(|j| j.id()).collect();
     expected.sort();
-    let pass_over = [TenantId::new("busy")].into_iter().collect();
+    let pass_over = PassOver::from(BTreeSet::from([TenantId::new("busy")]));
     let mut reached: Vec<JobId> = Vec::new();
     for start in 0..=64 {
         let due = store
@@ -379,6 +380,56 @@ pub async fn due_work_passes_over_the_tenants_asked(store: Arc<dyn JobStore>) {
     reached.sort();
     reached.dedup();
     assert_eq!(reached, expected, "both of quiet's jobs are reached");
+}
+
+/// A poll passing over one receiver of a tenant (its tag is in the job
+/// ids) finds the tenant's jobs to others behind that receiver's backlog.
+pub async fn due_work_passes_over_the_receivers_asked(store: Arc<dyn JobStore>) {
+    let url = |s: &str| url::Url::parse(s).expect("a URL");
+    let (hung, quick) = (
+        ReceiverTag::of_callback(&url("https://hung.example/")),
+        ReceiverTag::of_callback(&url("https://quick.example/")),
+    );
+    let with_tag = |tag, n: i64, seed: u64| {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        new_job_with_id("acme", &["gas"], at(n), JobId::generate_for(tag, at(n), &mut rng))
+    };
+    for n in 0..24 {
+        store
+            .create_job(&with_tag(hung, n, 500 + n as u64))
+            .await
+            .expect("create");
+    }
+    let mut expected = Vec::new();
+    for n in 0..2 {
+        let job = with_tag(quick, 50 + n, 600 + n as u64);
+        store.create_job(&job).await.expect("create");
+        expected.push(job.id());
+    }
+    expected.sort();
+    let pass_over = PassOver {
+        tenants: BTreeSet::new(),
+        receivers: BTreeSet::from([(TenantId::new("acme"), hung)]),
+    };
+    let mut reached: Vec<JobId> = Vec::new();
+    for start in 0..=64 {
+        let due = store
+            .due_jobs_from(at(60), 10, start, &pass_over)
+            .await
+            .expect("due");
+        assert!(!due.is_empty(), "start {start}: quick's jobs are due");
+        assert!(
+            due.iter().all(|d| d.id.receiver() == quick),
+            "start {start}: none of hung's: {due:?}"
+        );
+        reached.extend(due.iter().map(|d| d.id));
+    }
+    reached.sort();
+    reached.dedup();
+    assert_eq!(reached, expected, "both of quick's jobs are reached");
+    // Without passing over, the oldest (hung's) come first.
+    let all = store.due_jobs(at(60), 10).await.expect("due");
+    assert!(all.iter().all(|d| d.id.receiver() == hung), "{all:?}");
 }
 
 pub async fn claims_are_exclusive_under_sixteen_concurrent_claimers(store: Arc<dyn JobStore>) {

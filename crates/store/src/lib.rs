@@ -69,7 +69,38 @@ pub enum Fenced {
     LeaseLost,
 }
 
-/// How far a poll that passes over some tenants reads
+/// Due jobs a poll reads past ([`JobStore::due_jobs_from`]): those of
+/// tenants, and of receivers within a tenant ([`domain::ReceiverTag`],
+/// carried by the job id), that a processor has no slot for now.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PassOver {
+    pub tenants: BTreeSet<TenantId>,
+    pub receivers: BTreeSet<(TenantId, domain::ReceiverTag)>,
+}
+
+impl PassOver {
+    pub fn is_empty(&self) -> bool {
+        self.tenants.is_empty() && self.receivers.is_empty()
+    }
+
+    /// Whether a poll reads past `due`.
+    pub fn passes(&self, due: &DueJob) -> bool {
+        self.tenants.contains(&due.tenant)
+            || (!self.receivers.is_empty()
+                && self.receivers.contains(&(due.tenant.clone(), due.id.receiver())))
+    }
+}
+
+impl From<BTreeSet<TenantId>> for PassOver {
+    fn from(tenants: BTreeSet<TenantId>) -> Self {
+        Self {
+            tenants,
+            receivers: BTreeSet::new(),
+        }
+    }
+}
+
+/// How far a poll that passes over some tenants or receivers reads
 /// ([`JobStore::due_jobs_from`]): at most this many times its `limit` of
 /// due entries per partition. A tenant whose jobs sit behind more of the
 /// passed-over tenants' than that is reached once their backlog shrinks
@@ -236,9 +267,9 @@ pub trait JobStore: Send + Sync + fmt::Debug {
     /// begin at `start` (modulo their number): processors claiming the same
     /// batch start at different places in it.
     ///
-    /// Jobs of the tenants in `pass_over` (a processor has no slot for them
-    /// now) are neither returned nor counted: the poll reads on past them,
-    /// to other tenants' jobs behind a busy tenant's backlog, but at most
+    /// Jobs of the tenants and receivers in `pass_over` (a processor has no
+    /// slot for them now) are neither returned nor counted: the poll reads
+    /// on past them, to other jobs behind a busy one's backlog, but at most
     /// [`PASS_OVER_READS`] times `limit` due entries per partition, so its
     /// cost stays bounded (and still independent of finished jobs). With
     /// `pass_over` empty it reads as before.
@@ -247,13 +278,13 @@ pub trait JobStore: Send + Sync + fmt::Debug {
         now: Timestamp,
         limit: usize,
         start: u64,
-        pass_over: &BTreeSet<TenantId>,
+        pass_over: &PassOver,
     ) -> Result<Vec<DueJob>, StoreError> {
         let mut due = if pass_over.is_empty() {
             self.due_jobs(now, limit).await?
         } else {
             let mut due = self.due_jobs(now, limit.saturating_mul(PASS_OVER_READS)).await?;
-            due.retain(|d| !pass_over.contains(&d.tenant));
+            due.retain(|d| !pass_over.passes(d));
             due.truncate(limit);
             due
         };
