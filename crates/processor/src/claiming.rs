@@ -56,11 +56,13 @@ pub(crate) struct Claiming {
     probe_lost: u64,
     /// Polls in a row whose probe met another processor and won nothing.
     fruitless: u32,
-    /// The last poll may have left due work unread (it, or the last one
-    /// that read the tenants a poll since passed over, came back full):
+    /// The last poll came back full, so it may have left due work unread:
     /// poll again as soon as a slot past the headroom frees and no queued
     /// job may take it.
     more_due: bool,
+    /// What the last poll passed over: once one of them may start again
+    /// (and none of its queued jobs is left to), its backlog is unread.
+    passed_over: PassOver,
     last_poll: Option<Instant>,
 }
 
@@ -82,24 +84,25 @@ impl Claiming {
     }
 
     /// Whether to poll now, at `now`: not without a free slot; at once when
-    /// nothing runs (`idle`), or when the last poll left work unread and a
-    /// slot past the headroom is free (some tenant holding slots may take
-    /// it); otherwise, for a newcomer the headroom waits for, once
-    /// `refill_every` has passed since the last poll.
+    /// nothing runs (`idle`), when the last poll came back full and a slot
+    /// past the headroom is free (some tenant holding slots may take it),
+    /// or when something the last poll passed over may start again (its
+    /// queued jobs, started first, are gone); otherwise, for a newcomer the
+    /// headroom waits for, once `refill_every` has passed since the last
+    /// poll. Called after the queue's jobs that may start have started.
     pub fn wants_poll(&self, slots: &Slots, idle: bool, refill_every: Duration, now: Instant) -> bool {
         let refill = self
             .last_poll
             .is_none_or(|at| now.saturating_duration_since(at) >= refill_every);
         let room = slots.free() > slots::headroom(slots.concurrency());
-        slots.free() > 0 && (idle || (self.more_due && room) || refill)
+        slots.free() > 0 && (idle || (self.more_due && room) || refill || slots.admits_any(&self.passed_over))
     }
 
     /// Takes in what a poll at `at` read (`due`, at most `batch_size` jobs,
     /// none of the `passed_over` tenants' or receivers'); returns how many
     /// jobs are queued now. A poll that passed over some says nothing of
     /// their backlog: their queued jobs stay queued for their slots, and
-    /// whether more of theirs is due is what the last poll that read them
-    /// said.
+    /// once one of them may start again, [`Self::wants_poll`] says so.
     pub fn polled(
         &mut self,
         due: Vec<DueJob>,
@@ -108,12 +111,11 @@ impl Claiming {
         at: Instant,
     ) -> usize {
         self.last_poll = Some(at);
-        let full = due.len() >= batch_size;
+        self.more_due = due.len() >= batch_size;
+        self.passed_over = passed_over.clone();
         let mut queue = if passed_over.is_empty() {
-            self.more_due = full;
             VecDeque::with_capacity(due.len())
         } else {
-            self.more_due |= full;
             let mut kept = std::mem::take(&mut self.queue);
             kept.retain(|d| passed_over.passes(d));
             kept
@@ -384,12 +386,16 @@ mod tests {
         first.extend(due("b", 1));
         claiming.polled(first, &none(), 3, at);
         assert!(claiming.more_due, "a full poll may have left work unread");
-        let passed_over = PassOver::from(std::collections::BTreeSet::from([TenantId::new("a")]));
+        let passed_over: PassOver = [TenantId::new("a")].into_iter().collect();
         let found = claiming.polled(due("c", 1), &passed_over, 3, at);
         assert_eq!(found, 3, "a's two queued jobs stay, b's go, c's join");
         let queued: Vec<String> = claiming.queue.iter().map(|d| d.tenant.to_string()).collect();
         assert_eq!(queued, ["a", "a", "c"]);
-        assert!(claiming.more_due, "what a's last poll said still holds");
+        assert!(!claiming.more_due, "the poll of the others was not full");
+        // a holds no slot here, so it may start: its backlog is unread.
+        let slots = Slots::new(32);
+        let later = at + Duration::from_millis(1);
+        assert!(claiming.wants_poll(&slots, false, Duration::from_secs(60), later));
         assert_eq!(
             claiming.polled(due("c", 1), &none(), 3, at),
             1,

@@ -167,22 +167,35 @@ impl Slots {
     /// poll reads past their due jobs, to find others' behind them.
     pub fn pass_over(&self) -> PassOver {
         let mut pass_over = PassOver::default();
-        for key in self.held.keys().filter(|key| !self.admits(key)) {
-            match key {
-                ShareKey::Tenant(tenant) => {
-                    pass_over.tenants.insert(tenant.clone());
-                }
-                ShareKey::Receiver(tenant, tag) => {
-                    pass_over.receivers.insert((tenant.clone(), *tag));
-                }
+        let full = || self.held.keys().filter(|key| !self.admits(key));
+        // Tenants first: a full tenant's receivers are passed over with it.
+        for key in full() {
+            if let ShareKey::Tenant(tenant) = key {
+                pass_over.tenant(tenant.clone());
             }
         }
-        // A full tenant's receivers are passed over with it.
-        let tenants = &pass_over.tenants;
+        for key in full() {
+            if let ShareKey::Receiver(tenant, tag) = key {
+                pass_over.receiver(tenant.clone(), *tag);
+            }
+        }
         pass_over
-            .receivers
-            .retain(|(tenant, _)| !tenants.contains(tenant));
+    }
+
+    /// Whether a job of something `pass_over` names may start now: a poll
+    /// that passed over it left its backlog unread.
+    pub fn admits_any(&self, pass_over: &PassOver) -> bool {
+        if self.free() == 0 {
+            return false;
+        }
         pass_over
+            .tenants()
+            .iter()
+            .any(|tenant| self.admits(&ShareKey::Tenant(tenant.clone())))
+            || pass_over.receivers().any(|(tenant, tag)| {
+                self.admits(&ShareKey::Tenant(tenant.clone()))
+                    && self.admits(&ShareKey::Receiver(tenant.clone(), tag))
+            })
     }
 }
 
@@ -208,7 +221,7 @@ mod tests {
         assert_eq!(fill(&mut slots, "a"), 28);
         assert_eq!(slots.free(), 4);
         assert_eq!(
-            slots.pass_over().tenants.into_iter().collect::<Vec<_>>(),
+            slots.pass_over().tenants().iter().cloned().collect::<Vec<_>>(),
             vec![TenantId::new("a")]
         );
         let mut one = Slots::new(1);
@@ -304,8 +317,8 @@ mod tests {
         assert!(!slots.try_take(&to("a", 1)));
         // The tenant is full, so a poll passes over it, receivers and all.
         let pass_over = slots.pass_over();
-        assert_eq!(pass_over.tenants.len(), 1);
-        assert!(pass_over.receivers.is_empty());
+        assert_eq!(pass_over.tenants().len(), 1);
+        assert_eq!(pass_over.receivers().count(), 0);
         // Another tenant still starts in the drain's headroom.
         assert!(slots.try_take(&to("b", 0)));
     }
@@ -319,12 +332,17 @@ mod tests {
         // left in the tenant's share are its headroom, kept for receivers
         // holding none: both are passed over, the tenant is not.
         let pass_over = slots.pass_over();
-        assert!(pass_over.tenants.is_empty(), "{pass_over:?}");
+        assert!(pass_over.tenants().is_empty(), "{pass_over:?}");
         let receiver = |tag| match &to("a", tag)[1] {
-            ShareKey::Receiver(tenant, receiver) => (tenant.clone(), *receiver),
+            ShareKey::Receiver(_, receiver) => *receiver,
             ShareKey::Tenant(_) => unreachable!("to gives a receiver second"),
         };
-        assert_eq!(pass_over.receivers, [receiver(0), receiver(1)].into());
+        let mut passed: Vec<_> = pass_over.receivers().map(|(_, tag)| tag).collect();
+        passed.sort();
+        let mut expected = vec![receiver(0), receiver(1)];
+        expected.sort();
+        assert_eq!(passed, expected);
+        assert!(!slots.admits_any(&pass_over), "nothing passed over may start");
         assert!(slots.try_take(&to("a", 2)), "a third starts at once");
         slots.give_back(&to("a", 2));
         // As the hung receiver's jobs finish, their slots go to the other,
@@ -335,6 +353,31 @@ mod tests {
             while slots.try_take(&to("a", 0)) {}
         }
         assert_eq!((slots.held(&to("a", 0)[1]), slots.held(&to("a", 1)[1])), (12, 12));
+    }
+
+    #[test]
+    fn what_a_poll_passed_over_may_start_again_once_its_slots_free() {
+        let mut slots = Slots::new(32);
+        assert_eq!(fill_to(&mut slots, "a", 0), 25);
+        assert!(slots.try_take(&to("a", 1)));
+        let pass_over = slots.pass_over();
+        assert!(!slots.admits_any(&pass_over), "nothing passed over may start");
+        // One of receiver 0's jobs finishing leaves it over its share (12)
+        // and the tenant's room at its headroom: still nothing.
+        slots.give_back(&to("a", 0));
+        assert!(!slots.admits_any(&pass_over));
+        // Receiver 1's finishing leaves it holding none: it may start.
+        slots.give_back(&to("a", 1));
+        assert!(slots.admits_any(&pass_over), "receiver 1's backlog is unread");
+        assert!(slots.try_take(&to("a", 1)));
+        assert!(!slots.try_take(&to("a", 0)), "receiver 0 is over its share");
+        // A passed-over tenant, once back under its share, may start too.
+        let mut slots = Slots::new(32);
+        fill(&mut slots, "b");
+        let pass_over = slots.pass_over();
+        assert!(!slots.admits_any(&pass_over));
+        slots.give_back(&tenant("b"));
+        assert!(slots.admits_any(&pass_over));
     }
 
     #[test]

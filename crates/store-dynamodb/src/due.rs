@@ -83,7 +83,7 @@ impl DynamoStore {
         limit: usize,
         pass_over: &PassOver,
     ) -> Result<Vec<DueJob>, StoreError> {
-        let tenants = &pass_over.tenants;
+        let tenants = pass_over.tenants();
         let mut filter = "(attribute_not_exists(#until) OR #until < :now)".to_owned();
         for n in 0..tenants.len() {
             filter.push_str(&format!(" AND NOT begins_with(#pk, :pass{n})"));

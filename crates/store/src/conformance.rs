@@ -2,7 +2,7 @@
 //! must show. A backend's tests invoke [`crate::conformance_suite!`] with an
 //! async expression that yields a fresh, empty store.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use domain::{
@@ -363,7 +363,7 @@ pub async fn due_work_passes_over_the_tenants_asked(store: Arc<dyn JobStore>) {
     }
     let mut expected: Vec<JobId> = quiet.iter().map(|j| j.id()).collect();
     expected.sort();
-    let pass_over = PassOver::from(BTreeSet::from([TenantId::new("busy")]));
+    let pass_over: PassOver = [TenantId::new("busy")].into_iter().collect();
     let mut reached: Vec<JobId> = Vec::new();
     for start in 0..=64 {
         let due = store
@@ -407,10 +407,8 @@ pub async fn due_work_passes_over_the_receivers_asked(store: Arc<dyn JobStore>) 
         expected.push(job.id());
     }
     expected.sort();
-    let pass_over = PassOver {
-        tenants: BTreeSet::new(),
-        receivers: BTreeSet::from([(TenantId::new("acme"), hung)]),
-    };
+    let mut pass_over = PassOver::default();
+    pass_over.receiver(TenantId::new("acme"), hung);
     let mut reached: Vec<JobId> = Vec::new();
     for start in 0..=64 {
         let due = store

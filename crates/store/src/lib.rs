@@ -4,7 +4,7 @@
 //!
 //! Backends live in their own crates and all pass [`conformance`].
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use async_trait::async_trait;
@@ -74,11 +74,36 @@ pub enum Fenced {
 /// carried by the job id), that a processor has no slot for now.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PassOver {
-    pub tenants: BTreeSet<TenantId>,
-    pub receivers: BTreeSet<(TenantId, domain::ReceiverTag)>,
+    tenants: BTreeSet<TenantId>,
+    receivers: BTreeMap<TenantId, BTreeSet<domain::ReceiverTag>>,
 }
 
 impl PassOver {
+    /// Passes over every job of `tenant`.
+    pub fn tenant(&mut self, tenant: TenantId) {
+        self.receivers.remove(&tenant);
+        self.tenants.insert(tenant);
+    }
+
+    /// Passes over `tenant`'s jobs to `receiver`.
+    pub fn receiver(&mut self, tenant: TenantId, receiver: domain::ReceiverTag) {
+        if !self.tenants.contains(&tenant) {
+            self.receivers.entry(tenant).or_default().insert(receiver);
+        }
+    }
+
+    pub fn tenants(&self) -> &BTreeSet<TenantId> {
+        &self.tenants
+    }
+
+    /// The receivers passed over, each with its tenant (whose other jobs
+    /// are not).
+    pub fn receivers(&self) -> impl Iterator<Item = (&TenantId, domain::ReceiverTag)> {
+        self.receivers
+            .iter()
+            .flat_map(|(tenant, tags)| tags.iter().map(move |tag| (tenant, *tag)))
+    }
+
     pub fn is_empty(&self) -> bool {
         self.tenants.is_empty() && self.receivers.is_empty()
     }
@@ -86,17 +111,21 @@ impl PassOver {
     /// Whether a poll reads past `due`.
     pub fn passes(&self, due: &DueJob) -> bool {
         self.tenants.contains(&due.tenant)
-            || (!self.receivers.is_empty()
-                && self.receivers.contains(&(due.tenant.clone(), due.id.receiver())))
+            || self
+                .receivers
+                .get(&due.tenant)
+                .is_some_and(|tags| tags.contains(&due.id.receiver()))
     }
 }
 
-impl From<BTreeSet<TenantId>> for PassOver {
-    fn from(tenants: BTreeSet<TenantId>) -> Self {
-        Self {
-            tenants,
-            receivers: BTreeSet::new(),
+impl FromIterator<TenantId> for PassOver {
+    /// Passes over every job of these tenants.
+    fn from_iter<I: IntoIterator<Item = TenantId>>(tenants: I) -> Self {
+        let mut pass_over = Self::default();
+        for tenant in tenants {
+            pass_over.tenant(tenant);
         }
+        pass_over
     }
 }
 
