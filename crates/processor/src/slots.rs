@@ -16,9 +16,11 @@
 //! endpoint or callback origin its id's [`ReceiverTag`] names) within that
 //! tenant the other: the same rule shares the tenant's slots among its
 //! receivers, with the tenant's share in place of `C` and its free part
-//! in place of the free slots. So a tenant's one hung endpoint holds at
-//! most `S - H(S)` of the tenant's share `S` (25 of 28), and its other
-//! endpoints start at once beside it.
+//! in place of the free slots, and an even split rounded up
+//! ([`receiver_share`]). So a tenant's one hung endpoint holds at most
+//! `S - H(S)` of the tenant's share `S` (25 of 28), its other endpoints
+//! start at once beside it, and healthy receivers together still run all
+//! of `S` but its headroom.
 
 use std::collections::HashMap;
 
@@ -69,6 +71,31 @@ pub fn may_take(concurrency: usize, held: usize, holders: usize, free: usize) ->
         return true;
     }
     held < share(concurrency, holders) && free > headroom(concurrency)
+}
+
+/// The most of a tenant's `budget` (its share) one of its `holders`
+/// receivers may hold: an even split of all but the budget's headroom,
+/// rounded up, so receivers within their shares fill the budget but for
+/// that headroom (ten receivers of a lone tenant run 25 of its 28, not 20).
+/// The headroom, kept by [`may_take`]'s check of the free slots, is what a
+/// newcomer starts in.
+pub fn receiver_share(budget: usize, holders: usize) -> usize {
+    budget
+        .saturating_sub(headroom(budget))
+        .div_ceil(holders.max(1))
+        .max(1)
+}
+
+/// [`may_take`] for a receiver within its tenant's `budget`, with the
+/// shares of [`receiver_share`].
+pub fn receiver_may_take(budget: usize, held: usize, holders: usize, free: usize) -> bool {
+    if free == 0 {
+        return false;
+    }
+    if held == 0 {
+        return true;
+    }
+    held < receiver_share(budget, holders) && free > headroom(budget)
 }
 
 /// The slots of one drain: how many are taken and by which keys.
@@ -133,7 +160,7 @@ impl Slots {
                 let tenant_holders = self.holders_beside(&tenant);
                 let budget = share(self.concurrency, tenant_holders).max(tenant_held);
                 let free = (budget - tenant_held).min(self.free());
-                may_take(budget, held, holders, free)
+                receiver_may_take(budget, held, holders, free)
             }
         }
     }
@@ -328,7 +355,7 @@ mod tests {
         let mut slots = Slots::new(32);
         assert_eq!(fill_to(&mut slots, "a", 0), 25);
         assert!(slots.try_take(&to("a", 1)));
-        // Receiver 0 is over its share of two (12) now, and the 2 slots
+        // Receiver 0 is over its share of two (13) now, and the 2 slots
         // left in the tenant's share are its headroom, kept for receivers
         // holding none: both are passed over, the tenant is not.
         let pass_over = slots.pass_over();
@@ -352,7 +379,26 @@ mod tests {
             while slots.try_take(&to("a", 1)) {}
             while slots.try_take(&to("a", 0)) {}
         }
-        assert_eq!((slots.held(&to("a", 0)[1]), slots.held(&to("a", 1)[1])), (12, 12));
+        let held = (slots.held(&to("a", 0)[1]), slots.held(&to("a", 1)[1]));
+        assert_eq!(held, (12, 13), "25 of the tenant's 28, split evenly");
+    }
+
+    #[test]
+    fn healthy_receivers_together_fill_their_tenant_s_share_but_its_headroom() {
+        let mut slots = Slots::new(32);
+        // Ten receivers, each with a backlog, taking slots in turn.
+        let mut took = true;
+        while took {
+            took = false;
+            for tag in 0..10 {
+                took |= slots.try_take(&to("a", tag));
+            }
+        }
+        assert_eq!(slots.taken(), 25, "all of the share (28) but its headroom");
+        assert!(slots.try_take(&to("a", 10)), "a newcomer still starts at once");
+        assert_eq!(receiver_share(28, 10), 3);
+        assert_eq!(receiver_share(28, 1), 25);
+        assert_eq!(receiver_share(1, 3), 1);
     }
 
     #[test]
@@ -362,7 +408,7 @@ mod tests {
         assert!(slots.try_take(&to("a", 1)));
         let pass_over = slots.pass_over();
         assert!(!slots.admits_any(&pass_over), "nothing passed over may start");
-        // One of receiver 0's jobs finishing leaves it over its share (12)
+        // One of receiver 0's jobs finishing leaves it over its share (13)
         // and the tenant's room at its headroom: still nothing.
         slots.give_back(&to("a", 0));
         assert!(!slots.admits_any(&pass_over));
