@@ -614,6 +614,7 @@ fn event_of_size(bytes: usize, endpoints: &[domain::Endpoint], seed: u64) -> dom
             event_type: domain::EventType::parse("invoice.paid").expect("type"),
             owner: None,
             payload,
+            providers: Vec::new(),
         },
         endpoints,
         at(1),

@@ -137,6 +137,14 @@ pub(crate) enum Write {
         deliveries: Vec<Row>,
         now: i64,
     },
+    /// Records a thin event's provider result unless the provider has one
+    /// already (or the tenant has no such event): one statement.
+    SettleEventProvider {
+        tenant: String,
+        event_id: String,
+        provider: String,
+        body: String,
+    },
     /// Deletes up to `limit` finished jobs whose retention ran out by `now`.
     PurgeExpired {
         now: i64,
@@ -173,6 +181,7 @@ impl Write {
             Self::UpdateEndpoint { .. } => "update endpoint",
             Self::DeleteEndpoint { .. } => "delete endpoint",
             Self::Publish { .. } => "publish event",
+            Self::SettleEventProvider { .. } => "settle event provider",
             Self::PurgeExpired { .. } => "purge expired jobs",
         }
     }
@@ -636,6 +645,24 @@ fn apply(conn: &Connection, write: &Write) -> rusqlite::Result<Outcome> {
             deliveries,
             now,
         } => publish(conn, event, key.as_ref(), deliveries, *now),
+        Write::SettleEventProvider {
+            tenant,
+            event_id,
+            provider,
+            body,
+        } => {
+            let changed = conn
+                .prepare_cached(
+                    "INSERT INTO event_results (event_id, provider, body)
+                     SELECT ?1, ?2, ?3 WHERE EXISTS (SELECT 1 FROM events WHERE id = ?1 AND tenant = ?4)
+                     ON CONFLICT (event_id, provider) DO NOTHING",
+                )?
+                .execute(params![event_id, provider, body, tenant])?;
+            Ok(Outcome {
+                changed,
+                returned: None,
+            })
+        }
         Write::PurgeExpired { now, limit } => {
             conn.prepare_cached(
                 "DELETE FROM event_idempotency_keys WHERE rowid IN (
@@ -651,10 +678,18 @@ fn apply(conn: &Connection, write: &Write) -> rusqlite::Result<Outcome> {
             .execute(params![now, limit])?;
             // Events are counted with the jobs: a chunk of either keeps the
             // purge going.
+            // An event's settled results go with it: the same events,
+            // chosen in the same (index) order.
+            conn.prepare_cached(
+                "DELETE FROM event_results WHERE event_id IN (
+                     SELECT id FROM events WHERE expires_at <= ?1 ORDER BY expires_at LIMIT ?2
+                 )",
+            )?
+            .execute(params![now, limit])?;
             let events = conn
                 .prepare_cached(
                     "DELETE FROM events WHERE rowid IN (
-                         SELECT rowid FROM events WHERE expires_at <= ?1 LIMIT ?2
+                         SELECT rowid FROM events WHERE expires_at <= ?1 ORDER BY expires_at LIMIT ?2
                      )",
                 )?
                 .execute(params![now, limit])?;
