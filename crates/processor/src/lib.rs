@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use cache::TtlCache;
 use domain::{
-    CallbackOutcome, Clock, FetchOutcome, Job, JobId, JobStatus, RetryPolicy, SigningSecret, Target,
+    CallbackOutcome, Clock, FetchOutcome, Job, JobStatus, RetryPolicy, SigningSecret, Target,
     TenantId, TenantSecrets, Timestamp, Tried, signing,
 };
 use futures::StreamExt;
@@ -775,11 +775,15 @@ impl Processor {
                     .find(|p| p.name == name)
                     .filter(|p| retryable && p.status == domain::ProviderStatus::Failed)
                     .and_then(domain::SettledResult::of_provider);
-                job = match (job.payload(), exhausted) {
+                let thin_event = match job.payload() {
+                    domain::Payload::OfEvent(event) => Some(*event),
+                    domain::Payload::Results { .. } | domain::Payload::Event { .. } => None,
+                };
+                job = match (thin_event, exhausted) {
                     // A thin event's provider out of attempts: every
                     // delivery of the event reports the failure kept first.
-                    (domain::Payload::OfEvent(event), Some(failed)) => {
-                        let (tenant, event) = (job.tenant().clone(), *event);
+                    (Some(event), Some(failed)) => {
+                        let tenant = job.tenant().clone();
                         let kept = self.settle_exhausted(&tenant, event, &name, failed).await;
                         self.with_rng(|rng| {
                             job.record_fetch(
