@@ -17,9 +17,15 @@ use crate::{
 /// and used by every other, so each endpoint gets the same data.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SettledResult {
-    Ok { status: u16, data: Value },
+    Ok {
+        status: u16,
+        data: Value,
+    },
     /// A permanent failure, or attempts exhausted (`error` says which).
-    Failed { status: Option<u16>, error: String },
+    Failed {
+        status: Option<u16>,
+        error: String,
+    },
 }
 
 impl SettledResult {
@@ -33,10 +39,7 @@ impl SettledResult {
             }),
             ProviderStatus::Failed => Some(Self::Failed {
                 status: state.last_status_code,
-                error: state
-                    .last_error
-                    .clone()
-                    .unwrap_or_else(|| "failed".to_owned()),
+                error: state.last_error.clone().unwrap_or_else(|| "failed".to_owned()),
             }),
         }
     }

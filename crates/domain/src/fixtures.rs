@@ -324,7 +324,9 @@ pub fn record_of(kind: &str, version: u64, case: &str) -> Option<String> {
 
 /// `fixtures/{kind}`.
 pub fn dir_of(kind: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(kind)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(kind)
 }
 
 fn endpoint_id(case: char) -> EndpointId {
@@ -379,7 +381,14 @@ pub fn event_cases() -> Vec<(&'static str, Event)> {
         ),
         (
             "unowned",
-            event('B', "invoice.voided", None, &[], &[], at("2026-11-30T12:30:00.000Z")),
+            event(
+                'B',
+                "invoice.voided",
+                None,
+                &[],
+                &[],
+                at("2026-11-30T12:30:00.000Z"),
+            ),
         ),
         (
             "thin",

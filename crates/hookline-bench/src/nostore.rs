@@ -197,7 +197,9 @@ impl EventStore for NoStore {
         provider: &str,
         settled: &domain::SettledResult,
     ) -> Result<Option<domain::SettledResult>, StoreError> {
-        self.inner.settle_event_provider(tenant, id, provider, settled).await
+        self.inner
+            .settle_event_provider(tenant, id, provider, settled)
+            .await
     }
 
     async fn list_events(&self, tenant: &TenantId, query: &EventQuery) -> Result<EventPage, StoreError> {

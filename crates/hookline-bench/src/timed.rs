@@ -244,7 +244,11 @@ impl EventStore for Timed {
         provider: &str,
         settled: &domain::SettledResult,
     ) -> Result<Option<domain::SettledResult>, StoreError> {
-        self.time("settle_event_provider", self.inner.settle_event_provider(tenant, id, provider, settled)).await
+        self.time(
+            "settle_event_provider",
+            self.inner.settle_event_provider(tenant, id, provider, settled),
+        )
+        .await
     }
 
     async fn list_events(&self, tenant: &TenantId, query: &EventQuery) -> Result<EventPage, StoreError> {

@@ -176,7 +176,9 @@ pub fn document(providers: &[String]) -> Value {
     for request in ["JobRequest", "EventTypeRequest"] {
         if !providers.is_empty()
             && let Some(items) = doc
-                .pointer_mut(&format!("/components/schemas/{request}/properties/providers/items"))
+                .pointer_mut(&format!(
+                    "/components/schemas/{request}/properties/providers/items"
+                ))
                 .and_then(Value::as_object_mut)
         {
             items.insert("enum".to_owned(), json!(providers));
@@ -273,10 +275,15 @@ mod tests {
         assert_eq!(request["callbackUrl"]["maxLength"], MAX_URL_BYTES);
         let event_type = &doc["components"]["schemas"]["EventTypeRequest"]["properties"];
         assert_eq!(event_type["providers"]["maxItems"], MAX_PROVIDERS);
-        assert_eq!(event_type["providers"]["items"]["enum"], json!(["gas", "internet"]));
+        assert_eq!(
+            event_type["providers"]["items"]["enum"],
+            json!(["gas", "internet"])
+        );
         let view = &doc["components"]["schemas"]["EventTypeView"];
         assert!(
-            view["required"].as_array().is_some_and(|r| r.contains(&json!("providers"))),
+            view["required"]
+                .as_array()
+                .is_some_and(|r| r.contains(&json!("providers"))),
             "{view}"
         );
     }

@@ -27,8 +27,8 @@ use std::time::{Duration, Instant};
 
 use cache::TtlCache;
 use domain::{
-    CallbackOutcome, Clock, FetchOutcome, Job, JobStatus, RetryPolicy, SigningSecret, Target,
-    TenantId, TenantSecrets, Timestamp, Tried, signing,
+    CallbackOutcome, Clock, FetchOutcome, Job, JobStatus, RetryPolicy, SigningSecret, Target, TenantId,
+    TenantSecrets, Timestamp, Tried, signing,
 };
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
@@ -735,7 +735,9 @@ impl Processor {
                 (name, flown)
             }
             domain::Payload::Results { .. } | domain::Payload::Event { .. } => {
-                let (name, fetched, took) = self.fetch_one(("jobId", job.id().to_string()), name, attempt).await;
+                let (name, fetched, took) = self
+                    .fetch_one(("jobId", job.id().to_string()), name, attempt)
+                    .await;
                 (name, thin::Flown::fetched(fetched, took))
             }
         }

@@ -665,7 +665,9 @@ async fn a_thin_events_deliveries_drained_together_share_one_fetch_per_provider(
     let fetched = provider.received();
     assert_eq!(fetched.len(), 1, "one fetch for the event: {fetched:?}");
     assert!(
-        fetched[0].line.starts_with(&format!("GET /hook?eventId={} ", event.id)),
+        fetched[0]
+            .line
+            .starts_with(&format!("GET /hook?eventId={} ", event.id)),
         "{}",
         fetched[0].line
     );
@@ -677,7 +679,10 @@ async fn a_thin_events_deliveries_drained_together_share_one_fetch_per_provider(
             body["results"],
             serde_json::json!([{"provider": "meter", "status": "ok", "data": {"reading": 4711}}])
         );
-        assert_eq!(body["data"], serde_json::json!({"invoiceId": "in_1", "amount": 1200.50}));
+        assert_eq!(
+            body["data"],
+            serde_json::json!({"invoiceId": "in_1", "amount": 1200.50})
+        );
     }
     let stored = h
         .store

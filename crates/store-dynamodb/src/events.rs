@@ -528,7 +528,9 @@ impl EventStore for DynamoStore {
             Written::Applied(_) => Ok(Some(settled.clone())),
             Written::Refused { found: None, .. } => Ok(None),
             // The first writer's (or, after a lost answer, our own).
-            Written::Refused { found: Some(item), .. } => match item.get(&result_attribute(provider)) {
+            Written::Refused {
+                found: Some(item), ..
+            } => match item.get(&result_attribute(provider)) {
                 Some(value) => parse_settled(value).map(Some),
                 None => Err(StoreError::Corrupt(format!(
                     "event {id}: the result of {provider} was refused but is not there"

@@ -49,7 +49,10 @@ pub(crate) fn decode_event(text: &str) -> Result<Event, StoreError> {
 
 /// An event from its `body` column and its `event_results` rows
 /// (provider, body).
-pub(crate) fn decode_event_with_results(text: &str, results: Vec<(String, String)>) -> Result<Event, StoreError> {
+pub(crate) fn decode_event_with_results(
+    text: &str,
+    results: Vec<(String, String)>,
+) -> Result<Event, StoreError> {
     let mut event = decode_event(text)?;
     for (provider, body) in results {
         event.settled.insert(provider, decode_settled(&body)?);

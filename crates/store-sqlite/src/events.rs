@@ -284,8 +284,7 @@ impl EventStore for SqliteStore {
                     .prepare_cached("SELECT body FROM events WHERE id = ?1 AND tenant = ?2")
                     .and_then(|mut stmt| stmt.query_row(params![id, tenant], |r| r.get(0)).optional())
                     .map_err(|e| sql_error("get event", e))?;
-                body.map(|body| Ok((body, event_results(conn, &id)?)))
-                    .transpose()
+                body.map(|body| Ok((body, event_results(conn, &id)?))).transpose()
             })
             .await?;
         row.map(|(body, results)| decode_event_with_results(&body, results))
@@ -346,19 +345,25 @@ impl EventStore for SqliteStore {
                     }),
                     (Some(event_type), None) => {
                         conn.prepare_cached(LIST_EVENTS_BY_TYPE).and_then(|mut stmt| {
-                            stmt.query_map(params![tenant, event_type, before, fetch], |r| Ok((r.get(0)?, r.get(1)?)))?
-                                .collect()
+                            stmt.query_map(params![tenant, event_type, before, fetch], |r| {
+                                Ok((r.get(0)?, r.get(1)?))
+                            })?
+                            .collect()
                         })
                     }
                     (None, Some(owner)) => conn.prepare_cached(LIST_EVENTS_BY_OWNER).and_then(|mut stmt| {
-                        stmt.query_map(params![tenant, owner, before, fetch], |r| Ok((r.get(0)?, r.get(1)?)))?
-                            .collect()
+                        stmt.query_map(params![tenant, owner, before, fetch], |r| {
+                            Ok((r.get(0)?, r.get(1)?))
+                        })?
+                        .collect()
                     }),
                     (Some(event_type), Some(owner)) => conn
                         .prepare_cached(LIST_EVENTS_BY_TYPE_AND_OWNER)
                         .and_then(|mut stmt| {
-                            stmt.query_map(params![tenant, event_type, owner, before, fetch], |r| Ok((r.get(0)?, r.get(1)?)))?
-                                .collect()
+                            stmt.query_map(params![tenant, event_type, owner, before, fetch], |r| {
+                                Ok((r.get(0)?, r.get(1)?))
+                            })?
+                            .collect()
                         }),
                 };
                 let rows = result.map_err(|e| sql_error("list events", e))?;

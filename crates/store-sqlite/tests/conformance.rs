@@ -476,7 +476,10 @@ async fn stored_events_and_event_types_of_every_version_read_through_the_store()
             let read = temp.store.get_event(&event.tenant, event.id).await.expect("read");
             assert_eq!(read.as_ref(), Some(&event), "v{version}/{}", event.id);
             assert_eq!(
-                temp.store.publish(&event, None, at(0)).await.expect("published again"),
+                temp.store
+                    .publish(&event, None, at(0))
+                    .await
+                    .expect("published again"),
                 Published::Accepted,
                 "v{version}/{}: the same event",
                 event.id

@@ -612,7 +612,11 @@ async fn a_thin_events_providers_are_fetched_once_and_every_endpoint_gets_their_
     let created = thin_event_type(&app, "meter.read", &["gas", "internet"]).await;
     assert_eq!(created["providers"], json!(["gas", "internet"]));
     let (_, types) = send(&app, reqwest::Method::GET, "/v1/event-types", None).await;
-    assert_eq!(types["data"][0]["providers"], json!(["gas", "internet"]), "{types}");
+    assert_eq!(
+        types["data"][0]["providers"],
+        json!(["gas", "internet"]),
+        "{types}"
+    );
     let (_, a_secret) = endpoint(&app, "a", None, &["meter.read"]).await;
     let (_, b_secret) = endpoint(&app, "b", None, &["*"]).await;
 
@@ -685,11 +689,7 @@ async fn a_thin_events_provider_retry_and_failure_are_shared_by_its_deliveries(b
     // Past the provider's first backoff (5 s +-20%): due again.
     app.advance(std::time::Duration::from_secs(7));
     let second = drain(&app).await;
-    assert_eq!(
-        first.delivered + second.delivered,
-        2,
-        "{first:?} {second:?}"
-    );
+    assert_eq!(first.delivered + second.delivered, 2, "{first:?} {second:?}");
     assert_eq!(drain(&app).await.claimed, 0, "nothing left");
 
     let by_endpoint = accepted_by_endpoint(&app);
@@ -708,7 +708,10 @@ async fn a_thin_events_provider_retry_and_failure_are_shared_by_its_deliveries(b
         app.mock.state.provider_requests("gas"),
         [fetched_for_event(&id), fetched_for_event(&id)]
     );
-    assert_eq!(app.mock.state.provider_requests("internet"), [fetched_for_event(&id)]);
+    assert_eq!(
+        app.mock.state.provider_requests("internet"),
+        [fetched_for_event(&id)]
+    );
     let (_, shown) = send(&app, reqwest::Method::GET, &format!("/v1/events/{id}"), None).await;
     for delivery in shown["deliveries"].as_array().expect("deliveries") {
         assert_eq!(delivery["status"], "complete", "{shown}");
@@ -730,10 +733,7 @@ async fn a_thin_event_type_names_configured_providers_only(backend: Backend) {
         .await
         .expect("request");
     assert_eq!(response.status(), 422);
-    assert_eq!(
-        response.headers()["content-type"],
-        "application/problem+json"
-    );
+    assert_eq!(response.headers()["content-type"], "application/problem+json");
     let problem: Value = response.json().await.expect("json");
     assert_eq!(problem["errors"][0]["field"], "providers[1]", "{problem}");
     let message = problem["errors"][0]["message"].as_str().expect("message");

@@ -490,7 +490,9 @@ impl EventStore for LosesCreateAnswers {
         provider: &str,
         settled: &domain::SettledResult,
     ) -> Result<Option<domain::SettledResult>, StoreError> {
-        self.inner.settle_event_provider(tenant, id, provider, settled).await
+        self.inner
+            .settle_event_provider(tenant, id, provider, settled)
+            .await
     }
 
     async fn list_events(&self, tenant: &TenantId, query: &EventQuery) -> Result<EventPage, StoreError> {

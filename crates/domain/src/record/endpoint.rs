@@ -246,7 +246,6 @@ mod v1 {
         pub created_at: Timestamp,
         pub updated_at: Timestamp,
     }
-
 }
 
 #[cfg(test)]
@@ -262,8 +261,11 @@ mod tests {
         if std::env::var_os(WRITE_NEW_VERSION).is_some() && !dir.exists() {
             std::fs::create_dir_all(&dir).expect("mkdir");
             for (case, event_type) in fixtures::event_type_cases() {
-                std::fs::write(dir.join(format!("{case}.json")), encode_event_type(&event_type) + "\n")
-                    .expect("write");
+                std::fs::write(
+                    dir.join(format!("{case}.json")),
+                    encode_event_type(&event_type) + "\n",
+                )
+                .expect("write");
             }
         }
         for (case, event_type) in fixtures::event_type_cases() {
@@ -289,7 +291,10 @@ mod tests {
                 };
                 let back = decode_event_type(&stored).unwrap_or_else(|e| panic!("v{version}/{case}: {e}"));
                 assert_eq!(back, event_type, "v{version}/{case}");
-                assert_eq!(decode_event_type(&encode_event_type(&back)).as_ref(), Ok(&event_type));
+                assert_eq!(
+                    decode_event_type(&encode_event_type(&back)).as_ref(),
+                    Ok(&event_type)
+                );
                 read += 1;
             }
             let files = std::fs::read_dir(&dir).expect("read dir").count();
@@ -297,7 +302,10 @@ mod tests {
                 .iter()
                 .filter(|(case, _)| fixtures::record_of("event-types", version, case).is_some())
                 .count();
-            assert_eq!(files, cases, "event-types/v{version} holds a file that is no case");
+            assert_eq!(
+                files, cases,
+                "event-types/v{version} holds a file that is no case"
+            );
         }
         assert!(read >= 3, "{read} fixtures read");
         assert!(matches!(

@@ -109,7 +109,9 @@ pub fn decode_settled(text: &str) -> Result<SettledResult, RecordError> {
             };
             match r.status.as_str() {
                 "ok" => Ok(SettledResult::Ok {
-                    status: r.code.ok_or_else(|| bad("an ok result without its status code"))?,
+                    status: r
+                        .code
+                        .ok_or_else(|| bad("an ok result without its status code"))?,
                     data: r.data.unwrap_or(Value::Null),
                 }),
                 "failed" => Ok(SettledResult::Failed {
@@ -340,7 +342,10 @@ mod tests {
             decode_settled(r#"{"v":1,"status":"maybe"}"#),
             Err(RecordError::Invalid { version: 1, .. })
         ));
-        assert_eq!(decode_settled(r#"{"v":2,"status":"ok"}"#), Err(RecordError::Newer(2)));
+        assert_eq!(
+            decode_settled(r#"{"v":2,"status":"ok"}"#),
+            Err(RecordError::Newer(2))
+        );
     }
 
     #[test]

@@ -615,7 +615,11 @@ pub async fn a_thin_events_provider_results_are_settled_once_first_writer_wins(s
             .expect("get job")
             .expect("the delivery exists");
         let names: Vec<&str> = job.providers().iter().map(|p| p.name.as_str()).collect();
-        assert_eq!(names, ["gas", "internet"], "each delivery fetches the event's providers");
+        assert_eq!(
+            names,
+            ["gas", "internet"],
+            "each delivery fetches the event's providers"
+        );
         assert_eq!(job.status(), JobStatus::Pending);
     }
 
@@ -636,7 +640,10 @@ pub async fn a_thin_events_provider_results_are_settled_once_first_writer_wins(s
                 .await
         }
     };
-    assert_eq!(settle("gas", first.clone()).await.expect("settle"), Some(first.clone()));
+    assert_eq!(
+        settle("gas", first.clone()).await.expect("settle"),
+        Some(first.clone())
+    );
     assert_eq!(
         settle("gas", second.clone()).await.expect("settle again"),
         Some(first.clone()),
@@ -659,7 +666,10 @@ pub async fn a_thin_events_provider_results_are_settled_once_first_writer_wins(s
         stored.settled,
         BTreeMap::from([("gas".to_owned(), first.clone()), ("internet".to_owned(), failed)])
     );
-    assert!(stored.is_published_as(&thin), "results are not the event's content");
+    assert!(
+        stored.is_published_as(&thin),
+        "results are not the event's content"
+    );
     let listed = store
         .list_events(
             &tenant("acme"),
@@ -679,7 +689,10 @@ pub async fn a_thin_events_provider_results_are_settled_once_first_writer_wins(s
         store.publish(&stored, None, at(2)).await.expect("again"),
         Published::Accepted
     );
-    assert_eq!(store.publish(&thin, None, at(2)).await.expect("again"), Published::Accepted);
+    assert_eq!(
+        store.publish(&thin, None, at(2)).await.expect("again"),
+        Published::Accepted
+    );
 
     // Concurrent writers of one provider all get one result.
     let racers: Vec<_> = (0..8)
@@ -717,5 +730,8 @@ pub async fn a_thin_events_provider_results_are_settled_once_first_writer_wins(s
             .expect("settle"),
         None
     );
-    assert_eq!(store.get_event(&tenant("acme"), unknown).await.expect("get"), None);
+    assert_eq!(
+        store.get_event(&tenant("acme"), unknown).await.expect("get"),
+        None
+    );
 }
