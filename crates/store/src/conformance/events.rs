@@ -682,7 +682,11 @@ pub async fn a_thin_events_provider_results_are_settled_once_first_writer_wins(s
         )
         .await
         .expect("list");
-    assert_eq!(listed.events, [stored.clone()], "listed with its results");
+    assert_eq!(
+        listed.events,
+        std::slice::from_ref(&stored),
+        "listed with its results"
+    );
 
     // Published again after its results were settled: the same event.
     assert_eq!(
