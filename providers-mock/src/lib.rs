@@ -1,8 +1,9 @@
 //! Mock billing providers and a callback sink, for tests, `hookline dev` and
 //! demos.
 //!
-//! - `GET /providers/{name}?jobId=..` serves `gas` and `internet` billing data
-//!   (`[{billedOn, amount}]`), 404 for any other name.
+//! - `GET /providers/{name}?jobId=..` (or `?eventId=..`, a thin event's
+//!   fetch) serves `gas` and `internet` billing data (`[{billedOn, amount}]`),
+//!   404 for any other name; each call's `jobId`/`eventId` is recorded.
 //! - `POST /complete` is a callback sink that records each delivery (headers,
 //!   body as received and parsed, the status it answered, and the verdict on
 //!   its Standard Webhooks signature, see [`SignatureVerdict`]);
@@ -108,6 +109,7 @@ struct Inner {
     provider_faults: HashMap<String, Faults>,
     sink_faults: Faults,
     provider_calls: HashMap<String, u64>,
+    provider_requests: HashMap<String, Vec<ProviderRequest>>,
     deliveries: Vec<Delivery>,
     rng: rand::rngs::StdRng,
     signing_secrets: Vec<SigningSecret>,
@@ -134,6 +136,7 @@ impl MockState {
                 provider_faults: HashMap::new(),
                 sink_faults: Faults::default(),
                 provider_calls: HashMap::new(),
+                provider_requests: HashMap::new(),
                 deliveries: Vec::new(),
                 rng: rand::rngs::StdRng::seed_from_u64(seed),
                 signing_secrets: Vec::new(),
@@ -198,6 +201,16 @@ impl MockState {
     /// How many times `provider` was called, faults included.
     pub fn provider_calls(&self, provider: &str) -> u64 {
         self.lock().provider_calls.get(provider).copied().unwrap_or(0)
+    }
+
+    /// What each call of `provider` asked for, in arrival order, faults
+    /// included.
+    pub fn provider_requests(&self, provider: &str) -> Vec<ProviderRequest> {
+        self.lock()
+            .provider_requests
+            .get(provider)
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// Every callback attempt the sink saw, in arrival order.
@@ -313,16 +326,20 @@ pub fn spawn(listener: TcpListener, state: MockState) -> std::io::Result<Running
     })
 }
 
-#[derive(Debug, Deserialize)]
-struct ProviderQuery {
+/// One provider call's query: a job's fetch names its `jobId`, a thin
+/// event's its `eventId`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProviderRequest {
     #[serde(rename = "jobId")]
-    job_id: Option<String>,
+    pub job_id: Option<String>,
+    #[serde(rename = "eventId")]
+    pub event_id: Option<String>,
 }
 
 async fn provider(
     State(state): State<MockState>,
     Path(name): Path<String>,
-    Query(query): Query<ProviderQuery>,
+    Query(query): Query<ProviderRequest>,
 ) -> Response {
     if !PROVIDERS.contains(&name.as_str()) {
         return problem(StatusCode::NOT_FOUND, &format!("no provider named {name:?}"));
@@ -330,6 +347,11 @@ async fn provider(
     let (fault, latency, min_bytes) = {
         let mut inner = state.lock();
         *inner.provider_calls.entry(name.clone()).or_default() += 1;
+        inner
+            .provider_requests
+            .entry(name.clone())
+            .or_default()
+            .push(query.clone());
         let Inner {
             provider_faults, rng, ..
         } = &mut *inner;
@@ -348,7 +370,8 @@ async fn provider(
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
         return problem(status, "injected fault");
     }
-    let mut data = billing_data(&name, query.job_id.as_deref().unwrap_or(""));
+    let asked = query.job_id.as_deref().or(query.event_id.as_deref());
+    let mut data = billing_data(&name, asked.unwrap_or(""));
     if min_bytes > 0
         && let Value::Array(bills) = &mut data
     {

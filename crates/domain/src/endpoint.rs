@@ -14,6 +14,9 @@ pub struct EventTypeDef {
     pub tenant: TenantId,
     pub name: EventType,
     pub description: String,
+    /// Providers whose data an event of this type carries (a thin event:
+    /// each fetched once per event); none for events given whole.
+    pub providers: Vec<String>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }

@@ -3,10 +3,80 @@
 //! each of those gets a delivery, a [`Job`] whose target is the endpoint and
 //! whose payload is the event's.
 
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
 use crate::{
-    CallbackResult, Endpoint, EndpointId, EventBody, EventId, EventType, Job, JobId, NewJob, Owner, Payload,
-    RawJson, Target, TenantId, Timestamp,
+    CallbackResult, Endpoint, EndpointId, EventBody, EventId, EventType, FetchOutcome, Job, JobId, NewJob,
+    Owner, Payload, ProviderState, ProviderStatus, RawJson, Target, TenantId, Timestamp,
 };
+
+/// How one provider of a thin event settled (SPEC section 9: fetched once
+/// per event): kept on the event by the first delivery that settles it,
+/// and used by every other, so each endpoint gets the same data.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SettledResult {
+    Ok {
+        status: u16,
+        data: Value,
+    },
+    /// A permanent failure, or attempts exhausted (`error` says which).
+    Failed {
+        status: Option<u16>,
+        error: String,
+    },
+}
+
+impl SettledResult {
+    /// What a provider's state in a job settled as; `None` while pending.
+    pub fn of_provider(state: &ProviderState) -> Option<Self> {
+        match state.status {
+            ProviderStatus::Pending => None,
+            ProviderStatus::Ok => Some(Self::Ok {
+                status: state.last_status_code.unwrap_or(200),
+                data: state.data.clone().unwrap_or(Value::Null),
+            }),
+            ProviderStatus::Failed => Some(Self::Failed {
+                status: state.last_status_code,
+                error: state.last_error.clone().unwrap_or_else(|| "failed".to_owned()),
+            }),
+        }
+    }
+
+    /// The outcome a delivery records for it ([`Job::record_fetch`]): a
+    /// failure is permanent, it is settled.
+    pub fn to_fetch_outcome(&self) -> FetchOutcome {
+        match self {
+            Self::Ok { status, data } => FetchOutcome::Ok {
+                status: *status,
+                data: data.clone(),
+            },
+            Self::Failed { status, error } => FetchOutcome::Permanent {
+                status: *status,
+                error: error.clone(),
+            },
+        }
+    }
+
+    /// Itself if its stored form fits in `limit` bytes; otherwise a
+    /// failure saying the data was too large to keep, so a large answer is
+    /// never a write the store refuses.
+    pub fn bounded(self, limit: usize) -> Self {
+        let size = crate::record::event::encode_settled(&self).len();
+        if size <= limit {
+            return self;
+        }
+        let status = match &self {
+            Self::Ok { status, .. } => Some(*status),
+            Self::Failed { status, .. } => *status,
+        };
+        Self::Failed {
+            status,
+            error: format!("data too large to store (result is {size} bytes; limit {limit})"),
+        }
+    }
+}
 
 /// One endpoint an event must reach and the id of its delivery there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,6 +96,13 @@ pub struct Event {
     pub created_at: Timestamp,
     /// Every endpoint it goes to, fixed when it was accepted.
     pub deliveries: Vec<DeliveryRef>,
+    /// Its type's providers when it was accepted: a thin event's data is
+    /// fetched from each, once per event. Empty for an event given whole.
+    pub providers: Vec<String>,
+    /// The providers' results settled so far, by provider: kept beside the
+    /// event's record by the store ([`crate::record::event::encode_settled`]),
+    /// written once each, never part of what was published.
+    pub settled: BTreeMap<String, SettledResult>,
 }
 
 /// What a client publishes, before it is matched with endpoints.
@@ -36,7 +113,13 @@ pub struct NewEvent {
     pub event_type: EventType,
     pub owner: Option<Owner>,
     pub payload: RawJson,
+    /// Its type's providers (a thin event), or none.
+    pub providers: Vec<String>,
 }
+
+/// Room kept in an event's item, besides its record and results, for the
+/// store's own attributes (keys, names, listing and TTL attributes).
+const EVENT_ITEM_OVERHEAD: usize = 1024;
 
 impl Event {
     /// The event, going to every one of `endpoints` that
@@ -64,7 +147,32 @@ impl Event {
             payload: new.payload,
             created_at: now,
             deliveries,
+            providers: new.providers,
+            settled: BTreeMap::new(),
         }
+    }
+
+    /// Whether `other` is this event as published: the same in everything
+    /// but the results settled since.
+    pub fn is_published_as(&self, other: &Event) -> bool {
+        self.id == other.id
+            && self.tenant == other.tenant
+            && self.event_type == other.event_type
+            && self.owner == other.owner
+            && self.payload == other.payload
+            && self.created_at == other.created_at
+            && self.deliveries == other.deliveries
+            && self.providers == other.providers
+    }
+
+    /// The most one provider's settled result may take, stored, so the
+    /// event with every provider's result fits in `max_item_bytes` (its
+    /// store's item limit, [`crate::Job::fit_within`]'s too): what its
+    /// record leaves, shared equally by its providers.
+    pub fn settled_result_limit(&self, max_item_bytes: usize) -> usize {
+        let record = crate::record::event::encode_event(self).len();
+        let names: usize = self.providers.iter().map(|p| p.len() + 16).sum();
+        max_item_bytes.saturating_sub(record + names + EVENT_ITEM_OVERHEAD) / self.providers.len().max(1)
     }
 
     /// Its deliveries as new jobs, the same on every call (ids, times,
@@ -79,7 +187,7 @@ impl Event {
                         tenant: self.tenant.clone(),
                         target: Target::Endpoint(delivery.endpoint),
                         payload: Payload::OfEvent(self.id),
-                        providers: Vec::new(),
+                        providers: self.providers.clone(),
                     },
                     self.created_at,
                 )

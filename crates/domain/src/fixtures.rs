@@ -12,8 +12,8 @@ use rand::SeedableRng;
 use url::Url;
 
 use crate::{
-    CallbackOutcome, EndpointId, EventId, EventType, FetchOutcome, Jitter, Job, JobId, Metadata, NewJob,
-    Payload, RawJson, RetryPolicy, Target, TenantId, Timestamp, Tried,
+    CallbackOutcome, DeliveryRef, EndpointId, Event, EventId, EventType, EventTypeDef, FetchOutcome, Jitter,
+    Job, JobId, Metadata, NewJob, Owner, Payload, RawJson, RetryPolicy, Target, TenantId, Timestamp, Tried,
 };
 
 /// `fixtures/jobs` in this crate.
@@ -307,4 +307,128 @@ fn endpoint_delivery(case: char, now: Timestamp) -> Job {
         },
         now,
     )
+}
+
+/// The stored record of `case` of `kind` (`"events"`, `"event-types"`) in
+/// format `version`, if that version has it (version 1 holds no thin
+/// events or types with providers).
+pub fn record_of(kind: &str, version: u64, case: &str) -> Option<String> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(kind)
+        .join(format!("v{version}"))
+        .join(format!("{case}.json"));
+    std::fs::read_to_string(path)
+        .ok()
+        .map(|text| text.trim_end().to_owned())
+}
+
+/// `fixtures/{kind}`.
+pub fn dir_of(kind: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(kind)
+}
+
+fn endpoint_id(case: char) -> EndpointId {
+    format!("01JDENDP0NT00000000000000{case}")
+        .parse()
+        .expect("a fixed endpoint id")
+}
+
+fn event(
+    case: char,
+    event_type: &str,
+    owner: Option<&str>,
+    endpoints: &[char],
+    providers: &[&str],
+    now: Timestamp,
+) -> Event {
+    let id: EventId = format!("01JDEVENT0000000000000000{case}")
+        .parse()
+        .expect("a fixed event id");
+    Event {
+        id,
+        tenant: TenantId::new("acme"),
+        event_type: EventType::parse(event_type).expect("a fixed type"),
+        owner: owner.map(|o| Owner::parse(o).expect("a fixed owner")),
+        payload: RawJson::from_json(r#"{"invoiceId":"in_1","amount":1200.50}"#).expect("fixed data"),
+        created_at: now,
+        deliveries: endpoints
+            .iter()
+            .map(|e| DeliveryRef {
+                id: JobId::for_delivery(id, endpoint_id(*e)),
+                endpoint: endpoint_id(*e),
+            })
+            .collect(),
+        providers: providers.iter().map(|p| (*p).to_owned()).collect(),
+        settled: std::collections::BTreeMap::new(),
+    }
+}
+
+/// Every stored event case, by name.
+pub fn event_cases() -> Vec<(&'static str, Event)> {
+    vec![
+        (
+            "fan-out",
+            event(
+                'A',
+                "invoice.paid",
+                Some("company-42"),
+                &['1', '2'],
+                &[],
+                at("2026-11-30T12:00:00.000Z"),
+            ),
+        ),
+        (
+            "unowned",
+            event(
+                'B',
+                "invoice.voided",
+                None,
+                &[],
+                &[],
+                at("2026-11-30T12:30:00.000Z"),
+            ),
+        ),
+        (
+            "thin",
+            event(
+                'C',
+                "meter.read",
+                Some("company-42"),
+                &['1', '3'],
+                &["gas", "internet"],
+                at("2026-12-01T10:00:00.000Z"),
+            ),
+        ),
+    ]
+}
+
+/// Every stored event type case, by name.
+pub fn event_type_cases() -> Vec<(&'static str, EventTypeDef)> {
+    vec![
+        (
+            "described",
+            EventTypeDef {
+                tenant: TenantId::new("acme"),
+                name: EventType::parse("invoice.paid").expect("a fixed type"),
+                description: "An invoice was paid".to_owned(),
+                providers: Vec::new(),
+                created_at: at("2026-11-29T08:00:00.000Z"),
+                updated_at: at("2026-11-30T09:15:00.000Z"),
+            },
+        ),
+        (
+            "thin",
+            EventTypeDef {
+                tenant: TenantId::new("acme"),
+                name: EventType::parse("meter.read").expect("a fixed type"),
+                description: "A meter was read; its data comes from the providers".to_owned(),
+                providers: vec!["gas".to_owned(), "internet".to_owned()],
+                created_at: at("2026-12-01T08:00:00.000Z"),
+                updated_at: at("2026-12-01T08:00:00.000Z"),
+            },
+        ),
+    ]
 }

@@ -28,7 +28,7 @@ pub use endpoint::{
     DisabledReason, Endpoint, EndpointHeaders, EndpointStatus, EventTypeDef, InvalidHeader, InvalidOwner,
     MAX_ENDPOINT_HEADERS, Owner, Subscription,
 };
-pub use event::{DeliveryRef, Event, NewEvent};
+pub use event::{DeliveryRef, Event, NewEvent, SettledResult};
 pub use id::{
     EndpointId, EventId, EventType, InvalidEventType, InvalidTenant, JobId, ParseIdError, ParseJobIdError,
     ReceiverTag, TenantId,

@@ -237,6 +237,20 @@ impl EventStore for Timed {
         self.time("get_event", self.inner.get_event(tenant, id)).await
     }
 
+    async fn settle_event_provider(
+        &self,
+        tenant: &TenantId,
+        id: EventId,
+        provider: &str,
+        settled: &domain::SettledResult,
+    ) -> Result<Option<domain::SettledResult>, StoreError> {
+        self.time(
+            "settle_event_provider",
+            self.inner.settle_event_provider(tenant, id, provider, settled),
+        )
+        .await
+    }
+
     async fn list_events(&self, tenant: &TenantId, query: &EventQuery) -> Result<EventPage, StoreError> {
         self.inner.list_events(tenant, query).await
     }

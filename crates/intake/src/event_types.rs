@@ -27,6 +27,11 @@ pub(crate) struct EventTypeView {
     #[schema(pattern = "^[A-Za-z0-9_.-]{1,64}$", example = "invoice.paid")]
     name: String,
     description: String,
+    /// Its events are thin: each of these providers is fetched once per
+    /// event and every delivery carries their `results`. Empty: events
+    /// are delivered as published.
+    #[schema(example = json!(["gas"]))]
+    providers: Vec<String>,
     #[schema(format = DateTime)]
     created_at: String,
     #[schema(format = DateTime)]
@@ -38,6 +43,7 @@ impl From<&EventTypeDef> for EventTypeView {
         Self {
             name: t.name.as_str().to_owned(),
             description: t.description.clone(),
+            providers: t.providers.clone(),
             created_at: api_time(t.created_at),
             updated_at: api_time(t.updated_at),
         }
@@ -54,6 +60,12 @@ pub(crate) struct EventTypeRequestSchema {
     /// What the event means, for people reading the list.
     #[schema(max_length = 1000, example = "An invoice was paid")]
     description: Option<String>,
+    /// Configured providers whose data every event of the type carries (a
+    /// thin event: each fetched once per event, `GET {provider}?eventId=`,
+    /// and delivered as `results` beside `data`). Absent, null or empty:
+    /// events are delivered as published.
+    #[schema(max_items = 16, example = json!(["gas"]))]
+    providers: Option<Vec<String>>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -84,8 +96,8 @@ fn type_from_path(path: Result<Path<String>, PathRejection>) -> Result<EventType
             content_type = "application/problem+json", headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
         (status = 413, description = "The body is over 16 KiB", body = ApiError, content_type = "application/problem+json"),
         (status = 415, description = "The body is not labelled JSON", body = ApiError, content_type = "application/problem+json"),
-        (status = 422, description = "A bad name, description or unknown field; `providers` (thin events) \
-            is not available yet", body = ApiError, content_type = "application/problem+json"),
+        (status = 422, description = "A bad name, description or unknown field, or `providers` naming an \
+            unknown or duplicate provider", body = ApiError, content_type = "application/problem+json"),
         (status = 500, description = "Unexpected failure; nothing internal is shown", body = ApiError,
             content_type = "application/problem+json"),
         (status = 503, description = "The store is unavailable, or the outcome is unknown (retrying is safe)",
@@ -114,12 +126,18 @@ pub(crate) async fn put_event_type(
     let description = fields
         .string("description", false, MAX_DESCRIPTION_CHARS)
         .unwrap_or_default();
-    if fields.take("providers").is_some_and(|p| !p.is_null()) {
-        fields.error(
-            "providers",
-            "thin events (an event type whose data is fetched from providers) are not available yet",
-        );
-    }
+    let providers = match fields.take("providers") {
+        None | Some(serde_json::Value::Null) => Vec::new(),
+        Some(serde_json::Value::Array(items)) if items.is_empty() => Vec::new(),
+        Some(value) => {
+            let mut errors = Vec::new();
+            let names = crate::validate::providers(Some(value), &state.config.providers, &mut errors);
+            for error in errors {
+                fields.error(error.field, error.message);
+            }
+            names.unwrap_or_default()
+        }
+    };
     let Some(name) = fields.finish(name)? else {
         return Err(ApiError::validation(vec![FieldError::new("name", "is required")]));
     };
@@ -128,6 +146,7 @@ pub(crate) async fn put_event_type(
         tenant: tenant.clone(),
         name: name.clone(),
         description,
+        providers,
         created_at: now,
         updated_at: now,
     };

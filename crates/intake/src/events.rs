@@ -137,6 +137,12 @@ pub(crate) struct EventView {
     /// As published.
     #[schema(value_type = serde_json::Value)]
     payload: RawJson,
+    /// A thin event's providers (its type's when it was published): each
+    /// fetched once for the event; its deliveries are `pending` meanwhile.
+    /// Absent for an event delivered as published.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(required = false)]
+    providers: Vec<String>,
     #[schema(format = DateTime)]
     created_at: String,
     deliveries: Vec<EventDeliveryView>,
@@ -277,12 +283,12 @@ pub(crate) async fn publish_event(
         .get_event_type(&tenant, &event_type)
         .await
         .map_err(|err| ApiError::from_store(err, "read event type"))?;
-    if registered.is_none() {
+    let Some(registered) = registered else {
         return Err(ApiError::validation(vec![FieldError::new(
             "type",
             format!("{event_type} is not a registered event type (PUT /v1/event-types/{event_type})"),
         )]));
-    }
+    };
     let now = state.clock.now();
     let key = idempotency::with_fingerprint(
         &headers,
@@ -307,6 +313,8 @@ pub(crate) async fn publish_event(
             event_type,
             owner,
             payload,
+            // A thin event: its deliveries fetch the type's providers.
+            providers: registered.providers,
         },
         &endpoints,
         now,
@@ -493,6 +501,7 @@ pub(crate) async fn get_event(
         event_type: event.event_type.as_str().to_owned(),
         owner: event.owner.as_ref().map(|o| o.as_str().to_owned()),
         payload: event.payload.clone(),
+        providers: event.providers.clone(),
         created_at: api_time(event.created_at),
         deliveries,
     }))

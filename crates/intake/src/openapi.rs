@@ -149,7 +149,8 @@ impl Modify for BearerAuth {
     }
 }
 
-/// The document this intake serves: `providers` are the names a job may ask for.
+/// The document this intake serves: `providers` are the names a job or an
+/// event type may ask for.
 pub fn document(providers: &[String]) -> Value {
     let mut doc = serde_json::to_value(ApiDoc::openapi()).expect("the OpenAPI model is plain JSON");
     if let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) {
@@ -172,12 +173,16 @@ pub fn document(providers: &[String]) -> Value {
             }
         }
     }
-    if !providers.is_empty()
-        && let Some(items) = doc
-            .pointer_mut("/components/schemas/JobRequest/properties/providers/items")
-            .and_then(Value::as_object_mut)
-    {
-        items.insert("enum".to_owned(), json!(providers));
+    for request in ["JobRequest", "EventTypeRequest"] {
+        if !providers.is_empty()
+            && let Some(items) = doc
+                .pointer_mut(&format!(
+                    "/components/schemas/{request}/properties/providers/items"
+                ))
+                .and_then(Value::as_object_mut)
+        {
+            items.insert("enum".to_owned(), json!(providers));
+        }
     }
     doc
 }
@@ -268,6 +273,19 @@ mod tests {
         assert_eq!(request["providers"]["maxItems"], MAX_PROVIDERS);
         assert_eq!(request["providers"]["items"]["enum"], json!(["gas", "internet"]));
         assert_eq!(request["callbackUrl"]["maxLength"], MAX_URL_BYTES);
+        let event_type = &doc["components"]["schemas"]["EventTypeRequest"]["properties"];
+        assert_eq!(event_type["providers"]["maxItems"], MAX_PROVIDERS);
+        assert_eq!(
+            event_type["providers"]["items"]["enum"],
+            json!(["gas", "internet"])
+        );
+        let view = &doc["components"]["schemas"]["EventTypeView"];
+        assert!(
+            view["required"]
+                .as_array()
+                .is_some_and(|r| r.contains(&json!("providers"))),
+            "{view}"
+        );
     }
 
     #[test]

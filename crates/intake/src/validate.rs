@@ -78,7 +78,13 @@ pub fn parse_job_request(body: &[u8], known_providers: &[String]) -> Result<JobR
     }
 }
 
-fn providers(value: Option<Value>, known: &[String], errors: &mut Vec<FieldError>) -> Option<Vec<String>> {
+/// A list of distinct configured provider names, 1..=[`MAX_PROVIDERS`] (a
+/// job's `providers`, an event type's).
+pub(crate) fn providers(
+    value: Option<Value>,
+    known: &[String],
+    errors: &mut Vec<FieldError>,
+) -> Option<Vec<String>> {
     let Some(value) = value else {
         errors.push(FieldError::new("providers", "is required"));
         return None;

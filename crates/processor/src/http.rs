@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use domain::{CallbackOutcome, FetchOutcome, JobId};
+use domain::{CallbackOutcome, FetchOutcome};
 use futures::StreamExt;
 use netguard::{GuardedResolver, NetPolicy};
 use reqwest::StatusCode;
@@ -46,7 +46,7 @@ pub(crate) fn callback_client(policy: Arc<NetPolicy>) -> reqwest::Client {
 
 /// A provider's answer, classified, with the body of a failed one (cut to
 /// [`domain::MAX_ATTEMPT_BODY`]) for the job's attempt history.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Fetched {
     pub outcome: FetchOutcome,
     pub body: Option<String>,
@@ -58,15 +58,17 @@ impl From<FetchOutcome> for Fetched {
     }
 }
 
+/// `GET {provider.url}?{name}={value}`: `jobId` for a job, `eventId` for
+/// a thin event (its deliveries share the fetch).
 pub(crate) async fn fetch_provider(
     client: &reqwest::Client,
     provider: &ProviderConfig,
-    job_id: JobId,
+    (name, value): &(&'static str, String),
     max_bytes: usize,
 ) -> Fetched {
     let request = client
         .get(provider.url.clone())
-        .query(&[("jobId", job_id.to_string())])
+        .query(&[(*name, value.as_str())])
         .timeout(provider.timeout)
         .send();
     let response = match request.await {

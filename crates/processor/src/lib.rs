@@ -19,6 +19,7 @@ mod purge;
 pub mod schedule;
 pub mod slots;
 mod targets;
+mod thin;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -26,8 +27,8 @@ use std::time::{Duration, Instant};
 
 use cache::TtlCache;
 use domain::{
-    CallbackOutcome, Clock, FetchOutcome, Job, JobId, JobStatus, RetryPolicy, SigningSecret, Target,
-    TenantId, TenantSecrets, Timestamp, Tried, signing,
+    CallbackOutcome, Clock, FetchOutcome, Job, JobStatus, RetryPolicy, SigningSecret, Target, TenantId,
+    TenantSecrets, Timestamp, Tried, signing,
 };
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
@@ -189,6 +190,9 @@ pub struct Processor {
     secrets: TtlCache<TenantId, TenantSecrets, Timestamp, chrono::Duration>,
     /// Events whose payloads deliveries carry (`targets.rs`).
     events: TtlCache<(TenantId, domain::EventId), Arc<domain::Event>, Timestamp, chrono::Duration>,
+    /// Thin events' provider fetches in flight, shared by their deliveries
+    /// (`thin.rs`).
+    thin: thin::ThinFetches,
     /// Leases of the jobs being worked on now, so shutdown can give back
     /// what it cannot finish.
     in_flight: InFlight,
@@ -290,6 +294,7 @@ impl Processor {
                 chrono::Duration::from_std(targets::EVENTS_CACHE_TTL).unwrap_or(chrono::Duration::MAX),
                 targets::EVENTS_CACHE_MAX,
             ),
+            thin: thin::ThinFetches::default(),
             in_flight: InFlight::default(),
             metrics: Arc::default(),
             poll_start,
@@ -678,10 +683,11 @@ impl Processor {
         }
     }
 
-    /// One provider fetch, timed, counted and logged in its own span.
+    /// One provider fetch, timed, counted and logged in its own span;
+    /// `query` names what it is for (`jobId`, or a thin event's `eventId`).
     async fn fetch_one(
         &self,
-        job_id: JobId,
+        query: (&'static str, String),
         name: String,
         attempt: u32,
     ) -> (String, http::Fetched, Duration) {
@@ -691,7 +697,7 @@ impl Processor {
             let started = Instant::now();
             let fetched = match provider {
                 Some(provider) => {
-                    http::fetch_provider(&self.http, &provider, job_id, self.config.max_response_bytes).await
+                    http::fetch_provider(&self.http, &provider, &query, self.config.max_response_bytes).await
                 }
                 None => http::Fetched::from(FetchOutcome::Permanent {
                     status: None,
@@ -719,8 +725,28 @@ impl Processor {
         .await
     }
 
+    /// One due provider of `job`: a thin event's delivery shares the
+    /// event's fetch (`thin.rs`); any other job fetches with its `jobId`.
+    async fn fetch_for(&self, job: &Job, name: String, attempt: u32) -> (String, thin::Flown) {
+        match job.payload() {
+            domain::Payload::OfEvent(event) => {
+                let flown = self
+                    .fetch_for_event(job.tenant(), *event, name.clone(), attempt)
+                    .await;
+                (name, flown)
+            }
+            domain::Payload::Results { .. } | domain::Payload::Event { .. } => {
+                let (name, fetched, took) = self
+                    .fetch_one(("jobId", job.id().to_string()), name, attempt)
+                    .await;
+                (name, thin::Flown::fetched(fetched, took))
+            }
+        }
+    }
+
     /// Fetches whatever providers are due, then delivers the callback if the
-    /// job is ready for it. Pure apart from the HTTP calls.
+    /// job is ready for it. Pure apart from the HTTP calls (and, for a
+    /// thin event's delivery, the results kept on its event).
     async fn fetch_and_deliver(&self, mut job: Job) -> Job {
         let now = self.clock.now();
         let due = job.providers_due(now);
@@ -731,19 +757,51 @@ impl Processor {
                     .iter()
                     .find(|p| p.name == name)
                     .map_or(1, |p| p.attempts + 1);
-                self.fetch_one(job.id(), name, attempt)
+                self.fetch_for(&job, name, attempt)
             });
             let outcomes = futures::future::join_all(fetches).await;
             let done = self.clock.now();
-            for (name, fetched, took) in outcomes {
+            for (name, flown) in outcomes {
                 let tried = Tried {
                     at: now,
-                    took: Some(took),
-                    body: fetched.body,
+                    took: flown.took,
+                    body: flown.body,
                 };
+                let mut recorded = job.clone();
+                let retryable = matches!(flown.outcome, FetchOutcome::Retryable { .. });
                 self.with_rng(|rng| {
-                    job.record_fetch(&name, fetched.outcome, tried, done, &self.config.retry, rng)
+                    recorded.record_fetch(&name, flown.outcome, tried.clone(), done, &self.config.retry, rng)
                 });
+                let exhausted = recorded
+                    .providers()
+                    .iter()
+                    .find(|p| p.name == name)
+                    .filter(|p| retryable && p.status == domain::ProviderStatus::Failed)
+                    .and_then(domain::SettledResult::of_provider);
+                let thin_event = match job.payload() {
+                    domain::Payload::OfEvent(event) => Some(*event),
+                    domain::Payload::Results { .. } | domain::Payload::Event { .. } => None,
+                };
+                job = match (thin_event, exhausted) {
+                    // A thin event's provider out of attempts: every
+                    // delivery of the event reports the failure kept first.
+                    (Some(event), Some(failed)) => {
+                        let tenant = job.tenant().clone();
+                        let kept = self.settle_exhausted(&tenant, event, &name, failed).await;
+                        self.with_rng(|rng| {
+                            job.record_fetch(
+                                &name,
+                                kept.to_fetch_outcome(),
+                                tried,
+                                done,
+                                &self.config.retry,
+                                rng,
+                            )
+                        });
+                        job
+                    }
+                    _ => recorded,
+                };
             }
             self.fit_into_store(&mut job);
         }

@@ -524,6 +524,17 @@ impl Harness {
 
     /// Publishes an event of `tenant` to its endpoints, as the intake does.
     async fn publish(&mut self, tenant: &str, event_type: &str, owner: Option<&str>) -> domain::Event {
+        self.publish_thin(tenant, event_type, owner, &[]).await
+    }
+
+    /// Publishes an event of a type with `providers` (a thin event).
+    async fn publish_thin(
+        &mut self,
+        tenant: &str,
+        event_type: &str,
+        owner: Option<&str>,
+        providers: &[&str],
+    ) -> domain::Event {
         let now = self.clock.now();
         let endpoints = self
             .store
@@ -538,6 +549,7 @@ impl Harness {
                 owner: owner.map(|o| domain::Owner::parse(o).expect("an owner")),
                 payload: domain::RawJson::from_json(r#"{"invoiceId":"in_1","amount":1200.50}"#)
                     .expect("json"),
+                providers: providers.iter().map(|p| (*p).to_owned()).collect(),
             },
             &endpoints,
             now,
@@ -624,6 +636,105 @@ async fn an_event_reaches_each_subscribed_endpoint_signed_with_its_own_secret() 
         metrics.contains("hookline_endpoint_deliveries_total{outcome=\"delivered\"} 2\n"),
         "{metrics}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_thin_events_deliveries_drained_together_share_one_fetch_per_provider() {
+    let mut h = Harness::new();
+    let provider = Receiver::spawn(Answer::With("200 OK", r#"{"reading":4711}"#)).await;
+    let receivers = [
+        Receiver::spawn(OK).await,
+        Receiver::spawn(OK).await,
+        Receiver::spawn(OK).await,
+    ];
+    for receiver in &receivers {
+        h.endpoint("acme", &receiver.url, None, &["meter.read"]).await;
+    }
+    let event = h.publish_thin("acme", "meter.read", None, &["meter"]).await;
+    assert_eq!(event.deliveries.len(), 3);
+    let catalog = ProviderCatalog::new([processor::ProviderConfig {
+        name: "meter".to_owned(),
+        url: provider.url.clone(),
+        timeout: Duration::from_secs(2),
+    }]);
+    let processor = h.processor_with("p1", catalog);
+
+    let report = drain(&processor).await;
+
+    assert_eq!((report.claimed, report.delivered), (3, 3), "{report:?}");
+    let fetched = provider.received();
+    assert_eq!(fetched.len(), 1, "one fetch for the event: {fetched:?}");
+    assert!(
+        fetched[0]
+            .line
+            .starts_with(&format!("GET /hook?eventId={} ", event.id)),
+        "{}",
+        fetched[0].line
+    );
+    for receiver in &receivers {
+        let received = receiver.received();
+        assert_eq!(received.len(), 1);
+        let body: serde_json::Value = serde_json::from_slice(&received[0].body).expect("json");
+        assert_eq!(
+            body["results"],
+            serde_json::json!([{"provider": "meter", "status": "ok", "data": {"reading": 4711}}])
+        );
+        assert_eq!(
+            body["data"],
+            serde_json::json!({"invoiceId": "in_1", "amount": 1200.50})
+        );
+    }
+    let stored = h
+        .store
+        .get_event(&event.tenant, event.id)
+        .await
+        .expect("read")
+        .expect("the event");
+    assert_eq!(
+        stored.settled.get("meter"),
+        Some(&domain::SettledResult::Ok {
+            status: 200,
+            data: serde_json::json!({"reading": 4711})
+        }),
+        "the result is kept on the event"
+    );
+    let metrics = processor.metrics().encode();
+    assert!(
+        metrics.contains("hookline_provider_fetches_total{provider=\"meter\",outcome=\"ok\"} 1\n"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_thin_events_later_delivery_uses_the_result_kept_on_the_event() {
+    let mut h = Harness::new();
+    let provider = Receiver::spawn(Answer::With("200 OK", r#"{"reading":1}"#)).await;
+    let receiver = Receiver::spawn(OK).await;
+    h.endpoint("acme", &receiver.url, None, &["meter.read"]).await;
+    let event = h.publish_thin("acme", "meter.read", None, &["meter"]).await;
+    // Another processor settled the provider already, with other data.
+    let kept = domain::SettledResult::Ok {
+        status: 200,
+        data: serde_json::json!({"reading": 99}),
+    };
+    assert_eq!(
+        h.store
+            .settle_event_provider(&event.tenant, event.id, "meter", &kept)
+            .await
+            .expect("settled"),
+        Some(kept)
+    );
+    let catalog = ProviderCatalog::new([processor::ProviderConfig {
+        name: "meter".to_owned(),
+        url: provider.url.clone(),
+        timeout: Duration::from_secs(2),
+    }]);
+    let report = drain(&h.processor_with("p1", catalog)).await;
+
+    assert_eq!(report.delivered, 1, "{report:?}");
+    assert!(provider.received().is_empty(), "nothing fetched again");
+    let body: serde_json::Value = serde_json::from_slice(&receiver.received()[0].body).expect("json");
+    assert_eq!(body["results"][0]["data"], serde_json::json!({"reading": 99}));
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -7,8 +7,8 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use domain::{
-    Endpoint, EndpointId, Event, EventId, EventType, EventTypeDef, Job, JobId, JobStatus, KeyHash, TenantId,
-    Timestamp,
+    Endpoint, EndpointId, Event, EventId, EventType, EventTypeDef, Job, JobId, JobStatus, KeyHash,
+    SettledResult, TenantId, Timestamp,
 };
 use store::{ApiKeyRecord, DueJob, StoreError};
 
@@ -321,9 +321,33 @@ pub(crate) fn endpoint_id(item: &Item) -> Result<EndpointId, StoreError> {
         .ok_or_else(|| StoreError::Corrupt("endpoint item without an endpoint id key".to_owned()))
 }
 
+/// An event from its item: its record and the results its providers
+/// settled (`result#{provider}`).
 pub(crate) fn parse_event(item: &Item) -> Result<Event, StoreError> {
-    domain::record::event::decode_event(body(item, "event")?)
-        .map_err(|e| StoreError::Corrupt(format!("event body: {e}")))
+    let mut event = domain::record::event::decode_event(body(item, "event")?)
+        .map_err(|e| StoreError::Corrupt(format!("event body: {e}")))?;
+    for (name, value) in item {
+        if let Some(provider) = name.strip_prefix(RESULT_PREFIX) {
+            event.settled.insert(provider.to_owned(), parse_settled(value)?);
+        }
+    }
+    Ok(event)
+}
+
+/// The attribute holding `provider`'s settled result on an event's item.
+pub(crate) fn result_attribute(provider: &str) -> String {
+    format!("{RESULT_PREFIX}{provider}")
+}
+
+pub(crate) fn settled_value(settled: &SettledResult) -> AttributeValue {
+    AttributeValue::S(domain::record::event::encode_settled(settled))
+}
+
+pub(crate) fn parse_settled(value: &AttributeValue) -> Result<SettledResult, StoreError> {
+    let text = value
+        .as_s()
+        .map_err(|_| StoreError::Corrupt("event result that is not a string".to_owned()))?;
+    domain::record::event::decode_settled(text).map_err(|e| StoreError::Corrupt(format!("event result: {e}")))
 }
 
 /// The event id an event item's key names.

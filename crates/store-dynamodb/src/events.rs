@@ -8,7 +8,9 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{
     AttributeValue, Put, ReturnConsumedCapacity, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
 };
-use domain::{Endpoint, EndpointId, Event, EventId, EventType, EventTypeDef, TenantId, Timestamp};
+use domain::{
+    Endpoint, EndpointId, Event, EventId, EventType, EventTypeDef, SettledResult, TenantId, Timestamp,
+};
 use futures::StreamExt;
 use store::{
     EndpointPage, EndpointQuery, EventPage, EventQuery, EventStore, IdempotencyRecord, JobStore,
@@ -20,7 +22,8 @@ use crate::DynamoStore;
 use crate::attempts::{WriteAttempts, unavailable};
 use crate::codec::{
     Item, endpoint_id, endpoint_item, endpoint_key, event_id, event_key_item, event_key_record,
-    event_type_item, event_type_key, parse_endpoint, parse_event, parse_event_type,
+    event_type_item, event_type_key, parse_endpoint, parse_event, parse_event_type, parse_settled,
+    result_attribute, settled_value,
 };
 use crate::jobs::CONTENDED_SENDS;
 use crate::listing::{Filter, Listed, Merged};
@@ -53,10 +56,11 @@ impl Listed for Event {
 
 /// Whether the event item found where `event` was to be created is
 /// `event`: the same id with the same content is the same event (a retry,
-/// or a repeated publish), anything else a conflict.
+/// or a repeated publish), anything else a conflict. The results its
+/// providers settled since are not its content.
 fn is_our_event(found: Option<&Item>, event: &Event) -> Result<bool, StoreError> {
     match found {
-        Some(found) => Ok(parse_event(found)? == *event),
+        Some(found) => Ok(parse_event(found)?.is_published_as(event)),
         None => Ok(false),
     }
 }
@@ -496,6 +500,43 @@ impl EventStore for DynamoStore {
         };
         let event = parse_event(&item)?;
         Ok((event.tenant == *tenant).then_some(event))
+    }
+
+    async fn settle_event_provider(
+        &self,
+        tenant: &TenantId,
+        id: EventId,
+        provider: &str,
+        settled: &SettledResult,
+    ) -> Result<Option<SettledResult>, StoreError> {
+        let update = self
+            .client()
+            .update_item()
+            .table_name(&self.config().table)
+            .set_key(Some(self.event_key(tenant, id)))
+            .update_expression("SET #result = :result")
+            // Never creates an item: an event purged (or never published)
+            // gets no results.
+            .condition_expression("attribute_exists(#pk) AND attribute_not_exists(#result)")
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_names("#result", result_attribute(provider))
+            .expression_attribute_values(":result", settled_value(settled));
+        match self
+            .write("settle event provider", update, &WriteAttempts::default())
+            .await?
+        {
+            Written::Applied(_) => Ok(Some(settled.clone())),
+            Written::Refused { found: None, .. } => Ok(None),
+            // The first writer's (or, after a lost answer, our own).
+            Written::Refused {
+                found: Some(item), ..
+            } => match item.get(&result_attribute(provider)) {
+                Some(value) => parse_settled(value).map(Some),
+                None => Err(StoreError::Corrupt(format!(
+                    "event {id}: the result of {provider} was refused but is not there"
+                ))),
+            },
+        }
     }
 
     async fn list_events(&self, tenant: &TenantId, query: &EventQuery) -> Result<EventPage, StoreError> {

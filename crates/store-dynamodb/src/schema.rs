@@ -57,6 +57,10 @@ pub(crate) const DEAD_INDEX: &str = "dead";
 pub(crate) const BODY: &str = "body";
 pub(crate) const OWNER: &str = "owner";
 pub(crate) const EVENT_TYPE: &str = "eventType";
+/// A thin event's provider result, settled once (SPEC section 9):
+/// `result#{provider}` on the event's item, its record
+/// (`domain::record::event::encode_settled`), written only if absent.
+pub(crate) const RESULT_PREFIX: &str = "result#";
 /// An event's `Idempotency-Key`: `pk = ekey#{tenant}#{sha256 of the key}`,
 /// `sk = ekey`, with `eventId`, `fingerprint` and `expiresAt`; apart from
 /// the jobs' keys, so one key names a job or an event, never one for the other.

@@ -3,7 +3,7 @@
 //! malformed row is [`StoreError::Corrupt`], never a panic.
 
 use chrono::DateTime;
-use domain::{Endpoint, Event, EventTypeDef, Job, KeyHash, TenantId};
+use domain::{Endpoint, Event, EventTypeDef, Job, KeyHash, SettledResult, TenantId};
 use store::{ApiKeyRecord, StoreError};
 
 /// A job as the text of its `job` column. With [`decode_job`], the one
@@ -45,6 +45,28 @@ pub(crate) fn encode_event(event: &Event) -> String {
 pub(crate) fn decode_event(text: &str) -> Result<Event, StoreError> {
     domain::record::event::decode_event(text)
         .map_err(|e| StoreError::Corrupt(format!("event body column: {e}")))
+}
+
+/// An event from its `body` column and its `event_results` rows
+/// (provider, body).
+pub(crate) fn decode_event_with_results(
+    text: &str,
+    results: Vec<(String, String)>,
+) -> Result<Event, StoreError> {
+    let mut event = decode_event(text)?;
+    for (provider, body) in results {
+        event.settled.insert(provider, decode_settled(&body)?);
+    }
+    Ok(event)
+}
+
+pub(crate) fn encode_settled(settled: &SettledResult) -> String {
+    domain::record::event::encode_settled(settled)
+}
+
+pub(crate) fn decode_settled(text: &str) -> Result<SettledResult, StoreError> {
+    domain::record::event::decode_settled(text)
+        .map_err(|e| StoreError::Corrupt(format!("event result body column: {e}")))
 }
 
 /// An API key row: hash, tenant, created and revoked (epoch ms).

@@ -6,7 +6,9 @@
 
 use async_trait::async_trait;
 use chrono::DateTime;
-use domain::{Endpoint, EndpointId, Event, EventId, EventType, EventTypeDef, Owner, TenantId, Timestamp};
+use domain::{
+    Endpoint, EndpointId, Event, EventId, EventType, EventTypeDef, Owner, SettledResult, TenantId, Timestamp,
+};
 use rusqlite::{OptionalExtension, params};
 use store::{
     EndpointPage, EndpointQuery, EventPage, EventQuery, EventStore, IdempotencyRecord, MAX_EVENT_TYPES,
@@ -14,7 +16,8 @@ use store::{
 };
 
 use crate::codec::{
-    decode_endpoint, decode_event, decode_event_type, encode_endpoint, encode_event, encode_event_type,
+    decode_endpoint, decode_event_type, decode_event_with_results, decode_settled, encode_endpoint,
+    encode_event, encode_event_type, encode_settled,
 };
 use crate::error::sql_error;
 use crate::store::{MAX_JOB_BYTES, SqliteStore, mismatched};
@@ -275,14 +278,55 @@ impl EventStore for SqliteStore {
     async fn get_event(&self, tenant: &TenantId, id: EventId) -> Result<Option<Event>, StoreError> {
         let tenant = tenant.as_str().to_owned();
         let id = id.to_string();
-        let body: Option<String> = self
+        let row: Option<(String, Vec<(String, String)>)> = self
             .read(move |conn| {
-                conn.prepare_cached("SELECT body FROM events WHERE id = ?1 AND tenant = ?2")
+                let body: Option<String> = conn
+                    .prepare_cached("SELECT body FROM events WHERE id = ?1 AND tenant = ?2")
                     .and_then(|mut stmt| stmt.query_row(params![id, tenant], |r| r.get(0)).optional())
-                    .map_err(|e| sql_error("get event", e))
+                    .map_err(|e| sql_error("get event", e))?;
+                body.map(|body| Ok((body, event_results(conn, &id)?))).transpose()
             })
             .await?;
-        body.map(|body| decode_event(&body)).transpose()
+        row.map(|(body, results)| decode_event_with_results(&body, results))
+            .transpose()
+    }
+
+    async fn settle_event_provider(
+        &self,
+        tenant: &TenantId,
+        id: EventId,
+        provider: &str,
+        settled: &SettledResult,
+    ) -> Result<Option<SettledResult>, StoreError> {
+        let body = encode_settled(settled);
+        if body.len() > MAX_JOB_BYTES {
+            return Err(StoreError::TooLarge(format!(
+                "provider {provider}'s result for event {id} is {} bytes, more than {MAX_JOB_BYTES}",
+                body.len()
+            )));
+        }
+        self.write(Write::SettleEventProvider {
+            tenant: tenant.as_str().to_owned(),
+            event_id: id.to_string(),
+            provider: provider.to_owned(),
+            body,
+        })
+        .await?;
+        let (tenant, id, provider) = (tenant.as_str().to_owned(), id.to_string(), provider.to_owned());
+        let stored: Option<String> = self
+            .read(move |conn| {
+                conn.prepare_cached(
+                    "SELECT r.body FROM event_results r JOIN events e ON e.id = r.event_id
+                     WHERE r.event_id = ?1 AND r.provider = ?2 AND e.tenant = ?3",
+                )
+                .and_then(|mut stmt| {
+                    stmt.query_row(params![id, provider, tenant], |r| r.get(0))
+                        .optional()
+                })
+                .map_err(|e| sql_error("read event result", e))
+            })
+            .await?;
+        stored.map(|body| decode_settled(&body)).transpose()
     }
 
     async fn list_events(&self, tenant: &TenantId, query: &EventQuery) -> Result<EventPage, StoreError> {
@@ -292,38 +336,47 @@ impl EventStore for SqliteStore {
         let before = query.after.map_or_else(|| NEWEST.to_owned(), |id| id.to_string());
         let page = query.limit.clamp(1, store::MAX_PAGE);
         let fetch = i64::try_from(page + 1).unwrap_or(i64::MAX);
-        let bodies: Vec<String> = self
+        let bodies: Vec<(String, Vec<(String, String)>)> = self
             .read(move |conn| {
-                let result = match (event_type, owner) {
+                let result: rusqlite::Result<Vec<(String, String)>> = match (event_type, owner) {
                     (None, None) => conn.prepare_cached(LIST_EVENTS).and_then(|mut stmt| {
-                        stmt.query_map(params![tenant, before, fetch], |r| r.get(0))?
+                        stmt.query_map(params![tenant, before, fetch], |r| Ok((r.get(0)?, r.get(1)?)))?
                             .collect()
                     }),
                     (Some(event_type), None) => {
                         conn.prepare_cached(LIST_EVENTS_BY_TYPE).and_then(|mut stmt| {
-                            stmt.query_map(params![tenant, event_type, before, fetch], |r| r.get(0))?
-                                .collect()
+                            stmt.query_map(params![tenant, event_type, before, fetch], |r| {
+                                Ok((r.get(0)?, r.get(1)?))
+                            })?
+                            .collect()
                         })
                     }
                     (None, Some(owner)) => conn.prepare_cached(LIST_EVENTS_BY_OWNER).and_then(|mut stmt| {
-                        stmt.query_map(params![tenant, owner, before, fetch], |r| r.get(0))?
-                            .collect()
+                        stmt.query_map(params![tenant, owner, before, fetch], |r| {
+                            Ok((r.get(0)?, r.get(1)?))
+                        })?
+                        .collect()
                     }),
                     (Some(event_type), Some(owner)) => conn
                         .prepare_cached(LIST_EVENTS_BY_TYPE_AND_OWNER)
                         .and_then(|mut stmt| {
-                            stmt.query_map(params![tenant, event_type, owner, before, fetch], |r| r.get(0))?
-                                .collect()
+                            stmt.query_map(params![tenant, event_type, owner, before, fetch], |r| {
+                                Ok((r.get(0)?, r.get(1)?))
+                            })?
+                            .collect()
                         }),
                 };
-                result.map_err(|e| sql_error("list events", e))
+                let rows = result.map_err(|e| sql_error("list events", e))?;
+                rows.into_iter()
+                    .map(|(id, body)| Ok((body, event_results(conn, &id)?)))
+                    .collect()
             })
             .await?;
         let more = bodies.len() > page;
         let events = bodies
-            .iter()
+            .into_iter()
             .take(page)
-            .map(|body| decode_event(body))
+            .map(|(body, results)| decode_event_with_results(&body, results))
             .collect::<Result<Vec<_>, _>>()?;
         let next = if more { events.last().map(|e| e.id) } else { None };
         Ok(EventPage { events, next })
@@ -349,6 +402,16 @@ impl SqliteStore {
         })
         .await
     }
+}
+
+/// The `event_results` rows of event `id`: (provider, body), by provider.
+fn event_results(conn: &rusqlite::Connection, id: &str) -> Result<Vec<(String, String)>, StoreError> {
+    conn.prepare_cached("SELECT provider, body FROM event_results WHERE event_id = ?1 ORDER BY provider")
+        .and_then(|mut stmt| {
+            stmt.query_map(params![id], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect()
+        })
+        .map_err(|e| sql_error("read event results", e))
 }
 
 fn endpoint_row(endpoint: &Endpoint) -> EndpointRow {
@@ -386,26 +449,26 @@ pub(crate) const TENANT_ENDPOINTS: &str = "SELECT body FROM endpoints
 
 /// A tenant's events newest first below the cursor (`NEWEST` for the
 /// first page), from `events_by_tenant`.
-pub(crate) const LIST_EVENTS: &str = "SELECT body FROM events
+pub(crate) const LIST_EVENTS: &str = "SELECT id, body FROM events
      WHERE tenant = ?1 AND id < ?2
      ORDER BY id DESC
      LIMIT ?3";
 
 /// One type's events newest first, from `events_by_type`.
-pub(crate) const LIST_EVENTS_BY_TYPE: &str = "SELECT body FROM events
+pub(crate) const LIST_EVENTS_BY_TYPE: &str = "SELECT id, body FROM events
      WHERE tenant = ?1 AND event_type = ?2 AND id < ?3
      ORDER BY id DESC
      LIMIT ?4";
 
 /// One owner's events newest first, from `events_by_owner`.
-pub(crate) const LIST_EVENTS_BY_OWNER: &str = "SELECT body FROM events
+pub(crate) const LIST_EVENTS_BY_OWNER: &str = "SELECT id, body FROM events
      WHERE tenant = ?1 AND owner = ?2 AND id < ?3
      ORDER BY id DESC
      LIMIT ?4";
 
 /// One owner's events of one type newest first: one of the two indexes
 /// above, the other column filtered (within the tenant's range either way).
-pub(crate) const LIST_EVENTS_BY_TYPE_AND_OWNER: &str = "SELECT body FROM events
+pub(crate) const LIST_EVENTS_BY_TYPE_AND_OWNER: &str = "SELECT id, body FROM events
      WHERE tenant = ?1 AND event_type = ?2 AND owner = ?3 AND id < ?4
      ORDER BY id DESC
      LIMIT ?5";

@@ -15,7 +15,7 @@ pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The schema version this build writes; `PRAGMA user_version` holds the
 /// file's.
-pub(crate) const SCHEMA_VERSION: i64 = 6;
+pub(crate) const SCHEMA_VERSION: i64 = 7;
 
 /// Version 1. Times are epoch milliseconds. `due_at` is set exactly while a
 /// job needs a processor, so `jobs_due` (partial) holds only live work and
@@ -128,6 +128,19 @@ CREATE TABLE event_idempotency_keys (
 CREATE INDEX event_idempotency_expires ON event_idempotency_keys (expires_at);
 ";
 
+/// Version 7: the results a thin event's providers settled (SPEC section
+/// 9), one row per event and provider, its record
+/// (`domain::record::event::encode_settled`) in `body`; the primary key
+/// makes the first one written the only one. Purged with their event.
+const SCHEMA_V7: &str = "
+CREATE TABLE event_results (
+    event_id    TEXT NOT NULL,
+    provider    TEXT NOT NULL,
+    body        TEXT NOT NULL,
+    PRIMARY KEY (event_id, provider)
+) WITHOUT ROWID;
+";
+
 /// Opens the writer's connection: creates the file if needed, switches it to
 /// WAL and brings the schema up to date.
 pub(crate) fn open_writer(path: &Path) -> Result<Connection, StoreError> {
@@ -222,6 +235,10 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     if version < 6 {
         tx.execute_batch(SCHEMA_V6)
             .map_err(|e| sql_error("add the endpoint, event type and event tables", e))?;
+    }
+    if version < 7 {
+        tx.execute_batch(SCHEMA_V7)
+            .map_err(|e| sql_error("add the event results table", e))?;
     }
     if version < SCHEMA_VERSION {
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)

@@ -137,6 +137,14 @@ pub(crate) enum Write {
         deliveries: Vec<Row>,
         now: i64,
     },
+    /// Records a thin event's provider result unless the provider has one
+    /// already (or the tenant has no such event): one statement.
+    SettleEventProvider {
+        tenant: String,
+        event_id: String,
+        provider: String,
+        body: String,
+    },
     /// Deletes up to `limit` finished jobs whose retention ran out by `now`.
     PurgeExpired {
         now: i64,
@@ -173,6 +181,7 @@ impl Write {
             Self::UpdateEndpoint { .. } => "update endpoint",
             Self::DeleteEndpoint { .. } => "delete endpoint",
             Self::Publish { .. } => "publish event",
+            Self::SettleEventProvider { .. } => "settle event provider",
             Self::PurgeExpired { .. } => "purge expired jobs",
         }
     }
@@ -636,6 +645,24 @@ fn apply(conn: &Connection, write: &Write) -> rusqlite::Result<Outcome> {
             deliveries,
             now,
         } => publish(conn, event, key.as_ref(), deliveries, *now),
+        Write::SettleEventProvider {
+            tenant,
+            event_id,
+            provider,
+            body,
+        } => {
+            let changed = conn
+                .prepare_cached(
+                    "INSERT INTO event_results (event_id, provider, body)
+                     SELECT ?1, ?2, ?3 WHERE EXISTS (SELECT 1 FROM events WHERE id = ?1 AND tenant = ?4)
+                     ON CONFLICT (event_id, provider) DO NOTHING",
+                )?
+                .execute(params![event_id, provider, body, tenant])?;
+            Ok(Outcome {
+                changed,
+                returned: None,
+            })
+        }
         Write::PurgeExpired { now, limit } => {
             conn.prepare_cached(
                 "DELETE FROM event_idempotency_keys WHERE rowid IN (
@@ -651,10 +678,18 @@ fn apply(conn: &Connection, write: &Write) -> rusqlite::Result<Outcome> {
             .execute(params![now, limit])?;
             // Events are counted with the jobs: a chunk of either keeps the
             // purge going.
+            // An event's settled results go with it: the same events,
+            // chosen in the same (index) order.
+            conn.prepare_cached(
+                "DELETE FROM event_results WHERE event_id IN (
+                     SELECT id FROM events WHERE expires_at <= ?1 ORDER BY expires_at LIMIT ?2
+                 )",
+            )?
+            .execute(params![now, limit])?;
             let events = conn
                 .prepare_cached(
                     "DELETE FROM events WHERE rowid IN (
-                         SELECT rowid FROM events WHERE expires_at <= ?1 LIMIT ?2
+                         SELECT rowid FROM events WHERE expires_at <= ?1 ORDER BY expires_at LIMIT ?2
                      )",
                 )?
                 .execute(params![now, limit])?;
@@ -685,6 +720,17 @@ fn endpoint_is(conn: &Connection, row: &EndpointRow, version: Option<i64>) -> ru
         .query_row(params![row.id, row.tenant, row.body, version], |_| Ok(()))
         .optional()?;
     Ok(usize::from(found.is_some()))
+}
+
+/// Whether two records of an event are one event: the same text, or (a
+/// record an earlier release wrote in an older version, published again
+/// after an upgrade) the same event read.
+fn same_event(stored: &str, ours: &str) -> bool {
+    stored == ours
+        || matches!(
+            (domain::record::event::decode_event(stored), domain::record::event::decode_event(ours)),
+            (Ok(stored), Ok(ours)) if stored.is_published_as(&ours)
+        )
 }
 
 /// [`Write::Publish`], inside its own savepoint: an error undoes all of it.
@@ -738,7 +784,7 @@ fn publish(
                 ])?;
         }
         // Our own event, written by an earlier call: its fan-out goes on.
-        Some((tenant, body)) if tenant == event.tenant && body == event.body => {}
+        Some((tenant, body)) if tenant == event.tenant && same_event(&body, &event.body) => {}
         Some(_) => return Err(id_taken("another event has this id")),
     }
     if let Some(key) = key {

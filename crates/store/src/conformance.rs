@@ -55,6 +55,7 @@ macro_rules! conformance_suite {
             a_fan_out_cut_short_is_completed_without_touching_what_it_made,
             an_idempotency_key_publishes_one_event_per_window,
             events_are_listed_newest_first_by_type_and_owner_with_a_cursor,
+            a_thin_events_provider_results_are_settled_once_first_writer_wins,
         );
     };
     (@events $make_store:expr; $($name:ident),+ $(,)?) => {

@@ -10,7 +10,7 @@ use std::fmt;
 use async_trait::async_trait;
 use domain::{
     Endpoint, EndpointId, Event, EventId, EventType, EventTypeDef, Job, JobId, JobStatus, KeyHash, Owner,
-    SigningSecret, TenantId, TenantSecrets, Timestamp,
+    SettledResult, SigningSecret, TenantId, TenantSecrets, Timestamp,
 };
 
 #[cfg(feature = "conformance")]
@@ -625,7 +625,28 @@ pub trait EventStore: Send + Sync + fmt::Debug {
         now: Timestamp,
     ) -> Result<Published, StoreError>;
 
+    /// The event, with the results its providers settled so far
+    /// ([`Event::settled`]). Strongly consistent: a processor reads it
+    /// before fetching a thin event's provider, to use a result another
+    /// delivery of the event settled.
     async fn get_event(&self, tenant: &TenantId, id: EventId) -> Result<Option<Event>, StoreError>;
+
+    /// Keeps `settled` as `provider`'s result for thin event `id`, unless
+    /// the event holds one for that provider already: the first writer
+    /// wins, and every caller is answered the result stored (its own, or
+    /// the first writer's), so each of the event's deliveries carries the
+    /// same data. `Ok(None)`: the tenant has no such event (purged, or
+    /// never published); nothing is written. A call repeated after
+    /// [`StoreError::Indeterminate`] finds its own result or the first
+    /// writer's, as any call does. The result counts toward the event's
+    /// stored size: callers bound it first ([`Event::settled_result_limit`]).
+    async fn settle_event_provider(
+        &self,
+        tenant: &TenantId,
+        id: EventId,
+        provider: &str,
+        settled: &SettledResult,
+    ) -> Result<Option<SettledResult>, StoreError>;
 
     /// A page of the tenant's events, newest first, optionally of one type
     /// or owner. Reads an index of the tenant's events, never the whole

@@ -19,6 +19,9 @@ on_every_store!(
     bad_requests_are_problems_and_another_tenant_sees_nothing,
     an_idempotent_publish_is_one_event,
     recover_redrives_an_endpoints_failed_deliveries_since_a_time,
+    a_thin_events_providers_are_fetched_once_and_every_endpoint_gets_their_results,
+    a_thin_events_provider_retry_and_failure_are_shared_by_its_deliveries,
+    a_thin_event_type_names_configured_providers_only,
 );
 
 async fn send(app: &TestApp, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
@@ -404,7 +407,19 @@ async fn bad_requests_are_problems_and_another_tenant_sees_nothing(backend: Back
         (
             reqwest::Method::PUT,
             "/v1/event-types/thin",
-            json!({"providers": ["gas"]}),
+            json!({"providers": ["gas", "water"]}),
+            "providers[1]",
+        ),
+        (
+            reqwest::Method::PUT,
+            "/v1/event-types/thin",
+            json!({"providers": ["gas", "gas"]}),
+            "providers[1]",
+        ),
+        (
+            reqwest::Method::PUT,
+            "/v1/event-types/thin",
+            json!({"providers": "gas"}),
             "providers",
         ),
     ];
@@ -557,4 +572,185 @@ async fn recover_redrives_an_endpoints_failed_deliveries_since_a_time(backend: B
     )
     .await;
     assert_eq!(status, 422, "{bad}");
+}
+
+/// Registers `name` with `providers` (a thin event type); returns the answer.
+async fn thin_event_type(app: &TestApp, name: &str, providers: &[&str]) -> Value {
+    let (status, body) = send(
+        app,
+        reqwest::Method::PUT,
+        &format!("/v1/event-types/{name}"),
+        Some(json!({"description": name, "providers": providers})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    body
+}
+
+/// Every accepted delivery, by its endpoint's `x-endpoint` mark.
+fn accepted_by_endpoint(app: &TestApp) -> BTreeMap<String, Vec<providers_mock::Delivery>> {
+    let mut by_endpoint: BTreeMap<String, Vec<providers_mock::Delivery>> = BTreeMap::new();
+    for delivery in app.mock.state.accepted_deliveries() {
+        by_endpoint
+            .entry(delivery.headers["x-endpoint"].clone())
+            .or_default()
+            .push(delivery);
+    }
+    by_endpoint
+}
+
+/// The provider requests of a thin event's fetch: `eventId`, never `jobId`.
+fn fetched_for_event(event_id: &str) -> providers_mock::ProviderRequest {
+    providers_mock::ProviderRequest {
+        job_id: None,
+        event_id: Some(event_id.to_owned()),
+    }
+}
+
+async fn a_thin_events_providers_are_fetched_once_and_every_endpoint_gets_their_results(backend: Backend) {
+    let app = spawn_app_on(backend).await;
+    let created = thin_event_type(&app, "meter.read", &["gas", "internet"]).await;
+    assert_eq!(created["providers"], json!(["gas", "internet"]));
+    let (_, types) = send(&app, reqwest::Method::GET, "/v1/event-types", None).await;
+    assert_eq!(
+        types["data"][0]["providers"],
+        json!(["gas", "internet"]),
+        "{types}"
+    );
+    let (_, a_secret) = endpoint(&app, "a", None, &["meter.read"]).await;
+    let (_, b_secret) = endpoint(&app, "b", None, &["*"]).await;
+
+    let event = publish(&app, "meter.read", None, json!({"meterId": "m-1"})).await;
+    let id = event["eventId"].as_str().expect("id").to_owned();
+    assert_eq!(event["deliveries"].as_array().expect("deliveries").len(), 2);
+    let (_, shown) = send(&app, reqwest::Method::GET, &format!("/v1/events/{id}"), None).await;
+    assert_eq!(shown["providers"], json!(["gas", "internet"]), "{shown}");
+    for delivery in shown["deliveries"].as_array().expect("deliveries") {
+        assert_eq!(delivery["status"], "pending", "fetching first: {shown}");
+    }
+
+    let report = drain(&app).await;
+    assert_eq!((report.claimed, report.delivered), (2, 2), "{report:?}");
+    let results = json!([
+        {"provider": "gas", "status": "ok", "data": providers_mock::billing_data("gas", &id)},
+        {"provider": "internet", "status": "ok", "data": providers_mock::billing_data("internet", &id)},
+    ]);
+    let by_endpoint = accepted_by_endpoint(&app);
+    assert_eq!(by_endpoint.keys().collect::<Vec<_>>(), ["a", "b"]);
+    for (mark, secret) in [("a", &a_secret), ("b", &b_secret)] {
+        let [delivery] = by_endpoint[mark].as_slice() else {
+            panic!("one delivery to {mark}: {by_endpoint:?}");
+        };
+        assert_eq!(delivery.headers["webhook-id"], id);
+        testkit::verify_with_official_library(secret, delivery.headers.iter(), &delivery.raw_body)
+            .unwrap_or_else(|e| panic!("{mark}: the official verifier refuses the signature: {e}"));
+        assert_eq!(delivery.body["type"], "meter.read");
+        assert_eq!(delivery.body["timestamp"], event["createdAt"]);
+        assert_eq!(delivery.body["data"], json!({"meterId": "m-1"}));
+        assert_eq!(delivery.body["results"], results, "{mark}");
+    }
+    for provider in ["gas", "internet"] {
+        assert_eq!(
+            app.mock.state.provider_requests(provider),
+            [fetched_for_event(&id)],
+            "{provider} fetched once, for the event"
+        );
+    }
+    let (_, shown) = send(&app, reqwest::Method::GET, &format!("/v1/events/{id}"), None).await;
+    for delivery in shown["deliveries"].as_array().expect("deliveries") {
+        assert_eq!(delivery["status"], "complete", "{shown}");
+    }
+    assert_eq!(drain(&app).await.claimed, 0, "nothing left");
+
+    // The jobs API still fetches with `jobId`.
+    let job = app.accepted_job(&["gas"]).await;
+    assert_eq!(drain(&app).await.delivered, 1);
+    assert_eq!(
+        app.mock.state.provider_requests("gas").last(),
+        Some(&providers_mock::ProviderRequest {
+            job_id: Some(job),
+            event_id: None,
+        })
+    );
+}
+
+async fn a_thin_events_provider_retry_and_failure_are_shared_by_its_deliveries(backend: Backend) {
+    let app = spawn_app_on(backend).await;
+    thin_event_type(&app, "meter.read", &["gas", "internet"]).await;
+    endpoint(&app, "a", None, &["meter.read"]).await;
+    endpoint(&app, "b", None, &["meter.read"]).await;
+    app.mock.state.fail_provider_next("gas", 1, 503);
+    app.mock.state.fail_provider_next("internet", 1, 404);
+    let event = publish(&app, "meter.read", None, json!({"meterId": "m-2"})).await;
+    let id = event["eventId"].as_str().expect("id").to_owned();
+
+    let first = drain(&app).await;
+    assert_eq!(first.claimed, 2, "{first:?}");
+    // Past the provider's first backoff (5 s +-20%): due again.
+    app.advance(std::time::Duration::from_secs(7));
+    let second = drain(&app).await;
+    assert_eq!(first.delivered + second.delivered, 2, "{first:?} {second:?}");
+    assert_eq!(drain(&app).await.claimed, 0, "nothing left");
+
+    let by_endpoint = accepted_by_endpoint(&app);
+    let results = json!([
+        {"provider": "gas", "status": "ok", "data": providers_mock::billing_data("gas", &id)},
+        {"provider": "internet", "status": "failed", "error": "HTTP 404"},
+    ]);
+    for mark in ["a", "b"] {
+        let [delivery] = by_endpoint[mark].as_slice() else {
+            panic!("one delivery to {mark}: {by_endpoint:?}");
+        };
+        assert_eq!(delivery.body["results"], results, "{mark}");
+    }
+    // One 503, then one 200 shared by both; the 404 settled at once.
+    assert_eq!(
+        app.mock.state.provider_requests("gas"),
+        [fetched_for_event(&id), fetched_for_event(&id)]
+    );
+    assert_eq!(
+        app.mock.state.provider_requests("internet"),
+        [fetched_for_event(&id)]
+    );
+    let (_, shown) = send(&app, reqwest::Method::GET, &format!("/v1/events/{id}"), None).await;
+    for delivery in shown["deliveries"].as_array().expect("deliveries") {
+        assert_eq!(delivery["status"], "complete", "{shown}");
+        let job = app
+            .get_job(delivery["deliveryId"].as_str().expect("deliveryId"))
+            .await;
+        assert_eq!(job["providers"][0]["status"], "ok", "{job}");
+        assert_eq!(job["providers"][1]["status"], "failed", "{job}");
+    }
+}
+
+async fn a_thin_event_type_names_configured_providers_only(backend: Backend) {
+    let app = spawn_app_on(backend).await;
+    let response = app
+        .http
+        .put(format!("{}/v1/event-types/meter.read", app.base))
+        .json(&json!({"providers": ["gas", "water"]}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 422);
+    assert_eq!(response.headers()["content-type"], "application/problem+json");
+    let problem: Value = response.json().await.expect("json");
+    assert_eq!(problem["errors"][0]["field"], "providers[1]", "{problem}");
+    let message = problem["errors"][0]["message"].as_str().expect("message");
+    assert!(message.contains("water"), "{message}");
+    let (_, types) = send(&app, reqwest::Method::GET, "/v1/event-types", None).await;
+    assert_eq!(types["data"], json!([]), "nothing was registered");
+
+    // No providers (absent, null or empty) is a type whose events are given whole.
+    for body in [json!({}), json!({"providers": null}), json!({"providers": []})] {
+        let (status, created) = send(
+            &app,
+            reqwest::Method::PUT,
+            "/v1/event-types/invoice.paid",
+            Some(body.clone()),
+        )
+        .await;
+        assert!(status == 201 || status == 200, "{body}: {created}");
+        assert_eq!(created["providers"], json!([]), "{body}: {created}");
+    }
 }

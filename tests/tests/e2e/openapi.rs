@@ -456,6 +456,33 @@ async fn real_responses_of_every_kind_match_the_document() {
             .expect("422"),
     )
     .await;
+    // A thin event type: its providers are shown.
+    conforms(
+        &doc,
+        "PUT",
+        put,
+        send(
+            Method::PUT,
+            "/v1/event-types/meter.read",
+            Some(json!({"providers": ["gas"]})),
+        )
+        .await
+        .expect("201"),
+    )
+    .await;
+    conforms(
+        &doc,
+        "PUT",
+        put,
+        send(
+            Method::PUT,
+            "/v1/event-types/meter.read",
+            Some(json!({"providers": ["water"]})),
+        )
+        .await
+        .expect("422"),
+    )
+    .await;
     conforms(
         &doc,
         "GET",
@@ -566,6 +593,30 @@ async fn real_responses_of_every_kind_match_the_document() {
             .expect("200"),
     )
     .await;
+    let thin = conforms(
+        &doc,
+        "POST",
+        "/v1/events",
+        send(
+            Method::POST,
+            "/v1/events",
+            Some(json!({"type": "meter.read", "payload": {"meterId": "m"}})),
+        )
+        .await
+        .expect("202"),
+    )
+    .await;
+    let thin_id = thin["eventId"].as_str().expect("eventId").to_owned();
+    let shown = conforms(
+        &doc,
+        "GET",
+        "/v1/events/{event_id}",
+        send(Method::GET, &format!("/v1/events/{thin_id}"), None)
+            .await
+            .expect("200"),
+    )
+    .await;
+    assert_eq!(shown["providers"], json!(["gas"]), "{shown}");
     conforms(
         &doc,
         "GET",

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use domain::{
     DisabledReason, Endpoint, EndpointHeaders, EndpointId, EndpointStatus, Event, EventId, EventType,
-    EventTypeDef, JobStatus, NewEvent, Owner, Payload, RawJson, SigningSecret, Subscription, Target,
-    TenantId, TenantSecrets, Timestamp,
+    EventTypeDef, JobStatus, NewEvent, Owner, Payload, RawJson, SettledResult, SigningSecret, Subscription,
+    Target, TenantId, TenantSecrets, Timestamp,
 };
 use rand::SeedableRng;
 
@@ -93,6 +93,7 @@ pub fn event(
             owner: owner.map(|o| Owner::parse(o).expect("valid owner")),
             payload: RawJson::from_json(&format!(r#"{{"invoiceId":"in_{seed}","amount":1200}}"#))
                 .expect("json"),
+            providers: Vec::new(),
         },
         endpoints,
         now,
@@ -104,6 +105,7 @@ fn event_type(tenant_name: &str, name: &str, description: &str, now: Timestamp) 
         tenant: tenant(tenant_name),
         name: kind(name),
         description: description.to_owned(),
+        providers: Vec::new(),
         created_at: now,
         updated_at: now,
     }
@@ -579,4 +581,161 @@ pub async fn events_are_listed_newest_first_by_type_and_owner_with_a_cursor(stor
         .map(|e| e.id)
         .collect();
     assert_eq!(list(Some("invoice.paid"), Some("company-42")).await, both);
+}
+
+/// A thin event: its type's providers are stored with it, its deliveries
+/// fetch them, and each provider's result is kept once, first writer wins.
+pub async fn a_thin_events_provider_results_are_settled_once_first_writer_wins(store: Arc<dyn Store>) {
+    let endpoints = [
+        endpoint("acme", 1, None, &["meter.read"], at(0)),
+        endpoint("acme", 2, None, &["*"], at(0)),
+    ];
+    let mut thin = event("acme", 30, "meter.read", None, &endpoints, at(1));
+    thin.providers = vec!["gas".to_owned(), "internet".to_owned()];
+    let mut type_def = event_type("acme", "meter.read", "", at(0));
+    type_def.providers = thin.providers.clone();
+    store.put_event_type(&type_def).await.expect("put type");
+    assert_eq!(
+        store
+            .get_event_type(&tenant("acme"), &kind("meter.read"))
+            .await
+            .expect("get type")
+            .map(|t| t.providers),
+        Some(thin.providers.clone()),
+        "a type keeps its providers"
+    );
+    assert_eq!(
+        store.publish(&thin, None, at(1)).await.expect("publish"),
+        Published::Accepted
+    );
+    for delivery in &thin.deliveries {
+        let job = store
+            .get_job(&tenant("acme"), delivery.id)
+            .await
+            .expect("get job")
+            .expect("the delivery exists");
+        let names: Vec<&str> = job.providers().iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["gas", "internet"],
+            "each delivery fetches the event's providers"
+        );
+        assert_eq!(job.status(), JobStatus::Pending);
+    }
+
+    let first = SettledResult::Ok {
+        status: 200,
+        data: serde_json::json!([{"billedOn": "2026-11-01", "amount": 22.27}]),
+    };
+    let second = SettledResult::Ok {
+        status: 200,
+        data: serde_json::json!([{"billedOn": "2026-11-01", "amount": 99.0}]),
+    };
+    let settle = |provider: &'static str, settled: SettledResult| {
+        let store = Arc::clone(&store);
+        let id = thin.id;
+        async move {
+            store
+                .settle_event_provider(&tenant("acme"), id, provider, &settled)
+                .await
+        }
+    };
+    assert_eq!(
+        settle("gas", first.clone()).await.expect("settle"),
+        Some(first.clone())
+    );
+    assert_eq!(
+        settle("gas", second.clone()).await.expect("settle again"),
+        Some(first.clone()),
+        "the second writer is answered the first's result"
+    );
+    let failed = SettledResult::Failed {
+        status: Some(503),
+        error: "HTTP 503 after 6 attempts".to_owned(),
+    };
+    assert_eq!(
+        settle("internet", failed.clone()).await.expect("settle"),
+        Some(failed.clone())
+    );
+    let stored = store
+        .get_event(&tenant("acme"), thin.id)
+        .await
+        .expect("get")
+        .expect("the event");
+    assert_eq!(
+        stored.settled,
+        BTreeMap::from([("gas".to_owned(), first.clone()), ("internet".to_owned(), failed)])
+    );
+    assert!(
+        stored.is_published_as(&thin),
+        "results are not the event's content"
+    );
+    let listed = store
+        .list_events(
+            &tenant("acme"),
+            &EventQuery {
+                event_type: Some(kind("meter.read")),
+                owner: None,
+                limit: 10,
+                after: None,
+            },
+        )
+        .await
+        .expect("list");
+    assert_eq!(
+        listed.events,
+        std::slice::from_ref(&stored),
+        "listed with its results"
+    );
+
+    // Published again after its results were settled: the same event.
+    assert_eq!(
+        store.publish(&stored, None, at(2)).await.expect("again"),
+        Published::Accepted
+    );
+    assert_eq!(
+        store.publish(&thin, None, at(2)).await.expect("again"),
+        Published::Accepted
+    );
+
+    // Concurrent writers of one provider all get one result.
+    let racers: Vec<_> = (0..8)
+        .map(|i| {
+            settle(
+                "water",
+                SettledResult::Ok {
+                    status: 200,
+                    data: serde_json::json!({ "writer": i }),
+                },
+            )
+        })
+        .collect();
+    let answers: BTreeSet<String> = futures::future::join_all(racers)
+        .await
+        .into_iter()
+        .map(|answer| format!("{:?}", answer.expect("settle").expect("the event exists")))
+        .collect();
+    assert_eq!(answers.len(), 1, "one result for every writer: {answers:?}");
+
+    // No such event (another tenant's, or never published): nothing is
+    // written, and the answer says so.
+    assert_eq!(
+        store
+            .settle_event_provider(&tenant("other"), thin.id, "gas", &second)
+            .await
+            .expect("settle"),
+        None
+    );
+    let unknown = EventId::generate(at(3), &mut rand::rngs::StdRng::seed_from_u64(99));
+    assert_eq!(
+        store
+            .settle_event_provider(&tenant("acme"), unknown, "gas", &second)
+            .await
+            .expect("settle"),
+        None
+    );
+    assert_eq!(
+        store.get_event(&tenant("acme"), unknown).await.expect("get"),
+        None
+    );
 }
