@@ -405,6 +405,20 @@ pub fn event_cases() -> Vec<(&'static str, Event)> {
     ]
 }
 
+/// The stored event cases as a record of `version` reads: version 1 was
+/// written before receiver tags, so its deliveries keep untagged ids.
+pub fn event_cases_as_of(version: u64) -> Vec<(&'static str, Event)> {
+    let mut cases = event_cases();
+    if version == 1 {
+        for (_, event) in &mut cases {
+            for delivery in &mut event.deliveries {
+                delivery.id = JobId::for_delivery_untagged(event.id, delivery.endpoint);
+            }
+        }
+    }
+    cases
+}
+
 /// Every stored event type case, by name.
 pub fn event_type_cases() -> Vec<(&'static str, EventTypeDef)> {
     vec![

@@ -745,7 +745,7 @@ async fn stored_events_and_event_types_of_every_version_read_through_the_store()
         let shards = store.config().shards;
         let s = |v: String| AttributeValue::S(v);
         let mut events = Vec::new();
-        for (case, event) in domain::fixtures::event_cases() {
+        for (case, event) in domain::fixtures::event_cases_as_of(version) {
             let Some(text) = domain::fixtures::record_of("events", version, case) else {
                 continue;
             };
