@@ -48,7 +48,8 @@ impl AfterClaim {
 /// The jobs of the last poll not claimed yet, and how that poll's probe went.
 #[derive(Debug, Default)]
 pub(crate) struct Claiming {
-    queue: VecDeque<DueJob>,
+    /// Each with the share keys it counts under, worked out once.
+    queue: VecDeque<(DueJob, Vec<ShareKey>)>,
     /// Probe claims of the last poll not answered yet; the rest of its
     /// jobs wait for them.
     probing: usize,
@@ -60,9 +61,10 @@ pub(crate) struct Claiming {
     /// poll again as soon as a slot past the headroom frees and no queued
     /// job may take it.
     more_due: bool,
-    /// What the last poll passed over: once one of them may start again
-    /// (and none of its queued jobs is left to), its backlog is unread.
-    passed_over: PassOver,
+    /// What the last poll passed over, as the share keys its jobs count
+    /// under: once one of them may start again (and none of its queued jobs
+    /// is left to), its backlog is unread.
+    passed_over: Vec<Vec<ShareKey>>,
     last_poll: Option<Instant>,
 }
 
@@ -112,18 +114,21 @@ impl Claiming {
     ) -> usize {
         self.last_poll = Some(at);
         self.more_due = due.len() >= batch_size;
-        self.passed_over = passed_over.clone();
+        self.passed_over = slots::keys_passed_over(passed_over);
         let mut queue = if passed_over.is_empty() {
             VecDeque::with_capacity(due.len())
         } else {
             let mut kept = std::mem::take(&mut self.queue);
-            kept.retain(|d| passed_over.passes(d));
+            kept.retain(|(d, _)| passed_over.passes(d));
             kept
         };
         // Claimed in the order the store gives: from this processor's own
         // place in the due set, so processors that read the same jobs (a
         // short backlog) still begin at different ones.
-        queue.extend(due);
+        queue.extend(due.into_iter().map(|due| {
+            let keys = ShareKey::of(&due);
+            (due, keys)
+        }));
         self.queue = queue;
         self.queue.len()
     }
@@ -135,13 +140,24 @@ impl Claiming {
     pub fn start_claims(&mut self, slots: &mut Slots, probe: bool) -> Vec<(DueJob, Vec<ShareKey>)> {
         let mut started = Vec::new();
         let mut kept = VecDeque::with_capacity(self.queue.len());
-        while let Some(due) = self.queue.pop_front() {
+        // Taking slots never lets a key in that was refused, so a key
+        // refused once in this pass refuses the rest of its jobs.
+        let mut refused: Vec<ShareKey> = Vec::new();
+        while let Some((due, keys)) = self.queue.pop_front() {
             let room = slots.free() > 0 && (!probe || started.len() < PROBE_CLAIMS);
-            let keys = ShareKey::of(&due);
-            if room && slots.try_take(&keys) {
-                started.push((due, keys));
-            } else {
-                kept.push_back(due);
+            if !room || keys.iter().any(|key| refused.contains(key)) {
+                kept.push_back((due, keys));
+                continue;
+            }
+            match slots.refusing(&keys) {
+                None => {
+                    slots.take(&keys);
+                    started.push((due, keys));
+                }
+                Some(key) => {
+                    refused.push(key.clone());
+                    kept.push_back((due, keys));
+                }
             }
         }
         self.queue = kept;
@@ -389,7 +405,7 @@ mod tests {
         let passed_over: PassOver = [TenantId::new("a")].into_iter().collect();
         let found = claiming.polled(due("c", 1), &passed_over, 3, at);
         assert_eq!(found, 3, "a's two queued jobs stay, b's go, c's join");
-        let queued: Vec<String> = claiming.queue.iter().map(|d| d.tenant.to_string()).collect();
+        let queued: Vec<String> = claiming.queue.iter().map(|(d, _)| d.tenant.to_string()).collect();
         assert_eq!(queued, ["a", "a", "c"]);
         assert!(!claiming.more_due, "the poll of the others was not full");
         // a holds no slot here, so it may start: its backlog is unread.

@@ -6,7 +6,7 @@
 //! [`domain::ManualClock`].
 //!
 //! What a drain decides lives beside it, each with its own tests:
-//! [`slots`] (how tenants share the slots), `claiming` (the queue of due
+//! [`slots`] (how tenants and their receivers share the slots), `claiming` (the queue of due
 //! jobs, when to poll, what a probe says), `in_flight` (the leases held, for
 //! shutdown) and `purge` (how often retention runs); `http` makes the calls
 //! and classifies their outcomes.
@@ -59,7 +59,7 @@ pub struct ProcessorConfig {
     /// Due jobs read per poll of the store.
     pub batch_size: usize,
     /// Jobs processed at the same time: a drain's slots, shared fairly
-    /// between tenants ([`slots`]).
+    /// between tenants and, within a tenant, its receivers ([`slots`]).
     pub concurrency: usize,
     /// While a drain has a free slot but nothing it may claim, it polls
     /// the store again this often, so work that falls due mid-drain (another
@@ -353,9 +353,9 @@ impl Processor {
     ///
     /// There are no rounds: each of `concurrency` slots claims its next job
     /// as soon as its last one is done, so a slow job holds up only its own
-    /// slot. Slots are shared between tenants ([`slots`]): a tenant at its
-    /// share takes no more, and a poll reads past its due jobs to other
-    /// tenants' behind them.
+    /// slot. Slots are shared between tenants and, within a tenant, its
+    /// receivers ([`slots`]): one at its share takes no more, and a poll
+    /// reads past its due jobs to others' behind them.
     pub async fn drain(&self, shutdown: &CancellationToken) -> DrainReport {
         let started = Instant::now();
         let mut report = DrainReport::default();

@@ -98,12 +98,32 @@ pub fn receiver_may_take(budget: usize, held: usize, holders: usize, free: usize
     held < receiver_share(budget, holders) && free > headroom(budget)
 }
 
+/// The keys a job of each tenant and receiver in `pass_over` would count
+/// under.
+pub fn keys_passed_over(pass_over: &PassOver) -> Vec<Vec<ShareKey>> {
+    let tenants = pass_over
+        .tenants()
+        .iter()
+        .map(|tenant| vec![ShareKey::Tenant(tenant.clone())]);
+    let receivers = pass_over.receivers().map(|(tenant, tag)| {
+        vec![
+            ShareKey::Tenant(tenant.clone()),
+            ShareKey::Receiver(tenant.clone(), tag),
+        ]
+    });
+    tenants.chain(receivers).collect()
+}
+
 /// The slots of one drain: how many are taken and by which keys.
 #[derive(Debug)]
 pub struct Slots {
     concurrency: usize,
     taken: usize,
     held: HashMap<ShareKey, usize>,
+    /// Tenants holding slots, and each one's receivers holding slots: the
+    /// `holders` of the rule, kept as keys come and go.
+    tenants_holding: usize,
+    receivers_holding: HashMap<TenantId, usize>,
 }
 
 impl Slots {
@@ -112,6 +132,8 @@ impl Slots {
             concurrency,
             taken: 0,
             held: HashMap::new(),
+            tenants_holding: 0,
+            receivers_holding: HashMap::new(),
         }
     }
 
@@ -134,14 +156,28 @@ impl Slots {
     /// Keys holding slots that `key` shares with: other tenants, or the
     /// other receivers of its tenant.
     fn holders_beside(&self, key: &ShareKey) -> usize {
-        self.held
-            .keys()
-            .filter(|k| match (key, k) {
-                (ShareKey::Tenant(_), ShareKey::Tenant(_)) => true,
-                (ShareKey::Receiver(tenant, _), ShareKey::Receiver(theirs, _)) => tenant == theirs,
-                _ => false,
-            })
-            .count()
+        match key {
+            ShareKey::Tenant(_) => self.tenants_holding,
+            ShareKey::Receiver(tenant, _) => self.receivers_holding.get(tenant).copied().unwrap_or(0),
+        }
+    }
+
+    fn counted(&mut self, key: &ShareKey, holding: bool) {
+        match key {
+            ShareKey::Tenant(_) if holding => self.tenants_holding += 1,
+            ShareKey::Tenant(_) => self.tenants_holding = self.tenants_holding.saturating_sub(1),
+            ShareKey::Receiver(tenant, _) if holding => {
+                *self.receivers_holding.entry(tenant.clone()).or_insert(0) += 1;
+            }
+            ShareKey::Receiver(tenant, _) => {
+                if let Some(n) = self.receivers_holding.get_mut(tenant) {
+                    *n -= 1;
+                    if *n == 0 {
+                        self.receivers_holding.remove(tenant);
+                    }
+                }
+            }
+        }
     }
 
     fn admits(&self, key: &ShareKey) -> bool {
@@ -167,14 +203,33 @@ impl Slots {
 
     /// Takes a slot for a job with `keys` if every key may take one.
     pub fn try_take(&mut self, keys: &[ShareKey]) -> bool {
-        if self.free() == 0 || !keys.iter().all(|k| self.admits(k)) {
+        if self.refusing(keys).is_some() {
             return false;
         }
+        self.take(keys);
+        true
+    }
+
+    /// The first of `keys` that may not take a slot now, if any (no free
+    /// slot: the first key).
+    pub fn refusing<'k>(&self, keys: &'k [ShareKey]) -> Option<&'k ShareKey> {
+        if self.free() == 0 {
+            return keys.first();
+        }
+        keys.iter().find(|key| !self.admits(key))
+    }
+
+    /// Takes a slot for a job with `keys`, which [`Self::refusing`] has
+    /// just let in.
+    pub fn take(&mut self, keys: &[ShareKey]) {
         self.taken += 1;
         for key in keys {
-            *self.held.entry(key.clone()).or_insert(0) += 1;
+            let held = self.held.entry(key.clone()).or_insert(0);
+            *held += 1;
+            if *held == 1 {
+                self.counted(key, true);
+            }
         }
-        true
     }
 
     /// Gives back the slot a job with `keys` took.
@@ -185,6 +240,7 @@ impl Slots {
                 *held -= 1;
                 if *held == 0 {
                     self.held.remove(key);
+                    self.counted(key, false);
                 }
             }
         }
@@ -209,20 +265,10 @@ impl Slots {
         pass_over
     }
 
-    /// Whether a job of something `pass_over` names may start now: a poll
-    /// that passed over it left its backlog unread.
-    pub fn admits_any(&self, pass_over: &PassOver) -> bool {
-        if self.free() == 0 {
-            return false;
-        }
-        pass_over
-            .tenants()
-            .iter()
-            .any(|tenant| self.admits(&ShareKey::Tenant(tenant.clone())))
-            || pass_over.receivers().any(|(tenant, tag)| {
-                self.admits(&ShareKey::Tenant(tenant.clone()))
-                    && self.admits(&ShareKey::Receiver(tenant.clone(), tag))
-            })
+    /// Whether a job of something a poll passed over (`passed`, as
+    /// [`keys_passed_over`] gives them) may start now: its backlog is unread.
+    pub fn admits_any(&self, passed: &[Vec<ShareKey>]) -> bool {
+        passed.iter().any(|keys| self.refusing(keys).is_none())
     }
 }
 
@@ -369,7 +415,10 @@ mod tests {
         let mut expected = vec![receiver(0), receiver(1)];
         expected.sort();
         assert_eq!(passed, expected);
-        assert!(!slots.admits_any(&pass_over), "nothing passed over may start");
+        assert!(
+            !slots.admits_any(&keys_passed_over(&pass_over)),
+            "nothing passed over may start"
+        );
         assert!(slots.try_take(&to("a", 2)), "a third starts at once");
         slots.give_back(&to("a", 2));
         // As the hung receiver's jobs finish, their slots go to the other,
@@ -407,23 +456,29 @@ mod tests {
         assert_eq!(fill_to(&mut slots, "a", 0), 25);
         assert!(slots.try_take(&to("a", 1)));
         let pass_over = slots.pass_over();
-        assert!(!slots.admits_any(&pass_over), "nothing passed over may start");
+        assert!(
+            !slots.admits_any(&keys_passed_over(&pass_over)),
+            "nothing passed over may start"
+        );
         // One of receiver 0's jobs finishing leaves it over its share (13)
         // and the tenant's room at its headroom: still nothing.
         slots.give_back(&to("a", 0));
-        assert!(!slots.admits_any(&pass_over));
+        assert!(!slots.admits_any(&keys_passed_over(&pass_over)));
         // Receiver 1's finishing leaves it holding none: it may start.
         slots.give_back(&to("a", 1));
-        assert!(slots.admits_any(&pass_over), "receiver 1's backlog is unread");
+        assert!(
+            slots.admits_any(&keys_passed_over(&pass_over)),
+            "receiver 1's backlog is unread"
+        );
         assert!(slots.try_take(&to("a", 1)));
         assert!(!slots.try_take(&to("a", 0)), "receiver 0 is over its share");
         // A passed-over tenant, once back under its share, may start too.
         let mut slots = Slots::new(32);
         fill(&mut slots, "b");
         let pass_over = slots.pass_over();
-        assert!(!slots.admits_any(&pass_over));
+        assert!(!slots.admits_any(&keys_passed_over(&pass_over)));
         slots.give_back(&tenant("b"));
-        assert!(slots.admits_any(&pass_over));
+        assert!(slots.admits_any(&keys_passed_over(&pass_over)));
     }
 
     #[test]
