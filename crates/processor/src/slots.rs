@@ -14,13 +14,14 @@
 //! A job names its keys ([`ShareKey`]); it starts only if every one of
 //! them may take a slot. Its tenant is one key and its receiver (the
 //! endpoint or callback origin its id's [`ReceiverTag`] names) within that
-//! tenant the other: the same rule shares the tenant's slots among its
-//! receivers, with the tenant's share in place of `C` and its free part
-//! in place of the free slots, and an even split rounded up
-//! ([`receiver_share`]). So a tenant's one hung endpoint holds at most
-//! `S - H(S)` of the tenant's share `S` (25 of 28), its other endpoints
-//! start at once beside it, and healthy receivers together still run all
-//! of `S` but its headroom.
+//! tenant the other. A tenant's receivers split its share `S` evenly,
+//! rounded up ([`receiver_share`]), so busy healthy receivers together run
+//! all of it (ten run 28 of 28); and a receiver holding none may start even
+//! when its tenant is at its share, in up to [`borrow`] of the drain's
+//! headroom (2 of 4), leaving the rest of the headroom to new tenants. So a
+//! tenant's one hung endpoint takes the tenant's share, and its other
+//! endpoints still start at once beside it; as the hung one's jobs end, its
+//! share shrinks to a split among them.
 
 use std::collections::HashMap;
 
@@ -73,29 +74,18 @@ pub fn may_take(concurrency: usize, held: usize, holders: usize, free: usize) ->
     held < share(concurrency, holders) && free > headroom(concurrency)
 }
 
-/// The most of a tenant's `budget` (its share) one of its `holders`
-/// receivers may hold: an even split of all but the budget's headroom,
-/// rounded up, so receivers within their shares fill the budget but for
-/// that headroom (ten receivers of a lone tenant run 25 of its 28, not 20).
-/// The headroom, kept by [`may_take`]'s check of the free slots, is what a
-/// newcomer starts in.
-pub fn receiver_share(budget: usize, holders: usize) -> usize {
-    budget
-        .saturating_sub(headroom(budget))
-        .div_ceil(holders.max(1))
-        .max(1)
+/// Headroom slots a tenant at its share may still take for a receiver
+/// that holds none: half the headroom (none below 16 slots, where the
+/// headroom is one slot, kept for new tenants).
+pub fn borrow(concurrency: usize) -> usize {
+    headroom(concurrency) / 2
 }
 
-/// [`may_take`] for a receiver within its tenant's `budget`, with the
-/// shares of [`receiver_share`].
-pub fn receiver_may_take(budget: usize, held: usize, holders: usize, free: usize) -> bool {
-    if free == 0 {
-        return false;
-    }
-    if held == 0 {
-        return true;
-    }
-    held < receiver_share(budget, holders) && free > headroom(budget)
+/// The most of its tenant's share `tenant_share` one of `holders`
+/// receivers may hold: an even split rounded up, so busy receivers
+/// together fill the share.
+pub fn receiver_share(tenant_share: usize, holders: usize) -> usize {
+    tenant_share.div_ceil(holders.max(1)).max(1)
 }
 
 /// The keys a job of each tenant and receiver in `pass_over` would count
@@ -180,23 +170,26 @@ impl Slots {
         }
     }
 
-    fn admits(&self, key: &ShareKey) -> bool {
+    /// Whether `key` may take a slot for a job whose receiver holds none
+    /// (`newcomer`) or some.
+    fn admits(&self, key: &ShareKey, newcomer: bool) -> bool {
+        let free = self.free();
         let held = self.held(key);
         let holders = self.holders_beside(key) + usize::from(held == 0);
         match key {
-            ShareKey::Tenant(_) => may_take(self.concurrency, held, holders, self.free()),
+            ShareKey::Tenant(_) => {
+                may_take(self.concurrency, held, holders, free)
+                    || (newcomer
+                        && borrow(self.concurrency) > 0
+                        && free > headroom(self.concurrency) - borrow(self.concurrency))
+            }
             ShareKey::Receiver(tenant, _) => {
-                let tenant = ShareKey::Tenant(tenant.clone());
-                let tenant_held = self.held(&tenant);
-                if tenant_held == 0 {
-                    return self.free() > 0;
+                if held == 0 {
+                    return free > 0;
                 }
-                // The tenant's share as it stands, its slots among its
-                // receivers as a drain's among its tenants.
-                let tenant_holders = self.holders_beside(&tenant);
-                let budget = share(self.concurrency, tenant_holders).max(tenant_held);
-                let free = (budget - tenant_held).min(self.free());
-                receiver_may_take(budget, held, holders, free)
+                let tenant = ShareKey::Tenant(tenant.clone());
+                let tenant_share = share(self.concurrency, self.holders_beside(&tenant));
+                free > 0 && held < receiver_share(tenant_share, holders)
             }
         }
     }
@@ -216,7 +209,10 @@ impl Slots {
         if self.free() == 0 {
             return keys.first();
         }
-        keys.iter().find(|key| !self.admits(key))
+        let newcomer = keys
+            .iter()
+            .any(|key| matches!(key, ShareKey::Receiver(..)) && self.held(key) == 0);
+        keys.iter().find(|key| !self.admits(key, newcomer))
     }
 
     /// Takes a slot for a job with `keys`, which [`Self::refusing`] has
@@ -250,16 +246,23 @@ impl Slots {
     /// poll reads past their due jobs, to find others' behind them.
     pub fn pass_over(&self) -> PassOver {
         let mut pass_over = PassOver::default();
-        let full = || self.held.keys().filter(|key| !self.admits(key));
-        // Tenants first: a full tenant's receivers are passed over with it.
-        for key in full() {
-            if let ShareKey::Tenant(tenant) = key {
+        // A tenant that may take no slot, not even for a receiver new to
+        // it, is passed over whole.
+        for key in self.held.keys() {
+            if let ShareKey::Tenant(tenant) = key
+                && !self.admits(key, true)
+            {
                 pass_over.tenant(tenant.clone());
             }
         }
-        for key in full() {
+        // Receivers holding slots that may take no more, their own share
+        // or their tenant's full.
+        for key in self.held.keys() {
             if let ShareKey::Receiver(tenant, tag) = key {
-                pass_over.receiver(tenant.clone(), *tag);
+                let tenant_key = ShareKey::Tenant(tenant.clone());
+                if !self.admits(key, false) || !self.admits(&tenant_key, false) {
+                    pass_over.receiver(tenant.clone(), *tag);
+                }
             }
         }
         pass_over
@@ -268,7 +271,13 @@ impl Slots {
     /// Whether a job of something a poll passed over (`passed`, as
     /// [`keys_passed_over`] gives them) may start now: its backlog is unread.
     pub fn admits_any(&self, passed: &[Vec<ShareKey>]) -> bool {
-        passed.iter().any(|keys| self.refusing(keys).is_none())
+        self.free() > 0
+            && passed.iter().any(|keys| match keys.as_slice() {
+                // A tenant passed over whole: any of its jobs, one to a
+                // receiver new to it among them.
+                [tenant @ ShareKey::Tenant(_)] => self.admits(tenant, true),
+                keys => self.refusing(keys).is_none(),
+            })
     }
 }
 
@@ -293,10 +302,10 @@ mod tests {
         let mut slots = Slots::new(32);
         assert_eq!(fill(&mut slots, "a"), 28);
         assert_eq!(slots.free(), 4);
-        assert_eq!(
-            slots.pass_over().tenants().iter().cloned().collect::<Vec<_>>(),
-            vec![TenantId::new("a")]
-        );
+        assert!(!slots.try_take(&tenant("a")));
+        // Not passed over whole: a job of it to a receiver new to it may
+        // still start, in half the headroom.
+        assert!(slots.pass_over().tenants().is_empty());
         let mut one = Slots::new(1);
         assert_eq!(fill(&mut one, "a"), 1, "one slot: one job at a time");
     }
@@ -376,34 +385,35 @@ mod tests {
     }
 
     #[test]
-    fn a_hung_receiver_leaves_room_in_its_tenant_s_share_for_the_others() {
+    fn a_hung_receiver_takes_its_tenant_s_share_and_the_others_still_start() {
         let mut slots = Slots::new(32);
-        // Alone, the tenant's share is 28; its hung receiver takes all but
-        // that share's own headroom.
-        assert_eq!(fill_to(&mut slots, "a", 0), 25);
-        assert_eq!(slots.free(), 7);
-        // Three other receivers of the tenant start at once beside it.
-        for tag in 1..=3 {
+        // Alone, the receiver may hold all of its tenant's share.
+        assert_eq!(fill_to(&mut slots, "a", 0), 28);
+        assert_eq!(slots.free(), 4);
+        // Two other receivers of the tenant start at once beside it, in
+        // half the drain's headroom...
+        for tag in 1..=2 {
             assert!(slots.try_take(&to("a", tag)), "receiver {tag} starts at once");
         }
-        assert!(!slots.try_take(&to("a", 4)), "the tenant's share is full");
+        assert!(!slots.try_take(&to("a", 3)), "the rest is kept for new tenants");
         assert!(!slots.try_take(&to("a", 1)));
-        // The tenant is full, so a poll passes over it, receivers and all.
+        // ...and the tenant is passed over whole now; new tenants start.
         let pass_over = slots.pass_over();
         assert_eq!(pass_over.tenants().len(), 1);
         assert_eq!(pass_over.receivers().count(), 0);
-        // Another tenant still starts in the drain's headroom.
         assert!(slots.try_take(&to("b", 0)));
+        assert!(slots.try_take(&to("c", 0)));
+        assert_eq!(slots.free(), 0);
     }
 
     #[test]
-    fn a_full_receiver_is_passed_over_while_its_tenant_has_room() {
+    fn a_full_receiver_is_passed_over_while_its_tenant_may_take_newcomers() {
         let mut slots = Slots::new(32);
-        assert_eq!(fill_to(&mut slots, "a", 0), 25);
+        assert_eq!(fill_to(&mut slots, "a", 0), 28);
         assert!(slots.try_take(&to("a", 1)));
-        // Receiver 0 is over its share of two (13) now, and the 2 slots
-        // left in the tenant's share are its headroom, kept for receivers
-        // holding none: both are passed over, the tenant is not.
+        // Receiver 0 is over its share of two (14) now, and the tenant
+        // over its own: both receivers are passed over, the tenant is not
+        // (a third receiver may still start).
         let pass_over = slots.pass_over();
         assert!(pass_over.tenants().is_empty(), "{pass_over:?}");
         let receiver = |tag| match &to("a", tag)[1] {
@@ -415,25 +425,22 @@ mod tests {
         let mut expected = vec![receiver(0), receiver(1)];
         expected.sort();
         assert_eq!(passed, expected);
-        assert!(
-            !slots.admits_any(&keys_passed_over(&pass_over)),
-            "nothing passed over may start"
-        );
+        assert!(!slots.admits_any(&keys_passed_over(&pass_over)));
         assert!(slots.try_take(&to("a", 2)), "a third starts at once");
         slots.give_back(&to("a", 2));
         // As the hung receiver's jobs finish, their slots go to the other,
-        // up to an even split of the tenant's share less its headroom.
-        for _ in 0..25 {
+        // up to an even split of the tenant's share.
+        for _ in 0..28 {
             slots.give_back(&to("a", 0));
             while slots.try_take(&to("a", 1)) {}
             while slots.try_take(&to("a", 0)) {}
         }
         let held = (slots.held(&to("a", 0)[1]), slots.held(&to("a", 1)[1]));
-        assert_eq!(held, (12, 13), "25 of the tenant's 28, split evenly");
+        assert_eq!(held, (14, 14), "the tenant's 28, split evenly");
     }
 
     #[test]
-    fn healthy_receivers_together_fill_their_tenant_s_share_but_its_headroom() {
+    fn healthy_receivers_together_fill_their_tenant_s_share() {
         let mut slots = Slots::new(32);
         // Ten receivers, each with a backlog, taking slots in turn.
         let mut took = true;
@@ -443,58 +450,66 @@ mod tests {
                 took |= slots.try_take(&to("a", tag));
             }
         }
-        assert_eq!(slots.taken(), 25, "all of the share (28) but its headroom");
+        assert_eq!(slots.taken(), 28, "all of the share");
         assert!(slots.try_take(&to("a", 10)), "a newcomer still starts at once");
         assert_eq!(receiver_share(28, 10), 3);
-        assert_eq!(receiver_share(28, 1), 25);
+        assert_eq!(receiver_share(28, 1), 28);
         assert_eq!(receiver_share(1, 3), 1);
+        assert_eq!((borrow(32), borrow(16), borrow(8)), (2, 1, 0));
     }
 
     #[test]
     fn what_a_poll_passed_over_may_start_again_once_its_slots_free() {
         let mut slots = Slots::new(32);
-        assert_eq!(fill_to(&mut slots, "a", 0), 25);
+        assert_eq!(fill_to(&mut slots, "a", 0), 28);
         assert!(slots.try_take(&to("a", 1)));
-        let pass_over = slots.pass_over();
-        assert!(
-            !slots.admits_any(&keys_passed_over(&pass_over)),
-            "nothing passed over may start"
-        );
-        // One of receiver 0's jobs finishing leaves it over its share (13)
-        // and the tenant's room at its headroom: still nothing.
+        let passed = keys_passed_over(&slots.pass_over());
+        assert!(!slots.admits_any(&passed), "nothing passed over may start");
+        // One of receiver 0's jobs finishing leaves the tenant at its
+        // share: still nothing of theirs.
         slots.give_back(&to("a", 0));
-        assert!(!slots.admits_any(&keys_passed_over(&pass_over)));
+        assert!(!slots.admits_any(&passed));
         // Receiver 1's finishing leaves it holding none: it may start.
         slots.give_back(&to("a", 1));
-        assert!(
-            slots.admits_any(&keys_passed_over(&pass_over)),
-            "receiver 1's backlog is unread"
-        );
+        assert!(slots.admits_any(&passed), "receiver 1's backlog is unread");
         assert!(slots.try_take(&to("a", 1)));
-        assert!(!slots.try_take(&to("a", 0)), "receiver 0 is over its share");
-        // A passed-over tenant, once back under its share, may start too.
+        assert!(!slots.try_take(&to("a", 0)), "the tenant is at its share");
+        // A tenant passed over whole may start again once a slot frees.
         let mut slots = Slots::new(32);
-        fill(&mut slots, "b");
-        let pass_over = slots.pass_over();
-        assert!(!slots.admits_any(&keys_passed_over(&pass_over)));
-        slots.give_back(&tenant("b"));
-        assert!(slots.admits_any(&keys_passed_over(&pass_over)));
+        fill_to(&mut slots, "b", 0);
+        assert!(slots.try_take(&to("b", 1)) && slots.try_take(&to("b", 2)));
+        let passed = keys_passed_over(&slots.pass_over());
+        assert_eq!(passed.len(), 1, "{passed:?}");
+        assert!(!slots.admits_any(&passed));
+        slots.give_back(&to("b", 2));
+        assert!(slots.admits_any(&passed));
     }
 
     #[test]
-    fn one_receiver_per_job_changes_nothing_for_tenants() {
-        // Jobs to receivers of their own (ids made before receiver tags)
-        // share slots as tenants alone would.
+    fn jobs_each_to_a_receiver_of_its_own_borrow_at_most_half_the_headroom() {
+        // Ids made before receiver tags: every job a receiver new to its
+        // tenant. The tenant takes its share and half the headroom; new
+        // tenants still have the rest.
         let mut slots = Slots::new(32);
         let mut took = 0;
         while slots.try_take(&to("a", took)) {
             took += 1;
         }
-        assert_eq!(took, 28);
+        assert_eq!(took, 30);
+        assert!(slots.try_take(&to("b", 0)));
+        assert!(slots.try_take(&to("c", 0)));
         let mut one = Slots::new(1);
         assert!(one.try_take(&to("a", 0)));
         assert!(!one.try_take(&to("a", 1)));
         assert!(!one.try_take(&to("b", 0)));
+        // Below 16 slots nothing is borrowed.
+        let mut eight = Slots::new(8);
+        let mut took = 0;
+        while eight.try_take(&to("a", took)) {
+            took += 1;
+        }
+        assert_eq!(took, 7);
+        assert!(eight.try_take(&to("b", 0)));
     }
 
     #[test]
