@@ -141,11 +141,20 @@ impl Claiming {
         let mut started = Vec::new();
         let mut kept = VecDeque::with_capacity(self.queue.len());
         // Taking slots never lets a key in that was refused, so a key
-        // refused once in this pass refuses the rest of its jobs.
-        let mut refused: Vec<ShareKey> = Vec::new();
+        // refused once in this pass refuses the rest of its jobs: all of
+        // them when it was refused for a job to a receiver new to it, the
+        // others' otherwise (those new to it may still start past a
+        // tenant's share).
+        let mut refused: Vec<(ShareKey, bool)> = Vec::new();
         while let Some((due, keys)) = self.queue.pop_front() {
             let room = slots.free() > 0 && (!probe || started.len() < PROBE_CLAIMS);
-            if !room || keys.iter().any(|key| refused.contains(key)) {
+            let newcomer = slots.newcomer(&keys);
+            let known = || {
+                refused
+                    .iter()
+                    .any(|(key, as_newcomer)| (*as_newcomer || !newcomer) && keys.contains(key))
+            };
+            if !room || known() {
                 kept.push_back((due, keys));
                 continue;
             }
@@ -155,7 +164,7 @@ impl Claiming {
                     started.push((due, keys));
                 }
                 Some(key) => {
-                    refused.push(key.clone());
+                    refused.push((key.clone(), newcomer));
                     kept.push_back((due, keys));
                 }
             }
@@ -392,6 +401,38 @@ mod tests {
         // a holds 2 of its share of 1 (two tenants in 3 slots): still queued.
         assert!(claiming.start_claims(&mut slots, false).is_empty());
         assert_eq!(claiming.queue.len(), 2);
+    }
+
+    #[test]
+    fn a_job_to_a_new_receiver_starts_behind_a_queue_of_a_hung_one_s() {
+        let at = Utc
+            .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
+            .single()
+            .expect("a valid time");
+        let url = |s: &str| url::Url::parse(s).expect("a URL");
+        let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+        let mut to = |origin: &str, n: usize| -> Vec<DueJob> {
+            let tag = domain::ReceiverTag::of_callback(&url(origin));
+            (0..n)
+                .map(|_| DueJob {
+                    id: JobId::generate_for(tag, at, &mut rng),
+                    tenant: TenantId::new("a"),
+                    due_at: at,
+                })
+                .collect()
+        };
+        let mut claiming = Claiming::default();
+        let mut slots = Slots::new(32);
+        let mut due = to("https://hung.example/", 40);
+        due.extend(to("https://quick.example/", 1));
+        claiming.polled(due, &none(), 50, Instant::now());
+        let started = claiming.start_claims(&mut slots, false);
+        assert_eq!(started.len(), 29, "the hung receiver's 28, and the quick one's");
+        assert_eq!(
+            started.last().map(|(d, _)| d.id.receiver()),
+            Some(domain::ReceiverTag::of_callback(&url("https://quick.example/")))
+        );
+        assert_eq!(claiming.queue.len(), 12);
     }
 
     #[test]

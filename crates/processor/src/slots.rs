@@ -203,15 +203,20 @@ impl Slots {
         true
     }
 
+    /// Whether a job with `keys` goes to a receiver that holds no slot
+    /// (its tenant may then take one past its share: [`borrow`]).
+    pub fn newcomer(&self, keys: &[ShareKey]) -> bool {
+        keys.iter()
+            .any(|key| matches!(key, ShareKey::Receiver(..)) && self.held(key) == 0)
+    }
+
     /// The first of `keys` that may not take a slot now, if any (no free
     /// slot: the first key).
     pub fn refusing<'k>(&self, keys: &'k [ShareKey]) -> Option<&'k ShareKey> {
         if self.free() == 0 {
             return keys.first();
         }
-        let newcomer = keys
-            .iter()
-            .any(|key| matches!(key, ShareKey::Receiver(..)) && self.held(key) == 0);
+        let newcomer = self.newcomer(keys);
         keys.iter().find(|key| !self.admits(key, newcomer))
     }
 
