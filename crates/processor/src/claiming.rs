@@ -50,6 +50,9 @@ impl AfterClaim {
 pub(crate) struct Claiming {
     /// Each with the share keys it counts under, worked out once.
     queue: VecDeque<(DueJob, Vec<ShareKey>)>,
+    /// [`Slots::given_back`] when the last pass over the queue left every
+    /// job in it refused; `None` once the queue has changed since.
+    refused_at: Option<u64>,
     /// Probe claims of the last poll not answered yet; the rest of its
     /// jobs wait for them.
     probing: usize,
@@ -83,6 +86,7 @@ impl Claiming {
     /// them.
     pub fn clear(&mut self) {
         self.queue.clear();
+        self.refused_at = None;
     }
 
     /// Whether to poll now, at `now`: not without a free slot; at once when
@@ -130,6 +134,7 @@ impl Claiming {
             (due, keys)
         }));
         self.queue = queue;
+        self.refused_at = None;
         self.queue.len()
     }
 
@@ -138,6 +143,11 @@ impl Claiming {
     /// the queue first, and returns them to claim; a job whose shares are
     /// full stays queued.
     pub fn start_claims(&mut self, slots: &mut Slots, probe: bool) -> Vec<(DueJob, Vec<ShareKey>)> {
+        // Nothing given back and nothing queued since every queued job was
+        // refused: they still are.
+        if self.refused_at == Some(slots.given_back()) {
+            return Vec::new();
+        }
         let mut started = Vec::new();
         let mut kept = VecDeque::with_capacity(self.queue.len());
         // Taking slots never lets a key in that was refused, so a key
@@ -170,6 +180,8 @@ impl Claiming {
             }
         }
         self.queue = kept;
+        // What is left was refused (a probe pass leaves some only for later).
+        self.refused_at = (!probe).then(|| slots.given_back());
         if probe {
             self.probing = started.len();
             self.probe_won = 0;

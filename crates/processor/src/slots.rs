@@ -114,6 +114,8 @@ pub struct Slots {
     /// `holders` of the rule, kept as keys come and go.
     tenants_holding: usize,
     receivers_holding: HashMap<TenantId, usize>,
+    /// Slots given back so far: what a job refused since may find changed.
+    given_back: u64,
 }
 
 impl Slots {
@@ -124,6 +126,7 @@ impl Slots {
             held: HashMap::new(),
             tenants_holding: 0,
             receivers_holding: HashMap::new(),
+            given_back: 0,
         }
     }
 
@@ -233,8 +236,15 @@ impl Slots {
         }
     }
 
+    /// How many slots have been given back: while it stays the same,
+    /// nothing refused a slot may take one (taking slots only narrows).
+    pub fn given_back(&self) -> u64 {
+        self.given_back
+    }
+
     /// Gives back the slot a job with `keys` took.
     pub fn give_back(&mut self, keys: &[ShareKey]) {
+        self.given_back += 1;
         self.taken = self.taken.saturating_sub(1);
         for key in keys {
             if let Some(held) = self.held.get_mut(key) {
