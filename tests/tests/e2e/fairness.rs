@@ -96,6 +96,40 @@ on_every_store!(
     a_hung_endpoint_does_not_hold_up_the_tenant_s_other_endpoints,
 );
 
+/// A store of `backend`, the API over it (waking a processor when a job
+/// is accepted) and a receiver that never answers.
+struct Rig {
+    store: Arc<dyn Store>,
+    _dir: Option<tempfile::TempDir>,
+    app: crate::helpers::TestApp,
+    wake: Arc<tokio::sync::Notify>,
+    shutdown: CancellationToken,
+    hung: HungReceiver,
+}
+
+impl Rig {
+    async fn start(backend: Backend) -> Self {
+        let (store, _dir) = store_on(backend).await;
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let app = spawn_app_waking(
+            Arc::clone(&store),
+            Some(Arc::clone(&wake)),
+            Arc::new(NetPolicy::loopback_allowed()),
+        )
+        .await;
+        let shutdown = CancellationToken::new();
+        let hung = spawn_hung_receiver(shutdown.clone()).await;
+        Self {
+            store,
+            _dir,
+            app,
+            wake,
+            shutdown,
+            hung,
+        }
+    }
+}
+
 /// A processor running every second (and when woken) until `shutdown`,
 /// its callbacks timing out after 3 s.
 fn spawn_processor(
@@ -186,16 +220,14 @@ async fn stop(
 /// timeout, the first retry immediate, so a's jobs keep coming due);
 /// tenant b's job, posted while a's backlog is stuck, is delivered at once.
 async fn a_hung_receiver_of_one_tenant_does_not_hold_up_another(backend: Backend) {
-    let (store, _dir) = store_on(backend).await;
-    let wake = Arc::new(tokio::sync::Notify::new());
-    let app = spawn_app_waking(
-        Arc::clone(&store),
-        Some(Arc::clone(&wake)),
-        Arc::new(NetPolicy::loopback_allowed()),
-    )
-    .await;
-    let shutdown = CancellationToken::new();
-    let hung = spawn_hung_receiver(shutdown.clone()).await;
+    let Rig {
+        store,
+        _dir,
+        app,
+        wake,
+        shutdown,
+        hung,
+    } = Rig::start(backend).await;
     let tenant_a = client_with_key(&create_key(&*store, "a").await);
     let tenant_b = client_with_key(&create_key(&*store, "b").await);
 
@@ -231,19 +263,17 @@ async fn a_hung_receiver_of_one_tenant_does_not_hold_up_another(backend: Backend
 }
 
 /// Tenant a's 160 jobs go to a receiver that never answers; its next job,
-/// to another receiver, is delivered at once: that receiver starts in the
-/// room a's share keeps for its receivers holding none.
+/// to another receiver, is delivered at once: a receiver holding no slot
+/// starts in the drain's headroom while its tenant is at its share.
 async fn a_hung_callback_receiver_does_not_hold_up_the_tenant_s_other_callbacks(backend: Backend) {
-    let (store, _dir) = store_on(backend).await;
-    let wake = Arc::new(tokio::sync::Notify::new());
-    let app = spawn_app_waking(
-        Arc::clone(&store),
-        Some(Arc::clone(&wake)),
-        Arc::new(NetPolicy::loopback_allowed()),
-    )
-    .await;
-    let shutdown = CancellationToken::new();
-    let hung = spawn_hung_receiver(shutdown.clone()).await;
+    let Rig {
+        store,
+        _dir,
+        app,
+        wake,
+        shutdown,
+        hung,
+    } = Rig::start(backend).await;
     let tenant = client_with_key(&create_key(&*store, "a").await);
     let scheduled = spawn_processor(&app, &wake, &shutdown);
 
@@ -275,16 +305,14 @@ async fn a_hung_callback_receiver_does_not_hold_up_the_tenant_s_other_callbacks(
 /// endpoint that never answers, then one to the tenant's other endpoint,
 /// delivered at once.
 async fn a_hung_endpoint_does_not_hold_up_the_tenant_s_other_endpoints(backend: Backend) {
-    let (store, _dir) = store_on(backend).await;
-    let wake = Arc::new(tokio::sync::Notify::new());
-    let app = spawn_app_waking(
-        Arc::clone(&store),
-        Some(Arc::clone(&wake)),
-        Arc::new(NetPolicy::loopback_allowed()),
-    )
-    .await;
-    let shutdown = CancellationToken::new();
-    let hung = spawn_hung_receiver(shutdown.clone()).await;
+    let Rig {
+        store,
+        _dir,
+        app,
+        wake,
+        shutdown,
+        hung,
+    } = Rig::start(backend).await;
     let tenant = client_with_key(&create_key(&*store, "a").await);
     let send = |method: reqwest::Method, path: &str, body: Value| {
         tenant
