@@ -519,16 +519,47 @@ impl Job {
         }
     }
 
+    /// Settles a job not yet finished as `failed` with `reason`, nothing
+    /// sent and nothing more fetched: its target refuses deliveries (a
+    /// delivery whose endpoint is disabled or deleted, found before its
+    /// providers are fetched). Not an attempt; kept in the history as one
+    /// that sent nothing. Returns `false`, changing nothing, for a finished
+    /// job.
+    pub fn abandon(&mut self, reason: &str, now: Timestamp) -> bool {
+        if matches!(self.status, JobStatus::Complete | JobStatus::Failed) {
+            return false;
+        }
+        self.record_attempt(Attempt {
+            provider: None,
+            at: now,
+            duration_ms: millis(None),
+            status: None,
+            error: Some(reason.to_owned()),
+            body: None,
+        });
+        self.delivery.last_error = Some(reason.to_owned());
+        self.delivery.next_attempt_at = None;
+        self.status = JobStatus::Failed;
+        self.updated_at = now;
+        self.settle(now);
+        true
+    }
+
     /// Redrive from the dead letter: a `failed` job gets a fresh round of
     /// delivery attempts, due at once. The fetched provider results are
-    /// kept, so nothing is fetched again; the last error stays visible until
-    /// the next attempt. Returns `false`, changing nothing, unless the job
-    /// is failed.
+    /// kept, so nothing is fetched again (one abandoned before its
+    /// providers settled fetches those still pending first); the last error
+    /// stays visible until the next attempt. Returns `false`, changing
+    /// nothing, unless the job is failed.
     pub fn redrive(&mut self, now: Timestamp) -> bool {
         if self.status != JobStatus::Failed {
             return false;
         }
-        self.status = JobStatus::Delivering;
+        self.status = if self.providers.iter().any(|p| p.status == ProviderStatus::Pending) {
+            JobStatus::Pending
+        } else {
+            JobStatus::Delivering
+        };
         self.delivery.attempts = 0;
         self.delivery.next_attempt_at = Some(now);
         self.updated_at = now;
@@ -678,6 +709,28 @@ mod tests {
 
     fn ok(data: Value) -> FetchOutcome {
         FetchOutcome::Ok { status: 200, data }
+    }
+
+    #[test]
+    fn a_job_abandoned_before_its_providers_settle_fetches_nothing_until_redriven() {
+        let now = chrono::Utc::now();
+        let mut job = job(&["gas"], now);
+        assert_eq!(job.status(), JobStatus::Pending);
+        assert!(job.abandon("endpointDisabled", now));
+        assert_eq!(job.status(), JobStatus::Failed);
+        assert_eq!(job.due_at(), None, "nothing is due: nothing is fetched");
+        assert_eq!(job.delivery().attempts, 0, "nothing was sent");
+        assert_eq!(job.delivery().last_error.as_deref(), Some("endpointDisabled"));
+        assert_eq!(job.history().len(), 1);
+        assert!(
+            !job.abandon("endpointDeleted", now),
+            "a finished job stays as it is"
+        );
+        // Redriven, it fetches what it had not before it delivers.
+        assert!(job.redrive(now));
+        assert_eq!(job.status(), JobStatus::Pending);
+        assert_eq!(job.providers_due(now), vec!["gas"]);
+        assert_eq!(job.due_at(), Some(now));
     }
 
     #[test]

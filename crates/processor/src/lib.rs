@@ -750,6 +750,14 @@ impl Processor {
     async fn fetch_and_deliver(&self, mut job: Job) -> Job {
         let now = self.clock.now();
         let due = job.providers_due(now);
+        if !due.is_empty()
+            && let Some(reason) = self.refused_by_target(&job).await
+        {
+            self.count_attempt(&job, DeliveryResult::Abandoned, None);
+            tracing::info!(error = reason.as_str(), "callback not sent; nothing fetched");
+            job.abandon(&reason, self.clock.now());
+            return job;
+        }
         if !due.is_empty() {
             let fetches = due.into_iter().map(|name| {
                 let attempt = job

@@ -89,6 +89,21 @@ impl Processor {
         }
     }
 
+    /// Why a delivery to `job`'s endpoint may not be made now, if it may
+    /// not (deleted, disabled): checked before its providers are fetched,
+    /// so a thin event's delivery that will not be sent fetches nothing. A
+    /// failed read says nothing here; the attempt's own read decides.
+    pub(crate) async fn refused_by_target(&self, job: &Job) -> Option<String> {
+        let Target::Endpoint(id) = job.target() else {
+            return None;
+        };
+        match self.endpoint(job.tenant(), *id).await {
+            Ok((endpoint, _)) if !endpoint.is_enabled() => Some("endpointDisabled".to_owned()),
+            Err(CallbackOutcome::Abandoned { reason }) => Some(reason),
+            Ok(_) | Err(_) => None,
+        }
+    }
+
     /// The endpoint as stored now: read for every attempt, so one disabled
     /// or deleted gets nothing more.
     async fn endpoint(&self, tenant: &TenantId, id: EndpointId) -> Result<(Endpoint, u64), CallbackOutcome> {

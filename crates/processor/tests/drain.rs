@@ -738,6 +738,56 @@ async fn a_thin_events_later_delivery_uses_the_result_kept_on_the_event() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_thin_events_deliveries_to_a_disabled_or_deleted_endpoint_fetch_nothing() {
+    let mut h = Harness::new();
+    let provider = Receiver::spawn(Answer::With("200 OK", r#"{"reading":1}"#)).await;
+    let (first, second) = (Receiver::spawn(OK).await, Receiver::spawn(OK).await);
+    let disabled = h.endpoint("acme", &first.url, None, &["meter.read"]).await;
+    let deleted = h.endpoint("acme", &second.url, None, &["meter.read"]).await;
+    let event = h.publish_thin("acme", "meter.read", None, &["meter"]).await;
+    let (mut endpoint, version) = h
+        .store
+        .get_endpoint(&disabled.tenant, disabled.id)
+        .await
+        .expect("read")
+        .expect("exists");
+    endpoint.disable(domain::DisabledReason::Manual, h.clock.now());
+    assert!(
+        h.store
+            .update_endpoint(&endpoint, version)
+            .await
+            .expect("written")
+    );
+    assert!(
+        h.store
+            .delete_endpoint(&deleted.tenant, deleted.id)
+            .await
+            .expect("deleted")
+    );
+    let catalog = ProviderCatalog::new([processor::ProviderConfig {
+        name: "meter".to_owned(),
+        url: provider.url.clone(),
+        timeout: Duration::from_secs(2),
+    }]);
+
+    let report = drain(&h.processor_with("p1", catalog)).await;
+
+    assert_eq!(report.dead_lettered, 2, "{report:?}");
+    assert!(
+        provider.received().is_empty(),
+        "nothing fetched for deliveries not to be made"
+    );
+    for (endpoint, reason) in [(&disabled, "endpointDisabled"), (&deleted, "endpointDeleted")] {
+        let job = h.delivery(&event, endpoint).await;
+        assert_eq!(job.status(), JobStatus::Failed);
+        assert_eq!(job.delivery().last_error.as_deref(), Some(reason));
+        assert_eq!(job.delivery().attempts, 0, "nothing was sent");
+        assert_eq!(job.due_at(), None);
+    }
+    assert!(first.received().is_empty() && second.received().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn an_endpoint_answering_410_is_disabled_and_its_deliveries_stop() {
     let mut h = Harness::new();
     let gone = Receiver::spawn(Answer::With("410 Gone", "")).await;
