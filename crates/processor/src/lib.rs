@@ -12,6 +12,7 @@
 //! and classifies their outcomes.
 
 mod claiming;
+mod fresh;
 mod http;
 mod in_flight;
 pub mod providers;
@@ -193,6 +194,11 @@ pub struct Processor {
     /// Thin events' provider fetches in flight, shared by their deliveries
     /// (`thin.rs`).
     thin: thin::ThinFetches,
+    /// Endpoint reads shared by the deliveries asking at the same time,
+    /// each answered by a read that began after it asked (`targets.rs`).
+    endpoint_reads: targets::EndpointReads,
+    /// Event reads shared by the deliveries that miss `events` together.
+    event_reads: targets::EventReads,
     /// Leases of the jobs being worked on now, so shutdown can give back
     /// what it cannot finish.
     in_flight: InFlight,
@@ -295,6 +301,8 @@ impl Processor {
                 targets::EVENTS_CACHE_MAX,
             ),
             thin: thin::ThinFetches::default(),
+            endpoint_reads: targets::EndpointReads::default(),
+            event_reads: targets::EventReads::default(),
             in_flight: InFlight::default(),
             metrics: Arc::default(),
             poll_start,

@@ -14,6 +14,13 @@ use domain::{
 use url::Url;
 
 use crate::Processor;
+use crate::fresh::FreshReads;
+
+/// An endpoint as read (with its version), `None` once deleted; the error
+/// of a failed read as text, so one answer can be shared.
+type EndpointRead = Result<Option<(Arc<Endpoint>, u64)>, String>;
+pub(crate) type EndpointReads = FreshReads<(TenantId, EndpointId), EndpointRead>;
+pub(crate) type EventReads = FreshReads<(TenantId, EventId), Result<Option<Arc<Event>>, String>>;
 
 /// A delivery ready to send.
 pub(crate) struct Prepared {
@@ -25,7 +32,7 @@ pub(crate) struct Prepared {
     pub body: Vec<u8>,
     /// The endpoint it goes to as read for this attempt, with its version,
     /// when it is one.
-    pub endpoint: Option<(Endpoint, u64)>,
+    pub endpoint: Option<(Arc<Endpoint>, u64)>,
 }
 
 /// How long a processor keeps an event it read: events never change.
@@ -104,10 +111,24 @@ impl Processor {
         }
     }
 
-    /// The endpoint as stored now: read for every attempt, so one disabled
-    /// or deleted gets nothing more.
-    async fn endpoint(&self, tenant: &TenantId, id: EndpointId) -> Result<(Endpoint, u64), CallbackOutcome> {
-        match self.store.get_endpoint(tenant, id).await {
+    /// The endpoint as stored now: read for every attempt (by a read that
+    /// began after the attempt asked, shared with the other deliveries to
+    /// it asking meanwhile), so one disabled or deleted gets nothing more.
+    async fn endpoint(
+        &self,
+        tenant: &TenantId,
+        id: EndpointId,
+    ) -> Result<(Arc<Endpoint>, u64), CallbackOutcome> {
+        let read = self
+            .endpoint_reads
+            .read(&(tenant.clone(), id), || async {
+                match self.store.get_endpoint(tenant, id).await {
+                    Ok(found) => Ok(found.map(|(endpoint, version)| (Arc::new(endpoint), version))),
+                    Err(err) => Err(err.to_string()),
+                }
+            })
+            .await;
+        match read {
             Ok(Some(found)) => Ok(found),
             Ok(None) => Err(abandon("endpointDeleted")),
             Err(err) => {
@@ -130,14 +151,29 @@ impl Processor {
         if let Some(event) = self.events.get(&key, now) {
             return Ok(event);
         }
-        match self.store.get_event(tenant, id).await {
-            Ok(Some(event)) => {
-                let event = Arc::new(event);
-                if event.payload.as_json().len() <= EVENTS_CACHE_MAX_PAYLOAD {
-                    self.events.insert(key, Arc::clone(&event), now);
+        let read = self
+            .event_reads
+            .read(&key, || async {
+                // A caller that waited for its turn may find it cached.
+                if let Some(event) = self.events.get(&key, now) {
+                    return Ok(Some(event));
                 }
-                Ok(event)
-            }
+                let event = self
+                    .store
+                    .get_event(tenant, id)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(event.map(|event| {
+                    let event = Arc::new(event);
+                    if event.payload.as_json().len() <= EVENTS_CACHE_MAX_PAYLOAD {
+                        self.events.insert(key.clone(), Arc::clone(&event), now);
+                    }
+                    event
+                }))
+            })
+            .await;
+        match read {
+            Ok(Some(event)) => Ok(event),
             Ok(None) => Err(abandon("eventMissing")),
             Err(err) => {
                 tracing::warn!(event_id = %id, error = %err, "could not read the event");
@@ -154,7 +190,7 @@ impl Processor {
     /// on the version read (again from the newest on a race).
     pub(crate) async fn record_health(
         &self,
-        read: (Endpoint, u64),
+        read: (Arc<Endpoint>, u64),
         outcome: &CallbackOutcome,
         now: Timestamp,
     ) {
@@ -171,7 +207,8 @@ impl Processor {
                 CallbackOutcome::Abandoned { .. } => None,
             }
         };
-        let (mut endpoint, mut version) = read;
+        let (endpoint, mut version) = read;
+        let mut endpoint = Arc::unwrap_or_clone(endpoint);
         for _ in 0..5 {
             let Some(next) = change(&endpoint) else {
                 return;
