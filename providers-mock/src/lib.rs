@@ -13,6 +13,15 @@
 //!   signature means.
 //! - `POST /gone` is a sink that always answers `410 Gone` (the receiver asks
 //!   to stop: the job must fail at once); its deliveries are recorded too.
+//! - `POST /oauth2/token` is an OAuth2 token endpoint (client credentials,
+//!   RFC 6749 section 4.4; the client authenticated by HTTP Basic, by
+//!   default `hookline-mock` / `mock-client-secret`, see
+//!   [`MockState::set_oauth2_client`]); `POST /protected` is a sink that
+//!   answers 401 unless the delivery carries `Authorization: Bearer` with a
+//!   token it issued and has not revoked ([`MockState::revoke_tokens`]).
+//! - Every sink records the credentials a delivery carried
+//!   (`authorization`, and headers whose names say they hold one): the
+//!   listing shows them as `***`, [`Delivery::credential`] has them whole.
 //! - Faults are set from code ([`MockState`]) or over HTTP
 //!   (`PUT /faults/providers/{name}`, `PUT /faults/sink`, `DELETE /faults`):
 //!   fail the next N calls with a status, fail with a probability, add latency.
@@ -88,6 +97,19 @@ pub struct Delivery {
     /// The status the sink answered with.
     pub status: u16,
     pub signature: SignatureVerdict,
+    /// The credential headers as received (`headers` shows them as
+    /// `***`): for tests, never listed.
+    #[serde(skip)]
+    pub credentials: HashMap<String, String>,
+}
+
+/// Whether a header's name says it carries a credential.
+fn is_credential(name: &str) -> bool {
+    name == "authorization"
+        || name == "proxy-authorization"
+        || ["key", "token", "secret", "password"]
+            .iter()
+            .any(|word| name.contains(word))
 }
 
 fn as_base64<S: serde::Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
@@ -102,6 +124,39 @@ impl Delivery {
     pub fn accepted(&self) -> bool {
         (200..300).contains(&self.status)
     }
+
+    /// A credential header as received (`authorization`, `x-api-key`, ...).
+    pub fn credential(&self, name: &str) -> Option<&str> {
+        self.credentials.get(name).map(String::as_str)
+    }
+}
+
+/// The OAuth2 client the token endpoint accepts, and what it issued.
+#[derive(Debug)]
+struct OAuth2Mock {
+    client_id: String,
+    client_secret: String,
+    /// `expires_in` of the tokens it issues.
+    lifetime: Duration,
+    /// Tokens issued and still honoured by `/protected`.
+    valid: Vec<String>,
+    issued: u64,
+    /// Each token request's form (`grant_type`, `scope`, `audience`), in
+    /// arrival order, refused ones included.
+    requests: Vec<HashMap<String, String>>,
+}
+
+impl Default for OAuth2Mock {
+    fn default() -> Self {
+        Self {
+            client_id: "hookline-mock".to_owned(),
+            client_secret: "mock-client-secret".to_owned(),
+            lifetime: Duration::from_secs(3600),
+            valid: Vec::new(),
+            issued: 0,
+            requests: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -114,6 +169,7 @@ struct Inner {
     rng: rand::rngs::StdRng,
     signing_secrets: Vec<SigningSecret>,
     signature_tolerance: Duration,
+    oauth2: OAuth2Mock,
 }
 
 /// Shared state of a running mock; cheap to clone.
@@ -141,6 +197,7 @@ impl MockState {
                 rng: rand::rngs::StdRng::seed_from_u64(seed),
                 signing_secrets: Vec::new(),
                 signature_tolerance: signing::DEFAULT_TOLERANCE,
+                oauth2: OAuth2Mock::default(),
             })),
         }
     }
@@ -228,6 +285,31 @@ impl MockState {
             .collect()
     }
 
+    /// The client the token endpoint accepts, and the lifetime
+    /// (`expires_in`) of the tokens it issues.
+    pub fn set_oauth2_client(&self, client_id: &str, client_secret: &str, lifetime: Duration) {
+        let mut inner = self.lock();
+        inner.oauth2.client_id = client_id.to_owned();
+        inner.oauth2.client_secret = client_secret.to_owned();
+        inner.oauth2.lifetime = lifetime;
+    }
+
+    /// `/protected` refuses every token issued so far (401), as after a
+    /// key rotation at the authorization server.
+    pub fn revoke_tokens(&self) {
+        self.lock().oauth2.valid.clear();
+    }
+
+    /// How many tokens the token endpoint issued.
+    pub fn tokens_issued(&self) -> u64 {
+        self.lock().oauth2.issued
+    }
+
+    /// Each token request's form fields, refused ones included.
+    pub fn token_requests(&self) -> Vec<HashMap<String, String>> {
+        self.lock().oauth2.requests.clone()
+    }
+
     /// Fills successful answers of `provider` up to `bytes`.
     pub fn pad_provider(&self, provider: &str, bytes: usize) {
         self.lock()
@@ -242,15 +324,23 @@ impl MockState {
             let inner = self.lock();
             check_signature(&inner.signing_secrets, inner.signature_tolerance, headers, body)
         };
+        let text = |value: &axum::http::HeaderValue| String::from_utf8_lossy(value.as_bytes()).into_owned();
         let delivery = Delivery {
             headers: headers
                 .iter()
                 .map(|(name, value)| {
-                    (
-                        name.as_str().to_owned(),
-                        String::from_utf8_lossy(value.as_bytes()).into_owned(),
-                    )
+                    let shown = if is_credential(name.as_str()) {
+                        "***".to_owned()
+                    } else {
+                        text(value)
+                    };
+                    (name.as_str().to_owned(), shown)
                 })
+                .collect(),
+            credentials: headers
+                .iter()
+                .filter(|(name, _)| is_credential(name.as_str()))
+                .map(|(name, value)| (name.as_str().to_owned(), text(value)))
                 .collect(),
             body: serde_json::from_slice(body)
                 .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned())),
@@ -283,6 +373,8 @@ pub fn router(state: MockState) -> Router {
         .route("/providers/{name}", get(provider))
         .route("/complete", post(complete))
         .route("/gone", post(gone))
+        .route("/oauth2/token", post(oauth2_token))
+        .route("/protected", post(protected))
         .route("/deliveries", get(list_deliveries))
         .route("/faults/providers/{name}", put(put_provider_faults))
         .route("/faults/sink", put(put_sink_faults))
@@ -427,6 +519,90 @@ async fn complete(State(state): State<MockState>, headers: HeaderMap, body: axum
 async fn gone(State(state): State<MockState>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
     state.record(&headers, &body, StatusCode::GONE.as_u16());
     problem(StatusCode::GONE, "this receiver no longer accepts callbacks")
+}
+
+/// `POST /oauth2/token`: a client-credentials grant for the configured
+/// client (HTTP Basic, RFC 6749 section 2.3.1), answered as RFC 6749
+/// section 5.1 says; a wrong client is `401 invalid_client`, another grant
+/// type `400 unsupported_grant_type`.
+async fn oauth2_token(
+    State(state): State<MockState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let form: HashMap<String, String> = url::form_urlencoded::parse(&body).into_owned().collect();
+    let client = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|pair| {
+            let (id, secret) = pair.split_once(':')?;
+            let decode = |s: &str| {
+                url::form_urlencoded::parse(format!("x={s}").as_bytes())
+                    .next()
+                    .map(|(_, v)| v.into_owned())
+            };
+            Some((decode(id)?, decode(secret)?))
+        });
+    let mut inner = state.lock();
+    inner.oauth2.requests.push(form.clone());
+    let oauth2 = &mut inner.oauth2;
+    let error = |status: StatusCode, code: &str| {
+        (
+            status,
+            Json(json!({"error": code, "error_description": "refused by the mock"})),
+        )
+            .into_response()
+    };
+    if client != Some((oauth2.client_id.clone(), oauth2.client_secret.clone())) {
+        return error(StatusCode::UNAUTHORIZED, "invalid_client");
+    }
+    if form.get("grant_type").map(String::as_str) != Some("client_credentials") {
+        return error(StatusCode::BAD_REQUEST, "unsupported_grant_type");
+    }
+    oauth2.issued += 1;
+    let token = format!("mock-token-{}", oauth2.issued);
+    oauth2.valid.push(token.clone());
+    let mut answer = json!({
+        "access_token": token,
+        "token_type": "Bearer",
+        "expires_in": oauth2.lifetime.as_secs(),
+    });
+    if let Some(scope) = form.get("scope") {
+        answer["scope"] = Value::String(scope.clone());
+    }
+    ([(axum::http::header::CACHE_CONTROL, "no-store")], Json(answer)).into_response()
+}
+
+/// `POST /protected`: a sink that takes only deliveries bearing a token
+/// the token endpoint issued (and has not revoked); else 401.
+async fn protected(State(state): State<MockState>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    let bearer = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_owned);
+    let valid = bearer.is_some_and(|token| state.lock().oauth2.valid.contains(&token));
+    let status = if valid {
+        StatusCode::NO_CONTENT
+    } else {
+        StatusCode::UNAUTHORIZED
+    };
+    state.record(&headers, &body, status.as_u16());
+    if valid {
+        status.into_response()
+    } else {
+        (
+            status,
+            [(
+                axum::http::header::WWW_AUTHENTICATE,
+                "Bearer error=\"invalid_token\"",
+            )],
+        )
+            .into_response()
+    }
 }
 
 /// The sink's verdict on one delivery, against the wall clock.

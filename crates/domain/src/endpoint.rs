@@ -6,7 +6,7 @@ use std::fmt;
 
 use url::Url;
 
-use crate::{EndpointId, EventType, TenantId, TenantSecrets, Timestamp};
+use crate::{EndpointAuth, EndpointId, EventType, TenantId, TenantSecrets, Timestamp};
 
 /// An event type a tenant registered: events must name one.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,7 +129,7 @@ impl fmt::Debug for EndpointHeaders {
 }
 
 /// What a header's value is shown as when its name looks like a credential.
-pub const HIDDEN_HEADER_VALUE: &str = "***";
+pub const HIDDEN_HEADER_VALUE: &str = crate::HIDDEN;
 
 /// Whether a header's name says its value is a credential.
 fn is_sensitive(name: &str) -> bool {
@@ -165,7 +165,7 @@ pub enum InvalidHeader {
 }
 
 /// Headers a delivery sets itself, or that describe the connection.
-fn is_reserved(name: &str) -> bool {
+pub(crate) fn is_reserved_header(name: &str) -> bool {
     name.starts_with("webhook-")
         || matches!(
             name,
@@ -201,7 +201,7 @@ impl EndpointHeaders {
             if !token {
                 return Err(InvalidHeader::Name(name));
             }
-            if is_reserved(&lower) {
+            if is_reserved_header(&lower) {
                 return Err(InvalidHeader::Reserved(lower));
             }
             let visible =
@@ -251,6 +251,12 @@ pub struct Endpoint {
     pub owner: Option<Owner>,
     pub event_types: Subscription,
     pub headers: EndpointHeaders,
+    /// How its deliveries authenticate; **holds credentials** (their
+    /// `Debug` shows `***`).
+    pub auth: Option<EndpointAuth>,
+    /// How long one delivery may take; `None`: the processor's
+    /// `--callback-timeout`.
+    pub timeout: Option<std::time::Duration>,
     pub status: EndpointStatus,
     /// What its deliveries are signed with (`whsec_...`), rotatable.
     pub secrets: TenantSecrets,
@@ -388,6 +394,8 @@ mod tests {
             owner: None,
             event_types: Subscription::All,
             headers: EndpointHeaders::default(),
+            auth: None,
+            timeout: None,
             status: EndpointStatus::Enabled,
             secrets: TenantSecrets::new(crate::SigningSecret::generate(&mut rng)),
             failing_since: None,

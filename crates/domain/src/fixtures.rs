@@ -446,3 +446,113 @@ pub fn event_type_cases() -> Vec<(&'static str, EventTypeDef)> {
         ),
     ]
 }
+
+/// A fixed signing secret (`whsec_` and 32 bytes of `case`).
+fn secret(case: u8) -> crate::SigningSecret {
+    use base64::Engine;
+    let key = base64::engine::general_purpose::STANDARD.encode([case; 32]);
+    format!("whsec_{key}").parse().expect("a fixed secret")
+}
+
+fn endpoint(case: char, now: Timestamp) -> crate::Endpoint {
+    crate::Endpoint {
+        id: endpoint_id(case),
+        tenant: TenantId::new("acme"),
+        url: Url::parse("https://client.example/hooks").expect("a fixed url"),
+        description: String::new(),
+        owner: None,
+        event_types: crate::Subscription::All,
+        headers: crate::EndpointHeaders::default(),
+        auth: None,
+        timeout: None,
+        status: crate::EndpointStatus::Enabled,
+        secrets: crate::TenantSecrets::new(secret(case as u8)),
+        failing_since: None,
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+/// The golden endpoints, one per case (`fixtures/endpoints/v{N}/{case}.json`).
+pub fn endpoint_cases() -> Vec<(&'static str, crate::Endpoint)> {
+    let subscribed = {
+        let mut e = endpoint('A', at("2026-11-29T08:00:00.000Z"));
+        e.description = "billing".to_owned();
+        e.owner = Some(Owner::parse("company-42").expect("a fixed owner"));
+        e.event_types = crate::Subscription::Only(
+            ["invoice.paid", "invoice.voided"]
+                .iter()
+                .map(|t| EventType::parse(t).expect("a fixed type"))
+                .collect(),
+        );
+        e.headers = crate::EndpointHeaders::parse(
+            [("x-team".to_owned(), "billing".to_owned())]
+                .into_iter()
+                .collect(),
+        )
+        .expect("fixed headers");
+        e
+    };
+    let rotated_failing = {
+        let mut e = endpoint('B', at("2026-11-29T08:00:00.000Z"));
+        e.secrets = e.secrets.rotated(
+            secret(b'C'),
+            at("2026-11-30T10:00:00.000Z"),
+            Duration::from_secs(86_400),
+        );
+        e.failing_since = Some(at("2026-11-30T11:00:00.000Z"));
+        e.updated_at = at("2026-11-30T11:00:00.000Z");
+        e
+    };
+    let disabled = {
+        let mut e = endpoint('D', at("2026-11-29T08:00:00.000Z"));
+        e.disable(crate::DisabledReason::Gone, at("2026-11-30T12:00:00.000Z"));
+        e
+    };
+    let basic = {
+        let mut e = endpoint('E', at("2026-12-01T08:00:00.000Z"));
+        e.auth = Some(crate::EndpointAuth::Basic {
+            username: "hookline".to_owned(),
+            password: crate::Credential::new("basic-password"),
+        });
+        e.timeout = Some(Duration::from_secs(120));
+        e
+    };
+    let bearer = {
+        let mut e = endpoint('F', at("2026-12-01T08:00:00.000Z"));
+        e.auth = Some(crate::EndpointAuth::Bearer {
+            token: crate::Credential::new("bearer-token"),
+        });
+        e
+    };
+    let header = {
+        let mut e = endpoint('G', at("2026-12-01T08:00:00.000Z"));
+        e.auth = Some(crate::EndpointAuth::Header {
+            name: "x-api-key".to_owned(),
+            value: crate::Credential::new("header-value"),
+        });
+        e.timeout = Some(Duration::from_millis(1500));
+        e
+    };
+    let oauth2 = {
+        let mut e = endpoint('H', at("2026-12-01T08:00:00.000Z"));
+        e.auth = Some(crate::EndpointAuth::OAuth2(crate::OAuth2Grant {
+            token_url: Url::parse("https://auth.example/oauth/token").expect("a fixed url"),
+            client_id: "hookline-client".to_owned(),
+            client_secret: crate::Credential::new("client-secret"),
+            scope: Some("webhooks:write".to_owned()),
+            audience: Some("https://client.example".to_owned()),
+        }));
+        e.timeout = Some(Duration::from_secs(900));
+        e
+    };
+    vec![
+        ("subscribed", subscribed),
+        ("rotated_failing", rotated_failing),
+        ("disabled_gone", disabled),
+        ("auth_basic_timeout", basic),
+        ("auth_bearer", bearer),
+        ("auth_header", header),
+        ("auth_oauth2", oauth2),
+    ]
+}

@@ -16,6 +16,7 @@ pub mod fixtures;
 mod id;
 mod job;
 mod metadata;
+mod outbound;
 pub mod record;
 mod retry;
 pub mod signing;
@@ -38,5 +39,9 @@ pub use job::{
     ProviderStatus, Target, Tried,
 };
 pub use metadata::{Metadata, MetadataError, RawJson};
+pub use outbound::{
+    Credential, EndpointAuth, HIDDEN, InvalidAuth, MAX_CREDENTIAL, MAX_ENDPOINT_TIMEOUT,
+    MIN_ENDPOINT_TIMEOUT, OAuth2Grant,
+};
 pub use retry::{Jitter, RetryPolicy, RetrySchedule};
 pub use signing::{ParseSecretError, SigningSecret, TenantSecrets, VerifyError};

@@ -12,14 +12,15 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use domain::{
-    DisabledReason, Endpoint, EndpointHeaders, EndpointId, EndpointStatus, EventType, Owner, SigningSecret,
-    Subscription, TenantId, TenantSecrets,
+    DisabledReason, Endpoint, EndpointAuth, EndpointHeaders, EndpointId, EndpointStatus, EventType, Owner,
+    SigningSecret, Subscription, TenantId, TenantSecrets,
 };
 use serde::Serialize;
 use store::{EndpointQuery, StoreError};
 use utoipa::ToSchema;
 
 use crate::auth::Tenant;
+use crate::endpoint_auth::{self, AuthView};
 use crate::event_types::MAX_DESCRIPTION_CHARS;
 use crate::fields::Fields;
 use crate::validate::http_url;
@@ -60,6 +61,15 @@ pub(crate) struct EndpointView {
     /// (`authorization`, `x-api-key`, `...token`, `...secret`) is shown as
     /// `***`: it is write-only.
     headers: BTreeMap<String, String>,
+    /// How deliveries authenticate; every credential shown as `***`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = false)]
+    auth: Option<AuthView>,
+    /// How long one delivery may take (`30s`, `15m`); absent: the
+    /// processor's `--callback-timeout`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String, required = false, example = "30s")]
+    timeout: Option<String>,
     #[schema(pattern = "^(enabled|disabled)$")]
     status: &'static str,
     /// Why it is disabled: `manual`, `gone` (it answered 410) or `failing`.
@@ -100,6 +110,8 @@ impl EndpointView {
             owner: endpoint.owner.as_ref().map(|o| o.as_str().to_owned()),
             event_types: endpoint.event_types.names(),
             headers: endpoint.headers.shown(),
+            auth: endpoint.auth.as_ref().map(AuthView::of),
+            timeout: endpoint.timeout.map(endpoint_auth::shown_timeout),
             status,
             disabled_reason,
             disabled_at,
@@ -134,6 +146,13 @@ pub(crate) struct EndpointRequestSchema {
     /// headers.
     #[schema(value_type = Option<Object>, example = json!({"x-team": "billing"}))]
     headers: Option<BTreeMap<String, String>>,
+    /// How deliveries authenticate (SPEC section 10); `null`: none.
+    #[schema(nullable = true)]
+    auth: Option<AuthView>,
+    /// How long one delivery may take, `1s` to `15m` (`30s`, `5m`);
+    /// `null` or absent: the processor's `--callback-timeout`.
+    #[schema(value_type = Option<String>, example = "30s")]
+    timeout: Option<String>,
 }
 
 /// What `PATCH /v1/endpoints/{id}` accepts: any of these, the rest unchanged.
@@ -154,6 +173,13 @@ pub(crate) struct EndpointPatchSchema {
     /// Replaces every custom header.
     #[schema(value_type = Option<Object>)]
     headers: Option<BTreeMap<String, String>>,
+    /// Replaces the auth; `null` removes it. A credential given as `***`
+    /// keeps the stored one (of the same auth type).
+    #[schema(nullable = true)]
+    auth: Option<AuthView>,
+    /// `null`: back to the processor's `--callback-timeout`.
+    #[schema(value_type = Option<String>, example = "30s")]
+    timeout: Option<String>,
 }
 
 /// What `POST /v1/endpoints/{id}/secret/rotate` accepts.
@@ -194,6 +220,10 @@ struct Changes {
     owner: Option<Option<Owner>>,
     event_types: Option<Subscription>,
     headers: Option<EndpointHeaders>,
+    /// `Some(None)`: remove the auth. Credentials may still be `***`.
+    auth: Option<Option<EndpointAuth>>,
+    /// `Some(None)`: the processor's default.
+    timeout: Option<Option<Duration>>,
 }
 
 /// Reads the endpoint fields of `fields`, checking named event types
@@ -249,16 +279,18 @@ async fn changes(
             Err(err) => fields.error("headers", err.to_string()),
         }
     }
-    for (field, later) in [("auth", "outbound auth"), ("timeout", "per-endpoint timeouts")] {
-        if fields.take(field).is_some_and(|v| !v.is_null()) {
-            fields.error(field, format!("{later} (SPEC section 10) are not available yet"));
-        }
-    }
+    changes.auth = endpoint_auth::auth(&mut fields);
+    changes.timeout = endpoint_auth::timeout(&mut fields);
     if let Some(names) = names {
         changes.event_types = subscription(state, tenant, &names, &mut fields).await?;
     }
     let changes = fields.finish(changes)?;
-    if let Some(url) = &changes.url {
+    let token_url = match &changes.auth {
+        Some(Some(EndpointAuth::OAuth2(grant))) => Some(&grant.token_url),
+        _ => None,
+    };
+    for (field, url) in [("url", changes.url.as_ref()), ("auth.tokenUrl", token_url)] {
+        let Some(url) = url else { continue };
         match state
             .config
             .callback_network
@@ -268,7 +300,7 @@ async fn changes(
             Ok(()) => {}
             Err(netguard::CheckError::Blocked(blocked)) => {
                 return Err(ApiError::validation(vec![FieldError::new(
-                    "url",
+                    field,
                     blocked.to_string(),
                 )]));
             }
@@ -329,7 +361,10 @@ async fn subscription(
     Ok((fields.errors.len() == before).then_some(Subscription::Only(types)))
 }
 
-fn apply(endpoint: &mut Endpoint, changes: Changes) {
+/// `changes` made to `endpoint`: refused (422) when a credential given as
+/// `***` has no stored one to keep, or when the auth sets a header the
+/// custom headers set too.
+fn apply(endpoint: &mut Endpoint, changes: Changes) -> Result<(), ApiError> {
     if let Some(url) = changes.url {
         endpoint.url = url;
     }
@@ -345,6 +380,38 @@ fn apply(endpoint: &mut Endpoint, changes: Changes) {
     if let Some(headers) = changes.headers {
         endpoint.headers = headers;
     }
+    if let Some(auth) = changes.auth {
+        endpoint.auth = auth
+            .map(|auth| {
+                auth.keeping_hidden(endpoint.auth.as_ref())
+                    .and_then(EndpointAuth::checked)
+                    .map_err(|err| {
+                        ApiError::validation(vec![FieldError::new(
+                            format!("auth.{}", err.field),
+                            err.problem,
+                        )])
+                    })
+            })
+            .transpose()?;
+    }
+    if let Some(timeout) = changes.timeout {
+        endpoint.timeout = timeout;
+    }
+    if let Some(auth) = &endpoint.auth
+        && endpoint
+            .headers
+            .iter()
+            .any(|(name, _)| name == auth.header_name())
+    {
+        return Err(ApiError::validation(vec![FieldError::new(
+            "headers",
+            format!(
+                "sets {:?}, which the endpoint's auth sets: give it in one place",
+                auth.header_name()
+            ),
+        )]));
+    }
+    Ok(())
 }
 
 fn with_location(status: StatusCode, view: EndpointView) -> Response {
@@ -376,7 +443,7 @@ fn with_location(status: StatusCode, view: EndpointView) -> Response {
         (status = 413, description = "The body is over 64 KiB", body = ApiError, content_type = "application/problem+json"),
         (status = 415, description = "The body is not labelled JSON", body = ApiError, content_type = "application/problem+json"),
         (status = 422, description = "A bad or blocked url, an unregistered event type, a reserved header, \
-            an unknown field; `auth` and `timeout` are not available yet", body = ApiError,
+            an unknown field, a bad auth or timeout, a header the auth sets too", body = ApiError,
             content_type = "application/problem+json"),
         (status = 500, description = "Unexpected failure; nothing internal is shown", body = ApiError,
             content_type = "application/problem+json"),
@@ -413,13 +480,15 @@ pub(crate) async fn create_endpoint(
         owner: None,
         event_types: Subscription::All,
         headers: EndpointHeaders::default(),
+        auth: None,
+        timeout: None,
         status: EndpointStatus::Enabled,
         secrets: TenantSecrets::new(secret.clone()),
         failing_since: None,
         created_at: now,
         updated_at: now,
     };
-    apply(&mut endpoint, changes);
+    apply(&mut endpoint, changes)?;
     create_resolving(&state, &endpoint).await?;
     tracing::info!(endpoint_id = %endpoint.id, "endpoint registered");
     let mut view = EndpointView::of(&endpoint);
@@ -475,11 +544,11 @@ async fn update<F>(
     change: F,
 ) -> Result<Endpoint, ApiError>
 where
-    F: Fn(&mut Endpoint),
+    F: Fn(&mut Endpoint) -> Result<(), ApiError>,
 {
     for _ in 0..5 {
         let (mut endpoint, version) = read(state, tenant, id).await?;
-        change(&mut endpoint);
+        change(&mut endpoint)?;
         endpoint.updated_at = state.clock.now();
         match state.store.update_endpoint(&endpoint, version).await {
             Ok(true) => return Ok(endpoint),
@@ -573,8 +642,10 @@ pub(crate) async fn update_endpoint(
                 owner: changes.owner.clone(),
                 event_types: changes.event_types.clone(),
                 headers: changes.headers.clone(),
+                auth: changes.auth.clone(),
+                timeout: changes.timeout,
             },
-        );
+        )
     })
     .await?;
     tracing::info!(endpoint_id = %id, "endpoint changed");
@@ -752,6 +823,7 @@ pub(crate) async fn rotate_secret(
     let now = state.clock.now();
     update(&state, &tenant, id, |endpoint| {
         endpoint.secrets = endpoint.secrets.rotated(next.clone(), now, overlap);
+        Ok(())
     })
     .await?;
     tracing::info!(endpoint_id = %id, overlap_secs = overlap.as_secs(), "endpoint secret rotated");
@@ -790,7 +862,8 @@ pub(crate) async fn disable_endpoint(
     let id = endpoint_id_from(path)?;
     let now = state.clock.now();
     let endpoint = update(&state, &tenant, id, |endpoint| {
-        endpoint.disable(DisabledReason::Manual, now)
+        endpoint.disable(DisabledReason::Manual, now);
+        Ok(())
     })
     .await?;
     tracing::info!(endpoint_id = %id, "endpoint disabled");
@@ -826,7 +899,11 @@ pub(crate) async fn enable_endpoint(
 ) -> Result<Json<EndpointView>, ApiError> {
     let id = endpoint_id_from(path)?;
     let now = state.clock.now();
-    let endpoint = update(&state, &tenant, id, |endpoint| endpoint.enable(now)).await?;
+    let endpoint = update(&state, &tenant, id, |endpoint| {
+        endpoint.enable(now);
+        Ok(())
+    })
+    .await?;
     tracing::info!(endpoint_id = %id, "endpoint enabled");
     Ok(Json(EndpointView::of(&endpoint)))
 }

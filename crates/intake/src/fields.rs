@@ -66,6 +66,11 @@ impl Fields {
         Ok(Self { object, errors })
     }
 
+    /// How many problems were found so far.
+    pub fn errors_len(&self) -> usize {
+        self.errors.len()
+    }
+
     pub fn has(&self, name: &str) -> bool {
         self.object.contains_key(name)
     }

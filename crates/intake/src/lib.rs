@@ -4,6 +4,7 @@
 //! `router()` builds the axum app; `run()` serves it until shutdown.
 
 mod auth;
+mod endpoint_auth;
 mod endpoints;
 mod error;
 mod event_types;

@@ -147,7 +147,9 @@ pub(crate) struct Callback<'a> {
     /// The endpoint's own headers, sent before hookline's (which they
     /// cannot name: `domain::EndpointHeaders`).
     pub headers: &'a domain::EndpointHeaders,
-    pub body: Vec<u8>,
+    /// The endpoint's auth header (`authorization`, or its own), if any.
+    pub auth: Option<(String, domain::Credential)>,
+    pub body: bytes::Bytes,
     /// Unix seconds of this attempt, as signed.
     pub timestamp: i64,
     /// The `webhook-signature` header: one `v1,...` per secret.
@@ -164,6 +166,7 @@ pub(crate) async fn deliver_callback(
         url,
         message_id,
         headers,
+        auth,
         body,
         timestamp,
         signature,
@@ -181,6 +184,12 @@ pub(crate) async fn deliver_callback(
     }
     let mut request = client.post(url.clone());
     for (name, value) in headers.iter() {
+        request = request.header(name, value);
+    }
+    if let Some((name, value)) = auth {
+        let mut value = reqwest::header::HeaderValue::from_str(value.expose())
+            .unwrap_or_else(|_| reqwest::header::HeaderValue::from_static(""));
+        value.set_sensitive(true);
         request = request.header(name, value);
     }
     let request = request

@@ -15,6 +15,7 @@ mod claiming;
 mod fresh;
 mod http;
 mod in_flight;
+mod oauth2;
 pub mod providers;
 mod purge;
 pub mod schedule;
@@ -28,8 +29,8 @@ use std::time::{Duration, Instant};
 
 use cache::TtlCache;
 use domain::{
-    CallbackOutcome, Clock, FetchOutcome, Job, JobStatus, RetryPolicy, SigningSecret, Target, TenantId,
-    TenantSecrets, Timestamp, Tried, signing,
+    CallbackOutcome, Clock, Credential, FetchOutcome, Job, JobStatus, RetryPolicy, SigningSecret, Target,
+    TenantId, TenantSecrets, Timestamp, Tried, signing,
 };
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
@@ -199,6 +200,8 @@ pub struct Processor {
     endpoint_reads: targets::EndpointReads,
     /// Event reads shared by the deliveries that miss `events` together.
     event_reads: targets::EventReads,
+    /// OAuth2 tokens of endpoints whose auth is a client-credentials grant.
+    tokens: oauth2::Tokens,
     /// Leases of the jobs being worked on now, so shutdown can give back
     /// what it cannot finish.
     in_flight: InFlight,
@@ -303,6 +306,7 @@ impl Processor {
             thin: thin::ThinFetches::default(),
             endpoint_reads: targets::EndpointReads::default(),
             event_reads: targets::EventReads::default(),
+            tokens: oauth2::Tokens::default(),
             in_flight: InFlight::default(),
             metrics: Arc::default(),
             poll_start,
@@ -853,27 +857,62 @@ impl Processor {
                 return (outcome, None, None);
             }
         };
-        let callback = http::Callback {
-            url: &prepared.url,
-            message_id: &prepared.message_id,
-            headers: &prepared.headers,
-            signature: signing::signature_header(
-                &prepared.secrets,
-                &prepared.message_id,
-                now.timestamp(),
-                &prepared.body,
-            ),
-            body: prepared.body,
-            timestamp: now.timestamp(),
+        let endpoint = prepared
+            .endpoint
+            .as_ref()
+            .map(|(endpoint, _)| Arc::clone(endpoint));
+        let mut auth = match &endpoint {
+            Some(endpoint) => match self.auth_header(endpoint, None).await {
+                Ok(auth) => auth,
+                Err(outcome) => {
+                    self.count_attempt(job, DeliveryResult::NotSent, None);
+                    tracing::info!(error = outcome.error().unwrap_or(""), "callback not sent");
+                    return (outcome, None, None);
+                }
+            },
+            None => None,
+        };
+        let signature = signing::signature_header(
+            &prepared.secrets,
+            &prepared.message_id,
+            now.timestamp(),
+            &prepared.body,
+        );
+        let body = bytes::Bytes::from(prepared.body);
+        let send = |auth: Option<(String, Credential)>| {
+            http::deliver_callback(
+                &self.callback_http,
+                &self.config.callback_network,
+                http::Callback {
+                    url: &prepared.url,
+                    message_id: &prepared.message_id,
+                    headers: &prepared.headers,
+                    auth,
+                    signature: signature.clone(),
+                    body: body.clone(),
+                    timestamp: now.timestamp(),
+                },
+                prepared.timeout,
+            )
         };
         let started = Instant::now();
-        let (outcome, answer) = http::deliver_callback(
-            &self.callback_http,
-            &self.config.callback_network,
-            callback,
-            self.config.callback_timeout,
-        )
-        .await;
+        let (mut outcome, mut answer) = send(auth.clone()).await;
+        // An OAuth2 token refused: a new one, and the attempt once more at
+        // once (the same signature: it is still fresh).
+        if outcome.status() == Some(401)
+            && let Some(endpoint) = &endpoint
+            && matches!(endpoint.auth, Some(domain::EndpointAuth::OAuth2(_)))
+        {
+            let refused = auth.take().map(|(_, value)| value);
+            let token = refused
+                .as_ref()
+                .and_then(|v| v.expose().strip_prefix("Bearer ").map(Credential::new));
+            tracing::info!("callback answered 401; fetching a new OAuth2 token and trying again");
+            match self.auth_header(endpoint, token.as_ref()).await {
+                Ok(fresh) => (outcome, answer) = send(fresh).await,
+                Err(failed) => (outcome, answer) = (failed, None),
+            }
+        }
         let took = started.elapsed();
         let result = match &outcome {
             CallbackOutcome::Delivered { .. } => DeliveryResult::Delivered,

@@ -8,8 +8,8 @@
 use std::sync::Arc;
 
 use domain::{
-    CallbackOutcome, DisabledReason, Endpoint, EndpointHeaders, EndpointId, Event, EventId, Job, Payload,
-    SigningSecret, Target, TenantId, Timestamp,
+    CallbackOutcome, Credential, DisabledReason, Endpoint, EndpointAuth, EndpointHeaders, EndpointId, Event,
+    EventId, Job, Payload, SigningSecret, Target, TenantId, Timestamp,
 };
 use url::Url;
 
@@ -33,6 +33,9 @@ pub(crate) struct Prepared {
     /// The endpoint it goes to as read for this attempt, with its version,
     /// when it is one.
     pub endpoint: Option<(Arc<Endpoint>, u64)>,
+    /// How long the attempt may take: the endpoint's own `timeout`, or
+    /// the processor's callback timeout.
+    pub timeout: std::time::Duration,
 }
 
 /// How long a processor keeps an event it read: events never change.
@@ -78,6 +81,7 @@ impl Processor {
                 message_id,
                 body,
                 endpoint: None,
+                timeout: self.config.callback_timeout,
             }),
             Target::Endpoint(id) => {
                 let (endpoint, version) = self.endpoint(job.tenant(), *id).await?;
@@ -90,6 +94,7 @@ impl Processor {
                     headers: endpoint.headers.clone(),
                     message_id,
                     body,
+                    timeout: endpoint.timeout.unwrap_or(self.config.callback_timeout),
                     endpoint: Some((endpoint, version)),
                 })
             }
@@ -108,6 +113,44 @@ impl Processor {
             Ok((endpoint, _)) if !endpoint.is_enabled() => Some("endpointDisabled".to_owned()),
             Err(CallbackOutcome::Abandoned { reason }) => Some(reason),
             Ok(_) | Err(_) => None,
+        }
+    }
+
+    /// The header carrying `endpoint`'s auth for an attempt, if it has
+    /// any: its static header, or an OAuth2 token (not `stale`, a token a
+    /// receiver just refused). The error says why none could be had.
+    pub(crate) async fn auth_header(
+        &self,
+        endpoint: &Endpoint,
+        stale: Option<&Credential>,
+    ) -> Result<Option<(String, Credential)>, CallbackOutcome> {
+        let Some(auth) = &endpoint.auth else {
+            return Ok(None);
+        };
+        if let Some((name, value)) = auth.static_header() {
+            return Ok(Some((name, Credential::new(value))));
+        }
+        let EndpointAuth::OAuth2(grant) = auth else {
+            return Ok(None);
+        };
+        let key = (endpoint.tenant.clone(), endpoint.id);
+        match self
+            .tokens
+            .token(
+                &key,
+                grant,
+                stale,
+                &self.callback_http,
+                &self.config.callback_network,
+                self.clock.now(),
+            )
+            .await
+        {
+            Ok(token) => Ok(Some((
+                "authorization".to_owned(),
+                Credential::new(format!("Bearer {}", token.expose())),
+            ))),
+            Err(error) => Err(retry_later(&error)),
         }
     }
 

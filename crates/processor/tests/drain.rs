@@ -512,6 +512,8 @@ impl Harness {
                     .collect(),
             )
             .expect("headers"),
+            auth: None,
+            timeout: None,
             status: domain::EndpointStatus::Enabled,
             secrets: TenantSecrets::new(SigningSecret::generate(&mut self.rng)),
             failing_since: None,

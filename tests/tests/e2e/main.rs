@@ -3,6 +3,7 @@
 
 mod auth;
 mod dead_letter;
+mod delivery_auth;
 mod events;
 mod fairness;
 mod helpers;

@@ -66,6 +66,11 @@ pub fn endpoint(
         event_types,
         headers: EndpointHeaders::parse(BTreeMap::from([("x-team".to_owned(), "billing".to_owned())]))
             .expect("valid headers"),
+        // Stored and read back whole, credentials included.
+        auth: Some(domain::EndpointAuth::Bearer {
+            token: domain::Credential::new(format!("token-{seed}")),
+        }),
+        timeout: Some(std::time::Duration::from_secs(90)),
         status: EndpointStatus::Enabled,
         secrets: TenantSecrets::new(SigningSecret::generate(&mut rng)),
         failing_since: None,

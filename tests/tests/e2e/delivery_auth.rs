@@ -1,0 +1,349 @@
+//! Outbound auth per endpoint (SPEC section 10) over real HTTP, on every
+//! store: each auth type reaches the receiver as it should; an OAuth2
+//! token is fetched once for many deliveries, and again once when a
+//! receiver refuses it; a failing token endpoint is a retryable failure
+//! that says so; credentials are write-only, and a `PATCH` changes them
+//! without reading them back.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use base64::Engine as _;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use crate::helpers::{Backend, TestApp, on_every_store, spawn_app_on};
+
+on_every_store!(
+    each_auth_type_reaches_the_receiver_as_it_should,
+    one_oauth2_token_serves_many_deliveries_and_a_401_fetches_a_new_one_once,
+    a_failing_token_endpoint_is_a_retryable_failure_that_says_so,
+    credentials_are_write_only_and_a_patch_keeps_what_it_does_not_give,
+);
+
+async fn send(app: &TestApp, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+    let mut request = app.http.request(method, format!("{}{path}", app.base));
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.expect("request");
+    let status = response.status().as_u16();
+    let text = response.text().await.expect("body");
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+async fn event_type(app: &TestApp) {
+    let (status, body) = send(
+        app,
+        reqwest::Method::PUT,
+        "/v1/event-types/invoice.paid",
+        Some(json!({"description": "paid"})),
+    )
+    .await;
+    assert!(status == 201 || status == 200, "{status} {body}");
+}
+
+/// Registers an endpoint marked `mark` (an `x-endpoint` header) at `path`
+/// of the mock with `auth`; its id.
+async fn endpoint(app: &TestApp, mark: &str, path: &str, auth: Value) -> String {
+    let (status, body) = send(
+        app,
+        reqwest::Method::POST,
+        "/v1/endpoints",
+        Some(json!({
+            "url": app.mock.url(path),
+            "eventTypes": ["invoice.paid"],
+            "headers": {"x-endpoint": mark},
+            "auth": auth,
+        })),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    body["endpointId"].as_str().expect("id").to_owned()
+}
+
+async fn publish(app: &TestApp, n: u64) {
+    let (status, body) = send(
+        app,
+        reqwest::Method::POST,
+        "/v1/events",
+        Some(json!({"type": "invoice.paid", "payload": {"n": n}})),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+}
+
+async fn drain(app: &TestApp) -> processor::DrainReport {
+    app.processor("p1").drain(&CancellationToken::new()).await
+}
+
+/// The sink's deliveries by their `x-endpoint` mark.
+fn by_endpoint(app: &TestApp) -> BTreeMap<String, Vec<providers_mock::Delivery>> {
+    let mut marked: BTreeMap<String, Vec<providers_mock::Delivery>> = BTreeMap::new();
+    for delivery in app.mock.state.deliveries() {
+        let mark = delivery.headers.get("x-endpoint").cloned().unwrap_or_default();
+        marked.entry(mark).or_default().push(delivery);
+    }
+    marked
+}
+
+fn oauth2(app: &TestApp, secret: &str) -> Value {
+    json!({
+        "type": "oauth2",
+        "tokenUrl": app.mock.url("/oauth2/token"),
+        "clientId": "hookline-mock",
+        "clientSecret": secret,
+        "scope": "webhooks",
+        "audience": "https://receiver.example",
+    })
+}
+
+async fn each_auth_type_reaches_the_receiver_as_it_should(backend: Backend) {
+    let app = spawn_app_on(backend).await;
+    event_type(&app).await;
+    endpoint(
+        &app,
+        "basic",
+        "/complete",
+        json!({"type": "basic", "username": "Aladdin", "password": "open sesame"}),
+    )
+    .await;
+    endpoint(
+        &app,
+        "bearer",
+        "/complete",
+        json!({"type": "bearer", "token": "bearer-t0ken"}),
+    )
+    .await;
+    endpoint(
+        &app,
+        "header",
+        "/complete",
+        json!({"type": "header", "name": "X-Api-Key", "value": "k3y-value"}),
+    )
+    .await;
+    endpoint(&app, "oauth2", "/protected", oauth2(&app, "mock-client-secret")).await;
+    endpoint(&app, "none", "/complete", Value::Null).await;
+    for n in 0..3 {
+        publish(&app, n).await;
+    }
+    let report = drain(&app).await;
+    assert_eq!(report.delivered, 15, "{report:?}");
+
+    let marked = by_endpoint(&app);
+    let basic = base64::engine::general_purpose::STANDARD.encode("Aladdin:open sesame");
+    for (mark, expected) in [
+        ("basic", Some(("authorization", format!("Basic {basic}")))),
+        (
+            "bearer",
+            Some(("authorization", "Bearer bearer-t0ken".to_owned())),
+        ),
+        ("header", Some(("x-api-key", "k3y-value".to_owned()))),
+        ("none", None),
+    ] {
+        let deliveries = &marked[mark];
+        assert_eq!(deliveries.len(), 3, "{mark}");
+        for delivery in deliveries {
+            assert_eq!(delivery.status, 204, "{mark}");
+            match &expected {
+                Some((name, value)) => {
+                    assert_eq!(delivery.credential(name), Some(value.as_str()), "{mark}");
+                    assert_eq!(delivery.headers[*name], "***", "the sink's listing hides it");
+                }
+                None => assert_eq!(delivery.credential("authorization"), None, "{mark}"),
+            }
+        }
+    }
+    let protected = &marked["oauth2"];
+    assert_eq!(protected.len(), 3);
+    assert!(
+        protected.iter().all(|d| d.status == 204),
+        "every token was honoured"
+    );
+    assert_eq!(
+        app.mock.state.tokens_issued(),
+        1,
+        "one token for three deliveries"
+    );
+    let asked = app.mock.state.token_requests();
+    assert_eq!(asked.len(), 1);
+    assert_eq!(asked[0]["grant_type"], "client_credentials");
+    assert_eq!(asked[0]["scope"], "webhooks");
+    assert_eq!(asked[0]["audience"], "https://receiver.example");
+    assert!(
+        protected
+            .iter()
+            .all(|d| d.credential("authorization") == Some("Bearer mock-token-1"))
+    );
+}
+
+async fn one_oauth2_token_serves_many_deliveries_and_a_401_fetches_a_new_one_once(backend: Backend) {
+    let app = spawn_app_on(backend).await;
+    event_type(&app).await;
+    endpoint(&app, "oauth2", "/protected", oauth2(&app, "mock-client-secret")).await;
+    // One processor throughout: its tokens are its own.
+    let processor = app.processor("p1");
+    let drain = async || processor.drain(&CancellationToken::new()).await;
+    for n in 0..4 {
+        publish(&app, n).await;
+    }
+    assert_eq!(drain().await.delivered, 4);
+    assert_eq!(app.mock.state.tokens_issued(), 1);
+
+    // The authorization server revokes it: the next delivery is refused
+    // once, gets a new token and is delivered in the same attempt.
+    app.mock.state.revoke_tokens();
+    publish(&app, 9).await;
+    let report = drain().await;
+    assert_eq!(report.delivered, 1, "{report:?}");
+    assert_eq!(app.mock.state.tokens_issued(), 2, "one new token");
+    let statuses: Vec<u16> = app.mock.state.deliveries().iter().map(|d| d.status).collect();
+    assert_eq!(statuses, [204, 204, 204, 204, 401, 204]);
+    let (_, events) = send(&app, reqwest::Method::GET, "/v1/events?limit=1", None).await;
+    let delivery = events["data"][0]["deliveries"][0]["deliveryId"]
+        .as_str()
+        .expect("a delivery")
+        .to_owned();
+    let job = app.get_job(&delivery).await;
+    assert_eq!(job["status"], "complete", "{job}");
+    assert_eq!(
+        job["delivery"]["attempts"], 1,
+        "the retry after a 401 is the same attempt: {job}"
+    );
+
+    // A token past its lifetime (less the margin) is fetched again.
+    app.advance(Duration::from_secs(3600));
+    publish(&app, 10).await;
+    assert_eq!(drain().await.delivered, 1);
+    assert_eq!(app.mock.state.tokens_issued(), 3, "expired: fetched again");
+}
+
+async fn a_failing_token_endpoint_is_a_retryable_failure_that_says_so(backend: Backend) {
+    let app = spawn_app_on(backend).await;
+    event_type(&app).await;
+    endpoint(&app, "oauth2", "/protected", oauth2(&app, "not-the-secret")).await;
+    publish(&app, 1).await;
+    let report = drain(&app).await;
+    assert_eq!((report.delivered, report.retried), (0, 1), "{report:?}");
+    assert!(
+        app.mock.state.deliveries().is_empty(),
+        "nothing was sent without a token"
+    );
+    let (_, events) = send(&app, reqwest::Method::GET, "/v1/events?limit=1", None).await;
+    let delivery = events["data"][0]["deliveries"][0]["deliveryId"]
+        .as_str()
+        .expect("a delivery")
+        .to_owned();
+    let job = app.get_job(&delivery).await;
+    assert_eq!(job["status"], "delivering", "due again later: {job}");
+    let text = job.to_string();
+    assert!(
+        text.contains("the OAuth2 token endpoint answered HTTP 401 (invalid_client)"),
+        "{text}"
+    );
+    assert!(!text.contains("not-the-secret"), "{text}");
+}
+
+async fn credentials_are_write_only_and_a_patch_keeps_what_it_does_not_give(backend: Backend) {
+    let app = spawn_app_on(backend).await;
+    event_type(&app).await;
+    let id = endpoint(
+        &app,
+        "basic",
+        "/complete",
+        json!({"type": "basic", "username": "user", "password": "first-pa55"}),
+    )
+    .await;
+    let path = format!("/v1/endpoints/{id}");
+    let (_, shown) = send(&app, reqwest::Method::GET, &path, None).await;
+    assert_eq!(
+        shown["auth"],
+        json!({"type": "basic", "username": "user", "password": "***"})
+    );
+    assert!(!shown.to_string().contains("first-pa55"), "{shown}");
+    let (_, listed) = send(&app, reqwest::Method::GET, "/v1/endpoints", None).await;
+    assert!(!listed.to_string().contains("first-pa55"), "{listed}");
+
+    // What a read showed, sent back with a new username: the password stays.
+    let (status, patched) = send(
+        &app,
+        reqwest::Method::PATCH,
+        &path,
+        Some(json!({"auth": {"type": "basic", "username": "renamed", "password": "***"}, "timeout": "2m"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{patched}");
+    assert_eq!(patched["auth"]["username"], "renamed");
+    assert_eq!(patched["timeout"], "2m");
+    publish(&app, 1).await;
+    assert_eq!(drain(&app).await.delivered, 1);
+    let basic = |pair: &str| format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair));
+    assert_eq!(
+        app.mock.state.deliveries()[0].credential("authorization"),
+        Some(basic("renamed:first-pa55").as_str())
+    );
+
+    // A new password, without reading the old one.
+    let (status, _) = send(
+        &app,
+        reqwest::Method::PATCH,
+        &path,
+        Some(json!({"auth": {"type": "basic", "username": "renamed", "password": "second-pa55"}})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    publish(&app, 2).await;
+    assert_eq!(drain(&app).await.delivered, 1);
+    assert_eq!(
+        app.mock.state.deliveries()[1].credential("authorization"),
+        Some(basic("renamed:second-pa55").as_str())
+    );
+
+    // Refused, changing nothing: `***` for a credential of another type,
+    // a header the auth sets too, an unknown type or field, timeouts out
+    // of bounds.
+    for (body, field) in [
+        (json!({"auth": {"type": "bearer", "token": "***"}}), "auth.token"),
+        (json!({"headers": {"authorization": "Bearer x"}}), "headers"),
+        (json!({"auth": {"type": "digest"}}), "auth.type"),
+        (
+            json!({"auth": {"type": "bearer", "token": "t", "extra": 1}}),
+            "auth.\"extra\"",
+        ),
+        (json!({"auth": {"type": "bearer"}}), "auth.token"),
+        (
+            json!({"auth": {"type": "header", "name": "webhook-id", "value": "v"}}),
+            "auth.name",
+        ),
+        (json!({"timeout": "0s"}), "timeout"),
+        (json!({"timeout": "16m"}), "timeout"),
+        (json!({"timeout": 30}), "timeout"),
+    ] {
+        let (status, problem) = send(&app, reqwest::Method::PATCH, &path, Some(body.clone())).await;
+        assert_eq!(status, 422, "{body}: {problem}");
+        let fields: Vec<&str> = problem["errors"]
+            .as_array()
+            .expect("errors")
+            .iter()
+            .filter_map(|e| e["field"].as_str())
+            .collect();
+        assert!(fields.contains(&field), "{body}: {problem}");
+    }
+    let (status, problem) = send(
+        &app,
+        reqwest::Method::POST,
+        "/v1/endpoints",
+        Some(json!({"url": app.callback_url(), "eventTypes": ["*"],
+            "auth": {"type": "bearer", "token": "***"}})),
+    )
+    .await;
+    assert_eq!(status, 422, "`***` keeps nothing on a new endpoint: {problem}");
+
+    // Removed: deliveries carry no auth.
+    let (status, removed) = send(&app, reqwest::Method::PATCH, &path, Some(json!({"auth": null}))).await;
+    assert_eq!(status, 200);
+    assert!(removed.get("auth").is_none(), "{removed}");
+    publish(&app, 3).await;
+    assert_eq!(drain(&app).await.delivered, 1);
+    assert_eq!(app.mock.state.deliveries()[2].credential("authorization"), None);
+}
