@@ -228,3 +228,133 @@ async fn json_logs_name_the_job_on_every_line_about_it() {
     assert_eq!(find("job delivered").len(), 1);
     assert_eq!(find("job left due for a later run").len(), 1, "the gas retry");
 }
+
+/// Issue 18's bar: a whole flow of endpoint deliveries with every auth
+/// type, an OAuth2 token refused and fetched again, and a token endpoint
+/// that refuses the client, logged at debug: no credential, token or
+/// `Authorization` value anywhere in the logs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_never_contain_endpoint_credentials() {
+    use base64::Engine as _;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = format!("sqlite://{}", dir.path().join("auth-logs.db").display());
+    let key = create_key(&store, "acme");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let mock = providers_mock::spawn(listener, MockState::with_seed(18)).expect("mock");
+    let providers = write_providers(dir.path(), &mock, "5s");
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let log = dir.path().join("serve.log");
+    let child = Command::new(BIN)
+        .args([
+            "--log-format",
+            "json",
+            "serve",
+            "--store",
+            &store,
+            "--schedule",
+            "* * * * * *",
+        ])
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--providers"])
+        .arg(&providers)
+        .env("HOOKLINE_LOG", "debug")
+        .env("HOOKLINE_ALLOW_NETWORKS", LOOPBACK)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&log).expect("log"))
+        .stderr(std::fs::File::create(dir.path().join("serve.err")).expect("log"))
+        .spawn()
+        .expect("spawn");
+    let mut server = ChildGuard(child);
+    let http = authed(&key);
+    wait_healthy(&http, &base).await;
+    let put = http
+        .put(format!("{base}/v1/event-types/invoice.paid"))
+        .json(&json!({}))
+        .send()
+        .await
+        .expect("PUT");
+    assert_eq!(put.status(), 201);
+    let oauth2 = |secret: &str| {
+        json!({"type": "oauth2", "tokenUrl": mock.url("/oauth2/token"), "clientId": "hookline-mock",
+            "clientSecret": secret, "scope": "webhooks"})
+    };
+    let endpoints = [
+        (
+            "/complete",
+            json!({"type": "basic", "username": "user", "password": "basic-pa55word"}),
+        ),
+        (
+            "/complete",
+            json!({"type": "bearer", "token": "bearer-t0ken-value"}),
+        ),
+        (
+            "/complete",
+            json!({"type": "header", "name": "x-api-key", "value": "header-k3y-value"}),
+        ),
+        ("/protected", oauth2("mock-client-secret")),
+        ("/protected", oauth2("wrong-client-secret")),
+    ];
+    for (path, auth) in endpoints {
+        let created = http
+            .post(format!("{base}/v1/endpoints"))
+            .json(&json!({"url": mock.url(path), "eventTypes": ["*"], "auth": auth}))
+            .send()
+            .await
+            .expect("POST");
+        assert_eq!(created.status(), 201);
+    }
+    let publish = async || {
+        let published = http
+            .post(format!("{base}/v1/events"))
+            .json(&json!({"type": "invoice.paid", "payload": {"n": 1}}))
+            .send()
+            .await
+            .expect("POST");
+        assert_eq!(published.status(), 202);
+    };
+    publish().await;
+    wait_until(Duration::from_secs(20), "four deliveries", async || {
+        mock.state.accepted_deliveries().len() == 4
+    })
+    .await;
+    mock.state.revoke_tokens();
+    publish().await;
+    wait_until(
+        Duration::from_secs(20),
+        "four more, one after a 401",
+        async || mock.state.accepted_deliveries().len() == 8,
+    )
+    .await;
+    assert_eq!(mock.state.tokens_issued(), 2);
+    let _ = Command::new("kill")
+        .args(["-TERM", &server.0.id().to_string()])
+        .status();
+    let _ = server.0.wait();
+
+    let mut logs = std::fs::read_to_string(&log).expect("log");
+    logs.push_str(&std::fs::read_to_string(dir.path().join("serve.err")).expect("log"));
+    assert!(logs.lines().count() > 20, "debug logs are verbose:\n{logs}");
+    assert!(
+        logs.contains("OAuth2 token endpoint answered HTTP 401"),
+        "the refusal was logged"
+    );
+    let basic = base64::engine::general_purpose::STANDARD.encode("user:basic-pa55word");
+    let client = base64::engine::general_purpose::STANDARD.encode("hookline-mock:mock-client-secret");
+    for secret in [
+        "basic-pa55word",
+        basic.as_str(),
+        "bearer-t0ken-value",
+        "header-k3y-value",
+        "mock-client-secret",
+        "wrong-client-secret",
+        client.as_str(),
+        "mock-token-1",
+        "mock-token-2",
+    ] {
+        assert!(
+            !logs.contains(secret),
+            "a credential leaked into the logs: {secret}"
+        );
+    }
+}
