@@ -11,6 +11,9 @@
 //!   secrets given to [`MockState::set_signing_secrets`]; it only records the
 //!   verdict and answers as it would anyway, so a test decides what a bad
 //!   signature means.
+//! - `POST /accepted` is a sink that answers `200` with a JSON body and an
+//!   `x-request-id` (`sink-N`), as receivers that say what they did do;
+//!   its deliveries are recorded too.
 //! - `POST /gone` is a sink that always answers `410 Gone` (the receiver asks
 //!   to stop: the job must fail at once); its deliveries are recorded too.
 //! - `POST /oauth2/token` is an OAuth2 token endpoint (client credentials,
@@ -373,6 +376,7 @@ pub fn router(state: MockState) -> Router {
         .route("/providers/{name}", get(provider))
         .route("/complete", post(complete))
         .route("/gone", post(gone))
+        .route("/accepted", post(accepted))
         .route("/oauth2/token", post(oauth2_token))
         .route("/protected", post(protected))
         .route("/deliveries", get(list_deliveries))
@@ -512,6 +516,18 @@ async fn complete(State(state): State<MockState>, headers: HeaderMap, body: axum
         ),
         None => StatusCode::NO_CONTENT.into_response(),
     }
+}
+
+/// A receiver that says what it did: `200 {"received": true, "n": N}` with
+/// `x-request-id: sink-N`, N counting the deliveries it has seen.
+async fn accepted(State(state): State<MockState>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    state.record(&headers, &body, StatusCode::OK.as_u16());
+    let n = state.lock().deliveries.len();
+    (
+        [("x-request-id", format!("sink-{n}"))],
+        Json(json!({"received": true, "n": n})),
+    )
+        .into_response()
 }
 
 /// A receiver that has gone away for good: every callback is answered

@@ -3,10 +3,14 @@
 //! job is late without the store growing past one item.
 //!
 //! Stored with short keys ([`crate::record`]), so a happy-path attempt
-//! costs about 45 bytes of the job's item. A response body is kept only for an attempt that
-//! failed (that is what explains a late job): a successful fetch's body is
-//! the provider's data, which the job holds until it is delivered, and a
-//! receiver's 2xx answer says nothing an operator needs.
+//! costs about 45 bytes of the job's item. A callback attempt keeps the
+//! receiver's answer, successes included (SPEC section 10): its body (cut
+//! to [`MAX_ATTEMPT_BODY`]) and a few of its headers ([`KEPT_HEADERS`]). A
+//! provider fetch keeps the body of a failed answer only: a successful
+//! fetch's body is the provider's data, which the job holds until it is
+//! delivered.
+
+use std::collections::BTreeMap;
 
 use crate::Timestamp;
 
@@ -33,8 +37,44 @@ pub struct Attempt {
     pub status: Option<u16>,
     /// Why it failed; `None` when it succeeded.
     pub error: Option<String>,
-    /// The response body of a failed attempt, at most [`MAX_ATTEMPT_BODY`] bytes.
+    /// The response body, at most [`MAX_ATTEMPT_BODY`] bytes: a callback's
+    /// answer, or a failed fetch's.
     pub body: Option<String>,
+    /// The answer's headers of [`KEPT_HEADERS`] (a callback's), each value
+    /// at most [`MAX_HEADER_VALUE`] bytes.
+    pub headers: BTreeMap<String, String>,
+}
+
+/// The response headers an attempt keeps: what explains an answer (its
+/// type, where it points, when to come back, what auth it wants) and the
+/// receiver's request ids, to find the request in the receiver's logs.
+pub const KEPT_HEADERS: [&str; 7] = [
+    "content-type",
+    "location",
+    "retry-after",
+    "www-authenticate",
+    "x-request-id",
+    "request-id",
+    "traceparent",
+];
+
+/// A kept header value is cut to this many bytes.
+pub const MAX_HEADER_VALUE: usize = 256;
+
+/// The headers of an answer an attempt keeps: those of [`KEPT_HEADERS`]
+/// that are visible ASCII, cut to [`MAX_HEADER_VALUE`].
+pub fn kept_headers<'a>(headers: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> BTreeMap<String, String> {
+    headers
+        .into_iter()
+        .filter(|(name, _)| KEPT_HEADERS.contains(name))
+        .filter_map(|(name, value)| {
+            let value = &value[..value.len().min(MAX_HEADER_VALUE)];
+            let text = std::str::from_utf8(value).ok()?;
+            text.bytes()
+                .all(|b| (0x20..0x7f).contains(&b))
+                .then(|| (name.to_owned(), text.to_owned()))
+        })
+        .collect()
 }
 
 impl Attempt {
@@ -80,5 +120,19 @@ mod tests {
         assert!(cut.chars().all(|c| c == 'é'), "no half character");
         let binary = vec![0xff; MAX_ATTEMPT_BODY * 2];
         assert!(truncate_body(&binary).expect("text").len() <= MAX_ATTEMPT_BODY);
+    }
+
+    #[test]
+    fn only_the_headers_that_explain_an_answer_are_kept_and_cut() {
+        let long = "x".repeat(MAX_HEADER_VALUE * 2);
+        let kept = kept_headers([
+            ("content-type", b"application/json".as_slice()),
+            ("set-cookie", b"session=secret".as_slice()),
+            ("x-request-id", long.as_bytes()),
+            ("retry-after", b"bad\x01".as_slice()),
+        ]);
+        assert_eq!(kept.len(), 2, "{kept:?}");
+        assert_eq!(kept["content-type"], "application/json");
+        assert_eq!(kept["x-request-id"].len(), MAX_HEADER_VALUE);
     }
 }

@@ -44,6 +44,7 @@ pub fn cases() -> Vec<(&'static str, Job)> {
         ("event-thin", event_thin()),
         ("endpoint-delivered", endpoint_delivered()),
         ("endpoint-abandoned", endpoint_abandoned()),
+        ("endpoint-answered", endpoint_answered()),
     ]
 }
 
@@ -69,6 +70,7 @@ fn tried(at: Timestamp, ms: u64, body: Option<&str>) -> Tried {
         at,
         took: Some(Duration::from_millis(ms)),
         body: body.map(str::to_owned),
+        headers: Default::default(),
     }
 }
 
@@ -273,6 +275,45 @@ fn endpoint_delivered() -> Job {
     job.record_delivery(
         CallbackOutcome::Delivered { status: 200 },
         tried(t1, 8, None),
+        t1,
+        &policy(),
+        &mut rng(),
+    );
+    job
+}
+
+/// A delivery whose answers are kept whole (record version 4): a 401
+/// asking for auth, then a 200 with a body and a request id.
+fn endpoint_answered() -> Job {
+    let t0 = at("2026-12-01T09:00:00.000Z");
+    let mut job = endpoint_delivery('3', t0);
+    let mut refused = tried(t0, 15, Some("{\"error\":\"invalid_token\"}"));
+    refused.headers = [
+        ("content-type".to_owned(), "application/json".to_owned()),
+        (
+            "www-authenticate".to_owned(),
+            "Bearer error=\"invalid_token\"".to_owned(),
+        ),
+    ]
+    .into_iter()
+    .collect();
+    let unauthorized = CallbackOutcome::Retryable {
+        status: Some(401),
+        error: "HTTP 401".into(),
+        retry_after: None,
+    };
+    job.record_delivery(unauthorized, refused, t0, &policy(), &mut rng());
+    let t1 = at("2026-12-01T09:00:05.000Z");
+    let mut answered = tried(t1, 31, Some("{\"received\":true}"));
+    answered.headers = [
+        ("content-type".to_owned(), "application/json".to_owned()),
+        ("x-request-id".to_owned(), "req-42".to_owned()),
+    ]
+    .into_iter()
+    .collect();
+    job.record_delivery(
+        CallbackOutcome::Delivered { status: 200 },
+        answered,
         t1,
         &policy(),
         &mut rng(),

@@ -248,6 +248,8 @@ pub struct Tried {
     pub at: Timestamp,
     pub took: Option<Duration>,
     pub body: Option<String>,
+    /// The answer's headers an attempt keeps ([`crate::kept_headers`]).
+    pub headers: std::collections::BTreeMap<String, String>,
 }
 
 /// Provider data dropped by [`Job::fit_within`] so the job fits its store.
@@ -391,6 +393,7 @@ impl Job {
             status: outcome.status(),
             error: outcome.error().map(str::to_owned),
             body: tried.body,
+            headers: tried.headers,
         });
         let Some(state) = self.providers.iter_mut().find(|p| p.name == provider) else {
             return;
@@ -453,6 +456,7 @@ impl Job {
             status: outcome.status(),
             error: outcome.error().map(str::to_owned),
             body: tried.body,
+            headers: tried.headers,
         });
         if self.status != JobStatus::Delivering {
             return;
@@ -536,6 +540,7 @@ impl Job {
             status: None,
             error: Some(reason.to_owned()),
             body: None,
+            headers: Default::default(),
         });
         self.delivery.last_error = Some(reason.to_owned());
         self.delivery.next_attempt_at = None;
@@ -704,6 +709,7 @@ mod tests {
             at,
             took: None,
             body: None,
+            headers: Default::default(),
         }
     }
 
@@ -895,6 +901,7 @@ mod tests {
                 status: Some(503),
                 error: Some("HTTP 503".to_owned()),
                 body: None,
+                headers: Default::default(),
             });
         }
         assert_eq!(job.history.len(), crate::MAX_ATTEMPTS_KEPT);
@@ -995,6 +1002,7 @@ mod tests {
             at: now,
             took: Some(Duration::from_millis(12)),
             body: Some("bye".to_owned()),
+            headers: Default::default(),
         };
         job.record_delivery(CallbackOutcome::Gone, took, now, &policy(), &mut rng);
         let attempt = &job.history()[0];
@@ -1021,6 +1029,7 @@ mod tests {
             at: now,
             took: None,
             body: Some("x".repeat(2000)),
+            headers: Default::default(),
         };
         job.record_fetch("small", failed, with_body, now, &policy(), &mut rng);
         job.record_fetch(

@@ -22,7 +22,9 @@ mod retry;
 pub mod signing;
 
 pub use api_key::{ApiKey, KeyHash};
-pub use attempt::{Attempt, MAX_ATTEMPT_BODY, MAX_ATTEMPTS_KEPT, truncate_body};
+pub use attempt::{
+    Attempt, KEPT_HEADERS, MAX_ATTEMPT_BODY, MAX_ATTEMPTS_KEPT, MAX_HEADER_VALUE, kept_headers, truncate_body,
+};
 pub use callback::{CallbackBody, CallbackResult, DeliveryBody, EventBody};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use endpoint::{

@@ -32,8 +32,11 @@ use crate::{
     ProviderStatus, RawJson, Target, TenantId, Timestamp,
 };
 
-/// The version [`encode`] writes.
-pub const VERSION: u64 = 3;
+/// The version [`encode`] writes. Version 4 is version 3 with the response
+/// headers an attempt keeps (`h`, absent when none), read by version 3's
+/// types: its readers took no `h`, and an older release refuses a record
+/// of version 4 rather than drop them.
+pub const VERSION: u64 = 4;
 
 /// A stored job that cannot be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -61,8 +64,8 @@ pub fn decode(text: &str) -> Result<Job, RecordError> {
         2 => serde_json::from_str::<v2::Job>(text)
             .map_err(|e| invalid(2, &e))
             .and_then(Job::try_from),
-        3 => serde_json::from_str::<v3::Job>(text)
-            .map_err(|e| invalid(3, &e))
+        version @ (3 | 4) => serde_json::from_str::<v3::Job>(text)
+            .map_err(|e| invalid(version, &e))
             .and_then(Job::try_from),
         newer => Err(RecordError::Newer(newer)),
     }
@@ -274,6 +277,9 @@ mod common {
         pub error: Option<String>,
         #[serde(rename = "b", default)]
         pub body: Option<String>,
+        /// Version 4 on.
+        #[serde(rename = "h", default)]
+        pub headers: std::collections::BTreeMap<String, String>,
     }
 
     #[derive(Serialize)]
@@ -290,6 +296,8 @@ mod common {
         pub error: Option<&'a str>,
         #[serde(rename = "b", skip_serializing_if = "Option::is_none")]
         pub body: Option<&'a str>,
+        #[serde(rename = "h", skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+        pub headers: &'a std::collections::BTreeMap<String, String>,
     }
 
     impl From<Tried> for Attempt {
@@ -301,6 +309,7 @@ mod common {
                 status: a.status,
                 error: a.error,
                 body: a.body,
+                headers: a.headers,
             }
         }
     }
@@ -314,6 +323,7 @@ mod common {
                 status: a.status,
                 error: a.error.as_deref(),
                 body: a.body.as_deref(),
+                headers: &a.headers,
             }
         }
     }
@@ -581,7 +591,7 @@ mod v3 {
                 crate::Payload::OfEvent(event) => (None, None, Some(*event)),
             };
             Self {
-                v: 3,
+                v: VERSION,
                 id: job.id,
                 tenant: &job.tenant,
                 status: job.status.into(),
@@ -682,6 +692,7 @@ mod tests {
             status: Some(200),
             error: None,
             body: None,
+            headers: Default::default(),
         };
         let json = serde_json::to_string(&common::TriedOut::from(&attempt)).expect("json");
         assert!(json.len() <= 60, "{json}");

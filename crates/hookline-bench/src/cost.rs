@@ -356,6 +356,7 @@ fn finished_job(created: domain::Timestamp, rng: &mut rand::rngs::StdRng) -> Job
         at,
         took: Some(std::time::Duration::from_millis(100)),
         body: None,
+        headers: Default::default(),
     };
     for provider in providers_mock::PROVIDERS {
         let data = providers_mock::billing_data(provider, &job.id().to_string());

@@ -125,12 +125,25 @@ impl App {
     }
 
     /// The API, notifying `wake` of every job it accepts (a processor in
-    /// the same process, which then drains at once).
+    /// the same process, which then drains at once). A synchronous publish
+    /// (`?sync=true`) waits for a processor's first attempt.
     pub fn intake(&self, wake: Option<Arc<Notify>>) -> axum::Router {
+        self.intake_attempting(wake, None)
+    }
+
+    /// [`App::intake`], making a synchronous publish's first attempts with
+    /// `processor` (under a lease, so processors elsewhere never make them
+    /// too).
+    pub fn intake_attempting(
+        &self,
+        wake: Option<Arc<Notify>>,
+        processor: Option<Arc<Processor>>,
+    ) -> axum::Router {
         let mut config = intake::IntakeConfig::new(self.providers.names())
             .with_callback_network(Arc::clone(&self.callback_network))
             .with_metrics(Arc::clone(&self.metrics));
         config.on_job_created = wake;
+        config.attempt_now = processor.map(|p| Arc::new(Attempts(p)) as Arc<dyn intake::AttemptNow>);
         if let Some(lookups) = &self.callback_lookups {
             config = config.with_callback_lookups(lookups.clone());
         }
@@ -152,6 +165,16 @@ impl App {
             config,
         )?;
         Ok(processor.with_metrics(Arc::clone(&self.metrics)))
+    }
+}
+
+/// A processor making a synchronous publish's first attempts.
+struct Attempts(Arc<Processor>);
+
+#[async_trait::async_trait]
+impl intake::AttemptNow for Attempts {
+    async fn attempt_now(&self, tenant: &domain::TenantId, id: domain::JobId) -> Option<domain::Job> {
+        self.0.attempt_now(tenant, id).await
     }
 }
 

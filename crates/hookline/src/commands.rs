@@ -147,7 +147,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .with_metrics(metrics);
     let processor = build_processor(&app, &args.tuning)?;
     let wake = Arc::new(Notify::new());
-    let api = app.intake(Some(Arc::clone(&wake)));
+    let api = app.intake_attempting(Some(Arc::clone(&wake)), Some(Arc::clone(&processor)));
     let listener = bind(&args.intake.listen).await?;
     tracing::info!(addr = %listener.local_addr()?, "hookline serving intake and processor");
     serve_together(
@@ -167,10 +167,17 @@ async fn intake_only(args: IntakeArgs) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
     let store = open_store(&args.store.store, &metrics).await?;
     let providers = load_providers(&args.providers)?;
-    let api = App::new(store, providers)
+    let app = App::new(store, providers)
         .with_callback_network(args.network.policy())
-        .with_metrics(metrics)
-        .intake(None);
+        .with_metrics(metrics);
+    // Its own processor, for synchronous publishes only: it never drains.
+    let attempts = app
+        .processor(ProcessorConfig {
+            owner: format!("intake-{}", std::process::id()),
+            ..ProcessorConfig::default()
+        })
+        .map_err(usage)?;
+    let api = app.intake_attempting(None, Some(Arc::new(attempts)));
     let listener = bind(&args.listen).await?;
     tracing::info!(addr = %listener.local_addr()?, "hookline intake listening");
     intake::run_with(
@@ -333,6 +340,7 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
             ..ProcessorConfig::default()
         })
         .map_err(usage)?;
+    let processor = Arc::new(processor);
     let wake = Arc::new(Notify::new());
     let store = Arc::clone(app.store());
     let key = keys::dev_key(&*store, args.api_key.clone()).await?;
@@ -344,7 +352,7 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
     let mock = providers_mock::MockState::default();
     let sink_secrets = dev_sink::SinkSecrets::new(mock.clone(), secrets.current.clone());
     let api = sink_secrets
-        .learning(app.intake(Some(Arc::clone(&wake))))
+        .learning(app.intake_attempting(Some(Arc::clone(&wake)), Some(Arc::clone(&processor))))
         .nest("/mock", providers_mock::router(mock));
 
     out::show(&format!(
@@ -371,7 +379,7 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
     serve_together(
         listener,
         api,
-        Arc::new(processor),
+        processor,
         Some(wake),
         &Serving {
             limits: args.listener.limits(intake::server_limits()),

@@ -58,6 +58,37 @@ pub(crate) struct DeliveryRefView {
     delivery_id: JobId,
     #[schema(value_type = String, pattern = "^[0-7][0-9A-HJKMNP-TV-Z]{25}$")]
     endpoint_id: EndpointId,
+    /// With `sync=true`: the delivery's status after its first attempt
+    /// (or as last seen, when the wait ran out first).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = openapi::JobStatusSchema, required = false)]
+    status: Option<JobStatus>,
+    /// With `sync=true`: the receiver's answer to the first attempt.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = u16, required = false)]
+    status_code: Option<u16>,
+    /// With `sync=true`: how long the first attempt took.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = u64, required = false)]
+    duration_ms: Option<u64>,
+    /// With `sync=true`: why the first attempt failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String, required = false)]
+    error: Option<String>,
+}
+
+impl DeliveryRefView {
+    /// What a synchronous publish shows of `job` (a delivery): its status
+    /// and its latest callback attempt.
+    fn seen(&mut self, job: &domain::Job) {
+        self.status = Some(job.status());
+        let callback = job.history().iter().rev().find(|a| a.provider.is_none());
+        self.status_code = callback.and_then(|a| a.status);
+        self.duration_ms = callback.map(|a| a.duration_ms);
+        self.error = callback
+            .and_then(|a| a.error.clone())
+            .or_else(|| job.delivery().last_error.clone());
+    }
 }
 
 /// The answer to an accepted event.
@@ -90,6 +121,10 @@ impl From<&Event> for EventAccepted {
                 .map(|d| DeliveryRefView {
                     delivery_id: d.id,
                     endpoint_id: d.endpoint,
+                    status: None,
+                    status_code: None,
+                    duration_ms: None,
+                    error: None,
                 })
                 .collect(),
         }
@@ -190,11 +225,19 @@ fn raw_payload(body: &[u8]) -> Result<RawJson, String> {
                 with the original event; with a different one, 409.",
             min_length = 1, max_length = 255, pattern = "^[\\x21-\\x7E]+$",
         ),
+        ("sync" = Option<bool>, Query, description = "`true`: answer once every delivery's first attempt has \
+            finished (200, each delivery with its `status`, `statusCode`, `durationMs`, `error`), or when \
+            `timeout` runs out first (202 with what is known). The first attempts are made under a lease, \
+            like a processor's."),
+        ("timeout" = Option<String>, Query, description = "How long `sync=true` waits: 1ms to 30s, default 10s",
+            example = "10s"),
     ),
     responses(
-        (status = 202, description = "Accepted; its deliveries are due at once", body = EventAccepted,
+        (status = 202, description = "Accepted; its deliveries are due at once (with `sync=true`: the wait ran \
+            out before every first attempt finished)", body = EventAccepted,
             headers(("Location" = String, description = "`/v1/events/{eventId}`"))),
-        (status = 200, description = "An idempotent replay: the event this `Idempotency-Key` published", body = EventAccepted,
+        (status = 200, description = "An idempotent replay: the event this `Idempotency-Key` published; or, with \
+            `sync=true`, every delivery's first attempt finished", body = EventAccepted,
             headers(
                 ("Location" = String, description = "`/v1/events/{eventId}`"),
                 ("Idempotent-Replayed" = String, description = "`true`"),
@@ -207,7 +250,7 @@ fn raw_payload(body: &[u8]) -> Result<RawJson, String> {
         (status = 413, description = "The payload is over 256 KiB serialized", body = ApiError, content_type = "application/problem+json"),
         (status = 415, description = "The body is not labelled JSON", body = ApiError, content_type = "application/problem+json"),
         (status = 422, description = "An unregistered or invalid type, a bad owner, no payload, an unknown \
-            field or a bad `Idempotency-Key`", body = ApiError, content_type = "application/problem+json"),
+            field, a bad `Idempotency-Key`, `sync` or `timeout`", body = ApiError, content_type = "application/problem+json"),
         (status = 500, description = "Unexpected failure; nothing internal is shown", body = ApiError,
             content_type = "application/problem+json"),
         (status = 503, description = "The store is unavailable and nothing was written (type \
@@ -221,10 +264,12 @@ fn raw_payload(body: &[u8]) -> Result<RawJson, String> {
 pub(crate) async fn publish_event(
     State(state): State<AppState>,
     tenant: Result<Tenant, ApiError>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let Tenant(tenant) = tenant?;
+    let sync = crate::sync::wait_for(query.as_deref())?;
     let body = body.map_err(|rejection| match rejection.status() {
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::too_large(MAX_EVENT_BODY_BYTES),
         _ => ApiError::malformed(rejection.body_text()),
@@ -323,10 +368,34 @@ pub(crate) async fn publish_event(
         Published::Accepted => {
             tracing::info!(event_id = %event.id, deliveries = event.deliveries.len(), "event accepted");
             state.config.metrics.event_published();
-            if !event.deliveries.is_empty() {
-                state.wake_processor();
+            let Some(within) = sync else {
+                if !event.deliveries.is_empty() {
+                    state.wake_processor();
+                }
+                return Ok(accepted(StatusCode::ACCEPTED, &event));
+            };
+            let ids: Vec<JobId> = event.deliveries.iter().map(|d| d.id).collect();
+            let (seen, finished) = crate::sync::first_attempts(&state, &tenant, &ids, within).await;
+            // Whatever is left (a delivery to retry, one not reached in
+            // time) is the processors' now.
+            state.wake_processor();
+            let mut answer = EventAccepted::from(&event);
+            for (view, job) in answer.deliveries.iter_mut().zip(&seen) {
+                if let Some(job) = job {
+                    view.seen(job);
+                }
             }
-            Ok(accepted(StatusCode::ACCEPTED, &event))
+            let status = if finished {
+                StatusCode::OK
+            } else {
+                StatusCode::ACCEPTED
+            };
+            tracing::info!(event_id = %event.id, finished, "synchronous publish answered");
+            let mut response = (status, Json(answer)).into_response();
+            if let Ok(value) = HeaderValue::from_str(&format!("/v1/events/{}", event.id)) {
+                response.headers_mut().insert(header::LOCATION, value);
+            }
+            Ok(response)
         }
         Published::Replay {
             event_id,

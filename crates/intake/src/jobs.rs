@@ -32,6 +32,19 @@ pub(crate) struct Accepted {
     providers: Vec<String>,
     #[schema(format = DateTime)]
     created_at: String,
+    /// With `sync=true`: the receiver's answer to the first callback
+    /// attempt, if one was made.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = u16, required = false)]
+    status_code: Option<u16>,
+    /// With `sync=true`: how long that attempt took.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = u64, required = false)]
+    duration_ms: Option<u64>,
+    /// With `sync=true`: why the first pass failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String, required = false)]
+    error: Option<String>,
 }
 
 /// `POST /v1/jobs` (and its alias `POST /webhook`, which `openapi.rs`
@@ -52,11 +65,19 @@ pub(crate) struct Accepted {
                 answers 200 with the original job; with a different request, 409.",
             min_length = 1, max_length = 255, pattern = "^[\\x21-\\x7E]+$",
         ),
+        ("sync" = Option<bool>, Query, description = "`true`: answer once the job's first pass (its \
+            providers fetched, its callback attempted) has finished (200 with its `status`, `statusCode`, \
+            `durationMs`, `error`), or when `timeout` runs out first (202). The pass is made under a lease, \
+            like a processor's."),
+        ("timeout" = Option<String>, Query, description = "How long `sync=true` waits: 1ms to 30s, default 10s",
+            example = "10s"),
     ),
     responses(
-        (status = 202, description = "The job is accepted and due at once", body = Accepted,
+        (status = 202, description = "The job is accepted and due at once (with `sync=true`: the wait ran out \
+            before its first pass finished)", body = Accepted,
             headers(("Location" = String, description = "`/v1/jobs/{jobId}`"))),
-        (status = 200, description = "An idempotent replay: the job this `Idempotency-Key` created", body = Accepted,
+        (status = 200, description = "An idempotent replay: the job this `Idempotency-Key` created; or, with \
+            `sync=true`, its first pass finished", body = Accepted,
             headers(
                 ("Location" = String, description = "`/v1/jobs/{jobId}`"),
                 ("Idempotent-Replayed" = String, description = "`true`"),
@@ -88,16 +109,17 @@ pub(crate) struct Accepted {
 pub(crate) async fn create_job(
     State(state): State<AppState>,
     tenant: Result<Tenant, ApiError>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let metrics = std::sync::Arc::clone(&state.config.metrics);
-    let answer = match tenant {
-        Ok(Tenant(tenant)) => accept_job(state, tenant, headers, body).await,
-        Err(unauthorized) => Err(unauthorized),
+    let answer = match (tenant, crate::sync::wait_for(query.as_deref())) {
+        (Ok(Tenant(tenant)), Ok(sync)) => accept_job(state, tenant, sync, headers, body).await,
+        (Err(problem), _) | (_, Err(problem)) => Err(problem),
     };
     match &answer {
-        Ok(response) if response.status() == StatusCode::ACCEPTED => metrics.job_accepted(),
+        // Counted where it was created.
         Ok(_) => {}
         Err(problem) => metrics.job_rejected(problem.reason()),
     }
@@ -107,6 +129,7 @@ pub(crate) async fn create_job(
 async fn accept_job(
     state: AppState,
     tenant: domain::TenantId,
+    sync: Option<std::time::Duration>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -159,8 +182,22 @@ async fn accept_job(
         IdempotentCreate::Created => {
             tracing::Span::current().record("job_id", tracing::field::display(&job.id()));
             tracing::info!(job_id = %job.id(), providers = job.providers().len(), "job accepted");
+            state.config.metrics.job_accepted();
+            let Some(within) = sync else {
+                state.wake_processor();
+                return Ok(accepted(StatusCode::ACCEPTED, &job));
+            };
+            let (seen, finished) =
+                crate::sync::first_attempts(&state, job.tenant(), &[job.id()], within).await;
             state.wake_processor();
-            Ok(accepted(StatusCode::ACCEPTED, &job))
+            let seen = seen.into_iter().next().flatten();
+            let status = if finished {
+                StatusCode::OK
+            } else {
+                StatusCode::ACCEPTED
+            };
+            tracing::info!(job_id = %job.id(), finished, "synchronous job answered");
+            Ok(accepted_after(status, seen.as_ref().unwrap_or(&job)))
         }
         IdempotentCreate::Replay {
             job_id,
@@ -271,7 +308,33 @@ fn accepted(status: StatusCode, job: &Job) -> Response {
         status: job.status(),
         providers: job.providers().iter().map(|p| p.name.clone()).collect(),
         created_at: api_time(job.created_at()),
+        status_code: None,
+        duration_ms: None,
+        error: None,
     };
+    with_job_location(status, body, job)
+}
+
+/// [`accepted`] after a synchronous wait: with the latest callback
+/// attempt's answer, and why the pass failed if it did.
+fn accepted_after(status: StatusCode, job: &Job) -> Response {
+    let callback = job.history().iter().rev().find(|a| a.provider.is_none());
+    let body = Accepted {
+        job_id: job.id(),
+        status: job.status(),
+        providers: job.providers().iter().map(|p| p.name.clone()).collect(),
+        created_at: api_time(job.created_at()),
+        status_code: callback.and_then(|a| a.status),
+        duration_ms: callback.map(|a| a.duration_ms),
+        error: callback
+            .and_then(|a| a.error.clone())
+            .or_else(|| job.delivery().last_error.clone())
+            .or_else(|| job.history().last().and_then(|a| a.error.clone())),
+    };
+    with_job_location(status, body, job)
+}
+
+fn with_job_location(status: StatusCode, body: Accepted, job: &Job) -> Response {
     let mut response = (status, Json(body)).into_response();
     if let Ok(value) = HeaderValue::from_str(&format!("/v1/jobs/{}", job.id())) {
         response.headers_mut().insert(header::LOCATION, value);
@@ -491,11 +554,18 @@ pub(crate) struct AttemptView {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = String, required = false)]
     error: Option<String>,
-    /// The response body, cut to 4 KiB: kept for failed attempts; for a
-    /// successful fetch, the provider's data while the job still holds it.
+    /// The response body, cut to 4 KiB: every callback answer's,
+    /// successes included; a failed fetch's; for a successful fetch, the
+    /// provider's data while the job still holds it.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = String, required = false)]
     body: Option<String>,
+    /// The callback answer's headers that explain it, when it had any:
+    /// `content-type`, `location`, `retry-after`, `www-authenticate`,
+    /// `x-request-id`, `request-id`, `traceparent` (each cut to 256 bytes).
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    #[schema(value_type = Object, required = false)]
+    headers: std::collections::BTreeMap<String, String>,
 }
 
 /// A job's attempt history.
@@ -542,6 +612,7 @@ impl From<Job> for AttemptList {
                     status_code: attempt.status,
                     error: attempt.error.clone(),
                     body,
+                    headers: attempt.headers.clone(),
                 }
             })
             .collect();

@@ -14,6 +14,7 @@ mod idempotency;
 mod jobs;
 mod openapi;
 mod query;
+mod sync;
 mod validate;
 
 use std::sync::Arc;
@@ -38,6 +39,7 @@ pub use idempotency::IDEMPOTENCY_WINDOW;
 pub use jobs::DEFAULT_PAGE;
 pub use openapi::document as openapi_document;
 pub use server::Limits as ServerLimits;
+pub use sync::{AttemptNow, DEFAULT_SYNC_TIMEOUT, MAX_SYNC_TIMEOUT};
 pub use validate::{MAX_BODY_BYTES, MAX_METADATA_BYTES, MAX_PROVIDERS};
 
 /// What the intake needs to run.
@@ -57,6 +59,15 @@ pub struct IntakeConfig {
     /// What `GET /metrics` serves; shared with a processor in the same
     /// process, so one scrape sees both.
     pub metrics: Arc<Metrics>,
+    /// Makes the first attempt of a synchronous publish (`?sync=true`)
+    /// here; without it, a synchronous publish waits for a processor's.
+    pub attempt_now: Option<Arc<dyn AttemptNow>>,
+}
+
+impl std::fmt::Debug for dyn AttemptNow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AttemptNow")
+    }
 }
 
 impl IntakeConfig {
@@ -67,6 +78,7 @@ impl IntakeConfig {
             callback_lookups: Resolver::system(),
             on_job_created: None,
             metrics: Arc::default(),
+            attempt_now: None,
         }
     }
 

@@ -161,7 +161,7 @@ pub(crate) async fn deliver_callback(
     network: &NetPolicy,
     callback: Callback<'_>,
     timeout: Duration,
-) -> (CallbackOutcome, Option<String>) {
+) -> (CallbackOutcome, Answer) {
     let Callback {
         url,
         message_id,
@@ -180,7 +180,7 @@ pub(crate) async fn deliver_callback(
             error: blocked.to_string(),
             retry_after: None,
         };
-        return (refused, None);
+        return (refused, Answer::default());
     }
     let mut request = client.post(url.clone());
     for (name, value) in headers.iter() {
@@ -200,27 +200,35 @@ pub(crate) async fn deliver_callback(
         .body(body)
         .timeout(timeout)
         .send();
-    // A 2xx answer's body is not kept (see `domain::attempt`); a failed
-    // one's head is, for the attempt history.
+    // Every answer's head is kept for the attempt history, successes
+    // included (SPEC section 10), with the headers that explain it.
     match request.await {
-        Ok(response) if response.status().is_success() => (
-            CallbackOutcome::Delivered {
-                status: response.status().as_u16(),
-            },
-            None,
-        ),
-        Ok(response) if response.status() == StatusCode::GONE => {
-            (CallbackOutcome::Gone, read_head(response).await)
-        }
-        // Any other answer is retried: receivers fix their 4xx bugs, and
-        // the schedule ends in the dead letter where an operator can redrive.
         Ok(response) => {
-            let outcome = CallbackOutcome::Retryable {
-                status: Some(response.status().as_u16()),
-                error: format!("HTTP {}", response.status().as_u16()),
-                retry_after: retry_after(response.headers()),
+            let status = response.status();
+            let outcome = if status.is_success() {
+                CallbackOutcome::Delivered {
+                    status: status.as_u16(),
+                }
+            } else if status == StatusCode::GONE {
+                CallbackOutcome::Gone
+            } else {
+                // Any other answer is retried: receivers fix their 4xx bugs,
+                // and the schedule ends in the dead letter where an operator
+                // can redrive.
+                CallbackOutcome::Retryable {
+                    status: Some(status.as_u16()),
+                    error: format!("HTTP {}", status.as_u16()),
+                    retry_after: retry_after(response.headers()),
+                }
             };
-            (outcome, read_head(response).await)
+            let headers = domain::kept_headers(
+                response
+                    .headers()
+                    .iter()
+                    .map(|(name, value)| (name.as_str(), value.as_bytes())),
+            );
+            let body = read_head(response).await;
+            (outcome, Answer { body, headers })
         }
         Err(err) => (
             CallbackOutcome::Retryable {
@@ -228,9 +236,17 @@ pub(crate) async fn deliver_callback(
                 error: transport_error(&err),
                 retry_after: None,
             },
-            None,
+            Answer::default(),
         ),
     }
+}
+
+/// What a receiver answered besides its status, for the attempt history:
+/// the head of its body and the headers an attempt keeps.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Answer {
+    pub body: Option<String>,
+    pub headers: std::collections::BTreeMap<String, String>,
 }
 
 fn is_retryable(status: StatusCode) -> bool {
@@ -300,7 +316,7 @@ async fn read_limited(response: reqwest::Response, max_bytes: usize) -> Result<V
     Ok(body)
 }
 
-/// The first [`domain::MAX_ATTEMPT_BODY`] bytes of a failed answer's body,
+/// The first [`domain::MAX_ATTEMPT_BODY`] bytes of an answer's body,
 /// as text; the rest is not read. Within the request's timeout, like the
 /// answer itself; a body that breaks off keeps what arrived.
 async fn read_head(response: reqwest::Response) -> Option<String> {

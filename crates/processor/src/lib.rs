@@ -601,17 +601,40 @@ impl Processor {
     /// delivers the callback if the job is ready for it, saves the result
     /// fenced on the lease, and counts and logs what came of it.
     async fn fetch_deliver_and_save(&self, claimed: Claimed) -> DrainReport {
+        self.fetch_deliver_and_save_keeping(claimed).await.0
+    }
+
+    /// [`Processor::fetch_deliver_and_save`], with the job as saved when
+    /// its save was written.
+    async fn fetch_deliver_and_save_keeping(&self, claimed: Claimed) -> (DrainReport, Option<Job>) {
         let Claimed { job, lease, span } = claimed;
         self.fetch_deliver_and_save_in_span(job, lease)
             .instrument(span)
             .await
     }
 
-    async fn fetch_deliver_and_save_in_span(&self, job: Job, lease: Lease) -> DrainReport {
+    /// Claims `tenant`'s job `id` now and makes its due attempts, as a drain
+    /// would, outside the drain's slots: the first attempt of a synchronous
+    /// publish (`?sync=true`, SPEC section 10), which may come from an
+    /// intake with processors elsewhere (the lease keeps them apart). The
+    /// job as saved; `None` when it could not be claimed (another
+    /// processor holds it, or it is not due) or its save was not written.
+    pub async fn attempt_now(&self, tenant: &TenantId, id: domain::JobId) -> Option<Job> {
+        let due = DueJob {
+            id,
+            tenant: tenant.clone(),
+            due_at: self.clock.now(),
+        };
+        let (_, claimed) = self.claim(due, &CancellationToken::new()).await;
+        self.fetch_deliver_and_save_keeping(claimed?).await.1
+    }
+
+    async fn fetch_deliver_and_save_in_span(&self, job: Job, lease: Lease) -> (DrainReport, Option<Job>) {
         let mut report = DrainReport::default();
         let job = self.fetch_and_deliver(job).await;
         let saved = self.save_fenced(&job, &lease).await;
         self.in_flight.let_go(job.id());
+        let written = matches!(saved, Ok(Fenced::Written));
         match saved {
             Ok(Fenced::Written) => match job.status() {
                 JobStatus::Complete => {
@@ -652,7 +675,7 @@ impl Processor {
                 tracing::warn!(job_id = %job.id(), error = %err, "could not save; the job is due again when the lease expires");
             }
         }
-        report
+        (report, written.then_some(job))
     }
 
     /// The fenced save, re-issued while its outcome is unknown: a save
@@ -786,6 +809,7 @@ impl Processor {
                     at: now,
                     took: flown.took,
                     body: flown.body,
+                    headers: Default::default(),
                 };
                 let mut recorded = job.clone();
                 let retryable = matches!(flown.outcome, FetchOutcome::Retryable { .. });
@@ -829,8 +853,13 @@ impl Processor {
         if job.delivery_due(now) {
             let attempt = job.delivery().attempts + 1;
             let span = tracing::debug_span!("callback", attempt);
-            let (outcome, body, took) = self.deliver(&job, now).instrument(span).await;
-            let tried = Tried { at: now, took, body };
+            let (outcome, answer, took) = self.deliver(&job, now).instrument(span).await;
+            let tried = Tried {
+                at: now,
+                took,
+                body: answer.body,
+                headers: answer.headers,
+            };
             let done = self.clock.now();
             self.with_rng(|rng| job.record_delivery(outcome, tried, done, &self.config.retry, rng));
             self.fit_into_store(&mut job);
@@ -838,13 +867,10 @@ impl Processor {
         job
     }
 
-    /// One signed delivery attempt: its outcome, the body of a failed
-    /// answer, and how long it took (`None` when nothing was sent).
-    async fn deliver(
-        &self,
-        job: &Job,
-        now: Timestamp,
-    ) -> (CallbackOutcome, Option<String>, Option<Duration>) {
+    /// One signed delivery attempt: its outcome, what the receiver
+    /// answered besides its status, and how long it took (`None` when
+    /// nothing was sent).
+    async fn deliver(&self, job: &Job, now: Timestamp) -> (CallbackOutcome, http::Answer, Option<Duration>) {
         let prepared = match self.prepare(job, now).await {
             Ok(prepared) => prepared,
             Err(outcome) => {
@@ -854,7 +880,7 @@ impl Processor {
                 };
                 self.count_attempt(job, result, None);
                 tracing::info!(error = outcome.error().unwrap_or(""), "callback not sent");
-                return (outcome, None, None);
+                return (outcome, http::Answer::default(), None);
             }
         };
         let endpoint = prepared
@@ -867,7 +893,7 @@ impl Processor {
                 Err(outcome) => {
                     self.count_attempt(job, DeliveryResult::NotSent, None);
                     tracing::info!(error = outcome.error().unwrap_or(""), "callback not sent");
-                    return (outcome, None, None);
+                    return (outcome, http::Answer::default(), None);
                 }
             },
             None => None,
@@ -910,7 +936,7 @@ impl Processor {
             tracing::info!("callback answered 401; fetching a new OAuth2 token and trying again");
             match self.auth_header(endpoint, token.as_ref()).await {
                 Ok(fresh) => (outcome, answer) = send(fresh).await,
-                Err(failed) => (outcome, answer) = (failed, None),
+                Err(failed) => (outcome, answer) = (failed, http::Answer::default()),
             }
         }
         let took = started.elapsed();
@@ -929,7 +955,11 @@ impl Processor {
             DeliveryResult::Gone => tracing::info!(status, duration_ms, "callback answered 410 Gone"),
             _ => tracing::info!(status, error, duration_ms, "callback failed"),
         }
-        tracing::debug!(status, body = answer.as_deref().unwrap_or(""), "callback answer");
+        tracing::debug!(
+            status,
+            body = answer.body.as_deref().unwrap_or(""),
+            "callback answer"
+        );
         if let Some(read) = prepared.endpoint {
             self.record_health(read, &outcome, self.clock.now()).await;
         }

@@ -236,6 +236,7 @@ async fn a_delivered_job_costs_the_write_units_the_design_says() {
             at: at(t),
             took: Some(std::time::Duration::from_millis(1234)),
             body: None,
+            headers: Default::default(),
         };
         claimed.record_fetch(
             "gas",

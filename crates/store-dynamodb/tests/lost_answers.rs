@@ -465,6 +465,7 @@ fn tried(at: Timestamp) -> Tried {
         at,
         took: None,
         body: None,
+        headers: Default::default(),
     }
 }
 

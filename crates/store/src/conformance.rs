@@ -186,6 +186,7 @@ fn tried(at: Timestamp) -> Tried {
         at,
         took: None,
         body: None,
+        headers: Default::default(),
     }
 }
 
@@ -1213,6 +1214,7 @@ pub async fn attempt_history_is_kept_in_order_and_bounded(store: Arc<dyn JobStor
         status: Some(status),
         error: (status >= 300).then(|| format!("HTTP {status}")),
         body: (status >= 300).then(|| "x".repeat(MAX_ATTEMPT_BODY)),
+        headers: Default::default(),
     };
     // Retried every second, for as many attempts as the test makes.
     let patient = RetryPolicy {
@@ -1226,6 +1228,7 @@ pub async fn attempt_history_is_kept_in_order_and_bounded(store: Arc<dyn JobStor
             at: expected.at,
             took: Some(std::time::Duration::from_millis(expected.duration_ms)),
             body: expected.body.clone(),
+            headers: Default::default(),
         };
         let error = format!("HTTP {status}");
         match provider {

@@ -167,7 +167,18 @@ pub async fn spawn_app_looking_up(
     if let Some(lookups) = lookups {
         wiring = wiring.with_callback_lookups(lookups);
     }
-    let app = wiring.intake(wake);
+    // Synchronous publishes make their first attempts with a processor of
+    // the intake's own, as `hookline serve` does with its processor.
+    let attempts = wiring
+        .clone()
+        .with_callback_network(loopback())
+        .processor(ProcessorConfig {
+            owner: "intake".to_owned(),
+            seed: Some(11),
+            ..ProcessorConfig::default()
+        })
+        .expect("valid processor config");
+    let app = wiring.intake_attempting(wake, Some(Arc::new(attempts)));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind intake");

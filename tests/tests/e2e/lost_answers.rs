@@ -222,6 +222,7 @@ async fn a_redrive_the_store_could_not_confirm_is_resolved_by_reading_the_job_ba
         at: now,
         took: None,
         body: None,
+        headers: Default::default(),
     };
     failed.record_delivery(
         CallbackOutcome::Gone,

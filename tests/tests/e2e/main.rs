@@ -3,7 +3,7 @@
 
 mod auth;
 mod dead_letter;
-mod delivery_auth;
+mod delivery_options;
 mod events;
 mod fairness;
 mod helpers;

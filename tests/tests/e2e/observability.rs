@@ -236,10 +236,15 @@ async fn a_provider_failure_and_a_callback_failure_move_the_metrics_exactly(back
             "{failed}"
         );
     }
+    assert_eq!(
+        data[3]["headers"]["content-type"], "application/problem+json",
+        "a callback answer keeps the headers that explain it: {}",
+        data[3]
+    );
     for ok in [&data[1], &data[2], &data[4]] {
         assert!(ok.get("error").is_none(), "{ok}");
-        // Delivered: the job no longer holds the data, and a 2xx answer's
-        // body is not kept.
+        // Delivered: the job no longer holds the data, and the 204 answer
+        // had no body.
         assert!(ok.get("body").is_none(), "{ok}");
     }
 }

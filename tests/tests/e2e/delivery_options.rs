@@ -1,9 +1,11 @@
-//! Outbound auth per endpoint (SPEC section 10) over real HTTP, on every
+//! Delivery options per endpoint (SPEC section 10) over real HTTP, on every
 //! store: each auth type reaches the receiver as it should; an OAuth2
 //! token is fetched once for many deliveries, and again once when a
 //! receiver refuses it; a failing token endpoint is a retryable failure
 //! that says so; credentials are write-only, and a `PATCH` changes them
-//! without reading them back.
+//! without reading them back; every answer is kept in the attempt
+//! history, successes included; a synchronous publish answers with each
+//! delivery's first attempt, made once.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -19,6 +21,10 @@ on_every_store!(
     one_oauth2_token_serves_many_deliveries_and_a_401_fetches_a_new_one_once,
     a_failing_token_endpoint_is_a_retryable_failure_that_says_so,
     credentials_are_write_only_and_a_patch_keeps_what_it_does_not_give,
+    every_answer_is_kept_successes_included,
+    a_synchronous_publish_answers_with_each_first_attempt,
+    a_synchronous_publish_out_of_time_answers_202_and_the_attempt_still_lands_once,
+    a_synchronous_job_answers_with_its_first_pass,
 );
 
 async fn send(app: &TestApp, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
@@ -346,4 +352,146 @@ async fn credentials_are_write_only_and_a_patch_keeps_what_it_does_not_give(back
     publish(&app, 3).await;
     assert_eq!(drain(&app).await.delivered, 1);
     assert_eq!(app.mock.state.deliveries()[2].credential("authorization"), None);
+}
+
+async fn every_answer_is_kept_successes_included(backend: Backend) {
+    let app = spawn_app_on(backend).await;
+    event_type(&app).await;
+    endpoint(&app, "accepted", "/accepted", Value::Null).await;
+    publish(&app, 1).await;
+    assert_eq!(drain(&app).await.delivered, 1);
+    let (_, events) = send(&app, reqwest::Method::GET, "/v1/events?limit=1", None).await;
+    let delivery = events["data"][0]["deliveries"][0]["deliveryId"]
+        .as_str()
+        .expect("a delivery")
+        .to_owned();
+    let (status, attempts) = send(
+        &app,
+        reqwest::Method::GET,
+        &format!("/v1/jobs/{delivery}/attempts"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{attempts}");
+    let attempt = &attempts["data"][0];
+    assert_eq!(attempt["succeeded"], true, "{attempt}");
+    assert_eq!(attempt["statusCode"], 200);
+    assert!(attempt["durationMs"].is_u64(), "{attempt}");
+    let body: Value = serde_json::from_str(attempt["body"].as_str().expect("the 2xx body is kept"))
+        .expect("the body as sent");
+    assert_eq!(body, json!({"received": true, "n": 1}));
+    assert_eq!(
+        attempt["headers"],
+        json!({"content-type": "application/json", "x-request-id": "sink-1"}),
+        "the headers that explain it, and no others (no date, no content-length)"
+    );
+}
+
+async fn a_synchronous_publish_answers_with_each_first_attempt(backend: Backend) {
+    let app = spawn_app_on(backend).await;
+    event_type(&app).await;
+    let accepted = endpoint(&app, "accepted", "/accepted", Value::Null).await;
+    let gone = endpoint(&app, "gone", "/gone", Value::Null).await;
+    let (status, answer) = send(
+        &app,
+        reqwest::Method::POST,
+        "/v1/events?sync=true&timeout=10s",
+        Some(json!({"type": "invoice.paid", "payload": {"n": 1}})),
+    )
+    .await;
+    assert_eq!(status, 200, "every first attempt finished: {answer}");
+    let deliveries = answer["deliveries"].as_array().expect("deliveries");
+    let of = |endpoint: &str| {
+        deliveries
+            .iter()
+            .find(|d| d["endpointId"] == endpoint)
+            .unwrap_or_else(|| panic!("no delivery to {endpoint}: {answer}"))
+    };
+    assert_eq!(of(&accepted)["status"], "complete", "{answer}");
+    assert_eq!(of(&accepted)["statusCode"], 200);
+    assert!(of(&accepted)["durationMs"].is_u64(), "{answer}");
+    assert!(of(&accepted).get("error").is_none(), "{answer}");
+    assert_eq!(of(&gone)["status"], "failed", "410 settles it: {answer}");
+    assert_eq!(of(&gone)["statusCode"], 410);
+    assert!(of(&gone)["error"].is_string(), "{answer}");
+    // Made once: a processor finds nothing left, and each receiver saw one.
+    assert_eq!(drain(&app).await.claimed, 0);
+    assert_eq!(app.mock.state.deliveries().len(), 2);
+
+    // Bad waits are refused before anything is published.
+    for query in [
+        "sync=maybe",
+        "sync=true&timeout=31s",
+        "sync=true&timeout=soon",
+        "timeout=5s",
+        "wait=1",
+    ] {
+        let (status, problem) = send(
+            &app,
+            reqwest::Method::POST,
+            &format!("/v1/events?{query}"),
+            Some(json!({"type": "invoice.paid", "payload": {"n": 2}})),
+        )
+        .await;
+        assert_eq!(status, 422, "{query}: {problem}");
+    }
+    let (_, events) = send(&app, reqwest::Method::GET, "/v1/events", None).await;
+    assert_eq!(
+        events["data"].as_array().expect("events").len(),
+        1,
+        "nothing more was published"
+    );
+}
+
+async fn a_synchronous_publish_out_of_time_answers_202_and_the_attempt_still_lands_once(backend: Backend) {
+    let app = spawn_app_on(backend).await;
+    event_type(&app).await;
+    endpoint(&app, "slow", "/complete", Value::Null).await;
+    app.mock.state.set_sink_faults(providers_mock::Faults {
+        latency_ms: 1500,
+        ..providers_mock::Faults::default()
+    });
+    let (status, answer) = send(
+        &app,
+        reqwest::Method::POST,
+        "/v1/events?sync=true&timeout=200ms",
+        Some(json!({"type": "invoice.paid", "payload": {"n": 1}})),
+    )
+    .await;
+    assert_eq!(status, 202, "the wait ran out first: {answer}");
+    let delivery = answer["deliveries"][0]["deliveryId"]
+        .as_str()
+        .expect("a delivery")
+        .to_owned();
+    assert_ne!(answer["deliveries"][0]["status"], "complete", "{answer}");
+    // The attempt the intake began goes on without the client, and lands.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let job = app.get_job(&delivery).await;
+        if job["status"] == "complete" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never delivered: {job}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(drain(&app).await.claimed, 0, "nothing left for a processor");
+    assert_eq!(app.mock.state.deliveries().len(), 1, "delivered once");
+}
+
+async fn a_synchronous_job_answers_with_its_first_pass(backend: Backend) {
+    let app = spawn_app_on(backend).await;
+    let response = app
+        .http
+        .post(format!("{}/webhook?sync=true", app.base))
+        .json(&json!({"providers": ["gas"], "callbackUrl": app.callback_url()}))
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(response.status(), 200);
+    let answer: Value = response.json().await.expect("json");
+    assert_eq!(answer["status"], "complete", "{answer}");
+    assert_eq!(answer["statusCode"], 204);
+    assert!(answer["durationMs"].is_u64(), "{answer}");
+    assert_eq!(drain(&app).await.claimed, 0);
+    assert_eq!(app.mock.state.accepted_deliveries().len(), 1);
 }
