@@ -240,7 +240,7 @@ fn raw_payload(body: &[u8]) -> Result<RawJson, String> {
             `sync=true`, every delivery's first attempt finished", body = EventAccepted,
             headers(
                 ("Location" = String, description = "`/v1/events/{eventId}`"),
-                ("Idempotent-Replayed" = String, description = "`true`"),
+                ("Idempotent-Replayed" = String, description = "`true` on a replay; `false` on a synchronous answer"),
             )),
         (status = 400, description = "The body is not JSON", body = ApiError, content_type = "application/problem+json"),
         (status = 401, description = "No, malformed, unknown or revoked API key", body = ApiError,
@@ -394,6 +394,11 @@ pub(crate) async fn publish_event(
             let mut response = (status, Json(answer)).into_response();
             if let Ok(value) = HeaderValue::from_str(&format!("/v1/events/{}", event.id)) {
                 response.headers_mut().insert(header::LOCATION, value);
+            }
+            if finished {
+                response
+                    .headers_mut()
+                    .insert("idempotent-replayed", HeaderValue::from_static("false"));
             }
             Ok(response)
         }

@@ -80,7 +80,7 @@ pub(crate) struct Accepted {
             `sync=true`, its first pass finished", body = Accepted,
             headers(
                 ("Location" = String, description = "`/v1/jobs/{jobId}`"),
-                ("Idempotent-Replayed" = String, description = "`true`"),
+                ("Idempotent-Replayed" = String, description = "`true` on a replay; `false` on a synchronous answer"),
             )),
         (status = 400, description = "The body is not JSON", body = ApiError, content_type = "application/problem+json"),
         (status = 401, description = "No, malformed, unknown or revoked API key", body = ApiError,
@@ -197,7 +197,13 @@ async fn accept_job(
                 StatusCode::ACCEPTED
             };
             tracing::info!(job_id = %job.id(), finished, "synchronous job answered");
-            Ok(accepted_after(status, seen.as_ref().unwrap_or(&job)))
+            let mut response = accepted_after(status, seen.as_ref().unwrap_or(&job));
+            if finished {
+                response
+                    .headers_mut()
+                    .insert("idempotent-replayed", HeaderValue::from_static("false"));
+            }
+            Ok(response)
         }
         IdempotentCreate::Replay {
             job_id,

@@ -25,6 +25,7 @@ on_every_store!(
     a_synchronous_publish_answers_with_each_first_attempt,
     a_synchronous_publish_out_of_time_answers_202_and_the_attempt_still_lands_once,
     a_synchronous_job_answers_with_its_first_pass,
+    a_delivery_longer_than_the_lease_is_made_once_by_two_processors,
 );
 
 async fn send(app: &TestApp, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
@@ -494,4 +495,41 @@ async fn a_synchronous_job_answers_with_its_first_pass(backend: Backend) {
     assert!(answer["durationMs"].is_u64(), "{answer}");
     assert_eq!(drain(&app).await.claimed, 0);
     assert_eq!(app.mock.state.accepted_deliveries().len(), 1);
+}
+
+/// An endpoint's `timeout` (10 minutes) past the processors' lease (60 s):
+/// while one processor's delivery is still being answered, the clock
+/// passes the lease it claimed with; a second processor draining then
+/// must not claim it, because the first lengthened its lease to outlast
+/// the delivery before sending it.
+async fn a_delivery_longer_than_the_lease_is_made_once_by_two_processors(backend: Backend) {
+    let app = spawn_app_on(backend).await;
+    event_type(&app).await;
+    let id = endpoint(&app, "slow", "/complete", Value::Null).await;
+    let (status, patched) = send(
+        &app,
+        reqwest::Method::PATCH,
+        &format!("/v1/endpoints/{id}"),
+        Some(json!({"timeout": "10m"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{patched}");
+    app.mock.state.set_sink_faults(providers_mock::Faults {
+        latency_ms: 1500,
+        ..providers_mock::Faults::default()
+    });
+    publish(&app, 1).await;
+    let first = app.processor("p1");
+    let lease = processor::ProcessorConfig::default().lease;
+    let slow = tokio::spawn(async move { first.drain(&CancellationToken::new()).await });
+    // Within half a second p1 has claimed and sent (the receiver takes
+    // 1.5 s to answer, and records the delivery only then).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(app.mock.state.deliveries().is_empty(), "still being answered");
+    app.advance(lease + Duration::from_secs(60));
+    let second = app.processor("p2").drain(&CancellationToken::new()).await;
+    assert_eq!(second.claimed, 0, "p1's lease outlasts its delivery: {second:?}");
+    let first = slow.await.expect("p1 drains");
+    assert_eq!(first.delivered, 1, "{first:?}");
+    assert_eq!(app.mock.state.deliveries().len(), 1, "delivered once");
 }
