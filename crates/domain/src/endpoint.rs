@@ -164,6 +164,16 @@ pub enum InvalidHeader {
     TooMany,
 }
 
+/// Whether `name` is an HTTP header name (RFC 9110's token), at most 256
+/// characters.
+pub(crate) fn is_header_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 256
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
 /// Headers a delivery sets itself, or that describe the connection.
 pub(crate) fn is_reserved_header(name: &str) -> bool {
     name.starts_with("webhook-")
@@ -193,12 +203,7 @@ impl EndpointHeaders {
         let mut headers = BTreeMap::new();
         for (name, value) in given {
             let lower = name.to_ascii_lowercase();
-            let token = !lower.is_empty()
-                && lower.len() <= 256
-                && lower
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
-            if !token {
+            if !is_header_name(&lower) {
                 return Err(InvalidHeader::Name(name));
             }
             if is_reserved_header(&lower) {

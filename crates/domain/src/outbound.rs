@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use url::Url;
 
-use crate::endpoint::is_reserved_header;
+use crate::endpoint::{is_header_name, is_reserved_header};
 
 /// What a credential is shown as, wherever it is shown.
 pub const HIDDEN: &str = "***";
@@ -119,12 +119,7 @@ impl EndpointAuth {
             }
             Self::Bearer { token } => header_text("token", token.expose(), MAX_CREDENTIAL)?,
             Self::Header { name, value } => {
-                let token = !name.is_empty()
-                    && name.len() <= 256
-                    && name
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
-                if !token {
+                if !is_header_name(name) {
                     return Err(invalid("name", "is not a header name"));
                 }
                 if is_reserved_header(&name.to_ascii_lowercase()) {

@@ -28,55 +28,44 @@ on_every_store!(
     a_delivery_longer_than_the_lease_is_made_once_by_two_processors,
 );
 
-async fn send(app: &TestApp, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-    let mut request = app.http.request(method, format!("{}{path}", app.base));
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.expect("request");
-    let status = response.status().as_u16();
-    let text = response.text().await.expect("body");
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
-}
-
 async fn event_type(app: &TestApp) {
-    let (status, body) = send(
-        app,
-        reqwest::Method::PUT,
-        "/v1/event-types/invoice.paid",
-        Some(json!({"description": "paid"})),
-    )
-    .await;
+    let (status, body) = app
+        .send(
+            reqwest::Method::PUT,
+            "/v1/event-types/invoice.paid",
+            Some(json!({"description": "paid"})),
+        )
+        .await;
     assert!(status == 201 || status == 200, "{status} {body}");
 }
 
 /// Registers an endpoint marked `mark` (an `x-endpoint` header) at `path`
 /// of the mock with `auth`; its id.
 async fn endpoint(app: &TestApp, mark: &str, path: &str, auth: Value) -> String {
-    let (status, body) = send(
-        app,
-        reqwest::Method::POST,
-        "/v1/endpoints",
-        Some(json!({
-            "url": app.mock.url(path),
-            "eventTypes": ["invoice.paid"],
-            "headers": {"x-endpoint": mark},
-            "auth": auth,
-        })),
-    )
-    .await;
+    let (status, body) = app
+        .send(
+            reqwest::Method::POST,
+            "/v1/endpoints",
+            Some(json!({
+                "url": app.mock.url(path),
+                "eventTypes": ["invoice.paid"],
+                "headers": {"x-endpoint": mark},
+                "auth": auth,
+            })),
+        )
+        .await;
     assert_eq!(status, 201, "{body}");
     body["endpointId"].as_str().expect("id").to_owned()
 }
 
 async fn publish(app: &TestApp, n: u64) {
-    let (status, body) = send(
-        app,
-        reqwest::Method::POST,
-        "/v1/events",
-        Some(json!({"type": "invoice.paid", "payload": {"n": n}})),
-    )
-    .await;
+    let (status, body) = app
+        .send(
+            reqwest::Method::POST,
+            "/v1/events",
+            Some(json!({"type": "invoice.paid", "payload": {"n": n}})),
+        )
+        .await;
     assert_eq!(status, 202, "{body}");
 }
 
@@ -206,7 +195,7 @@ async fn one_oauth2_token_serves_many_deliveries_and_a_401_fetches_a_new_one_onc
     assert_eq!(app.mock.state.tokens_issued(), 2, "one new token");
     let statuses: Vec<u16> = app.mock.state.deliveries().iter().map(|d| d.status).collect();
     assert_eq!(statuses, [204, 204, 204, 204, 401, 204]);
-    let (_, events) = send(&app, reqwest::Method::GET, "/v1/events?limit=1", None).await;
+    let (_, events) = app.send(reqwest::Method::GET, "/v1/events?limit=1", None).await;
     let delivery = events["data"][0]["deliveries"][0]["deliveryId"]
         .as_str()
         .expect("a delivery")
@@ -236,7 +225,7 @@ async fn a_failing_token_endpoint_is_a_retryable_failure_that_says_so(backend: B
         app.mock.state.deliveries().is_empty(),
         "nothing was sent without a token"
     );
-    let (_, events) = send(&app, reqwest::Method::GET, "/v1/events?limit=1", None).await;
+    let (_, events) = app.send(reqwest::Method::GET, "/v1/events?limit=1", None).await;
     let delivery = events["data"][0]["deliveries"][0]["deliveryId"]
         .as_str()
         .expect("a delivery")
@@ -262,23 +251,25 @@ async fn credentials_are_write_only_and_a_patch_keeps_what_it_does_not_give(back
     )
     .await;
     let path = format!("/v1/endpoints/{id}");
-    let (_, shown) = send(&app, reqwest::Method::GET, &path, None).await;
+    let (_, shown) = app.send(reqwest::Method::GET, &path, None).await;
     assert_eq!(
         shown["auth"],
         json!({"type": "basic", "username": "user", "password": "***"})
     );
     assert!(!shown.to_string().contains("first-pa55"), "{shown}");
-    let (_, listed) = send(&app, reqwest::Method::GET, "/v1/endpoints", None).await;
+    let (_, listed) = app.send(reqwest::Method::GET, "/v1/endpoints", None).await;
     assert!(!listed.to_string().contains("first-pa55"), "{listed}");
 
     // What a read showed, sent back with a new username: the password stays.
-    let (status, patched) = send(
-        &app,
-        reqwest::Method::PATCH,
-        &path,
-        Some(json!({"auth": {"type": "basic", "username": "renamed", "password": "***"}, "timeout": "2m"})),
-    )
-    .await;
+    let (status, patched) = app
+        .send(
+            reqwest::Method::PATCH,
+            &path,
+            Some(
+                json!({"auth": {"type": "basic", "username": "renamed", "password": "***"}, "timeout": "2m"}),
+            ),
+        )
+        .await;
     assert_eq!(status, 200, "{patched}");
     assert_eq!(patched["auth"]["username"], "renamed");
     assert_eq!(patched["timeout"], "2m");
@@ -291,13 +282,13 @@ async fn credentials_are_write_only_and_a_patch_keeps_what_it_does_not_give(back
     );
 
     // A new password, without reading the old one.
-    let (status, _) = send(
-        &app,
-        reqwest::Method::PATCH,
-        &path,
-        Some(json!({"auth": {"type": "basic", "username": "renamed", "password": "second-pa55"}})),
-    )
-    .await;
+    let (status, _) = app
+        .send(
+            reqwest::Method::PATCH,
+            &path,
+            Some(json!({"auth": {"type": "basic", "username": "renamed", "password": "second-pa55"}})),
+        )
+        .await;
     assert_eq!(status, 200);
     publish(&app, 2).await;
     assert_eq!(drain(&app).await.delivered, 1);
@@ -326,7 +317,7 @@ async fn credentials_are_write_only_and_a_patch_keeps_what_it_does_not_give(back
         (json!({"timeout": "16m"}), "timeout"),
         (json!({"timeout": 30}), "timeout"),
     ] {
-        let (status, problem) = send(&app, reqwest::Method::PATCH, &path, Some(body.clone())).await;
+        let (status, problem) = app.send(reqwest::Method::PATCH, &path, Some(body.clone())).await;
         assert_eq!(status, 422, "{body}: {problem}");
         let fields: Vec<&str> = problem["errors"]
             .as_array()
@@ -336,18 +327,20 @@ async fn credentials_are_write_only_and_a_patch_keeps_what_it_does_not_give(back
             .collect();
         assert!(fields.contains(&field), "{body}: {problem}");
     }
-    let (status, problem) = send(
-        &app,
-        reqwest::Method::POST,
-        "/v1/endpoints",
-        Some(json!({"url": app.callback_url(), "eventTypes": ["*"],
+    let (status, problem) = app
+        .send(
+            reqwest::Method::POST,
+            "/v1/endpoints",
+            Some(json!({"url": app.callback_url(), "eventTypes": ["*"],
             "auth": {"type": "bearer", "token": "***"}})),
-    )
-    .await;
+        )
+        .await;
     assert_eq!(status, 422, "`***` keeps nothing on a new endpoint: {problem}");
 
     // Removed: deliveries carry no auth.
-    let (status, removed) = send(&app, reqwest::Method::PATCH, &path, Some(json!({"auth": null}))).await;
+    let (status, removed) = app
+        .send(reqwest::Method::PATCH, &path, Some(json!({"auth": null})))
+        .await;
     assert_eq!(status, 200);
     assert!(removed.get("auth").is_none(), "{removed}");
     publish(&app, 3).await;
@@ -361,18 +354,18 @@ async fn every_answer_is_kept_successes_included(backend: Backend) {
     endpoint(&app, "accepted", "/accepted", Value::Null).await;
     publish(&app, 1).await;
     assert_eq!(drain(&app).await.delivered, 1);
-    let (_, events) = send(&app, reqwest::Method::GET, "/v1/events?limit=1", None).await;
+    let (_, events) = app.send(reqwest::Method::GET, "/v1/events?limit=1", None).await;
     let delivery = events["data"][0]["deliveries"][0]["deliveryId"]
         .as_str()
         .expect("a delivery")
         .to_owned();
-    let (status, attempts) = send(
-        &app,
-        reqwest::Method::GET,
-        &format!("/v1/jobs/{delivery}/attempts"),
-        None,
-    )
-    .await;
+    let (status, attempts) = app
+        .send(
+            reqwest::Method::GET,
+            &format!("/v1/jobs/{delivery}/attempts"),
+            None,
+        )
+        .await;
     assert_eq!(status, 200, "{attempts}");
     let attempt = &attempts["data"][0];
     assert_eq!(attempt["succeeded"], true, "{attempt}");
@@ -393,13 +386,13 @@ async fn a_synchronous_publish_answers_with_each_first_attempt(backend: Backend)
     event_type(&app).await;
     let accepted = endpoint(&app, "accepted", "/accepted", Value::Null).await;
     let gone = endpoint(&app, "gone", "/gone", Value::Null).await;
-    let (status, answer) = send(
-        &app,
-        reqwest::Method::POST,
-        "/v1/events?sync=true&timeout=10s",
-        Some(json!({"type": "invoice.paid", "payload": {"n": 1}})),
-    )
-    .await;
+    let (status, answer) = app
+        .send(
+            reqwest::Method::POST,
+            "/v1/events?sync=true&timeout=10s",
+            Some(json!({"type": "invoice.paid", "payload": {"n": 1}})),
+        )
+        .await;
     assert_eq!(status, 200, "every first attempt finished: {answer}");
     let deliveries = answer["deliveries"].as_array().expect("deliveries");
     let of = |endpoint: &str| {
@@ -427,16 +420,16 @@ async fn a_synchronous_publish_answers_with_each_first_attempt(backend: Backend)
         "timeout=5s",
         "wait=1",
     ] {
-        let (status, problem) = send(
-            &app,
-            reqwest::Method::POST,
-            &format!("/v1/events?{query}"),
-            Some(json!({"type": "invoice.paid", "payload": {"n": 2}})),
-        )
-        .await;
+        let (status, problem) = app
+            .send(
+                reqwest::Method::POST,
+                &format!("/v1/events?{query}"),
+                Some(json!({"type": "invoice.paid", "payload": {"n": 2}})),
+            )
+            .await;
         assert_eq!(status, 422, "{query}: {problem}");
     }
-    let (_, events) = send(&app, reqwest::Method::GET, "/v1/events", None).await;
+    let (_, events) = app.send(reqwest::Method::GET, "/v1/events", None).await;
     assert_eq!(
         events["data"].as_array().expect("events").len(),
         1,
@@ -452,13 +445,13 @@ async fn a_synchronous_publish_out_of_time_answers_202_and_the_attempt_still_lan
         latency_ms: 1500,
         ..providers_mock::Faults::default()
     });
-    let (status, answer) = send(
-        &app,
-        reqwest::Method::POST,
-        "/v1/events?sync=true&timeout=200ms",
-        Some(json!({"type": "invoice.paid", "payload": {"n": 1}})),
-    )
-    .await;
+    let (status, answer) = app
+        .send(
+            reqwest::Method::POST,
+            "/v1/events?sync=true&timeout=200ms",
+            Some(json!({"type": "invoice.paid", "payload": {"n": 1}})),
+        )
+        .await;
     assert_eq!(status, 202, "the wait ran out first: {answer}");
     let delivery = answer["deliveries"][0]["deliveryId"]
         .as_str()
@@ -506,13 +499,13 @@ async fn a_delivery_longer_than_the_lease_is_made_once_by_two_processors(backend
     let app = spawn_app_on(backend).await;
     event_type(&app).await;
     let id = endpoint(&app, "slow", "/complete", Value::Null).await;
-    let (status, patched) = send(
-        &app,
-        reqwest::Method::PATCH,
-        &format!("/v1/endpoints/{id}"),
-        Some(json!({"timeout": "10m"})),
-    )
-    .await;
+    let (status, patched) = app
+        .send(
+            reqwest::Method::PATCH,
+            &format!("/v1/endpoints/{id}"),
+            Some(json!({"timeout": "10m"})),
+        )
+        .await;
     assert_eq!(status, 200, "{patched}");
     app.mock.state.set_sink_faults(providers_mock::Faults {
         latency_ms: 1500,

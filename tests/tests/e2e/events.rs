@@ -24,30 +24,14 @@ on_every_store!(
     a_thin_event_type_names_configured_providers_only,
 );
 
-async fn send(app: &TestApp, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-    let mut request = app.http.request(method, format!("{}{path}", app.base));
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.expect("request");
-    let status = response.status().as_u16();
-    let text = response.text().await.expect("body");
-    let value = if text.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&text).unwrap_or(Value::String(text))
-    };
-    (status, value)
-}
-
 async fn event_type(app: &TestApp, name: &str) {
-    let (status, body) = send(
-        app,
-        reqwest::Method::PUT,
-        &format!("/v1/event-types/{name}"),
-        Some(json!({"description": name})),
-    )
-    .await;
+    let (status, body) = app
+        .send(
+            reqwest::Method::PUT,
+            &format!("/v1/event-types/{name}"),
+            Some(json!({"description": name})),
+        )
+        .await;
     assert!(status == 201 || status == 200, "{status} {body}");
 }
 
@@ -63,7 +47,9 @@ async fn endpoint(app: &TestApp, mark: &str, owner: Option<&str>, types: &[&str]
     if let Some(owner) = owner {
         request["owner"] = json!(owner);
     }
-    let (status, body) = send(app, reqwest::Method::POST, "/v1/endpoints", Some(request)).await;
+    let (status, body) = app
+        .send(reqwest::Method::POST, "/v1/endpoints", Some(request))
+        .await;
     assert_eq!(status, 201, "{body}");
     let secret = body["secret"].as_str().expect("a secret at creation").to_owned();
     assert!(secret.starts_with("whsec_"), "{secret}");
@@ -75,7 +61,7 @@ async fn publish(app: &TestApp, event_type: &str, owner: Option<&str>, payload: 
     if let Some(owner) = owner {
         request["owner"] = json!(owner);
     }
-    let (status, body) = send(app, reqwest::Method::POST, "/v1/events", Some(request)).await;
+    let (status, body) = app.send(reqwest::Method::POST, "/v1/events", Some(request)).await;
     assert_eq!(status, 202, "{body}");
     body
 }
@@ -161,7 +147,9 @@ async fn each_endpoint_receives_exactly_its_events_signed_with_its_own_secret(ba
 
     // The event shows each delivery's state; the delivery is a job.
     let id = paid["eventId"].as_str().expect("id");
-    let (status, shown) = send(&app, reqwest::Method::GET, &format!("/v1/events/{id}"), None).await;
+    let (status, shown) = app
+        .send(reqwest::Method::GET, &format!("/v1/events/{id}"), None)
+        .await;
     assert_eq!(status, 200, "{shown}");
     assert_eq!(shown["payload"], json!({"invoiceId": "in_1", "amount": 1200.50}));
     let delivery = &shown["deliveries"][0];
@@ -175,7 +163,7 @@ async fn each_endpoint_receives_exactly_its_events_signed_with_its_own_secret(ba
     assert_eq!(job["status"], "complete");
 
     // Listed newest first, filtered by type and by owner.
-    let (_, all) = send(&app, reqwest::Method::GET, "/v1/events", None).await;
+    let (_, all) = app.send(reqwest::Method::GET, "/v1/events", None).await;
     let ids: Vec<&str> = all["data"]
         .as_array()
         .expect("data")
@@ -183,9 +171,13 @@ async fn each_endpoint_receives_exactly_its_events_signed_with_its_own_secret(ba
         .map(|e| e["eventId"].as_str().expect("id"))
         .collect();
     assert_eq!(ids, [void["eventId"].as_str().expect("id"), id]);
-    let (_, owned) = send(&app, reqwest::Method::GET, "/v1/events?owner=company-42", None).await;
+    let (_, owned) = app
+        .send(reqwest::Method::GET, "/v1/events?owner=company-42", None)
+        .await;
     assert_eq!(owned["data"].as_array().expect("data").len(), 1);
-    let (_, typed) = send(&app, reqwest::Method::GET, "/v1/events?type=invoice.void", None).await;
+    let (_, typed) = app
+        .send(reqwest::Method::GET, "/v1/events?type=invoice.void", None)
+        .await;
     assert_eq!(typed["data"][0]["eventId"], void["eventId"]);
 
     // An endpoint registered later does not get earlier events.
@@ -196,13 +188,13 @@ async fn each_endpoint_receives_exactly_its_events_signed_with_its_own_secret(ba
 async fn an_endpoint_answering_410_is_disabled_and_gets_nothing_more(backend: Backend) {
     let app = spawn_app_on(backend).await;
     event_type(&app, "invoice.paid").await;
-    let (status, created) = send(
-        &app,
-        reqwest::Method::POST,
-        "/v1/endpoints",
-        Some(json!({"url": app.mock.url("/gone"), "eventTypes": ["invoice.paid"]})),
-    )
-    .await;
+    let (status, created) = app
+        .send(
+            reqwest::Method::POST,
+            "/v1/endpoints",
+            Some(json!({"url": app.mock.url("/gone"), "eventTypes": ["invoice.paid"]})),
+        )
+        .await;
     assert_eq!(status, 201, "{created}");
     let id = created["endpointId"].as_str().expect("id").to_owned();
     let first = publish(&app, "invoice.paid", None, json!({"n": 1})).await;
@@ -210,7 +202,9 @@ async fn an_endpoint_answering_410_is_disabled_and_gets_nothing_more(backend: Ba
 
     let report = drain(&app).await;
     assert_eq!(report.dead_lettered, 1, "{report:?}");
-    let (_, shown) = send(&app, reqwest::Method::GET, &format!("/v1/endpoints/{id}"), None).await;
+    let (_, shown) = app
+        .send(reqwest::Method::GET, &format!("/v1/endpoints/{id}"), None)
+        .await;
     assert_eq!(shown["status"], "disabled", "{shown}");
     assert_eq!(shown["disabledReason"], "gone");
     let second = publish(&app, "invoice.paid", None, json!({"n": 2})).await;
@@ -227,13 +221,9 @@ async fn an_endpoint_answering_410_is_disabled_and_gets_nothing_more(backend: Ba
     );
 
     // Enabled again, it receives new events.
-    let (status, enabled) = send(
-        &app,
-        reqwest::Method::POST,
-        &format!("/v1/endpoints/{id}/enable"),
-        None,
-    )
-    .await;
+    let (status, enabled) = app
+        .send(reqwest::Method::POST, &format!("/v1/endpoints/{id}/enable"), None)
+        .await;
     assert_eq!(status, 200, "{enabled}");
     assert_eq!(enabled["status"], "enabled");
     let third = publish(&app, "invoice.paid", None, json!({"n": 3})).await;
@@ -246,15 +236,13 @@ async fn endpoints_are_managed_and_their_secret_is_shown_only_when_made(backend:
     event_type(&app, "invoice.void").await;
     let (id, secret) = endpoint(&app, "billing", Some("company-42"), &["invoice.paid"]).await;
     let path = format!("/v1/endpoints/{id}");
-    let (status, read) = send(&app, reqwest::Method::GET, &path, None).await;
+    let (status, read) = app.send(reqwest::Method::GET, &path, None).await;
     assert_eq!(status, 200);
     assert!(read.get("secret").is_none(), "the secret is shown once: {read}");
     assert!(!read.to_string().contains(&secret[6..]), "{read}");
     assert_eq!(read["headers"], json!({"x-endpoint": "billing"}));
 
-    let (status, patched) = send(
-        &app,
-        reqwest::Method::PATCH,
+    let (status, patched) = app.send(reqwest::Method::PATCH,
         &path,
         Some(json!({"description": "billing v2", "eventTypes": ["invoice.paid", "invoice.void"], "owner": null})),
     )
@@ -266,13 +254,13 @@ async fn endpoints_are_managed_and_their_secret_is_shown_only_when_made(backend:
     assert_eq!(patched["url"], read["url"], "what was not given stays");
 
     // Rotation: both secrets sign during the overlap.
-    let (status, rotated) = send(
-        &app,
-        reqwest::Method::POST,
-        &format!("{path}/secret/rotate"),
-        Some(json!({"overlap": "1h"})),
-    )
-    .await;
+    let (status, rotated) = app
+        .send(
+            reqwest::Method::POST,
+            &format!("{path}/secret/rotate"),
+            Some(json!({"overlap": "1h"})),
+        )
+        .await;
     assert_eq!(status, 200, "{rotated}");
     let new_secret = rotated["secret"].as_str().expect("secret").to_owned();
     assert_ne!(new_secret, secret);
@@ -291,35 +279,41 @@ async fn endpoints_are_managed_and_their_secret_is_shown_only_when_made(backend:
     }
 
     // Disabled: no fan-out; listed by owner; deleted: 404.
-    let (status, disabled) = send(&app, reqwest::Method::POST, &format!("{path}/disable"), None).await;
+    let (status, disabled) = app
+        .send(reqwest::Method::POST, &format!("{path}/disable"), None)
+        .await;
     assert_eq!(status, 200);
     assert_eq!(disabled["disabledReason"], "manual");
     let event = publish(&app, "invoice.paid", None, json!({"n": 2})).await;
     assert_eq!(event["deliveries"], json!([]));
     app.advance(std::time::Duration::from_millis(5));
     let (second_id, _) = endpoint(&app, "second", Some("company-7"), &["*"]).await;
-    let (_, listed) = send(&app, reqwest::Method::GET, "/v1/endpoints?limit=1", None).await;
+    let (_, listed) = app
+        .send(reqwest::Method::GET, "/v1/endpoints?limit=1", None)
+        .await;
     assert_eq!(listed["data"][0]["endpointId"], id.as_str(), "oldest first");
     let cursor = listed["nextCursor"].as_str().expect("a next page");
-    let (_, next) = send(
-        &app,
-        reqwest::Method::GET,
-        &format!("/v1/endpoints?limit=1&cursor={cursor}"),
-        None,
-    )
-    .await;
+    let (_, next) = app
+        .send(
+            reqwest::Method::GET,
+            &format!("/v1/endpoints?limit=1&cursor={cursor}"),
+            None,
+        )
+        .await;
     assert_eq!(next["data"][0]["endpointId"], second_id.as_str());
-    let (_, owned) = send(&app, reqwest::Method::GET, "/v1/endpoints?owner=company-7", None).await;
+    let (_, owned) = app
+        .send(reqwest::Method::GET, "/v1/endpoints?owner=company-7", None)
+        .await;
     assert_eq!(owned["data"].as_array().expect("data").len(), 1);
-    let (status, _) = send(&app, reqwest::Method::DELETE, &path, None).await;
+    let (status, _) = app.send(reqwest::Method::DELETE, &path, None).await;
     assert_eq!(status, 204);
-    let (status, gone) = send(&app, reqwest::Method::GET, &path, None).await;
+    let (status, gone) = app.send(reqwest::Method::GET, &path, None).await;
     assert_eq!(status, 404, "{gone}");
-    let (status, _) = send(&app, reqwest::Method::DELETE, &path, None).await;
+    let (status, _) = app.send(reqwest::Method::DELETE, &path, None).await;
     assert_eq!(status, 404);
 
     // Event types: listed by name; a deleted one takes no events.
-    let (_, types) = send(&app, reqwest::Method::GET, "/v1/event-types", None).await;
+    let (_, types) = app.send(reqwest::Method::GET, "/v1/event-types", None).await;
     let names: Vec<&str> = types["data"]
         .as_array()
         .expect("data")
@@ -327,21 +321,17 @@ async fn endpoints_are_managed_and_their_secret_is_shown_only_when_made(backend:
         .map(|t| t["name"].as_str().expect("name"))
         .collect();
     assert_eq!(names, ["invoice.paid", "invoice.void"]);
-    let (status, _) = send(
-        &app,
-        reqwest::Method::DELETE,
-        "/v1/event-types/invoice.void",
-        None,
-    )
-    .await;
+    let (status, _) = app
+        .send(reqwest::Method::DELETE, "/v1/event-types/invoice.void", None)
+        .await;
     assert_eq!(status, 204);
-    let (status, refused) = send(
-        &app,
-        reqwest::Method::POST,
-        "/v1/events",
-        Some(json!({"type": "invoice.void", "payload": {}})),
-    )
-    .await;
+    let (status, refused) = app
+        .send(
+            reqwest::Method::POST,
+            "/v1/events",
+            Some(json!({"type": "invoice.void", "payload": {}})),
+        )
+        .await;
     assert_eq!(status, 422, "{refused}");
     assert_eq!(refused["errors"][0]["field"], "type");
 }
@@ -377,8 +367,8 @@ async fn bad_requests_are_problems_and_another_tenant_sees_nothing(backend: Back
         (
             reqwest::Method::POST,
             "/v1/endpoints",
-            json!({"url": app.callback_url(), "eventTypes": ["*"], "auth": {"type": "bearer", "token": "t"}}),
-            "auth",
+            json!({"url": app.callback_url(), "eventTypes": ["*"], "auth": {"type": "digest", "token": "t"}}),
+            "auth.type",
         ),
         (
             reqwest::Method::POST,
@@ -424,7 +414,7 @@ async fn bad_requests_are_problems_and_another_tenant_sees_nothing(backend: Back
         ),
     ];
     for (method, path, body, field) in cases {
-        let (status, problem) = send(&app, method.clone(), path, Some(body.clone())).await;
+        let (status, problem) = app.send(method.clone(), path, Some(body.clone())).await;
         assert_eq!(status, 422, "{method} {path} {body}: {problem}");
         assert_eq!(
             problem["errors"][0]["field"], field,
@@ -433,13 +423,17 @@ async fn bad_requests_are_problems_and_another_tenant_sees_nothing(backend: Back
     }
     let big =
         json!({"type": "invoice.paid", "payload": {"blob": "x".repeat(intake::MAX_EVENT_PAYLOAD_BYTES)}});
-    let (status, problem) = send(&app, reqwest::Method::POST, "/v1/events", Some(big)).await;
+    let (status, problem) = app.send(reqwest::Method::POST, "/v1/events", Some(big)).await;
     assert_eq!(status, 413, "{problem}");
-    let (status, _) = send(&app, reqwest::Method::GET, "/v1/endpoints/not-an-id", None).await;
+    let (status, _) = app
+        .send(reqwest::Method::GET, "/v1/endpoints/not-an-id", None)
+        .await;
     assert_eq!(status, 404);
-    let (status, _) = send(&app, reqwest::Method::GET, "/v1/events?color=blue", None).await;
+    let (status, _) = app
+        .send(reqwest::Method::GET, "/v1/events?color=blue", None)
+        .await;
     assert_eq!(status, 422);
-    let (_, listed) = send(&app, reqwest::Method::GET, "/v1/endpoints", None).await;
+    let (_, listed) = app.send(reqwest::Method::GET, "/v1/endpoints", None).await;
     assert_eq!(listed["data"], json!([]), "nothing was written");
 
     // Another tenant's endpoints and events are not found.
@@ -493,13 +487,13 @@ async fn an_idempotent_publish_is_one_event(backend: Backend) {
 async fn recover_redrives_an_endpoints_failed_deliveries_since_a_time(backend: Backend) {
     let app = spawn_app_on(backend).await;
     event_type(&app, "invoice.paid").await;
-    let (status, created) = send(
-        &app,
-        reqwest::Method::POST,
-        "/v1/endpoints",
-        Some(json!({"url": app.mock.url("/gone"), "eventTypes": ["*"]})),
-    )
-    .await;
+    let (status, created) = app
+        .send(
+            reqwest::Method::POST,
+            "/v1/endpoints",
+            Some(json!({"url": app.mock.url("/gone"), "eventTypes": ["*"]})),
+        )
+        .await;
     assert_eq!(status, 201, "{created}");
     let id = created["endpointId"].as_str().expect("id").to_owned();
     let path = format!("/v1/endpoints/{id}");
@@ -509,43 +503,41 @@ async fn recover_redrives_an_endpoints_failed_deliveries_since_a_time(backend: B
 
     // Disabled by the 410: recover is refused until it is enabled.
     let since = json!({"since": before});
-    let (status, refused) = send(
-        &app,
-        reqwest::Method::POST,
-        &format!("{path}/recover"),
-        Some(since.clone()),
-    )
-    .await;
+    let (status, refused) = app
+        .send(
+            reqwest::Method::POST,
+            &format!("{path}/recover"),
+            Some(since.clone()),
+        )
+        .await;
     assert_eq!(status, 409, "{refused}");
-    let (status, _) = send(
-        &app,
-        reqwest::Method::PATCH,
-        &path,
-        Some(json!({"url": app.callback_url()})),
-    )
-    .await;
+    let (status, _) = app
+        .send(
+            reqwest::Method::PATCH,
+            &path,
+            Some(json!({"url": app.callback_url()})),
+        )
+        .await;
     assert_eq!(status, 200);
-    let (status, _) = send(&app, reqwest::Method::POST, &format!("{path}/enable"), None).await;
+    let (status, _) = app
+        .send(reqwest::Method::POST, &format!("{path}/enable"), None)
+        .await;
     assert_eq!(status, 200);
 
     // Since after the event: nothing to redrive.
     app.advance(std::time::Duration::from_secs(1));
     let later = json!({"since": domain::Clock::now(&*app.clock).to_rfc3339()});
-    let (status, none) = send(
-        &app,
-        reqwest::Method::POST,
-        &format!("{path}/recover"),
-        Some(later),
-    )
-    .await;
+    let (status, none) = app
+        .send(reqwest::Method::POST, &format!("{path}/recover"), Some(later))
+        .await;
     assert_eq!((status, &none["redriven"]), (202, &json!(0)), "{none}");
-    let (status, recovered) = send(
-        &app,
-        reqwest::Method::POST,
-        &format!("{path}/recover"),
-        Some(since.clone()),
-    )
-    .await;
+    let (status, recovered) = app
+        .send(
+            reqwest::Method::POST,
+            &format!("{path}/recover"),
+            Some(since.clone()),
+        )
+        .await;
     assert_eq!(status, 202, "{recovered}");
     assert_eq!(recovered, json!({"redriven": 1, "more": false}));
     let report = drain(&app).await;
@@ -556,33 +548,29 @@ async fn recover_redrives_an_endpoints_failed_deliveries_since_a_time(backend: B
         event["eventId"].as_str().expect("id")
     );
     // Recovered once: again, nothing is failed.
-    let (_, again) = send(
-        &app,
-        reqwest::Method::POST,
-        &format!("{path}/recover"),
-        Some(since),
-    )
-    .await;
+    let (_, again) = app
+        .send(reqwest::Method::POST, &format!("{path}/recover"), Some(since))
+        .await;
     assert_eq!(again["redriven"], 0);
-    let (status, bad) = send(
-        &app,
-        reqwest::Method::POST,
-        &format!("{path}/recover"),
-        Some(json!({"since": "yesterday"})),
-    )
-    .await;
+    let (status, bad) = app
+        .send(
+            reqwest::Method::POST,
+            &format!("{path}/recover"),
+            Some(json!({"since": "yesterday"})),
+        )
+        .await;
     assert_eq!(status, 422, "{bad}");
 }
 
 /// Registers `name` with `providers` (a thin event type); returns the answer.
 async fn thin_event_type(app: &TestApp, name: &str, providers: &[&str]) -> Value {
-    let (status, body) = send(
-        app,
-        reqwest::Method::PUT,
-        &format!("/v1/event-types/{name}"),
-        Some(json!({"description": name, "providers": providers})),
-    )
-    .await;
+    let (status, body) = app
+        .send(
+            reqwest::Method::PUT,
+            &format!("/v1/event-types/{name}"),
+            Some(json!({"description": name, "providers": providers})),
+        )
+        .await;
     assert_eq!(status, 201, "{body}");
     body
 }
@@ -611,7 +599,7 @@ async fn a_thin_events_providers_are_fetched_once_and_every_endpoint_gets_their_
     let app = spawn_app_on(backend).await;
     let created = thin_event_type(&app, "meter.read", &["gas", "internet"]).await;
     assert_eq!(created["providers"], json!(["gas", "internet"]));
-    let (_, types) = send(&app, reqwest::Method::GET, "/v1/event-types", None).await;
+    let (_, types) = app.send(reqwest::Method::GET, "/v1/event-types", None).await;
     assert_eq!(
         types["data"][0]["providers"],
         json!(["gas", "internet"]),
@@ -623,7 +611,9 @@ async fn a_thin_events_providers_are_fetched_once_and_every_endpoint_gets_their_
     let event = publish(&app, "meter.read", None, json!({"meterId": "m-1"})).await;
     let id = event["eventId"].as_str().expect("id").to_owned();
     assert_eq!(event["deliveries"].as_array().expect("deliveries").len(), 2);
-    let (_, shown) = send(&app, reqwest::Method::GET, &format!("/v1/events/{id}"), None).await;
+    let (_, shown) = app
+        .send(reqwest::Method::GET, &format!("/v1/events/{id}"), None)
+        .await;
     assert_eq!(shown["providers"], json!(["gas", "internet"]), "{shown}");
     for delivery in shown["deliveries"].as_array().expect("deliveries") {
         assert_eq!(delivery["status"], "pending", "fetching first: {shown}");
@@ -656,7 +646,9 @@ async fn a_thin_events_providers_are_fetched_once_and_every_endpoint_gets_their_
             "{provider} fetched once, for the event"
         );
     }
-    let (_, shown) = send(&app, reqwest::Method::GET, &format!("/v1/events/{id}"), None).await;
+    let (_, shown) = app
+        .send(reqwest::Method::GET, &format!("/v1/events/{id}"), None)
+        .await;
     for delivery in shown["deliveries"].as_array().expect("deliveries") {
         assert_eq!(delivery["status"], "complete", "{shown}");
     }
@@ -712,7 +704,9 @@ async fn a_thin_events_provider_retry_and_failure_are_shared_by_its_deliveries(b
         app.mock.state.provider_requests("internet"),
         [fetched_for_event(&id)]
     );
-    let (_, shown) = send(&app, reqwest::Method::GET, &format!("/v1/events/{id}"), None).await;
+    let (_, shown) = app
+        .send(reqwest::Method::GET, &format!("/v1/events/{id}"), None)
+        .await;
     for delivery in shown["deliveries"].as_array().expect("deliveries") {
         assert_eq!(delivery["status"], "complete", "{shown}");
         let job = app
@@ -738,18 +732,18 @@ async fn a_thin_event_type_names_configured_providers_only(backend: Backend) {
     assert_eq!(problem["errors"][0]["field"], "providers[1]", "{problem}");
     let message = problem["errors"][0]["message"].as_str().expect("message");
     assert!(message.contains("water"), "{message}");
-    let (_, types) = send(&app, reqwest::Method::GET, "/v1/event-types", None).await;
+    let (_, types) = app.send(reqwest::Method::GET, "/v1/event-types", None).await;
     assert_eq!(types["data"], json!([]), "nothing was registered");
 
     // No providers (absent, null or empty) is a type whose events are given whole.
     for body in [json!({}), json!({"providers": null}), json!({"providers": []})] {
-        let (status, created) = send(
-            &app,
-            reqwest::Method::PUT,
-            "/v1/event-types/invoice.paid",
-            Some(body.clone()),
-        )
-        .await;
+        let (status, created) = app
+            .send(
+                reqwest::Method::PUT,
+                "/v1/event-types/invoice.paid",
+                Some(body.clone()),
+            )
+            .await;
         assert!(status == 201 || status == 200, "{body}: {created}");
         assert_eq!(created["providers"], json!([]), "{body}: {created}");
     }

@@ -274,6 +274,25 @@ impl TestApp {
             .expect("valid processor config")
     }
 
+    /// `method path` with `body` as JSON, with tenant `default`'s key: the
+    /// status and the body as JSON (a JSON string when it is not JSON,
+    /// `null` when empty).
+    pub async fn send(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status().as_u16();
+        let text = response.text().await.expect("body");
+        let value = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        (status, value)
+    }
+
     pub fn callback_url(&self) -> String {
         self.mock.url("/complete")
     }

@@ -12,6 +12,31 @@ use crate::support::{
     wait_until, write_providers,
 };
 
+/// `hookline serve` on `store` at debug, JSON logs to `dir/serve.log`
+/// (stdout) and `dir/serve.err`, every second and woken by the intake.
+fn serve_at_debug(dir: &std::path::Path, store: &str, providers: &std::path::Path, port: u16) -> ChildGuard {
+    let child = Command::new(BIN)
+        .args([
+            "--log-format",
+            "json",
+            "serve",
+            "--store",
+            store,
+            "--schedule",
+            "* * * * * *",
+        ])
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--providers"])
+        .arg(providers)
+        .env("HOOKLINE_LOG", "debug")
+        .env("HOOKLINE_ALLOW_NETWORKS", LOOPBACK)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(dir.join("serve.log")).expect("log"))
+        .stderr(std::fs::File::create(dir.join("serve.err")).expect("log"))
+        .spawn()
+        .expect("spawn");
+    ChildGuard(child)
+}
+
 /// The bar: a whole flow with debug logs, and no API key or signing
 /// secret anywhere in them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -58,26 +83,7 @@ async fn logs_never_contain_keys_or_secrets() {
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let log = dir.path().join("serve.log");
-    let child = Command::new(BIN)
-        .args([
-            "--log-format",
-            "json",
-            "serve",
-            "--store",
-            &store,
-            "--schedule",
-            "* * * * * *",
-        ])
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--providers"])
-        .arg(&providers)
-        .env("HOOKLINE_LOG", "debug")
-        .env("HOOKLINE_ALLOW_NETWORKS", LOOPBACK)
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&log).expect("log"))
-        .stderr(std::fs::File::create(dir.path().join("serve.err")).expect("log"))
-        .spawn()
-        .expect("spawn");
-    let mut server = ChildGuard(child);
+    let mut server = serve_at_debug(dir.path(), &store, &providers, port);
     let http = authed(&key);
     wait_healthy(&http, &base).await;
     // A wrong key, an idempotent post, a read, a listing: every path that
@@ -246,26 +252,7 @@ async fn logs_never_contain_endpoint_credentials() {
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let log = dir.path().join("serve.log");
-    let child = Command::new(BIN)
-        .args([
-            "--log-format",
-            "json",
-            "serve",
-            "--store",
-            &store,
-            "--schedule",
-            "* * * * * *",
-        ])
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--providers"])
-        .arg(&providers)
-        .env("HOOKLINE_LOG", "debug")
-        .env("HOOKLINE_ALLOW_NETWORKS", LOOPBACK)
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&log).expect("log"))
-        .stderr(std::fs::File::create(dir.path().join("serve.err")).expect("log"))
-        .spawn()
-        .expect("spawn");
-    let mut server = ChildGuard(child);
+    let mut server = serve_at_debug(dir.path(), &store, &providers, port);
     let http = authed(&key);
     wait_healthy(&http, &base).await;
     let put = http
