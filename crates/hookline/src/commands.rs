@@ -93,7 +93,14 @@ fn load_providers(path: &Path) -> anyhow::Result<ProviderCatalog> {
 fn build_processor(app: &App, tuning: &ProcessorTuning) -> anyhow::Result<Arc<Processor>> {
     processor::schedule::validate_schedule(&tuning.schedule).map_err(usage)?;
     let processor = app.processor(tuning.config()).map_err(usage)?;
+    log_egress(processor.config());
     Ok(Arc::new(processor))
+}
+
+fn log_egress(config: &ProcessorConfig) {
+    if let Some(proxy) = &config.egress_proxy {
+        tracing::info!(%proxy, "callbacks and deliveries go out through the egress proxy");
+    }
 }
 
 /// A listen address that is not one is a usage error; one that cannot be
@@ -330,9 +337,11 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
         .processor(ProcessorConfig {
             owner: DEV_PROCESSOR_ID.to_owned(),
             run_budget: DEV_RUN_BUDGET,
+            egress_proxy: args.egress.egress_proxy.clone(),
             ..ProcessorConfig::default()
         })
         .map_err(usage)?;
+    log_egress(processor.config());
     let wake = Arc::new(Notify::new());
     let store = Arc::clone(app.store());
     let key = keys::dev_key(&*store, args.api_key.clone()).await?;

@@ -8,7 +8,7 @@ use domain::{CallbackOutcome, FetchOutcome};
 use futures::StreamExt;
 use netguard::{GuardedResolver, NetPolicy};
 use reqwest::StatusCode;
-use reqwest::header::{CONTENT_TYPE, HeaderMap, RETRY_AFTER};
+use reqwest::header::{CONTENT_TYPE, HeaderMap, RETRY_AFTER, USER_AGENT as USER_AGENT_HEADER};
 
 use crate::providers::ProviderConfig;
 
@@ -32,16 +32,40 @@ pub fn client() -> reqwest::Client {
 /// The callback client: like [`client`], resolving host names through the
 /// SSRF guard so a connection to a refused address is never opened. Never
 /// through a proxy from the environment: a proxy resolves and connects on
-/// its own, so the guard would decide nothing.
-pub(crate) fn callback_client(policy: Arc<NetPolicy>) -> reqwest::Client {
-    reqwest::Client::builder()
+/// its own, so the guard would decide nothing. With `--egress-proxy`,
+/// through that proxy, asked for the addresses the guard checked
+/// (`netguard::egress`).
+#[derive(Debug, Clone)]
+pub(crate) struct CallbackClient {
+    direct: reqwest::Client,
+    egress: Option<netguard::EgressClient>,
+}
+
+/// How long a connection (to the receiver, or a tunnel through the egress
+/// proxy) may take to open.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub(crate) fn callback_client(
+    policy: Arc<NetPolicy>,
+    lookups: Option<netguard::Resolver>,
+    egress_proxy: Option<&netguard::EgressProxy>,
+) -> Result<CallbackClient, netguard::EgressTlsError> {
+    let guard = match lookups {
+        Some(lookups) => GuardedResolver::with_resolver(policy, lookups),
+        None => GuardedResolver::new(policy),
+    };
+    let direct = reqwest::Client::builder()
         .user_agent(USER_AGENT)
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(Duration::from_secs(5))
-        .dns_resolver(GuardedResolver::new(policy))
+        .connect_timeout(CONNECT_TIMEOUT)
+        .dns_resolver(guard.clone())
         .build()
-        .expect("a client with static settings always builds")
+        .expect("a client with static settings always builds");
+    let egress = egress_proxy
+        .map(|proxy| netguard::EgressClient::new(proxy.clone(), guard, CONNECT_TIMEOUT))
+        .transpose()?;
+    Ok(CallbackClient { direct, egress })
 }
 
 /// A provider's answer, classified, with the body of a failed one (cut to
@@ -155,7 +179,7 @@ pub(crate) struct Callback<'a> {
 }
 
 pub(crate) async fn deliver_callback(
-    client: &reqwest::Client,
+    client: &CallbackClient,
     network: &NetPolicy,
     callback: Callback<'_>,
     timeout: Duration,
@@ -179,7 +203,7 @@ pub(crate) async fn deliver_callback(
         };
         return (refused, None);
     }
-    let mut request = client.post(url.clone());
+    let mut request = client.direct.post(url.clone());
     for (name, value) in headers.iter() {
         request = request.header(name, value);
     }
@@ -189,11 +213,18 @@ pub(crate) async fn deliver_callback(
         .header("webhook-timestamp", timestamp.to_string())
         .header("webhook-signature", signature)
         .body(body)
-        .timeout(timeout)
-        .send();
+        .timeout(timeout);
+    let sent = match &client.egress {
+        None => request.send().await.map_err(|err| transport_error(&err)),
+        // The same request, sent through the proxy's tunnel.
+        Some(egress) => match request.header(USER_AGENT_HEADER, USER_AGENT).build() {
+            Ok(request) => egress.execute(request).await.map_err(|err| err.to_string()),
+            Err(err) => Err(transport_error(&err)),
+        },
+    };
     // A 2xx answer's body is not kept (see `domain::attempt`); a failed
     // one's head is, for the attempt history.
-    match request.await {
+    match sent {
         Ok(response) if response.status().is_success() => (
             CallbackOutcome::Delivered {
                 status: response.status().as_u16(),
@@ -213,10 +244,10 @@ pub(crate) async fn deliver_callback(
             };
             (outcome, read_head(response).await)
         }
-        Err(err) => (
+        Err(error) => (
             CallbackOutcome::Retryable {
                 status: None,
-                error: transport_error(&err),
+                error,
                 retry_after: None,
             },
             None,

@@ -3,6 +3,7 @@
 
 mod auth;
 mod dead_letter;
+mod egress;
 mod events;
 mod fairness;
 mod helpers;
