@@ -33,7 +33,7 @@ use std::time::Duration;
 
 use http::Uri;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use url::{Host, Url};
@@ -421,7 +421,10 @@ impl EgressClient {
             .https_or_http()
             .enable_http1()
             .wrap_connector(tunnel);
+        // Idle tunnels are closed after 90 s (reqwest's default); the
+        // timer is what enforces it.
         let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(90))
             .build(connector);
         Self { proxy, client }
