@@ -870,6 +870,37 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_proxy_that_answers_something_else_is_named_not_trusted() {
+        let long = vec![b'a'; MAX_CONNECT_ANSWER + 10];
+        for answer in [b"SSH-2.0-OpenSSH_9.6\r\n\r\n".to_vec(), long] {
+            let fake = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            let fake_addr = fake.local_addr().expect("addr");
+            let answering = tokio::spawn(async move {
+                while let Ok((mut stream, _)) = fake.accept().await {
+                    let _ = stream.write_all(&answer).await;
+                    let mut rest = [0u8; 256];
+                    let _ = stream.read(&mut rest).await;
+                }
+            });
+            let client = EgressClient::with_tls(
+                format!("http://{fake_addr}").parse().expect("proxy"),
+                guard(NetPolicy::loopback_allowed(), IpAddr::V4(Ipv4Addr::LOCALHOST)),
+                Duration::from_secs(5),
+                plain_tls(),
+            );
+            let err = client
+                .execute(post("http://receiver.test:9/hook"))
+                .await
+                .expect_err("no tunnel");
+            assert_eq!(
+                err.to_string(),
+                format!("egress proxy {fake_addr} answered CONNECT with something other than HTTP")
+            );
+            answering.abort();
+        }
+    }
+
+    #[tokio::test]
     async fn a_proxy_that_never_answers_ends_at_the_connect_timeout() {
         // Accepts and then says nothing.
         let silent = TcpListener::bind("127.0.0.1:0").await.expect("bind");
