@@ -9,7 +9,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use domain::{ApiKey, RetryPolicy, RetrySchedule};
 use ipnet::IpNet;
-use netguard::NetPolicy;
+use netguard::{EgressProxy, NetPolicy};
 use processor::ProcessorConfig;
 
 use crate::Serving;
@@ -175,6 +175,47 @@ fn parse_network(value: &str) -> Result<IpNet, String> {
         .map_err(|_| format!("{value:?} is not a network such as 10.0.0.0/8 or an address"))
 }
 
+/// Where callbacks and deliveries go out.
+#[derive(Debug, Clone, Args)]
+pub struct EgressArgs {
+    /// Send callbacks and endpoint deliveries through this forward proxy
+    /// (http://HOST:PORT, CONNECT), for a static source IP. The SSRF guard
+    /// still decides: hookline resolves and checks each target and asks the
+    /// proxy for that address. Provider fetches go direct. Proxy variables
+    /// in the environment (HTTP_PROXY, ...) are ignored either way.
+    #[arg(long, env = "HOOKLINE_EGRESS_PROXY", value_name = "URL", hide_env_values = true, value_parser = EgressProxyParser)]
+    pub egress_proxy: Option<EgressProxy>,
+}
+
+/// `--egress-proxy`'s parser: its error never repeats the value (clap's
+/// would), since a URL with a password in it must not show anywhere.
+#[derive(Debug, Clone, Copy)]
+struct EgressProxyParser;
+
+impl clap::builder::TypedValueParser for EgressProxyParser {
+    type Value = EgressProxy;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<EgressProxy, clap::Error> {
+        let invalid = |why: String| {
+            clap::Error::raw(
+                clap::error::ErrorKind::ValueValidation,
+                format!("--egress-proxy: {why}\n"),
+            )
+            .with_cmd(cmd)
+        };
+        let text = value
+            .to_str()
+            .ok_or_else(|| invalid("an egress proxy is http://HOST:PORT: it is not UTF-8".to_owned()))?;
+        text.parse()
+            .map_err(|err: netguard::EgressProxyError| invalid(err.to_string()))
+    }
+}
+
 /// What a listener tolerates from its clients (the API's, and a
 /// processor's metrics listener).
 #[derive(Debug, Clone, Args)]
@@ -311,6 +352,8 @@ pub struct ProcessorTuning {
         value_parser = parse_retry_schedule
     )]
     pub callback_retries: RetrySchedule,
+    #[command(flatten)]
+    pub egress: EgressArgs,
 }
 
 impl ProcessorTuning {
@@ -327,6 +370,7 @@ impl ProcessorTuning {
             callback_timeout: self.callback_timeout,
             progress_every: self.progress_every,
             endpoint_disable_after: self.endpoint_disable_after,
+            egress_proxy: self.egress.egress_proxy.clone(),
             retry: RetryPolicy {
                 provider: self.provider_retries.clone(),
                 callback: self.callback_retries.clone(),
@@ -387,6 +431,8 @@ pub struct DevArgs {
     pub api_key: Option<ApiKey>,
     #[command(flatten)]
     pub listener: ListenerArgs,
+    #[command(flatten)]
+    pub egress: EgressArgs,
 }
 
 fn parse_api_key(value: &str) -> Result<ApiKey, String> {
@@ -472,6 +518,50 @@ mod tests {
         );
         assert_eq!(args.intake.listen, DEFAULT_LISTEN);
         assert_eq!(args.intake.store.store, DEFAULT_STORE);
+    }
+
+    #[test]
+    fn an_egress_proxy_is_http_host_port_and_errors_never_echo_it() {
+        let parse = |value: &str| {
+            Cli::try_parse_from([
+                "hookline",
+                "serve",
+                "--providers",
+                "p.toml",
+                "--egress-proxy",
+                value,
+            ])
+            .map(|cli| match cli.command {
+                Command::Serve(args) => args.tuning.config().egress_proxy,
+                _ => panic!("serve parses as serve"),
+            })
+        };
+        let proxy = parse("http://10.0.0.5:3128").expect("valid").expect("set");
+        assert_eq!(proxy.to_string(), "10.0.0.5:3128");
+        assert_eq!(
+            parse("http://proxy.internal:3128/")
+                .expect("valid")
+                .expect("set")
+                .to_string(),
+            "proxy.internal:3128"
+        );
+        for bad in [
+            "https://proxy:3128",
+            "http://proxy:3128/path",
+            "http://user:hunter2@proxy:3128",
+            "socks5://proxy:1080",
+            "proxy:3128",
+            "http://proxy:3128?x=1",
+        ] {
+            let err = parse(bad).expect_err(bad).render().to_string();
+            assert!(err.contains("--egress-proxy"), "{bad}: {err}");
+            assert!(!err.contains("hunter2") && !err.contains(bad), "{bad}: {err}");
+        }
+        let cli = Cli::try_parse_from(["hookline", "serve", "--providers", "p.toml"]).expect("parses");
+        let Command::Serve(args) = cli.command else {
+            panic!("serve parses as serve");
+        };
+        assert_eq!(args.tuning.config().egress_proxy, None, "none unless asked");
     }
 
     #[test]

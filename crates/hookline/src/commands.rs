@@ -92,8 +92,24 @@ fn load_providers(path: &Path) -> anyhow::Result<ProviderCatalog> {
 /// setting that will not do is a usage error.
 fn build_processor(app: &App, tuning: &ProcessorTuning) -> anyhow::Result<Arc<Processor>> {
     processor::schedule::validate_schedule(&tuning.schedule).map_err(usage)?;
-    let processor = app.processor(tuning.config()).map_err(usage)?;
+    let processor = app.processor(tuning.config()).map_err(config_error)?;
+    log_egress(processor.config());
     Ok(Arc::new(processor))
+}
+
+/// A setting that will not do is a usage error; TLS that cannot be set up
+/// for the egress proxy is the platform's failure, not the flags'.
+fn config_error(err: processor::ConfigError) -> anyhow::Error {
+    match err {
+        processor::ConfigError::EgressTls(_) => err.into(),
+        other => usage(other),
+    }
+}
+
+fn log_egress(config: &ProcessorConfig) {
+    if let Some(proxy) = &config.egress_proxy {
+        tracing::info!(%proxy, "callbacks and deliveries go out through the egress proxy");
+    }
 }
 
 /// A listen address that is not one is a usage error; one that cannot be
@@ -337,9 +353,11 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
         .processor(ProcessorConfig {
             owner: DEV_PROCESSOR_ID.to_owned(),
             run_budget: DEV_RUN_BUDGET,
+            egress_proxy: args.egress.egress_proxy.clone(),
             ..ProcessorConfig::default()
         })
-        .map_err(usage)?;
+        .map_err(config_error)?;
+    log_egress(processor.config());
     let processor = Arc::new(processor);
     let wake = Arc::new(Notify::new());
     let store = Arc::clone(app.store());

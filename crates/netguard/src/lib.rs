@@ -20,8 +20,10 @@ use std::sync::Arc;
 use ipnet::IpNet;
 use url::{Host, Url};
 
+pub mod egress;
 mod resolve;
 
+pub use egress::{EgressClient, EgressError, EgressProxy, EgressProxyError, EgressTlsError, SendError};
 pub use resolve::{DEFAULT_LOOKUP_TIMEOUT, Lookup, LookupError, Resolve, Resolver, SystemResolver};
 
 /// Why an address is refused.
@@ -304,31 +306,48 @@ impl GuardedResolver {
     pub fn with_resolver(policy: Arc<NetPolicy>, resolver: Resolver) -> Self {
         Self { policy, resolver }
     }
+
+    pub fn policy(&self) -> &NetPolicy {
+        &self.policy
+    }
+
+    /// The addresses of `name` the policy allows, with `port`: what a
+    /// connection may be opened to. All of them refused is the first
+    /// refusal ([`Blocked`]); a lookup that fails or runs out of time is
+    /// its error.
+    pub async fn allowed(
+        &self,
+        name: &str,
+        port: u16,
+    ) -> Result<Vec<SocketAddr>, Box<dyn std::error::Error + Send + Sync>> {
+        let name = name.trim_end_matches('.');
+        let found: Vec<SocketAddr> = if is_localhost(name) {
+            vec![SocketAddr::from((Ipv4Addr::LOCALHOST, port))]
+        } else {
+            self.resolver.lookup(name, port).await??
+        };
+        let mut refused = None;
+        let mut allowed = Vec::with_capacity(found.len());
+        for address in found {
+            match self.policy.check_ip(name, address.ip()) {
+                Ok(()) => allowed.push(SocketAddr::new(address.ip(), port)),
+                Err(blocked) => refused = refused.or(Some(blocked)),
+            }
+        }
+        match (allowed.is_empty(), refused) {
+            (true, Some(blocked)) => Err(Box::new(blocked)),
+            _ => Ok(allowed),
+        }
+    }
 }
 
 impl reqwest::dns::Resolve for GuardedResolver {
     fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let policy = Arc::clone(&self.policy);
-        let resolver = self.resolver.clone();
-        let name = name.as_str().trim_end_matches('.').to_owned();
+        let guarded = self.clone();
+        let name = name.as_str().to_owned();
         Box::pin(async move {
-            let found: Vec<SocketAddr> = if is_localhost(&name) {
-                vec![SocketAddr::from((Ipv4Addr::LOCALHOST, 0))]
-            } else {
-                resolver.lookup(&name, 0).await??
-            };
-            let mut refused = None;
-            let mut allowed = Vec::with_capacity(found.len());
-            for address in found {
-                match policy.check_ip(&name, address.ip()) {
-                    Ok(()) => allowed.push(address),
-                    Err(blocked) => refused = refused.or(Some(blocked)),
-                }
-            }
-            match (allowed.is_empty(), refused) {
-                (true, Some(blocked)) => Err(Box::new(blocked) as Box<dyn std::error::Error + Send + Sync>),
-                _ => Ok(Box::new(allowed.into_iter()) as reqwest::dns::Addrs),
-            }
+            let allowed = guarded.allowed(&name, 0).await?;
+            Ok(Box::new(allowed.into_iter()) as reqwest::dns::Addrs)
         })
     }
 }

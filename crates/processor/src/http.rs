@@ -8,7 +8,7 @@ use domain::{CallbackOutcome, FetchOutcome};
 use futures::StreamExt;
 use netguard::{GuardedResolver, NetPolicy};
 use reqwest::StatusCode;
-use reqwest::header::{CONTENT_TYPE, HeaderMap, RETRY_AFTER};
+use reqwest::header::{CONTENT_TYPE, HeaderMap, RETRY_AFTER, USER_AGENT as USER_AGENT_HEADER};
 
 use crate::providers::ProviderConfig;
 
@@ -32,16 +32,59 @@ pub fn client() -> reqwest::Client {
 /// The callback client: like [`client`], resolving host names through the
 /// SSRF guard so a connection to a refused address is never opened. Never
 /// through a proxy from the environment: a proxy resolves and connects on
-/// its own, so the guard would decide nothing.
-pub(crate) fn callback_client(policy: Arc<NetPolicy>) -> reqwest::Client {
-    reqwest::Client::builder()
+/// its own, so the guard would decide nothing. With `--egress-proxy`,
+/// through that proxy, asked for the addresses the guard checked
+/// (`netguard::egress`).
+#[derive(Debug, Clone)]
+pub(crate) struct CallbackClient {
+    direct: reqwest::Client,
+    egress: Option<netguard::EgressClient>,
+}
+
+/// How long a connection (to the receiver, or a tunnel through the egress
+/// proxy) may take to open.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl CallbackClient {
+    /// A request to `url`, to complete and [`CallbackClient::send`].
+    pub(crate) fn post(&self, url: url::Url) -> reqwest::RequestBuilder {
+        self.direct.post(url)
+    }
+
+    /// Sends `request` directly, or through the egress proxy's tunnel to
+    /// the address the guard checked; the error is secret-free text.
+    pub(crate) async fn send(&self, request: reqwest::RequestBuilder) -> Result<reqwest::Response, String> {
+        match &self.egress {
+            None => request.send().await.map_err(|err| transport_error(&err)),
+            Some(egress) => match request.header(USER_AGENT_HEADER, USER_AGENT).build() {
+                Ok(request) => egress.execute(request).await.map_err(|err| err.to_string()),
+                Err(err) => Err(transport_error(&err)),
+            },
+        }
+    }
+}
+
+pub(crate) fn callback_client(
+    policy: Arc<NetPolicy>,
+    lookups: Option<netguard::Resolver>,
+    egress_proxy: Option<&netguard::EgressProxy>,
+) -> Result<CallbackClient, netguard::EgressTlsError> {
+    let guard = match lookups {
+        Some(lookups) => GuardedResolver::with_resolver(policy, lookups),
+        None => GuardedResolver::new(policy),
+    };
+    let direct = reqwest::Client::builder()
         .user_agent(USER_AGENT)
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(Duration::from_secs(5))
-        .dns_resolver(GuardedResolver::new(policy))
+        .connect_timeout(CONNECT_TIMEOUT)
+        .dns_resolver(guard.clone())
         .build()
-        .expect("a client with static settings always builds")
+        .expect("a client with static settings always builds");
+    let egress = egress_proxy
+        .map(|proxy| netguard::EgressClient::new(proxy.clone(), guard, CONNECT_TIMEOUT))
+        .transpose()?;
+    Ok(CallbackClient { direct, egress })
 }
 
 /// A provider's answer, classified, with the body of a failed one (cut to
@@ -157,7 +200,7 @@ pub(crate) struct Callback<'a> {
 }
 
 pub(crate) async fn deliver_callback(
-    client: &reqwest::Client,
+    client: &CallbackClient,
     network: &NetPolicy,
     callback: Callback<'_>,
     timeout: Duration,
@@ -198,11 +241,10 @@ pub(crate) async fn deliver_callback(
         .header("webhook-timestamp", timestamp.to_string())
         .header("webhook-signature", signature)
         .body(body)
-        .timeout(timeout)
-        .send();
+        .timeout(timeout);
     // Every answer's head is kept for the attempt history, successes
     // included (SPEC section 10), with the headers that explain it.
-    match request.await {
+    match client.send(request).await {
         Ok(response) => {
             let status = response.status();
             let outcome = if status.is_success() {
@@ -230,10 +272,10 @@ pub(crate) async fn deliver_callback(
             let body = read_head(response).await;
             (outcome, Answer { body, headers })
         }
-        Err(err) => (
+        Err(error) => (
             CallbackOutcome::Retryable {
                 status: None,
-                error: transport_error(&err),
+                error,
                 retry_after: None,
             },
             Answer::default(),

@@ -79,6 +79,13 @@ pub struct ProcessorConfig {
     /// Which addresses callbacks may reach (the SSRF guard), checked again
     /// at connect time. Provider URLs are the operator's and not guarded.
     pub callback_network: Arc<NetPolicy>,
+    /// How callback hosts are looked up at connect time; `None`: the system
+    /// resolver on the callback client's own threads. Tests inject one.
+    pub callback_lookups: Option<netguard::Resolver>,
+    /// `--egress-proxy`: callbacks and deliveries go out through this
+    /// forward proxy, which is asked for addresses the guard checked only.
+    /// Provider fetches (the operator's own services) never do.
+    pub egress_proxy: Option<netguard::EgressProxy>,
     /// A drain that runs longer than this logs its progress this often.
     pub progress_every: Duration,
     /// An endpoint whose every delivery attempt has failed for this long is
@@ -106,6 +113,8 @@ impl Default for ProcessorConfig {
             retry: RetryPolicy::default(),
             seed: None,
             callback_network: Arc::new(NetPolicy::strict()),
+            callback_lookups: None,
+            egress_proxy: None,
             progress_every: Duration::from_secs(10),
             endpoint_disable_after: DEFAULT_ENDPOINT_DISABLE_AFTER,
         }
@@ -137,6 +146,8 @@ pub enum ConfigError {
     },
     #[error("{0} must be at least 1")]
     Zero(&'static str),
+    #[error(transparent)]
+    EgressTls(#[from] netguard::EgressTlsError),
 }
 
 /// What one drain did.
@@ -181,8 +192,9 @@ pub struct Processor {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     http: reqwest::Client,
-    /// Resolves through the SSRF guard.
-    callback_http: reqwest::Client,
+    /// Resolves through the SSRF guard (and goes through the egress proxy
+    /// when one is set).
+    callback_http: http::CallbackClient,
     providers: ProviderCatalog,
     config: ProcessorConfig,
     rng: Mutex<rand::rngs::StdRng>,
@@ -290,7 +302,11 @@ impl Processor {
             store,
             clock,
             http,
-            callback_http: http::callback_client(Arc::clone(&config.callback_network)),
+            callback_http: http::callback_client(
+                Arc::clone(&config.callback_network),
+                config.callback_lookups.clone(),
+                config.egress_proxy.as_ref(),
+            )?,
             providers,
             config,
             rng: Mutex::new(rng),

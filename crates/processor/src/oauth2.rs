@@ -22,6 +22,8 @@ use futures::StreamExt;
 use netguard::NetPolicy;
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 
+use crate::http::CallbackClient;
+
 /// How long a token request may take.
 const TOKEN_TIMEOUT: Duration = Duration::from_secs(10);
 /// The largest token answer read.
@@ -77,7 +79,7 @@ impl Tokens {
         key: &Key,
         grant: &OAuth2Grant,
         stale: Option<&Credential>,
-        client: &reqwest::Client,
+        client: &CallbackClient,
         network: &NetPolicy,
         now: Timestamp,
     ) -> Result<Credential, String> {
@@ -108,7 +110,7 @@ impl Tokens {
 /// One token request: the token and how long it lives.
 async fn fetch(
     grant: &OAuth2Grant,
-    client: &reqwest::Client,
+    client: &CallbackClient,
     network: &NetPolicy,
 ) -> Result<(Credential, Duration), String> {
     let failed = |what: &str| format!("the OAuth2 token endpoint {what}; will retry");
@@ -127,7 +129,7 @@ async fn fetch(
         .finish();
     // RFC 6749 section 2.3.1: the id and secret form-encoded, then Basic.
     let encode = |text: &str| url::form_urlencoded::byte_serialize(text.as_bytes()).collect::<String>();
-    let response = client
+    let request = client
         .post(grant.token_url.clone())
         .basic_auth(
             encode(&grant.client_id),
@@ -136,26 +138,13 @@ async fn fetch(
         .header(ACCEPT, "application/json")
         .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
         .body(body)
-        .timeout(TOKEN_TIMEOUT)
-        .send()
+        .timeout(TOKEN_TIMEOUT);
+    // The client's errors are secret-free: a guard's refusal, a timeout,
+    // a connection (or the egress proxy) failing.
+    let response = client
+        .send(request)
         .await
-        .map_err(|err| {
-            let why = if err.is_timeout() {
-                "timed out".to_owned()
-            } else {
-                let mut source = std::error::Error::source(&err);
-                let mut why = "could not be reached".to_owned();
-                while let Some(cause) = source {
-                    if let Some(blocked) = cause.downcast_ref::<netguard::Blocked>() {
-                        why = format!("is refused: {blocked}");
-                        break;
-                    }
-                    source = cause.source();
-                }
-                why
-            };
-            failed(&why)
-        })?;
+        .map_err(|why| failed(&format!("could not be reached: {why}")))?;
     let status = response.status();
     let mut answer = Vec::new();
     let mut stream = response.bytes_stream();

@@ -16,6 +16,8 @@
 //!
 //! [`faultproxy`]: a TCP proxy in front of DynamoDB that loses a request or
 //! its answer on demand, for the tests of writes whose outcome is unknown.
+//! [`forwardproxy`]: a `CONNECT` proxy that records what it was asked to
+//! reach, for the egress proxy's tests.
 //!
 //! Also tools from PyPI, pinned and installed into the same cache
 //! ([`python`]): the official Standard Webhooks verifier
@@ -23,6 +25,7 @@
 
 pub mod container;
 pub mod faultproxy;
+pub mod forwardproxy;
 pub mod python;
 pub mod standardwebhooks;
 

@@ -4,6 +4,7 @@
 mod auth;
 mod dead_letter;
 mod delivery_options;
+mod egress;
 mod events;
 mod fairness;
 mod helpers;

@@ -146,6 +146,74 @@ async fn proxy_variables_in_the_environment_are_ignored() {
     assert_eq!(delivered, 1, "the sink got the callback itself");
 }
 
+/// `--egress-proxy`: the callback goes through that proxy, asked for the
+/// checked address (`127.0.0.1:PORT`, never a name), while proxy variables
+/// in the environment stay ignored, and the provider fetch goes straight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callbacks_go_through_the_egress_proxy_and_never_the_environments() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (env_proxy, env_proxied) = counting_proxy().await;
+    let egress = testkit::forwardproxy::ForwardProxy::start()
+        .await
+        .expect("egress proxy");
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let log = dir.path().join("dev.log");
+    let store = format!("sqlite://{}", dir.path().join("dev.db").display());
+    let log_file = std::fs::File::create(&log).expect("log file");
+    let mut command = Command::new(BIN);
+    command
+        .args(["dev", "--listen", &format!("127.0.0.1:{port}"), "--store", &store])
+        .env("HOOKLINE_EGRESS_PROXY", egress.url())
+        .env("HOOKLINE_LOG", "info")
+        .env_remove("NO_PROXY")
+        .env_remove("no_proxy");
+    for variable in [
+        "HTTP_PROXY",
+        "http_proxy",
+        "HTTPS_PROXY",
+        "https_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+    ] {
+        command.env(variable, &env_proxy);
+    }
+    let child = command
+        .stdin(Stdio::null())
+        .stdout(log_file.try_clone().expect("log"))
+        .stderr(log_file)
+        .spawn()
+        .expect("spawn hookline");
+    let _dev = ChildGuard(child);
+    let direct = reqwest::Client::builder().no_proxy().build().expect("client");
+    wait_healthy(&direct, &base).await;
+    let http = authed(&dev_api_key(&log));
+
+    // Named by a name: the proxy must still be asked for the address.
+    let id = post_job(&http, &base, &format!("http://localhost:{port}/mock/complete")).await;
+    wait_until(
+        Duration::from_secs(10),
+        with_log("the job to be complete", &log),
+        async || job_status(&http, &base, &id).await == "complete",
+    )
+    .await;
+    assert_eq!(
+        egress.connect_targets(),
+        [format!("127.0.0.1:{port}")],
+        "one tunnel, to the checked address"
+    );
+    assert_eq!(
+        env_proxied.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "the processor went through the proxy from the environment"
+    );
+    let logged = std::fs::read_to_string(&log).expect("log");
+    assert!(
+        logged.contains("egress proxy") && logged.contains(&egress.addr().to_string()),
+        "{logged}"
+    );
+}
+
 /// The lock-out: `hookline dev` allowed 256 open files, and 400
 /// connections that never send a byte. Its listener keeps its connections
 /// below the file limit and closes the longest-waiting one for a newcomer,

@@ -127,6 +127,41 @@ fn bad_input_is_a_one_line_error_and_a_failed_exit() {
         assert_one_line_failure(args, flag);
         assert_eq!(hookline(args).status.code(), Some(2), "{args:?}");
     }
+    // A bad egress proxy, from the flag or the variable, on every command
+    // that delivers: one line naming the flag, never the value (it may hold
+    // a password).
+    for command in ["serve", "processor", "dev"] {
+        for value in [
+            "http://ops:hunter2@proxy:3128",
+            "https://proxy:3128",
+            "proxy:3128/x",
+        ] {
+            let mut args = vec![command, "--egress-proxy", value];
+            if command != "dev" {
+                args.extend(["--providers", providers.as_str()]);
+            }
+            let output = hookline(&args);
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+            assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+            assert!(stderr.contains("--egress-proxy"), "{stderr}");
+            assert!(!stderr.contains("hunter2") && !stderr.contains(value), "{stderr}");
+        }
+    }
+    let output = Command::new(BIN)
+        .args(["processor", "--providers", &providers])
+        .env("HOOKLINE_EGRESS_PROXY", "http://ops:hunter2@proxy:3128")
+        .env("HOOKLINE_LOG", "warn")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run hookline");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--egress-proxy") && !stderr.contains("hunter2"),
+        "{stderr}"
+    );
+
     let from_env = Command::new(BIN)
         .args(["processor", "--providers", &providers])
         .env("HOOKLINE_CALLBACK_RETRIES", "1h,forever")
