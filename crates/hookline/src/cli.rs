@@ -273,6 +273,9 @@ pub struct IntakeArgs {
     /// TOML file naming the providers and their URLs.
     #[arg(long, env = "HOOKLINE_PROVIDERS")]
     pub providers: PathBuf,
+    /// A synchronous publish's first attempts (`?sync=true`) are made here.
+    #[command(flatten)]
+    pub egress: EgressArgs,
 }
 
 #[derive(Debug, Clone, Args)]

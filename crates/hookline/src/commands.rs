@@ -190,9 +190,11 @@ async fn intake_only(args: IntakeArgs) -> anyhow::Result<()> {
     let attempts = app
         .processor(ProcessorConfig {
             owner: format!("intake-{}", std::process::id()),
+            egress_proxy: args.egress.egress_proxy.clone(),
             ..ProcessorConfig::default()
         })
-        .map_err(usage)?;
+        .map_err(config_error)?;
+    log_egress(attempts.config());
     let api = app.intake_attempting(None, Some(Arc::new(attempts)));
     let listener = bind(&args.listen).await?;
     tracing::info!(addr = %listener.local_addr()?, "hookline intake listening");
