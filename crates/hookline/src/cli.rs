@@ -68,7 +68,7 @@ pub enum Command {
     /// Intake API and processor in one process.
     Serve(ServeArgs),
     /// Intake API only.
-    Intake(IntakeArgs),
+    Intake(IntakeOnlyArgs),
     /// Scheduled processor only.
     Processor(ProcessorArgs),
     /// DynamoDB table management.
@@ -273,7 +273,14 @@ pub struct IntakeArgs {
     /// TOML file naming the providers and their URLs.
     #[arg(long, env = "HOOKLINE_PROVIDERS")]
     pub providers: PathBuf,
-    /// A synchronous publish's first attempts (`?sync=true`) are made here.
+}
+
+/// `hookline intake`: the API alone. A synchronous publish's first
+/// attempts (`?sync=true`) are made here, so they go out as deliveries do.
+#[derive(Debug, Clone, Args)]
+pub struct IntakeOnlyArgs {
+    #[command(flatten)]
+    pub intake: IntakeArgs,
     #[command(flatten)]
     pub egress: EgressArgs,
 }

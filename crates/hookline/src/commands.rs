@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::{App, Serving, dynamo_config, open_store, serve_together};
 use crate::cli::{
-    Command, DevArgs, IntakeArgs, KeysCommand, ProcessorArgs, ProcessorTuning, SecretsCommand, ServeArgs,
+    Command, DevArgs, IntakeOnlyArgs, KeysCommand, ProcessorArgs, ProcessorTuning, SecretsCommand, ServeArgs,
     StoreArgs, TableCommand,
 };
 use crate::{dev_sink, keys, out};
@@ -179,7 +179,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     .await
 }
 
-async fn intake_only(args: IntakeArgs) -> anyhow::Result<()> {
+async fn intake_only(only: IntakeOnlyArgs) -> anyhow::Result<()> {
+    let IntakeOnlyArgs { intake: args, egress } = only;
     let metrics = Arc::new(Metrics::new());
     let store = open_store(&args.store.store, &metrics).await?;
     let providers = load_providers(&args.providers)?;
@@ -190,7 +191,7 @@ async fn intake_only(args: IntakeArgs) -> anyhow::Result<()> {
     let attempts = app
         .processor(ProcessorConfig {
             owner: format!("intake-{}", std::process::id()),
-            egress_proxy: args.egress.egress_proxy.clone(),
+            egress_proxy: egress.egress_proxy,
             ..ProcessorConfig::default()
         })
         .map_err(config_error)?;
