@@ -8,13 +8,15 @@
 //! What a drain decides lives beside it, each with its own tests:
 //! [`slots`] (how tenants and their receivers share the slots), `claiming` (the queue of due
 //! jobs, when to poll, what a probe says), `in_flight` (the leases held, for
-//! shutdown) and `purge` (how often retention runs); `http` makes the calls
+//! shutdown), `lease` (lengthening one before a call that would outlast it)
+//! and `purge` (how often retention runs); `http` makes the calls
 //! and classifies their outcomes.
 
 mod claiming;
 mod fresh;
 mod http;
 mod in_flight;
+mod lease;
 pub mod providers;
 mod purge;
 pub mod schedule;
