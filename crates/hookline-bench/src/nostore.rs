@@ -76,6 +76,16 @@ impl JobStore for NoStore {
         self.inner.release(tenant, id, lease).await
     }
 
+    async fn extend_lease(
+        &self,
+        tenant: &TenantId,
+        id: JobId,
+        lease: &Lease,
+        until: Timestamp,
+    ) -> Result<Fenced, StoreError> {
+        self.inner.extend_lease(tenant, id, lease, until).await
+    }
+
     async fn purge_expired(&self, now: Timestamp) -> Result<u64, StoreError> {
         self.inner.purge_expired(now).await
     }

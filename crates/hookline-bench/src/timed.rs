@@ -122,6 +122,17 @@ impl JobStore for Timed {
         self.time("release", self.inner.release(tenant, id, lease)).await
     }
 
+    async fn extend_lease(
+        &self,
+        tenant: &TenantId,
+        id: JobId,
+        lease: &Lease,
+        until: Timestamp,
+    ) -> Result<Fenced, StoreError> {
+        self.time("extend_lease", self.inner.extend_lease(tenant, id, lease, until))
+            .await
+    }
+
     async fn purge_expired(&self, now: Timestamp) -> Result<u64, StoreError> {
         self.time("purge_expired", self.inner.purge_expired(now)).await
     }

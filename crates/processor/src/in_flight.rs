@@ -19,6 +19,15 @@ impl InFlight {
         self.lock().insert(id, (tenant, lease));
     }
 
+    /// Keeps `lease` (lengthened) in place of the one held on `id` under
+    /// the same lease id; nothing if none is held any more (shutdown took
+    /// it, or the job's save was tried).
+    pub fn lengthen(&self, id: JobId, lease: &Lease) {
+        if let Some((_, held)) = self.lock().get_mut(&id).filter(|(_, held)| held.id == lease.id) {
+            held.until = lease.until;
+        }
+    }
+
     pub fn let_go(&self, id: JobId) {
         self.lock().remove(&id);
     }
@@ -85,5 +94,35 @@ mod tests {
         );
         assert_eq!(held.len(), 0);
         assert!(held.take_all().is_empty(), "given back once");
+    }
+
+    #[test]
+    fn a_lengthened_lease_replaces_the_one_held_under_its_id_only() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(4);
+        let now = Utc
+            .with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
+            .single()
+            .expect("a valid time");
+        let (a, b) = (JobId::generate(now, &mut rng), JobId::generate(now, &mut rng));
+        let held = InFlight::default();
+        held.hold(a, TenantId::new("acme"), lease("la"));
+        let longer = Lease {
+            until: now + chrono::Duration::minutes(20),
+            ..lease("la")
+        };
+        held.lengthen(a, &longer);
+        held.lengthen(
+            a,
+            &Lease {
+                until: now + chrono::Duration::hours(5),
+                ..lease("someone-else")
+            },
+        );
+        held.lengthen(b, &longer);
+        let left = held.take_all();
+        assert_eq!(left.len(), 1, "nothing held is added");
+        assert_eq!(left[0].2, longer);
+        held.lengthen(a, &longer);
+        assert_eq!(held.len(), 0, "once taken, not held again");
     }
 }

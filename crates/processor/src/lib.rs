@@ -8,13 +8,15 @@
 //! What a drain decides lives beside it, each with its own tests:
 //! [`slots`] (how tenants and their receivers share the slots), `claiming` (the queue of due
 //! jobs, when to poll, what a probe says), `in_flight` (the leases held, for
-//! shutdown) and `purge` (how often retention runs); `http` makes the calls
+//! shutdown), `lease` (lengthening one before a call that would outlast it)
+//! and `purge` (how often retention runs); `http` makes the calls
 //! and classifies their outcomes.
 
 mod claiming;
 mod fresh;
 mod http;
 mod in_flight;
+mod lease;
 mod oauth2;
 pub mod providers;
 mod purge;
@@ -645,9 +647,9 @@ impl Processor {
         self.fetch_deliver_and_save_keeping(claimed?).await.1
     }
 
-    async fn fetch_deliver_and_save_in_span(&self, job: Job, lease: Lease) -> (DrainReport, Option<Job>) {
+    async fn fetch_deliver_and_save_in_span(&self, job: Job, mut lease: Lease) -> (DrainReport, Option<Job>) {
         let mut report = DrainReport::default();
-        let job = self.fetch_and_deliver(job).await;
+        let job = self.fetch_and_deliver(job, &mut lease).await;
         let saved = self.save_fenced(&job, &lease).await;
         self.in_flight.let_go(job.id());
         let written = matches!(saved, Ok(Fenced::Written));
@@ -798,7 +800,7 @@ impl Processor {
     /// Fetches whatever providers are due, then delivers the callback if the
     /// job is ready for it. Pure apart from the HTTP calls (and, for a
     /// thin event's delivery, the results kept on its event).
-    async fn fetch_and_deliver(&self, mut job: Job) -> Job {
+    async fn fetch_and_deliver(&self, mut job: Job, lease: &mut Lease) -> Job {
         let now = self.clock.now();
         let due = job.providers_due(now);
         if !due.is_empty()
@@ -869,7 +871,7 @@ impl Processor {
         if job.delivery_due(now) {
             let attempt = job.delivery().attempts + 1;
             let span = tracing::debug_span!("callback", attempt);
-            let (outcome, answer, took) = self.deliver(&job, now).instrument(span).await;
+            let (outcome, answer, took) = self.deliver(&job, lease, now).instrument(span).await;
             let tried = Tried {
                 at: now,
                 took,
@@ -886,7 +888,12 @@ impl Processor {
     /// One signed delivery attempt: its outcome, what the receiver
     /// answered besides its status, and how long it took (`None` when
     /// nothing was sent).
-    async fn deliver(&self, job: &Job, now: Timestamp) -> (CallbackOutcome, http::Answer, Option<Duration>) {
+    async fn deliver(
+        &self,
+        job: &Job,
+        lease: &mut Lease,
+        now: Timestamp,
+    ) -> (CallbackOutcome, http::Answer, Option<Duration>) {
         let prepared = match self.prepare(job, now).await {
             Ok(prepared) => prepared,
             Err(outcome) => {
@@ -937,6 +944,12 @@ impl Processor {
                 prepared.timeout,
             )
         };
+        // The lease must outlast the call: an endpoint's own timeout may be
+        // longer than the lease it was claimed with.
+        if let Err(not) = self.lease_for(job, lease, prepared.timeout).await {
+            self.count_attempt(job, DeliveryResult::NotSent, None);
+            return (not.outcome(), http::Answer::default(), None);
+        }
         let started = Instant::now();
         let (mut outcome, mut answer) = send(auth.clone()).await;
         // An OAuth2 token refused: a new one, and the attempt once more at
@@ -951,7 +964,10 @@ impl Processor {
                 .and_then(|v| v.expose().strip_prefix("Bearer ").map(Credential::new));
             tracing::info!("callback answered 401; fetching a new OAuth2 token and trying again");
             match self.auth_header(endpoint, token.as_ref()).await {
-                Ok(fresh) => (outcome, answer) = send(fresh).await,
+                Ok(fresh) => match self.lease_for(job, lease, prepared.timeout).await {
+                    Ok(()) => (outcome, answer) = send(fresh).await,
+                    Err(not) => (outcome, answer) = (not.outcome(), http::Answer::default()),
+                },
                 Err(failed) => (outcome, answer) = (failed, http::Answer::default()),
             }
         }

@@ -1,7 +1,7 @@
-//! [`JobStore`] on DynamoDB: creates, claims, fenced saves and releases,
-//! redrives, each one conditional write of one job item (a keyed create:
-//! one transaction with its idempotency key); listings and due work are in
-//! `listing.rs` and `due.rs`.
+//! [`JobStore`] on DynamoDB: creates, claims, fenced saves, lease
+//! extensions and releases, redrives, each one conditional write of one
+//! job item (a keyed create: one transaction with its idempotency key);
+//! listings and due work are in `listing.rs` and `due.rs`.
 
 use std::collections::HashMap;
 
@@ -306,6 +306,43 @@ impl JobStore for DynamoStore {
             // that attempt did.
             Written::Refused { found, maybe_applied } => {
                 let ours = maybe_applied && found.is_some_and(|found| !found.contains_key(LEASE_ID));
+                Ok(if ours { Fenced::Written } else { Fenced::LeaseLost })
+            }
+        }
+    }
+
+    async fn extend_lease(
+        &self,
+        tenant: &TenantId,
+        id: JobId,
+        lease: &Lease,
+        until: Timestamp,
+    ) -> Result<Fenced, StoreError> {
+        // Only `leaseUntil` changes; it is projected into `due`, so the
+        // index's filter keeps the job out of polls until then (1 + 1
+        // write units). The second half of the condition never shortens.
+        let update = self
+            .client()
+            .update_item()
+            .table_name(&self.config().table)
+            .set_key(Some(self.job_key(tenant, id)))
+            .update_expression("SET #until = :until")
+            .condition_expression("#lease = :lease AND (attribute_not_exists(#until) OR #until < :until)")
+            .expression_attribute_names("#lease", LEASE_ID)
+            .expression_attribute_names("#until", LEASE_UNTIL)
+            .expression_attribute_values(":lease", AttributeValue::S(lease.id.clone()))
+            .expression_attribute_values(":until", number(until.timestamp_millis()));
+        match self
+            .write("extend lease", update, &WriteAttempts::default())
+            .await?
+        {
+            Written::Applied(_) => Ok(Fenced::Written),
+            // Our lease, already lasting at least until then: lengthened
+            // before (by an attempt whose answer was lost, say). Lease ids
+            // are unique per claim, so this holds whichever call wrote it.
+            Written::Refused { found, .. } => {
+                let ours =
+                    found.is_some_and(|found| attribute_s(&found, LEASE_ID) == Some(lease.id.as_str()));
                 Ok(if ours { Fenced::Written } else { Fenced::LeaseLost })
             }
         }

@@ -289,6 +289,41 @@ async fn a_delivered_job_costs_the_write_units_the_design_says() {
     assert_eq!(total, 6.0);
 }
 
+/// Lengthening a lease rewrites the item and the lease projected into the
+/// due index: 1 + 1 write units, measured.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_extension_costs_the_write_units_the_design_says() {
+    use store::Fenced;
+    use store::conformance::{at, lease, new_job};
+
+    let store = fresh_store().await;
+    let job = new_job("acme", &["gas"], at(0), 1);
+    store.create_job(&job).await.expect("create");
+    let held = lease("p1", at(60));
+    assert!(matches!(
+        store
+            .claim(job.tenant(), job.id(), &held, at(1))
+            .await
+            .expect("claim"),
+        store::Claim::Won { .. }
+    ));
+    assert_eq!(
+        store
+            .extend_lease(job.tenant(), job.id(), &held, at(900))
+            .await
+            .expect("extend"),
+        Fenced::Written
+    );
+    let spent = store.capacity().snapshot();
+    let units = spent.get("extend lease").copied().expect("measured");
+    assert_eq!(units.calls, 1, "{spent:?}");
+    assert_eq!(
+        (units.table, units.indexes),
+        (1.0, 1.0),
+        "the item and the lease projected into the due index"
+    );
+}
+
 /// API keys and signing secrets are paid for like jobs: every KeyStore
 /// call shows in the meter, reads as read units and writes as write units.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

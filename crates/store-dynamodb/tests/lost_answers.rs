@@ -249,6 +249,85 @@ async fn a_release_whose_answer_was_lost_is_written() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_extension_whose_answer_was_lost_is_written() {
+    let (store, direct, proxy) = proxied().await;
+    let job = new_job("acme", &["gas"], at(0), 15);
+    direct.create_job(&job).await.expect("create");
+    let held = lease("p1", at(30));
+    assert!(matches!(
+        direct
+            .claim(job.tenant(), job.id(), &held, at(1))
+            .await
+            .expect("claim"),
+        Claim::Won { .. }
+    ));
+    proxy.arm(&update_item(), Fault::LoseAnswer, 1);
+
+    let extended = store
+        .extend_lease(job.tenant(), job.id(), &held, at(300))
+        .await
+        .expect("extend");
+
+    assert_eq!(proxy.fired(&update_item(), Fault::LoseAnswer), 1);
+    assert_eq!(extended, Fenced::Written, "the retry found our lease lengthened");
+    assert!(
+        matches!(
+            direct
+                .claim(job.tenant(), job.id(), &lease("p2", at(400)), at(31))
+                .await
+                .expect("claim"),
+            Claim::Lost
+        ),
+        "the lease lasts until its new expiry"
+    );
+    assert!(direct.due_jobs(at(300), 10).await.expect("due").is_empty());
+    // A lease that was really replaced is still LeaseLost.
+    assert_eq!(
+        store
+            .extend_lease(job.tenant(), job.id(), &lease("p9", at(30)), at(600))
+            .await
+            .expect("extend"),
+        Fenced::LeaseLost
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_extension_that_landed_unconfirmed_is_indeterminate_and_issued_again_is_written() {
+    let (store, direct, proxy) = proxied().await;
+    let job = new_job("acme", &["gas"], at(0), 16);
+    direct.create_job(&job).await.expect("create");
+    let held = lease("p1", at(30));
+    assert!(matches!(
+        direct
+            .claim(job.tenant(), job.id(), &held, at(1))
+            .await
+            .expect("claim"),
+        Claim::Won { .. }
+    ));
+    proxy.arm(&update_item(), Fault::LoseAnswer, 1);
+    proxy.arm(&update_item(), THROTTLED, 10);
+
+    let err = store
+        .extend_lease(job.tenant(), job.id(), &held, at(300))
+        .await
+        .expect_err("throttled");
+
+    assert!(matches!(err, StoreError::Indeterminate(_)), "{err}");
+    assert_eq!(
+        direct
+            .extend_lease(job.tenant(), job.id(), &held, at(300))
+            .await
+            .expect("extend again"),
+        Fenced::Written,
+        "issued again, it finds its own effect"
+    );
+    assert!(
+        direct.due_jobs(at(31), 10).await.expect("due").is_empty(),
+        "the first attempt landed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redrive_whose_answer_was_lost_is_requeued() {
     let (store, direct, proxy) = proxied().await;
     let job = new_job("acme", &[], at(0), 10);

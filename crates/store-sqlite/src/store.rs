@@ -390,6 +390,24 @@ impl JobStore for SqliteStore {
         Ok(fenced(&outcome))
     }
 
+    async fn extend_lease(
+        &self,
+        tenant: &TenantId,
+        id: JobId,
+        lease: &Lease,
+        until: Timestamp,
+    ) -> Result<Fenced, StoreError> {
+        let outcome = self
+            .write(Write::ExtendLease {
+                id: id.to_string(),
+                tenant: tenant.as_str().to_owned(),
+                lease_id: lease.id.clone(),
+                until: until.timestamp_millis(),
+            })
+            .await?;
+        Ok(fenced(&outcome))
+    }
+
     async fn purge_expired(&self, now: Timestamp) -> Result<u64, StoreError> {
         self.purge_expired_in_chunks(now).await
     }

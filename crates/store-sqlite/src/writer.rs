@@ -73,6 +73,15 @@ pub(crate) enum Write {
         id: String,
         lease_id: String,
     },
+    /// Fenced on `lease_id`; moves the lease's expiry to `until` unless it
+    /// is later already, and changes nothing else. Matching the lease
+    /// counts as written, whether or not the expiry moved.
+    ExtendLease {
+        id: String,
+        tenant: String,
+        lease_id: String,
+        until: i64,
+    },
     /// Rewrites a job that is not under a lease, only if its stored text is
     /// still `expected` (compare and set).
     Replace {
@@ -171,6 +180,7 @@ impl Write {
             Self::Claim { .. } => "claim job",
             Self::Save { .. } => "save job",
             Self::Release { .. } => "release job",
+            Self::ExtendLease { .. } => "extend lease",
             Self::Replace { .. } => "replace job",
             Self::CreateKey { .. } => "create API key",
             Self::PutSecrets { .. } => "write signing secrets",
@@ -558,6 +568,26 @@ fn apply(conn: &Connection, write: &Write) -> rusqlite::Result<Outcome> {
                      WHERE id = ?1 AND lease_id = ?2",
                 )?
                 .execute(params![id, lease_id])?;
+            Ok(Outcome {
+                changed,
+                returned: None,
+            })
+        }
+        Write::ExtendLease {
+            id,
+            tenant,
+            lease_id,
+            until,
+        } => {
+            // SQLite counts every row the WHERE matched as changed, so a
+            // lease already lasting longer (an earlier attempt of this
+            // extension) is written too.
+            let changed = conn
+                .prepare_cached(
+                    "UPDATE jobs SET lease_until = max(coalesce(lease_until, ?4), ?4)
+                     WHERE id = ?1 AND tenant = ?2 AND lease_id = ?3",
+                )?
+                .execute(params![id, tenant, lease_id, until])?;
             Ok(Outcome {
                 changed,
                 returned: None,

@@ -36,6 +36,10 @@ macro_rules! conformance_suite {
             provider_results_are_kept_across_runs,
             terminal_jobs_leave_the_due_set,
             release_makes_work_due_at_once,
+            a_lengthened_lease_holds_the_job_until_its_new_expiry,
+            a_lengthened_lease_runs_out_at_its_new_expiry,
+            a_lease_that_ran_out_is_lengthened_unless_it_was_replaced,
+            lengthening_needs_the_lease_on_the_job,
             purge_never_removes_live_jobs,
             listing_is_newest_first_by_status_with_a_cursor,
             redrive_requeues_only_failed_jobs_once,
@@ -687,6 +691,312 @@ pub async fn release_makes_work_due_at_once(store: Arc<dyn JobStore>) {
     );
     let due = store.due_jobs(at(2), 10).await.expect("due");
     assert_eq!(due.iter().map(|d| d.id).collect::<Vec<_>>(), vec![job.id()]);
+}
+
+/// The ids of the jobs due at `now` (`due_jobs`), checked against what a
+/// poll (`due_jobs_from`) finds.
+async fn due_ids(store: &dyn JobStore, now: Timestamp) -> Vec<JobId> {
+    let due: Vec<JobId> = store
+        .due_jobs(now, 10)
+        .await
+        .expect("due")
+        .iter()
+        .map(|d| d.id)
+        .collect();
+    let from: Vec<JobId> = store
+        .due_jobs_from(now, 10, 0, &PassOver::default())
+        .await
+        .expect("due from")
+        .iter()
+        .map(|d| d.id)
+        .collect();
+    // A store with due partitions returns one partition's from a start.
+    assert!(
+        from.iter().all(|id| due.contains(id)) && from.is_empty() == due.is_empty(),
+        "due_jobs {due:?} and due_jobs_from {from:?} agree at {now}"
+    );
+    due
+}
+
+/// `held`, lengthened to `until`: the same lease (its id), as its holder
+/// keeps it.
+fn lengthened(held: &Lease, until: Timestamp) -> Lease {
+    Lease {
+        until,
+        ..held.clone()
+    }
+}
+
+/// A lease lengthened before it runs out keeps the job out of the due set
+/// and away from other claims until its new expiry; a shorter lengthening
+/// keeps the longer expiry, the same lengthening issued again is written
+/// again, and a save fenced on the lease still writes.
+pub async fn a_lengthened_lease_holds_the_job_until_its_new_expiry(store: Arc<dyn JobStore>) {
+    let job = new_job("acme", &["gas"], at(0), 1);
+    store.create_job(&job).await.expect("create");
+    let held = lease("slow-receiver", at(30));
+    let mut claimed = claim_won(&*store, &job, &held, at(1)).await;
+    assert_eq!(
+        store
+            .extend_lease(job.tenant(), job.id(), &held, at(300))
+            .await
+            .expect("extend"),
+        Fenced::Written
+    );
+    assert_eq!(
+        store
+            .extend_lease(job.tenant(), job.id(), &held, at(300))
+            .await
+            .expect("extend again"),
+        Fenced::Written,
+        "issued again (after an unknown outcome), it finds its own effect"
+    );
+    assert_eq!(
+        store
+            .extend_lease(job.tenant(), job.id(), &held, at(100))
+            .await
+            .expect("extend less"),
+        Fenced::Written,
+        "our lease, lasting longer already"
+    );
+    for now in [at(31), at(150), at(300)] {
+        assert!(due_ids(&*store, now).await.is_empty(), "still leased at {now}");
+    }
+    for now in [at(31), at(150), at(300)] {
+        assert!(
+            matches!(
+                store
+                    .claim(job.tenant(), job.id(), &lease("eager", at(900)), now)
+                    .await
+                    .expect("claim"),
+                Claim::Lost
+            ),
+            "a claim past the old expiry but not the new one loses at {now}"
+        );
+    }
+    assert_eq!(
+        store.get_job(job.tenant(), job.id()).await.expect("get"),
+        Some(job.clone()),
+        "lengthening changes nothing of the job"
+    );
+
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+    claimed.record_fetch(
+        "gas",
+        FetchOutcome::Ok {
+            status: 200,
+            data: serde_json::json!([1]),
+        },
+        tried(at(200)),
+        at(200),
+        &policy(),
+        &mut rng,
+    );
+    assert_eq!(
+        store
+            .save(&claimed, &lengthened(&held, at(300)), at(200))
+            .await
+            .expect("save"),
+        Fenced::Written,
+        "a save fenced on the lengthened lease writes"
+    );
+    assert_eq!(
+        store.get_job(job.tenant(), job.id()).await.expect("get"),
+        Some(claimed.clone())
+    );
+    assert_eq!(
+        store
+            .extend_lease(job.tenant(), job.id(), &held, at(600))
+            .await
+            .expect("extend"),
+        Fenced::LeaseLost,
+        "the save spent the lease"
+    );
+}
+
+/// A lengthened lease runs out at its new expiry like any other: the job
+/// is due again and another claim takes it over, after which the old
+/// holder's writes, a lengthening among them, change nothing.
+pub async fn a_lengthened_lease_runs_out_at_its_new_expiry(store: Arc<dyn JobStore>) {
+    let job = new_job("acme", &["gas"], at(0), 1);
+    store.create_job(&job).await.expect("create");
+    let held = lease("stalled", at(30));
+    claim_won(&*store, &job, &held, at(1)).await;
+    assert_eq!(
+        store
+            .extend_lease(job.tenant(), job.id(), &held, at(300))
+            .await
+            .expect("extend"),
+        Fenced::Written
+    );
+    assert!(due_ids(&*store, at(300)).await.is_empty());
+    assert_eq!(
+        due_ids(&*store, at(301)).await,
+        vec![job.id()],
+        "due again once it ran out"
+    );
+    let rescuer = lease("rescuer", at(400));
+    let (_, took_over) = claim_won_from(&*store, &job, &rescuer, at(301)).await;
+    assert_eq!(took_over.as_deref(), Some("stalled"), "its expiry is an expiry");
+
+    assert_eq!(
+        store
+            .extend_lease(job.tenant(), job.id(), &held, at(900))
+            .await
+            .expect("extend"),
+        Fenced::LeaseLost,
+        "the old holder's lease was replaced"
+    );
+    assert_eq!(
+        store
+            .save(&job, &lengthened(&held, at(300)), at(302))
+            .await
+            .expect("save"),
+        Fenced::LeaseLost
+    );
+    assert!(
+        due_ids(&*store, at(400)).await.is_empty(),
+        "the rescuer's lease is as it took it"
+    );
+    assert_eq!(due_ids(&*store, at(401)).await, vec![job.id()]);
+}
+
+/// A lease that ran out while nobody claimed the job is still the only one
+/// on it, and is lengthened; once another claim replaced it, lengthening
+/// it is `LeaseLost` and leaves the new lease and the job as they were.
+pub async fn a_lease_that_ran_out_is_lengthened_unless_it_was_replaced(store: Arc<dyn JobStore>) {
+    let late = new_job("acme", &["gas"], at(0), 1);
+    store.create_job(&late).await.expect("create");
+    let held = lease("late", at(30));
+    claim_won(&*store, &late, &held, at(1)).await;
+    assert_eq!(due_ids(&*store, at(40)).await, vec![late.id()], "it ran out");
+    assert_eq!(
+        store
+            .extend_lease(late.tenant(), late.id(), &held, at(200))
+            .await
+            .expect("extend"),
+        Fenced::Written,
+        "nobody replaced it"
+    );
+    assert!(due_ids(&*store, at(40)).await.is_empty(), "held again");
+    assert!(matches!(
+        store
+            .claim(late.tenant(), late.id(), &lease("other", at(900)), at(40))
+            .await
+            .expect("claim"),
+        Claim::Lost
+    ));
+    assert_eq!(
+        store
+            .release(late.tenant(), late.id(), &lengthened(&held, at(200)))
+            .await
+            .expect("release"),
+        Fenced::Written,
+        "still ours to give back"
+    );
+
+    let replaced = new_job("acme", &["gas"], at(0), 2);
+    store.create_job(&replaced).await.expect("create");
+    let slow = lease("slow", at(30));
+    claim_won(&*store, &replaced, &slow, at(1)).await;
+    let rescuer = lease("rescuer", at(90));
+    claim_won(&*store, &replaced, &rescuer, at(31)).await;
+    assert_eq!(
+        store
+            .extend_lease(replaced.tenant(), replaced.id(), &slow, at(600))
+            .await
+            .expect("extend"),
+        Fenced::LeaseLost
+    );
+    assert_eq!(
+        store
+            .get_job(replaced.tenant(), replaced.id())
+            .await
+            .expect("get"),
+        Some(replaced.clone()),
+        "the refused lengthening changed nothing"
+    );
+    let due: Vec<JobId> = due_ids(&*store, at(91))
+        .await
+        .into_iter()
+        .filter(|id| *id == replaced.id())
+        .collect();
+    assert_eq!(
+        due,
+        vec![replaced.id()],
+        "the rescuer's lease runs out when it did"
+    );
+    assert_eq!(
+        store
+            .release(replaced.tenant(), replaced.id(), &rescuer)
+            .await
+            .expect("release"),
+        Fenced::Written,
+        "the rescuer's lease is still on the job"
+    );
+}
+
+/// Lengthening is fenced as a save is: without our lease on the job (no
+/// such job, another tenant's id, a lease given up by a release) it is
+/// `LeaseLost` and writes nothing.
+pub async fn lengthening_needs_the_lease_on_the_job(store: Arc<dyn JobStore>) {
+    let missing = new_job("acme", &["gas"], at(0), 1);
+    let held = lease("p1", at(60));
+    assert_eq!(
+        store
+            .extend_lease(missing.tenant(), missing.id(), &held, at(600))
+            .await
+            .expect("extend"),
+        Fenced::LeaseLost,
+        "no such job"
+    );
+    assert_eq!(
+        store.get_job(missing.tenant(), missing.id()).await.expect("get"),
+        None,
+        "lengthening made no job"
+    );
+
+    let job = new_job("acme", &["gas"], at(0), 2);
+    store.create_job(&job).await.expect("create");
+    assert_eq!(
+        store
+            .extend_lease(job.tenant(), job.id(), &held, at(600))
+            .await
+            .expect("extend"),
+        Fenced::LeaseLost,
+        "an unclaimed job"
+    );
+    assert_eq!(due_ids(&*store, at(1)).await, vec![job.id()], "still due");
+    claim_won(&*store, &job, &held, at(1)).await;
+    assert_eq!(
+        store
+            .extend_lease(&TenantId::new("other"), job.id(), &held, at(600))
+            .await
+            .expect("extend"),
+        Fenced::LeaseLost,
+        "another tenant's job"
+    );
+    assert_eq!(
+        due_ids(&*store, at(61)).await,
+        vec![job.id()],
+        "the lease runs out when it did"
+    );
+    assert_eq!(
+        store
+            .release(job.tenant(), job.id(), &held)
+            .await
+            .expect("release"),
+        Fenced::Written
+    );
+    assert_eq!(
+        store
+            .extend_lease(job.tenant(), job.id(), &held, at(600))
+            .await
+            .expect("extend"),
+        Fenced::LeaseLost,
+        "a released lease"
+    );
+    assert_eq!(due_ids(&*store, at(2)).await, vec![job.id()], "due at once");
 }
 
 pub async fn purge_never_removes_live_jobs(store: Arc<dyn JobStore>) {

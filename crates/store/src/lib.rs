@@ -25,6 +25,7 @@ pub struct Lease {
     pub id: String,
     /// Which processor holds it, for operators reading the store.
     pub owner: String,
+    /// When it runs out, unless lengthened first ([`JobStore::extend_lease`]).
     pub until: Timestamp,
 }
 
@@ -339,6 +340,27 @@ pub trait JobStore: Send + Sync + fmt::Debug {
     /// kept for the store's retention period. A retried write that finds
     /// the job exactly as `job` (and the lease gone) was written.
     async fn save(&self, job: &Job, lease: &Lease, now: Timestamp) -> Result<Fenced, StoreError>;
+
+    /// Lengthens a lease we hold to `until` (`tenant`'s job `id`, fenced
+    /// on `lease.id`) with one conditional write, changing nothing else:
+    /// the job stays out of the due set, and other claims lose, until then.
+    /// For a delivery that outlasts the lease it was claimed with.
+    /// `LeaseLost` if another lease, or none, is on the job (it was taken
+    /// over, saved, released, or does not exist); a lease that ran out but
+    /// that nobody replaced is still ours and is lengthened (nobody acted
+    /// on it). Never shortens: a stored expiry later than `until` is kept
+    /// (and answers `Written`). A retried write that finds `lease` on the
+    /// job with an expiry of at least `until` was written, so the call can
+    /// be re-issued after an [`StoreError::Indeterminate`]. Whether the
+    /// lease ran out does not matter here, only whether it was replaced,
+    /// so there is no `now`.
+    async fn extend_lease(
+        &self,
+        tenant: &TenantId,
+        id: JobId,
+        lease: &Lease,
+        until: Timestamp,
+    ) -> Result<Fenced, StoreError>;
 
     /// Gives up a lease without changing the job, so it is due again at once.
     /// A retried write that finds no lease on the job was written.
