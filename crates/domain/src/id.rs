@@ -211,6 +211,16 @@ ulid_id!(
     EventId,
     "an event"
 );
+ulid_id!(
+    /// An inbound source (SPEC section 11); its ingest URL is `/in/{id}`.
+    SourceId,
+    "a source"
+);
+ulid_id!(
+    /// One request a source received (accepted or not).
+    SourceRequestId,
+    "a source request"
+);
 
 /// The owner of a job. Every read and write is scoped to one tenant.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

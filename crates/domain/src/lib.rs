@@ -20,6 +20,7 @@ mod outbound;
 pub mod record;
 mod retry;
 pub mod signing;
+mod source;
 
 pub use api_key::{ApiKey, KeyHash};
 pub use attempt::{
@@ -34,7 +35,7 @@ pub use endpoint::{
 pub use event::{DeliveryRef, Event, NewEvent, SettledResult};
 pub use id::{
     EndpointId, EventId, EventType, InvalidEventType, InvalidTenant, JobId, ParseIdError, ParseJobIdError,
-    ReceiverTag, TenantId,
+    ReceiverTag, SourceId, SourceRequestId, TenantId,
 };
 pub use job::{
     CallbackOutcome, DeliveryState, Dropped, FetchOutcome, Job, JobStatus, NewJob, Payload, ProviderState,
@@ -47,3 +48,8 @@ pub use outbound::{
 };
 pub use retry::{Jitter, RetryPolicy, RetrySchedule};
 pub use signing::{ParseSecretError, SigningSecret, TenantSecrets, VerifyError};
+pub use source::{
+    Challenge, DEDUP_WINDOW, Encoding, HmacAlgorithm, InvalidSource, Item, MAX_CHALLENGE, MAX_SOURCE_NAME,
+    MAX_SPLIT_ITEMS, Pointer, Refused, STRIPE_TOLERANCE, Source, SourceRequest, Split, Unsplittable, Verdict,
+    Verify,
+};

@@ -26,6 +26,7 @@ use url::Url;
 
 pub mod endpoint;
 pub mod event;
+pub mod source;
 
 use crate::{
     Attempt, DeliveryState, EventType, Job, JobId, JobStatus, Metadata, Payload, ProviderState,

@@ -10,7 +10,7 @@ use std::fmt;
 use async_trait::async_trait;
 use domain::{
     Endpoint, EndpointId, Event, EventId, EventType, EventTypeDef, Job, JobId, JobStatus, KeyHash, Owner,
-    SettledResult, SigningSecret, TenantId, TenantSecrets, Timestamp,
+    SettledResult, SigningSecret, Source, SourceId, SourceRequest, TenantId, TenantSecrets, Timestamp,
 };
 
 #[cfg(feature = "conformance")]
@@ -466,9 +466,9 @@ pub trait KeyStore: Send + Sync + fmt::Debug {
 
 /// Everything a backend provides: jobs, tenants' keys, endpoints and
 /// events.
-pub trait Store: JobStore + KeyStore + EventStore {}
+pub trait Store: JobStore + KeyStore + EventStore + SourceStore {}
 
-impl<T: JobStore + KeyStore + EventStore> Store for T {}
+impl<T: JobStore + KeyStore + EventStore + SourceStore> Store for T {}
 
 /// Whether `key_id` looks like one ([`KeyHash::key_id`]): 12 lowercase hex
 /// digits. Backends refuse anything else before asking the database.
@@ -694,3 +694,62 @@ pub fn event_expires_at(created_at: Timestamp, retention: std::time::Duration) -
 
 /// Most event types one tenant may register.
 pub const MAX_EVENT_TYPES: usize = 1000;
+
+/// One page of a tenant's sources, oldest first (as created).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourcePage {
+    pub sources: Vec<Source>,
+    /// Where the next page starts, when there may be one.
+    pub next: Option<SourceId>,
+}
+
+/// Most requests [`SourceStore::source_requests`] returns at once.
+pub const MAX_SOURCE_REQUESTS: usize = 100;
+
+/// Inbound sources (SPEC section 11) and the requests they received. A
+/// source is found by its id alone (`POST /in/{id}` carries no tenant);
+/// every tenant-scoped caller checks [`Source::tenant`]. The events a
+/// source makes are published through [`EventStore::publish`].
+#[async_trait]
+pub trait SourceStore: Send + Sync + fmt::Debug {
+    /// Writes a new source. [`StoreError::Conflict`] if one with its id
+    /// exists, unless this call's own earlier attempt wrote it (then `Ok`).
+    async fn create_source(&self, source: &Source) -> Result<(), StoreError>;
+
+    /// The source and its version (for [`SourceStore::update_source`]),
+    /// whatever its tenant. Strongly consistent: a deleted source or a
+    /// changed secret takes effect for the next request.
+    async fn get_source(&self, id: SourceId) -> Result<Option<(Source, u64)>, StoreError>;
+
+    /// Replaces the source if its stored version is still `expected`;
+    /// returns whether it did (`false` also when it no longer exists). A
+    /// retried write that finds the source exactly as `source` (at
+    /// `expected + 1`) wrote it.
+    async fn update_source(&self, source: &Source, expected: u64) -> Result<bool, StoreError>;
+
+    /// Removes the source of `tenant` (and the requests it received);
+    /// returns whether it existed.
+    async fn delete_source(&self, tenant: &TenantId, id: SourceId) -> Result<bool, StoreError>;
+
+    /// A page of the tenant's sources, oldest first. Reads the tenant's
+    /// sources only, never the whole store.
+    async fn list_sources(
+        &self,
+        tenant: &TenantId,
+        after: Option<SourceId>,
+        limit: usize,
+    ) -> Result<SourcePage, StoreError>;
+
+    /// Keeps `request` until its `received_at` plus the store's retention.
+    /// Writing it again (a retry after an unknown outcome) changes nothing.
+    async fn record_source_request(&self, request: &SourceRequest) -> Result<(), StoreError>;
+
+    /// The latest requests `source` of `tenant` received, newest first, at
+    /// most `limit` (clamped to 1..=[`MAX_SOURCE_REQUESTS`]).
+    async fn source_requests(
+        &self,
+        tenant: &TenantId,
+        source: SourceId,
+        limit: usize,
+    ) -> Result<Vec<SourceRequest>, StoreError>;
+}
