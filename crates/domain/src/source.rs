@@ -18,8 +18,8 @@ use subtle::ConstantTimeEq;
 
 use crate::endpoint::is_header_name;
 use crate::{
-    Credential, EventId, EventType, MetadataError, Owner, RawJson, SigningSecret, SourceId, SourceRequestId, TenantId,
-    Timestamp,
+    Credential, EventId, EventType, MetadataError, Owner, RawJson, SigningSecret, SourceId, SourceRequestId,
+    TenantId, Timestamp,
 };
 
 /// Stripe's own default: a signature older (or newer) than this is refused.
@@ -39,7 +39,6 @@ pub const MAX_CHALLENGE: usize = 1024;
 pub const MAX_SOURCE_NAME: usize = 128;
 /// Longest secret, header value or password a source holds.
 pub const MAX_SOURCE_SECRET: usize = 1024;
-
 
 /// A tenant's inbound source.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -308,9 +307,7 @@ impl Verify {
 
     pub fn basic(username: &str, password: &str) -> Result<Self, InvalidSource> {
         if username.is_empty() || username.len() > 256 || username.contains(':') || !visible_ascii(username) {
-            return Err(invalid(
-                "username is 1-256 visible ASCII characters without `:`",
-            ));
+            return Err(invalid("username is 1-256 visible ASCII characters without `:`"));
         }
         Ok(Self::Basic {
             username: username.to_owned(),
@@ -350,20 +347,26 @@ impl Verify {
                 .ok_or(Refused::Missing(name.to_owned()))
         };
         match self {
-            Self::Hmac { header: name, algorithm, encoding, prefix, secret } => {
+            Self::Hmac {
+                header: name,
+                algorithm,
+                encoding,
+                prefix,
+                secret,
+            } => {
                 let value = header(name)
                     .filter(|v| !v.trim().is_empty())
                     .ok_or_else(|| Refused::Missing(name.clone()))?
                     .trim();
                 let value = match prefix {
-                    Some(prefix) => value
-                        .strip_prefix(prefix.as_str())
-                        .ok_or_else(|| Refused::Malformed(format!("the {name} header does not start with its prefix")))?,
+                    Some(prefix) => value.strip_prefix(prefix.as_str()).ok_or_else(|| {
+                        Refused::Malformed(format!("the {name} header does not start with its prefix"))
+                    })?,
                     None => value,
                 };
-                let given = encoding
-                    .decode(value)
-                    .ok_or_else(|| Refused::Malformed(format!("the {name} header is not {}", encoding.as_str())))?;
+                let given = encoding.decode(value).ok_or_else(|| {
+                    Refused::Malformed(format!("the {name} header is not {}", encoding.as_str()))
+                })?;
                 hmac_matches(*algorithm, secret.expose().as_bytes(), &[body], &given)
             }
             Self::Github { secret } => {
@@ -371,14 +374,16 @@ impl Verify {
                 let given = value
                     .strip_prefix("sha256=")
                     .and_then(decode_hex)
-                    .ok_or_else(|| Refused::Malformed("the x-hub-signature-256 header is not sha256=<hex>".into()))?;
+                    .ok_or_else(|| {
+                        Refused::Malformed("the x-hub-signature-256 header is not sha256=<hex>".into())
+                    })?;
                 hmac_matches(HmacAlgorithm::Sha256, secret.expose().as_bytes(), &[body], &given)
             }
             Self::Shopify { secret } => {
                 let value = required("x-shopify-hmac-sha256")?.trim();
-                let given = STANDARD
-                    .decode(value)
-                    .map_err(|_| Refused::Malformed("the x-shopify-hmac-sha256 header is not base64".into()))?;
+                let given = STANDARD.decode(value).map_err(|_| {
+                    Refused::Malformed("the x-shopify-hmac-sha256 header is not base64".into())
+                })?;
                 hmac_matches(HmacAlgorithm::Sha256, secret.expose().as_bytes(), &[body], &given)
             }
             Self::Stripe { secret, tolerance } => {
@@ -392,14 +397,19 @@ impl Verify {
                         _ => {}
                     }
                 }
-                let timestamp = timestamp
-                    .ok_or_else(|| Refused::Malformed("the stripe-signature header has no t=<unix seconds>".into()))?;
+                let timestamp = timestamp.ok_or_else(|| {
+                    Refused::Malformed("the stripe-signature header has no t=<unix seconds>".into())
+                })?;
                 if candidates.is_empty() {
-                    return Err(Refused::Malformed("the stripe-signature header has no v1 signature".into()));
+                    return Err(Refused::Malformed(
+                        "the stripe-signature header has no v1 signature".into(),
+                    ));
                 }
                 let age = i128::from(now.timestamp()) - i128::from(timestamp);
                 if age.unsigned_abs() > u128::from(tolerance.as_secs()) {
-                    return Err(Refused::Stale { tolerance: *tolerance });
+                    return Err(Refused::Stale {
+                        tolerance: *tolerance,
+                    });
                 }
                 let signed_at = timestamp.to_string();
                 let parts: [&[u8]; 3] = [signed_at.as_bytes(), b".", body];
@@ -552,7 +562,10 @@ pub enum Unsplittable {
 impl Source {
     /// Checks what a source needs as a whole: a type for every event.
     pub fn checked(self) -> Result<Self, InvalidSource> {
-        if self.name.is_empty() || self.name.chars().count() > MAX_SOURCE_NAME || self.name.chars().any(char::is_control) {
+        if self.name.is_empty()
+            || self.name.chars().count() > MAX_SOURCE_NAME
+            || self.name.chars().any(char::is_control)
+        {
             return Err(invalid(format!(
                 "name is 1-{MAX_SOURCE_NAME} characters with no control characters"
             )));
@@ -577,11 +590,16 @@ impl Source {
 
     /// The events a verified body makes. `header` looks a request header
     /// up, for a preset's delivery id when the split names no id.
-    pub fn split<'h>(&self, body: &[u8], header: impl Fn(&str) -> Option<&'h str>) -> Result<Vec<Item>, Unsplittable> {
+    pub fn split<'h>(
+        &self,
+        body: &[u8],
+        header: impl Fn(&str) -> Option<&'h str>,
+    ) -> Result<Vec<Item>, Unsplittable> {
         let text = std::str::from_utf8(body).map_err(|_| Unsplittable::NotJson("it is not UTF-8".into()))?;
         // Parsing as a value first bounds the nesting, as `RawJson` does.
         serde_json::from_str::<serde_json::Value>(text).map_err(|e| Unsplittable::NotJson(e.to_string()))?;
-        let whole: &RawValue = serde_json::from_str(text).map_err(|e| Unsplittable::NotJson(e.to_string()))?;
+        let whole: &RawValue =
+            serde_json::from_str(text).map_err(|e| Unsplittable::NotJson(e.to_string()))?;
         let delivery_id = self
             .verify
             .delivery_id_header()
@@ -686,4 +704,346 @@ pub enum Verdict {
     Accepted { events: Vec<EventId>, duplicates: u32 },
     /// Answered `status`, nothing stored, because of `reason`.
     Rejected { status: u16, reason: String },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(secs: i64) -> Timestamp {
+        chrono::DateTime::from_timestamp(secs, 0).expect("valid")
+    }
+
+    fn headers<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<&'a str> + 'a {
+        move |name| pairs.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
+    }
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    fn mac256(key: &[u8], msg: &[u8]) -> Vec<u8> {
+        let mut mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(key).expect("any key");
+        mac.update(msg);
+        mac.finalize().into_bytes().to_vec()
+    }
+
+    fn source(verify: Verify, split: Split) -> Source {
+        Source {
+            id: SourceId::generate(at(0), &mut rand::rng()),
+            tenant: TenantId::new("acme"),
+            name: "nylas".into(),
+            event_type: Some(EventType::parse("nylas.delta").expect("valid")),
+            owner: None,
+            verify,
+            challenge: Some(Challenge {
+                query_param: "challenge".into(),
+            }),
+            split,
+            created_at: at(0),
+            updated_at: at(0),
+        }
+    }
+
+    #[test]
+    fn github_accepts_its_documented_example_and_refuses_others() {
+        // https://docs.github.com/en/webhooks/using-webhooks/validating-webhook-deliveries
+        let verify = Verify::github("It's a Secret to Everybody").expect("valid");
+        let good = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
+        let body = b"Hello, World!";
+        assert_eq!(
+            verify.check(headers(&[("x-hub-signature-256", good)]), body, at(0)),
+            Ok(())
+        );
+        assert_eq!(
+            verify.check(headers(&[("x-hub-signature-256", good)]), b"Hello, World?", at(0)),
+            Err(Refused::Mismatch)
+        );
+        assert!(matches!(
+            verify.check(headers(&[]), body, at(0)),
+            Err(Refused::Missing(_))
+        ));
+        assert!(matches!(
+            verify.check(headers(&[("x-hub-signature-256", "757107ea")]), body, at(0)),
+            Err(Refused::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn stripe_checks_the_timestamped_signature_within_its_tolerance() {
+        let secret = "whsec_test_secret";
+        let verify = Verify::stripe(secret, None).expect("valid");
+        let body = br#"{"id":"evt_1","type":"invoice.paid"}"#;
+        let t = 1_700_000_000;
+        let sig = hex(&mac256(
+            secret.as_bytes(),
+            format!("{t}.{}", std::str::from_utf8(body).unwrap()).as_bytes(),
+        ));
+        let header = format!("t={t},v1={},v0=ignored", sig);
+        let h = [("stripe-signature", header.as_str())];
+        assert_eq!(verify.check(headers(&h), body, at(t + 299)), Ok(()));
+        assert_eq!(
+            verify.check(headers(&h), body, at(t + 301)),
+            Err(Refused::Stale {
+                tolerance: STRIPE_TOLERANCE
+            })
+        );
+        let other = format!("t={},v1={}", t + 1, sig);
+        assert_eq!(
+            verify.check(headers(&[("stripe-signature", other.as_str())]), body, at(t)),
+            Err(Refused::Mismatch)
+        );
+        assert!(matches!(
+            verify.check(headers(&[("stripe-signature", "v1=abcd")]), body, at(t)),
+            Err(Refused::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn generic_hmac_takes_each_algorithm_encoding_and_prefix() {
+        let body = b"{\"deltas\":[]}";
+        let key = b"nylas-secret";
+        let mut sha512 = <hmac::Hmac<sha2::Sha512> as KeyInit>::new_from_slice(key).expect("any key");
+        sha512.update(body);
+        let sha512 = STANDARD.encode(sha512.finalize().into_bytes());
+        let verify = Verify::hmac(
+            "X-Sig",
+            HmacAlgorithm::Sha512,
+            Encoding::Base64,
+            None,
+            "nylas-secret",
+        )
+        .expect("valid");
+        assert_eq!(verify.check(headers(&[("x-sig", &sha512)]), body, at(0)), Ok(()));
+
+        let mut sha1 = <hmac::Hmac<sha1::Sha1> as KeyInit>::new_from_slice(key).expect("any key");
+        sha1.update(body);
+        let sha1 = format!("sha1={}", hex(&sha1.finalize().into_bytes()));
+        let verify = Verify::hmac(
+            "x-sig",
+            HmacAlgorithm::Sha1,
+            Encoding::Hex,
+            Some("sha1="),
+            "nylas-secret",
+        )
+        .expect("valid");
+        assert_eq!(verify.check(headers(&[("x-sig", &sha1)]), body, at(0)), Ok(()));
+        let unprefixed = sha1.trim_start_matches("sha1=").to_owned();
+        assert!(matches!(
+            verify.check(headers(&[("x-sig", &unprefixed)]), body, at(0)),
+            Err(Refused::Malformed(_))
+        ));
+        let wrong_key = Verify::hmac(
+            "x-sig",
+            HmacAlgorithm::Sha1,
+            Encoding::Hex,
+            Some("sha1="),
+            "other",
+        )
+        .expect("valid");
+        assert_eq!(
+            wrong_key.check(headers(&[("x-sig", &sha1)]), body, at(0)),
+            Err(Refused::Mismatch)
+        );
+    }
+
+    #[test]
+    fn shopify_standard_webhooks_basic_and_header() {
+        let body = b"{\"id\":1}";
+        let shopify = STANDARD.encode(mac256(b"shp", body));
+        let verify = Verify::shopify("shp").expect("valid");
+        assert_eq!(
+            verify.check(headers(&[("x-shopify-hmac-sha256", &shopify)]), body, at(0)),
+            Ok(())
+        );
+        assert_eq!(
+            Verify::shopify("nope").expect("valid").check(
+                headers(&[("x-shopify-hmac-sha256", &shopify)]),
+                body,
+                at(0)
+            ),
+            Err(Refused::Mismatch)
+        );
+
+        let secret = SigningSecret::generate(&mut rand::rng());
+        let verify = Verify::standard_webhooks(&secret.expose_secret()).expect("valid");
+        let signature = crate::signing::sign(&secret, "msg_1", 1000, body);
+        let h = [
+            ("webhook-id", "msg_1"),
+            ("webhook-timestamp", "1000"),
+            ("webhook-signature", signature.as_str()),
+        ];
+        assert_eq!(verify.check(headers(&h), body, at(1000)), Ok(()));
+        assert!(matches!(
+            verify.check(headers(&h), body, at(2000)),
+            Err(Refused::Stale { .. })
+        ));
+        assert_eq!(verify.check(headers(&h), b"{}", at(1000)), Err(Refused::Mismatch));
+        assert!(Verify::standard_webhooks("not-a-secret").is_err());
+
+        let verify = Verify::basic("nylas", "pa:ss").expect("valid");
+        let good = format!("Basic {}", STANDARD.encode("nylas:pa:ss"));
+        let bad = format!("Basic {}", STANDARD.encode("nylas:pass"));
+        assert_eq!(
+            verify.check(headers(&[("authorization", &good)]), body, at(0)),
+            Ok(())
+        );
+        assert_eq!(
+            verify.check(headers(&[("authorization", &bad)]), body, at(0)),
+            Err(Refused::Mismatch)
+        );
+        assert!(matches!(
+            verify.check(headers(&[("authorization", "Bearer x")]), body, at(0)),
+            Err(Refused::Malformed(_))
+        ));
+
+        let verify = Verify::header("X-Token", "t0k3n").expect("valid");
+        assert_eq!(
+            verify.check(headers(&[("x-token", "t0k3n")]), body, at(0)),
+            Ok(())
+        );
+        assert_eq!(
+            verify.check(headers(&[("x-token", "t0k3")]), body, at(0)),
+            Err(Refused::Mismatch)
+        );
+        assert!(matches!(
+            verify.check(headers(&[]), body, at(0)),
+            Err(Refused::Missing(_))
+        ));
+    }
+
+    #[test]
+    fn debug_and_refusals_never_show_a_secret() {
+        let verify = Verify::header("x-token", "sup3r-secret-value").expect("valid");
+        let shown = format!("{:?}", source(verify.clone(), Split::default()));
+        assert!(!shown.contains("sup3r"), "{shown}");
+        let refused = verify.check(headers(&[("x-token", "sup3r-secret-valuX")]), b"", at(0));
+        assert!(!format!("{refused:?}").contains("sup3r"));
+    }
+
+    #[test]
+    fn a_split_body_makes_one_item_per_element_with_its_id_and_type() {
+        let split = Split {
+            items: Some(Pointer::parse("/deltas").expect("valid")),
+            id: Some(Pointer::parse("/id").expect("valid")),
+            event_type: Some(Pointer::parse("/type").expect("valid")),
+        };
+        let source = source(Verify::github("s").expect("valid"), split);
+        let body =
+            br#"{"deltas":[{"id":"d1","type":"message.created","n":1.50},{"id":7,"type":"not a type!"}]}"#;
+        let items = source.split(body, headers(&[])).expect("splits");
+        assert_eq!(items.len(), 2);
+        assert_eq!(items[0].provider_id.as_deref(), Some("d1"));
+        assert_eq!(items[0].event_type.as_str(), "message.created");
+        // Numbers keep their digits.
+        assert_eq!(
+            items[0].payload.as_json(),
+            r#"{"id":"d1","type":"message.created","n":1.50}"#
+        );
+        assert_eq!(items[1].provider_id.as_deref(), Some("7"));
+        // A type that is not one falls back to the source's.
+        assert_eq!(items[1].event_type.as_str(), "nylas.delta");
+
+        assert!(matches!(
+            source.split(b"{\"deltas\":{}}", headers(&[])),
+            Err(Unsplittable::NoItems(_))
+        ));
+        assert!(matches!(
+            source.split(b"not json", headers(&[])),
+            Err(Unsplittable::NotJson(_))
+        ));
+        assert!(matches!(
+            source.split(br#"{"deltas":[{"type":"a"}]}"#, headers(&[])),
+            Err(Unsplittable::Item { index: 0, .. })
+        ));
+        let many = format!(
+            "{{\"deltas\":[{}]}}",
+            vec!["{\"id\":1}"; MAX_SPLIT_ITEMS + 1].join(",")
+        );
+        assert!(matches!(
+            source.split(many.as_bytes(), headers(&[])),
+            Err(Unsplittable::TooManyItems(_))
+        ));
+    }
+
+    #[test]
+    fn a_presets_delivery_header_names_the_provider_event_when_the_split_names_none() {
+        let whole = source(Verify::github("s").expect("valid"), Split::default());
+        let items = whole
+            .split(
+                br#"{"action":"opened"}"#,
+                headers(&[("x-github-delivery", "abc-123")]),
+            )
+            .expect("splits");
+        assert_eq!(items.len(), 1);
+        assert_eq!(items[0].provider_id.as_deref(), Some("abc-123"));
+        let split = source(
+            Verify::github("s").expect("valid"),
+            Split {
+                items: Some(Pointer::parse("").expect("valid")),
+                ..Split::default()
+            },
+        );
+        let items = split
+            .split(br#"[1,2]"#, headers(&[("x-github-delivery", "abc")]))
+            .expect("splits");
+        assert_eq!(
+            items
+                .iter()
+                .map(|i| i.provider_id.clone().expect("an id"))
+                .collect::<Vec<_>>(),
+            ["abc#0", "abc#1"]
+        );
+        let hmac = source(
+            Verify::hmac("x-sig", HmacAlgorithm::Sha256, Encoding::Hex, None, "s").expect("valid"),
+            Split::default(),
+        );
+        assert_eq!(
+            hmac.split(b"{}", headers(&[])).expect("splits")[0].provider_id,
+            None
+        );
+    }
+
+    #[test]
+    fn pointers_follow_rfc_6901() {
+        let value: Box<RawValue> = serde_json::from_str(r#"{"a/b":{"~k":[10,20]}}"#).expect("json");
+        let pointer = Pointer::parse("/a~1b/~0k/1").expect("valid");
+        assert_eq!(pointer.find(&value).map(RawValue::get), Some("20"));
+        assert!(
+            Pointer::parse("/a~1b/~0k/01")
+                .expect("valid")
+                .find(&value)
+                .is_none()
+        );
+        assert_eq!(
+            Pointer::parse("").expect("valid").find(&value).map(RawValue::get),
+            Some(value.get())
+        );
+        assert!(Pointer::parse("a").is_err());
+        assert!(Pointer::parse("/~2").is_err());
+    }
+
+    #[test]
+    fn the_challenge_is_its_query_parameter_decoded() {
+        let source = source(Verify::github("s").expect("valid"), Split::default());
+        assert_eq!(
+            source
+                .challenge_answer(Some("x=1&challenge=a%20b%22c"))
+                .as_deref(),
+            Some("a b\"c")
+        );
+        assert_eq!(source.challenge_answer(Some("x=1")), None);
+        assert_eq!(source.challenge_answer(None), None);
+        let long = format!("challenge={}", "a".repeat(MAX_CHALLENGE + 1));
+        assert_eq!(source.challenge_answer(Some(&long)), None);
+    }
+
+    #[test]
+    fn a_source_needs_a_type_for_its_events() {
+        let mut untyped = source(Verify::github("s").expect("valid"), Split::default());
+        untyped.event_type = None;
+        assert!(untyped.clone().checked().is_err());
+        untyped.split.event_type = Some(Pointer::parse("/type").expect("valid"));
+        assert!(untyped.checked().is_ok());
+    }
 }

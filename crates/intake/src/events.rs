@@ -364,8 +364,8 @@ pub(crate) async fn publish_event(
         &endpoints,
         now,
     );
-    match publish_resolving(&state, &event, key.as_ref(), now).await? {
-        Published::Accepted => {
+    match publish_or_replay(&state, &event, key.as_ref(), now).await? {
+        Publication::Accepted => {
             tracing::info!(event_id = %event.id, deliveries = event.deliveries.len(), "event accepted");
             state.config.metrics.event_published();
             let Some(within) = sync else {
@@ -402,28 +402,56 @@ pub(crate) async fn publish_event(
             }
             Ok(response)
         }
-        Published::Replay {
-            event_id,
-            same_request: true,
-        } => {
-            let original = read_event(&state, &tenant, event_id).await?.ok_or_else(|| {
-                ApiError::conflict("the event this Idempotency-Key published no longer exists")
-            })?;
-            // Completes the original's fan-out if its publisher was cut short.
-            publish_resolving(&state, &original, None, now).await?;
+        Publication::Replayed(original) => {
             state.wake_processor();
-            tracing::info!(event_id = %event_id, "idempotent retry answered with the original event");
+            tracing::info!(event_id = %original.id, "idempotent retry answered with the original event");
             let mut response = accepted(StatusCode::OK, &original);
             response
                 .headers_mut()
                 .insert("idempotent-replayed", HeaderValue::from_static("true"));
             Ok(response)
         }
-        Published::Replay {
-            same_request: false, ..
-        } => Err(ApiError::conflict(
+        Publication::KeyReused => Err(ApiError::conflict(
             "this Idempotency-Key was used with a different event in the last 24 hours",
         )),
+    }
+}
+
+/// What publishing one event came to.
+#[derive(Debug)]
+pub(crate) enum Publication {
+    /// The event and its deliveries are durable.
+    Accepted,
+    /// Its key published this event within the window; that event's
+    /// fan-out is now complete too (its publisher may have been cut short).
+    Replayed(Event),
+    /// Its key was used with a different event within the window.
+    KeyReused,
+}
+
+/// Publishes `event` (with `key`), resolving a lost answer, and completes
+/// the fan-out of the event an earlier use of the key published.
+pub(crate) async fn publish_or_replay(
+    state: &AppState,
+    event: &Event,
+    key: Option<&IdempotencyRecord>,
+    now: Timestamp,
+) -> Result<Publication, ApiError> {
+    match publish_resolving(state, event, key, now).await? {
+        Published::Accepted => Ok(Publication::Accepted),
+        Published::Replay {
+            event_id,
+            same_request: true,
+        } => {
+            let original = read_event(state, &event.tenant, event_id)
+                .await?
+                .ok_or_else(|| ApiError::conflict("the event this key published no longer exists"))?;
+            publish_resolving(state, &original, None, now).await?;
+            Ok(Publication::Replayed(original))
+        }
+        Published::Replay {
+            same_request: false, ..
+        } => Ok(Publication::KeyReused),
     }
 }
 

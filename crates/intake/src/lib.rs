@@ -14,6 +14,7 @@ mod idempotency;
 mod jobs;
 mod openapi;
 mod query;
+mod sources;
 mod sync;
 mod validate;
 
@@ -39,6 +40,7 @@ pub use idempotency::IDEMPOTENCY_WINDOW;
 pub use jobs::DEFAULT_PAGE;
 pub use openapi::document as openapi_document;
 pub use server::Limits as ServerLimits;
+pub use sources::MAX_INGEST_BODY_BYTES;
 pub use sync::{AttemptNow, DEFAULT_SYNC_TIMEOUT, MAX_SYNC_TIMEOUT};
 pub use validate::{MAX_BODY_BYTES, MAX_METADATA_BYTES, MAX_PROVIDERS};
 
@@ -140,7 +142,7 @@ impl MakeRequestId for UlidRequestId {
 /// Every method and path [`router`] serves, kept next to it: the tests
 /// check that the OpenAPI document describes exactly these and that the
 /// router answers each of them.
-pub const ROUTES: [(&str, &str); 25] = [
+pub const ROUTES: [(&str, &str); 33] = [
     ("POST", "/webhook"),
     ("POST", "/v1/jobs"),
     ("GET", "/v1/jobs"),
@@ -162,6 +164,14 @@ pub const ROUTES: [(&str, &str); 25] = [
     ("POST", "/v1/events"),
     ("GET", "/v1/events"),
     ("GET", "/v1/events/{event_id}"),
+    ("POST", "/v1/sources"),
+    ("GET", "/v1/sources"),
+    ("GET", "/v1/sources/{source_id}"),
+    ("PATCH", "/v1/sources/{source_id}"),
+    ("DELETE", "/v1/sources/{source_id}"),
+    ("GET", "/v1/sources/{source_id}/requests"),
+    ("GET", "/in/{source_id}"),
+    ("POST", "/in/{source_id}"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/metrics"),
@@ -224,6 +234,26 @@ pub fn router(store: Arc<dyn Store>, clock: Arc<dyn Clock>, config: IntakeConfig
                 .get(events::list_events),
         )
         .route("/v1/events/{event_id}", get(events::get_event))
+        .route(
+            "/v1/sources",
+            post(sources::create_source).get(sources::list_sources),
+        )
+        .route(
+            "/v1/sources/{source_id}",
+            get(sources::get_source)
+                .patch(sources::update_source)
+                .delete(sources::delete_source),
+        )
+        .route(
+            "/v1/sources/{source_id}/requests",
+            get(sources::list_source_requests),
+        )
+        .route(
+            "/in/{source_id}",
+            post(sources::ingest)
+                .layer(axum::extract::DefaultBodyLimit::max(MAX_INGEST_BODY_BYTES))
+                .get(sources::answer_challenge),
+        )
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -319,11 +349,12 @@ pub async fn run_with(
 }
 
 /// The listener's production limits for the API: `server`'s defaults, and
-/// a body declared over the largest any route takes ([`MAX_EVENT_BODY_BYTES`])
-/// refused (413) before it is read or the key is checked; each route then
-/// holds its body to its own limit ([`MAX_BODY_BYTES`] for jobs).
+/// a body declared over the largest any route takes ([`MAX_INGEST_BODY_BYTES`],
+/// an inbound source's) refused (413) before it is read or the key is
+/// checked; each route then holds its body to its own limit
+/// ([`MAX_BODY_BYTES`] for jobs, [`MAX_EVENT_BODY_BYTES`] for events).
 pub fn server_limits() -> ServerLimits {
-    ServerLimits::default().with_max_body_bytes(MAX_EVENT_BODY_BYTES as u64)
+    ServerLimits::default().with_max_body_bytes(MAX_INGEST_BODY_BYTES.max(MAX_EVENT_BODY_BYTES) as u64)
 }
 
 pub(crate) fn api_time(t: domain::Timestamp) -> String {

@@ -153,6 +153,7 @@ pub struct Metrics {
     endpoint_deliveries: Family<OutcomeLabel, Counter>,
     callback_duration: Histogram,
     events_published: Counter,
+    source_requests: Family<OutcomeLabel, Counter>,
     jobs_delivered: Counter,
     jobs_retried: Counter,
     jobs_dead_lettered: Counter,
@@ -182,6 +183,7 @@ impl Metrics {
             endpoint_deliveries: Family::default(),
             callback_duration: http_histogram(),
             events_published: Counter::default(),
+            source_requests: Family::default(),
             jobs_delivered: Counter::default(),
             jobs_retried: Counter::default(),
             jobs_dead_lettered: Counter::default(),
@@ -244,6 +246,11 @@ impl Metrics {
             "events_published",
             "Events accepted (each fans out to its endpoints' deliveries)",
             metrics.events_published.clone(),
+        );
+        registry.register(
+            "source_requests",
+            "Requests inbound sources received, by outcome: accepted, unverified, unsplittable (no source id as a label)",
+            metrics.source_requests.clone(),
         );
         registry.register(
             "callback_duration_seconds",
@@ -354,6 +361,14 @@ impl Metrics {
 
     pub fn event_published(&self) {
         self.events_published.inc();
+    }
+
+    /// A request to an inbound source: `accepted`, `unverified` or
+    /// `unsplittable` (a closed set, so the label stays bounded).
+    pub fn source_request(&self, outcome: &'static str) {
+        self.source_requests
+            .get_or_create(&OutcomeLabel { outcome })
+            .inc();
     }
 
     pub fn job_delivered(&self) {

@@ -71,7 +71,9 @@ pub fn decode_source(text: &str) -> Result<Source, RecordError> {
 pub fn encode_source_request(request: &SourceRequest) -> String {
     let (verdict, events, duplicates, status, reason) = match &request.verdict {
         Verdict::Accepted { events, duplicates } => ("accepted", events.clone(), *duplicates, None, None),
-        Verdict::Rejected { status, reason } => ("rejected", Vec::new(), 0, Some(*status), Some(reason.clone())),
+        Verdict::Rejected { status, reason } => {
+            ("rejected", Vec::new(), 0, Some(*status), Some(reason.clone()))
+        }
     };
     let record = v1::SourceRequest {
         v: SOURCE_REQUEST_VERSION,
@@ -218,7 +220,9 @@ pub mod v1 {
 
         /// The verification it describes, checked as a new one is.
         pub fn into_verify(self) -> Result<Verify, crate::InvalidSource> {
-            let unknown = |what: &str, text: &str| crate::InvalidSource(format!("{what} {text:?} is not one of the allowed values"));
+            let unknown = |what: &str, text: &str| {
+                crate::InvalidSource(format!("{what} {text:?} is not one of the allowed values"))
+            };
             match self {
                 Self::Hmac {
                     header,
@@ -235,9 +239,10 @@ pub mod v1 {
                 ),
                 Self::StandardWebhooks { secret } => Verify::standard_webhooks(&secret),
                 Self::Github { secret } => Verify::github(&secret),
-                Self::Stripe { secret, tolerance_secs } => {
-                    Verify::stripe(&secret, tolerance_secs.map(Duration::from_secs))
-                }
+                Self::Stripe {
+                    secret,
+                    tolerance_secs,
+                } => Verify::stripe(&secret, tolerance_secs.map(Duration::from_secs)),
                 Self::Shopify { secret } => Verify::shopify(&secret),
                 Self::Basic { username, password } => Verify::basic(&username, &password),
                 Self::Header { name, value } => Verify::header(&name, &value),
