@@ -216,3 +216,44 @@ impl EventStore for NoStore {
         self.inner.list_events(tenant, query).await
     }
 }
+
+#[async_trait]
+impl store::SourceStore for NoStore {
+    async fn create_source(&self, _source: &domain::Source) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn get_source(&self, id: domain::SourceId) -> Result<Option<(domain::Source, u64)>, StoreError> {
+        self.inner.get_source(id).await
+    }
+
+    async fn update_source(&self, source: &domain::Source, expected: u64) -> Result<bool, StoreError> {
+        self.inner.update_source(source, expected).await
+    }
+
+    async fn delete_source(&self, tenant: &TenantId, id: domain::SourceId) -> Result<bool, StoreError> {
+        self.inner.delete_source(tenant, id).await
+    }
+
+    async fn list_sources(
+        &self,
+        tenant: &TenantId,
+        after: Option<domain::SourceId>,
+        limit: usize,
+    ) -> Result<store::SourcePage, StoreError> {
+        self.inner.list_sources(tenant, after, limit).await
+    }
+
+    async fn record_source_request(&self, _request: &domain::SourceRequest) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    async fn source_requests(
+        &self,
+        tenant: &TenantId,
+        source: domain::SourceId,
+        limit: usize,
+    ) -> Result<Vec<domain::SourceRequest>, StoreError> {
+        self.inner.source_requests(tenant, source, limit).await
+    }
+}

@@ -636,3 +636,44 @@ async fn on_sqlite_a_create_whose_answer_was_lost_is_accepted_once() {
     assert_eq!(store.left.load(Ordering::SeqCst), 0, "both answers were lost");
     assert_eq!(stored, accepted, "exactly one job per 202");
 }
+
+#[async_trait]
+impl store::SourceStore for LosesCreateAnswers {
+    async fn create_source(&self, source: &domain::Source) -> Result<(), StoreError> {
+        self.inner.create_source(source).await
+    }
+
+    async fn get_source(&self, id: domain::SourceId) -> Result<Option<(domain::Source, u64)>, StoreError> {
+        self.inner.get_source(id).await
+    }
+
+    async fn update_source(&self, source: &domain::Source, expected: u64) -> Result<bool, StoreError> {
+        self.inner.update_source(source, expected).await
+    }
+
+    async fn delete_source(&self, tenant: &TenantId, id: domain::SourceId) -> Result<bool, StoreError> {
+        self.inner.delete_source(tenant, id).await
+    }
+
+    async fn list_sources(
+        &self,
+        tenant: &TenantId,
+        after: Option<domain::SourceId>,
+        limit: usize,
+    ) -> Result<store::SourcePage, StoreError> {
+        self.inner.list_sources(tenant, after, limit).await
+    }
+
+    async fn record_source_request(&self, request: &domain::SourceRequest) -> Result<(), StoreError> {
+        self.inner.record_source_request(request).await
+    }
+
+    async fn source_requests(
+        &self,
+        tenant: &TenantId,
+        source: domain::SourceId,
+        limit: usize,
+    ) -> Result<Vec<domain::SourceRequest>, StoreError> {
+        self.inner.source_requests(tenant, source, limit).await
+    }
+}
