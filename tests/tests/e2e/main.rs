@@ -18,4 +18,5 @@ mod pipeline;
 mod scheduling;
 mod signatures;
 mod slow_clients;
+mod sources;
 mod ssrf;
