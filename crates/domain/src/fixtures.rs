@@ -597,3 +597,112 @@ pub fn endpoint_cases() -> Vec<(&'static str, crate::Endpoint)> {
         ("auth_oauth2", oauth2),
     ]
 }
+
+/// An inbound source's id from a fixed seed.
+fn source_id(seed: u64, created: Timestamp) -> crate::SourceId {
+    crate::SourceId::generate(created, &mut rand::rngs::StdRng::seed_from_u64(seed))
+}
+
+/// The golden inbound sources, one per kind of verification and a split.
+pub fn source_cases() -> Vec<(&'static str, crate::Source)> {
+    use crate::{Challenge, Encoding, HmacAlgorithm, Pointer, Source, Split, Verify};
+    let created = at("2026-12-01T08:00:00.000Z");
+    let source = |seed: u64, verify: Verify| Source {
+        id: source_id(seed, created),
+        tenant: TenantId::new("acme"),
+        name: "provider".to_owned(),
+        event_type: Some(EventType::parse("provider.event").expect("a fixed type")),
+        owner: None,
+        verify,
+        challenge: None,
+        split: Split::default(),
+        created_at: created,
+        updated_at: created,
+    };
+    let nylas = {
+        let mut s = source(
+            1,
+            Verify::hmac(
+                "x-nylas-signature",
+                HmacAlgorithm::Sha256,
+                Encoding::Hex,
+                Some("sha256="),
+                "nylas-secret",
+            )
+            .expect("fixed"),
+        );
+        s.name = "nylas".to_owned();
+        s.owner = Some(Owner::parse("company-42").expect("a fixed owner"));
+        s.challenge = Some(Challenge {
+            query_param: "challenge".to_owned(),
+        });
+        s.split = Split {
+            items: Some(Pointer::parse("/deltas").expect("fixed")),
+            id: Some(Pointer::parse("/object_data/id").expect("fixed")),
+            event_type: Some(Pointer::parse("/type").expect("fixed")),
+        };
+        s.updated_at = at("2026-12-01T09:00:00.000Z");
+        s
+    };
+    vec![
+        ("hmac_split_challenge", nylas),
+        (
+            "standard_webhooks",
+            source(
+                2,
+                Verify::standard_webhooks(&secret(b'S').expose_secret()).expect("fixed"),
+            ),
+        ),
+        ("github", source(3, Verify::github("gh-secret").expect("fixed"))),
+        (
+            "stripe",
+            source(
+                4,
+                Verify::stripe("whsec_stripe", Some(Duration::from_secs(600))).expect("fixed"),
+            ),
+        ),
+        (
+            "shopify",
+            source(5, Verify::shopify("shp-secret").expect("fixed")),
+        ),
+        ("basic", source(6, Verify::basic("hooks", "pass").expect("fixed"))),
+        (
+            "header",
+            source(7, Verify::header("x-token", "tok").expect("fixed")),
+        ),
+    ]
+}
+
+/// The golden source requests: one accepted with a duplicate, one rejected.
+pub fn source_request_cases() -> Vec<(&'static str, crate::SourceRequest)> {
+    use crate::{SourceRequest, SourceRequestId, Verdict};
+    let received = at("2026-12-01T10:00:00.000Z");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    let source = source_id(1, at("2026-12-01T08:00:00.000Z"));
+    let accepted = SourceRequest {
+        id: SourceRequestId::generate(received, &mut rng),
+        source,
+        tenant: TenantId::new("acme"),
+        received_at: received,
+        body_bytes: 812,
+        verdict: Verdict::Accepted {
+            events: vec![
+                EventId::generate(received, &mut rng),
+                EventId::generate(received, &mut rng),
+            ],
+            duplicates: 1,
+        },
+    };
+    let rejected = SourceRequest {
+        id: SourceRequestId::generate(received, &mut rng),
+        source,
+        tenant: TenantId::new("acme"),
+        received_at: received,
+        body_bytes: 40,
+        verdict: Verdict::Rejected {
+            status: 401,
+            reason: "the signature does not match".to_owned(),
+        },
+    };
+    vec![("accepted", accepted), ("rejected", rejected)]
+}

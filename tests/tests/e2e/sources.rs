@@ -96,7 +96,10 @@ async fn a_github_source_takes_what_githubs_signer_signed_once_and_refuses_the_r
     ] {
         let (status, problem) = ingest(&app, &id, &headers, body).await;
         assert_eq!(status, 401, "{problem}");
-        assert!(problem["detail"].as_str().expect("detail").contains(why), "{problem}");
+        assert!(
+            problem["detail"].as_str().expect("detail").contains(why),
+            "{problem}"
+        );
     }
     let tampered = body.replace("main", "evil");
     let (status, _) = ingest(&app, &id, &[("x-hub-signature-256", &signature)], &tampered).await;
@@ -122,15 +125,20 @@ async fn a_github_source_takes_what_githubs_signer_signed_once_and_refuses_the_r
 
     let report = app.processor("p1").drain(&CancellationToken::new()).await;
     assert_eq!(report.delivered, 1, "{report:?}");
-    let [delivery]: [providers_mock::Delivery; 1] =
-        app.mock.state.accepted_deliveries().try_into().expect("one delivery");
+    let [delivery]: [providers_mock::Delivery; 1] = app
+        .mock
+        .state
+        .accepted_deliveries()
+        .try_into()
+        .expect("one delivery");
     testkit::verify_with_official_library(&endpoint_secret, delivery.headers.iter(), &delivery.raw_body)
         .expect("the endpoint's delivery verifies with its own secret");
     assert_eq!(delivery.headers["webhook-id"], event_id.as_str().expect("id"));
     assert_eq!(delivery.body["type"], "github.push");
     // The provider's bytes, numbers and all.
     assert!(
-        String::from_utf8_lossy(&delivery.raw_body).contains(r#""data":{"ref":"refs/heads/main","size":3,"ratio":1.50}"#),
+        String::from_utf8_lossy(&delivery.raw_body)
+            .contains(r#""data":{"ref":"refs/heads/main","size":3,"ratio":1.50}"#),
         "{}",
         String::from_utf8_lossy(&delivery.raw_body)
     );
@@ -143,7 +151,10 @@ async fn a_github_source_takes_what_githubs_signer_signed_once_and_refuses_the_r
     assert_eq!(log[1]["eventIds"], json!([event_id]));
     assert_eq!(log[5]["verdict"], "rejected");
     assert_eq!(log[5]["status"], 401);
-    assert!(log[5]["reason"].as_str().expect("reason").contains("missing"), "{log:?}");
+    assert!(
+        log[5]["reason"].as_str().expect("reason").contains("missing"),
+        "{log:?}"
+    );
     let shown = serde_json::to_string(&log).expect("json");
     for secret in [GITHUB_SECRET, signature.as_str(), wrong.as_str()] {
         assert!(!shown.contains(secret.trim_start_matches("sha256=")), "{shown}");
@@ -164,9 +175,15 @@ async fn a_stripe_source_takes_a_fresh_signature_and_refuses_a_stale_one(backend
     let stale = testkit::stripe_signature_header(secret, body, now - 301);
     let (status, problem) = ingest(&app, &id, &[("stripe-signature", &stale)], body).await;
     assert_eq!(status, 401, "{problem}");
-    assert!(problem["detail"].as_str().expect("detail").contains("300 s"), "{problem}");
+    assert!(
+        problem["detail"].as_str().expect("detail").contains("300 s"),
+        "{problem}"
+    );
     let other = testkit::stripe_signature_header("whsec_other", body, now);
-    assert_eq!(ingest(&app, &id, &[("stripe-signature", &other)], body).await.0, 401);
+    assert_eq!(
+        ingest(&app, &id, &[("stripe-signature", &other)], body).await.0,
+        401
+    );
     assert!(events(&app).await.is_empty());
 
     let fresh = testkit::stripe_signature_header(secret, body, now - 30);
@@ -197,8 +214,10 @@ async fn a_split_body_makes_one_event_per_item_and_the_same_body_again_makes_non
     )
     .await;
     let items: Vec<Value> = (0..3)
-        .map(|i| json!({"type": if i == 2 { "nylas.unknown type" } else { "message.created" },
-                        "object_data": {"id": format!("msg_{i}")}}))
+        .map(|i| {
+            json!({"type": if i == 2 { "nylas.unknown type" } else { "message.created" },
+                        "object_data": {"id": format!("msg_{i}")}})
+        })
         .collect();
     let body = json!({"deltas": items}).to_string();
     let signature = hmac_hex(secret, &body);
@@ -229,7 +248,10 @@ async fn a_split_body_makes_one_event_per_item_and_the_same_body_again_makes_non
     // Events with an owner go to that owner's endpoints only, and an
     // event reaches the endpoints registered when it was accepted.
     let report = app.processor("p1").drain(&CancellationToken::new()).await;
-    assert_eq!(report.delivered, 0, "an event with an owner goes to that owner's endpoints only: {report:?}");
+    assert_eq!(
+        report.delivered, 0,
+        "an event with an owner goes to that owner's endpoints only: {report:?}"
+    );
     let (status, body) = app
         .send(
             Method::POST,
@@ -239,7 +261,13 @@ async fn a_split_body_makes_one_event_per_item_and_the_same_body_again_makes_non
         .await;
     assert_eq!(status, 201, "{body}");
     let more = json!({"deltas": [{"type": "message.created", "object_data": {"id": "msg_9"}}]}).to_string();
-    let (status, _) = ingest(&app, &id, &[("x-nylas-signature", &hmac_hex(secret, &more))], &more).await;
+    let (status, _) = ingest(
+        &app,
+        &id,
+        &[("x-nylas-signature", &hmac_hex(secret, &more))],
+        &more,
+    )
+    .await;
     assert_eq!(status, 200);
     let report = app.processor("p1").drain(&CancellationToken::new()).await;
     assert_eq!(report.delivered, 1, "{report:?}");
@@ -255,7 +283,11 @@ fn hmac_hex(secret: &str, body: &str) -> String {
     use hmac::{KeyInit, Mac};
     let mut mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(secret.as_bytes()).expect("any key");
     mac.update(body.as_bytes());
-    mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
+    mac.finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 async fn every_verification_type_accepts_a_good_request_and_refuses_a_bad_one(backend: Backend) {
@@ -277,8 +309,16 @@ async fn every_verification_type_accepts_a_good_request_and_refuses_a_bad_one(ba
     let cases: Vec<(Value, Vec<(&str, &str)>, Vec<(&str, &str)>)> = vec![
         (
             json!({"type": "standardWebhooks", "secret": whsec.expose_secret()}),
-            vec![("webhook-id", "msg_1"), ("webhook-timestamp", &now_text), ("webhook-signature", &signed)],
-            vec![("webhook-id", "msg_2"), ("webhook-timestamp", &now_text), ("webhook-signature", &signed)],
+            vec![
+                ("webhook-id", "msg_1"),
+                ("webhook-timestamp", &now_text),
+                ("webhook-signature", &signed),
+            ],
+            vec![
+                ("webhook-id", "msg_2"),
+                ("webhook-timestamp", &now_text),
+                ("webhook-signature", &signed),
+            ],
         ),
         (
             json!({"type": "shopify", "secret": "shpss"}),
@@ -321,14 +361,19 @@ async fn the_challenge_is_echoed_exactly_as_plain_text(backend: Backend) {
     )
     .await;
     let given = r#"abc "quoted" ünï/+="#;
-    let url = url::Url::parse_with_params(&format!("{}/in/{id}", app.base), &[("challenge", given)]).expect("url");
+    let url =
+        url::Url::parse_with_params(&format!("{}/in/{id}", app.base), &[("challenge", given)]).expect("url");
     let response = reqwest::get(url).await.expect("get");
     assert_eq!(response.status(), 200);
     assert_eq!(
         response.headers()["content-type"].to_str().expect("ascii"),
         "text/plain; charset=utf-8"
     );
-    assert_eq!(response.text().await.expect("body"), given, "exactly, without quotes");
+    assert_eq!(
+        response.text().await.expect("body"),
+        given,
+        "exactly, without quotes"
+    );
     let response = reqwest::get(format!("{}/in/{id}", app.base)).await.expect("get");
     assert_eq!(response.status(), 400);
     let (no_challenge, _) = source(
@@ -350,17 +395,31 @@ async fn sources_are_managed_with_write_only_secrets_and_tenant_scoped(backend: 
     let app = spawn_app_on(backend).await;
     // A source without verification takes anyone's requests: refused.
     let (status, problem) = app
-        .send(Method::POST, "/v1/sources", Some(json!({"name": "open", "eventType": "x"})))
+        .send(
+            Method::POST,
+            "/v1/sources",
+            Some(json!({"name": "open", "eventType": "x"})),
+        )
         .await;
     assert_eq!(status, 422, "{problem}");
     assert_eq!(problem["errors"][0]["field"], "verify", "{problem}");
     for (bad, field) in [
-        (json!({"type": "hmac", "header": "x", "algorithm": "md5", "encoding": "hex", "secret": "s"}), "verify"),
+        (
+            json!({"type": "hmac", "header": "x", "algorithm": "md5", "encoding": "hex", "secret": "s"}),
+            "verify",
+        ),
         (json!({"type": "none"}), "verify"),
-        (json!({"type": "standardWebhooks", "secret": "not-whsec"}), "verify"),
+        (
+            json!({"type": "standardWebhooks", "secret": "not-whsec"}),
+            "verify",
+        ),
     ] {
         let (status, problem) = app
-            .send(Method::POST, "/v1/sources", Some(json!({"name": "s", "eventType": "x", "verify": bad})))
+            .send(
+                Method::POST,
+                "/v1/sources",
+                Some(json!({"name": "s", "eventType": "x", "verify": bad})),
+            )
             .await;
         assert_eq!(status, 422, "{problem}");
         assert_eq!(problem["errors"][0]["field"], field, "{problem}");
@@ -377,8 +436,10 @@ async fn sources_are_managed_with_write_only_secrets_and_tenant_scoped(backend: 
         .send(
             Method::POST,
             "/v1/sources",
-            Some(json!({"name": "s", "eventType": "x", "split": {"items": "deltas"},
-                        "verify": {"type": "github", "secret": "s"}})),
+            Some(
+                json!({"name": "s", "eventType": "x", "split": {"items": "deltas"},
+                        "verify": {"type": "github", "secret": "s"}}),
+            ),
         )
         .await;
     assert_eq!(status, 422, "not a JSON pointer: {problem}");
@@ -405,7 +466,12 @@ async fn sources_are_managed_with_write_only_secrets_and_tenant_scoped(backend: 
     assert_eq!(patched["name"], "github");
     let body = "{}";
     let signature = testkit::github_signature(GITHUB_SECRET, body);
-    assert_eq!(ingest(&app, &id, &[("x-hub-signature-256", &signature)], body).await.0, 200);
+    assert_eq!(
+        ingest(&app, &id, &[("x-hub-signature-256", &signature)], body)
+            .await
+            .0,
+        200
+    );
     // `***` for a type with no stored secret of its kind.
     let (status, problem) = app
         .send(
@@ -419,22 +485,41 @@ async fn sources_are_managed_with_write_only_secrets_and_tenant_scoped(backend: 
     // Another tenant sees nothing of it.
     let other = client_with_key(&create_key(app.store.as_ref(), "other").await);
     for path in [format!("/v1/sources/{id}"), format!("/v1/sources/{id}/requests")] {
-        let response = other.get(format!("{}{path}", app.base)).send().await.expect("get");
+        let response = other
+            .get(format!("{}{path}", app.base))
+            .send()
+            .await
+            .expect("get");
         assert_eq!(response.status(), 404, "{path}");
     }
-    let response = other.delete(format!("{}/v1/sources/{id}", app.base)).send().await.expect("delete");
+    let response = other
+        .delete(format!("{}/v1/sources/{id}", app.base))
+        .send()
+        .await
+        .expect("delete");
     assert_eq!(response.status(), 404);
-    let listed = other.get(format!("{}/v1/sources", app.base)).send().await.expect("list");
+    let listed = other
+        .get(format!("{}/v1/sources", app.base))
+        .send()
+        .await
+        .expect("list");
     assert_eq!(listed.json::<Value>().await.expect("json")["data"], json!([]));
 
     let (status, listed) = app.send(Method::GET, "/v1/sources", None).await;
     assert_eq!(status, 200);
     assert_eq!(listed["data"].as_array().expect("data").len(), 1);
     // Without a key, the management routes are closed.
-    let response = reqwest::get(format!("{}/v1/sources", app.base)).await.expect("get");
+    let response = reqwest::get(format!("{}/v1/sources", app.base))
+        .await
+        .expect("get");
     assert_eq!(response.status(), 401);
 
     let (status, _) = app.send(Method::DELETE, &format!("/v1/sources/{id}"), None).await;
     assert_eq!(status, 204);
-    assert_eq!(ingest(&app, &id, &[("x-hub-signature-256", &signature)], body).await.0, 404);
+    assert_eq!(
+        ingest(&app, &id, &[("x-hub-signature-256", &signature)], body)
+            .await
+            .0,
+        404
+    );
 }

@@ -309,3 +309,84 @@ pub mod v1 {
         *n == 0
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures;
+
+    const WRITE_NEW_VERSION: &str = "HOOKLINE_WRITE_EVENT_FIXTURES";
+
+    /// Writes `kind/v{version}` from `cases` when asked and it does not exist,
+    /// then checks the writer's output equals it byte for byte and that every
+    /// version's files read back as their cases.
+    fn golden<T: PartialEq + std::fmt::Debug>(
+        kind: &str,
+        version: u64,
+        cases: Vec<(&'static str, T)>,
+        encode: fn(&T) -> String,
+        decode: fn(&str) -> Result<T, RecordError>,
+    ) {
+        let dir = fixtures::dir_of(kind).join(format!("v{version}"));
+        if std::env::var_os(WRITE_NEW_VERSION).is_some() && !dir.exists() {
+            std::fs::create_dir_all(&dir).expect("mkdir");
+            for (case, value) in &cases {
+                std::fs::write(dir.join(format!("{case}.json")), encode(value) + "\n").expect("write");
+            }
+        }
+        for (case, value) in &cases {
+            let stored = fixtures::record_of(kind, version, case)
+                .unwrap_or_else(|| panic!("no fixture {kind}/v{version}/{case}.json"));
+            assert_eq!(
+                encode(value),
+                stored,
+                "the writer's output for {case} changed: a change to the stored form is a new version"
+            );
+        }
+        for v in 1..=version {
+            let files = std::fs::read_dir(fixtures::dir_of(kind).join(format!("v{v}")))
+                .expect("read dir")
+                .count();
+            let mut read = 0;
+            for (case, value) in &cases {
+                if let Some(stored) = fixtures::record_of(kind, v, case) {
+                    assert_eq!(
+                        &decode(&stored).unwrap_or_else(|e| panic!("v{v}/{case}: {e}")),
+                        value
+                    );
+                    read += 1;
+                }
+            }
+            assert_eq!(files, read, "{kind}/v{v} holds a file that is no case");
+        }
+    }
+
+    #[test]
+    fn sources_are_stored_as_their_golden_records_and_read_back() {
+        golden(
+            "sources",
+            SOURCE_VERSION,
+            fixtures::source_cases(),
+            encode_source,
+            decode_source,
+        );
+        assert!(matches!(decode_source(r#"{"v":2}"#), Err(RecordError::Newer(2))));
+    }
+
+    #[test]
+    fn source_requests_are_stored_as_their_golden_records_and_read_back() {
+        golden(
+            "source-requests",
+            SOURCE_REQUEST_VERSION,
+            fixtures::source_request_cases(),
+            encode_source_request,
+            decode_source_request,
+        );
+    }
+
+    #[test]
+    fn a_stored_source_with_a_bad_setting_is_an_error_not_a_panic() {
+        let stored = encode_source(&fixtures::source_cases()[0].1).replace("\"sha256\"", "\"md5\"");
+        assert!(matches!(decode_source(&stored), Err(RecordError::Invalid { .. })));
+    }
+}
