@@ -397,6 +397,7 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
     ));
     out::show(&format!("  curl http://{addr}/mock/deliveries"));
     out::show(&events_example(&addr.to_string(), key.expose()));
+    out::show(&ingest_example(&addr.to_string(), key.expose()));
     serve_together(
         listener,
         api,
@@ -429,6 +430,27 @@ fn events_example(addr: &str, key: &str) -> String {
             "  curl -i -X POST http://{addr}/v1/events {auth} \\\n    -d '{{\"type\":\"invoice.paid\",\"payload\":{{\"invoiceId\":\"in_1\",\"amount\":1200}}}}'"
         ),
         format!("  curl http://{addr}/mock/deliveries"),
+    ]
+    .join("\n")
+}
+
+/// What `hookline dev` prints after the events example: an inbound source
+/// (a provider's webhooks, verified by a shared token and split into
+/// events of the example's type), its challenge, and a provider's POST.
+fn ingest_example(addr: &str, key: &str) -> String {
+    let auth = format!("-H 'authorization: Bearer {key}' -H 'content-type: application/json'");
+    [
+        "ingest: a source for a provider's webhooks (SOURCE_ID: the sourceId it answers), its challenge, a \
+         provider's POST split into two events:"
+            .to_owned(),
+        format!(
+            "  curl -i -X POST http://{addr}/v1/sources {auth} \\\n    -d '{{\"name\":\"demo\",\"eventType\":\"invoice.paid\",\"verify\":{{\"type\":\"header\",\"name\":\"x-webhook-token\",\"value\":\"dev-token\"}},\"challenge\":{{\"queryParam\":\"challenge\"}},\"split\":{{\"items\":\"/events\",\"id\":\"/id\"}}}}'"
+        ),
+        format!("  curl -i 'http://{addr}/in/SOURCE_ID?challenge=hello'"),
+        format!(
+            "  curl -i -X POST http://{addr}/in/SOURCE_ID -H 'x-webhook-token: dev-token' -H 'content-type: application/json' \\\n    -d '{{\"events\":[{{\"id\":\"evt_1\",\"invoiceId\":\"in_2\"}},{{\"id\":\"evt_2\",\"invoiceId\":\"in_3\"}}]}}'"
+        ),
+        format!("  curl -i http://{addr}/v1/sources/SOURCE_ID/requests {auth}"),
     ]
     .join("\n")
 }

@@ -58,6 +58,9 @@ async fn dev_delivers_a_job_end_to_end_on_the_embedded_store() {
         .split_once("\nevents:")
         .unwrap_or_else(|| panic!("dev prints an events example:\n{printed}"))
         .1;
+    let (events, ingest) = events
+        .split_once("\ningest:")
+        .unwrap_or_else(|| panic!("dev prints an ingest example after the events one:\n{printed}"));
     let commands = printed_curls(events);
     assert_eq!(commands.len(), 4, "{events}");
     let mut answers = Vec::new();
@@ -97,6 +100,38 @@ async fn dev_delivers_a_job_end_to_end_on_the_embedded_store() {
                     && d["status"] == 204
                     && d["signature"]["verdict"] == "valid"
             })
+        },
+    )
+    .await;
+
+    // The ingest example, as printed: a source, its challenge, a provider's
+    // POST split into two events, which reach the endpoint above.
+    let commands = printed_curls(ingest);
+    assert_eq!(commands.len(), 4, "{ingest}");
+    let created = run_curl(&commands[0]).await;
+    assert_eq!(created.0, 201, "POST source: {created:?}");
+    let source = created.1["sourceId"].as_str().expect("sourceId").to_owned();
+    let with_source = |command: &Vec<String>| -> Vec<String> {
+        command.iter().map(|w| w.replace("SOURCE_ID", &source)).collect()
+    };
+    let challenge = run_curl(&with_source(&commands[1])).await;
+    assert_eq!(challenge, (200, Value::String("hello".to_owned())), "the challenge echoed");
+    let ingested = run_curl(&with_source(&commands[2])).await;
+    assert_eq!(ingested.0, 200, "POST /in: {ingested:?}");
+    assert_eq!(ingested.1["eventIds"].as_array().map(Vec::len), Some(2), "{ingested:?}");
+    let requests = run_curl(&with_source(&commands[3])).await;
+    assert_eq!(requests.1["data"][0]["verdict"], "accepted", "{requests:?}");
+    wait_until(
+        Duration::from_secs(30),
+        with_log("the ingested events to be delivered to the sink", &log),
+        async || {
+            let deliveries = get_json(&http, &format!("{base}/mock/deliveries")).await;
+            let delivered = |invoice: &str| {
+                deliveries.as_array().expect("list").iter().any(|d| {
+                    d["body"]["data"]["invoiceId"] == invoice && d["signature"]["verdict"] == "valid"
+                })
+            };
+            delivered("in_2") && delivered("in_3")
         },
     )
     .await;
@@ -172,5 +207,5 @@ async fn run_curl(words: &[String]) -> (u16, Value) {
         .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
     let status = response.status().as_u16();
     let text = response.text().await.expect("body");
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
 }
