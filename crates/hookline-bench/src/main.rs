@@ -5,6 +5,7 @@
 mod cost;
 mod e2e;
 mod fanout;
+mod ingest;
 mod intake;
 mod load;
 mod nostore;
@@ -58,16 +59,19 @@ enum Scenario {
     Memory,
     /// Events to 1 and to 10 endpoints: events/s, deliveries/s, latency, write units.
     Fanout,
+    /// POST /in/{source}: verified requests/s and events/s with splitting, beside a no-store ceiling.
+    Ingest,
 }
 
 impl Scenario {
-    const ALL: [Scenario; 6] = [
+    const ALL: [Scenario; 7] = [
         Self::Intake,
         Self::E2e,
         Self::Cost,
         Self::Scale,
         Self::Memory,
         Self::Fanout,
+        Self::Ingest,
     ];
 
     fn name(self) -> &'static str {
@@ -78,6 +82,7 @@ impl Scenario {
             Self::Scale => "scale",
             Self::Memory => "memory",
             Self::Fanout => "fanout",
+            Self::Ingest => "ingest",
         }
     }
 }
@@ -146,7 +151,9 @@ async fn run(cli: Cli) -> Result<()> {
         scenarios: Vec::new(),
     };
     std::fs::create_dir_all(&cli.out).with_context(|| format!("creating {}", cli.out.display()))?;
-    let needs_dynamo = selected.iter().any(|s| !matches!(s, Scenario::Memory));
+    let needs_dynamo = selected
+        .iter()
+        .any(|s| !matches!(s, Scenario::Memory | Scenario::Ingest));
     let dynamo = if needs_dynamo {
         eprintln!("hookline-bench: starting DynamoDB");
         Some(rig::Dynamo::start(cli.dynamodb_endpoint.clone()).await?)
@@ -160,6 +167,7 @@ async fn run(cli: Cli) -> Result<()> {
             (Scenario::Cost, Some(dynamo)) => cost::run(&settings, dynamo).await,
             (Scenario::Intake, Some(dynamo)) => intake::run(&settings, dynamo).await,
             (Scenario::Memory, _) => intake::memory(&settings).await,
+            (Scenario::Ingest, _) => ingest::run(&settings).await,
             (Scenario::E2e, Some(dynamo)) => e2e::run(&settings, dynamo).await,
             (Scenario::Scale, Some(dynamo)) => scale::run(&settings, dynamo).await,
             (Scenario::Fanout, Some(dynamo)) => fanout::run(&settings, dynamo).await,

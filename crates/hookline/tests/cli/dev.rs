@@ -115,10 +115,18 @@ async fn dev_delivers_a_job_end_to_end_on_the_embedded_store() {
         command.iter().map(|w| w.replace("SOURCE_ID", &source)).collect()
     };
     let challenge = run_curl(&with_source(&commands[1])).await;
-    assert_eq!(challenge, (200, Value::String("hello".to_owned())), "the challenge echoed");
+    assert_eq!(
+        challenge,
+        (200, Value::String("hello".to_owned())),
+        "the challenge echoed"
+    );
     let ingested = run_curl(&with_source(&commands[2])).await;
     assert_eq!(ingested.0, 200, "POST /in: {ingested:?}");
-    assert_eq!(ingested.1["eventIds"].as_array().map(Vec::len), Some(2), "{ingested:?}");
+    assert_eq!(
+        ingested.1["eventIds"].as_array().map(Vec::len),
+        Some(2),
+        "{ingested:?}"
+    );
     let requests = run_curl(&with_source(&commands[3])).await;
     assert_eq!(requests.1["data"][0]["verdict"], "accepted", "{requests:?}");
     wait_until(
