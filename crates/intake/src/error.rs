@@ -153,6 +153,17 @@ impl ApiError {
         )
     }
 
+    /// An inbound source's request whose signature did not verify: a 401
+    /// without a `WWW-Authenticate` challenge (no API key would help).
+    pub fn unverified(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "urn:hookline:problem:unverified",
+            "The request is not verified",
+            detail,
+        )
+    }
+
     pub fn not_found(detail: impl Into<String>) -> Self {
         Self::new(
             StatusCode::NOT_FOUND,
@@ -268,7 +279,7 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
-        if self.status == StatusCode::UNAUTHORIZED {
+        if self.kind == "urn:hookline:problem:unauthorized" {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         if let Some(secs) = self.retry_after_secs {

@@ -1050,7 +1050,7 @@ pub(crate) async fn ingest(
         let reason = refused.to_string();
         tracing::info!(source_id = %source.id, %reason, "ingest refused");
         state.config.metrics.source_request("unverified");
-        let error = ApiError::unauthorized(format!("the request is not verified: {reason}"));
+        let error = ApiError::unverified(format!("the request is not verified: {reason}"));
         reject(&state, &source, request_id, body_bytes, &error, reason).await;
         return Err(error);
     }
