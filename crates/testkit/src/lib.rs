@@ -21,16 +21,21 @@
 //!
 //! Also tools from PyPI, pinned and installed into the same cache
 //! ([`python`]): the official Standard Webhooks verifier
-//! ([`verify_with_official_library`]) and the AWS CLI ([`aws_cli_bin`]).
+//! ([`verify_with_official_library`]) and the AWS CLI ([`aws_cli_bin`]);
+//! and from npm, pinned and installed there too ([`signers`]): GitHub's and
+//! Stripe's official signers ([`github_signature`],
+//! [`stripe_signature_header`]) for the inbound sources' tests.
 
 pub mod container;
 pub mod faultproxy;
 pub mod forwardproxy;
 pub mod python;
+pub mod signers;
 pub mod standardwebhooks;
 
 pub use container::{IMAGE_VAR, NETWORK_VAR};
 pub use python::aws_cli_bin;
+pub use signers::{github_signature, stripe_signature_header};
 pub use standardwebhooks::{python_standardwebhooks, verify_with_official_library};
 
 use std::io::Write as _;
