@@ -603,7 +603,7 @@ impl Source {
         let delivery_id = self
             .verify
             .delivery_id_header()
-            .and_then(|name| header(name))
+            .and_then(&header)
             .map(str::trim)
             .filter(|id| !id.is_empty() && id.len() <= MAX_PROVIDER_ID)
             .map(str::to_owned);
@@ -777,7 +777,7 @@ mod tests {
         let t = 1_700_000_000;
         let sig = hex(&mac256(
             secret.as_bytes(),
-            format!("{t}.{}", std::str::from_utf8(body).unwrap()).as_bytes(),
+            format!("{t}.{}", std::str::from_utf8(body).expect("utf-8")).as_bytes(),
         ));
         let header = format!("t={t},v1={},v0=ignored", sig);
         let h = [("stripe-signature", header.as_str())];
