@@ -115,6 +115,8 @@ pub(crate) struct AppState {
     pub clock: Arc<dyn Clock>,
     pub config: Arc<IntakeConfig>,
     pub keys: Arc<auth::KeyCache>,
+    /// How many refused ingest requests each source may still log this minute.
+    pub rejections: Arc<sources::RejectionBudget>,
     /// `GET /openapi.json`, rendered once.
     pub openapi: axum::body::Bytes,
 }
@@ -188,6 +190,7 @@ pub fn router(store: Arc<dyn Store>, clock: Arc<dyn Clock>, config: IntakeConfig
         clock,
         config: Arc::new(config),
         keys: Arc::default(),
+        rejections: Arc::default(),
         openapi: openapi.into(),
     };
     Router::new()

@@ -1176,6 +1176,36 @@ fn dedup_key(source: SourceId, provider_id: &str, now: domain::Timestamp) -> Ide
     }
 }
 
+/// Refused requests a source's log keeps per minute, per intake process:
+/// anyone can send refused requests, and each logged one is a store write,
+/// so a flood is counted (the `source_requests` metric) rather than written.
+pub(crate) const LOGGED_REJECTIONS_PER_MINUTE: u32 = 60;
+
+/// Per source, the refused requests logged in the current minute.
+#[derive(Debug, Default)]
+pub(crate) struct RejectionBudget(std::sync::Mutex<std::collections::HashMap<SourceId, (i64, u32)>>);
+
+impl RejectionBudget {
+    /// Whether a refused request of `source` at `now` may be logged.
+    fn take(&self, source: SourceId, now: domain::Timestamp) -> bool {
+        let minute = now.timestamp().div_euclid(60);
+        let mut spent = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if spent.len() >= 10_000 && !spent.contains_key(&source) {
+            // Bounded: sources of past minutes are dropped first.
+            spent.retain(|_, (at, _)| *at == minute);
+            if spent.len() >= 10_000 {
+                return false;
+            }
+        }
+        let entry = spent.entry(source).or_insert((minute, 0));
+        if entry.0 != minute {
+            *entry = (minute, 0);
+        }
+        entry.1 += 1;
+        entry.1 <= LOGGED_REJECTIONS_PER_MINUTE
+    }
+}
+
 async fn reject(
     state: &AppState,
     source: &Source,
@@ -1184,6 +1214,10 @@ async fn reject(
     error: &ApiError,
     reason: String,
 ) {
+    if !state.rejections.take(source.id, state.clock.now()) {
+        tracing::debug!(source_id = %source.id, "refused request not logged: this minute's budget is spent");
+        return;
+    }
     record(
         state,
         SourceRequest {
@@ -1207,5 +1241,23 @@ async fn record(state: &AppState, request: SourceRequest) {
     if let Err(err) = state.store.record_source_request(&request).await {
         tracing::warn!(error = %err, source_id = %request.source, request_id = %request.id,
             "the source request log could not be written");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_flood_of_refused_requests_is_logged_up_to_the_budget_each_minute() {
+        let budget = RejectionBudget::default();
+        let now = chrono::DateTime::from_timestamp(6_000, 0).expect("valid");
+        let source = SourceId::generate(now, &mut rand::rng());
+        let other = SourceId::generate(now, &mut rand::rng());
+        let logged = (0..100).filter(|_| budget.take(source, now)).count();
+        assert_eq!(logged, LOGGED_REJECTIONS_PER_MINUTE as usize);
+        assert!(budget.take(other, now), "another source has its own budget");
+        let next_minute = now + chrono::Duration::seconds(60);
+        assert!(budget.take(source, next_minute));
     }
 }
