@@ -585,7 +585,7 @@ impl Source {
         let delivery_id = self
             .verify
             .delivery_id_header()
-            .and_then(|name| header(name))
+            .and_then(&header)
             .map(str::trim)
             .filter(|id| !id.is_empty() && id.len() <= MAX_PROVIDER_ID)
             .map(str::to_owned);
