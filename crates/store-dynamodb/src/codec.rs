@@ -1,6 +1,7 @@
 //! Items and the values they hold: a job's item and its `job` text, due
 //! index entries, API key and idempotency key items, event types,
-//! endpoints, events and their keys, and the attribute helpers they share. Everything read from the table is checked here:
+//! endpoints, events and their keys, sources (their items and listing
+//! items) and source requests, and the attribute helpers they share. Everything read from the table is checked here:
 //! a malformed item is [`StoreError::Corrupt`], never a panic.
 
 use std::collections::HashMap;
@@ -8,7 +9,7 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::types::AttributeValue;
 use domain::{
     Endpoint, EndpointId, Event, EventId, EventType, EventTypeDef, Job, JobId, JobStatus, KeyHash,
-    SettledResult, TenantId, Timestamp,
+    SettledResult, Source, SourceId, SourceRequest, TenantId, Timestamp,
 };
 use store::{ApiKeyRecord, DueJob, StoreError};
 
@@ -56,6 +57,13 @@ impl DynamoStore {
         format!("{tenant}#{shard:03}")
     }
 
+    /// When something finished (a job) or received (a source request) at
+    /// `from` expires: `from` plus the store's retention.
+    pub(crate) fn retained_until(&self, from: Timestamp) -> Timestamp {
+        let retention = chrono::Duration::from_std(self.config().retention).unwrap_or(chrono::Duration::MAX);
+        from.checked_add_signed(retention).unwrap_or(from)
+    }
+
     /// The whole item for a job's current state, without a lease.
     pub(crate) fn job_item(&self, job: &Job, now: Timestamp) -> Result<Item, StoreError> {
         let shards = self.config().shards;
@@ -85,9 +93,7 @@ impl DynamoStore {
                 item.insert(DUE_AT.to_owned(), number(due_at.timestamp_millis()));
             }
             None => {
-                let retention =
-                    chrono::Duration::from_std(self.config().retention).unwrap_or(chrono::Duration::MAX);
-                let expires = now.checked_add_signed(retention).unwrap_or(now);
+                let expires = self.retained_until(now);
                 item.insert(EXPIRES_AT.to_owned(), number(expires.timestamp()));
             }
         }
@@ -306,19 +312,29 @@ pub(crate) fn endpoint_item(endpoint: &Endpoint, version: u64) -> Item {
 pub(crate) fn parse_endpoint(item: &Item) -> Result<(Endpoint, u64), StoreError> {
     let endpoint = domain::record::endpoint::decode_endpoint(body(item, "endpoint")?)
         .map_err(|e| StoreError::Corrupt(format!("endpoint body: {e}")))?;
-    let version = item
-        .get(VERSION)
-        .and_then(|v| v.as_n().ok())
-        .and_then(|n| n.parse().ok())
+    let version = version(item)
         .ok_or_else(|| StoreError::Corrupt(format!("endpoint item {} without a version", endpoint.id)))?;
     Ok((endpoint, version))
 }
 
+/// The `version` of a versioned item (an endpoint's, a source's).
+fn version(item: &Item) -> Option<u64> {
+    item.get(VERSION)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|n| n.parse().ok())
+}
+
 /// The endpoint id an endpoint item's key names.
 pub(crate) fn endpoint_id(item: &Item) -> Result<EndpointId, StoreError> {
+    id_of_sort_key(item, "endpoint")
+}
+
+/// The id an item's sort key is (an endpoint's, an event's, a listed
+/// source's): `what` names the kind, for the error.
+fn id_of_sort_key<T: std::str::FromStr>(item: &Item, what: &str) -> Result<T, StoreError> {
     attribute_s(item, SK)
         .and_then(|sk| sk.parse().ok())
-        .ok_or_else(|| StoreError::Corrupt("endpoint item without an endpoint id key".to_owned()))
+        .ok_or_else(|| StoreError::Corrupt(format!("{what} item without an id in its sort key")))
 }
 
 /// An event from its item: its record and the results its providers
@@ -352,9 +368,7 @@ pub(crate) fn parse_settled(value: &AttributeValue) -> Result<SettledResult, Sto
 
 /// The event id an event item's key names.
 pub(crate) fn event_id(item: &Item) -> Result<EventId, StoreError> {
-    attribute_s(item, SK)
-        .and_then(|sk| sk.parse().ok())
-        .ok_or_else(|| StoreError::Corrupt("event item without an event id key".to_owned()))
+    id_of_sort_key(item, "event")
 }
 
 /// The item of an event's idempotency key: `event`'s id, `key`'s
@@ -387,7 +401,91 @@ pub(crate) fn event_key_record(item: &Item) -> Result<(EventId, String), StoreEr
     Ok((event_id, fingerprint.to_owned()))
 }
 
-/// The `body` text of an event type, endpoint or event item.
+/// The key of a source's own item, found by its id alone.
+pub(crate) fn source_key(id: SourceId) -> Item {
+    HashMap::from([
+        (PK.to_owned(), AttributeValue::S(format!("source#{id}"))),
+        (SK.to_owned(), AttributeValue::S(SOURCE_SK.to_owned())),
+    ])
+}
+
+/// The key of a source's listing item, in its tenant's partition.
+pub(crate) fn source_listing_key(tenant: &TenantId, id: SourceId) -> Item {
+    HashMap::from([
+        (PK.to_owned(), AttributeValue::S(format!("sources#{tenant}"))),
+        (SK.to_owned(), AttributeValue::S(id.to_string())),
+    ])
+}
+
+/// A source's own item at `version`: its tenant, version and record.
+pub(crate) fn source_item(source: &Source, version: u64) -> Item {
+    let mut item = source_key(source.id);
+    item.insert(TENANT.to_owned(), AttributeValue::S(source.tenant.to_string()));
+    item.extend(source_body(source, version));
+    item
+}
+
+/// A source's listing item at `version`: the same record and version.
+pub(crate) fn source_listing_item(source: &Source, version: u64) -> Item {
+    let mut item = source_listing_key(&source.tenant, source.id);
+    item.extend(source_body(source, version));
+    item
+}
+
+fn source_body(source: &Source, version: u64) -> [(String, AttributeValue); 2] {
+    [
+        (
+            BODY.to_owned(),
+            AttributeValue::S(domain::record::source::encode_source(source)),
+        ),
+        (VERSION.to_owned(), AttributeValue::N(version.to_string())),
+    ]
+}
+
+/// A source and its version from its own item or its listing item.
+pub(crate) fn parse_source(item: &Item) -> Result<(Source, u64), StoreError> {
+    let source = domain::record::source::decode_source(body(item, "source")?)
+        .map_err(|e| StoreError::Corrupt(format!("source body: {e}")))?;
+    let version = version(item)
+        .ok_or_else(|| StoreError::Corrupt(format!("source item {} without a version", source.id)))?;
+    Ok((source, version))
+}
+
+/// The source id a listing item's key names.
+pub(crate) fn source_id(item: &Item) -> Result<SourceId, StoreError> {
+    id_of_sort_key(item, "source")
+}
+
+/// The item of a request a source received, expiring (TTL) at
+/// `expires_at`.
+pub(crate) fn source_request_item(request: &SourceRequest, expires_at: Timestamp) -> Item {
+    HashMap::from([
+        (
+            PK.to_owned(),
+            AttributeValue::S(source_requests_partition(request.source)),
+        ),
+        (SK.to_owned(), AttributeValue::S(request.id.to_string())),
+        (TENANT.to_owned(), AttributeValue::S(request.tenant.to_string())),
+        (
+            BODY.to_owned(),
+            AttributeValue::S(domain::record::source::encode_source_request(request)),
+        ),
+        (EXPIRES_AT.to_owned(), number(expires_at.timestamp())),
+    ])
+}
+
+/// The partition of the requests `source` received.
+pub(crate) fn source_requests_partition(source: SourceId) -> String {
+    format!("srcreq#{source}")
+}
+
+pub(crate) fn parse_source_request(item: &Item) -> Result<SourceRequest, StoreError> {
+    domain::record::source::decode_source_request(body(item, "source request")?)
+        .map_err(|e| StoreError::Corrupt(format!("source request body: {e}")))
+}
+
+/// The `body` text of an event type, endpoint, event, source or source
+/// request item.
 fn body<'a>(item: &'a Item, what: &str) -> Result<&'a str, StoreError> {
     attribute_s(item, BODY).ok_or_else(|| StoreError::Corrupt(format!("{what} item without a body")))
 }

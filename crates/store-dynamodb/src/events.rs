@@ -5,6 +5,7 @@
 //! if absent.
 
 use async_trait::async_trait;
+use aws_sdk_dynamodb::operation::query::QueryOutput;
 use aws_sdk_dynamodb::types::{
     AttributeValue, Put, ReturnConsumedCapacity, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
 };
@@ -37,6 +38,18 @@ const DELIVERIES_IN_FLIGHT: usize = 16;
 /// others write the same type.
 const EVENT_TYPE_TRIES: usize = 5;
 
+/// Which page of one partition [`DynamoStore::query_page`] reads.
+#[derive(Debug)]
+pub(crate) struct PartitionPage {
+    pub(crate) pk: String,
+    /// Continue after this sort key (exclusive), in the direction read.
+    pub(crate) after: Option<String>,
+    /// At most this many items read.
+    pub(crate) limit: usize,
+    /// Sort key order, or (`false`) its reverse.
+    pub(crate) oldest_first: bool,
+}
+
 impl Listed for Event {
     type Id = EventId;
     const OPERATION: &'static str = "query events";
@@ -67,7 +80,11 @@ fn is_our_event(found: Option<&Item>, event: &Event) -> Result<bool, StoreError>
 
 impl DynamoStore {
     /// One consistent `GetItem`.
-    async fn get_one(&self, key: Item, operation: &'static str) -> Result<Option<Item>, StoreError> {
+    pub(crate) async fn get_one(
+        &self,
+        key: Item,
+        operation: &'static str,
+    ) -> Result<Option<Item>, StoreError> {
         let output = self
             .client()
             .get_item()
@@ -118,6 +135,45 @@ impl DynamoStore {
                 }
             }
         }
+    }
+
+    /// One page of partition `page.pk` (one strongly consistent `Query`,
+    /// `Limit` items read before `filter`), its capacity recorded.
+    pub(crate) async fn query_page(
+        &self,
+        page: PartitionPage,
+        filter: &Filter,
+        operation: &'static str,
+    ) -> Result<QueryOutput, StoreError> {
+        let mut request = self
+            .client()
+            .query()
+            .table_name(&self.config().table)
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_values(":pk", AttributeValue::S(page.pk))
+            .consistent_read(true)
+            .scan_index_forward(page.oldest_first)
+            .limit(i32::try_from(page.limit).unwrap_or(i32::MAX));
+        request = match page.after {
+            Some(after) => request
+                .key_condition_expression(if page.oldest_first {
+                    "#pk = :pk AND #sk > :after"
+                } else {
+                    "#pk = :pk AND #sk < :after"
+                })
+                .expression_attribute_names("#sk", SK)
+                .expression_attribute_values(":after", AttributeValue::S(after)),
+            None => request.key_condition_expression("#pk = :pk"),
+        };
+        let output = filter
+            .apply(request)
+            .return_consumed_capacity(ReturnConsumedCapacity::Indexes)
+            .send()
+            .await
+            .map_err(|e| unavailable(operation, e))?;
+        self.capacity()
+            .record(operation, Access::Read, output.consumed_capacity());
+        Ok(output)
     }
 
     /// The event item, created only if absent: an event already there with
@@ -429,36 +485,24 @@ impl EventStore for DynamoStore {
         tenant: &TenantId,
         query: &EndpointQuery,
     ) -> Result<EndpointPage, StoreError> {
-        let limit = query.limit.clamp(1, MAX_PAGE);
-        let mut request = self
-            .client()
-            .query()
-            .table_name(&self.config().table)
-            .expression_attribute_names("#pk", PK)
-            .expression_attribute_values(":pk", AttributeValue::S(format!("endpoint#{tenant}")))
-            .consistent_read(true)
-            .limit(i32::try_from(limit).unwrap_or(i32::MAX));
-        request = match query.after {
-            Some(after) => request
-                .key_condition_expression("#pk = :pk AND #sk > :after")
-                .expression_attribute_names("#sk", SK)
-                .expression_attribute_values(":after", AttributeValue::S(after.to_string())),
-            None => request.key_condition_expression("#pk = :pk"),
-        };
         let mut filter = Filter::default();
         if let Some(owner) = &query.owner {
             filter = filter.equals(OWNER, AttributeValue::S(owner.as_str().to_owned()));
         }
         // `Limit` bounds what is read, before the owner filter: a page may
         // come back short, with a `next`.
-        let output = filter
-            .apply(request)
-            .return_consumed_capacity(ReturnConsumedCapacity::Indexes)
-            .send()
-            .await
-            .map_err(|e| unavailable("query endpoints", e))?;
-        self.capacity()
-            .record("query endpoints", Access::Read, output.consumed_capacity());
+        let output = self
+            .query_page(
+                PartitionPage {
+                    pk: format!("endpoint#{tenant}"),
+                    after: query.after.map(|after| after.to_string()),
+                    limit: query.limit.clamp(1, MAX_PAGE),
+                    oldest_first: true,
+                },
+                &filter,
+                "query endpoints",
+            )
+            .await?;
         let endpoints = output
             .items()
             .iter()

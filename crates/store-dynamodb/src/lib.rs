@@ -1,5 +1,5 @@
-//! The DynamoDB backend of [`store::JobStore`], [`store::KeyStore`] and
-//! [`store::EventStore`]. The only crate that knows aws-sdk-dynamodb.
+//! The DynamoDB backend of [`store::JobStore`], [`store::KeyStore`],
+//! [`store::EventStore`] and [`store::SourceStore`]. The only crate that knows aws-sdk-dynamodb.
 //!
 //! One table, keyed `pk`/`sk`. A job is one item: its full state as JSON in
 //! `job`, plus the few attributes conditions and indexes need. Work that is
@@ -18,6 +18,7 @@ mod keys;
 mod layout;
 mod listing;
 mod schema;
+mod sources;
 mod store;
 mod write;
 

@@ -66,6 +66,17 @@ pub(crate) const RESULT_PREFIX: &str = "result#";
 /// the jobs' keys, so one key names a job or an event, never one for the other.
 pub(crate) const EKEY_SK: &str = "ekey";
 pub(crate) const IDEM_EVENT_ID: &str = "eventId";
+/// Inbound sources (SPEC 11), found by id alone (`POST /in/{id}` names no
+/// tenant) and listed per tenant, without a Scan or an index: two items per
+/// source, written together in one transaction. The source's own item,
+/// `pk = source#{id}`, `sk = source`, with `tenant`, `version` (for
+/// compare-and-set updates) and its record in `body`; and its listing item
+/// in its tenant's partition, `pk = sources#{tenant}`, `sk = {id}` (ULIDs:
+/// oldest first), with the same `body` and `version`. The requests a
+/// source received: `pk = srcreq#{source id}`, `sk = {request id}`
+/// (newest last), with `tenant`, `body` and `expiresAt` (received plus the
+/// retention), removed by TTL.
+pub(crate) const SOURCE_SK: &str = "source";
 
 /// What `create_table` found or did.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -843,3 +843,105 @@ async fn stored_events_and_event_types_of_every_version_read_through_the_store()
         }
     }
 }
+
+/// A source is two items (ARCHITECTURE.md's table section): its own,
+/// `source#{id}` / `source`, with `tenant`, `version` and the record in
+/// `body`, and its listing item `sources#{tenant}` / `{id}` with the same
+/// body and version; a request it received is `srcreq#{source}` /
+/// `{request id}` with `tenant` and `expiresAt` (received plus the
+/// retention, in epoch seconds) for TTL. Deleting the source removes both
+/// of its items and leaves its requests to TTL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_is_two_items_and_its_requests_expire_by_ttl() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    use store::SourceStore;
+    use store::conformance::at;
+    use store::conformance::sources::{source, source_request};
+
+    let store = fresh_store().await;
+    let s = |v: &str| AttributeValue::S(v.to_owned());
+    let get = |pk: String, sk: String| {
+        let store = &store;
+        async move {
+            store
+                .client()
+                .get_item()
+                .table_name(&store.config().table)
+                .key("pk", AttributeValue::S(pk))
+                .key("sk", AttributeValue::S(sk))
+                .consistent_read(true)
+                .send()
+                .await
+                .expect("get item")
+                .item
+        }
+    };
+    let created = source("acme", 1, "github", at(0));
+    store.create_source(&created).await.expect("create");
+    let own = get(format!("source#{}", created.id), "source".to_owned())
+        .await
+        .expect("the source's item");
+    let listed = get("sources#acme".to_owned(), created.id.to_string())
+        .await
+        .expect("its listing item");
+    assert_eq!(own.get("tenant"), Some(&s("acme")));
+    assert_eq!(own.get("version"), Some(&AttributeValue::N("1".to_owned())));
+    assert_eq!(own.get("body"), listed.get("body"));
+    assert_eq!(own.get("version"), listed.get("version"));
+
+    let (_, version) = store.get_source(created.id).await.expect("get").expect("found");
+    let mut renamed = created.clone();
+    renamed.name = "renamed".to_owned();
+    assert!(store.update_source(&renamed, version).await.expect("update"));
+    let listed = get("sources#acme".to_owned(), created.id.to_string())
+        .await
+        .expect("its listing item");
+    assert_eq!(
+        listed.get("version"),
+        Some(&AttributeValue::N("2".to_owned())),
+        "updated with it"
+    );
+    assert_eq!(
+        store
+            .list_sources(&created.tenant, None, 10)
+            .await
+            .expect("list")
+            .sources,
+        [renamed.clone()]
+    );
+
+    let request = source_request(&created, 2, at(10));
+    store.record_source_request(&request).await.expect("record");
+    let item = get(format!("srcreq#{}", created.id), request.id.to_string())
+        .await
+        .expect("the request's item");
+    let expires = at(10) + chrono::Duration::from_std(store.config().retention).expect("retention");
+    assert_eq!(
+        item.get("expiresAt"),
+        Some(&AttributeValue::N(expires.timestamp().to_string()))
+    );
+    assert_eq!(item.get("tenant"), Some(&s("acme")));
+
+    assert!(
+        store
+            .delete_source(&created.tenant, created.id)
+            .await
+            .expect("delete")
+    );
+    assert!(
+        get(format!("source#{}", created.id), "source".to_owned())
+            .await
+            .is_none()
+    );
+    assert!(
+        get("sources#acme".to_owned(), created.id.to_string())
+            .await
+            .is_none()
+    );
+    assert!(
+        get(format!("srcreq#{}", created.id), request.id.to_string())
+            .await
+            .is_some(),
+        "left to TTL"
+    );
+}

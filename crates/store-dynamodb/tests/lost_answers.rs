@@ -602,3 +602,116 @@ async fn an_endpoint_update_whose_answer_was_lost_is_written() {
         Some((disabled, 2))
     );
 }
+
+/// A source's create, update and delete (each one transaction of its two
+/// items) whose answers were lost: each retry finds its own effect (our
+/// source; our body at the next version; nothing left) and answers
+/// written, and both items are as the write left them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn source_writes_whose_answers_were_lost_are_written() {
+    use store::SourceStore;
+    use store::conformance::sources::source;
+
+    let (store, direct, proxy) = proxied().await;
+    let target = dynamodb_target("TransactWriteItems");
+    let created = source("acme", 1, "github", at(0));
+
+    proxy.arm(&target, Fault::LoseAnswer, 1);
+    let create = store.create_source(&created).await;
+    assert_eq!(proxy.fired(&target, Fault::LoseAnswer), 1);
+    create.expect("the retry found our own source");
+    assert_eq!(
+        direct.get_source(created.id).await.expect("get"),
+        Some((created.clone(), 1))
+    );
+
+    let mut renamed = created.clone();
+    renamed.name = "renamed".to_owned();
+    proxy.arm(&target, Fault::LoseAnswer, 1);
+    let update = store.update_source(&renamed, 1).await;
+    assert_eq!(proxy.fired(&target, Fault::LoseAnswer), 2);
+    assert!(update.expect("update"), "the retry found our own write");
+    assert_eq!(
+        direct.get_source(created.id).await.expect("get"),
+        Some((renamed.clone(), 2))
+    );
+    assert_eq!(
+        direct
+            .list_sources(&created.tenant, None, 10)
+            .await
+            .expect("list")
+            .sources,
+        [renamed],
+        "the listing item moved with it"
+    );
+
+    proxy.arm(&target, Fault::LoseAnswer, 1);
+    let delete = store.delete_source(&created.tenant, created.id).await;
+    assert_eq!(proxy.fired(&target, Fault::LoseAnswer), 3);
+    assert!(delete.expect("delete"), "the retry found it gone");
+    assert_eq!(direct.get_source(created.id).await.expect("get"), None);
+    assert!(
+        direct
+            .list_sources(&created.tenant, None, 10)
+            .await
+            .expect("list")
+            .sources
+            .is_empty()
+    );
+}
+
+/// A source request whose answer was lost: the retry's refusal is the
+/// request written, so it is recorded once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_request_whose_answer_was_lost_is_recorded_once() {
+    use store::SourceStore;
+    use store::conformance::sources::{source, source_request};
+
+    let (store, direct, proxy) = proxied().await;
+    let created = source("acme", 1, "github", at(0));
+    direct.create_source(&created).await.expect("create");
+    let request = source_request(&created, 2, at(10));
+    proxy.arm(&put_item(), Fault::LoseAnswer, 1);
+
+    let recorded = store.record_source_request(&request).await;
+
+    assert_eq!(proxy.fired(&put_item(), Fault::LoseAnswer), 1);
+    recorded.expect("recorded");
+    assert_eq!(
+        direct
+            .source_requests(&created.tenant, created.id, 10)
+            .await
+            .expect("read"),
+        [request]
+    );
+}
+
+/// A source create applied but never confirmed is `Indeterminate`; issued
+/// again, it finds its own source (the same content) and answers `Ok`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_create_the_sdk_could_not_confirm_is_indeterminate_and_issued_again_is_ok() {
+    use store::SourceStore;
+    use store::conformance::sources::source;
+
+    let (store, direct, proxy) = proxied().await;
+    let target = dynamodb_target("TransactWriteItems");
+    let created = source("acme", 3, "github", at(0));
+    proxy.arm(&target, Fault::LoseAnswer, 1);
+    proxy.arm(&target, Fault::LoseRequest, 10);
+
+    let err = store
+        .create_source(&created)
+        .await
+        .expect_err("no answer got through");
+
+    assert!(matches!(err, StoreError::Indeterminate(_)), "{err}");
+    assert_eq!(
+        direct.get_source(created.id).await.expect("get"),
+        Some((created.clone(), 1))
+    );
+    proxy.disarm();
+    store
+        .create_source(&created)
+        .await
+        .expect("the same source again is ours");
+}

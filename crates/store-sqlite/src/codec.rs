@@ -1,9 +1,10 @@
 //! Rows and the values they hold: a job's `job` column text, the `body`
-//! text of endpoints, event types and events, and an API key's columns. Everything read from the file is checked here: a
+//! text of endpoints, event types, events, sources and source requests,
+//! and an API key's columns. Everything read from the file is checked here: a
 //! malformed row is [`StoreError::Corrupt`], never a panic.
 
 use chrono::DateTime;
-use domain::{Endpoint, Event, EventTypeDef, Job, KeyHash, SettledResult, TenantId};
+use domain::{Endpoint, Event, EventTypeDef, Job, KeyHash, SettledResult, Source, SourceRequest, TenantId};
 use store::{ApiKeyRecord, StoreError};
 
 /// A job as the text of its `job` column. With [`decode_job`], the one
@@ -67,6 +68,26 @@ pub(crate) fn encode_settled(settled: &SettledResult) -> String {
 pub(crate) fn decode_settled(text: &str) -> Result<SettledResult, StoreError> {
     domain::record::event::decode_settled(text)
         .map_err(|e| StoreError::Corrupt(format!("event result body column: {e}")))
+}
+
+/// A source as the text of its `body` column (it holds the source's
+/// verification secret).
+pub(crate) fn encode_source(source: &Source) -> String {
+    domain::record::source::encode_source(source)
+}
+
+pub(crate) fn decode_source(text: &str) -> Result<Source, StoreError> {
+    domain::record::source::decode_source(text)
+        .map_err(|e| StoreError::Corrupt(format!("source body column: {e}")))
+}
+
+pub(crate) fn encode_source_request(request: &SourceRequest) -> String {
+    domain::record::source::encode_source_request(request)
+}
+
+pub(crate) fn decode_source_request(text: &str) -> Result<SourceRequest, StoreError> {
+    domain::record::source::decode_source_request(text)
+        .map_err(|e| StoreError::Corrupt(format!("source request body column: {e}")))
 }
 
 /// An API key row: hash, tenant, created and revoked (epoch ms).

@@ -191,17 +191,7 @@ impl EventStore for SqliteStore {
                 result.map_err(|e| sql_error("list endpoints", e))
             })
             .await?;
-        let more = bodies.len() > page;
-        let endpoints = bodies
-            .iter()
-            .take(page)
-            .map(|body| decode_endpoint(body))
-            .collect::<Result<Vec<_>, _>>()?;
-        let next = if more {
-            endpoints.last().map(|e| e.id)
-        } else {
-            None
-        };
+        let (endpoints, next) = page_of(&bodies, page, decode_endpoint, |e: &Endpoint| e.id)?;
         Ok(EndpointPage { endpoints, next })
     }
 
@@ -414,6 +404,25 @@ fn event_results(conn: &rusqlite::Connection, id: &str) -> Result<Vec<(String, S
         .map_err(|e| sql_error("read event results", e))
 }
 
+/// A page of what `bodies` hold, read `page + 1` at a time (one more than
+/// the page, to know whether another follows): at most `page` of them, and
+/// the id of the last when another page follows.
+pub(crate) fn page_of<T, I>(
+    bodies: &[String],
+    page: usize,
+    decode: impl Fn(&str) -> Result<T, StoreError>,
+    id: impl Fn(&T) -> I,
+) -> Result<(Vec<T>, Option<I>), StoreError> {
+    let more = bodies.len() > page;
+    let items = bodies
+        .iter()
+        .take(page)
+        .map(|body| decode(body))
+        .collect::<Result<Vec<_>, _>>()?;
+    let next = if more { items.last().map(id) } else { None };
+    Ok((items, next))
+}
+
 fn endpoint_row(endpoint: &Endpoint) -> EndpointRow {
     EndpointRow {
         id: endpoint.id.to_string(),
@@ -490,7 +499,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let conn = schema::open_writer(&dir.path().join("plan.db")).expect("open");
         let cursor = "01J00000000000000000000000";
-        let cases: [(&str, Vec<&dyn rusqlite::ToSql>, &[&str]); 7] = [
+        let cases: [(&str, Vec<&dyn rusqlite::ToSql>, &[&str]); 8] = [
             (
                 LIST_EVENT_TYPES,
                 vec![&"acme", &10],
@@ -507,6 +516,11 @@ mod tests {
                 &["endpoints_by_owner"],
             ),
             (TENANT_ENDPOINTS, vec![&"acme"], &["endpoints_by_tenant"]),
+            (
+                crate::sources::LIST_SOURCES,
+                vec![&"acme", &cursor, &10],
+                &["sources_by_tenant"],
+            ),
             (LIST_EVENTS, vec![&"acme", &NEWEST, &10], &["events_by_tenant"]),
             (
                 LIST_EVENTS_BY_TYPE,
@@ -543,5 +557,21 @@ mod tests {
             "{both}"
         );
         assert!(!both.contains("TEMP B-TREE") && !both.contains("SCAN"), "{both}");
+        // A source's requests: its range of the primary key, newest first.
+        let requests = plan_of(
+            &conn,
+            crate::sources::SOURCE_REQUESTS,
+            params![&cursor, &"acme", &10],
+        );
+        assert!(
+            requests.contains("INDEX sqlite_autoindex_source_requests_1 (source_id="),
+            "{requests}"
+        );
+        assert!(
+            !requests.contains("TEMP B-TREE") && !requests.contains("SCAN"),
+            "{requests}"
+        );
+        let source = plan_of(&conn, crate::sources::GET_SOURCE, params![&cursor]);
+        assert!(source.contains("sqlite_autoindex_sources_1 (id=?)"), "{source}");
     }
 }

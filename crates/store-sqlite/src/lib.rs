@@ -8,7 +8,8 @@
 //! work costs the same however many finished jobs the file keeps.
 //! Endpoints, event types and events (SPEC section 9) have tables of their
 //! own beside it (`events.rs`); a publish writes its event and every
-//! delivery job in one transaction.
+//! delivery job in one transaction. Inbound sources and the requests they
+//! received (SPEC section 11) have theirs too (`sources.rs`).
 //!
 //! Every write goes through one writer thread that commits whatever is
 //! queued in one transaction (group commit); reads use their own read-only
@@ -21,6 +22,7 @@ mod config;
 mod error;
 mod events;
 mod schema;
+mod sources;
 mod store;
 mod writer;
 

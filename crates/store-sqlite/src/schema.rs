@@ -15,7 +15,7 @@ pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The schema version this build writes; `PRAGMA user_version` holds the
 /// file's.
-pub(crate) const SCHEMA_VERSION: i64 = 7;
+pub(crate) const SCHEMA_VERSION: i64 = 8;
 
 /// Version 1. Times are epoch milliseconds. `due_at` is set exactly while a
 /// job needs a processor, so `jobs_due` (partial) holds only live work and
@@ -141,6 +141,35 @@ CREATE TABLE event_results (
 ) WITHOUT ROWID;
 ";
 
+/// Version 8: inbound sources (SPEC section 11) and the requests they
+/// received. A source is found by its id alone (`POST /in/{id}` names no
+/// tenant); its ULID id sorts by creation time, so a tenant's listing is a
+/// range of `sources_by_tenant`. Its `version` counts its writes, for
+/// compare-and-set updates, as an endpoint's does. A request is keyed by
+/// its source and its own ULID, so a source's requests read newest first
+/// from the primary key; `expires_at` (its `received_at` plus the store's
+/// retention) is for the purge. Deleting a source deletes its requests.
+const SCHEMA_V8: &str = "
+CREATE TABLE sources (
+    id          TEXT PRIMARY KEY,
+    tenant      TEXT NOT NULL,
+    version     INTEGER NOT NULL,
+    created_at  INTEGER NOT NULL,
+    body        TEXT NOT NULL
+);
+CREATE INDEX sources_by_tenant ON sources (tenant, id);
+CREATE TABLE source_requests (
+    source_id   TEXT NOT NULL,
+    id          TEXT NOT NULL,
+    tenant      TEXT NOT NULL,
+    received_at INTEGER NOT NULL,
+    expires_at  INTEGER NOT NULL,
+    body        TEXT NOT NULL,
+    PRIMARY KEY (source_id, id)
+);
+CREATE INDEX source_requests_expire ON source_requests (expires_at);
+";
+
 /// Opens the writer's connection: creates the file if needed, switches it to
 /// WAL and brings the schema up to date.
 pub(crate) fn open_writer(path: &Path) -> Result<Connection, StoreError> {
@@ -239,6 +268,10 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     if version < 7 {
         tx.execute_batch(SCHEMA_V7)
             .map_err(|e| sql_error("add the event results table", e))?;
+    }
+    if version < 8 {
+        tx.execute_batch(SCHEMA_V8)
+            .map_err(|e| sql_error("add the source and source request tables", e))?;
     }
     if version < SCHEMA_VERSION {
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)

@@ -130,8 +130,10 @@ impl SqliteStore {
         &self.inner.options
     }
 
-    /// Deletes the finished jobs whose retention ran out by `now`, a chunk per
-    /// transaction; returns how many. Live jobs never expire.
+    /// Deletes the finished jobs whose retention ran out by `now` (and the
+    /// events, source requests and keys past theirs), a chunk per
+    /// transaction; returns how many jobs, events and source requests.
+    /// Live jobs never expire.
     async fn purge_expired_in_chunks(&self, now: Timestamp) -> Result<u64, StoreError> {
         let mut purged = 0;
         loop {
@@ -187,6 +189,16 @@ impl SqliteStore {
             .map_err(|e| StoreError::Unavailable(format!("SQLite read task: {e}")))?
     }
 
+    /// When something finished (a job) or received (a source request) at
+    /// `from` expires: `from` plus the store's retention, in epoch ms.
+    pub(crate) fn retained_until(&self, from: Timestamp) -> i64 {
+        let retention =
+            chrono::Duration::from_std(self.inner.options.retention).unwrap_or(chrono::Duration::MAX);
+        from.checked_add_signed(retention)
+            .unwrap_or(DateTime::<Utc>::MAX_UTC)
+            .timestamp_millis()
+    }
+
     /// The job's columns, as of `now` for a finished job's expiry.
     pub(crate) fn row(&self, job: &Job, now: Timestamp) -> Result<Row, StoreError> {
         let body = encode_job(job)?;
@@ -199,15 +211,7 @@ impl SqliteStore {
         }
         let expires_at = match job.due_at() {
             Some(_) => None,
-            None => {
-                let retention =
-                    chrono::Duration::from_std(self.inner.options.retention).unwrap_or(chrono::Duration::MAX);
-                Some(
-                    now.checked_add_signed(retention)
-                        .unwrap_or(DateTime::<Utc>::MAX_UTC)
-                        .timestamp_millis(),
-                )
-            }
+            None => Some(self.retained_until(now)),
         };
         Ok(Row {
             id: job.id().to_string(),

@@ -154,7 +154,28 @@ pub(crate) enum Write {
         provider: String,
         body: String,
     },
-    /// Deletes up to `limit` finished jobs whose retention ran out by `now`.
+    /// Writes a new source at version 1. A source already there with
+    /// exactly this record (our own earlier attempt) counts as written; any
+    /// other with its id changes nothing and counts as not.
+    CreateSource(SourceRow),
+    /// Rewrites a source if its version is still `expected`, at
+    /// `expected + 1`. Finding it exactly as this write leaves it (our own
+    /// earlier attempt) counts as written.
+    UpdateSource {
+        row: SourceRow,
+        expected: i64,
+    },
+    /// Deletes the tenant's source and, if it did, the requests the source
+    /// received.
+    DeleteSource {
+        tenant: String,
+        id: String,
+    },
+    /// Keeps a request a source received unless it is kept already.
+    RecordSourceRequest(SourceRequestRow),
+    /// Deletes up to `limit` finished jobs whose retention ran out by `now`
+    /// (and, as many again of each, events, source requests and keys past
+    /// theirs).
     PurgeExpired {
         now: i64,
         limit: i64,
@@ -169,7 +190,10 @@ impl Write {
         // their own earlier attempt; the read changes nothing.
         !matches!(
             self,
-            Self::CreateIdempotent { .. } | Self::Publish { .. } | Self::PurgeExpired { .. }
+            Self::CreateIdempotent { .. }
+                | Self::Publish { .. }
+                | Self::DeleteSource { .. }
+                | Self::PurgeExpired { .. }
         )
     }
 
@@ -192,6 +216,10 @@ impl Write {
             Self::DeleteEndpoint { .. } => "delete endpoint",
             Self::Publish { .. } => "publish event",
             Self::SettleEventProvider { .. } => "settle event provider",
+            Self::CreateSource(_) => "create source",
+            Self::UpdateSource { .. } => "update source",
+            Self::DeleteSource { .. } => "delete source",
+            Self::RecordSourceRequest(_) => "record source request",
             Self::PurgeExpired { .. } => "purge expired jobs",
         }
     }
@@ -213,6 +241,36 @@ impl std::fmt::Debug for EndpointRow {
             .field("tenant", &self.tenant)
             .finish_non_exhaustive()
     }
+}
+
+/// A source's columns.
+pub(crate) struct SourceRow {
+    pub id: String,
+    pub tenant: String,
+    pub created_at: i64,
+    /// Holds the source's verification secret: never in `Debug`.
+    pub body: String,
+}
+
+impl std::fmt::Debug for SourceRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SourceRow")
+            .field("id", &self.id)
+            .field("tenant", &self.tenant)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A source request's columns.
+#[derive(Debug)]
+pub(crate) struct SourceRequestRow {
+    pub source_id: String,
+    pub id: String,
+    pub tenant: String,
+    pub received_at: i64,
+    /// `received_at` plus the store's retention: when the purge removes it.
+    pub expires_at: i64,
+    pub body: String,
 }
 
 /// An event's columns.
@@ -693,7 +751,79 @@ fn apply(conn: &Connection, write: &Write) -> rusqlite::Result<Outcome> {
                 returned: None,
             })
         }
+        Write::CreateSource(row) => {
+            let mut changed = conn
+                .prepare_cached(
+                    "INSERT INTO sources (id, tenant, version, created_at, body) VALUES (?1, ?2, 1, ?3, ?4)
+                     ON CONFLICT (id) DO NOTHING",
+                )?
+                .execute(params![row.id, row.tenant, row.created_at, row.body])?;
+            if changed == 0 {
+                changed = source_is(conn, row, None)?;
+            }
+            Ok(Outcome {
+                changed,
+                returned: None,
+            })
+        }
+        Write::UpdateSource { row, expected } => {
+            let mut changed = conn
+                .prepare_cached(
+                    "UPDATE sources SET body = ?3, version = version + 1
+                     WHERE id = ?1 AND tenant = ?2 AND version = ?4",
+                )?
+                .execute(params![row.id, row.tenant, row.body, expected])?;
+            if changed == 0 {
+                changed = source_is(conn, row, expected.checked_add(1))?;
+            }
+            Ok(Outcome {
+                changed,
+                returned: None,
+            })
+        }
+        Write::DeleteSource { tenant, id } => {
+            let changed = conn
+                .prepare_cached("DELETE FROM sources WHERE id = ?1 AND tenant = ?2")?
+                .execute(params![id, tenant])?;
+            if changed == 1 {
+                conn.prepare_cached("DELETE FROM source_requests WHERE source_id = ?1")?
+                    .execute(params![id])?;
+            }
+            Ok(Outcome {
+                changed,
+                returned: None,
+            })
+        }
+        Write::RecordSourceRequest(row) => {
+            let changed = conn
+                .prepare_cached(
+                    "INSERT INTO source_requests (source_id, id, tenant, received_at, expires_at, body)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT (source_id, id) DO NOTHING",
+                )?
+                .execute(params![
+                    row.source_id,
+                    row.id,
+                    row.tenant,
+                    row.received_at,
+                    row.expires_at,
+                    row.body
+                ])?;
+            Ok(Outcome {
+                changed,
+                returned: None,
+            })
+        }
         Write::PurgeExpired { now, limit } => {
+            // Source requests are counted with the jobs and events, as
+            // events are: a chunk of any keeps the purge going.
+            let requests = conn
+                .prepare_cached(
+                    "DELETE FROM source_requests WHERE rowid IN (
+                         SELECT rowid FROM source_requests WHERE expires_at <= ?1 ORDER BY expires_at LIMIT ?2
+                     )",
+                )?
+                .execute(params![now, limit])?;
             conn.prepare_cached(
                 "DELETE FROM event_idempotency_keys WHERE rowid IN (
                      SELECT rowid FROM event_idempotency_keys WHERE expires_at <= ?1 LIMIT ?2
@@ -723,7 +853,8 @@ fn apply(conn: &Connection, write: &Write) -> rusqlite::Result<Outcome> {
                      )",
                 )?
                 .execute(params![now, limit])?;
-            let changed = events
+            let changed = requests
+                + events
                 + conn
                     .prepare_cached(
                         "DELETE FROM jobs WHERE rowid IN (
@@ -742,12 +873,30 @@ fn apply(conn: &Connection, write: &Write) -> rusqlite::Result<Outcome> {
 /// 1 if the endpoint is stored exactly as `row` (at `version`, if given),
 /// else 0.
 fn endpoint_is(conn: &Connection, row: &EndpointRow, version: Option<i64>) -> rusqlite::Result<usize> {
+    stored_as(conn, "endpoints", (&row.id, &row.tenant, &row.body), version)
+}
+
+/// 1 if the source is stored exactly as `row` (at `version`, if given),
+/// else 0.
+fn source_is(conn: &Connection, row: &SourceRow, version: Option<i64>) -> rusqlite::Result<usize> {
+    stored_as(conn, "sources", (&row.id, &row.tenant, &row.body), version)
+}
+
+/// 1 if `table` (one of the versioned tables: `endpoints`, `sources`)
+/// holds the row (id, tenant, body) at `version`, if given, else 0: how a
+/// create or update recognises its own earlier attempt.
+fn stored_as(
+    conn: &Connection,
+    table: &'static str,
+    (id, tenant, body): (&str, &str, &str),
+    version: Option<i64>,
+) -> rusqlite::Result<usize> {
     let found = conn
-        .prepare_cached(
-            "SELECT 1 FROM endpoints
-             WHERE id = ?1 AND tenant = ?2 AND body = ?3 AND (?4 IS NULL OR version = ?4)",
-        )?
-        .query_row(params![row.id, row.tenant, row.body, version], |_| Ok(()))
+        .prepare_cached(&format!(
+            "SELECT 1 FROM {table}
+             WHERE id = ?1 AND tenant = ?2 AND body = ?3 AND (?4 IS NULL OR version = ?4)"
+        ))?
+        .query_row(params![id, tenant, body, version], |_| Ok(()))
         .optional()?;
     Ok(usize::from(found.is_some()))
 }

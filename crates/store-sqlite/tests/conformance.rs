@@ -487,3 +487,68 @@ async fn stored_events_and_event_types_of_every_version_read_through_the_store()
         }
     }
 }
+
+/// A source request is kept until its `received_at` plus the store's
+/// retention, and the purge removes it then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn source_requests_are_purged_once_their_retention_runs_out() {
+    let retention = Duration::from_secs(3600);
+    let temp = fresh_store_with(SqliteOptions { retention });
+    store::conformance::sources::source_requests_are_purged_after_the_retention(
+        Arc::new(temp.store.clone()),
+        retention,
+    )
+    .await;
+}
+
+/// Deleting a source deletes the requests it received with it (in one
+/// write), and only its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_source_deletes_the_requests_it_received() {
+    use store::SourceStore;
+    use store::conformance::sources::{source, source_request};
+
+    let temp = fresh_store();
+    let store = &temp.store;
+    let gone = source("acme", 1, "gone", at(0));
+    let kept = source("acme", 2, "kept", at(0));
+    for s in [&gone, &kept] {
+        store.create_source(s).await.expect("create");
+        for seed in 0..3 {
+            store
+                .record_source_request(&source_request(
+                    s,
+                    seed,
+                    at(10 + i64::try_from(seed).expect("small")),
+                ))
+                .await
+                .expect("record");
+        }
+    }
+    let rows = |id: domain::SourceId| -> i64 {
+        let conn = rusqlite::Connection::open(temp.store.path()).expect("open");
+        conn.query_row(
+            "SELECT count(*) FROM source_requests WHERE source_id = ?1",
+            [id.to_string()],
+            |r| r.get(0),
+        )
+        .expect("count")
+    };
+    assert_eq!((rows(gone.id), rows(kept.id)), (3, 3));
+    assert!(
+        !store
+            .delete_source(&domain::TenantId::new("globex"), gone.id)
+            .await
+            .expect("delete as another tenant")
+    );
+    assert_eq!(rows(gone.id), 3, "another tenant's delete removes nothing");
+    assert!(store.delete_source(&gone.tenant, gone.id).await.expect("delete"));
+    assert_eq!((rows(gone.id), rows(kept.id)), (0, 3));
+    assert!(
+        store
+            .source_requests(&gone.tenant, gone.id, 10)
+            .await
+            .expect("read")
+            .is_empty()
+    );
+}

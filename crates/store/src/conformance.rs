@@ -12,6 +12,7 @@ use domain::{
 use rand::SeedableRng;
 
 pub mod events;
+pub mod sources;
 
 use crate::{
     ApiKeyRecord, Claim, Fenced, IdempotencyRecord, IdempotentCreate, JobStore, KeyStore, Lease, ListQuery,
@@ -61,6 +62,20 @@ macro_rules! conformance_suite {
             events_are_listed_newest_first_by_type_and_owner_with_a_cursor,
             a_thin_events_provider_results_are_settled_once_first_writer_wins,
         );
+        $crate::conformance_suite!(@sources $make_store;
+            sources_are_created_read_updated_and_deleted_by_id,
+            sources_are_listed_per_tenant_oldest_first_with_a_cursor,
+            source_requests_are_kept_newest_first_per_source_and_tenant,
+        );
+    };
+    (@sources $make_store:expr; $($name:ident),+ $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let (store, _guard) = $crate::conformance::events::EventStoreUnderTest::split_events($make_store);
+                $crate::conformance::sources::$name(store).await;
+            }
+        )+
     };
     (@events $make_store:expr; $($name:ident),+ $(,)?) => {
         $(

@@ -366,8 +366,9 @@ pub trait JobStore: Send + Sync + fmt::Debug {
     /// A retried write that finds no lease on the job was written.
     async fn release(&self, tenant: &TenantId, id: JobId, lease: &Lease) -> Result<Fenced, StoreError>;
 
-    /// Deletes finished jobs whose retention ran out by `now`, and events
-    /// past theirs ([`event_expires_at`]); returns how many. A store whose database expires items itself (DynamoDB's TTL)
+    /// Deletes finished jobs whose retention ran out by `now`, events
+    /// past theirs ([`event_expires_at`]) and source requests past theirs
+    /// ([`SourceStore::record_source_request`]); returns how many. A store whose database expires items itself (DynamoDB's TTL)
     /// has nothing to do here.
     async fn purge_expired(&self, now: Timestamp) -> Result<u64, StoreError>;
 
