@@ -611,9 +611,30 @@ pub(crate) async fn create_source(
         },
         changes,
     )?;
+    require_registered(&state, &source).await?;
     create_resolving(&state, &source).await?;
     tracing::info!(source_id = %source.id, verify = source.verify.kind(), "source registered");
     Ok(with_location(StatusCode::CREATED, SourceView::of(&source)))
+}
+
+/// The source's `eventType` must be registered, as an event's type must be
+/// (`POST /v1/events`): endpoints subscribe to registered types.
+async fn require_registered(state: &AppState, source: &Source) -> Result<(), ApiError> {
+    let Some(event_type) = &source.event_type else {
+        return Ok(());
+    };
+    let registered = state
+        .store
+        .get_event_type(&source.tenant, event_type)
+        .await
+        .map_err(|err| ApiError::from_store(err, "read event type"))?;
+    if registered.is_none() {
+        return Err(ApiError::validation(vec![FieldError::new(
+            "eventType",
+            format!("{event_type} is not a registered event type (PUT /v1/event-types/{event_type})"),
+        )]));
+    }
+    Ok(())
 }
 
 /// Creates the source; a write whose answer was lost is issued again (its
@@ -742,6 +763,9 @@ pub(crate) async fn update_source(
             },
         )?;
         source.updated_at = state.clock.now();
+        if source.event_type != stored.event_type {
+            require_registered(&state, &source).await?;
+        }
         match state.store.update_source(&source, version).await {
             Ok(true) => {
                 tracing::info!(source_id = %id, "source changed");
@@ -1055,6 +1079,20 @@ pub(crate) async fn ingest(
         return Err(error);
     }
     let items = match source.split(&body, header) {
+        Ok(items) if source.split.event_type.is_some() => {
+            match registered_types(&state, &source, items).await? {
+                Ok(items) => items,
+                Err(unregistered) => {
+                    let reason = format!(
+                        "an item's type {unregistered} is not a registered event type, and the source has no eventType"
+                    );
+                    state.config.metrics.source_request("unsplittable");
+                    let error = ApiError::validation(vec![FieldError::new("", reason.clone())]);
+                    reject(&state, &source, request_id, body_bytes, &error, reason).await;
+                    return Err(error);
+                }
+            }
+        }
         Ok(items) => items,
         Err(unsplittable) => {
             let reason = unsplittable.to_string();
@@ -1154,6 +1192,35 @@ pub(crate) async fn ingest(
         }),
     )
         .into_response())
+}
+
+/// The items with each type that is not registered replaced by the
+/// source's `eventType` (endpoints subscribe to registered types only);
+/// `Err` names one that is not, when the source has none to fall back on.
+/// One read of the tenant's types per request (a store failure is a 503:
+/// the provider sends it again).
+async fn registered_types(
+    state: &AppState,
+    source: &Source,
+    mut items: Vec<domain::Item>,
+) -> Result<Result<Vec<domain::Item>, String>, ApiError> {
+    let registered: std::collections::HashSet<EventType> = state
+        .store
+        .list_event_types(&source.tenant)
+        .await
+        .map_err(|err| ApiError::from_store(err, "read event types"))?
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    for item in &mut items {
+        if !registered.contains(&item.event_type) {
+            match &source.event_type {
+                Some(fallback) => item.event_type = fallback.clone(),
+                None => return Ok(Err(item.event_type.to_string())),
+            }
+        }
+    }
+    Ok(Ok(items))
 }
 
 /// The key that makes a provider's event id from `source` ingested once

@@ -8,6 +8,7 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use domain::Clock as _;
 use reqwest::Method;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -24,6 +25,19 @@ on_every_store!(
 );
 
 const GITHUB_SECRET: &str = "gh-webhook-secret-7f3a";
+
+async fn event_types(app: &TestApp, names: &[&str]) {
+    for name in names {
+        let (status, body) = app
+            .send(
+                Method::PUT,
+                &format!("/v1/event-types/{name}"),
+                Some(json!({"description": name})),
+            )
+            .await;
+        assert!(status == 201 || status == 200, "{status} {body}");
+    }
+}
 
 async fn source(app: &TestApp, request: Value) -> (String, Value) {
     let (status, body) = app.send(Method::POST, "/v1/sources", Some(request)).await;
@@ -56,6 +70,8 @@ async fn ingest(app: &TestApp, id: &str, headers: &[(&str, &str)], body: &str) -
         request = request.header(*name, *value);
     }
     let response = request.send().await.expect("ingest");
+    // The request log is newest first by id, whose time is the clock's.
+    app.advance(std::time::Duration::from_millis(1));
     let status = response.status().as_u16();
     let text = response.text().await.expect("body");
     (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
@@ -77,6 +93,7 @@ async fn requests(app: &TestApp, id: &str) -> Vec<Value> {
 
 async fn a_github_source_takes_what_githubs_signer_signed_once_and_refuses_the_rest(backend: Backend) {
     let app = spawn_app_on(backend).await;
+    event_types(&app, &["github.push"]).await;
     let endpoint_secret = endpoint(&app, &["github.push"]).await;
     let (id, _) = source(
         &app,
@@ -163,6 +180,7 @@ async fn a_github_source_takes_what_githubs_signer_signed_once_and_refuses_the_r
 
 async fn a_stripe_source_takes_a_fresh_signature_and_refuses_a_stale_one(backend: Backend) {
     let app = spawn_app_on(backend).await;
+    event_types(&app, &["stripe.event", "invoice.paid"]).await;
     let secret = "whsec_stripe_test_0123456789";
     let (id, _) = source(
         &app,
@@ -202,6 +220,7 @@ async fn a_stripe_source_takes_a_fresh_signature_and_refuses_a_stale_one(backend
 
 async fn a_split_body_makes_one_event_per_item_and_the_same_body_again_makes_none(backend: Backend) {
     let app = spawn_app_on(backend).await;
+    event_types(&app, &["message.created", "nylas.delta"]).await;
     endpoint(&app, &["message.created", "nylas.delta"]).await;
     let secret = "nylas-client-secret";
     let (id, _) = source(
@@ -215,7 +234,7 @@ async fn a_split_body_makes_one_event_per_item_and_the_same_body_again_makes_non
     .await;
     let items: Vec<Value> = (0..3)
         .map(|i| {
-            json!({"type": if i == 2 { "nylas.unknown type" } else { "message.created" },
+            json!({"type": if i == 2 { "message.deleted" } else { "message.created" },
                         "object_data": {"id": format!("msg_{i}")}})
         })
         .collect();
@@ -230,7 +249,7 @@ async fn a_split_body_makes_one_event_per_item_and_the_same_body_again_makes_non
     assert_eq!(listed.len(), 3);
     let mut types: Vec<&str> = listed.iter().map(|e| e["type"].as_str().expect("type")).collect();
     types.sort_unstable();
-    // An item whose type is not one takes the source's.
+    // An item whose type is not registered takes the source's.
     assert_eq!(types, ["message.created", "message.created", "nylas.delta"]);
     assert!(listed.iter().all(|e| e["owner"] == "company-42"), "{listed:?}");
 
@@ -292,6 +311,7 @@ fn hmac_hex(secret: &str, body: &str) -> String {
 
 async fn every_verification_type_accepts_a_good_request_and_refuses_a_bad_one(backend: Backend) {
     let app = spawn_app_on(backend).await;
+    event_types(&app, &["ping"]).await;
     let body = r#"{"id":"1","kind":"ping"}"#;
     let now = app.clock.now().timestamp();
 
@@ -354,6 +374,7 @@ async fn every_verification_type_accepts_a_good_request_and_refuses_a_bad_one(ba
 
 async fn the_challenge_is_echoed_exactly_as_plain_text(backend: Backend) {
     let app = spawn_app_on(backend).await;
+    event_types(&app, &["nylas.delta", "x"]).await;
     let (id, _) = source(
         &app,
         json!({"name": "nylas", "eventType": "nylas.delta", "challenge": {"queryParam": "challenge"},
@@ -393,6 +414,16 @@ async fn the_challenge_is_echoed_exactly_as_plain_text(backend: Backend) {
 
 async fn sources_are_managed_with_write_only_secrets_and_tenant_scoped(backend: Backend) {
     let app = spawn_app_on(backend).await;
+    let (status, problem) = app
+        .send(
+            Method::POST,
+            "/v1/sources",
+            Some(json!({"name": "s", "eventType": "not.registered", "verify": {"type": "github", "secret": "s"}})),
+        )
+        .await;
+    assert_eq!(status, 422, "an unregistered event type: {problem}");
+    assert_eq!(problem["errors"][0]["field"], "eventType", "{problem}");
+    event_types(&app, &["x", "github.push"]).await;
     // A source without verification takes anyone's requests: refused.
     let (status, problem) = app
         .send(
