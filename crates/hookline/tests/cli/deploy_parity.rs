@@ -328,7 +328,9 @@ fn granted(template: &Value, policy: &str) -> std::collections::BTreeSet<String>
 }
 
 /// What IAM checks for what the proxy saw: a transaction is authorised
-/// item by item (hookline's transactions only put).
+/// item by item (hookline's transactions put, and a source's deletion
+/// deletes two items, which `DeleteItem` covers: the intake calls it
+/// itself for event types anyway).
 fn needed(seen: &std::collections::BTreeSet<String>) -> std::collections::BTreeSet<String> {
     seen.iter()
         .map(|op| match op.as_str() {
@@ -702,6 +704,62 @@ async fn events_workload(http: &reqwest::Client, base: &str, setup: &Setup, proc
         404,
     )
     .await;
+    sources_workload(http, base).await;
     call(http, Method::DELETE, event_type, Value::Null, 204).await;
     call(http, Method::POST, format!("{base}/v1/events"), event, 422).await;
+}
+
+/// The inbound source routes, each once: a source, a provider's POST
+/// split into events, a refused one, the request log, change, list, delete.
+async fn sources_workload(http: &reqwest::Client, base: &str) {
+    use reqwest::Method;
+    let source = call(
+        http,
+        Method::POST,
+        format!("{base}/v1/sources"),
+        json!({"name": "parity", "eventType": "invoice.paid", "owner": "company-1",
+               "verify": {"type": "header", "name": "x-token", "value": "parity-token"},
+               "split": {"items": "/items", "id": "/id"}}),
+        201,
+    )
+    .await;
+    let id = source["sourceId"].as_str().expect("sourceId").to_owned();
+    let provider = reqwest::Client::new();
+    for (token, status) in [("parity-token", 200), ("wrong", 401)] {
+        let response = provider
+            .post(format!("{base}/in/{id}"))
+            .header("x-token", token)
+            .header("content-type", "application/json")
+            .body(r#"{"items":[{"id":"p1"},{"id":"p2"}]}"#)
+            .send()
+            .await
+            .expect("ingest");
+        assert_eq!(response.status().as_u16(), status);
+    }
+    let log = call(
+        http,
+        Method::GET,
+        format!("{base}/v1/sources/{id}/requests"),
+        Value::Null,
+        200,
+    )
+    .await;
+    assert_eq!(log["data"].as_array().map(Vec::len), Some(2), "{log}");
+    call(
+        http,
+        Method::PATCH,
+        format!("{base}/v1/sources/{id}"),
+        json!({"name": "parity-renamed"}),
+        200,
+    )
+    .await;
+    call(http, Method::GET, format!("{base}/v1/sources"), Value::Null, 200).await;
+    call(
+        http,
+        Method::DELETE,
+        format!("{base}/v1/sources/{id}"),
+        Value::Null,
+        204,
+    )
+    .await;
 }

@@ -314,6 +314,54 @@ async fn logs_never_contain_endpoint_credentials() {
     )
     .await;
     assert_eq!(mock.state.tokens_issued(), 2);
+    // Inbound sources: their secrets, and what a provider (or anyone) sends.
+    for (verify, good, bad) in [
+        (
+            json!({"type": "header", "name": "x-token", "value": "s0urce-t0ken-value"}),
+            ("x-token", "s0urce-t0ken-value".to_owned()),
+            ("x-token", "wr0ng-t0ken-value".to_owned()),
+        ),
+        (
+            json!({"type": "basic", "username": "hooks", "password": "s0urce-pa55word"}),
+            (
+                "authorization",
+                format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode("hooks:s0urce-pa55word")
+                ),
+            ),
+            (
+                "authorization",
+                format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode("hooks:wr0ng-pa55word")
+                ),
+            ),
+        ),
+    ] {
+        let created = http
+            .post(format!("{base}/v1/sources"))
+            .json(&json!({"name": "s", "eventType": "invoice.paid", "verify": verify}))
+            .send()
+            .await
+            .expect("POST");
+        assert_eq!(created.status(), 201);
+        let id = created.json::<serde_json::Value>().await.expect("json")["sourceId"]
+            .as_str()
+            .expect("id")
+            .to_owned();
+        for ((name, value), status) in [(good, 200), (bad, 401)] {
+            let ingested = reqwest::Client::new()
+                .post(format!("{base}/in/{id}"))
+                .header(name, value)
+                .header("content-type", "application/json")
+                .body("{}")
+                .send()
+                .await
+                .expect("POST");
+            assert_eq!(ingested.status(), status);
+        }
+    }
     let _ = Command::new("kill")
         .args(["-TERM", &server.0.id().to_string()])
         .status();
@@ -338,6 +386,12 @@ async fn logs_never_contain_endpoint_credentials() {
         client.as_str(),
         "mock-token-1",
         "mock-token-2",
+        "s0urce-t0ken-value",
+        "wr0ng-t0ken-value",
+        "s0urce-pa55word",
+        "wr0ng-pa55word",
+        &base64::engine::general_purpose::STANDARD.encode("hooks:s0urce-pa55word"),
+        &base64::engine::general_purpose::STANDARD.encode("hooks:wr0ng-pa55word"),
     ] {
         assert!(
             !logs.contains(secret),
