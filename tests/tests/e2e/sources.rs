@@ -326,7 +326,8 @@ async fn every_verification_type_accepts_a_good_request_and_refuses_a_bad_one(ba
     };
     let basic = format!("Basic {}", STANDARD.encode("hooks:s3cret"));
     let wrong_basic = format!("Basic {}", STANDARD.encode("hooks:guess"));
-    let cases: Vec<(Value, Vec<(&str, &str)>, Vec<(&str, &str)>)> = vec![
+    type Headers<'a> = Vec<(&'a str, &'a str)>;
+    let cases: Vec<(Value, Headers, Headers)> = vec![
         (
             json!({"type": "standardWebhooks", "secret": whsec.expose_secret()}),
             vec![
