@@ -198,6 +198,7 @@ async fn a_stripe_source_takes_a_fresh_signature_and_refuses_a_stale_one(backend
         "{problem}"
     );
     let other = testkit::stripe_signature_header("whsec_other", body, now);
+    assert_eq!(ingest(&app, &id, &[], body).await.0, 401, "no signature");
     assert_eq!(
         ingest(&app, &id, &[("stripe-signature", &other)], body).await.0,
         401
@@ -324,6 +325,8 @@ async fn every_verification_type_accepts_a_good_request_and_refuses_a_bad_one(ba
         mac.update(body.as_bytes());
         STANDARD.encode(mac.finalize().into_bytes())
     };
+    let hmac_good = format!("sha256={}", hmac_hex("nylas-secret", body));
+    let hmac_bad = format!("sha256={}", hmac_hex("other-secret", body));
     let basic = format!("Basic {}", STANDARD.encode("hooks:s3cret"));
     let wrong_basic = format!("Basic {}", STANDARD.encode("hooks:guess"));
     type Headers<'a> = Vec<(&'a str, &'a str)>;
@@ -340,6 +343,12 @@ async fn every_verification_type_accepts_a_good_request_and_refuses_a_bad_one(ba
                 ("webhook-timestamp", &now_text),
                 ("webhook-signature", &signed),
             ],
+        ),
+        (
+            json!({"type": "hmac", "header": "x-signature", "algorithm": "sha256", "encoding": "hex",
+                   "prefix": "sha256=", "secret": "nylas-secret"}),
+            vec![("x-signature", &hmac_good)],
+            vec![("x-signature", &hmac_bad)],
         ),
         (
             json!({"type": "shopify", "secret": "shpss"}),
