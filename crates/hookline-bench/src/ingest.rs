@@ -84,6 +84,14 @@ async fn register(store: Arc<dyn Store>, shutdown: &CancellationToken) -> Result
     )
     .await?;
     let http = rig::client_with_key(&key)?;
+    let event_type = http
+        .put(format!("{base}/v1/event-types/bench.item"))
+        .json(&serde_json::json!({"description": "a provider's item"}))
+        .send()
+        .await?;
+    if event_type.status() != 201 {
+        bail!("registering the event type: HTTP {}", event_type.status());
+    }
     let endpoint = http
         .post(format!("{base}/v1/endpoints"))
         .json(&serde_json::json!({"url": "http://127.0.0.1:9/hooks", "eventTypes": ["bench.item"]}))
