@@ -412,106 +412,36 @@ fn verify_problem(message: &str) -> String {
 
 /// `form` with each `***` secret taken from `stored`, when it is of the same type.
 fn keeping_hidden(form: VerifyForm, stored: Option<&Verify>) -> Result<VerifyForm, FieldError> {
-    let stored = stored.map(|v| VerifyForm::of(v, |c| c.expose().to_owned()));
-    let take = |given: String, old: Option<String>| -> Result<String, FieldError> {
-        if given != HIDDEN {
-            return Ok(given);
-        }
-        old.ok_or_else(|| {
-            FieldError::new(
-                "verify",
-                "sends `***` for a secret, but no secret of this type is stored: send the secret",
-            )
-        })
+    /// The fields of a `verify` that hold a secret.
+    const SECRETS: [&str; 3] = ["secret", "password", "value"];
+    let refuse = || {
+        FieldError::new(
+            "verify",
+            "sends `***` for a secret, but no secret of this type is stored: send the secret",
+        )
     };
-    use VerifyForm as F;
-    Ok(match (form, stored) {
-        (
-            F::Hmac {
-                header,
-                algorithm,
-                encoding,
-                prefix,
-                secret,
-            },
-            old,
-        ) => F::Hmac {
-            header,
-            algorithm,
-            encoding,
-            prefix,
-            secret: take(
-                secret,
-                match old {
-                    Some(F::Hmac { secret, .. }) => Some(secret),
-                    _ => None,
-                },
-            )?,
-        },
-        (F::StandardWebhooks { secret }, old) => F::StandardWebhooks {
-            secret: take(
-                secret,
-                match old {
-                    Some(F::StandardWebhooks { secret }) => Some(secret),
-                    _ => None,
-                },
-            )?,
-        },
-        (F::Github { secret }, old) => F::Github {
-            secret: take(
-                secret,
-                match old {
-                    Some(F::Github { secret }) => Some(secret),
-                    _ => None,
-                },
-            )?,
-        },
-        (
-            F::Stripe {
-                secret,
-                tolerance_secs,
-            },
-            old,
-        ) => F::Stripe {
-            secret: take(
-                secret,
-                match old {
-                    Some(F::Stripe { secret, .. }) => Some(secret),
-                    _ => None,
-                },
-            )?,
-            tolerance_secs,
-        },
-        (F::Shopify { secret }, old) => F::Shopify {
-            secret: take(
-                secret,
-                match old {
-                    Some(F::Shopify { secret }) => Some(secret),
-                    _ => None,
-                },
-            )?,
-        },
-        (F::Basic { username, password }, old) => F::Basic {
-            username,
-            password: take(
-                password,
-                match old {
-                    Some(F::Basic { password, .. }) => Some(password),
-                    _ => None,
-                },
-            )?,
-        },
-        (F::Header { name, value }, old) => F::Header {
-            name,
-            value: take(
-                value,
-                match old {
-                    Some(F::Header { value, .. }) => Some(value),
-                    _ => None,
-                },
-            )?,
-        },
-    })
+    let Ok(Value::Object(mut given)) = serde_json::to_value(&form) else {
+        return Ok(form);
+    };
+    if !SECRETS
+        .iter()
+        .any(|name| given.get(*name).is_some_and(|v| v == HIDDEN))
+    {
+        return Ok(form);
+    }
+    let stored = stored
+        .map(|verify| serde_json::to_value(VerifyForm::of(verify, |c| c.expose().to_owned())))
+        .and_then(Result::ok)
+        .filter(|stored| stored.get("type") == given.get("type"))
+        .ok_or_else(refuse)?;
+    for name in SECRETS {
+        if let Some(value) = given.get_mut(name)
+            && *value == HIDDEN
+        {
+            *value = stored.get(name).cloned().ok_or_else(refuse)?;
+        }
+    }
+    serde_json::from_value(Value::Object(given)).map_err(|_| refuse())
 }
 
 /// Applies `changes` to `source` and checks the whole.
@@ -1314,6 +1244,28 @@ async fn record(state: &AppState, request: SourceRequest) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hidden_secrets_are_kept_from_a_stored_verification_of_the_same_type() {
+        let stored = Verify::basic("hooks", "s3cret").expect("valid");
+        let edited = VerifyForm::Basic {
+            username: "renamed".into(),
+            password: HIDDEN.into(),
+        };
+        let kept = keeping_hidden(edited, Some(&stored)).expect("kept");
+        assert!(
+            matches!(kept, VerifyForm::Basic { ref username, ref password } if username == "renamed" && password == "s3cret")
+        );
+        let other_type = VerifyForm::Shopify {
+            secret: HIDDEN.into(),
+        };
+        assert!(keeping_hidden(other_type.clone(), Some(&stored)).is_err());
+        assert!(keeping_hidden(other_type, None).is_err());
+        let given = VerifyForm::Github { secret: "new".into() };
+        assert!(
+            matches!(keeping_hidden(given, Some(&stored)), Ok(VerifyForm::Github { ref secret }) if secret == "new")
+        );
+    }
 
     #[test]
     fn a_flood_of_refused_requests_is_logged_up_to_the_budget_each_minute() {
