@@ -489,31 +489,14 @@ pub(crate) async fn create_endpoint(
         updated_at: now,
     };
     apply(&mut endpoint, changes)?;
-    create_resolving(&state, &endpoint).await?;
+    crate::create_resolving("create endpoint", &endpoint.id, || {
+        state.store.create_endpoint(&endpoint)
+    })
+    .await?;
     tracing::info!(endpoint_id = %endpoint.id, "endpoint registered");
     let mut view = EndpointView::of(&endpoint);
     view.secret = Some(secret.expose_secret());
     Ok(with_location(StatusCode::CREATED, view))
-}
-
-/// Creates the endpoint; a write whose answer was lost is issued again
-/// (its id is ours, so finding it there means it was written).
-async fn create_resolving(state: &AppState, endpoint: &Endpoint) -> Result<(), ApiError> {
-    let mut pause = Duration::from_millis(25);
-    let deadline = tokio::time::Instant::now() + crate::RESOLVE_WITHIN;
-    loop {
-        match state.store.create_endpoint(endpoint).await {
-            Ok(()) => return Ok(()),
-            Err(StoreError::Indeterminate(reason)) if tokio::time::Instant::now() < deadline => {
-                tracing::warn!(%reason, endpoint_id = %endpoint.id, "create endpoint: outcome unknown, resolving it");
-            }
-            // Our own id: an earlier attempt of ours wrote it.
-            Err(StoreError::Conflict) => return Ok(()),
-            Err(err) => return Err(ApiError::from_store(err, "create endpoint")),
-        }
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_millis(400));
-    }
 }
 
 fn no_such_endpoint(given: &str) -> ApiError {

@@ -368,6 +368,35 @@ pub(crate) fn api_time(t: domain::Timestamp) -> String {
 /// (re-issued, or read back) before the answer says the outcome is unknown.
 pub(crate) const RESOLVE_WITHIN: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// Creates a record whose id is ours (an endpoint, a source): a write
+/// whose answer was lost is issued again for [`RESOLVE_WITHIN`], and a
+/// `Conflict` then is our own earlier attempt, found written.
+pub(crate) async fn create_resolving<Create, Written>(
+    operation: &'static str,
+    id: &(dyn std::fmt::Display + Sync),
+    create: Create,
+) -> Result<(), ApiError>
+where
+    Create: Fn() -> Written,
+    Written: std::future::Future<Output = Result<(), store::StoreError>>,
+{
+    let mut pause = std::time::Duration::from_millis(25);
+    let deadline = tokio::time::Instant::now() + RESOLVE_WITHIN;
+    loop {
+        match create().await {
+            Ok(()) => return Ok(()),
+            Err(store::StoreError::Indeterminate(reason)) if tokio::time::Instant::now() < deadline => {
+                tracing::warn!(%reason, %id, "{operation}: outcome unknown, resolving it");
+            }
+            // Our own id: an earlier attempt of ours wrote it.
+            Err(store::StoreError::Conflict) => return Ok(()),
+            Err(err) => return Err(ApiError::from_store(err, operation)),
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(std::time::Duration::from_millis(400));
+    }
+}
+
 /// `GET /healthz`: the process is up.
 #[utoipa::path(
     get,

@@ -5,8 +5,6 @@
 //! the signature is the authentication, and nothing is stored for a
 //! request it does not verify (but the verdict, for the request log).
 
-use std::time::Duration;
-
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection};
@@ -318,24 +316,8 @@ fn changes(mut fields: Fields, creating: bool) -> Result<Changes, ApiError> {
     {
         fields.error("name", "must be 1-128 characters with no control characters");
     }
-    match fields.take("eventType") {
-        None => {}
-        Some(Value::Null) => out.event_type = Some(None),
-        Some(Value::String(text)) => match EventType::parse(&text) {
-            Ok(t) => out.event_type = Some(Some(t)),
-            Err(err) => fields.error("eventType", err.to_string()),
-        },
-        Some(_) => fields.error("eventType", "must be a string"),
-    }
-    match fields.take("owner") {
-        None => {}
-        Some(Value::Null) => out.owner = Some(None),
-        Some(Value::String(text)) => match Owner::parse(&text) {
-            Ok(o) => out.owner = Some(Some(o)),
-            Err(err) => fields.error("owner", err.to_string()),
-        },
-        Some(_) => fields.error("owner", "must be a string"),
-    }
+    out.event_type = nullable(&mut fields, "eventType", EventType::parse);
+    out.owner = nullable(&mut fields, "owner", Owner::parse);
     match fields.take("verify") {
         None | Some(Value::Null) => {
             if creating {
@@ -396,6 +378,29 @@ fn changes(mut fields: Fields, creating: bool) -> Result<Changes, ApiError> {
     fields.finish(out)
 }
 
+/// A string field that `null` clears: `None` when absent (or invalid, with
+/// the error in `fields`), `Some(None)` when `null`.
+fn nullable<T, E: std::fmt::Display>(
+    fields: &mut Fields,
+    name: &str,
+    parse: impl Fn(&str) -> Result<T, E>,
+) -> Option<Option<T>> {
+    match fields.take(name)? {
+        Value::Null => Some(None),
+        Value::String(text) => match parse(&text) {
+            Ok(value) => Some(Some(value)),
+            Err(err) => {
+                fields.error(name, err.to_string());
+                None
+            }
+        },
+        _ => {
+            fields.error(name, "must be a string");
+            None
+        }
+    }
+}
+
 /// serde's message for a bad `verify`, without echoing the input.
 fn verify_problem(message: &str) -> String {
     if message.contains("unknown variant") {
@@ -403,8 +408,6 @@ fn verify_problem(message: &str) -> String {
     } else if message.contains("missing field") || message.contains("unknown field") {
         // serde names the field, never a value.
         message.split(" at line").next().unwrap_or(message).to_owned()
-    } else if message.contains("missing field `type`") {
-        "type is required".to_owned()
     } else {
         "has a field of the wrong type".to_owned()
     }
@@ -542,7 +545,7 @@ pub(crate) async fn create_source(
         changes,
     )?;
     require_registered(&state, &source).await?;
-    create_resolving(&state, &source).await?;
+    crate::create_resolving("create source", &source.id, || state.store.create_source(&source)).await?;
     tracing::info!(source_id = %source.id, verify = source.verify.kind(), "source registered");
     Ok(with_location(StatusCode::CREATED, SourceView::of(&source)))
 }
@@ -565,25 +568,6 @@ async fn require_registered(state: &AppState, source: &Source) -> Result<(), Api
         )]));
     }
     Ok(())
-}
-
-/// Creates the source; a write whose answer was lost is issued again (its
-/// id is ours, so finding it there means it was written).
-async fn create_resolving(state: &AppState, source: &Source) -> Result<(), ApiError> {
-    let mut pause = Duration::from_millis(25);
-    let deadline = tokio::time::Instant::now() + crate::RESOLVE_WITHIN;
-    loop {
-        match state.store.create_source(source).await {
-            Ok(()) => return Ok(()),
-            Err(StoreError::Indeterminate(reason)) if tokio::time::Instant::now() < deadline => {
-                tracing::warn!(%reason, source_id = %source.id, "create source: outcome unknown, resolving it");
-            }
-            Err(StoreError::Conflict) => return Ok(()),
-            Err(err) => return Err(ApiError::from_store(err, "create source")),
-        }
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_millis(400));
-    }
 }
 
 fn no_such_source(given: &str) -> ApiError {
