@@ -21,7 +21,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use clap::{Parser, ValueEnum};
 
-use report::{Machine, Report, ScenarioReport};
+use report::{Machine, Report};
 
 /// hookline's benchmarks: throughput, latency, DynamoDB cost and scale-out,
 /// each against its ceiling measured in the same run.
@@ -151,32 +151,18 @@ async fn run(cli: Cli) -> Result<()> {
         scenarios: Vec::new(),
     };
     std::fs::create_dir_all(&cli.out).with_context(|| format!("creating {}", cli.out.display()))?;
-    let needs_dynamo = selected
-        .iter()
-        .any(|s| !matches!(s, Scenario::Memory | Scenario::Ingest));
-    let dynamo = if needs_dynamo {
-        eprintln!("hookline-bench: starting DynamoDB");
-        Some(rig::Dynamo::start(cli.dynamodb_endpoint.clone()).await?)
-    } else {
-        None
-    };
+    let dynamo = rig::Dynamo::new(cli.dynamodb_endpoint.clone());
     for scenario in selected {
         eprintln!("hookline-bench: scenario {}", scenario.name());
         let scenario_started = Instant::now();
-        let mut result = match (scenario, &dynamo) {
-            (Scenario::Cost, Some(dynamo)) => cost::run(&settings, dynamo).await,
-            (Scenario::Intake, Some(dynamo)) => intake::run(&settings, dynamo).await,
-            (Scenario::Memory, _) => intake::memory(&settings).await,
-            (Scenario::Ingest, _) => ingest::run(&settings).await,
-            (Scenario::E2e, Some(dynamo)) => e2e::run(&settings, dynamo).await,
-            (Scenario::Scale, Some(dynamo)) => scale::run(&settings, dynamo).await,
-            (Scenario::Fanout, Some(dynamo)) => fanout::run(&settings, dynamo).await,
-            _ => Ok(ScenarioReport {
-                name: scenario.name().to_owned(),
-                seconds: 0.0,
-                figures: Vec::new(),
-                notes: vec!["Not built yet: see docs/BENCHMARKS.md, \"Status\".".to_owned()],
-            }),
+        let mut result = match scenario {
+            Scenario::Cost => cost::run(&settings, &dynamo).await,
+            Scenario::Intake => intake::run(&settings, &dynamo).await,
+            Scenario::Memory => intake::memory(&settings).await,
+            Scenario::Ingest => ingest::run(&settings).await,
+            Scenario::E2e => e2e::run(&settings, &dynamo).await,
+            Scenario::Scale => scale::run(&settings, &dynamo).await,
+            Scenario::Fanout => fanout::run(&settings, &dynamo).await,
         }
         .with_context(|| format!("scenario {}", scenario.name()))?;
         result.seconds = scenario_started.elapsed().as_secs_f64();

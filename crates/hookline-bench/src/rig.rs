@@ -15,34 +15,47 @@ use store_dynamodb::{DynamoConfig, DynamoStore};
 use tokio_util::sync::CancellationToken;
 
 /// Where DynamoDB is for this run: an endpoint given on the command line, or
-/// DynamoDB Local started on a free port (and stopped when this is dropped).
+/// DynamoDB Local started on a free port the first time a scenario asks for
+/// it (and stopped when this is dropped). Started lazily, so the SQLite
+/// figures measured before are not shared with a JVM booting and compiling
+/// on the same cores.
 #[derive(Debug)]
 pub struct Dynamo {
-    pub endpoint: String,
-    _local: Option<dynamodb_local::DynamoDbLocal>,
+    given: Option<String>,
+    local: tokio::sync::OnceCell<(String, dynamodb_local::DynamoDbLocal)>,
 }
 
 impl Dynamo {
-    pub async fn start(endpoint: Option<String>) -> Result<Self> {
-        if let Some(endpoint) = endpoint {
-            return Ok(Self {
-                endpoint,
-                _local: None,
-            });
+    pub fn new(endpoint: Option<String>) -> Self {
+        Self {
+            given: endpoint,
+            local: tokio::sync::OnceCell::new(),
         }
-        let local = tokio::task::spawn_blocking(dynamodb_local::DynamoDbLocal::start)
-            .await
-            .context("the DynamoDB Local launcher")?
-            .context("starting DynamoDB Local (or pass --dynamodb-endpoint)")?;
-        Ok(Self {
-            endpoint: local.endpoint().to_owned(),
-            _local: Some(local),
-        })
+    }
+
+    /// DynamoDB's endpoint, starting DynamoDB Local if none was given and it
+    /// is not running yet.
+    pub async fn endpoint(&self) -> Result<&str> {
+        if let Some(given) = &self.given {
+            return Ok(given);
+        }
+        let (endpoint, _) = self
+            .local
+            .get_or_try_init(|| async {
+                eprintln!("hookline-bench: starting DynamoDB Local");
+                let local = tokio::task::spawn_blocking(dynamodb_local::DynamoDbLocal::start)
+                    .await
+                    .context("the DynamoDB Local launcher")?
+                    .context("starting DynamoDB Local (or pass --dynamodb-endpoint)")?;
+                anyhow::Ok((local.endpoint().to_owned(), local))
+            })
+            .await?;
+        Ok(endpoint)
     }
 
     /// A store on a new table with the store's own schema.
     pub async fn fresh_store(&self, purpose: &str) -> Result<DynamoStore> {
-        let config = DynamoConfig::new(unique_table(purpose)).with_endpoint(&self.endpoint);
+        let config = DynamoConfig::new(unique_table(purpose)).with_endpoint(self.endpoint().await?);
         let store = DynamoStore::connect(config).await;
         store_dynamodb::create_table(store.client(), &store.config().table)
             .await

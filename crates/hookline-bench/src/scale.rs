@@ -124,7 +124,10 @@ async fn round(
 
     let dir = tempfile::tempdir()?;
     let providers = rig::write_providers(dir.path(), &mock)?;
-    let url = format!("dynamodb://{table}?endpoint={}&region=us-east-1", dynamo.endpoint);
+    let url = format!(
+        "dynamodb://{table}?endpoint={}&region=us-east-1",
+        dynamo.endpoint().await?
+    );
 
     let started = Instant::now();
     let children: Vec<_> = (0..processes)
