@@ -25,6 +25,8 @@ pub mod slots;
 mod targets;
 mod thin;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -256,6 +258,13 @@ enum SlotDone {
     },
 }
 
+/// A poll's answer: what it read, whom it passed over, and when it began.
+struct Polled {
+    due: Result<Vec<DueJob>, store::StoreError>,
+    passed_over: store::PassOver,
+    at: Instant,
+}
+
 /// How long a processor signs with the secrets it read before reading them
 /// again: a rotation reaches every processor within this time (and the old
 /// secret keeps signing for the whole overlap anyway).
@@ -395,25 +404,55 @@ impl Processor {
         let mut claiming = Claiming::default();
         let mut open = true;
         let mut running = FuturesUnordered::new();
+        // The poll in flight, read beside the running slots: they go on
+        // meanwhile (a poll awaited in this loop would freeze every one of
+        // them until it came back).
+        let mut polling: Option<Pin<Box<dyn Future<Output = Polled> + Send + '_>>> = None;
         loop {
             if open && (shutdown.is_cancelled() || started.elapsed() >= self.config.run_budget) {
                 open = false;
             }
             if !open {
                 claiming.clear();
+                polling = None;
             }
             if open && !claiming.probing() {
                 for (due, keys) in claiming.start_claims(&mut slots, false) {
                     running.push(self.work_slot(SlotWork::Claim { due, probe: false }, keys, shutdown));
                 }
-                if claiming.wants_poll(
-                    &slots,
-                    running.is_empty(),
-                    self.config.refill_every,
-                    Instant::now(),
-                ) {
-                    match self.poll_due(&slots, &mut claiming).await {
-                        Ok(found) => {
+                if polling.is_none()
+                    && claiming.wants_poll(
+                        &slots,
+                        running.is_empty(),
+                        self.config.refill_every,
+                        Instant::now(),
+                    )
+                {
+                    polling = Some(Box::pin(self.read_due(slots.pass_over())));
+                }
+            }
+            // Nothing runs and nothing is being read: claiming is over.
+            if running.is_empty() && polling.is_none() {
+                break;
+            }
+            let refill_at = claiming.last_poll().map_or_else(tokio::time::Instant::now, |at| {
+                tokio::time::Instant::from_std(at + self.config.refill_every)
+            });
+            let waiting_to_refill = open && polling.is_none() && !claiming.probing() && slots.free() > 0;
+            let event = tokio::select! {
+                Some(done) = running.next(), if !running.is_empty() => Some(Ok(done)),
+                polled = async { polling.as_mut().expect("guarded by is_some").await }, if polling.is_some() => Some(Err(polled)),
+                () = tokio::time::sleep_until(refill_at), if waiting_to_refill => None,
+                () = shutdown.cancelled(), if open => None,
+            };
+            match event {
+                Some(Err(polled)) => {
+                    polling = None;
+                    match polled.due {
+                        Ok(due) => {
+                            self.metrics.due_backlog(due.len());
+                            let found =
+                                claiming.polled(due, &polled.passed_over, self.config.batch_size, polled.at);
                             for (due, keys) in claiming.start_claims(&mut slots, true) {
                                 running.push(self.work_slot(
                                     SlotWork::Claim { due, probe: true },
@@ -432,26 +471,12 @@ impl Processor {
                         }
                     }
                 }
-            }
-            // Nothing runs: the poll above found nothing, or claiming is over.
-            if running.is_empty() {
-                break;
-            }
-            let refill_at = claiming.last_poll().map_or_else(tokio::time::Instant::now, |at| {
-                tokio::time::Instant::from_std(at + self.config.refill_every)
-            });
-            let done = tokio::select! {
-                done = running.next() => done,
-                () = tokio::time::sleep_until(refill_at), if open && !claiming.probing() && slots.free() > 0 => None,
-                () = shutdown.cancelled(), if open => None,
-            };
-            match done {
-                Some(SlotDone::Claimed {
+                Some(Ok(SlotDone::Claimed {
                     keys,
                     probe,
                     report: one,
                     claimed,
-                }) => {
+                })) => {
                     report.merge(&one);
                     match claimed {
                         Some(claimed) => {
@@ -469,7 +494,7 @@ impl Processor {
                     }
                     open &= after.go_on;
                 }
-                Some(SlotDone::Finished { keys, report: one }) => {
+                Some(Ok(SlotDone::Finished { keys, report: one })) => {
                     report.merge(&one);
                     slots.give_back(&keys);
                 }
@@ -492,20 +517,21 @@ impl Processor {
         report
     }
 
-    /// Reads due work into the queue, from this processor's place in the
-    /// due set, passing over the tenants and receivers with no slot to
-    /// spare; returns how
-    /// many jobs it found.
-    async fn poll_due(&self, slots: &Slots, claiming: &mut Claiming) -> Result<usize, store::StoreError> {
-        let pass_over = slots.pass_over();
+    /// Reads due work from this processor's place in the due set, passing
+    /// over the tenants and receivers with no slot to spare (`pass_over`,
+    /// worked out when the read began).
+    async fn read_due(&self, pass_over: store::PassOver) -> Polled {
         let start = self.poll_start.load(Ordering::Relaxed);
         let at = Instant::now();
         let due = self
             .store
             .due_jobs_from(self.clock.now(), self.config.batch_size, start, &pass_over)
-            .await?;
-        self.metrics.due_backlog(due.len());
-        Ok(claiming.polled(due, &pass_over, self.config.batch_size, at))
+            .await;
+        Polled {
+            due,
+            passed_over: pass_over,
+            at,
+        }
     }
 
     /// Retention for stores that do not expire items themselves, at most
