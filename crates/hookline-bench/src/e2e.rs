@@ -111,12 +111,13 @@ pub async fn run(settings: &Settings, dynamo: &Dynamo) -> Result<ScenarioReport>
     notes.push(format!(
         "{sqlite_jobs} jobs on SQLite, {dynamo_jobs} on DynamoDB Local (one JVM on the same cores; \
          fewer jobs to fit the run in 10 minutes). All jobs are accepted first ({} clients), then one \
-         processor (defaults: batch 50, concurrency 32) drains them; jobs/s is jobs / drain time. \
+         processor ({}) drains them; jobs/s is jobs / drain time. \
          Creation-to-callback latency therefore includes the wait in the queue: it measures the drain \
          order, not the latency of a lone job. The trickle is that latency: after the drain, jobs \
          posted one at a time at {} jobs/s ({} of them) to an intake that wakes a processor running \
          beside it, as `hookline serve` does.",
         CLIENTS,
+        rig::processor_defaults(),
         number(TRICKLE_RATE),
         if settings.quick { 25 } else { 200 },
     ));

@@ -207,6 +207,15 @@ pub fn processor(
     )?)
 }
 
+/// The processor's defaults the scenarios run with, as their notes name them.
+pub fn processor_defaults() -> String {
+    let defaults = ProcessorConfig::default();
+    format!(
+        "defaults: batch {}, concurrency {}",
+        defaults.batch_size, defaults.concurrency
+    )
+}
+
 /// An HTTP client that sends `key` with every request and keeps connections alive.
 pub fn client_with_key(key: &str) -> Result<reqwest::Client> {
     let mut headers = reqwest::header::HeaderMap::new();

@@ -90,12 +90,13 @@ pub async fn run(settings: &Settings, dynamo: &Dynamo) -> Result<ScenarioReport>
         figures,
         notes: vec![format!(
             "{jobs} jobs of 2 providers written to a fresh table (store API), then N `hookline processor \
-             --once` processes started together (defaults: batch 50, concurrency 32 each); jobs/s is \
+             --once` processes started together ({} each); jobs/s is \
              jobs / time from the spawn to the last first delivery (process start-up included). \
              DynamoDB Local is one JVM on the same 2 cores as the processors, the mock providers and \
              the receiver: more processes share the same CPUs, so this measures contention and lost \
              claims, not speed-up. No process is killed here: any duplicate is a bug (the chaos tests \
-             cover kills)."
+             cover kills).",
+            rig::processor_defaults()
         )],
     })
 }

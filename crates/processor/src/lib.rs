@@ -109,7 +109,7 @@ impl Default for ProcessorConfig {
             owner: default_owner(),
             lease: Duration::from_secs(60),
             batch_size: 50,
-            concurrency: 32,
+            concurrency: 128,
             refill_every: Duration::from_millis(500),
             run_budget: Duration::from_secs(240),
             callback_timeout: Duration::from_secs(10),

@@ -139,6 +139,10 @@ fn spawn_processor(
 ) -> tokio::task::JoinHandle<Result<(), processor::schedule::ScheduleError>> {
     let config = ProcessorConfig {
         owner: "fair".to_owned(),
+        // The backlogs below (160 jobs, 20 stuck) are sized against 32
+        // slots: several times the slots, so the hung tenant reaches its
+        // share and its other jobs stay due.
+        concurrency: 32,
         callback_timeout: Duration::from_secs(3),
         seed: Some(7),
         callback_network: Arc::new(NetPolicy::loopback_allowed()),
