@@ -262,15 +262,27 @@ impl TestApp {
     /// Its callbacks may reach loopback (the sink) whatever the intake's
     /// guard refuses.
     pub fn processor_with(&self, owner: &str, catalog: ProviderCatalog) -> Processor {
+        self.configured_processor(
+            catalog,
+            ProcessorConfig {
+                owner: owner.to_owned(),
+                seed: Some(7),
+                ..ProcessorConfig::default()
+            },
+        )
+    }
+
+    /// A processor with `config` (its slots, say) and this app's catalog.
+    pub fn processor_configured(&self, config: ProcessorConfig) -> Processor {
+        self.configured_processor(self.catalog.clone(), config)
+    }
+
+    fn configured_processor(&self, catalog: ProviderCatalog, config: ProcessorConfig) -> Processor {
         self.wiring
             .clone()
             .with_providers(catalog)
             .with_callback_network(loopback())
-            .processor(ProcessorConfig {
-                owner: owner.to_owned(),
-                seed: Some(7),
-                ..ProcessorConfig::default()
-            })
+            .processor(config)
             .expect("valid processor config")
     }
 

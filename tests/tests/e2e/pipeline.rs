@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use processor::ProcessorConfig;
 use tokio_util::sync::CancellationToken;
 
 use crate::helpers::{Backend, on_every_store, spawn_app_on};
@@ -146,7 +147,18 @@ async fn two_racing_processors_deliver_each_job_exactly_once(backend: Backend) {
     let posts = (0..200).map(|_| app.accepted_job(&["gas", "internet"]));
     let ids: Vec<String> = futures::future::join_all(posts).await;
 
-    let (a, b) = (app.processor("racer-a"), app.processor("racer-b"));
+    // 32 slots each, so neither can claim all 200 in its first sweep (with
+    // the default 128 one racer could take every job before the other's
+    // first read, and "both took work" would be luck).
+    let racer = |owner: &str| {
+        app.processor_configured(ProcessorConfig {
+            owner: owner.to_owned(),
+            seed: Some(7),
+            concurrency: 32,
+            ..ProcessorConfig::default()
+        })
+    };
+    let (a, b) = (racer("racer-a"), racer("racer-b"));
     let token = CancellationToken::new();
     let (ra, rb) = tokio::join!(a.drain(&token), b.drain(&token));
     assert_eq!(ra.claimed + rb.claimed, 200, "a: {ra:?} b: {rb:?}");
