@@ -24,16 +24,19 @@
 //! ([`verify_with_official_library`]) and the AWS CLI ([`aws_cli_bin`]);
 //! and from npm, pinned and installed there too ([`signers`]): GitHub's and
 //! Stripe's official signers ([`github_signature`],
-//! [`stripe_signature_header`]) for the inbound sources' tests.
+//! [`stripe_signature_header`]) for the inbound sources' tests; and moto's
+//! server ([`moto`]), which serves S3, KMS and SQS on one local port.
 
 pub mod container;
 pub mod faultproxy;
 pub mod forwardproxy;
+pub mod moto;
 pub mod python;
 pub mod signers;
 pub mod standardwebhooks;
 
 pub use container::{IMAGE_VAR, NETWORK_VAR};
+pub use moto::{moto_endpoint, moto_env};
 pub use python::aws_cli_bin;
 pub use signers::{github_signature, stripe_signature_header};
 pub use standardwebhooks::{python_standardwebhooks, verify_with_official_library};
