@@ -17,6 +17,7 @@ mod id;
 mod job;
 mod metadata;
 mod outbound;
+mod queue;
 pub mod record;
 mod retry;
 pub mod signing;
@@ -46,6 +47,7 @@ pub use outbound::{
     Credential, EndpointAuth, HIDDEN, InvalidAuth, MAX_CREDENTIAL, MAX_ENDPOINT_TIMEOUT,
     MIN_ENDPOINT_TIMEOUT, OAuth2Grant,
 };
+pub use queue::{InvalidQueueArn, QueueArn};
 pub use retry::{Jitter, RetryPolicy, RetrySchedule};
 pub use signing::{ParseSecretError, SigningSecret, TenantSecrets, VerifyError};
 pub use source::{

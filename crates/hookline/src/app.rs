@@ -67,6 +67,8 @@ pub struct App {
     callback_network: Arc<NetPolicy>,
     callback_lookups: Option<netguard::Resolver>,
     metrics: Arc<Metrics>,
+    /// What deliveries to SQS endpoints are sent with.
+    queues: Arc<sqs::Queues>,
 }
 
 impl App {
@@ -80,7 +82,14 @@ impl App {
             callback_network: Arc::new(NetPolicy::strict()),
             callback_lookups: None,
             metrics: Arc::new(Metrics::new()),
+            queues: Arc::new(sqs::Queues::from_environment()),
         }
+    }
+
+    /// How processors reach SQS endpoints (by default configured the AWS
+    /// SDK's standard way, from the environment, at the first send).
+    pub fn with_queues(self, queues: Arc<sqs::Queues>) -> Self {
+        Self { queues, ..self }
     }
 
     pub fn with_clock(self, clock: Arc<dyn Clock>) -> Self {
@@ -164,7 +173,9 @@ impl App {
             self.providers.clone(),
             config,
         )?;
-        Ok(processor.with_metrics(Arc::clone(&self.metrics)))
+        Ok(processor
+            .with_metrics(Arc::clone(&self.metrics))
+            .with_queues(Arc::clone(&self.queues)))
     }
 }
 

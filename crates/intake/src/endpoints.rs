@@ -13,7 +13,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use domain::{
     DisabledReason, Endpoint, EndpointAuth, EndpointHeaders, EndpointId, EndpointStatus, EventType, Owner,
-    SigningSecret, Subscription, TenantId, TenantSecrets,
+    QueueArn, SigningSecret, Subscription, TenantId, TenantSecrets,
 };
 use serde::Serialize;
 use store::{EndpointQuery, StoreError};
@@ -236,7 +236,7 @@ async fn changes(
 ) -> Result<Changes, ApiError> {
     let mut changes = Changes::default();
     if creating || fields.has("url") {
-        changes.url = http_url("url", fields.take("url"), &mut fields.errors);
+        changes.url = endpoint_url(fields.take("url"), &mut fields.errors);
     }
     changes.description = fields.string("description", false, MAX_DESCRIPTION_CHARS);
     if fields.has("owner") {
@@ -289,7 +289,8 @@ async fn changes(
         Some(Some(EndpointAuth::OAuth2(grant))) => Some(&grant.token_url),
         _ => None,
     };
-    for (field, url) in [("url", changes.url.as_ref()), ("auth.tokenUrl", token_url)] {
+    let http_url = changes.url.as_ref().filter(|url| QueueArn::of_url(url).is_none());
+    for (field, url) in [("url", http_url), ("auth.tokenUrl", token_url)] {
         let Some(url) = url else { continue };
         match state
             .config
@@ -310,6 +311,21 @@ async fn changes(
         }
     }
     Ok(changes)
+}
+
+/// An endpoint's `url`: an http(s) URL, or an SQS queue's ARN
+/// (`arn:aws:sqs:REGION:ACCOUNT:QUEUE`), kept as a URL of scheme `arn`.
+fn endpoint_url(value: Option<serde_json::Value>, errors: &mut Vec<FieldError>) -> Option<url::Url> {
+    match value {
+        Some(serde_json::Value::String(text)) if QueueArn::is_arn(&text) => match QueueArn::parse(&text) {
+            Ok(queue) => Some(queue.to_url()),
+            Err(err) => {
+                errors.push(FieldError::new("url", format!("an SQS queue's ARN {err}")));
+                None
+            }
+        },
+        value => http_url("url", value, errors),
+    }
 }
 
 /// `["*"]`, or registered type names.
@@ -396,6 +412,24 @@ fn apply(endpoint: &mut Endpoint, changes: Changes) -> Result<(), ApiError> {
     }
     if let Some(timeout) = changes.timeout {
         endpoint.timeout = timeout;
+    }
+    if QueueArn::of_url(&endpoint.url).is_some() {
+        // A queue is reached with the processor's AWS credentials, and a
+        // message carries only the webhook-* attributes.
+        let field = if endpoint.auth.is_some() {
+            Some("auth")
+        } else if !endpoint.headers.as_map().is_empty() {
+            Some("headers")
+        } else {
+            None
+        };
+        if let Some(field) = field {
+            return Err(ApiError::validation(vec![FieldError::new(
+                field,
+                "applies to http(s) endpoints only: an SQS queue is sent to with the processor's AWS \
+                 credentials, its messages carrying the webhook-* values as attributes",
+            )]));
+        }
     }
     if let Some(auth) = &endpoint.auth
         && endpoint

@@ -204,6 +204,8 @@ pub struct Processor {
     rng: Mutex<rand::rngs::StdRng>,
     /// When retention last ran.
     purges: PurgeSchedule,
+    /// The SQS client deliveries to queue endpoints are sent with.
+    queues: Arc<sqs::Queues>,
     /// Tenants' signing secrets as last read.
     secrets: TtlCache<TenantId, TenantSecrets, Timestamp, chrono::Duration>,
     /// Events whose payloads deliveries carry (`targets.rs`).
@@ -322,6 +324,7 @@ impl Processor {
             config,
             rng: Mutex::new(rng),
             purges: PurgeSchedule::new(PURGE_INTERVAL),
+            queues: Arc::new(sqs::Queues::from_environment()),
             secrets: TtlCache::new(
                 chrono::Duration::from_std(SECRETS_CACHE_TTL).unwrap_or(chrono::Duration::MAX),
                 SECRETS_CACHE_MAX,
@@ -338,6 +341,13 @@ impl Processor {
             metrics: Arc::default(),
             poll_start,
         })
+    }
+
+    /// Sends to queue endpoints with `queues` instead of a client
+    /// configured from the environment.
+    pub fn with_queues(mut self, queues: Arc<sqs::Queues>) -> Self {
+        self.queues = queues;
+        self
     }
 
     /// Counts into `metrics` (shared with the intake in the same process)
@@ -955,20 +965,45 @@ impl Processor {
         );
         let body = bytes::Bytes::from(prepared.body);
         let send = |auth: Option<(String, Credential)>| {
-            http::deliver_callback(
-                &self.callback_http,
-                &self.config.callback_network,
-                http::Callback {
-                    url: &prepared.url,
-                    message_id: &prepared.message_id,
-                    headers: &prepared.headers,
-                    auth,
-                    signature: signature.clone(),
-                    body: body.clone(),
-                    timestamp: now.timestamp(),
-                },
-                prepared.timeout,
-            )
+            let (signature, body) = (signature.clone(), body.clone());
+            let (destination, message_id) = (&prepared.destination, &prepared.message_id);
+            let (headers, timeout) = (&prepared.headers, prepared.timeout);
+            async move {
+                match destination {
+                    targets::Destination::Http(url) => {
+                        http::deliver_callback(
+                            &self.callback_http,
+                            &self.config.callback_network,
+                            http::Callback {
+                                url,
+                                message_id,
+                                headers,
+                                auth,
+                                signature,
+                                body,
+                                timestamp: now.timestamp(),
+                            },
+                            timeout,
+                        )
+                        .await
+                    }
+                    targets::Destination::Queue { queue, group } => {
+                        let message = sqs::Message {
+                            body: &body,
+                            id: message_id,
+                            timestamp: now.timestamp(),
+                            signature: &signature,
+                            group,
+                        };
+                        let sent = self.queues.send(queue, message, timeout).await;
+                        let answer = http::Answer {
+                            body: sent.answer,
+                            ..http::Answer::default()
+                        };
+                        (sent.outcome, answer)
+                    }
+                }
+            }
         };
         // The lease must outlast the call: an endpoint's own timeout may be
         // longer than the lease it was claimed with.

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use domain::{
     CallbackOutcome, Credential, DisabledReason, Endpoint, EndpointAuth, EndpointHeaders, EndpointId, Event,
-    EventId, Job, Payload, SigningSecret, Target, TenantId, Timestamp,
+    EventId, Job, Payload, QueueArn, SigningSecret, Target, TenantId, Timestamp,
 };
 use url::Url;
 
@@ -22,9 +22,33 @@ type EndpointRead = Result<Option<(Arc<Endpoint>, u64)>, String>;
 pub(crate) type EndpointReads = FreshReads<(TenantId, EndpointId), EndpointRead>;
 pub(crate) type EventReads = FreshReads<(TenantId, EventId), Result<Option<Arc<Event>>, String>>;
 
+/// Where a delivery goes: an HTTP receiver, or an SQS queue (an endpoint
+/// whose `url` is a queue's ARN).
+pub(crate) enum Destination {
+    Http(Url),
+    Queue {
+        queue: QueueArn,
+        /// A FIFO queue's message group: the event's owner, else its
+        /// tenant.
+        group: String,
+    },
+}
+
+impl Destination {
+    fn of(url: &Url, owner: Option<&domain::Owner>, tenant: &TenantId) -> Self {
+        match QueueArn::of_url(url) {
+            Some(queue) => Self::Queue {
+                queue,
+                group: owner.map_or_else(|| tenant.to_string(), ToString::to_string),
+            },
+            None => Self::Http(url.clone()),
+        }
+    }
+}
+
 /// A delivery ready to send.
 pub(crate) struct Prepared {
-    pub url: Url,
+    pub destination: Destination,
     pub headers: EndpointHeaders,
     pub secrets: Vec<SigningSecret>,
     /// `webhook-id`.
@@ -72,7 +96,7 @@ impl Processor {
             .to_bytes();
         match job.target() {
             Target::Callback(url) => Ok(Prepared {
-                url: url.clone(),
+                destination: Destination::Http(url.clone()),
                 headers: EndpointHeaders::default(),
                 secrets: self
                     .signing_secrets(job.tenant(), now)
@@ -90,7 +114,11 @@ impl Processor {
                 }
                 Ok(Prepared {
                     secrets: endpoint.secrets.signing_at(now),
-                    url: endpoint.url.clone(),
+                    destination: Destination::of(
+                        &endpoint.url,
+                        event.as_ref().and_then(|event| event.owner.as_ref()),
+                        job.tenant(),
+                    ),
                     headers: endpoint.headers.clone(),
                     message_id,
                     body,

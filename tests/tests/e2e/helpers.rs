@@ -254,6 +254,11 @@ pub fn client_with_key(key: &str) -> reqwest::Client {
 }
 
 impl TestApp {
+    /// Processors made from now on send to SQS endpoints with `queues`.
+    pub fn send_to_queues(&mut self, queues: Arc<sqs::Queues>) {
+        self.wiring = self.wiring.clone().with_queues(queues);
+    }
+
     pub fn processor(&self, owner: &str) -> Processor {
         self.processor_with(owner, self.catalog.clone())
     }

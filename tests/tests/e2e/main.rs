@@ -15,6 +15,7 @@ mod lost_answers;
 mod observability;
 mod openapi;
 mod pipeline;
+mod queues;
 mod scheduling;
 mod signatures;
 mod slow_clients;

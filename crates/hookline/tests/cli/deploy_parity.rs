@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use crate::support::{
     Setup, authed, create_key, free_port, get_json, hookline, job_status, post_job, serve_delivers_a_job,
-    setup, spawn, table_create, wait_ready, wait_until, with_log,
+    setup, spawn, spawn_with_env, table_create, wait_ready, wait_until, with_log,
 };
 
 /// Runs the AWS CLI (PyPI, pinned; installed into the cache on first use)
@@ -304,6 +304,17 @@ fn granted(template: &Value, policy: &str) -> std::collections::BTreeSet<String>
     let mut granted = std::collections::BTreeSet::new();
     for statement in statements {
         assert_eq!(statement["Effect"], "Allow");
+        if statement["Resource"]["Ref"] == "DeliveryQueueArns" {
+            for action in statement["Action"].as_array().expect("Action list") {
+                let action = action.as_str().expect("action");
+                assert!(
+                    action.starts_with("sqs:"),
+                    "{policy}: {action} on the delivery queues"
+                );
+                granted.insert(action.to_owned());
+            }
+            continue;
+        }
         let on_index = statement["Resource"]["Sub"]
             .as_str()
             .and_then(|arn| arn.strip_prefix("${Table.Arn}/index/"));
@@ -410,8 +421,12 @@ async fn each_iam_policy_grants_exactly_what_its_process_calls() {
         ],
         &setup.dir.path().join("intake.log"),
     );
+    // SQS (moto's server) through a recording proxy of its own, reached
+    // the AWS SDK's standard way; moto takes the credentials DynamoDB Local
+    // keeps this table under.
+    let queues_proxy = RecordingProxy::start(&testkit::moto_endpoint()).await;
     let processor_log = setup.dir.path().join("processor.log");
-    let _processor = spawn(
+    let _processor = spawn_with_env(
         &[
             "processor",
             "--store",
@@ -422,6 +437,12 @@ async fn each_iam_policy_grants_exactly_what_its_process_calls() {
             "* * * * * *",
         ],
         &processor_log,
+        &[
+            ("AWS_ENDPOINT_URL_SQS", queues_proxy.endpoint.clone()),
+            ("AWS_ACCESS_KEY_ID", "local".to_owned()),
+            ("AWS_SECRET_ACCESS_KEY", "local".to_owned()),
+            ("AWS_REGION", testkit::moto::REGION.to_owned()),
+        ],
     );
     let http = authed(&key);
     wait_ready(&http, &base).await;
@@ -465,14 +486,19 @@ async fn each_iam_policy_grants_exactly_what_its_process_calls() {
     assert_eq!(retried.status(), 202);
 
     events_workload(&http, &base, &setup, &processor_log).await;
+    queue_workload(&http, &base, &processor_log).await;
 
     let template = cloudformation_template();
-    for (policy, proxy) in [
-        ("IntakePolicy", &intake_proxy),
-        ("ProcessorPolicy", &processor_proxy),
-        ("OperatorPolicy", &operator),
+    let sqs_calls = |proxy: &RecordingProxy| -> std::collections::BTreeSet<String> {
+        proxy.seen().iter().map(|op| format!("sqs:{op}")).collect()
+    };
+    for (policy, proxy, also) in [
+        ("IntakePolicy", &intake_proxy, None),
+        ("ProcessorPolicy", &processor_proxy, Some(&queues_proxy)),
+        ("OperatorPolicy", &operator, None),
     ] {
-        let used = needed(&proxy.seen());
+        let mut used = needed(&proxy.seen());
+        used.extend(also.map(sqs_calls).unwrap_or_default());
         let granted = granted(&template, policy);
         assert_eq!(
             used, granted,
@@ -707,6 +733,83 @@ async fn events_workload(http: &reqwest::Client, base: &str, setup: &Setup, proc
     sources_workload(http, base).await;
     call(http, Method::DELETE, event_type, Value::Null, 204).await;
     call(http, Method::POST, format!("{base}/v1/events"), event, 422).await;
+}
+
+/// An SQS endpoint on moto (a queue made here) and an event delivered
+/// to it by the processor: GetQueueUrl once, then SendMessage.
+async fn queue_workload(http: &reqwest::Client, base: &str, processor_log: &Path) {
+    use aws_sdk_sqs::config::{Credentials, Region};
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(testkit::moto_endpoint())
+        .region(Region::new(testkit::moto::REGION))
+        .credentials_provider(Credentials::new("local", "local", None, None, "moto"))
+        .load()
+        .await;
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    let name = format!("hookline-iam-{}", std::process::id());
+    let url = sqs
+        .create_queue()
+        .queue_name(&name)
+        .send()
+        .await
+        .expect("create queue")
+        .queue_url
+        .expect("queue url");
+    let arn = format!(
+        "arn:aws:sqs:{}:{}:{name}",
+        testkit::moto::REGION,
+        testkit::moto::ACCOUNT
+    );
+    call(
+        http,
+        reqwest::Method::PUT,
+        format!("{base}/v1/event-types/order.placed"),
+        json!({"description": "an order was placed"}),
+        201,
+    )
+    .await;
+    call(
+        http,
+        reqwest::Method::POST,
+        format!("{base}/v1/endpoints"),
+        json!({"url": arn, "owner": "company-queue", "eventTypes": ["*"]}),
+        201,
+    )
+    .await;
+    let published = call(
+        http,
+        reqwest::Method::POST,
+        format!("{base}/v1/events"),
+        json!({"type": "order.placed", "owner": "company-queue", "payload": {"orderId": "o_q"}}),
+        202,
+    )
+    .await;
+    let event_id = published["eventId"].as_str().expect("eventId").to_owned();
+    wait_until(
+        Duration::from_secs(30),
+        with_log("the event sent to the queue", processor_log),
+        async || {
+            let shown = get_json(http, &format!("{base}/v1/events/{event_id}")).await;
+            shown["deliveries"][0]["status"] == "complete"
+        },
+    )
+    .await;
+    let received = sqs
+        .receive_message()
+        .queue_url(&url)
+        .message_attribute_names("All")
+        .send()
+        .await
+        .expect("receive");
+    let messages = received.messages.unwrap_or_default();
+    assert_eq!(messages.len(), 1, "one message on the queue");
+    let attributes = messages[0].message_attributes.clone().unwrap_or_default();
+    assert_eq!(
+        attributes
+            .get("webhook-id")
+            .and_then(|v| v.string_value.as_deref()),
+        Some(event_id.as_str())
+    );
 }
 
 /// The inbound source routes, each once: a source, a provider's POST

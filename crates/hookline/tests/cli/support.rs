@@ -134,9 +134,15 @@ pub fn write_providers(dir: &Path, mock: &providers_mock::RunningMock, timeout: 
 }
 
 pub fn spawn(args: &[&str], log: &Path) -> ChildGuard {
+    spawn_with_env(args, log, &[])
+}
+
+/// [`spawn`], with `env` set too.
+pub fn spawn_with_env(args: &[&str], log: &Path, env: &[(&str, String)]) -> ChildGuard {
     let log = std::fs::File::create(log).expect("log file");
     let child = Command::new(BIN)
         .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .env("HOOKLINE_LOG", "info")
         .env("HOOKLINE_ALLOW_NETWORKS", LOOPBACK)
         .stdin(Stdio::null())
