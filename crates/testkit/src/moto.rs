@@ -120,3 +120,16 @@ pub fn moto_env() -> Vec<(&'static str, String)> {
         ("AWS_SECRET_ACCESS_KEY", "testing".to_owned()),
     ]
 }
+
+/// An AWS SDK configuration for in-process clients of moto: its endpoint,
+/// [`REGION`] and test credentials.
+pub async fn moto_sdk_config() -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(moto_endpoint())
+        .region(aws_config::Region::new(REGION))
+        .credentials_provider(aws_credential_types::Credentials::new(
+            "local", "local", None, None, "moto",
+        ))
+        .load()
+        .await
+}

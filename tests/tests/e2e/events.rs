@@ -24,7 +24,8 @@ on_every_store!(
     a_thin_event_type_names_configured_providers_only,
 );
 
-async fn event_type(app: &TestApp, name: &str) {
+/// Registers event type `name` (201, or 200 when it was there).
+pub(crate) async fn event_type(app: &TestApp, name: &str) {
     let (status, body) = app
         .send(
             reqwest::Method::PUT,

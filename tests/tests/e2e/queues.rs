@@ -10,12 +10,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use aws_config::BehaviorVersion;
-use aws_sdk_sqs::config::{Credentials, Region};
 use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
+use crate::events::event_type;
 use crate::helpers::{Backend, TestApp, on_every_store, spawn_app_on};
 
 on_every_store!(
@@ -24,15 +23,6 @@ on_every_store!(
     a_missing_queue_fails_its_delivery_at_once_and_others_are_delivered,
     what_cannot_apply_to_a_queue_is_refused,
 );
-
-async fn moto_config() -> aws_config::SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
-        .endpoint_url(testkit::moto_endpoint())
-        .region(Region::new(testkit::moto::REGION))
-        .credentials_provider(Credentials::new("testing", "testing", None, None, "moto"))
-        .load()
-        .await
-}
 
 /// A queue of its own for this test (`.fifo` for a FIFO queue), and its
 /// ARN and URL.
@@ -64,22 +54,11 @@ async fn queue(client: &aws_sdk_sqs::Client, fifo: bool) -> (String, String) {
 
 /// The app, sending to queues on moto.
 async fn app_with_queues(backend: Backend) -> (TestApp, aws_sdk_sqs::Client) {
-    let config = moto_config().await;
+    let config = testkit::moto::moto_sdk_config().await;
     let mut app = spawn_app_on(backend).await;
     app.send_to_queues(Arc::new(sqs::Queues::with_config(config.clone())));
     event_type(&app, "order.placed").await;
     (app, aws_sdk_sqs::Client::new(&config))
-}
-
-async fn event_type(app: &TestApp, name: &str) {
-    let (status, body) = app
-        .send(
-            reqwest::Method::PUT,
-            &format!("/v1/event-types/{name}"),
-            Some(json!({"description": name})),
-        )
-        .await;
-    assert!(status == 201 || status == 200, "{status} {body}");
 }
 
 async fn endpoint(app: &TestApp, body: Value) -> (String, String) {

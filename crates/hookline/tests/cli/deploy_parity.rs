@@ -738,13 +738,7 @@ async fn events_workload(http: &reqwest::Client, base: &str, setup: &Setup, proc
 /// An SQS endpoint on moto (a queue made here) and an event delivered
 /// to it by the processor: GetQueueUrl once, then SendMessage.
 async fn queue_workload(http: &reqwest::Client, base: &str, processor_log: &Path) {
-    use aws_sdk_sqs::config::{Credentials, Region};
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(testkit::moto_endpoint())
-        .region(Region::new(testkit::moto::REGION))
-        .credentials_provider(Credentials::new("local", "local", None, None, "moto"))
-        .load()
-        .await;
+    let config = testkit::moto::moto_sdk_config().await;
     let sqs = aws_sdk_sqs::Client::new(&config);
     let name = format!("hookline-iam-{}", std::process::id());
     let url = sqs
