@@ -208,7 +208,7 @@ pub enum BlobError {
     Missing(BlobRef),
     #[error(
         "the payload's blob {expected} was altered in the blob store \
-         (read {found_len} bytes that do not match its sha256)"
+         (found {found_len} bytes that do not match its sha256 and length)"
     )]
     Altered { expected: BlobRef, found_len: u64 },
     #[error("a payload of {0} bytes is over the {MAX_PAYLOAD_BYTES}-byte limit")]
