@@ -90,10 +90,20 @@ async fn the_same_input_under_one_data_key_seals_to_the_same_bytes() {
     assert_ne!(other_plaintext.nonce(), other_context.nonce());
 
     // Where the context ends and the plaintext begins is part of the
-    // nonce's input: these two would be one byte string concatenated.
-    let left = sealer.seal(b"a\0b", b"c").await.expect("seals");
-    let right = sealer.seal(b"a", b"b\0c").await.expect("seals");
-    assert_ne!(left.nonce(), right.nonce());
+    // nonce's input: each pair is one byte string concatenated, the second
+    // also with a NUL between them (as `context || 0x00 || plaintext`
+    // would be, contexts holding NULs themselves).
+    for ((c1, p1), (c2, p2)) in [
+        (
+            (b"ab".as_slice(), b"c".as_slice()),
+            (b"a".as_slice(), b"bc".as_slice()),
+        ),
+        ((b"a\0b", b"c"), (b"a", b"b\0c")),
+    ] {
+        let left = sealer.seal(c1, p1).await.expect("seals");
+        let right = sealer.seal(c2, p2).await.expect("seals");
+        assert_ne!(left.nonce(), right.nonce(), "{c1:?} {p1:?} / {c2:?} {p2:?}");
+    }
 }
 
 #[tokio::test]
