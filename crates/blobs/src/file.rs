@@ -3,6 +3,7 @@
 
 use std::io::{ErrorKind, Read as _, Write as _};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -16,13 +17,29 @@ use crate::{BlobError, BlobRef, BlobStore, check_size, check_tenant};
 #[derive(Debug, Clone)]
 pub struct FileBlobs {
     dir: PathBuf,
+    expire_after: Option<Duration>,
 }
 
 impl FileBlobs {
     /// Blobs under `dir`, made (with the tenants' directories in it) at the
-    /// first put.
+    /// first put; kept until deleted.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Self { dir: dir.into() }
+        Self {
+            dir: dir.into(),
+            expire_after: None,
+        }
+    }
+
+    /// [`BlobStore::purge_expired`] removes each blob whose file was last
+    /// written (put) more than `age` ago by the system clock: a put writes
+    /// the file again, so a blob shared by two events lasts `age` from the
+    /// later one's put.
+    #[must_use]
+    pub fn expiring_after(self, age: Duration) -> Self {
+        Self {
+            expire_after: Some(age),
+            ..self
+        }
     }
 
     pub fn dir(&self) -> &Path {
@@ -79,7 +96,7 @@ impl BlobStore for FileBlobs {
             file.take(found_len.saturating_add(1))
                 .read_to_end(&mut bytes)
                 .map_err(|err| unavailable("reading", &path, &err))?;
-            blob.verify(Bytes::from(bytes))
+            crate::verify(&blob, Bytes::from(bytes))
         })
         .await
     }
@@ -93,9 +110,89 @@ impl BlobStore for FileBlobs {
         }
     }
 
+    async fn purge_expired(&self) -> Result<u64, BlobError> {
+        let Some(age) = self.expire_after else {
+            return Ok(0);
+        };
+        let dir = self.dir.clone();
+        blocking(move || {
+            let Some(before) = SystemTime::now().checked_sub(age) else {
+                return Ok(0);
+            };
+            purge_older(&dir, before).map_err(|err| unavailable("purging", &dir, &err))
+        })
+        .await
+    }
+
     fn describe(&self) -> String {
         let dir = std::path::absolute(&self.dir).unwrap_or_else(|_| self.dir.clone());
         format!("file://{}", dir.display())
+    }
+}
+
+/// Removes every blob (and temporary file a crashed put left) under `dir`
+/// last written before `before`; the count of blobs removed. A blob put
+/// again while it is being removed stays: it is moved aside first, and put
+/// back (the same bytes as any newer put's, content-addressed) when the
+/// file moved turns out to be that newer put's.
+fn purge_older(dir: &Path, before: SystemTime) -> std::io::Result<u64> {
+    let tenants = match std::fs::read_dir(dir) {
+        Ok(tenants) => tenants,
+        Err(err) if err.kind() == ErrorKind::NotFound => return Ok(0),
+        Err(err) => return Err(err),
+    };
+    let old = |path: &Path| -> std::io::Result<Option<bool>> {
+        match std::fs::symlink_metadata(path) {
+            Ok(meta) if meta.is_file() => Ok(Some(meta.modified()? < before)),
+            Ok(_) => Ok(None),
+            Err(err) if err.kind() == ErrorKind::NotFound => Ok(None),
+            Err(err) => Err(err),
+        }
+    };
+    let mut removed = 0;
+    for tenant in tenants {
+        let tenant = tenant?;
+        if !tenant.file_type()?.is_dir() {
+            continue;
+        }
+        for entry in std::fs::read_dir(tenant.path())? {
+            let entry = entry?;
+            let path = entry.path();
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if old(&path)? != Some(true) {
+                continue;
+            }
+            if name.starts_with(".blob-") {
+                // A put that never finished.
+                remove_if_there(&path)?;
+                continue;
+            }
+            if crate::parse_sha256(&name).is_err() {
+                continue;
+            }
+            let aside = path.with_file_name(format!(".expired-{name}"));
+            match std::fs::rename(&path, &aside) {
+                Ok(()) => {}
+                Err(err) if err.kind() == ErrorKind::NotFound => continue,
+                Err(err) => return Err(err),
+            }
+            if old(&aside)? == Some(false) {
+                // A put landed between the look and the move: keep it.
+                std::fs::rename(&aside, &path)?;
+                continue;
+            }
+            remove_if_there(&aside)?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+fn remove_if_there(path: &Path) -> std::io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(err) if err.kind() != ErrorKind::NotFound => Err(err),
+        _ => Ok(()),
     }
 }
 

@@ -18,8 +18,6 @@ use std::fmt;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
-use sha2::{Digest as _, Sha256};
 
 mod file;
 mod s3;
@@ -71,132 +69,19 @@ pub const MAX_PAYLOAD_BYTES: usize = 4 * 1024 * 1024;
 ///   its item.
 pub const INLINE_THRESHOLD_BYTES: usize = 64 * 1024;
 
-/// What a record holds instead of a payload: its sha256 and length. In
-/// text, `{"sha256":"<64 hex digits>","len":N}`.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(try_from = "BlobRefText", into = "BlobRefText")]
-pub struct BlobRef {
-    sha256: [u8; 32],
-    len: u64,
-}
+pub use domain::{BlobRef, InvalidSha256, parse_sha256};
 
-impl BlobRef {
-    /// The reference of `bytes`.
-    pub fn of(bytes: &[u8]) -> Self {
-        Self {
-            sha256: Sha256::digest(bytes).into(),
-            len: bytes.len() as u64,
-        }
-    }
-
-    pub fn new(sha256: [u8; 32], len: u64) -> Self {
-        Self { sha256, len }
-    }
-
-    pub fn sha256(&self) -> &[u8; 32] {
-        &self.sha256
-    }
-
-    pub fn len(&self) -> u64 {
-        self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// The sha256 in lowercase hex, as keys and records spell it.
-    pub fn hex(&self) -> String {
-        hex(&self.sha256)
-    }
-
-    /// `bytes` if they are exactly what this names, else `Altered`.
-    pub fn verify(&self, bytes: Bytes) -> Result<Bytes, BlobError> {
-        let found = Self::of(&bytes);
-        if found == *self {
-            Ok(bytes)
-        } else {
-            Err(BlobError::Altered {
-                expected: *self,
-                found_len: found.len,
-            })
-        }
-    }
-}
-
-impl fmt::Debug for BlobRef {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "BlobRef(sha256:{}, {} bytes)", self.hex(), self.len)
-    }
-}
-
-impl fmt::Display for BlobRef {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "sha256:{} ({} bytes)", self.hex(), self.len)
-    }
-}
-
-#[derive(Serialize, Deserialize)]
-struct BlobRefText {
-    sha256: String,
-    len: u64,
-}
-
-impl From<BlobRef> for BlobRefText {
-    fn from(blob: BlobRef) -> Self {
-        Self {
-            sha256: blob.hex(),
-            len: blob.len,
-        }
-    }
-}
-
-impl TryFrom<BlobRefText> for BlobRef {
-    type Error = InvalidSha256;
-
-    fn try_from(text: BlobRefText) -> Result<Self, Self::Error> {
-        Ok(Self {
-            sha256: parse_sha256(&text.sha256)?,
-            len: text.len,
+/// `bytes` if they are exactly what `blob` names, else `Altered`.
+pub fn verify(blob: &BlobRef, bytes: Bytes) -> Result<Bytes, BlobError> {
+    let found = BlobRef::of(&bytes);
+    if found == *blob {
+        Ok(bytes)
+    } else {
+        Err(BlobError::Altered {
+            expected: *blob,
+            found_len: found.len(),
         })
     }
-}
-
-/// A sha256 that is not 64 hex digits.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("a blob's sha256 is 64 hex digits")]
-pub struct InvalidSha256;
-
-/// 64 hex digits (either case) as the 32 bytes they spell.
-pub fn parse_sha256(text: &str) -> Result<[u8; 32], InvalidSha256> {
-    let digits = text.as_bytes();
-    if digits.len() != 64 {
-        return Err(InvalidSha256);
-    }
-    let mut out = [0u8; 32];
-    for (byte, pair) in out.iter_mut().zip(digits.chunks_exact(2)) {
-        *byte = (nibble(pair[0])? << 4) | nibble(pair[1])?;
-    }
-    Ok(out)
-}
-
-fn nibble(digit: u8) -> Result<u8, InvalidSha256> {
-    match digit {
-        b'0'..=b'9' => Ok(digit - b'0'),
-        b'a'..=b'f' => Ok(digit - b'a' + 10),
-        b'A'..=b'F' => Ok(digit - b'A' + 10),
-        _ => Err(InvalidSha256),
-    }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut text = String::with_capacity(bytes.len() * 2);
-    for byte in bytes {
-        text.push(char::from(DIGITS[usize::from(byte >> 4)]));
-        text.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
-    }
-    text
 }
 
 /// Why a blob could not be put, read or deleted. `Missing`, `Altered`,
@@ -240,6 +125,16 @@ pub trait BlobStore: Send + Sync + fmt::Debug {
     /// Removes the blob; one already gone is not an error.
     async fn delete(&self, tenant: &str, blob: &BlobRef) -> Result<(), BlobError>;
 
+    /// Removes the blobs past the store's own expiry and says how many,
+    /// for a store that keeps one ([`FileBlobs::expiring_after`]); S3's
+    /// blobs expire by the bucket's lifecycle rule, so this does nothing
+    /// there. A blob expires a fixed time after it was last put, and every
+    /// publish puts its payload again, so a blob outlives every event that
+    /// refers to it when that time is past the events' retention.
+    async fn purge_expired(&self) -> Result<u64, BlobError> {
+        Ok(0)
+    }
+
     /// Where the blobs are, for logs: `s3://bucket/prefix`, `file:///dir`.
     fn describe(&self) -> String;
 }
@@ -273,52 +168,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_reference_is_text_of_hex_and_length_and_reads_back() {
-        let blob = BlobRef::of(b"abc");
-        let text = serde_json::to_string(&blob).expect("serialize");
-        assert_eq!(
-            text,
-            r#"{"sha256":"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad","len":3}"#
-        );
-        let back: BlobRef = serde_json::from_str(&text).expect("parse");
-        assert_eq!(back, blob);
-        let upper = text
-            .to_uppercase()
-            .replace("SHA256", "sha256")
-            .replace("LEN", "len");
-        assert_eq!(serde_json::from_str::<BlobRef>(&upper).expect("upper hex"), blob);
-    }
-
-    #[test]
-    fn bad_hex_is_an_error_not_a_panic() {
-        for sha in [
-            "",
-            "ab",
-            &"g".repeat(64),
-            &"a".repeat(63),
-            &"a".repeat(65),
-            &"é".repeat(32),
-            &format!("{}é", "a".repeat(62)),
-        ] {
-            let text = format!(r#"{{"sha256":"{sha}","len":3}}"#);
-            assert!(serde_json::from_str::<BlobRef>(&text).is_err(), "{sha}");
-        }
-        assert!(serde_json::from_str::<BlobRef>(r#"{"sha256":"00","len":-1}"#).is_err());
-    }
-
-    #[test]
     fn verify_refuses_other_bytes_of_the_same_length() {
         let blob = BlobRef::of(b"abc");
         assert_eq!(
-            blob.verify(Bytes::from_static(b"abc")).as_deref(),
+            verify(&blob, Bytes::from_static(b"abc")).as_deref(),
             Ok(&b"abc"[..])
         );
         assert!(matches!(
-            blob.verify(Bytes::from_static(b"abd")),
+            verify(&blob, Bytes::from_static(b"abd")),
             Err(BlobError::Altered { found_len: 3, .. })
         ));
         assert!(matches!(
-            blob.verify(Bytes::from_static(b"ab")),
+            verify(&blob, Bytes::from_static(b"ab")),
             Err(BlobError::Altered { found_len: 2, .. })
         ));
     }

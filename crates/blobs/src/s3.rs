@@ -145,7 +145,7 @@ impl BlobStore for S3Blobs {
                 .await
                 .map_err(|err| BlobError::Unavailable(format!("S3 GetObject: reading the body: {err}")))?
                 .into_bytes();
-            blob.verify(bytes)
+            crate::verify(blob, bytes)
         })
         .await
     }

@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use crate::{
-    CallbackResult, Endpoint, EndpointId, EventBody, EventId, EventType, FetchOutcome, Job, JobId, NewJob,
-    Owner, Payload, ProviderState, ProviderStatus, RawJson, Target, TenantId, Timestamp,
+    BlobRef, CallbackResult, Endpoint, EndpointId, EventBody, EventId, EventType, FetchOutcome, Job, JobId,
+    NewJob, Owner, Payload, ProviderState, ProviderStatus, RawJson, Target, TenantId, Timestamp,
 };
 
 /// How one provider of a thin event settled (SPEC section 9: fetched once
@@ -78,6 +78,45 @@ impl SettledResult {
     }
 }
 
+/// An event's payload: its JSON inline in the event's record, or, when it
+/// is too large for that (SPEC section 13), a reference to the blob holding
+/// that JSON's exact bytes (the claim check).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventPayload {
+    Inline(RawJson),
+    Blob(BlobRef),
+}
+
+impl EventPayload {
+    /// The JSON, when it is inline.
+    pub fn inline(&self) -> Option<&RawJson> {
+        match self {
+            Self::Inline(json) => Some(json),
+            Self::Blob(_) => None,
+        }
+    }
+
+    /// The blob holding it, when it is one.
+    pub fn blob(&self) -> Option<&BlobRef> {
+        match self {
+            Self::Inline(_) => None,
+            Self::Blob(blob) => Some(blob),
+        }
+    }
+
+    /// The payload's size in bytes, serialized, wherever it is.
+    pub fn len(&self) -> u64 {
+        match self {
+            Self::Inline(json) => json.as_json().len() as u64,
+            Self::Blob(blob) => blob.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// One endpoint an event must reach and the id of its delivery there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DeliveryRef {
@@ -92,7 +131,7 @@ pub struct Event {
     pub tenant: TenantId,
     pub event_type: EventType,
     pub owner: Option<Owner>,
-    pub payload: RawJson,
+    pub payload: EventPayload,
     pub created_at: Timestamp,
     /// Every endpoint it goes to, fixed when it was accepted.
     pub deliveries: Vec<DeliveryRef>,
@@ -112,7 +151,7 @@ pub struct NewEvent {
     pub tenant: TenantId,
     pub event_type: EventType,
     pub owner: Option<Owner>,
-    pub payload: RawJson,
+    pub payload: EventPayload,
     /// Its type's providers (a thin event), or none.
     pub providers: Vec<String>,
 }
@@ -195,13 +234,24 @@ impl Event {
             .collect()
     }
 
-    /// The body every endpoint receives (SPEC section 9).
-    pub fn body(&self, results: Option<Vec<CallbackResult>>) -> EventBody {
-        EventBody {
+    /// The body every endpoint receives (SPEC section 9), its `data` the
+    /// payload; `None` while the payload is a blob not yet read
+    /// ([`Event::with_payload`] gives it).
+    pub fn body(&self, results: Option<Vec<CallbackResult>>) -> Option<EventBody> {
+        Some(EventBody {
             kind: self.event_type.as_str().to_owned(),
             timestamp: self.created_at,
-            data: self.payload.clone(),
+            data: self.payload.inline()?.clone(),
             results,
+        })
+    }
+
+    /// This event with `json` as its inline payload: a blob event's JSON,
+    /// read from the blob store and verified against its reference.
+    pub fn with_payload(&self, json: RawJson) -> Self {
+        Self {
+            payload: EventPayload::Inline(json),
+            ..self.clone()
         }
     }
 }

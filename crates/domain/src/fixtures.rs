@@ -393,7 +393,9 @@ fn event(
         tenant: TenantId::new("acme"),
         event_type: EventType::parse(event_type).expect("a fixed type"),
         owner: owner.map(|o| Owner::parse(o).expect("a fixed owner")),
-        payload: RawJson::from_json(r#"{"invoiceId":"in_1","amount":1200.50}"#).expect("fixed data"),
+        payload: crate::EventPayload::Inline(
+            RawJson::from_json(r#"{"invoiceId":"in_1","amount":1200.50}"#).expect("fixed data"),
+        ),
         created_at: now,
         deliveries: endpoints
             .iter()
@@ -443,6 +445,20 @@ pub fn event_cases() -> Vec<(&'static str, Event)> {
                 at("2026-12-01T10:00:00.000Z"),
             ),
         ),
+        ("blob", {
+            // A payload kept as a blob (record version 3): the record holds
+            // its reference, the bytes are the blob store's.
+            let mut event = event(
+                'D',
+                "report.ready",
+                Some("company-42"),
+                &['1', '2'],
+                &[],
+                at("2026-12-02T09:00:00.000Z"),
+            );
+            event.payload = crate::EventPayload::Blob(crate::BlobRef::new([0xab; 32], 1_048_576));
+            event
+        }),
     ]
 }
 

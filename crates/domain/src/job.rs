@@ -667,7 +667,7 @@ impl Job {
             }),
             Payload::OfEvent(id) => {
                 let event = event.filter(|event| event.id == *id && event.tenant == self.tenant)?;
-                DeliveryBody::Event(event.body((!self.providers.is_empty()).then(|| self.results())))
+                DeliveryBody::Event(event.body((!self.providers.is_empty()).then(|| self.results()))?)
             }
         })
     }

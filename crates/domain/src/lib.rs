@@ -7,6 +7,7 @@
 
 mod api_key;
 mod attempt;
+mod blob;
 mod callback;
 mod clock;
 mod endpoint;
@@ -27,13 +28,14 @@ pub use api_key::{ApiKey, KeyHash};
 pub use attempt::{
     Attempt, KEPT_HEADERS, MAX_ATTEMPT_BODY, MAX_ATTEMPTS_KEPT, MAX_HEADER_VALUE, kept_headers, truncate_body,
 };
+pub use blob::{BlobRef, InvalidSha256, parse_sha256};
 pub use callback::{CallbackBody, CallbackResult, DeliveryBody, EventBody};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use endpoint::{
     DisabledReason, Endpoint, EndpointHeaders, EndpointStatus, EventTypeDef, InvalidHeader, InvalidOwner,
     MAX_ENDPOINT_HEADERS, Owner, Subscription,
 };
-pub use event::{DeliveryRef, Event, NewEvent, SettledResult};
+pub use event::{DeliveryRef, Event, EventPayload, NewEvent, SettledResult};
 pub use id::{
     EndpointId, EventId, EventType, InvalidEventType, InvalidTenant, JobId, ParseIdError, ParseJobIdError,
     ReceiverTag, SourceId, SourceRequestId, TenantId,

@@ -56,7 +56,7 @@ impl Dynamo {
     /// A store on a new table with the store's own schema.
     pub async fn fresh_store(&self, purpose: &str) -> Result<DynamoStore> {
         let config = DynamoConfig::new(unique_table(purpose)).with_endpoint(self.endpoint().await?);
-        let store = DynamoStore::connect(config).await;
+        let store = DynamoStore::connect(config, shared_sealer().await?).await;
         store_dynamodb::create_table(store.client(), &store.config().table)
             .await
             .with_context(|| format!("creating the {purpose} table"))?;
@@ -73,11 +73,45 @@ fn unique_table(purpose: &str) -> String {
     )
 }
 
+/// The key file the benchmarks' DynamoDB stores and the `hookline`
+/// processes they start (`scale`) seal secrets with, so each reads what
+/// the others sealed.
+pub fn key_file() -> Result<&'static std::path::Path> {
+    static FILE: std::sync::OnceLock<(tempfile::TempDir, std::path::PathBuf)> = std::sync::OnceLock::new();
+    if let Some((_, path)) = FILE.get() {
+        return Ok(path);
+    }
+    let dir = tempfile::tempdir().context("a directory for the key file")?;
+    let path = dir.path().join("bench.secrets-key");
+    seal::KeyFile::generate(&seal::SystemFresh)
+        .and_then(|file| file.save_new(&path))
+        .context("making the benchmarks' key file")?;
+    Ok(&FILE.get_or_init(|| (dir, path)).1)
+}
+
+/// A sealer over [`key_file`].
+async fn shared_sealer() -> Result<Arc<seal::Sealer>> {
+    let file = seal::KeyFile::load(key_file()?).context("reading the benchmarks' key file")?;
+    let sealer = seal::Sealer::start(Arc::new(file), Arc::new(seal::SystemFresh))
+        .await
+        .context("a sealer over the benchmarks' key file")?;
+    Ok(Arc::new(sealer))
+}
+
+/// A sealer over a key of its own, as a process with a key file has: the
+/// benchmarks seal and open secrets as production does.
+fn bench_sealer() -> Result<Arc<seal::Sealer>> {
+    Ok(Arc::new(
+        seal::Sealer::ephemeral().context("an in-memory sealer")?,
+    ))
+}
+
 /// A fresh SQLite store in its own temporary directory.
 pub fn sqlite_store() -> Result<(Arc<dyn Store>, tempfile::TempDir)> {
     let dir = tempfile::tempdir().context("a temporary directory for SQLite")?;
-    let store = store_sqlite::SqliteStore::open(&dir.path().join("bench.db"), Default::default())
-        .context("opening SQLite")?;
+    let store =
+        store_sqlite::SqliteStore::open(&dir.path().join("bench.db"), Default::default(), bench_sealer()?)
+            .context("opening SQLite")?;
     Ok((Arc::new(store), dir))
 }
 

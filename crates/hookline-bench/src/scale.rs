@@ -130,6 +130,7 @@ async fn round(
         dynamo.endpoint().await?
     );
 
+    let key_file = rig::key_file()?;
     let started = Instant::now();
     let children: Vec<_> = (0..processes)
         .map(|n| {
@@ -144,6 +145,7 @@ async fn round(
                     &format!("bench-{n}"),
                 ])
                 .env("HOOKLINE_LOG", "warn")
+                .env("HOOKLINE_SECRETS_KEY_FILE", key_file)
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())

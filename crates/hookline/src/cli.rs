@@ -102,6 +102,14 @@ pub enum SecretsCommand {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// Adds a new key to a key file (making the file if it has none): the
+    /// processes started with it from then on seal with the new key, and
+    /// every key it held before still opens what was sealed under it.
+    NewKey {
+        /// The key file (0600 JSON).
+        #[arg(long, env = "HOOKLINE_SECRETS_KEY_FILE")]
+        key_file: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -140,14 +148,65 @@ pub enum TableCommand {
     /// what cannot change (the table's keys, an index's keys or projection,
     /// TTL on another attribute) is listed, one line each, the table is left
     /// as it was, and the command fails (exit 1).
-    Create(StoreArgs),
+    Create(TableArgs),
 }
 
+/// The table `table create` makes: a store URL and nothing else (it
+/// neither reads nor writes secrets).
+#[derive(Debug, Clone, Args)]
+pub struct TableArgs {
+    /// Job store URL: dynamodb://TABLE?endpoint=URL&region=REGION
+    #[arg(long, env = "HOOKLINE_STORE", default_value = DEFAULT_STORE)]
+    pub store: String,
+}
+
+/// `--blobs`: where event payloads too large to keep inline are kept
+/// (SPEC section 13).
+#[derive(Debug, Clone, Args)]
+pub struct BlobsArgs {
+    /// Blob store for event payloads over 64 KiB: s3://BUCKET/PREFIX or file://DIR. Default: on a SQLite
+    /// store, a directory beside its file (PATH-blobs); on DynamoDB, none (payloads over 256 KiB are
+    /// refused with 413)
+    #[arg(long = "blobs", env = "HOOKLINE_BLOBS")]
+    pub blobs: Option<String>,
+}
+
+/// A store, and the key its records' secrets are sealed with.
 #[derive(Debug, Clone, Args)]
 pub struct StoreArgs {
     /// Job store URL: sqlite://PATH, or dynamodb://TABLE?endpoint=URL&region=REGION
     #[arg(long, env = "HOOKLINE_STORE", default_value = DEFAULT_STORE)]
     pub store: String,
+    #[command(flatten)]
+    pub seal: SealArgs,
+}
+
+impl StoreArgs {
+    /// The store `url` names, its secrets sealed the default way (on
+    /// SQLite: under the key file beside the database).
+    pub fn url(url: impl Into<String>) -> Self {
+        Self {
+            store: url.into(),
+            seal: SealArgs::default(),
+        }
+    }
+}
+
+/// Where the key that seals secrets at rest comes from (SPEC section 13):
+/// signing secrets, endpoints' credentials and sources' verification
+/// secrets are stored sealed under data keys that it wraps. Every process
+/// on one store needs the same key.
+#[derive(Debug, Clone, Default, Args)]
+pub struct SealArgs {
+    /// AWS KMS key ARN (or alias ARN) that makes and unwraps the data keys
+    /// sealing secrets at rest
+    #[arg(long, env = "HOOKLINE_KMS_KEY", conflicts_with = "secrets_key_file")]
+    pub kms_key: Option<String>,
+    /// Key file that wraps the data keys sealing secrets at rest (made by
+    /// `hookline secrets new-key`); on SQLite the default is the file
+    /// DATABASE.secrets-key beside the database, made when missing
+    #[arg(long, env = "HOOKLINE_SECRETS_KEY_FILE")]
+    pub secrets_key_file: Option<PathBuf>,
 }
 
 /// The SSRF guard's allow-list.
@@ -264,6 +323,8 @@ pub struct IntakeArgs {
     #[command(flatten)]
     pub store: StoreArgs,
     #[command(flatten)]
+    pub blobs: BlobsArgs,
+    #[command(flatten)]
     pub network: NetworkArgs,
     #[command(flatten)]
     pub listener: ListenerArgs,
@@ -289,6 +350,8 @@ pub struct IntakeOnlyArgs {
 pub struct ProcessorArgs {
     #[command(flatten)]
     pub store: StoreArgs,
+    #[command(flatten)]
+    pub blobs: BlobsArgs,
     #[command(flatten)]
     pub network: NetworkArgs,
     /// TOML file naming the providers and their URLs.
@@ -433,9 +496,10 @@ pub struct DevArgs {
     /// Address to listen on.
     #[arg(long, env = "HOOKLINE_LISTEN", default_value = DEFAULT_LISTEN)]
     pub listen: String,
-    /// Job store URL: sqlite://PATH, or dynamodb://TABLE?endpoint=URL&region=REGION
-    #[arg(long, env = "HOOKLINE_STORE", default_value = DEFAULT_STORE)]
-    pub store: String,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[command(flatten)]
+    pub blobs: BlobsArgs,
     /// The API key to accept (tenant `dev`); generated and printed if unset.
     #[arg(long = "api-key", env = "HOOKLINE_DEV_API_KEY", hide_env_values = true, value_parser = parse_api_key)]
     pub api_key: Option<ApiKey>,

@@ -13,10 +13,10 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::app::{App, Serving, dynamo_config, open_store, serve_together};
+use crate::app::{App, Serving, dynamo_config, open_blobs, open_store, serve_together};
 use crate::cli::{
     Command, DevArgs, IntakeOnlyArgs, KeysCommand, ProcessorArgs, ProcessorTuning, SecretsCommand, ServeArgs,
-    StoreArgs, TableCommand,
+    StoreArgs, TableArgs, TableCommand,
 };
 use crate::{dev_sink, keys, out};
 
@@ -46,28 +46,24 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
             keys::run(command, &*store).await
         }
         Command::Secrets {
+            command: SecretsCommand::NewKey { key_file },
+        } => keys::new_key(&key_file),
+        Command::Secrets {
             command:
                 SecretsCommand::Rotate {
                     tenant,
                     overlap,
                     store,
                 },
-        } => {
-            keys::rotate_secret(
-                &*open_store(&store.store, &Metrics::new()).await?,
-                &tenant,
-                overlap,
-            )
-            .await
-        }
+        } => keys::rotate_secret(&*open_store(&store, &Metrics::new()).await?, &tenant, overlap).await,
     }
 }
 
-fn command_store(command: &KeysCommand) -> &str {
+fn command_store(command: &KeysCommand) -> &StoreArgs {
     match command {
         KeysCommand::Create { store, .. }
         | KeysCommand::List { store, .. }
-        | KeysCommand::Revoke { store, .. } => &store.store,
+        | KeysCommand::Revoke { store, .. } => store,
     }
 }
 
@@ -156,9 +152,11 @@ fn shutdown_on_signal() -> CancellationToken {
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // One registry for the process: GET /metrics shows intake and processor.
     let metrics = Arc::new(Metrics::new());
-    let store = open_store(&args.intake.store.store, &metrics).await?;
+    let store = open_store(&args.intake.store, &metrics).await?;
+    let blobs = open_blobs(args.intake.blobs.blobs.as_deref(), &args.intake.store.store).await?;
     let providers = load_providers(&args.intake.providers)?;
     let app = App::new(store, providers)
+        .with_blobs(blobs)
         .with_callback_network(args.intake.network.policy())
         .with_metrics(metrics);
     let processor = build_processor(&app, &args.tuning)?;
@@ -182,9 +180,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 async fn intake_only(only: IntakeOnlyArgs) -> anyhow::Result<()> {
     let IntakeOnlyArgs { intake: args, egress } = only;
     let metrics = Arc::new(Metrics::new());
-    let store = open_store(&args.store.store, &metrics).await?;
+    let store = open_store(&args.store, &metrics).await?;
+    let blobs = open_blobs(args.blobs.blobs.as_deref(), &args.store.store).await?;
     let providers = load_providers(&args.providers)?;
     let app = App::new(store, providers)
+        .with_blobs(blobs)
         .with_callback_network(args.network.policy())
         .with_metrics(metrics);
     // Its own processor, for synchronous publishes only: it never drains.
@@ -211,9 +211,11 @@ async fn intake_only(only: IntakeOnlyArgs) -> anyhow::Result<()> {
 
 async fn processor_only(args: ProcessorArgs) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
-    let store = open_store(&args.store.store, &metrics).await?;
+    let store = open_store(&args.store, &metrics).await?;
+    let blobs = open_blobs(args.blobs.blobs.as_deref(), &args.store.store).await?;
     let providers = load_providers(&args.providers)?;
     let app = App::new(store, providers)
+        .with_blobs(blobs)
         .with_callback_network(args.network.policy())
         .with_metrics(Arc::clone(&metrics));
     let processor = build_processor(&app, &args.tuning)?;
@@ -291,7 +293,7 @@ async fn drain_once(
     Ok(())
 }
 
-async fn table_create(args: StoreArgs) -> anyhow::Result<()> {
+async fn table_create(args: TableArgs) -> anyhow::Result<()> {
     if args.store.starts_with("sqlite:") {
         return Err(usage(anyhow::anyhow!(
             "`table create` is for DynamoDB; a SQLite store creates its schema when it opens"
@@ -345,11 +347,13 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     let metrics = Arc::new(Metrics::new());
     let store = open_store(&args.store, &metrics).await?;
+    let blobs = open_blobs(args.blobs.blobs.as_deref(), &args.store.store).await?;
 
     let base = url::Url::parse(&format!("http://{addr}/mock/providers/")).context("provider base URL")?;
     let providers = ProviderCatalog::at_base_url(&base, &providers_mock::PROVIDERS)?;
     // Loopback is allowed: the sink and whatever the developer runs locally.
     let app = App::new(store, providers)
+        .with_blobs(blobs)
         .with_callback_network(Arc::new(NetPolicy::loopback_allowed()))
         .with_metrics(metrics);
     let processor = app
@@ -378,8 +382,11 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
 
     out::show(&format!(
         "hookline dev listening on http://{addr}  (store: {})",
-        args.store
+        args.store.store
     ));
+    if let Some(key) = sealing_key(&args.store) {
+        out::show(&format!("secrets at rest are sealed with {key}"));
+    }
     // The developer's own key on their own machine: printing it is the point.
     out::show(&format!(
         "API key (tenant {}): {}",
@@ -411,6 +418,23 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
         shutdown_on_signal(),
     )
     .await
+}
+
+/// What seals the secrets of the store `args` names, in words: the KMS
+/// key, or the key file (on SQLite by default the one beside the database).
+fn sealing_key(args: &StoreArgs) -> Option<String> {
+    match (&args.seal.kms_key, &args.seal.secrets_key_file) {
+        (Some(key), _) => Some(format!("the KMS key {key}")),
+        (None, Some(path)) => Some(format!("the key file {}", path.display())),
+        (None, None) => store_sqlite::SqliteConfig::from_url(&args.store)
+            .ok()
+            .map(|config| {
+                format!(
+                    "the key file {} (keep it with the database)",
+                    crate::default_key_file(&config.path).display()
+                )
+            }),
+    }
 }
 
 /// What `hookline dev` prints after the job example: an event type, an

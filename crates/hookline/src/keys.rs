@@ -91,6 +91,36 @@ pub async fn rotate_secret(store: &dyn KeyStore, tenant: &str, overlap: Duration
     Ok(())
 }
 
+/// `hookline secrets new-key`: a new key in front of the key file's
+/// (the file made if there is none). Processes started with the file from
+/// then on seal with the new key; the older keys stay, so what they sealed
+/// still opens.
+pub fn new_key(path: &std::path::Path) -> anyhow::Result<()> {
+    let fresh = seal::SystemFresh;
+    let file = match seal::KeyFile::load(path) {
+        Ok(file) => {
+            let rotated = file.rotated(&fresh)?;
+            rotated.save(path)?;
+            rotated
+        }
+        Err(seal::SealError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            seal::KeyFile::generate(&fresh)?.save_new(path)?
+        }
+        Err(err) => return Err(crate::commands::usage(err)),
+    };
+    let ids = file.key_ids();
+    out::note(&format!(
+        "{} now seals with key {}{}; restart the processes that use it",
+        path.display(),
+        ids.first().copied().unwrap_or_default(),
+        match ids.len() {
+            1 => String::new(),
+            n => format!(" ({} older kept to open what they sealed)", n - 1),
+        }
+    ));
+    Ok(())
+}
+
 /// A tenant's signing secrets, created if it has none.
 pub async fn tenant_secrets(store: &dyn KeyStore, tenant: &str) -> anyhow::Result<TenantSecrets> {
     let tenant = TenantId::parse(tenant)?;

@@ -4,7 +4,8 @@
 //!
 //! [`App`] is one process's parts (store, clock, providers, SSRF policy,
 //! metrics) and builds its intake and processors; [`open_store`] turns a
-//! store URL into a backend; [`serve_together`] runs the API and the
+//! store URL into a backend, sealing secrets with the key [`sealer_for`]
+//! finds; [`serve_together`] runs the API and the
 //! scheduled processor, woken by every accepted job, until shutdown;
 //! [`run`] is a whole command of the [`cli`].
 
@@ -15,5 +16,8 @@ mod dev_sink;
 mod keys;
 pub mod out;
 
-pub use app::{App, Serving, open_store, serve_together};
+pub use app::{
+    App, FILE_BLOBS_MARGIN, Serving, default_key_file, open_blobs, open_store, sealer_for, serve_together,
+};
+pub use cli::{SealArgs, StoreArgs};
 pub use commands::{UsageError, run};

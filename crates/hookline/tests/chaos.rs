@@ -70,6 +70,35 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// The chaos tests share two cores with everything else: one at a time.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// The key file every process of these tests seals secrets with, and the
+/// tests' own stores too: they read what the others sealed.
+fn key_file() -> &'static Path {
+    static FILE: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+    &FILE
+        .get_or_init(|| {
+            let dir = tempfile::tempdir().expect("a directory for the key file");
+            let path = dir.path().join("chaos.secrets-key");
+            seal::KeyFile::generate(&seal::SystemFresh)
+                .and_then(|file| file.save_new(&path))
+                .expect("a key file");
+            (dir, path)
+        })
+        .1
+}
+
+/// A sealer over [`key_file`].
+async fn sealer() -> Arc<seal::Sealer> {
+    hookline::sealer_for(
+        "dynamodb://any",
+        &hookline::SealArgs {
+            secrets_key_file: Some(key_file().to_owned()),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("a sealer over the tests' key file")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_processors_on_dynamodb_deliver_every_job_through_sigkills() {
     let _serial = ONE_AT_A_TIME.lock().await;
@@ -94,8 +123,9 @@ async fn two_processes_sharing_one_sqlite_file_deliver_every_job_through_sigkill
     let _serial = ONE_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("chaos.db");
-    let store = store_sqlite::SqliteStore::open(&path, store_sqlite::SqliteOptions::default())
-        .expect("open SQLite store");
+    let store =
+        store_sqlite::SqliteStore::open(&path, store_sqlite::SqliteOptions::default(), sealer().await)
+            .expect("open SQLite store");
     give_the_tenant_a_signing_secret(&store).await;
     run_chaos(Scenario {
         name: "sqlite",
@@ -374,6 +404,7 @@ async fn create_dynamo_table() -> (String, store_dynamodb::DynamoStore, Probe) {
     let endpoint = testkit::dynamodb_endpoint();
     let url = format!("dynamodb://{table}?endpoint={endpoint}&region=us-east-1");
     let created = Command::new(BIN)
+        .env("HOOKLINE_SECRETS_KEY_FILE", key_file())
         .args(["table", "create", "--store", &url])
         .env("HOOKLINE_LOG", "warn")
         .stdin(Stdio::null())
@@ -385,7 +416,7 @@ async fn create_dynamo_table() -> (String, store_dynamodb::DynamoStore, Probe) {
         String::from_utf8_lossy(&created.stderr)
     );
     let config = store_dynamodb::DynamoConfig::from_url(&url).expect("store URL");
-    let store = store_dynamodb::DynamoStore::connect(config).await;
+    let store = store_dynamodb::DynamoStore::connect(config, sealer().await).await;
     let probe = Probe::Dynamo {
         client: store.client().clone(),
         table,
@@ -903,6 +934,7 @@ fn authed(key: &str) -> reqwest::Client {
 /// `hookline keys create`: the key it prints first.
 fn create_key(store: &str, tenant: &str) -> String {
     let output = Command::new(BIN)
+        .env("HOOKLINE_SECRETS_KEY_FILE", key_file())
         .args(["keys", "create", "--tenant", tenant, "--store", store])
         .env("HOOKLINE_LOG", "warn")
         .stdin(Stdio::null())
@@ -1901,6 +1933,7 @@ impl Fleet {
         let log = self.dir().join(format!("{owner}.log"));
         let file = std::fs::File::create(&log).expect("log file");
         let mut command = Command::new(BIN);
+        command.env("HOOKLINE_SECRETS_KEY_FILE", key_file());
         command.args(&role.args);
         if role.processor {
             command.args(["--processor-id", &owner]);

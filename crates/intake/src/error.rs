@@ -119,6 +119,25 @@ impl ApiError {
         )
     }
 
+    /// An event payload over what may be kept (`detail` says which limit).
+    pub fn payload_too_large(kind: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::PAYLOAD_TOO_LARGE, kind, "Payload too large", detail)
+    }
+
+    /// The blob store could not keep or read a payload now; nothing of
+    /// the event was written.
+    pub fn blobs_unavailable(detail: impl Into<String>) -> Self {
+        Self {
+            retry_after_secs: Some(1),
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "urn:hookline:problem:blobs-unavailable",
+                "Blob store unavailable",
+                detail,
+            )
+        }
+    }
+
     pub fn unsupported_media_type() -> Self {
         Self::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,

@@ -10,7 +10,8 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use domain::{
-    EndpointId, Event, EventId, EventType, JobId, JobStatus, NewEvent, Owner, RawJson, TenantId, Timestamp,
+    EndpointId, Event, EventId, EventPayload, EventType, JobId, JobStatus, NewEvent, Owner, RawJson,
+    TenantId, Timestamp,
 };
 use futures::StreamExt as _;
 use serde::Serialize;
@@ -23,8 +24,13 @@ use crate::fields::Fields;
 use crate::idempotency;
 use crate::{ApiError, AppState, FieldError, api_time, openapi};
 
-/// Largest event payload, serialized (SPEC section 9).
-pub const MAX_EVENT_PAYLOAD_BYTES: usize = 256 * 1024;
+/// Largest event payload, serialized (SPEC section 13: 4 MiB): inline up
+/// to [`blobs::INLINE_THRESHOLD_BYTES`], above it in the blob store.
+pub const MAX_EVENT_PAYLOAD_BYTES: usize = blobs::MAX_PAYLOAD_BYTES;
+/// Largest payload kept inline when no blob store is configured: the
+/// inline maximum before blobs (SPEC section 9's 256 KiB), so a deployment
+/// without `--blobs` takes what it took before, and nothing larger.
+pub const MAX_INLINE_PAYLOAD_BYTES: usize = 256 * 1024;
 /// Largest `POST /v1/events` body: the payload and room for the rest.
 pub const MAX_EVENT_BODY_BYTES: usize = MAX_EVENT_PAYLOAD_BYTES + 4 * 1024;
 /// Deliveries of one event read at once for `GET /v1/events/{id}`.
@@ -44,7 +50,8 @@ pub(crate) struct EventRequestSchema {
     /// subscribed endpoint does.
     #[schema(min_length = 1, max_length = 256, example = "company-42")]
     owner: Option<String>,
-    /// Any JSON value, at most 256 KiB serialized; delivered as `data`.
+    /// Any JSON value, at most 4 MiB serialized (over 64 KiB it is kept in
+    /// the blob store; without one, at most 256 KiB); delivered as `data`.
     #[schema(value_type = serde_json::Value, example = json!({"invoiceId": "in_1", "amount": 1200}))]
     payload: serde_json::Value,
 }
@@ -169,9 +176,23 @@ pub(crate) struct EventView {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = String, required = false)]
     owner: Option<String>,
-    /// As published.
-    #[schema(value_type = serde_json::Value)]
-    payload: RawJson,
+    /// As published (without whitespace between tokens). Absent only when
+    /// it is kept in the blob store and cannot be read from it:
+    /// `payloadUnavailable` says why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<serde_json::Value>, required = false)]
+    payload: Option<RawJson>,
+    /// A payload over 64 KiB: the blob holding it, by sha256 and length
+    /// (SPEC section 13). Absent for a payload kept inline.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<PayloadBlobSchema>, required = false)]
+    payload_blob: Option<domain::BlobRef>,
+    /// Why the payload is not shown: its blob is missing or altered in the
+    /// blob store (its deliveries fail, nothing is sent), or this intake
+    /// has no blob store to read it from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = false)]
+    payload_unavailable: Option<String>,
     /// A thin event's providers (its type's when it was published): each
     /// fetched once for the event; its deliveries are `pending` meanwhile.
     /// Absent for an event delivered as published.
@@ -181,6 +202,18 @@ pub(crate) struct EventView {
     #[schema(format = DateTime)]
     created_at: String,
     deliveries: Vec<EventDeliveryView>,
+}
+
+/// Where a payload kept as a blob is (documentation of `domain::BlobRef`).
+#[derive(ToSchema)]
+#[schema(as = PayloadBlob)]
+#[allow(dead_code)]
+pub(crate) struct PayloadBlobSchema {
+    /// The payload's sha256, in lowercase hex.
+    #[schema(pattern = "^[0-9a-f]{64}$")]
+    sha256: String,
+    /// The payload's length in bytes, serialized.
+    len: u64,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -247,7 +280,10 @@ fn raw_payload(body: &[u8]) -> Result<RawJson, String> {
             content_type = "application/problem+json", headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
         (status = 409, description = "The `Idempotency-Key` was used with a different event", body = ApiError,
             content_type = "application/problem+json"),
-        (status = 413, description = "The payload is over 256 KiB serialized", body = ApiError, content_type = "application/problem+json"),
+        (status = 413, description = "The body is over 4 MiB and 4 KiB, or the payload over 4 MiB serialized \
+            (type `urn:hookline:problem:body-too-large`), or over 256 KiB when no blob store is configured \
+            (type `urn:hookline:problem:no-blob-store`); nothing was stored", body = ApiError,
+            content_type = "application/problem+json"),
         (status = 415, description = "The body is not labelled JSON", body = ApiError, content_type = "application/problem+json"),
         (status = 422, description = "An unregistered or invalid type, a bad owner, no payload, an unknown \
             field, a bad `Idempotency-Key`, `sync` or `timeout`", body = ApiError, content_type = "application/problem+json"),
@@ -256,7 +292,9 @@ fn raw_payload(body: &[u8]) -> Result<RawJson, String> {
         (status = 503, description = "The store is unavailable and nothing was written (type \
             `urn:hookline:problem:unavailable`), or the outcome is unknown (type \
             `urn:hookline:problem:outcome-unknown`): the event may exist. Retrying with the same \
-            `Idempotency-Key` is safe in every case, and completes an event's fan-out cut short.", body = ApiError,
+            `Idempotency-Key` is safe in every case, and completes an event's fan-out cut short. Type \
+            `urn:hookline:problem:blobs-unavailable`: the blob store could not keep the payload; the event \
+            was not written.", body = ApiError,
             content_type = "application/problem+json", headers(("Retry-After" = u32, description = "Seconds"))),
     ),
     security(("bearer" = [])),
@@ -323,6 +361,9 @@ pub(crate) async fn publish_event(
     if payload.as_json().len() > MAX_EVENT_PAYLOAD_BYTES {
         return Err(ApiError::too_large(MAX_EVENT_PAYLOAD_BYTES));
     }
+    if payload.as_json().len() > MAX_INLINE_PAYLOAD_BYTES && state.config.blobs.is_none() {
+        return Err(no_blob_store(payload.as_json().len()));
+    }
     let registered = state
         .store
         .get_event_type(&tenant, &event_type)
@@ -351,6 +392,10 @@ pub(crate) async fn publish_event(
         .tenant_endpoints(&tenant)
         .await
         .map_err(|err| ApiError::from_store(err, "read endpoints"))?;
+    // The blob is put before the event is written: a blob without its
+    // event is harmless (retention removes it), an event without its blob
+    // could never be delivered.
+    let payload = keep_payload(&state, &tenant, payload).await?;
     let event = Event::fan_out(
         NewEvent {
             id: EventId::generate(now, &mut rand::rng()),
@@ -417,6 +462,100 @@ pub(crate) async fn publish_event(
     }
 }
 
+fn no_blob_store(len: usize) -> ApiError {
+    ApiError::payload_too_large(
+        "urn:hookline:problem:no-blob-store",
+        format!(
+            "the payload is {len} bytes; payloads over {MAX_INLINE_PAYLOAD_BYTES} bytes are kept in a blob store \
+             and none is configured (--blobs s3://BUCKET/PREFIX); nothing was stored"
+        ),
+    )
+}
+
+/// Where a published payload is kept: inline up to
+/// [`blobs::INLINE_THRESHOLD_BYTES`] (or up to [`MAX_INLINE_PAYLOAD_BYTES`]
+/// when no blob store is configured), else put in the blob store, which
+/// gives the reference the event's record holds.
+async fn keep_payload(
+    state: &AppState,
+    tenant: &TenantId,
+    payload: RawJson,
+) -> Result<EventPayload, ApiError> {
+    let len = payload.as_json().len();
+    if len <= blobs::INLINE_THRESHOLD_BYTES {
+        return Ok(EventPayload::Inline(payload));
+    }
+    let Some(store) = &state.config.blobs else {
+        return if len <= MAX_INLINE_PAYLOAD_BYTES {
+            Ok(EventPayload::Inline(payload))
+        } else {
+            Err(no_blob_store(len))
+        };
+    };
+    let bytes = bytes::Bytes::from(String::from(payload.as_json()));
+    match store.put(tenant.as_str(), bytes).await {
+        Ok(blob) => Ok(EventPayload::Blob(blob)),
+        Err(blobs::BlobError::TooLarge(_)) => Err(ApiError::too_large(MAX_EVENT_PAYLOAD_BYTES)),
+        Err(err) if err.is_transient() => {
+            tracing::warn!(error = %err, "publish event: the blob store could not keep the payload");
+            Err(ApiError::blobs_unavailable(
+                "the blob store could not keep the payload; the event was not written, try again shortly",
+            ))
+        }
+        Err(err) => {
+            tracing::error!(error = %err, "publish event: the blob store refused the payload");
+            Err(ApiError::internal())
+        }
+    }
+}
+
+/// The payload `event` was published with, for `GET /v1/events/{id}`: as
+/// stored when inline; read from the blob store (verified) when a blob.
+/// `Err` only when the blob store is unavailable now (503); a blob that is
+/// missing or altered, or no blob store, is said in the view instead.
+async fn shown_payload(
+    state: &AppState,
+    event: &Event,
+) -> Result<(Option<RawJson>, Option<String>), ApiError> {
+    let blob = match &event.payload {
+        EventPayload::Inline(json) => return Ok((Some(json.clone()), None)),
+        EventPayload::Blob(blob) => blob,
+    };
+    let Some(store) = &state.config.blobs else {
+        return Ok((
+            None,
+            Some(format!(
+                "the payload is the blob {blob} and this intake has no blob store configured (--blobs)"
+            )),
+        ));
+    };
+    match store.get(event.tenant.as_str(), blob).await {
+        Ok(bytes) => {
+            let json = std::str::from_utf8(&bytes)
+                .map_err(|e| e.to_string())
+                .and_then(|text| RawJson::from_json(text).map_err(|e| e.to_string()));
+            match json {
+                Ok(json) => Ok((Some(json), None)),
+                Err(err) => Ok((None, Some(format!("the blob {blob} is not JSON: {err}")))),
+            }
+        }
+        Err(err @ (blobs::BlobError::Missing(_) | blobs::BlobError::Altered { .. })) => Ok((
+            None,
+            Some(format!("{err}; its deliveries fail without sending anything")),
+        )),
+        Err(err) if err.is_transient() => {
+            tracing::warn!(error = %err, event_id = %event.id, "read event: the blob store is unavailable");
+            Err(ApiError::blobs_unavailable(
+                "the blob store holding the event's payload is unavailable; try again shortly",
+            ))
+        }
+        Err(err) => {
+            tracing::error!(error = %err, event_id = %event.id, "read event: the payload's blob cannot be read");
+            Err(ApiError::internal())
+        }
+    }
+}
+
 /// What publishing one event came to.
 #[derive(Debug)]
 pub(crate) enum Publication {
@@ -424,7 +563,7 @@ pub(crate) enum Publication {
     Accepted,
     /// Its key published this event within the window; that event's
     /// fan-out is now complete too (its publisher may have been cut short).
-    Replayed(Event),
+    Replayed(Box<Event>),
     /// Its key was used with a different event within the window.
     KeyReused,
 }
@@ -447,7 +586,7 @@ pub(crate) async fn publish_or_replay(
                 .await?
                 .ok_or_else(|| ApiError::conflict("the event this key published no longer exists"))?;
             publish_resolving(state, &original, None, now).await?;
-            Ok(Publication::Replayed(original))
+            Ok(Publication::Replayed(Box::new(original)))
         }
         Published::Replay {
             same_request: false, ..
@@ -548,7 +687,8 @@ async fn read_event(state: &AppState, tenant: &TenantId, id: EventId) -> Result<
         (status = 404, description = "No such event for this tenant", body = ApiError, content_type = "application/problem+json"),
         (status = 500, description = "Unexpected failure; nothing internal is shown", body = ApiError,
             content_type = "application/problem+json"),
-        (status = 503, description = "The store is unavailable", body = ApiError,
+        (status = 503, description = "The store is unavailable, or the blob store holding the payload is \
+            (type `urn:hookline:problem:blobs-unavailable`)", body = ApiError,
             content_type = "application/problem+json", headers(("Retry-After" = u32, description = "Seconds"))),
     ),
     security(("bearer" = [])),
@@ -562,6 +702,7 @@ pub(crate) async fn get_event(
     let no_such = || ApiError::not_found(format!("no event {}", crate::error::echo(&given)));
     let id: EventId = given.parse().map_err(|_| no_such())?;
     let event = read_event(&state, &tenant, id).await?.ok_or_else(no_such)?;
+    let (payload, payload_unavailable) = shown_payload(&state, &event).await?;
     let ids: Vec<JobId> = event.deliveries.iter().map(|d| d.id).collect();
     let reads = ids.into_iter().map(|id| {
         let (store, tenant) = (std::sync::Arc::clone(&state.store), tenant.clone());
@@ -602,7 +743,9 @@ pub(crate) async fn get_event(
         event_id: event.id,
         event_type: event.event_type.as_str().to_owned(),
         owner: event.owner.as_ref().map(|o| o.as_str().to_owned()),
-        payload: event.payload.clone(),
+        payload,
+        payload_blob: event.payload.blob().copied(),
+        payload_unavailable,
         providers: event.providers.clone(),
         created_at: api_time(event.created_at),
         deliveries,

@@ -35,7 +35,7 @@ use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, 
 
 pub use auth::KEY_CACHE_TTL;
 pub use error::{ApiError, FieldError};
-pub use events::{MAX_EVENT_BODY_BYTES, MAX_EVENT_PAYLOAD_BYTES};
+pub use events::{MAX_EVENT_BODY_BYTES, MAX_EVENT_PAYLOAD_BYTES, MAX_INLINE_PAYLOAD_BYTES};
 pub use idempotency::IDEMPOTENCY_WINDOW;
 pub use jobs::DEFAULT_PAGE;
 pub use openapi::document as openapi_document;
@@ -64,6 +64,10 @@ pub struct IntakeConfig {
     /// Makes the first attempt of a synchronous publish (`?sync=true`)
     /// here; without it, a synchronous publish waits for a processor's.
     pub attempt_now: Option<Arc<dyn AttemptNow>>,
+    /// Where event payloads over [`blobs::INLINE_THRESHOLD_BYTES`] are
+    /// kept (SPEC section 13); without one, payloads over
+    /// [`MAX_INLINE_PAYLOAD_BYTES`] are refused (413).
+    pub blobs: Option<Arc<dyn blobs::BlobStore>>,
 }
 
 impl std::fmt::Debug for dyn AttemptNow {
@@ -81,7 +85,14 @@ impl IntakeConfig {
             on_job_created: None,
             metrics: Arc::default(),
             attempt_now: None,
+            blobs: None,
         }
+    }
+
+    /// Keeps large event payloads in `blobs`.
+    pub fn with_blobs(mut self, blobs: Option<Arc<dyn blobs::BlobStore>>) -> Self {
+        self.blobs = blobs;
+        self
     }
 
     /// Counts into (and serves) `metrics` instead of a registry of its own.

@@ -1018,13 +1018,14 @@ pub(crate) async fn ingest(
     };
     if let Some(index) = items
         .iter()
-        .position(|item| item.payload.as_json().len() > crate::MAX_EVENT_PAYLOAD_BYTES)
+        .position(|item| item.payload.as_json().len() > crate::MAX_INLINE_PAYLOAD_BYTES)
     {
+        // A source's events stay inline (no blob store on this path yet).
         let reason = format!(
             "item {index} is over the {} bytes an event's payload may hold",
-            crate::MAX_EVENT_PAYLOAD_BYTES
+            crate::MAX_INLINE_PAYLOAD_BYTES
         );
-        let error = ApiError::too_large(crate::MAX_EVENT_PAYLOAD_BYTES);
+        let error = ApiError::too_large(crate::MAX_INLINE_PAYLOAD_BYTES);
         reject(&state, &source, request_id, body_bytes, &error, reason).await;
         return Err(error);
     }
@@ -1041,7 +1042,7 @@ pub(crate) async fn ingest(
                     tenant: source.tenant.clone(),
                     event_type: item.event_type,
                     owner: source.owner.clone(),
-                    payload: item.payload,
+                    payload: domain::EventPayload::Inline(item.payload),
                     providers: Vec::new(),
                 },
                 &endpoints,

@@ -138,8 +138,14 @@ mod tests {
     /// it has claimed (through the drain's own claim).
     async fn claimed() -> (Rig, Job, Lease) {
         let dir = tempfile::tempdir().expect("a temporary directory");
-        let store =
-            Arc::new(SqliteStore::open(&dir.path().join("jobs.db"), SqliteOptions::default()).expect("open"));
+        let store = Arc::new(
+            SqliteStore::open(
+                &dir.path().join("jobs.db"),
+                SqliteOptions::default(),
+                Arc::new(seal::Sealer::ephemeral().expect("a sealer")),
+            )
+            .expect("open"),
+        );
         let clock = Arc::new(ManualClock::new("2026-03-01T12:00:00Z".parse().expect("a time")));
         let config = ProcessorConfig {
             owner: "p1".to_owned(),

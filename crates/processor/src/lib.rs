@@ -210,6 +210,12 @@ pub struct Processor {
     secrets: TtlCache<TenantId, TenantSecrets, Timestamp, chrono::Duration>,
     /// Events whose payloads deliveries carry (`targets.rs`).
     events: TtlCache<(TenantId, domain::EventId), Arc<domain::Event>, Timestamp, chrono::Duration>,
+    /// Where payloads too large to keep inline are (SPEC section 13);
+    /// `None`: no blob store is configured, and a delivery of such an event
+    /// waits (retryable) for a processor that has one.
+    blobs: Option<Arc<dyn blobs::BlobStore>>,
+    /// Blob payloads as read and verified, a few at a time (`targets.rs`).
+    payloads: TtlCache<(TenantId, domain::BlobRef), Arc<domain::RawJson>, Timestamp, chrono::Duration>,
     /// Thin events' provider fetches in flight, shared by their deliveries
     /// (`thin.rs`).
     thin: thin::ThinFetches,
@@ -333,6 +339,11 @@ impl Processor {
                 chrono::Duration::from_std(targets::EVENTS_CACHE_TTL).unwrap_or(chrono::Duration::MAX),
                 targets::EVENTS_CACHE_MAX,
             ),
+            blobs: None,
+            payloads: TtlCache::new(
+                chrono::Duration::from_std(targets::PAYLOADS_CACHE_TTL).unwrap_or(chrono::Duration::MAX),
+                targets::PAYLOADS_CACHE_MAX,
+            ),
             thin: thin::ThinFetches::default(),
             endpoint_reads: targets::EndpointReads::default(),
             event_reads: targets::EventReads::default(),
@@ -347,6 +358,12 @@ impl Processor {
     /// configured from the environment.
     pub fn with_queues(mut self, queues: Arc<sqs::Queues>) -> Self {
         self.queues = queues;
+        self
+    }
+
+    /// Reads the payloads of events kept as blobs from `blobs`.
+    pub fn with_blobs(mut self, blobs: Option<Arc<dyn blobs::BlobStore>>) -> Self {
+        self.blobs = blobs;
         self
     }
 
@@ -556,6 +573,15 @@ impl Processor {
             Err(err) => {
                 report.store_errors += 1;
                 tracing::warn!(error = %err, "could not purge expired jobs");
+            }
+        }
+        // Blobs go with their events' retention: a blob store that expires
+        // them itself (files) does it now; S3's lifecycle rule does it there.
+        if let Some(blobs) = &self.blobs {
+            match blobs.purge_expired().await {
+                Ok(0) => {}
+                Ok(removed) => tracing::info!(removed, "purged expired payload blobs"),
+                Err(err) => tracing::warn!(error = %err, "could not purge expired payload blobs"),
             }
         }
     }

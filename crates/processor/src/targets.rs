@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use domain::{
     CallbackOutcome, Credential, DisabledReason, Endpoint, EndpointAuth, EndpointHeaders, EndpointId, Event,
-    EventId, Job, Payload, QueueArn, SigningSecret, Target, TenantId, Timestamp,
+    EventId, Job, Payload, QueueArn, RawJson, SigningSecret, Target, TenantId, Timestamp,
 };
 use url::Url;
 
@@ -68,6 +68,11 @@ pub(crate) const EVENTS_CACHE_TTL: std::time::Duration = std::time::Duration::fr
 /// so the cache stays within 4,096 x 16 KiB.
 pub(crate) const EVENTS_CACHE_MAX: usize = 4096;
 const EVENTS_CACHE_MAX_PAYLOAD: usize = 16 * 1024;
+/// How long a processor keeps a blob payload it read (verified), and how
+/// many it keeps: a few events' deliveries to many endpoints share one
+/// read, within 16 x 4 MiB ([`blobs::MAX_PAYLOAD_BYTES`]) of memory.
+pub(crate) const PAYLOADS_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+pub(crate) const PAYLOADS_CACHE_MAX: usize = 16;
 
 fn retry_later(error: &str) -> CallbackOutcome {
     CallbackOutcome::Retryable {
@@ -87,7 +92,10 @@ impl Processor {
     /// The delivery of `job` at `now`, or the outcome of not sending it.
     pub(crate) async fn prepare(&self, job: &Job, now: Timestamp) -> Result<Prepared, CallbackOutcome> {
         let (message_id, event) = match job.payload() {
-            Payload::OfEvent(id) => (id.to_string(), Some(self.event(job.tenant(), *id, now).await?)),
+            Payload::OfEvent(id) => {
+                let event = self.event(job.tenant(), *id, now).await?;
+                (id.to_string(), Some(self.with_blob_payload(event, now).await?))
+            }
             Payload::Results { .. } | Payload::Event { .. } => (job.id().to_string(), None),
         };
         let body = job
@@ -236,7 +244,10 @@ impl Processor {
                     .map_err(|e| e.to_string())?;
                 Ok(event.map(|event| {
                     let event = Arc::new(event);
-                    if event.payload.as_json().len() <= EVENTS_CACHE_MAX_PAYLOAD {
+                    // A blob event is small: its record holds the reference.
+                    if event.payload.len() <= EVENTS_CACHE_MAX_PAYLOAD as u64
+                        || event.payload.blob().is_some()
+                    {
                         self.events.insert(key.clone(), Arc::clone(&event), now);
                     }
                     event
@@ -251,6 +262,63 @@ impl Processor {
                 Err(retry_later("the event could not be read; will retry"))
             }
         }
+    }
+
+    /// `event` with its payload in hand: as it is when inline, else with
+    /// its blob's bytes, read from the blob store (verified against the
+    /// reference by [`blobs::BlobStore::get`]) or from the few this
+    /// processor read last. A blob that is missing or altered fails the
+    /// delivery for good, saying so (nothing is sent: never other bytes);
+    /// a blob store that fails, or none configured, is retried later.
+    async fn with_blob_payload(
+        &self,
+        event: Arc<Event>,
+        now: Timestamp,
+    ) -> Result<Arc<Event>, CallbackOutcome> {
+        let Some(blob) = event.payload.blob().copied() else {
+            return Ok(event);
+        };
+        let key = (event.tenant.clone(), blob);
+        if let Some(json) = self.payloads.get(&key, now) {
+            return Ok(Arc::new(event.with_payload(RawJson::clone(&json))));
+        }
+        let Some(store) = &self.blobs else {
+            tracing::warn!(event_id = %event.id, %blob, "an event's payload is a blob and no blob store is configured");
+            return Err(retry_later(&format!(
+                "the event's payload is the blob {blob} and this processor has no blob store (--blobs); will retry"
+            )));
+        };
+        let bytes = match store.get(event.tenant.as_str(), &blob).await {
+            Ok(bytes) => bytes,
+            Err(err @ (blobs::BlobError::Missing(_) | blobs::BlobError::Altered { .. })) => {
+                tracing::warn!(event_id = %event.id, error = %err, "the event's payload cannot be delivered");
+                let code = match err {
+                    blobs::BlobError::Missing(_) => "payloadMissing",
+                    _ => "payloadAltered",
+                };
+                return Err(abandon(&format!("{code}: {err}; nothing was sent")));
+            }
+            Err(err) if err.is_transient() => {
+                tracing::warn!(event_id = %event.id, error = %err, "could not read the event's payload");
+                return Err(retry_later(&format!("{err}; will retry")));
+            }
+            Err(err) => {
+                tracing::warn!(event_id = %event.id, error = %err, "the event's payload cannot be read");
+                return Err(abandon(&format!("payloadUnreadable: {err}; nothing was sent")));
+            }
+        };
+        // What was put was the payload's JSON text: verified bytes that are
+        // not are a payload that was never publishable, not a retry.
+        let json = std::str::from_utf8(&bytes)
+            .map_err(|e| e.to_string())
+            .and_then(|text| RawJson::from_json(text).map_err(|e| e.to_string()))
+            .map_err(|err| {
+                abandon(&format!(
+                    "payloadInvalid: the blob {blob} is not JSON ({err}); nothing was sent"
+                ))
+            })?;
+        self.payloads.insert(key, Arc::new(json.clone()), now);
+        Ok(Arc::new(event.with_payload(json)))
     }
 
     /// What an attempt's outcome changes in its endpoint's health: `410

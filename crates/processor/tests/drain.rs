@@ -136,7 +136,12 @@ fn start() -> Timestamp {
 impl Harness {
     fn new() -> Self {
         let dir = tempfile::tempdir().expect("a temporary directory");
-        let store = SqliteStore::open(&dir.path().join("jobs.db"), SqliteOptions::default()).expect("open");
+        let store = SqliteStore::open(
+            &dir.path().join("jobs.db"),
+            SqliteOptions::default(),
+            Arc::new(seal::Sealer::ephemeral().expect("a sealer")),
+        )
+        .expect("open");
         Self {
             store: Arc::new(store),
             clock: Arc::new(ManualClock::new(start())),
@@ -549,8 +554,9 @@ impl Harness {
                 tenant: TenantId::new(tenant),
                 event_type: domain::EventType::parse(event_type).expect("a type"),
                 owner: owner.map(|o| domain::Owner::parse(o).expect("an owner")),
-                payload: domain::RawJson::from_json(r#"{"invoiceId":"in_1","amount":1200.50}"#)
-                    .expect("json"),
+                payload: domain::EventPayload::Inline(
+                    domain::RawJson::from_json(r#"{"invoiceId":"in_1","amount":1200.50}"#).expect("json"),
+                ),
                 providers: providers.iter().map(|p| (*p).to_owned()).collect(),
             },
             &endpoints,

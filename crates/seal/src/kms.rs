@@ -49,6 +49,28 @@ impl Kms {
             key_arn: key_arn.into(),
         }
     }
+
+    /// [`Kms::new`] with a client configured the AWS SDK's standard way
+    /// (credentials, `AWS_ENDPOINT_URL_KMS` or `AWS_ENDPOINT_URL`), in the
+    /// region the key's ARN names (the environment's for a bare key id).
+    pub async fn from_environment(key_arn: impl Into<String>) -> Self {
+        let key_arn = key_arn.into();
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        if let Some(region) = arn_region(&key_arn) {
+            loader = loader.region(aws_config::Region::new(region.to_owned()));
+        }
+        let config = loader.load().await;
+        Self::new(aws_sdk_kms::Client::new(&config), key_arn)
+    }
+}
+
+/// The region of `arn:PARTITION:kms:REGION:ACCOUNT:...`.
+fn arn_region(arn: &str) -> Option<&str> {
+    let mut parts = arn.splitn(5, ':');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some("arn"), Some(_), Some("kms"), Some(region)) if !region.is_empty() => Some(region),
+        _ => None,
+    }
 }
 
 #[async_trait]
@@ -145,5 +167,26 @@ impl fmt::Debug for Kms {
         f.debug_struct("Kms")
             .field("key_arn", &self.key_arn)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::arn_region;
+
+    #[test]
+    fn the_region_is_read_from_a_key_or_alias_arn_only() {
+        assert_eq!(
+            arn_region("arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"),
+            Some("eu-west-1")
+        );
+        assert_eq!(
+            arn_region("arn:aws-cn:kms:cn-north-1:123456789012:alias/hookline"),
+            Some("cn-north-1")
+        );
+        assert_eq!(arn_region("1234abcd-12ab-34cd-56ef-1234567890ab"), None);
+        assert_eq!(arn_region("alias/hookline"), None);
+        assert_eq!(arn_region("arn:aws:sqs:eu-west-1:123456789012:q"), None);
+        assert_eq!(arn_region("arn:aws:kms::123456789012:key/x"), None);
     }
 }

@@ -6,7 +6,6 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
-use serde_json::Value;
 use tokio::sync::OnceCell;
 use zeroize::Zeroizing;
 
@@ -19,7 +18,7 @@ pub const SEALS_PER_DATA_KEY: u64 = 1 << 20;
 /// Unwrapped data keys kept for opening; past this the oldest is dropped
 /// (and unwrapped again when next needed).
 pub const CACHED_DATA_KEYS: usize = 4096;
-/// The member [`Sealer::seal_fields`] makes of a record's secret members.
+/// The member [`Sealer::seal_record`] makes of a record's secret members.
 pub const SEALED_MEMBER: &str = "sealed";
 
 /// Which data key: the wrapping key's id and the wrapped data key.
@@ -99,6 +98,26 @@ impl Sealer {
         };
         sealer.remember(&current);
         Ok(sealer)
+    }
+
+    /// A sealer over a key file of its own, held only in memory: for tests
+    /// and benchmarks. What it seals opens in no other process, and not
+    /// once it is gone.
+    pub fn ephemeral() -> Result<Self, SealError> {
+        let fresh: Arc<dyn Fresh> = Arc::new(crate::SystemFresh);
+        let file = crate::KeyFile::generate(&*fresh)?;
+        let mut start = std::pin::pin!(Self::start(Arc::new(file), fresh));
+        // A key file makes a data key without waiting on anything, so the
+        // first poll finishes.
+        match start
+            .as_mut()
+            .poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
+        {
+            std::task::Poll::Ready(sealer) => sealer,
+            std::task::Poll::Pending => Err(SealError::Unavailable(
+                "an in-memory key file did not make a data key at once".to_owned(),
+            )),
+        }
     }
 
     async fn new_current(wrap: &dyn KeyWrap, fresh: &dyn Fresh) -> Result<Arc<Current>, SealError> {
@@ -193,40 +212,6 @@ impl Sealer {
             self.lock_cache().forget_empty(&cache_key);
         }
         unwrapped
-    }
-
-    /// Seals a record's secret members (in their order) into one value, the
-    /// object `{"sealed": <Sealed>}`; [`Sealer::open_fields`] gives them back.
-    pub async fn seal_fields(&self, context: &[u8], members: &[(String, Value)]) -> Result<Value, SealError> {
-        // An array of [name, value] pairs keeps the order (serde_json's
-        // maps here sort their keys).
-        let plaintext = Zeroizing::new(
-            serde_json::to_vec(members)
-                .map_err(|e| SealError::Malformed(format!("members that are not JSON: {e}")))?,
-        );
-        let sealed = self.seal(context, &plaintext).await?;
-        let mut object = serde_json::Map::new();
-        object.insert(SEALED_MEMBER.to_owned(), sealed.to_value());
-        Ok(Value::Object(object))
-    }
-
-    /// The members [`Sealer::seal_fields`] sealed, in their order, from a
-    /// record (any object with a `"sealed"` member; others are ignored).
-    pub async fn open_fields(
-        &self,
-        context: &[u8],
-        record: &Value,
-    ) -> Result<Vec<(String, Value)>, SealError> {
-        let member = record
-            .get(SEALED_MEMBER)
-            .ok_or_else(|| SealError::Malformed(format!("the record has no \"{SEALED_MEMBER}\" member")))?;
-        let sealed = Sealed::from_value(member)?;
-        let plaintext = self.open(context, &sealed).await?;
-        // Only our own writer made this text, and it authenticated; say
-        // nothing of its content anyway.
-        serde_json::from_slice(&plaintext).map_err(|_| {
-            SealError::Malformed("the sealed value opened but is not a list of members".to_owned())
-        })
     }
 }
 

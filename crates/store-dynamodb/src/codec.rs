@@ -11,6 +11,7 @@ use domain::{
     Endpoint, EndpointId, Event, EventId, EventType, EventTypeDef, Job, JobId, JobStatus, KeyHash,
     SettledResult, Source, SourceId, SourceRequest, TenantId, Timestamp,
 };
+use seal::Sealer;
 use store::{ApiKeyRecord, DueJob, StoreError};
 
 use crate::DynamoStore;
@@ -294,24 +295,28 @@ pub(crate) fn endpoint_key(tenant: &TenantId, id: EndpointId) -> Item {
     ])
 }
 
-/// An endpoint's item at `version`.
-pub(crate) fn endpoint_item(endpoint: &Endpoint, version: u64) -> Item {
+/// An endpoint's item at `version`, its record's secrets sealed.
+pub(crate) async fn endpoint_item(
+    sealer: &Sealer,
+    endpoint: &Endpoint,
+    version: u64,
+) -> Result<Item, StoreError> {
     let mut item = endpoint_key(&endpoint.tenant, endpoint.id);
     item.insert(
         BODY.to_owned(),
-        AttributeValue::S(domain::record::endpoint::encode_endpoint(endpoint)),
+        AttributeValue::S(store::sealing::seal_endpoint(sealer, endpoint).await?),
     );
     item.insert(VERSION.to_owned(), AttributeValue::N(version.to_string()));
     if let Some(owner) = &endpoint.owner {
         item.insert(OWNER.to_owned(), AttributeValue::S(owner.as_str().to_owned()));
     }
-    item
+    Ok(item)
 }
 
-/// An endpoint and its version from its item.
-pub(crate) fn parse_endpoint(item: &Item) -> Result<(Endpoint, u64), StoreError> {
-    let endpoint = domain::record::endpoint::decode_endpoint(body(item, "endpoint")?)
-        .map_err(|e| StoreError::Corrupt(format!("endpoint body: {e}")))?;
+/// An endpoint and its version from its item (its secrets sealed, or in
+/// the clear as an earlier release stored them).
+pub(crate) async fn parse_endpoint(sealer: &Sealer, item: &Item) -> Result<(Endpoint, u64), StoreError> {
+    let endpoint = store::sealing::open_endpoint(sealer, body(item, "endpoint")?).await?;
     let version = version(item)
         .ok_or_else(|| StoreError::Corrupt(format!("endpoint item {} without a version", endpoint.id)))?;
     Ok((endpoint, version))
@@ -417,35 +422,32 @@ pub(crate) fn source_listing_key(tenant: &TenantId, id: SourceId) -> Item {
     ])
 }
 
-/// A source's own item at `version`: its tenant, version and record.
-pub(crate) fn source_item(source: &Source, version: u64) -> Item {
+/// A source's own item at `version`: its tenant, version and `body`, its
+/// record with the secrets sealed (`store::sealing::seal_source`).
+pub(crate) fn source_item(source: &Source, body: &str, version: u64) -> Item {
     let mut item = source_key(source.id);
     item.insert(TENANT.to_owned(), AttributeValue::S(source.tenant.to_string()));
-    item.extend(source_body(source, version));
+    item.extend(source_body(body, version));
     item
 }
 
 /// A source's listing item at `version`: the same record and version.
-pub(crate) fn source_listing_item(source: &Source, version: u64) -> Item {
+pub(crate) fn source_listing_item(source: &Source, body: &str, version: u64) -> Item {
     let mut item = source_listing_key(&source.tenant, source.id);
-    item.extend(source_body(source, version));
+    item.extend(source_body(body, version));
     item
 }
 
-fn source_body(source: &Source, version: u64) -> [(String, AttributeValue); 2] {
+fn source_body(body: &str, version: u64) -> [(String, AttributeValue); 2] {
     [
-        (
-            BODY.to_owned(),
-            AttributeValue::S(domain::record::source::encode_source(source)),
-        ),
+        (BODY.to_owned(), AttributeValue::S(body.to_owned())),
         (VERSION.to_owned(), AttributeValue::N(version.to_string())),
     ]
 }
 
 /// A source and its version from its own item or its listing item.
-pub(crate) fn parse_source(item: &Item) -> Result<(Source, u64), StoreError> {
-    let source = domain::record::source::decode_source(body(item, "source")?)
-        .map_err(|e| StoreError::Corrupt(format!("source body: {e}")))?;
+pub(crate) async fn parse_source(sealer: &Sealer, item: &Item) -> Result<(Source, u64), StoreError> {
+    let source = store::sealing::open_source(sealer, body(item, "source")?).await?;
     let version = version(item)
         .ok_or_else(|| StoreError::Corrupt(format!("source item {} without a version", source.id)))?;
     Ok((source, version))

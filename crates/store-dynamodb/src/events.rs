@@ -416,7 +416,7 @@ impl EventStore for DynamoStore {
     }
 
     async fn create_endpoint(&self, endpoint: &Endpoint) -> Result<(), StoreError> {
-        let item = endpoint_item(endpoint, 1);
+        let item = endpoint_item(self.sealer(), endpoint, 1).await?;
         let put = self
             .client()
             .put_item()
@@ -428,8 +428,8 @@ impl EventStore for DynamoStore {
             Written::Applied(_) => Ok(()),
             // The same endpoint (an earlier attempt of this create) is ours;
             // anything else under its id is a conflict.
-            Written::Refused { found, .. } => match found.as_ref().map(parse_endpoint).transpose()? {
-                Some((stored, _)) if stored == *endpoint => Ok(()),
+            Written::Refused { found, .. } => match found {
+                Some(found) if parse_endpoint(self.sealer(), &found).await?.0 == *endpoint => Ok(()),
                 _ => Err(StoreError::Conflict),
             },
         }
@@ -443,13 +443,13 @@ impl EventStore for DynamoStore {
         let Some(item) = self.get_one(endpoint_key(tenant, id), "get endpoint").await? else {
             return Ok(None);
         };
-        let (endpoint, version) = parse_endpoint(&item)?;
+        let (endpoint, version) = parse_endpoint(self.sealer(), &item).await?;
         Ok((endpoint.tenant == *tenant).then_some((endpoint, version)))
     }
 
     async fn update_endpoint(&self, endpoint: &Endpoint, expected: u64) -> Result<bool, StoreError> {
         let next = expected.saturating_add(1);
-        let item = endpoint_item(endpoint, next);
+        let item = endpoint_item(self.sealer(), endpoint, next).await?;
         let written = item.get(BODY).cloned();
         let put = self
             .client()
@@ -503,21 +503,23 @@ impl EventStore for DynamoStore {
                 "query endpoints",
             )
             .await?;
-        let endpoints = output
-            .items()
-            .iter()
-            .map(|item| parse_endpoint(item).map(|(endpoint, _)| endpoint))
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut endpoints = Vec::with_capacity(output.items().len());
+        for item in output.items() {
+            endpoints.push(parse_endpoint(self.sealer(), item).await?.0);
+        }
         let next = output.last_evaluated_key.as_ref().map(endpoint_id).transpose()?;
         Ok(EndpointPage { endpoints, next })
     }
 
     async fn tenant_endpoints(&self, tenant: &TenantId) -> Result<Vec<Endpoint>, StoreError> {
-        self.query_partition(format!("endpoint#{tenant}"), usize::MAX, "query endpoints")
-            .await?
-            .iter()
-            .map(|item| parse_endpoint(item).map(|(endpoint, _)| endpoint))
-            .collect()
+        let items = self
+            .query_partition(format!("endpoint#{tenant}"), usize::MAX, "query endpoints")
+            .await?;
+        let mut endpoints = Vec::with_capacity(items.len());
+        for item in &items {
+            endpoints.push(parse_endpoint(self.sealer(), item).await?.0);
+        }
+        Ok(endpoints)
     }
 
     async fn publish(

@@ -73,8 +73,7 @@ impl KeyStore for DynamoStore {
             .and_then(|v| v.as_n().ok())
             .and_then(|n| n.parse().ok())
             .ok_or_else(corrupt)?;
-        let secrets =
-            serde_json::from_str(body).map_err(|e| StoreError::Corrupt(format!("signing secrets: {e}")))?;
+        let secrets = store::sealing::open_signing_secrets(self.sealer(), tenant, body).await?;
         Ok(Some((secrets, version)))
     }
 
@@ -84,8 +83,7 @@ impl KeyStore for DynamoStore {
         secrets: &TenantSecrets,
         expected: Option<u64>,
     ) -> Result<bool, StoreError> {
-        let body = serde_json::to_string(secrets)
-            .map_err(|e| StoreError::Corrupt(format!("serialize signing secrets: {e}")))?;
+        let body = store::sealing::seal_signing_secrets(self.sealer(), tenant, secrets).await?;
         let mut item = Self::secrets_key(tenant);
         item.insert(SECRETS.to_owned(), AttributeValue::S(body));
         let put = self.client().put_item().table_name(&self.config().table);

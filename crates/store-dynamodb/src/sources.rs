@@ -81,10 +81,15 @@ impl DynamoStore {
 
     /// The put of a source's listing item: unconditional, as the
     /// transaction's condition on the source's own item decides.
-    fn put_listing(&self, source: &Source, version: u64) -> Result<TransactWriteItem, StoreError> {
+    fn put_listing(
+        &self,
+        source: &Source,
+        body: &str,
+        version: u64,
+    ) -> Result<TransactWriteItem, StoreError> {
         let put = Put::builder()
             .table_name(&self.config().table)
-            .set_item(Some(source_listing_item(source, version)))
+            .set_item(Some(source_listing_item(source, body, version)))
             .build()
             .map_err(build_error)?;
         Ok(TransactWriteItem::builder().put(put).build())
@@ -94,9 +99,10 @@ impl DynamoStore {
 #[async_trait]
 impl SourceStore for DynamoStore {
     async fn create_source(&self, source: &Source) -> Result<(), StoreError> {
+        let body = store::sealing::seal_source(self.sealer(), source).await?;
         let put_source = Put::builder()
             .table_name(&self.config().table)
-            .set_item(Some(source_item(source, 1)))
+            .set_item(Some(source_item(source, &body, 1)))
             .condition_expression("attribute_not_exists(#pk)")
             .expression_attribute_names("#pk", PK)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
@@ -104,30 +110,30 @@ impl SourceStore for DynamoStore {
             .map_err(build_error)?;
         let items = vec![
             TransactWriteItem::builder().put(put_source).build(),
-            self.put_listing(source, 1)?,
+            self.put_listing(source, &body, 1)?,
         ];
         match self.transact_source("put source", items).await? {
             Transacted::Applied => Ok(()),
             // The same source (an earlier attempt of this create) is ours;
             // anything else under its id is a conflict.
-            Transacted::Refused { found, .. } => match found.as_ref().map(parse_source).transpose()? {
-                Some((stored, _)) if stored == *source => Ok(()),
+            Transacted::Refused { found, .. } => match found {
+                Some(found) if parse_source(self.sealer(), &found).await?.0 == *source => Ok(()),
                 _ => Err(StoreError::Conflict),
             },
         }
     }
 
     async fn get_source(&self, id: SourceId) -> Result<Option<(Source, u64)>, StoreError> {
-        self.get_one(source_key(id), "get source")
-            .await?
-            .as_ref()
-            .map(parse_source)
-            .transpose()
+        match self.get_one(source_key(id), "get source").await? {
+            Some(item) => Ok(Some(parse_source(self.sealer(), &item).await?)),
+            None => Ok(None),
+        }
     }
 
     async fn update_source(&self, source: &Source, expected: u64) -> Result<bool, StoreError> {
         let next = expected.saturating_add(1);
-        let item = source_item(source, next);
+        let body = store::sealing::seal_source(self.sealer(), source).await?;
+        let item = source_item(source, &body, next);
         let written = item.get(BODY).cloned();
         let put_source = Put::builder()
             .table_name(&self.config().table)
@@ -144,7 +150,7 @@ impl SourceStore for DynamoStore {
             .map_err(build_error)?;
         let items = vec![
             TransactWriteItem::builder().put(put_source).build(),
-            self.put_listing(source, next)?,
+            self.put_listing(source, &body, next)?,
         ];
         match self.transact_source("update source", items).await? {
             Transacted::Applied => Ok(true),
@@ -207,11 +213,10 @@ impl SourceStore for DynamoStore {
                 "query sources",
             )
             .await?;
-        let sources = output
-            .items()
-            .iter()
-            .map(|item| parse_source(item).map(|(source, _)| source))
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut sources = Vec::with_capacity(output.items().len());
+        for item in output.items() {
+            sources.push(parse_source(self.sealer(), item).await?.0);
+        }
         let next = output.last_evaluated_key.as_ref().map(source_id).transpose()?;
         Ok(SourcePage { sources, next })
     }

@@ -17,6 +17,7 @@
 use std::sync::Arc;
 
 use aws_sdk_dynamodb::Client;
+use seal::Sealer;
 
 use crate::{CapacityMeter, DynamoConfig};
 
@@ -25,6 +26,9 @@ pub struct DynamoStore {
     client: Client,
     config: DynamoConfig,
     capacity: Arc<CapacityMeter>,
+    /// Seals the secrets in endpoints', sources' and signing secrets'
+    /// records, and opens them.
+    sealer: Arc<Sealer>,
 }
 
 impl std::fmt::Debug for DynamoStore {
@@ -38,12 +42,21 @@ impl std::fmt::Debug for DynamoStore {
 }
 
 impl DynamoStore {
-    pub fn new(client: Client, config: DynamoConfig) -> Self {
+    /// A store on `config`'s table through `client`, sealing secrets
+    /// with `sealer` (every process on one table needs a sealer over the
+    /// same wrapping key, or they cannot read each other's secrets).
+    pub fn new(client: Client, config: DynamoConfig, sealer: Arc<Sealer>) -> Self {
         Self {
             client,
             config,
             capacity: Arc::default(),
+            sealer,
         }
+    }
+
+    /// What this store seals its records' secrets with.
+    pub fn sealer(&self) -> &Arc<Sealer> {
+        &self.sealer
     }
 
     /// The capacity units this store's calls have consumed so far.
@@ -56,9 +69,9 @@ impl DynamoStore {
         Arc::clone(&self.capacity)
     }
 
-    pub async fn connect(config: DynamoConfig) -> Self {
+    pub async fn connect(config: DynamoConfig, sealer: Arc<Sealer>) -> Self {
         let client = config.client().await;
-        Self::new(client, config)
+        Self::new(client, config, sealer)
     }
 
     pub fn client(&self) -> &Client {

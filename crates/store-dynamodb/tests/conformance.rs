@@ -10,10 +10,15 @@ use aws_sdk_dynamodb::types::{
 use store::JobStore;
 use store_dynamodb::{CreateTableError, Difference, DynamoConfig, DynamoStore, TableStatus, create_table};
 
+/// A sealer of its own (stores that share a table share one).
+fn sealer() -> std::sync::Arc<seal::Sealer> {
+    std::sync::Arc::new(seal::Sealer::ephemeral().expect("an in-memory sealer"))
+}
+
 async fn fresh_store() -> DynamoStore {
     let config = DynamoConfig::new(testkit::unique_table_name("conformance"))
         .with_endpoint(testkit::dynamodb_endpoint());
-    let store = DynamoStore::connect(config).await;
+    let store = DynamoStore::connect(config, sealer()).await;
     create_table(store.client(), &store.config().table)
         .await
         .expect("create table");
@@ -199,7 +204,7 @@ async fn ttl_attribute(client: &aws_sdk_dynamodb::Client, table: &str) -> Option
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ping_fails_cleanly_without_a_table() {
     let config = DynamoConfig::new("no-such-table").with_endpoint(testkit::dynamodb_endpoint());
-    let store = DynamoStore::connect(config).await;
+    let store = DynamoStore::connect(config, sealer()).await;
     let err = store.ping().await.expect_err("no table");
     assert!(err.to_string().contains("store unavailable"), "{err}");
 }
@@ -400,7 +405,7 @@ async fn a_poll_reads_the_shard_it_starts_at_alone() {
     let mut config =
         DynamoConfig::new(testkit::unique_table_name("shards")).with_endpoint(testkit::dynamodb_endpoint());
     config.shards = 4;
-    let store = DynamoStore::connect(config).await;
+    let store = DynamoStore::connect(config, sealer()).await;
     create_table(store.client(), &store.config().table)
         .await
         .expect("create table");
@@ -452,7 +457,7 @@ async fn a_poll_reads_the_shard_it_starts_at_alone() {
     let mut config =
         DynamoConfig::new(testkit::unique_table_name("shards")).with_endpoint(testkit::dynamodb_endpoint());
     config.shards = 4;
-    let sparse = DynamoStore::connect(config).await;
+    let sparse = DynamoStore::connect(config, sealer()).await;
     create_table(sparse.client(), &sparse.config().table)
         .await
         .expect("create table");
@@ -649,7 +654,7 @@ fn event_of_size(bytes: usize, endpoints: &[domain::Endpoint], seed: u64) -> dom
             tenant: domain::TenantId::new("acme"),
             event_type: domain::EventType::parse("invoice.paid").expect("type"),
             owner: None,
-            payload,
+            payload: domain::EventPayload::Inline(payload),
             providers: Vec::new(),
         },
         endpoints,
@@ -944,4 +949,166 @@ async fn a_source_is_two_items_and_its_requests_expire_by_ttl() {
             .is_some(),
         "left to TTL"
     );
+}
+
+/// An attribute value's text, every part of it (a string's or a number's
+/// as it is, a binary's bytes as UTF-8, lossily, a map's names and values,
+/// a list's or a set's members).
+fn attribute_text(value: &aws_sdk_dynamodb::types::AttributeValue, out: &mut String) {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    match value {
+        AttributeValue::S(text) | AttributeValue::N(text) => out.push_str(text),
+        AttributeValue::B(bytes) => out.push_str(&String::from_utf8_lossy(bytes.as_ref())),
+        AttributeValue::Ss(texts) | AttributeValue::Ns(texts) => out.push_str(&texts.join(" ")),
+        AttributeValue::Bs(all) => {
+            for bytes in all {
+                out.push_str(&String::from_utf8_lossy(bytes.as_ref()));
+                out.push(' ');
+            }
+        }
+        AttributeValue::M(members) => {
+            for (name, value) in members {
+                out.push_str(name);
+                out.push('=');
+                attribute_text(value, out);
+                out.push(' ');
+            }
+        }
+        AttributeValue::L(values) => {
+            for value in values {
+                attribute_text(value, out);
+                out.push(' ');
+            }
+        }
+        AttributeValue::Bool(b) => out.push_str(&b.to_string()),
+        AttributeValue::Null(_) => out.push_str("null"),
+        other => panic!("an attribute value this test cannot read: {other:?}"),
+    }
+}
+
+/// Everything the store's table holds: a consistent Scan of all of it,
+/// each item's attributes by name with their values' text.
+async fn scanned_text(store: &DynamoStore) -> Vec<u8> {
+    let mut text = String::new();
+    let mut start = None;
+    loop {
+        let page = store
+            .client()
+            .scan()
+            .table_name(&store.config().table)
+            .consistent_read(true)
+            .set_exclusive_start_key(start.take())
+            .send()
+            .await
+            .expect("scan");
+        for item in page.items() {
+            for (name, value) in item {
+                text.push_str(name);
+                text.push('=');
+                attribute_text(value, &mut text);
+                text.push('\t');
+            }
+            text.push('\n');
+        }
+        match page.last_evaluated_key {
+            Some(key) => start = Some(key),
+            None => return text.into_bytes(),
+        }
+    }
+}
+
+/// SPEC 13 on DynamoDB: no secret written through the store is in any
+/// attribute of any item of its table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_are_stored_sealed_in_every_item() {
+    let store = Arc::new(fresh_store().await);
+    store::conformance::sealing::secrets_are_stored_sealed(store.clone(), async || {
+        scanned_text(&store).await
+    })
+    .await;
+}
+
+/// Three stores on one table: the writer, another with its sealer, and one
+/// with a sealer of other keys, which reads sealed records as corrupt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sealed_secrets_open_only_with_the_same_keys() {
+    let store = fresh_store().await;
+    let same_keys = DynamoStore::connect(store.config().clone(), Arc::clone(store.sealer())).await;
+    let other_keys = DynamoStore::connect(store.config().clone(), sealer()).await;
+    store::conformance::sealing::sealed_secrets_open_only_with_the_same_keys(
+        Arc::new(store),
+        Arc::new(same_keys),
+        Arc::new(other_keys),
+    )
+    .await;
+}
+
+/// Items as the release before sealing wrote them (the codec's keys and
+/// attributes, version 1, the record in the clear in `body` or `secrets`;
+/// a source's own item and its listing item), put raw: read as they are,
+/// sealed by their next write, after which no item holds their secrets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plaintext_items_of_an_earlier_release_are_read_and_sealed_by_their_next_write() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    use store::conformance::sealing::Plaintext;
+
+    let s = |v: String| AttributeValue::S(v);
+    let one = || AttributeValue::N("1".to_owned());
+    for version in 1..=domain::record::endpoint::ENDPOINT_VERSION {
+        let store = Arc::new(fresh_store().await);
+        let insert = async |record: Plaintext| {
+            let items = match record {
+                Plaintext::Endpoint { endpoint, text } => {
+                    let mut item = std::collections::HashMap::from([
+                        ("pk".to_owned(), s(format!("endpoint#{}", endpoint.tenant))),
+                        ("sk".to_owned(), s(endpoint.id.to_string())),
+                        ("body".to_owned(), s(text)),
+                        ("version".to_owned(), one()),
+                    ]);
+                    if let Some(owner) = &endpoint.owner {
+                        item.insert("owner".to_owned(), s(owner.as_str().to_owned()));
+                    }
+                    vec![item]
+                }
+                Plaintext::Source { source, text } => vec![
+                    std::collections::HashMap::from([
+                        ("pk".to_owned(), s(format!("source#{}", source.id))),
+                        ("sk".to_owned(), s("source".to_owned())),
+                        ("tenant".to_owned(), s(source.tenant.to_string())),
+                        ("body".to_owned(), s(text.clone())),
+                        ("version".to_owned(), one()),
+                    ]),
+                    std::collections::HashMap::from([
+                        ("pk".to_owned(), s(format!("sources#{}", source.tenant))),
+                        ("sk".to_owned(), s(source.id.to_string())),
+                        ("body".to_owned(), s(text)),
+                        ("version".to_owned(), one()),
+                    ]),
+                ],
+                Plaintext::SigningSecrets { tenant, text } => vec![std::collections::HashMap::from([
+                    ("pk".to_owned(), s(format!("tenant#{tenant}"))),
+                    ("sk".to_owned(), s("secrets".to_owned())),
+                    ("secrets".to_owned(), s(text)),
+                    ("version".to_owned(), one()),
+                ])],
+            };
+            for item in items {
+                store
+                    .client()
+                    .put_item()
+                    .table_name(&store.config().table)
+                    .set_item(Some(item))
+                    .send()
+                    .await
+                    .expect("put item");
+            }
+        };
+        store::conformance::sealing::plaintext_records_are_read_and_sealed_by_their_next_write(
+            store.clone(),
+            version,
+            insert,
+            async || scanned_text(&store).await,
+        )
+        .await;
+    }
 }

@@ -18,9 +18,12 @@ async fn proxied() -> (DynamoStore, DynamoStore, FaultProxy) {
     let upstream = testkit::dynamodb_endpoint();
     let proxy = FaultProxy::start(&upstream).await.expect("start the fault proxy");
     let table = testkit::unique_table_name("lost-answers");
-    let direct = DynamoStore::connect(DynamoConfig::new(&table).with_endpoint(upstream)).await;
+    let sealer = std::sync::Arc::new(seal::Sealer::ephemeral().expect("an in-memory sealer"));
+    let direct =
+        DynamoStore::connect(DynamoConfig::new(&table).with_endpoint(upstream), sealer.clone()).await;
     create_table(direct.client(), &table).await.expect("create table");
-    let through = DynamoStore::connect(DynamoConfig::new(&table).with_endpoint(proxy.endpoint())).await;
+    let through =
+        DynamoStore::connect(DynamoConfig::new(&table).with_endpoint(proxy.endpoint()), sealer).await;
     (through, direct, proxy)
 }
 
@@ -104,7 +107,11 @@ async fn a_refused_connection_is_unavailable_and_determinate() {
         .expect("a free port")
         .port();
     let config = DynamoConfig::new("anything").with_endpoint(format!("http://127.0.0.1:{port}"));
-    let store = DynamoStore::connect(config).await;
+    let store = DynamoStore::connect(
+        config,
+        std::sync::Arc::new(seal::Sealer::ephemeral().expect("sealer")),
+    )
+    .await;
 
     let err = store
         .create_job(&new_job("acme", &["gas"], at(0), 4))

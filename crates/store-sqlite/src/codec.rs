@@ -1,10 +1,11 @@
 //! Rows and the values they hold: a job's `job` column text, the `body`
-//! text of endpoints, event types, events, sources and source requests,
-//! and an API key's columns. Everything read from the file is checked here: a
+//! text of event types, events and source requests, and an API key's
+//! columns (endpoints' and sources' bodies hold secrets, sealed by
+//! `store::sealing`). Everything read from the file is checked here: a
 //! malformed row is [`StoreError::Corrupt`], never a panic.
 
 use chrono::DateTime;
-use domain::{Endpoint, Event, EventTypeDef, Job, KeyHash, SettledResult, Source, SourceRequest, TenantId};
+use domain::{Event, EventTypeDef, Job, KeyHash, SettledResult, SourceRequest, TenantId};
 use store::{ApiKeyRecord, StoreError};
 
 /// A job as the text of its `job` column. With [`decode_job`], the one
@@ -16,18 +17,6 @@ pub(crate) fn encode_job(job: &Job) -> Result<String, StoreError> {
 /// A job from the text of its `job` column.
 pub(crate) fn decode_job(text: &str) -> Result<Job, StoreError> {
     domain::record::decode(text).map_err(|e| StoreError::Corrupt(format!("job column: {e}")))
-}
-
-/// An endpoint as the text of its `body` column (it holds the endpoint's
-/// signing secrets). With [`decode_endpoint`], the one place its stored
-/// form is decided.
-pub(crate) fn encode_endpoint(endpoint: &Endpoint) -> String {
-    domain::record::endpoint::encode_endpoint(endpoint)
-}
-
-pub(crate) fn decode_endpoint(text: &str) -> Result<Endpoint, StoreError> {
-    domain::record::endpoint::decode_endpoint(text)
-        .map_err(|e| StoreError::Corrupt(format!("endpoint body column: {e}")))
 }
 
 pub(crate) fn encode_event_type(event_type: &EventTypeDef) -> String {
@@ -68,17 +57,6 @@ pub(crate) fn encode_settled(settled: &SettledResult) -> String {
 pub(crate) fn decode_settled(text: &str) -> Result<SettledResult, StoreError> {
     domain::record::event::decode_settled(text)
         .map_err(|e| StoreError::Corrupt(format!("event result body column: {e}")))
-}
-
-/// A source as the text of its `body` column (it holds the source's
-/// verification secret).
-pub(crate) fn encode_source(source: &Source) -> String {
-    domain::record::source::encode_source(source)
-}
-
-pub(crate) fn decode_source(text: &str) -> Result<Source, StoreError> {
-    domain::record::source::decode_source(text)
-        .map_err(|e| StoreError::Corrupt(format!("source body column: {e}")))
 }
 
 pub(crate) fn encode_source_request(request: &SourceRequest) -> String {

@@ -36,7 +36,3 @@ pub(crate) fn sql_error(operation: &str, err: rusqlite::Error) -> StoreError {
         _ => StoreError::Unavailable(message),
     }
 }
-
-pub(crate) fn json_error(what: &str, err: serde_json::Error) -> StoreError {
-    StoreError::Corrupt(format!("{what}: {err}"))
-}

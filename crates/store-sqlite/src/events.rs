@@ -16,8 +16,8 @@ use store::{
 };
 
 use crate::codec::{
-    decode_endpoint, decode_event_type, decode_event_with_results, decode_settled, encode_endpoint,
-    encode_event, encode_event_type, encode_settled,
+    decode_event_type, decode_event_with_results, decode_settled, encode_event, encode_event_type,
+    encode_settled,
 };
 use crate::error::sql_error;
 use crate::store::{MAX_JOB_BYTES, SqliteStore, mismatched};
@@ -107,7 +107,9 @@ impl EventStore for SqliteStore {
     }
 
     async fn create_endpoint(&self, endpoint: &Endpoint) -> Result<(), StoreError> {
-        let outcome = self.write(Write::CreateEndpoint(endpoint_row(endpoint))).await?;
+        let outcome = self
+            .write(Write::CreateEndpoint(self.endpoint_row(endpoint).await?))
+            .await?;
         if outcome.changed == 1 {
             Ok(())
         } else {
@@ -132,12 +134,12 @@ impl EventStore for SqliteStore {
                     .map_err(|e| sql_error("get endpoint", e))
             })
             .await?;
-        row.map(|(body, version)| {
-            let version = u64::try_from(version)
-                .map_err(|_| StoreError::Corrupt(format!("endpoint row with version {version}")))?;
-            Ok((decode_endpoint(&body)?, version))
-        })
-        .transpose()
+        let Some((body, version)) = row else {
+            return Ok(None);
+        };
+        let version = u64::try_from(version)
+            .map_err(|_| StoreError::Corrupt(format!("endpoint row with version {version}")))?;
+        Ok(Some((self.open_endpoint(&body).await?, version)))
     }
 
     async fn update_endpoint(&self, endpoint: &Endpoint, expected: u64) -> Result<bool, StoreError> {
@@ -147,7 +149,7 @@ impl EventStore for SqliteStore {
         };
         let outcome = self
             .write(Write::UpdateEndpoint {
-                row: endpoint_row(endpoint),
+                row: self.endpoint_row(endpoint).await?,
                 expected,
             })
             .await?;
@@ -176,7 +178,7 @@ impl EventStore for SqliteStore {
         let page = query.limit.clamp(1, store::MAX_PAGE);
         // One more than the page, to know whether another page follows.
         let fetch = i64::try_from(page + 1).unwrap_or(i64::MAX);
-        let bodies: Vec<String> = self
+        let mut bodies: Vec<String> = self
             .read(move |conn| {
                 let result = match owner {
                     Some(owner) => conn.prepare_cached(LIST_ENDPOINTS_BY_OWNER).and_then(|mut stmt| {
@@ -191,7 +193,12 @@ impl EventStore for SqliteStore {
                 result.map_err(|e| sql_error("list endpoints", e))
             })
             .await?;
-        let (endpoints, next) = page_of(&bodies, page, decode_endpoint, |e: &Endpoint| e.id)?;
+        let more = page_of(&mut bodies, page);
+        let mut endpoints = Vec::with_capacity(bodies.len());
+        for body in &bodies {
+            endpoints.push(self.open_endpoint(body).await?);
+        }
+        let next = more.then(|| endpoints.last().map(|e| e.id)).flatten();
         Ok(EndpointPage { endpoints, next })
     }
 
@@ -207,7 +214,11 @@ impl EventStore for SqliteStore {
                     .map_err(|e| sql_error("read the tenant's endpoints", e))
             })
             .await?;
-        bodies.iter().map(|body| decode_endpoint(body)).collect()
+        let mut endpoints = Vec::with_capacity(bodies.len());
+        for body in &bodies {
+            endpoints.push(self.open_endpoint(body).await?);
+        }
+        Ok(endpoints)
     }
 
     async fn publish(
@@ -404,31 +415,29 @@ fn event_results(conn: &rusqlite::Connection, id: &str) -> Result<Vec<(String, S
         .map_err(|e| sql_error("read event results", e))
 }
 
-/// A page of what `bodies` hold, read `page + 1` at a time (one more than
-/// the page, to know whether another follows): at most `page` of them, and
-/// the id of the last when another page follows.
-pub(crate) fn page_of<T, I>(
-    bodies: &[String],
-    page: usize,
-    decode: impl Fn(&str) -> Result<T, StoreError>,
-    id: impl Fn(&T) -> I,
-) -> Result<(Vec<T>, Option<I>), StoreError> {
+/// Leaves the first `page` of `bodies` (fetched one past the page) and
+/// says whether another page follows.
+pub(crate) fn page_of(bodies: &mut Vec<String>, page: usize) -> bool {
     let more = bodies.len() > page;
-    let items = bodies
-        .iter()
-        .take(page)
-        .map(|body| decode(body))
-        .collect::<Result<Vec<_>, _>>()?;
-    let next = if more { items.last().map(id) } else { None };
-    Ok((items, next))
+    bodies.truncate(page);
+    more
 }
 
-fn endpoint_row(endpoint: &Endpoint) -> EndpointRow {
-    EndpointRow {
-        id: endpoint.id.to_string(),
-        tenant: endpoint.tenant.as_str().to_owned(),
-        owner: endpoint.owner.as_ref().map(|o| o.as_str().to_owned()),
-        body: encode_endpoint(endpoint),
+impl SqliteStore {
+    /// An endpoint's row, its secrets sealed.
+    async fn endpoint_row(&self, endpoint: &Endpoint) -> Result<EndpointRow, StoreError> {
+        Ok(EndpointRow {
+            id: endpoint.id.to_string(),
+            tenant: endpoint.tenant.as_str().to_owned(),
+            owner: endpoint.owner.as_ref().map(|o| o.as_str().to_owned()),
+            body: store::sealing::seal_endpoint(self.sealer(), endpoint).await?,
+        })
+    }
+
+    /// An endpoint from its row's body, sealed or (written by an earlier
+    /// release) not.
+    async fn open_endpoint(&self, body: &str) -> Result<Endpoint, StoreError> {
+        store::sealing::open_endpoint(self.sealer(), body).await
     }
 }
 

@@ -9,7 +9,7 @@ use domain::{Source, SourceId, SourceRequest, TenantId};
 use rusqlite::{OptionalExtension, params};
 use store::{MAX_SOURCE_REQUESTS, SourcePage, SourceStore, StoreError};
 
-use crate::codec::{decode_source, decode_source_request, encode_source, encode_source_request};
+use crate::codec::{decode_source_request, encode_source_request};
 use crate::error::sql_error;
 use crate::events::page_of;
 use crate::store::SqliteStore;
@@ -18,7 +18,9 @@ use crate::writer::{SourceRequestRow, SourceRow, Write};
 #[async_trait]
 impl SourceStore for SqliteStore {
     async fn create_source(&self, source: &Source) -> Result<(), StoreError> {
-        let outcome = self.write(Write::CreateSource(source_row(source))).await?;
+        let outcome = self
+            .write(Write::CreateSource(self.source_row(source).await?))
+            .await?;
         if outcome.changed == 1 {
             Ok(())
         } else {
@@ -38,12 +40,15 @@ impl SourceStore for SqliteStore {
                     .map_err(|e| sql_error("get source", e))
             })
             .await?;
-        row.map(|(body, version)| {
-            let version = u64::try_from(version)
-                .map_err(|_| StoreError::Corrupt(format!("source row with version {version}")))?;
-            Ok((decode_source(&body)?, version))
-        })
-        .transpose()
+        let Some((body, version)) = row else {
+            return Ok(None);
+        };
+        let version = u64::try_from(version)
+            .map_err(|_| StoreError::Corrupt(format!("source row with version {version}")))?;
+        Ok(Some((
+            store::sealing::open_source(self.sealer(), &body).await?,
+            version,
+        )))
     }
 
     async fn update_source(&self, source: &Source, expected: u64) -> Result<bool, StoreError> {
@@ -53,7 +58,7 @@ impl SourceStore for SqliteStore {
         };
         let outcome = self
             .write(Write::UpdateSource {
-                row: source_row(source),
+                row: self.source_row(source).await?,
                 expected,
             })
             .await?;
@@ -83,7 +88,7 @@ impl SourceStore for SqliteStore {
         let after = after.map(|id| id.to_string()).unwrap_or_default();
         let page = limit.clamp(1, store::MAX_PAGE);
         let fetch = i64::try_from(page + 1).unwrap_or(i64::MAX);
-        let bodies: Vec<String> = self
+        let mut bodies: Vec<String> = self
             .read(move |conn| {
                 conn.prepare_cached(LIST_SOURCES)
                     .and_then(|mut stmt| {
@@ -93,7 +98,12 @@ impl SourceStore for SqliteStore {
                     .map_err(|e| sql_error("list sources", e))
             })
             .await?;
-        let (sources, next) = page_of(&bodies, page, decode_source, |s: &Source| s.id)?;
+        let more = page_of(&mut bodies, page);
+        let mut sources = Vec::with_capacity(bodies.len());
+        for body in &bodies {
+            sources.push(store::sealing::open_source(self.sealer(), body).await?);
+        }
+        let next = more.then(|| sources.last().map(|s: &Source| s.id)).flatten();
         Ok(SourcePage { sources, next })
     }
 
@@ -135,12 +145,15 @@ impl SourceStore for SqliteStore {
     }
 }
 
-fn source_row(source: &Source) -> SourceRow {
-    SourceRow {
-        id: source.id.to_string(),
-        tenant: source.tenant.as_str().to_owned(),
-        created_at: source.created_at.timestamp_millis(),
-        body: encode_source(source),
+impl SqliteStore {
+    /// A source's row, its verification sealed.
+    async fn source_row(&self, source: &Source) -> Result<SourceRow, StoreError> {
+        Ok(SourceRow {
+            id: source.id.to_string(),
+            tenant: source.tenant.as_str().to_owned(),
+            created_at: source.created_at.timestamp_millis(),
+            body: store::sealing::seal_source(self.sealer(), source).await?,
+        })
     }
 }
 

@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use domain::{Job, JobId, JobStatus, KeyHash, TenantId, TenantSecrets, Timestamp};
 use rusqlite::{Connection, OptionalExtension, params};
+use seal::Sealer;
 use store::{
     ApiKeyRecord, Claim, DueJob, Fenced, IdempotencyRecord, IdempotentCreate, JobPage, JobStore, KeyStore,
     Lease, ListQuery, Redrive, StoreError,
@@ -20,7 +21,7 @@ use tokio::sync::oneshot;
 use crate::checkpoint::Checkpointer;
 use crate::codec::{KeyColumns, decode_job, encode_job, key_columns, key_record};
 use crate::config::{SqliteConfig, SqliteConfigError, SqliteOptions};
-use crate::error::{json_error, sql_error};
+use crate::error::sql_error;
 use crate::schema;
 use crate::writer::{self, Outcome, Request, Returned, Row, Write};
 
@@ -43,6 +44,9 @@ pub struct SqliteStore {
 struct Inner {
     path: PathBuf,
     options: SqliteOptions,
+    /// Seals the secrets in endpoints', sources' and signing secrets'
+    /// records, and opens them.
+    sealer: Arc<Sealer>,
     /// `None` only while dropping: closing it is what stops the writer.
     writes: Option<mpsc::Sender<Request>>,
     writer: Option<JoinHandle<u64>>,
@@ -85,8 +89,9 @@ pub enum SqliteOpenError {
 impl SqliteStore {
     /// Opens the file at `path`, creating it (and its directory) if needed,
     /// and starts the writer thread. Several stores, in one process or many,
-    /// may open the same file.
-    pub fn open(path: &Path, options: SqliteOptions) -> Result<Self, StoreError> {
+    /// may open the same file (with sealers over the same keys, or they
+    /// cannot read each other's secrets).
+    pub fn open(path: &Path, options: SqliteOptions, sealer: Arc<Sealer>) -> Result<Self, StoreError> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| {
                 StoreError::Unavailable(format!("cannot create the directory {}: {e}", parent.display()))
@@ -106,6 +111,7 @@ impl SqliteStore {
             inner: Arc::new(Inner {
                 path: path.to_owned(),
                 options,
+                sealer,
                 writes: Some(writes),
                 writer: Some(writer),
                 readers: Readers {
@@ -117,9 +123,9 @@ impl SqliteStore {
     }
 
     /// Opens the store a `sqlite://` URL names; see [`SqliteConfig::from_url`].
-    pub fn open_url(url: &str) -> Result<Self, SqliteOpenError> {
+    pub fn open_url(url: &str, sealer: Arc<Sealer>) -> Result<Self, SqliteOpenError> {
         let config = SqliteConfig::from_url(url)?;
-        Ok(Self::open(&config.path, config.options)?)
+        Ok(Self::open(&config.path, config.options, sealer)?)
     }
 
     pub fn path(&self) -> &Path {
@@ -128,6 +134,11 @@ impl SqliteStore {
 
     pub fn options(&self) -> &SqliteOptions {
         &self.inner.options
+    }
+
+    /// What this store seals its records' secrets with.
+    pub fn sealer(&self) -> &Arc<Sealer> {
+        &self.inner.sealer
     }
 
     /// Deletes the finished jobs whose retention ran out by `now` (and the
@@ -444,22 +455,22 @@ pub(crate) const DUE_JOBS: &str = "SELECT id, tenant, due_at FROM jobs
 #[async_trait]
 impl KeyStore for SqliteStore {
     async fn signing_secrets(&self, tenant: &TenantId) -> Result<Option<(TenantSecrets, u64)>, StoreError> {
-        let tenant = tenant.as_str().to_owned();
+        let key = tenant.as_str().to_owned();
         let row: Option<(String, i64)> = self
             .read(move |conn| {
                 conn.prepare_cached("SELECT secrets, version FROM tenant_secrets WHERE tenant = ?1")
                     .and_then(|mut stmt| {
-                        stmt.query_row(params![tenant], |r| Ok((r.get(0)?, r.get(1)?)))
+                        stmt.query_row(params![key], |r| Ok((r.get(0)?, r.get(1)?)))
                             .optional()
                     })
                     .map_err(|e| sql_error("read signing secrets", e))
             })
             .await?;
-        row.map(|(body, version)| {
-            let secrets = serde_json::from_str(&body).map_err(|e| json_error("signing secrets", e))?;
-            Ok((secrets, u64::try_from(version).unwrap_or_default()))
-        })
-        .transpose()
+        let Some((body, version)) = row else {
+            return Ok(None);
+        };
+        let secrets = store::sealing::open_signing_secrets(self.sealer(), tenant, &body).await?;
+        Ok(Some((secrets, u64::try_from(version).unwrap_or_default())))
     }
 
     async fn put_signing_secrets(
@@ -468,7 +479,7 @@ impl KeyStore for SqliteStore {
         secrets: &TenantSecrets,
         expected: Option<u64>,
     ) -> Result<bool, StoreError> {
-        let body = serde_json::to_string(secrets).map_err(|e| json_error("serialize signing secrets", e))?;
+        let body = store::sealing::seal_signing_secrets(self.sealer(), tenant, secrets).await?;
         let outcome = self
             .write(Write::PutSecrets {
                 tenant: tenant.as_str().to_owned(),

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use domain::{Job, JobId, JobStatus, Timestamp};
+use seal::Sealer;
 use store::conformance::{at, lease};
 use store::{Claim, Fenced, JobStore, StoreError};
 use store_sqlite::{SqliteOpenError, SqliteOptions, SqliteStore};
@@ -20,13 +21,18 @@ struct TempStore {
     _dir: TempDir,
 }
 
+/// A sealer of its own (stores that share a file share one).
+fn sealer() -> Arc<Sealer> {
+    Arc::new(Sealer::ephemeral().expect("an in-memory sealer"))
+}
+
 fn fresh_store() -> TempStore {
     fresh_store_with(SqliteOptions::default())
 }
 
 fn fresh_store_with(options: SqliteOptions) -> TempStore {
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = SqliteStore::open(&dir.path().join("hookline.db"), options).expect("open");
+    let store = SqliteStore::open(&dir.path().join("hookline.db"), options, sealer()).expect("open");
     TempStore { store, _dir: dir }
 }
 
@@ -109,8 +115,10 @@ async fn reopening_a_file_keeps_jobs_and_leases() {
     let job = new_job("acme", at(0), 1);
     let other = new_job("acme", at(5), 2);
     let held = lease("p1", at(60));
+    let sealer = sealer();
     {
-        let store = SqliteStore::open(&path, SqliteOptions::default()).expect("open, making the directory");
+        let store = SqliteStore::open(&path, SqliteOptions::default(), sealer.clone())
+            .expect("open, making the directory");
         store.create_job(&job).await.expect("create");
         store.create_job(&other).await.expect("create");
         assert!(matches!(
@@ -121,7 +129,7 @@ async fn reopening_a_file_keeps_jobs_and_leases() {
             Claim::Won { .. }
         ));
     }
-    let store = SqliteStore::open(&path, SqliteOptions::default()).expect("reopen");
+    let store = SqliteStore::open(&path, SqliteOptions::default(), sealer).expect("reopen");
     assert_eq!(
         store.get_job(job.tenant(), job.id()).await.expect("get"),
         Some(job.clone())
@@ -249,8 +257,14 @@ async fn purge_works_through_more_than_one_chunk() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_stores_on_one_file_give_exclusive_claims() {
     let temp = fresh_store();
-    let second: Arc<dyn JobStore> =
-        Arc::new(SqliteStore::open(temp.store.path(), SqliteOptions::default()).expect("second store"));
+    let second: Arc<dyn JobStore> = Arc::new(
+        SqliteStore::open(
+            temp.store.path(),
+            SqliteOptions::default(),
+            Arc::clone(temp.store.sealer()),
+        )
+        .expect("second store"),
+    );
     let first: Arc<dyn JobStore> = Arc::new(temp.store.clone());
     store::conformance::claims_are_exclusive_across(&[first, second]).await;
 }
@@ -330,7 +344,7 @@ async fn opens_by_url_and_shows_only_its_path() {
     let path = dir.path().join("by-url.db");
     let url = format!("sqlite://{}?retention=7d", path.display());
     assert!(url.starts_with("sqlite:///"), "an absolute path: {url}");
-    let store = SqliteStore::open_url(&url).expect("open");
+    let store = SqliteStore::open_url(&url, sealer()).expect("open");
     assert_eq!(store.path(), path);
     assert_eq!(store.options().retention, Duration::from_secs(7 * 86_400));
     store.ping().await.expect("ping");
@@ -339,7 +353,7 @@ async fn opens_by_url_and_shows_only_its_path() {
         format!("SqliteStore {{ path: {path:?}, .. }}")
     );
     assert!(matches!(
-        SqliteStore::open_url("sqlite://"),
+        SqliteStore::open_url("sqlite://", sealer()),
         Err(SqliteOpenError::Config(_))
     ));
 }
@@ -348,12 +362,12 @@ async fn opens_by_url_and_shows_only_its_path() {
 async fn a_file_from_a_newer_version_is_refused() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("newer.db");
-    drop(SqliteStore::open(&path, SqliteOptions::default()).expect("create"));
+    drop(SqliteStore::open(&path, SqliteOptions::default(), sealer()).expect("create"));
     let conn = rusqlite::Connection::open(&path).expect("open");
     conn.pragma_update(None, "user_version", 99)
         .expect("bump version");
     drop(conn);
-    let err = SqliteStore::open(&path, SqliteOptions::default()).expect_err("newer schema");
+    let err = SqliteStore::open(&path, SqliteOptions::default(), sealer()).expect_err("newer schema");
     assert!(matches!(err, StoreError::Corrupt(_)), "{err}");
     assert!(err.to_string().contains("99"), "{err}");
 }
@@ -368,7 +382,9 @@ fn many_openers_of_a_new_file_all_succeed() {
         let openers: Vec<_> = (0..4)
             .map(|_| {
                 let path = path.clone();
-                std::thread::spawn(move || SqliteStore::open(&path, SqliteOptions::default()).map(|_| ()))
+                std::thread::spawn(move || {
+                    SqliteStore::open(&path, SqliteOptions::default(), sealer()).map(|_| ())
+                })
             })
             .collect();
         for opener in openers {
@@ -551,4 +567,133 @@ async fn deleting_a_source_deletes_the_requests_it_received() {
             .expect("read")
             .is_empty()
     );
+}
+
+/// Everything the store at `path` holds: the bytes of its database file
+/// and of its WAL, read while the store is open.
+fn file_and_wal(path: &std::path::Path) -> Vec<u8> {
+    let mut bytes = std::fs::read(path).expect("read the database file");
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    bytes.extend(std::fs::read(&wal).expect("read the WAL (the store is open)"));
+    bytes
+}
+
+/// SPEC 13 on SQLite: no secret written through the store is anywhere in
+/// the database file or its WAL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_are_stored_sealed_in_the_file_and_its_wal() {
+    let temp = fresh_store();
+    let path = temp.path().to_owned();
+    store::conformance::sealing::secrets_are_stored_sealed(Arc::new(temp.store.clone()), async || {
+        file_and_wal(&path)
+    })
+    .await;
+}
+
+/// Three stores on one file: the writer, another with its sealer, and one
+/// with a sealer of other keys, which reads sealed records as corrupt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sealed_secrets_open_only_with_the_same_keys() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("hookline.db");
+    let keys = sealer();
+    let open =
+        |sealer: Arc<Sealer>| SqliteStore::open(&path, SqliteOptions::default(), sealer).expect("open");
+    let (store, same_keys, other_keys) = (open(keys.clone()), open(keys), open(sealer()));
+    store::conformance::sealing::sealed_secrets_open_only_with_the_same_keys(
+        Arc::new(store),
+        Arc::new(same_keys),
+        Arc::new(other_keys),
+    )
+    .await;
+}
+
+/// What the rows of the tables holding secrets hold, read with `raw`.
+fn live_rows(raw: &rusqlite::Connection) -> Vec<u8> {
+    let mut text = String::new();
+    for query in [
+        "SELECT body FROM endpoints",
+        "SELECT body FROM sources",
+        "SELECT secrets FROM tenant_secrets",
+    ] {
+        let mut stmt = raw.prepare(query).expect("prepare");
+        for body in stmt.query_map([], |r| r.get::<_, String>(0)).expect("query") {
+            text.push_str(&body.expect("row"));
+            text.push('\n');
+        }
+    }
+    text.into_bytes()
+}
+
+/// Rows as the release before sealing wrote them (the writer's columns,
+/// version 1, the record in the clear), inserted raw: read as they are,
+/// and sealed by their next write, after which no row holds their secrets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plaintext_rows_of_an_earlier_release_are_read_and_sealed_by_their_next_write() {
+    plaintext_rows_are_sealed_by_their_next_write(false).await;
+}
+
+/// The same, searching the database file and its WAL once the WAL has
+/// been checkpointed and truncated: their secrets should be nowhere in
+/// either. Not so yet, although the writer sets `secure_delete = FAST`:
+/// copies of the plaintext rows remain in the file's pages (left by page
+/// rebalancing or freed pages, which FAST does not zero). Rows sealed from
+/// the start never had plaintext to leave (`secrets_are_stored_sealed_in_the_file_and_its_wal`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "known gap: an upgraded SQLite file keeps remnants of its plaintext rows after they are re-sealed (VACUUM removes them)"]
+async fn plaintext_rows_once_sealed_are_nowhere_in_the_file_or_its_wal() {
+    plaintext_rows_are_sealed_by_their_next_write(true).await;
+}
+
+async fn plaintext_rows_are_sealed_by_their_next_write(in_the_files: bool) {
+    use store::conformance::sealing::Plaintext;
+
+    for version in 1..=domain::record::endpoint::ENDPOINT_VERSION {
+        let temp = fresh_store();
+        let path = temp.path().to_owned();
+        let raw = rusqlite::Connection::open(&path).expect("open");
+        let insert = async |record: Plaintext| {
+            let inserted = match record {
+                Plaintext::Endpoint { endpoint, text } => raw.execute(
+                    "INSERT INTO endpoints (id, tenant, owner, version, body) VALUES (?1, ?2, ?3, 1, ?4)",
+                    rusqlite::params![
+                        endpoint.id.to_string(),
+                        endpoint.tenant.as_str(),
+                        endpoint.owner.as_ref().map(|o| o.as_str()),
+                        text
+                    ],
+                ),
+                Plaintext::Source { source, text } => raw.execute(
+                    "INSERT INTO sources (id, tenant, version, created_at, body) VALUES (?1, ?2, 1, ?3, ?4)",
+                    rusqlite::params![
+                        source.id.to_string(),
+                        source.tenant.as_str(),
+                        source.created_at.timestamp_millis(),
+                        text
+                    ],
+                ),
+                Plaintext::SigningSecrets { tenant, text } => raw.execute(
+                    "INSERT INTO tenant_secrets (tenant, secrets, version) VALUES (?1, ?2, 1)",
+                    rusqlite::params![tenant.as_str(), text],
+                ),
+            };
+            assert_eq!(inserted.expect("insert"), 1);
+        };
+        store::conformance::sealing::plaintext_records_are_read_and_sealed_by_their_next_write(
+            Arc::new(temp.store.clone()),
+            version,
+            insert,
+            async || {
+                if in_the_files {
+                    raw.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+                        .expect("checkpoint");
+                    file_and_wal(&path)
+                } else {
+                    live_rows(&raw)
+                }
+            },
+        )
+        .await;
+    }
 }

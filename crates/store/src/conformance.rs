@@ -12,6 +12,7 @@ use domain::{
 use rand::SeedableRng;
 
 pub mod events;
+pub mod sealing;
 pub mod sources;
 
 use crate::{
@@ -61,6 +62,7 @@ macro_rules! conformance_suite {
             an_idempotency_key_publishes_one_event_per_window,
             events_are_listed_newest_first_by_type_and_owner_with_a_cursor,
             a_thin_events_provider_results_are_settled_once_first_writer_wins,
+            an_event_held_in_a_blob_is_stored_by_its_reference,
         );
         $crate::conformance_suite!(@sources $make_store;
             sources_are_created_read_updated_and_deleted_by_id,

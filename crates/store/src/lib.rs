@@ -15,6 +15,7 @@ use domain::{
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
+pub mod sealing;
 
 /// A processor's hold on one job. Every write after a claim is fenced on
 /// `id`, so a processor whose lease expired and was taken over cannot

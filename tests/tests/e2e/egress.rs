@@ -46,7 +46,9 @@ async fn rig() -> Rig {
     let dir = tempfile::tempdir().expect("tempdir");
     let url = format!("sqlite://{}", dir.path().join("egress.db").display());
     let metrics = Arc::new(telemetry::Metrics::new());
-    let store = hookline::open_store(&url, &metrics).await.expect("open sqlite");
+    let store = hookline::open_store(&hookline::StoreArgs::url(&url), &metrics)
+        .await
+        .expect("open sqlite");
     let app = spawn_app_looking_up(
         store,
         None,

@@ -83,8 +83,12 @@ async fn store_on(backend: Backend) -> (Arc<dyn Store>, Option<tempfile::TempDir
         Backend::DynamoDb => (Arc::new(crate::helpers::dynamo_store().await), None),
         Backend::Sqlite => {
             let dir = tempfile::tempdir().expect("tempdir");
-            let store = store_sqlite::SqliteStore::open(&dir.path().join("fair.db"), Default::default())
-                .expect("open sqlite");
+            let store = store_sqlite::SqliteStore::open(
+                &dir.path().join("fair.db"),
+                Default::default(),
+                crate::helpers::sealer(),
+            )
+            .expect("open sqlite");
             (Arc::new(store), Some(dir))
         }
     }

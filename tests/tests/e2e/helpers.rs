@@ -65,7 +65,7 @@ pub struct TestApp {
     /// What built the intake, and builds the processors.
     wiring: hookline::App,
     shutdown: CancellationToken,
-    _dir: Option<tempfile::TempDir>,
+    pub(crate) _dir: Option<tempfile::TempDir>,
 }
 
 impl Drop for TestApp {
@@ -74,10 +74,16 @@ impl Drop for TestApp {
     }
 }
 
+/// A sealer over a key of its own, for a store made in the test (two stores
+/// on one table or file share one).
+pub fn sealer() -> Arc<seal::Sealer> {
+    Arc::new(seal::Sealer::ephemeral().expect("an in-memory sealer"))
+}
+
 pub async fn dynamo_store() -> DynamoStore {
     let config =
         DynamoConfig::new(testkit::unique_table_name("e2e")).with_endpoint(testkit::dynamodb_endpoint());
-    let store = DynamoStore::connect(config).await;
+    let store = DynamoStore::connect(config, sealer()).await;
     store_dynamodb::create_table(store.client(), &store.config().table)
         .await
         .expect("create table");
@@ -111,7 +117,9 @@ pub async fn spawn_app_guarded(backend: Backend, network: Arc<NetPolicy>) -> Tes
             let dir = tempfile::tempdir().expect("tempdir");
             let url = format!("sqlite://{}", dir.path().join("e2e.db").display());
             let metrics = Arc::new(Metrics::new());
-            let store = hookline::open_store(&url, &metrics).await.expect("open sqlite");
+            let store = hookline::open_store(&hookline::StoreArgs::url(&url), &metrics)
+                .await
+                .expect("open sqlite");
             let mut app = spawn_app_metered(store, None, network, metrics).await;
             app._dir = Some(dir);
             app
@@ -152,6 +160,19 @@ pub async fn spawn_app_looking_up(
     metrics: Arc<Metrics>,
     lookups: Option<netguard::Resolver>,
 ) -> TestApp {
+    spawn_app_keeping_blobs(store, wake, network, metrics, lookups, None).await
+}
+
+/// Like [`spawn_app_looking_up`], keeping large event payloads in `blobs`
+/// (intake and processors alike, as `--blobs` does).
+pub async fn spawn_app_keeping_blobs(
+    store: Arc<dyn Store>,
+    wake: Option<Arc<tokio::sync::Notify>>,
+    network: Arc<NetPolicy>,
+    metrics: Arc<Metrics>,
+    lookups: Option<netguard::Resolver>,
+    blobs: Option<Arc<dyn blobs::BlobStore>>,
+) -> TestApp {
     let mock_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind mock");
@@ -163,7 +184,8 @@ pub async fn spawn_app_looking_up(
     let mut wiring = hookline::App::new(Arc::clone(&store), catalog.clone())
         .with_clock(Arc::clone(&clock) as Arc<dyn Clock>)
         .with_callback_network(network)
-        .with_metrics(Arc::clone(&metrics));
+        .with_metrics(Arc::clone(&metrics))
+        .with_blobs(blobs);
     if let Some(lookups) = lookups {
         wiring = wiring.with_callback_lookups(lookups);
     }
@@ -254,6 +276,11 @@ pub fn client_with_key(key: &str) -> reqwest::Client {
 }
 
 impl TestApp {
+    /// Processors made from now on read blob payloads from `blobs`.
+    pub fn read_blobs_from(&mut self, blobs: Option<Arc<dyn blobs::BlobStore>>) {
+        self.wiring = self.wiring.clone().with_blobs(blobs);
+    }
+
     /// Processors made from now on send to SQS endpoints with `queues`.
     pub fn send_to_queues(&mut self, queues: Arc<sqs::Queues>) {
         self.wiring = self.wiring.clone().with_queues(queues);

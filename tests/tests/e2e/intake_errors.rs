@@ -173,7 +173,10 @@ async fn unknown_jobs_and_routes_are_404_and_wrong_methods_405() {
 async fn an_unreachable_store_is_503_and_not_ready() {
     // A table that does not exist: every store call fails.
     let config = DynamoConfig::new("missing-table").with_endpoint(testkit::dynamodb_endpoint());
-    let app = spawn_app_with_store(Arc::new(DynamoStore::connect(config).await)).await;
+    let app = spawn_app_with_store(Arc::new(
+        DynamoStore::connect(config, crate::helpers::sealer()).await,
+    ))
+    .await;
     let response = app.post_job(&["gas"]).await;
     assert!(response.headers().contains_key("retry-after"));
     let body = problem(response, 503).await;

@@ -34,7 +34,10 @@ async fn app_behind_proxy() -> (TestApp, DynamoStore, FaultProxy) {
         .expect("start the fault proxy");
     let direct = dynamo_store().await;
     let config = DynamoConfig::new(&direct.config().table).with_endpoint(proxy.endpoint());
-    let app = spawn_app_with_store(Arc::new(DynamoStore::connect(config).await)).await;
+    let app = spawn_app_with_store(Arc::new(
+        DynamoStore::connect(config, crate::helpers::sealer()).await,
+    ))
+    .await;
     (app, direct, proxy)
 }
 
@@ -517,8 +520,12 @@ impl EventStore for LosesCreateAnswers {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_sqlite_a_publish_whose_answer_was_lost_is_accepted_once() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let sqlite = store_sqlite::SqliteStore::open(&dir.path().join("lost.db"), Default::default())
-        .expect("open sqlite");
+    let sqlite = store_sqlite::SqliteStore::open(
+        &dir.path().join("lost.db"),
+        Default::default(),
+        crate::helpers::sealer(),
+    )
+    .expect("open sqlite");
     let inner: Arc<dyn Store> = Arc::new(sqlite);
     let store = Arc::new(LosesCreateAnswers {
         inner: Arc::clone(&inner),
@@ -592,8 +599,12 @@ async fn on_sqlite_a_publish_whose_answer_was_lost_is_accepted_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_sqlite_a_create_whose_answer_was_lost_is_accepted_once() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let sqlite = store_sqlite::SqliteStore::open(&dir.path().join("lost.db"), Default::default())
-        .expect("open sqlite");
+    let sqlite = store_sqlite::SqliteStore::open(
+        &dir.path().join("lost.db"),
+        Default::default(),
+        crate::helpers::sealer(),
+    )
+    .expect("open sqlite");
     let inner: Arc<dyn Store> = Arc::new(sqlite);
     let store = Arc::new(LosesCreateAnswers {
         inner: Arc::clone(&inner),

@@ -2,6 +2,7 @@
 //! mock providers and callback sink, each on its own loopback port.
 
 mod auth;
+mod blobs;
 mod dead_letter;
 mod delivery_options;
 mod egress;

@@ -70,8 +70,12 @@ async fn hung_callback_lookups_end_at_their_limit_and_hold_back_no_reads() {
     let silent = Arc::new(Silent::default());
     let limit = Duration::from_secs(1);
     let dir = tempfile::tempdir().expect("tempdir");
-    let store =
-        store_sqlite::SqliteStore::open(&dir.path().join("dns.db"), Default::default()).expect("open sqlite");
+    let store = store_sqlite::SqliteStore::open(
+        &dir.path().join("dns.db"),
+        Default::default(),
+        crate::helpers::sealer(),
+    )
+    .expect("open sqlite");
     let app = spawn_app_looking_up(
         Arc::new(store),
         None,

@@ -193,3 +193,51 @@ async fn a_store_shows_no_payload_in_debug() {
     let shown = format!("{store:?} {blob:?} {:?}", BlobError::Missing(blob));
     assert!(!shown.contains("secret-payload-text"), "{shown}");
 }
+
+fn age_file(path: &Path, by: std::time::Duration) {
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .expect("open to set its time");
+    file.set_modified(std::time::SystemTime::now() - by)
+        .expect("set mtime");
+}
+
+#[tokio::test]
+async fn the_purge_removes_blobs_last_put_before_the_expiry_and_keeps_the_rest() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let day = std::time::Duration::from_secs(86_400);
+    let store = FileBlobs::new(dir.path().join("blobs")).expiring_after(day);
+    let old = store.put("acme", payload(70_000, 1)).await.expect("put");
+    let fresh = store.put("acme", payload(70_000, 2)).await.expect("put");
+    let shared = store.put("other", payload(70_000, 3)).await.expect("put");
+    age_file(&blob_path(&store, "acme", &old), 2 * day);
+    age_file(&blob_path(&store, "other", &shared), 2 * day);
+    // Put again (a second event with the same payload): it lasts from now.
+    store.put("other", payload(70_000, 3)).await.expect("put again");
+    let crashed = dir.path().join("blobs/acme/.blob-left.tmp");
+    std::fs::write(&crashed, b"half").expect("write");
+    age_file(&crashed, 2 * day);
+
+    assert_eq!(store.purge_expired().await, Ok(1));
+    assert_eq!(store.get("acme", &old).await, Err(BlobError::Missing(old)));
+    assert!(store.get("acme", &fresh).await.is_ok());
+    assert!(store.get("other", &shared).await.is_ok());
+    assert!(!crashed.exists(), "a put that never finished is removed too");
+    assert_eq!(store.purge_expired().await, Ok(0));
+}
+
+#[tokio::test]
+async fn without_an_expiry_the_purge_removes_nothing() {
+    let (_dir, store) = store();
+    let blob = store.put("acme", payload(70_000, 1)).await.expect("put");
+    age_file(
+        &blob_path(&store, "acme", &blob),
+        std::time::Duration::from_secs(400 * 86_400),
+    );
+    assert_eq!(store.purge_expired().await, Ok(0));
+    assert!(store.get("acme", &blob).await.is_ok());
+    let nowhere =
+        FileBlobs::new("/nonexistent/hookline-blobs").expiring_after(std::time::Duration::from_secs(1));
+    assert_eq!(nowhere.purge_expired().await, Ok(0));
+}

@@ -6,6 +6,10 @@
 //! without providers whose deliveries keep the untagged ids of the release
 //! that stored it ([`JobId::for_delivery_untagged`]).
 //!
+//! Version 3 holds a payload too large to keep inline as a reference to
+//! its blob (`payloadBlob`: sha256 and length, SPEC section 13) instead of
+//! `payload`; an inline payload is written as before.
+//!
 //! A thin event's settled provider results are records of their own
 //! ([`encode_settled`]), kept by the store beside the event's record and
 //! written once each: the event's record never changes after it is
@@ -18,12 +22,12 @@ use serde_json::Value;
 
 use super::{RecordError, invalid, version};
 use crate::{
-    DeliveryRef, EndpointId, Event, EventId, EventType, JobId, Owner, RawJson, SettledResult, TenantId,
-    Timestamp,
+    BlobRef, DeliveryRef, EndpointId, Event, EventId, EventPayload, EventType, JobId, Owner, RawJson,
+    SettledResult, TenantId, Timestamp,
 };
 
 /// The version [`encode_event`] writes.
-pub const EVENT_VERSION: u64 = 2;
+pub const EVENT_VERSION: u64 = 3;
 
 /// `event` in the newest stored form (without its settled results), or in
 /// version 1 when it is an event of that version written again (no
@@ -34,7 +38,11 @@ pub fn encode_event(event: &Event) -> String {
             .deliveries
             .iter()
             .any(|d| d.id == JobId::for_delivery_untagged(event.id, d.endpoint));
-    let record = v2::EventOut {
+    let (payload, payload_blob) = match &event.payload {
+        EventPayload::Inline(json) => (Some(json), None),
+        EventPayload::Blob(blob) => (None, Some(blob)),
+    };
+    let record = v3::EventOut {
         v: if untagged { 1 } else { EVENT_VERSION },
         id: event.id,
         tenant: &event.tenant,
@@ -43,7 +51,8 @@ pub fn encode_event(event: &Event) -> String {
         created_at: event.created_at,
         endpoints: event.deliveries.iter().map(|d| d.endpoint).collect(),
         providers: &event.providers,
-        payload: &event.payload,
+        payload,
+        payload_blob,
     };
     serde_json::to_string(&record).unwrap_or_default()
 }
@@ -54,15 +63,25 @@ pub fn decode_event(text: &str) -> Result<Event, RecordError> {
     let (v, r) = match version(text) {
         1 => {
             let r: v1::Event = serde_json::from_str(text).map_err(|e| invalid(1, &e))?;
-            (1, v2::Event::from(r))
+            (1, v3::Event::from(v2::Event::from(r)))
         }
         2 => (
             2,
-            serde_json::from_str::<v2::Event>(text).map_err(|e| invalid(2, &e))?,
+            v3::Event::from(serde_json::from_str::<v2::Event>(text).map_err(|e| invalid(2, &e))?),
+        ),
+        3 => (
+            3,
+            serde_json::from_str::<v3::Event>(text).map_err(|e| invalid(3, &e))?,
         ),
         newer => return Err(RecordError::Newer(newer)),
     };
     let bad = |reason: String| RecordError::Invalid { version: v, reason };
+    let payload = match (r.payload, r.payload_blob) {
+        (Some(json), None) => EventPayload::Inline(json),
+        (None, Some(blob)) => EventPayload::Blob(blob),
+        (Some(_), Some(_)) => return Err(bad("both a payload and a payloadBlob".to_owned())),
+        (None, None) => return Err(bad("neither a payload nor a payloadBlob".to_owned())),
+    };
     let delivery_id = if v == 1 {
         JobId::for_delivery_untagged
     } else {
@@ -76,7 +95,7 @@ pub fn decode_event(text: &str) -> Result<Event, RecordError> {
             .owner
             .map(|o| Owner::parse(&o).map_err(|e| bad(e.to_string())))
             .transpose()?,
-        payload: r.payload,
+        payload,
         created_at: r.created_at,
         deliveries: r
             .endpoints
@@ -199,6 +218,57 @@ mod v2 {
             }
         }
     }
+}
+
+/// Version 2 with the payload inline (`payload`) or as a reference to its
+/// blob (`payloadBlob`), exactly one of them.
+mod v3 {
+    use super::*;
+
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct Event {
+        #[allow(dead_code, reason = "read by `version` before the record is parsed")]
+        #[serde(default)]
+        v: u64,
+        pub id: EventId,
+        pub tenant: TenantId,
+        #[serde(rename = "type")]
+        pub event_type: String,
+        #[serde(default)]
+        pub owner: Option<String>,
+        pub created_at: Timestamp,
+        #[serde(default)]
+        pub endpoints: Vec<EndpointId>,
+        #[serde(default)]
+        pub providers: Vec<String>,
+        /// Present (even as JSON `null`, a payload like any other) or absent.
+        #[serde(default, deserialize_with = "present")]
+        pub payload: Option<RawJson>,
+        #[serde(default)]
+        pub payload_blob: Option<BlobRef>,
+    }
+
+    fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<RawJson>, D::Error> {
+        RawJson::deserialize(d).map(Some)
+    }
+
+    impl From<super::v2::Event> for Event {
+        fn from(r: super::v2::Event) -> Self {
+            Self {
+                v: 2,
+                id: r.id,
+                tenant: r.tenant,
+                event_type: r.event_type,
+                owner: r.owner,
+                created_at: r.created_at,
+                endpoints: r.endpoints,
+                providers: r.providers,
+                payload: Some(r.payload),
+                payload_blob: None,
+            }
+        }
+    }
 
     #[derive(Serialize)]
     #[serde(rename_all = "camelCase")]
@@ -214,7 +284,10 @@ mod v2 {
         pub endpoints: Vec<EndpointId>,
         #[serde(skip_serializing_if = "<[String]>::is_empty")]
         pub providers: &'a [String],
-        pub payload: &'a RawJson,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub payload: Option<&'a RawJson>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub payload_blob: Option<&'a BlobRef>,
     }
 }
 
@@ -323,7 +396,10 @@ mod tests {
     fn a_new_event_s_deliveries_carry_their_endpoints_tags() {
         for (case, event) in fixtures::event_cases() {
             let stored = encode_event(&event);
-            assert!(stored.starts_with(r#"{"v":2,"#), "{case}: {stored}");
+            assert!(
+                stored.starts_with(&format!(r#"{{"v":{EVENT_VERSION},"#)),
+                "{case}: {stored}"
+            );
             for delivery in &decode_event(&stored).expect("reads").deliveries {
                 assert_eq!(
                     delivery.id.receiver(),
@@ -353,6 +429,57 @@ mod tests {
             assert_eq!(names, ["gas", "internet"]);
             assert_eq!(job.status(), crate::JobStatus::Pending);
         }
+    }
+
+    #[test]
+    fn a_blob_event_stores_its_reference_not_its_payload() {
+        let (_, event) = fixtures::event_cases()
+            .into_iter()
+            .find(|(case, _)| *case == "blob")
+            .expect("the blob case");
+        let stored = encode_event(&event);
+        assert!(
+            stored.contains(&format!(
+                r#""payloadBlob":{{"sha256":"{}","len":1048576}}"#,
+                "ab".repeat(32)
+            )),
+            "{stored}"
+        );
+        assert!(!stored.contains(r#""payload":"#), "{stored}");
+        assert_eq!(decode_event(&stored), Ok(event));
+    }
+
+    #[test]
+    fn a_version_3_record_holds_exactly_one_payload() {
+        let stored = fixtures::record_of("events", 3, "blob").expect("a v3 blob fixture");
+        let both = stored.replacen(r#""payloadBlob":"#, r#""payload":{"a":1},"payloadBlob":"#, 1);
+        assert!(
+            matches!(decode_event(&both), Err(RecordError::Invalid { version: 3, .. })),
+            "{both}"
+        );
+        let start = stored.find(r#","payloadBlob":"#).expect("a blob");
+        let neither = format!("{}}}", &stored[..start]);
+        assert!(
+            matches!(
+                decode_event(&neither),
+                Err(RecordError::Invalid { version: 3, .. })
+            ),
+            "{neither}"
+        );
+        let bad_sha = stored.replace(&"ab".repeat(32), "not hex");
+        assert!(matches!(
+            decode_event(&bad_sha),
+            Err(RecordError::Invalid { version: 3, .. })
+        ));
+    }
+
+    #[test]
+    fn a_null_payload_is_a_payload() {
+        let (_, mut event) = fixtures::event_cases().into_iter().next().expect("a case");
+        event.payload = EventPayload::Inline(RawJson::from_json("null").expect("json"));
+        let stored = encode_event(&event);
+        assert!(stored.ends_with(r#""payload":null}"#), "{stored}");
+        assert_eq!(decode_event(&stored), Ok(event));
     }
 
     #[test]

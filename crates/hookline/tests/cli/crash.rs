@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use providers_mock::MockState;
 
 use crate::support::{
-    BIN, ChildGuard, authed, create_key, free_port, job_status, post_job, spawn, wait_for_exit, wait_healthy,
+    ChildGuard, authed, create_key, free_port, job_status, post_job, spawn, wait_for_exit, wait_healthy,
     wait_until, with_log, write_providers,
 };
 
@@ -79,7 +79,12 @@ async fn serve_killed_mid_flight_loses_no_accepted_job() {
     // What the file says right after the crash: every accepted job is
     // there, and some were cut off mid-flight.
     let unfinished = {
-        let file = store_sqlite::SqliteStore::open(&db, Default::default()).expect("reopen after a crash");
+        let file = store_sqlite::SqliteStore::open(
+            &db,
+            Default::default(),
+            std::sync::Arc::new(seal::Sealer::ephemeral().expect("a sealer")),
+        )
+        .expect("reopen after a crash");
         let page = file
             .list_jobs(
                 &domain::TenantId::new("acme"),
@@ -150,7 +155,7 @@ async fn sigterm_stops_serve_after_the_log_reader_has_gone() {
     std::fs::write(&providers, "[providers.gas]\nurl = \"http://127.0.0.1:9/gas\"\n").expect("write");
     let store = format!("sqlite://{}", dir.path().join("head.db").display());
     let mut child = ChildGuard(
-        Command::new(BIN)
+        crate::support::hookline_command()
             .args([
                 "serve",
                 "--store",

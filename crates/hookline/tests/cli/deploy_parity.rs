@@ -1,7 +1,8 @@
 //! What `deploy/` and `localstack/` declare is what hookline does: the
 //! LocalStack init hook and the CloudFormation template make the table
 //! `hookline table create` makes, and each IAM policy grants exactly the
-//! DynamoDB calls its process makes (seen through a recording proxy).
+//! DynamoDB, SQS, KMS and S3 calls its process makes (seen through recording
+//! proxies).
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -10,8 +11,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::support::{
-    Setup, authed, create_key, free_port, get_json, hookline, job_status, post_job, serve_delivers_a_job,
-    setup, spawn, spawn_with_env, table_create, wait_ready, wait_until, with_log,
+    Setup, authed, free_port, get_json, hookline_with_env, job_status, post_job, serve_delivers_a_job, setup,
+    spawn_with_env, table_create, wait_ready, wait_until, with_log,
 };
 
 /// Runs the AWS CLI (PyPI, pinned; installed into the cache on first use)
@@ -280,6 +281,16 @@ fn whole_request(bytes: &[u8]) -> Option<(Option<String>, usize)> {
         return None;
     }
     let body: Value = serde_json::from_slice(&bytes[head_end..head_end + length]).unwrap_or(Value::Null);
+    if !head.contains("\r\nx-amz-target:") {
+        // S3 (REST): the SDK names the operation in the query (`x-id=`).
+        let line = String::from_utf8_lossy(&bytes[..head_end]);
+        let target = line.split_whitespace().nth(1).unwrap_or_default();
+        let operation = target
+            .split_once('?')
+            .and_then(|(_, query)| query.split('&').find_map(|pair| pair.strip_prefix("x-id=")))
+            .map(|op| format!("s3:{op}"));
+        return Some((operation, head_end + length));
+    }
     let operation = header("x-amz-target:").map(|target| {
         // The header was lowered; the operation is read from the original
         // bytes to keep its case.
@@ -304,6 +315,23 @@ fn granted(template: &Value, policy: &str) -> std::collections::BTreeSet<String>
     let mut granted = std::collections::BTreeSet::new();
     for statement in statements {
         assert_eq!(statement["Effect"], "Allow");
+        if statement["Resource"]["GetAtt"] == "SecretsKey.Arn" {
+            // Only under hookline's encryption context.
+            assert_eq!(
+                statement["Condition"]["StringEquals"]["kms:EncryptionContext:purpose"],
+                seal::ENCRYPTION_CONTEXT.1,
+                "{policy}: {statement}"
+            );
+            for action in statement["Action"].as_array().expect("Action list") {
+                let action = action.as_str().expect("action");
+                assert!(
+                    action.starts_with("kms:"),
+                    "{policy}: {action} on the secrets key"
+                );
+                granted.insert(action.to_owned());
+            }
+            continue;
+        }
         if statement["Resource"]["Ref"] == "DeliveryQueueArns" {
             for action in statement["Action"].as_array().expect("Action list") {
                 let action = action.as_str().expect("action");
@@ -311,6 +339,18 @@ fn granted(template: &Value, policy: &str) -> std::collections::BTreeSet<String>
                     action.starts_with("sqs:"),
                     "{policy}: {action} on the delivery queues"
                 );
+                granted.insert(action.to_owned());
+            }
+            continue;
+        }
+        let on_blobs = statement["Resource"]["GetAtt"] == "Blobs.Arn"
+            || statement["Resource"]["Sub"]
+                .as_str()
+                .is_some_and(|arn| arn == "${Blobs.Arn}/${BlobsPrefix}*");
+        if on_blobs {
+            for action in statement["Action"].as_array().expect("Action list") {
+                let action = action.as_str().expect("action");
+                assert!(action.starts_with("s3:"), "{policy}: {action} on the blobs");
                 granted.insert(action.to_owned());
             }
             continue;
@@ -343,12 +383,20 @@ fn granted(template: &Value, policy: &str) -> std::collections::BTreeSet<String>
 /// deletes two items, which `DeleteItem` covers: the intake calls it
 /// itself for event types anyway).
 fn needed(seen: &std::collections::BTreeSet<String>) -> std::collections::BTreeSet<String> {
-    seen.iter()
+    let mut needed: std::collections::BTreeSet<String> = seen
+        .iter()
         .map(|op| match op.as_str() {
             "TransactWriteItems" => "PutItem".to_owned(),
             other => other.to_owned(),
         })
-        .collect()
+        .collect();
+    // S3 answers a GetObject of a missing key 404 only to a caller that
+    // may list the bucket (403 otherwise), and a missing payload must be
+    // told from a refusal.
+    if needed.contains("s3:GetObject") {
+        needed.insert("s3:ListBucket".to_owned());
+    }
+    needed
 }
 
 /// The template's IAM policies are exact: `hookline intake`, `hookline
@@ -371,14 +419,30 @@ async fn each_iam_policy_grants_exactly_what_its_process_calls() {
     let operator = RecordingProxy::start(&setup.endpoint).await;
     let intake_proxy = RecordingProxy::start(&setup.endpoint).await;
     let processor_proxy = RecordingProxy::start(&setup.endpoint).await;
+    // KMS (moto's server) through a recording proxy per process: each
+    // seals with data keys of the same KMS key, `--kms-key` as deployed.
+    let secrets_key = moto_kms_key().await;
+    let kms_proxies = [
+        RecordingProxy::start(&testkit::moto_endpoint()).await,
+        RecordingProxy::start(&testkit::moto_endpoint()).await,
+        RecordingProxy::start(&testkit::moto_endpoint()).await,
+    ];
+    let [operator_kms, intake_kms, processor_kms] = &kms_proxies;
+    let aws_env = |kms: &RecordingProxy| {
+        vec![
+            ("HOOKLINE_KMS_KEY", secrets_key.clone()),
+            ("AWS_ENDPOINT_URL_KMS", kms.endpoint.clone()),
+            ("AWS_ACCESS_KEY_ID", "local".to_owned()),
+            ("AWS_SECRET_ACCESS_KEY", "local".to_owned()),
+            ("AWS_REGION", testkit::moto::REGION.to_owned()),
+        ]
+    };
 
     // Operators: a key (and with it the tenant's secret), a listing, a
     // rotation, a revocation.
     let operator_store = via(&operator);
-    let key = create_key(&operator_store, "acme");
-    create_key(&operator_store, "spare");
     let run = |args: &[&str]| {
-        let output = hookline(args);
+        let output = hookline_with_env(args, &aws_env(operator_kms));
         assert!(
             output.status.success(),
             "{args:?}: {}",
@@ -386,6 +450,15 @@ async fn each_iam_policy_grants_exactly_what_its_process_calls() {
         );
         String::from_utf8_lossy(&output.stdout).into_owned()
     };
+    let created = |tenant: &str| {
+        run(&["keys", "create", "--tenant", tenant, "--store", &operator_store])
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let key = created("acme");
+    created("spare");
     let listed = run(&["keys", "list", "--tenant", "spare", "--store", &operator_store]);
     let spare_id = listed
         .lines()
@@ -409,7 +482,23 @@ async fn each_iam_policy_grants_exactly_what_its_process_calls() {
     let providers = setup.providers.to_string_lossy().into_owned();
     let intake_store = via(&intake_proxy);
     let processor_store = via(&processor_proxy);
-    let _intake = spawn(
+    // Payloads over 64 KiB in a bucket on moto, reached through a recording
+    // proxy per process.
+    let bucket = format!("parity-{}", std::process::id());
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&testkit::moto::moto_sdk_config().await)
+            .force_path_style(true)
+            .build(),
+    )
+    .create_bucket()
+    .bucket(&bucket)
+    .send()
+    .await
+    .expect("create bucket");
+    let blobs_url = format!("s3://{bucket}/payloads/");
+    let intake_blobs = RecordingProxy::start(&testkit::moto_endpoint()).await;
+    let processor_blobs = RecordingProxy::start(&testkit::moto_endpoint()).await;
+    let _intake = spawn_with_env(
         &[
             "intake",
             "--store",
@@ -418,8 +507,15 @@ async fn each_iam_policy_grants_exactly_what_its_process_calls() {
             &listen,
             "--providers",
             &providers,
+            "--blobs",
+            &blobs_url,
         ],
         &setup.dir.path().join("intake.log"),
+        &[
+            aws_env(intake_kms),
+            vec![("AWS_ENDPOINT_URL_S3", intake_blobs.endpoint.clone())],
+        ]
+        .concat(),
     );
     // SQS (moto's server) through a recording proxy of its own, reached
     // the AWS SDK's standard way; moto takes the credentials DynamoDB Local
@@ -435,14 +531,18 @@ async fn each_iam_policy_grants_exactly_what_its_process_calls() {
             &providers,
             "--schedule",
             "* * * * * *",
+            "--blobs",
+            &blobs_url,
         ],
         &processor_log,
         &[
-            ("AWS_ENDPOINT_URL_SQS", queues_proxy.endpoint.clone()),
-            ("AWS_ACCESS_KEY_ID", "local".to_owned()),
-            ("AWS_SECRET_ACCESS_KEY", "local".to_owned()),
-            ("AWS_REGION", testkit::moto::REGION.to_owned()),
-        ],
+            aws_env(processor_kms),
+            vec![
+                ("AWS_ENDPOINT_URL_SQS", queues_proxy.endpoint.clone()),
+                ("AWS_ENDPOINT_URL_S3", processor_blobs.endpoint.clone()),
+            ],
+        ]
+        .concat(),
     );
     let http = authed(&key);
     wait_ready(&http, &base).await;
@@ -487,24 +587,106 @@ async fn each_iam_policy_grants_exactly_what_its_process_calls() {
 
     events_workload(&http, &base, &setup, &processor_log).await;
     queue_workload(&http, &base, &processor_log).await;
+    blob_workload(&http, &base, &setup, &processor_log).await;
 
     let template = cloudformation_template();
-    let sqs_calls = |proxy: &RecordingProxy| -> std::collections::BTreeSet<String> {
-        proxy.seen().iter().map(|op| format!("sqs:{op}")).collect()
+    let calls = |service: &str, proxy: &RecordingProxy| -> std::collections::BTreeSet<String> {
+        proxy.seen().iter().map(|op| format!("{service}:{op}")).collect()
     };
-    for (policy, proxy, also) in [
-        ("IntakePolicy", &intake_proxy, None),
-        ("ProcessorPolicy", &processor_proxy, Some(&queues_proxy)),
-        ("OperatorPolicy", &operator, None),
+    for (policy, proxy, kms, queues, blobs) in [
+        (
+            "IntakePolicy",
+            &intake_proxy,
+            intake_kms,
+            None,
+            Some(&intake_blobs),
+        ),
+        (
+            "ProcessorPolicy",
+            &processor_proxy,
+            processor_kms,
+            Some(&queues_proxy),
+            Some(&processor_blobs),
+        ),
+        ("OperatorPolicy", &operator, operator_kms, None, None),
     ] {
-        let mut used = needed(&proxy.seen());
-        used.extend(also.map(sqs_calls).unwrap_or_default());
+        let mut used = proxy.seen();
+        // S3's operations are recorded as IAM names them (`s3:GetObject`).
+        used.extend(blobs.map(RecordingProxy::seen).unwrap_or_default());
+        let mut used = needed(&used);
+        used.extend(calls("kms", kms));
+        used.extend(queues.map(|q| calls("sqs", q)).unwrap_or_default());
         let granted = granted(&template, policy);
         assert_eq!(
             used, granted,
             "{policy}: the process used {used:?} but the template grants {granted:?}"
         );
     }
+}
+
+/// A new KMS key in moto's server: its ARN.
+async fn moto_kms_key() -> String {
+    aws_sdk_kms::Client::new(&testkit::moto::moto_sdk_config().await)
+        .create_key()
+        .description("hookline's secrets at rest, for the IAM test")
+        .send()
+        .await
+        .expect("CreateKey")
+        .key_metadata()
+        .and_then(|key| key.arn())
+        .expect("the key's ARN")
+        .to_owned()
+}
+
+/// An event whose payload is over 64 KiB: the intake puts it in the
+/// bucket (PutObject), the processor reads it to deliver it (GetObject),
+/// and reading the event reads it too (the intake's GetObject).
+async fn blob_workload(http: &reqwest::Client, base: &str, setup: &Setup, processor_log: &Path) {
+    use reqwest::Method;
+    call(
+        http,
+        Method::PUT,
+        format!("{base}/v1/event-types/report.ready"),
+        json!({"description": "a report is ready"}),
+        201,
+    )
+    .await;
+    call(
+        http,
+        Method::POST,
+        format!("{base}/v1/endpoints"),
+        json!({"url": setup.mock.url("/complete"), "eventTypes": ["report.ready"]}),
+        201,
+    )
+    .await;
+    let payload = json!({"rows": "r".repeat(100 * 1024)});
+    let event = call(
+        http,
+        Method::POST,
+        format!("{base}/v1/events"),
+        json!({"type": "report.ready", "payload": payload}),
+        202,
+    )
+    .await;
+    let delivery = event["deliveries"][0]["deliveryId"]
+        .as_str()
+        .expect("a delivery")
+        .to_owned();
+    wait_until(
+        Duration::from_secs(30),
+        with_log("the large event delivered", processor_log),
+        async || job_status(http, base, &delivery).await == "complete",
+    )
+    .await;
+    let shown = call(
+        http,
+        Method::GET,
+        format!("{base}/v1/events/{}", event["eventId"].as_str().expect("eventId")),
+        Value::Null,
+        200,
+    )
+    .await;
+    assert_eq!(shown["payload"], payload, "the payload, read from the bucket");
 }
 
 /// Sends `method path` with `body` (none when `Null`) and requires `status`:

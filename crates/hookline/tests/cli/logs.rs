@@ -8,14 +8,14 @@ use providers_mock::MockState;
 use serde_json::{Value, json};
 
 use crate::support::{
-    BIN, ChildGuard, LOOPBACK, authed, create_key, free_port, hookline, job_status, post_job, wait_healthy,
+    ChildGuard, LOOPBACK, authed, create_key, free_port, hookline, job_status, post_job, wait_healthy,
     wait_until, write_providers,
 };
 
 /// `hookline serve` on `store` at debug, JSON logs to `dir/serve.log`
 /// (stdout) and `dir/serve.err`, every second and woken by the intake.
 fn serve_at_debug(dir: &std::path::Path, store: &str, providers: &std::path::Path, port: u16) -> ChildGuard {
-    let child = Command::new(BIN)
+    let child = crate::support::hookline_command()
         .args([
             "--log-format",
             "json",
@@ -146,7 +146,7 @@ async fn json_logs_name_the_job_on_every_line_about_it() {
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let log = dir.path().join("serve.jsonl");
-    let child = Command::new(BIN)
+    let child = crate::support::hookline_command()
         .args(["--log-format", "json", "serve", "--store", &store])
         .args(["--schedule", "* * * * * *", "--provider-retries", "200ms"])
         .args(["--listen", &format!("127.0.0.1:{port}"), "--providers"])

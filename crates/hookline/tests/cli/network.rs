@@ -30,7 +30,7 @@ async fn the_ssrf_guard_is_on_unless_networks_are_allowed() {
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let log = dir.path().join("intake.log");
-    let mut command = Command::new(BIN);
+    let mut command = crate::support::hookline_command();
     command
         .args(["intake", "--store", &store, "--providers"])
         .arg(&providers)
@@ -92,7 +92,7 @@ async fn proxy_variables_in_the_environment_are_ignored() {
     let log = dir.path().join("dev.log");
     let store = format!("sqlite://{}", dir.path().join("dev.db").display());
     let log_file = std::fs::File::create(&log).expect("log file");
-    let mut command = Command::new(BIN);
+    let mut command = crate::support::hookline_command();
     command
         .args(["dev", "--listen", &format!("127.0.0.1:{port}"), "--store", &store])
         .env("HOOKLINE_LOG", "info")
@@ -161,7 +161,7 @@ async fn callbacks_go_through_the_egress_proxy_and_never_the_environments() {
     let log = dir.path().join("dev.log");
     let store = format!("sqlite://{}", dir.path().join("dev.db").display());
     let log_file = std::fs::File::create(&log).expect("log file");
-    let mut command = Command::new(BIN);
+    let mut command = crate::support::hookline_command();
     command
         .args(["dev", "--listen", &format!("127.0.0.1:{port}"), "--store", &store])
         .env("HOOKLINE_EGRESS_PROXY", egress.url())

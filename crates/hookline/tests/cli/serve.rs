@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use providers_mock::MockState;
 
 use crate::support::{
-    BIN, LOOPBACK, authed, create_key, free_port, hookline, job_status, post_job, raw_answer,
+    LOOPBACK, authed, create_key, free_port, hookline, job_status, post_job, raw_answer,
     serve_delivers_a_job, setup, spawn, table_create, wait_for, wait_for_exit, wait_healthy, wait_ready,
     wait_until, with_log, write_providers,
 };
@@ -163,7 +163,7 @@ async fn processor_once_reports_progress_and_the_scheduled_one_serves_metrics() 
         post_job(&http, &base, &mock.url("/complete")).await;
     }
 
-    let once = Command::new(BIN)
+    let once = crate::support::hookline_command()
         .args([
             "processor",
             "--once",

@@ -56,6 +56,23 @@ pub async fn wait_for_exit(child: &mut Child, within: Duration, what: &str) -> E
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_hookline");
 
+/// The key file the processes these tests start seal secrets with (one
+/// for all of them, so each reads what the others sealed); a test of the
+/// default key file beside a SQLite database runs the binary without it.
+pub fn key_file() -> &'static Path {
+    static FILE: std::sync::OnceLock<(tempfile::TempDir, PathBuf)> = std::sync::OnceLock::new();
+    &FILE
+        .get_or_init(|| {
+            let dir = tempfile::tempdir().expect("a directory for the key file");
+            let path = dir.path().join("cli.secrets-key");
+            seal::KeyFile::generate(&seal::SystemFresh)
+                .and_then(|file| file.save_new(&path))
+                .expect("a key file");
+            (dir, path)
+        })
+        .1
+}
+
 /// The mock providers and sink listen on loopback, which the SSRF guard
 /// refuses unless allowed.
 pub const LOOPBACK: &str = "127.0.0.0/8,::1";
@@ -71,8 +88,14 @@ impl Drop for ChildGuard {
 }
 
 pub fn hookline(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
+    hookline_with_env(args, &[])
+}
+
+/// [`hookline`], with `env` set too; a KMS key there (`HOOKLINE_KMS_KEY`)
+/// replaces the tests' [`key_file`].
+pub fn hookline_with_env(args: &[&str], env: &[(&str, String)]) -> Output {
+    sealing_with(Command::new(BIN).args(args), env)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .env_remove("HOOKLINE_STORE")
         .env("HOOKLINE_LOG", "warn")
         .env("HOOKLINE_ALLOW_NETWORKS", LOOPBACK)
@@ -80,6 +103,23 @@ pub fn hookline(args: &[&str]) -> Output {
         .stdin(Stdio::null())
         .output()
         .expect("run hookline")
+}
+
+/// The binary, sealing secrets with the tests' [`key_file`].
+pub fn hookline_command() -> Command {
+    let mut command = Command::new(BIN);
+    command.env("HOOKLINE_SECRETS_KEY_FILE", key_file());
+    command
+}
+
+/// `command` sealing secrets with the tests' [`key_file`], unless `env`
+/// names a KMS key instead.
+fn sealing_with<'a>(command: &'a mut Command, env: &[(&str, String)]) -> &'a mut Command {
+    if env.iter().any(|(name, _)| *name == "HOOKLINE_KMS_KEY") {
+        command.env_remove("HOOKLINE_SECRETS_KEY_FILE")
+    } else {
+        command.env("HOOKLINE_SECRETS_KEY_FILE", key_file())
+    }
 }
 
 pub fn free_port() -> u16 {
@@ -140,8 +180,7 @@ pub fn spawn(args: &[&str], log: &Path) -> ChildGuard {
 /// [`spawn`], with `env` set too.
 pub fn spawn_with_env(args: &[&str], log: &Path, env: &[(&str, String)]) -> ChildGuard {
     let log = std::fs::File::create(log).expect("log file");
-    let child = Command::new(BIN)
-        .args(args)
+    let child = sealing_with(Command::new(BIN).args(args), env)
         .envs(env.iter().map(|(k, v)| (k, v)))
         .env("HOOKLINE_LOG", "info")
         .env("HOOKLINE_ALLOW_NETWORKS", LOOPBACK)

@@ -2,9 +2,9 @@
 //! providers file): one line on stderr, and exit 2 when it is the user's to
 //! fix, 1 when something failed.
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
-use crate::support::{BIN, assert_one_line_failure, hookline};
+use crate::support::{assert_one_line_failure, hookline};
 
 #[test]
 fn bad_input_is_a_one_line_error_and_a_failed_exit() {
@@ -148,7 +148,7 @@ fn bad_input_is_a_one_line_error_and_a_failed_exit() {
             assert!(!stderr.contains("hunter2") && !stderr.contains(value), "{stderr}");
         }
     }
-    let output = Command::new(BIN)
+    let output = crate::support::hookline_command()
         .args(["processor", "--providers", &providers])
         .env("HOOKLINE_EGRESS_PROXY", "http://ops:hunter2@proxy:3128")
         .env("HOOKLINE_LOG", "warn")
@@ -162,7 +162,7 @@ fn bad_input_is_a_one_line_error_and_a_failed_exit() {
         "{stderr}"
     );
 
-    let from_env = Command::new(BIN)
+    let from_env = crate::support::hookline_command()
         .args(["processor", "--providers", &providers])
         .env("HOOKLINE_CALLBACK_RETRIES", "1h,forever")
         .env("HOOKLINE_LOG", "warn")
@@ -222,4 +222,34 @@ fn bad_stores_are_a_one_line_error_and_a_failed_exit() {
         "SQLite format 3\0".repeat(512).into_bytes(),
         "a corrupt file is left as it was"
     );
+}
+
+/// A `--blobs` (or `HOOKLINE_BLOBS`) that names no blob store is a usage
+/// error (exit 2) of one line, on every command that takes it, before
+/// anything listens.
+#[test]
+fn bad_blob_urls_are_a_one_line_usage_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let providers = dir.path().join("providers.toml");
+    std::fs::write(&providers, "[providers.gas]\nurl = \"http://127.0.0.1:9/gas\"\n").expect("write");
+    let providers = providers.to_string_lossy().into_owned();
+    let store = format!("sqlite://{}", dir.path().join("hookline.db").display());
+    for (blobs, needle) in [
+        ("ftp://x/y", "is not a blob store's URL"),
+        ("s3://", "names no bucket"),
+        ("s3://Bad_Bucket/p", "is not an S3 bucket name"),
+        ("file://", "names no directory"),
+    ] {
+        for command in [
+            &["serve", "--listen", "127.0.0.1:0", "--providers", &providers][..],
+            &["intake", "--listen", "127.0.0.1:0", "--providers", &providers][..],
+            &["processor", "--once", "--providers", &providers][..],
+            &["dev", "--listen", "127.0.0.1:0"][..],
+        ] {
+            let mut args = command.to_vec();
+            args.extend(["--store", &store, "--blobs", blobs]);
+            assert_one_line_failure(&args, needle);
+            assert_eq!(hookline(&args).status.code(), Some(2), "{args:?}");
+        }
+    }
 }

@@ -4,8 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use seal::{SEALED_MEMBER, SEALS_PER_DATA_KEY, SealError, Sealer};
-use serde_json::{Value, json};
+use seal::{SEALS_PER_DATA_KEY, SealError, Sealer};
 
 use crate::support::{Known, fresh, key_file, sealer_over, tampered};
 
@@ -198,46 +197,67 @@ async fn opening_many_records_unwraps_each_data_key_once() {
 }
 
 #[tokio::test]
-async fn sealed_members_open_back_in_their_order() {
+async fn a_records_secret_members_are_sealed_and_open_back_in_place() {
     let sealer = sealer_over(&key_file(1), 2).await;
-    let members = vec![
-        ("secrets".to_owned(), json!(["whsec_b", "whsec_a"])),
-        ("auth".to_owned(), json!({"kind": "bearer", "token": "t0k"})),
-        ("a_last".to_owned(), Value::Null),
-    ];
-    let member = sealer.seal_fields(CONTEXT, &members).await.expect("seals");
-    let object = member.as_object().expect("an object");
-    assert_eq!(object.keys().collect::<Vec<_>>(), [SEALED_MEMBER]);
-    assert!(!member.to_string().contains("whsec_"), "{member}");
-
-    // In a record beside other members, as a store would keep it.
-    let mut record = json!({"id": "ep_01", "url": "https://example.com/hook"});
-    record[SEALED_MEMBER] = member[SEALED_MEMBER].clone();
-    let opened = sealer.open_fields(CONTEXT, &record).await.expect("opens");
-    assert_eq!(opened, members);
-
+    let record = r#"{"v":2,"id":"ep_01","secrets":{"current":"whsec_b"},"url":"https://example.com/h","auth":{"type":"bearer","token":"t0k"},"z":null}"#;
+    let sealed = sealer
+        .seal_record(CONTEXT, record, &["secrets", "auth", "absent"])
+        .await
+        .expect("seals");
+    assert!(
+        sealed.starts_with(r#"{"v":2,"id":"ep_01","url":"https://example.com/h","z":null,"sealed":{"#),
+        "{sealed}"
+    );
+    assert!(!sealed.contains("whsec_") && !sealed.contains("t0k"), "{sealed}");
+    let context_of = |r: &seal::RecordView<'_, '_>| {
+        format!("endpoint\0tenant-a\0{}", r.string("id").unwrap_or_default()).into_bytes()
+    };
+    // The members come back where "sealed" was, in their order.
+    let opened = sealer.open_record(&sealed, context_of).await.expect("opens");
+    assert_eq!(
+        opened,
+        r#"{"v":2,"id":"ep_01","url":"https://example.com/h","z":null,"secrets":{"current":"whsec_b"},"auth":{"type":"bearer","token":"t0k"}}"#
+    );
+    // A record sealed for another id does not open as this one.
+    let moved = sealed.replace(r#""id":"ep_01""#, r#""id":"ep_02""#);
     let err = sealer
-        .open_fields(b"endpoint\0tenant-a\0ep_02", &record)
+        .open_record(&moved, context_of)
         .await
         .expect_err("another record");
     assert!(matches!(err, SealError::DoesNotOpen), "{err:?}");
-    let err = sealer
-        .open_fields(CONTEXT, &json!({"id": "ep_01"}))
-        .await
-        .expect_err("no member");
-    assert!(
-        matches!(err, SealError::Malformed(_)) && err.to_string().contains("\"sealed\""),
-        "{err}"
+    // Records without secrets, and records written before sealing, pass as they are.
+    assert_eq!(
+        sealer
+            .seal_record(CONTEXT, r#"{"v":1,"id":"x"}"#, &["secrets"])
+            .await
+            .expect("no secrets"),
+        r#"{"v":1,"id":"x"}"#
     );
+    assert!(matches!(
+        sealer.open_record(record, context_of).await.expect("plaintext"),
+        std::borrow::Cow::Borrowed(r) if r == record
+    ));
+    // Sealing twice would lose the first sealed members: refused.
     let err = sealer
-        .open_fields(CONTEXT, &json!({"sealed": "garbage"}))
+        .seal_record(CONTEXT, &sealed, &["url"])
         .await
-        .expect_err("garbage");
+        .expect_err("sealed twice");
     assert!(matches!(err, SealError::Malformed(_)), "{err:?}");
+    for garbage in [
+        "",
+        "[1]",
+        "{\"sealed\":\"garbage\"}",
+        "{\"sealed\":{}}",
+        "{\"a\":1",
+    ] {
+        let err = sealer.open_record(garbage, context_of).await.expect_err(garbage);
+        assert!(matches!(err, SealError::Malformed(_)), "{garbage}: {err:?}");
+    }
     // A value sealed by `seal` (not a list of members) is refused as such.
     let plain = sealer.seal(CONTEXT, b"not members").await.expect("seals");
+    let odd = format!(r#"{{"id":"ep_01","sealed":{}}}"#, plain.to_json());
     let err = sealer
-        .open_fields(CONTEXT, &json!({"sealed": plain.to_value()}))
+        .open_record(&odd, context_of)
         .await
         .expect_err("not members");
     assert!(

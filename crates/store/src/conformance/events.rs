@@ -5,9 +5,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use domain::{
-    DisabledReason, Endpoint, EndpointHeaders, EndpointId, EndpointStatus, Event, EventId, EventType,
-    EventTypeDef, JobStatus, NewEvent, Owner, Payload, RawJson, SettledResult, SigningSecret, Subscription,
-    Target, TenantId, TenantSecrets, Timestamp,
+    DisabledReason, Endpoint, EndpointHeaders, EndpointId, EndpointStatus, Event, EventId, EventPayload,
+    EventType, EventTypeDef, JobStatus, NewEvent, Owner, Payload, RawJson, SettledResult, SigningSecret,
+    Subscription, Target, TenantId, TenantSecrets, Timestamp,
 };
 use rand::SeedableRng;
 
@@ -96,8 +96,9 @@ pub fn event(
             tenant: tenant(tenant_name),
             event_type: kind(event_type),
             owner: owner.map(|o| Owner::parse(o).expect("valid owner")),
-            payload: RawJson::from_json(&format!(r#"{{"invoiceId":"in_{seed}","amount":1200}}"#))
-                .expect("json"),
+            payload: EventPayload::Inline(
+                RawJson::from_json(&format!(r#"{{"invoiceId":"in_{seed}","amount":1200}}"#)).expect("json"),
+            ),
             providers: Vec::new(),
         },
         endpoints,
@@ -316,6 +317,65 @@ pub async fn endpoints_are_versioned_listed_by_owner_and_tenant_scoped(store: Ar
     );
 }
 
+/// An event whose payload is a blob (SPEC section 13) is stored with its
+/// reference (event record version 3) and reads back with it: by id, in
+/// the listing, and to its deliveries; the same id with another blob is
+/// another event.
+pub async fn an_event_held_in_a_blob_is_stored_by_its_reference(store: Arc<dyn Store>) {
+    let receiver = endpoint("acme", 1, None, &["*"], at(0));
+    let mut event = event(
+        "acme",
+        20,
+        "report.ready",
+        None,
+        std::slice::from_ref(&receiver),
+        at(1),
+    );
+    let blob = domain::BlobRef::of(&vec![b'x'; 2 * 1024 * 1024]);
+    event.payload = EventPayload::Blob(blob);
+    assert_eq!(
+        store.publish(&event, None, at(1)).await.expect("publish"),
+        Published::Accepted
+    );
+    let stored = store
+        .get_event(&tenant("acme"), event.id)
+        .await
+        .expect("get")
+        .expect("the event");
+    assert_eq!(stored, event);
+    assert_eq!(stored.payload.blob(), Some(&blob));
+    let page = store
+        .list_events(
+            &tenant("acme"),
+            &EventQuery {
+                event_type: None,
+                owner: None,
+                after: None,
+                limit: 10,
+            },
+        )
+        .await
+        .expect("list");
+    assert_eq!(page.events, [event.clone()]);
+    let delivery = store
+        .get_job(&tenant("acme"), event.deliveries[0].id)
+        .await
+        .expect("get job")
+        .expect("the delivery");
+    assert_eq!(delivery.payload(), &Payload::OfEvent(event.id));
+    // Published again: the same event.
+    assert_eq!(
+        store.publish(&event, None, at(2)).await.expect("again"),
+        Published::Accepted
+    );
+    let mut other = event.clone();
+    other.payload = EventPayload::Blob(domain::BlobRef::of(b"other bytes"));
+    assert!(matches!(
+        store.publish(&other, None, at(2)).await,
+        Err(StoreError::Conflict)
+    ));
+}
+
 pub async fn fan_out_reads_every_endpoint_of_the_tenant(store: Arc<dyn Store>) {
     let many = 130;
     for seed in 0..many {
@@ -385,7 +445,7 @@ pub async fn publishing_creates_the_event_and_each_delivery_once(store: Arc<dyn 
 
     // The same id with other content is another event: refused.
     let mut other = event.clone();
-    other.payload = RawJson::from_json("[1]").expect("json");
+    other.payload = EventPayload::Inline(RawJson::from_json("[1]").expect("json"));
     assert!(matches!(
         store.publish(&other, None, at(2)).await,
         Err(StoreError::Conflict)
