@@ -32,7 +32,7 @@ use crate::rig::{self, Dynamo};
 use crate::timed::Timed;
 
 const SCENARIO: &str = "fanout";
-const EVENT_TYPE: &str = "invoice.paid";
+pub(crate) const EVENT_TYPE: &str = "invoice.paid";
 /// Clients posting events at once, closed loop (as e2e accepts jobs).
 const CLIENTS: usize = 32;
 /// Store writes a happy-path delivery costs: create, claim, final save.
@@ -92,10 +92,10 @@ struct Case {
     units: Option<Units>,
 }
 
-struct Units {
-    write: f64,
-    read: f64,
-    breakdown: String,
+pub(crate) struct Units {
+    pub(crate) write: f64,
+    pub(crate) read: f64,
+    pub(crate) breakdown: String,
 }
 
 /// One store's cases and its ceiling.
@@ -346,7 +346,12 @@ fn event_body() -> serde_json::Value {
 }
 
 /// Registers the event type and `endpoints` endpoints at `receiver` through the API.
-async fn register(http: &reqwest::Client, base: &str, receiver: &str, endpoints: usize) -> Result<()> {
+pub(crate) async fn register(
+    http: &reqwest::Client,
+    base: &str,
+    receiver: &str,
+    endpoints: usize,
+) -> Result<()> {
     let response = http
         .put(format!("{base}/v1/event-types/{EVENT_TYPE}"))
         .json(&serde_json::json!({"description": "the fan-out benchmark's"}))
@@ -517,7 +522,7 @@ fn slot_time(timed: &Timed, seconds: f64, deliveries: usize) -> String {
 }
 
 /// Units per event between two snapshots of the meter: (write, read, by operation).
-fn units_per_event(
+pub(crate) fn units_per_event(
     before: &BTreeMap<&'static str, store_dynamodb::Units>,
     after: &BTreeMap<&'static str, store_dynamodb::Units>,
     events: usize,
@@ -629,7 +634,7 @@ async fn trickle_on(
 /// how long after the event's creation (the body's `timestamp`) the first
 /// one arrived.
 #[derive(Debug, Clone, Default)]
-struct Receiver {
+pub(crate) struct Receiver {
     inner: Arc<std::sync::Mutex<Received>>,
 }
 
@@ -639,11 +644,13 @@ struct Received {
     seen: HashMap<(String, String), u32>,
     /// Creation to first delivery, microseconds.
     latencies_us: Vec<u64>,
+    /// The smallest body received, bytes.
+    smallest_body: Option<usize>,
     last: Option<Instant>,
 }
 
 impl Receiver {
-    async fn spawn(&self, shutdown: &CancellationToken) -> Result<String> {
+    pub(crate) async fn spawn(&self, shutdown: &CancellationToken) -> Result<String> {
         use axum::routing::post;
         let receiver = self.clone();
         let app = axum::Router::new().route(
@@ -684,6 +691,7 @@ impl Receiver {
             .and_then(|b| b["timestamp"].as_str().map(str::to_owned))
             .and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok());
         let mut state = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        state.smallest_body = Some(state.smallest_body.map_or(body.len(), |n| n.min(body.len())));
         let count = state.seen.entry(key).or_default();
         *count += 1;
         if *count > 1 {
@@ -703,12 +711,17 @@ impl Receiver {
     }
 
     /// Distinct (endpoint, event) deliveries received.
-    fn delivered(&self) -> usize {
+    pub(crate) fn delivered(&self) -> usize {
         self.lock().seen.len()
     }
 
-    fn duplicates(&self) -> u64 {
+    pub(crate) fn duplicates(&self) -> u64 {
         self.lock().seen.values().map(|n| u64::from(n - 1)).sum()
+    }
+
+    /// The smallest body any delivery carried, bytes (0 before the first).
+    pub(crate) fn smallest_body(&self) -> usize {
+        self.lock().smallest_body.unwrap_or(0)
     }
 
     fn last_received(&self) -> Option<Instant> {

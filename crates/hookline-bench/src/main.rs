@@ -9,6 +9,7 @@ mod ingest;
 mod intake;
 mod load;
 mod nostore;
+mod payload_cost;
 mod report;
 mod rig;
 mod scale;

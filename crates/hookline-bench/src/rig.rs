@@ -207,7 +207,7 @@ pub async fn spawn_intake_named(
     serve_intake(intake::router(store, clock, config), shutdown).await
 }
 
-async fn serve_intake(app: axum::Router, shutdown: &CancellationToken) -> Result<String> {
+pub async fn serve_intake(app: axum::Router, shutdown: &CancellationToken) -> Result<String> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .context("binding the intake")?;

@@ -537,7 +537,10 @@ pub fn init_logging(format: LogFormat) {
         .with_ansi(ansi);
     match format {
         LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+        LogFormat::Json => builder
+            .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
+            .event_format(crate::logging::FlatJson)
+            .init(),
     }
 }
 

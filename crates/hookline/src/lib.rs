@@ -14,6 +14,7 @@ pub mod cli;
 mod commands;
 mod dev_sink;
 mod keys;
+mod logging;
 pub mod out;
 
 pub use app::{

@@ -462,7 +462,7 @@ pub(crate) async fn publish_event(
     }
 }
 
-fn no_blob_store(len: usize) -> ApiError {
+pub(crate) fn no_blob_store(len: usize) -> ApiError {
     ApiError::payload_too_large(
         "urn:hookline:problem:no-blob-store",
         format!(
@@ -476,7 +476,7 @@ fn no_blob_store(len: usize) -> ApiError {
 /// [`blobs::INLINE_THRESHOLD_BYTES`] (or up to [`MAX_INLINE_PAYLOAD_BYTES`]
 /// when no blob store is configured), else put in the blob store, which
 /// gives the reference the event's record holds.
-async fn keep_payload(
+pub(crate) async fn keep_payload(
     state: &AppState,
     tenant: &TenantId,
     payload: RawJson,

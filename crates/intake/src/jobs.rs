@@ -47,6 +47,22 @@ pub(crate) struct Accepted {
     error: Option<String>,
 }
 
+/// The problems a job submission is refused with, whose
+/// `hookline_jobs_rejected_total` series exist from the start (another,
+/// should one arise, is counted from its first).
+pub(crate) const REJECTIONS: [&str; 10] = [
+    "malformed-json",
+    "body-too-large",
+    "unsupported-media-type",
+    "validation",
+    "unauthorized",
+    "conflict",
+    "unavailable",
+    "outcome-unknown",
+    "callback-lookup-unfinished",
+    "internal",
+];
+
 /// `POST /v1/jobs` (and its alias `POST /webhook`, which `openapi.rs`
 /// documents from this operation): accept a job.
 #[utoipa::path(

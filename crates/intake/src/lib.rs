@@ -196,6 +196,7 @@ pub const ROUTES: [(&str, &str); 33] = [
 pub fn router(store: Arc<dyn Store>, clock: Arc<dyn Clock>, config: IntakeConfig) -> Router {
     let openapi = serde_json::to_vec(&openapi::document(&config.providers))
         .expect("a serde_json::Value always serializes");
+    config.metrics.expect_rejections(&jobs::REJECTIONS);
     let state = AppState {
         store,
         clock,
@@ -277,27 +278,37 @@ pub fn router(store: Arc<dyn Store>, clock: Arc<dyn Clock>, config: IntakeConfig
         .with_state(state)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(
-            tower_http::trace::TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
-                let id = request
-                    .headers()
-                    .get(&REQUEST_ID)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("-");
-                // The tenant is filled in once the key is checked, a new
-                // job's id once it is accepted; a job route names it at once.
-                let span = tracing::info_span!(
-                    "request",
-                    method = %request.method(),
-                    path = %request.uri().path(),
-                    request_id = %id,
-                    tenant = tracing::field::Empty,
-                    job_id = tracing::field::Empty,
-                );
-                if let Some(job_id) = job_in_path(request.uri().path()) {
-                    span.record("job_id", tracing::field::display(job_id));
-                }
-                span
-            }),
+            tower_http::trace::TraceLayer::new_for_http()
+                // One info line per request, when its answer is sent, with
+                // its status and latency; the request's own fields are the
+                // span's (no second line for a 5xx: its status says it).
+                .on_response(
+                    tower_http::trace::DefaultOnResponse::new()
+                        .level(tracing::Level::INFO)
+                        .latency_unit(tower_http::LatencyUnit::Millis),
+                )
+                .on_failure(())
+                .make_span_with(|request: &Request<_>| {
+                    let id = request
+                        .headers()
+                        .get(&REQUEST_ID)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("-");
+                    // The tenant is filled in once the key is checked, a new
+                    // job's id once it is accepted; a job route names it at once.
+                    let span = tracing::info_span!(
+                        "request",
+                        method = %request.method(),
+                        path = %request.uri().path(),
+                        request_id = %id,
+                        tenant = tracing::field::Empty,
+                        job_id = tracing::field::Empty,
+                    );
+                    if let Some(job_id) = job_in_path(request.uri().path()) {
+                        span.record("job_id", tracing::field::display(job_id));
+                    }
+                    span
+                }),
         )
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, UlidRequestId))

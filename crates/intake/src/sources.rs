@@ -947,11 +947,12 @@ pub(crate) async fn answer_challenge(
         (status = 401, description = "Not verified (missing, malformed, stale or wrong signature); nothing stored",
             body = ApiError, content_type = "application/problem+json"),
         (status = 404, description = "No such source", body = ApiError, content_type = "application/problem+json"),
-        (status = 413, description = "The body is over 1 MiB, or an event's payload over 256 KiB", body = ApiError,
+        (status = 413, description = "The body is over 1 MiB, or an event's payload over 256 KiB and no \
+            blob store is configured (type `urn:hookline:problem:no-blob-store`); nothing stored", body = ApiError,
             content_type = "application/problem+json"),
         (status = 422, description = "Verified, but the body does not split into events; nothing stored",
             body = ApiError, content_type = "application/problem+json"),
-        (status = 503, description = "The store is unavailable or the outcome is unknown: send it again \
+        (status = 503, description = "The store or the blob store is unavailable, or the outcome is unknown: send it again \
             (with provider event ids, nothing is ingested twice)", body = ApiError,
             content_type = "application/problem+json", headers(("Retry-After" = u32, description = "Seconds"))),
     ),
@@ -1016,55 +1017,68 @@ pub(crate) async fn ingest(
             return Err(error);
         }
     };
-    if let Some(index) = items
-        .iter()
-        .position(|item| item.payload.as_json().len() > crate::MAX_INLINE_PAYLOAD_BYTES)
+    if state.config.blobs.is_none()
+        && let Some(index) = items
+            .iter()
+            .position(|item| item.payload.as_json().len() > crate::MAX_INLINE_PAYLOAD_BYTES)
     {
-        // A source's events stay inline (no blob store on this path yet).
         let reason = format!(
-            "item {index} is over the {} bytes an event's payload may hold",
+            "item {index} is over the {} bytes an event's payload may hold inline, and no blob store is configured",
             crate::MAX_INLINE_PAYLOAD_BYTES
         );
-        let error = ApiError::too_large(crate::MAX_INLINE_PAYLOAD_BYTES);
+        let error = crate::events::no_blob_store(items[index].payload.as_json().len());
         reject(&state, &source, request_id, body_bytes, &error, reason).await;
         return Err(error);
     }
+    // Every large payload kept before any event is written: a blob store
+    // that fails fails the request (503, the provider sends it again)
+    // with nothing of it published. Puts are idempotent (a blob is named
+    // by its sha256), so sending it again writes no second blob.
+    let (items, payloads): (Vec<_>, Vec<_>) = items
+        .into_iter()
+        .map(|item| ((item.event_type, item.provider_id), item.payload))
+        .unzip();
+    let payloads: Vec<domain::EventPayload> = futures::stream::iter(payloads)
+        .map(|payload| crate::events::keep_payload(&state, &source.tenant, payload))
+        .buffered(PUBLISH_AT_ONCE)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<_, _>>()?;
     let endpoints = state
         .store
         .tenant_endpoints(&source.tenant)
         .await
         .map_err(|err| ApiError::from_store(err, "read endpoints"))?;
-    let published: Vec<Result<(EventId, bool), ApiError>> = futures::stream::iter(items)
-        .map(|item| {
-            let event = Event::fan_out(
-                NewEvent {
-                    id: EventId::generate(now, &mut rand::rng()),
-                    tenant: source.tenant.clone(),
-                    event_type: item.event_type,
-                    owner: source.owner.clone(),
-                    payload: domain::EventPayload::Inline(item.payload),
-                    providers: Vec::new(),
-                },
-                &endpoints,
-                now,
-            );
-            let key = item
-                .provider_id
-                .as_deref()
-                .map(|id| dedup_key(source.id, id, now));
-            let state = &state;
-            async move {
-                match publish_or_replay(state, &event, key.as_ref(), now).await? {
-                    Publication::Accepted => Ok((event.id, false)),
-                    Publication::Replayed(original) => Ok((original.id, true)),
-                    // The key's fingerprint is the key itself: never another event.
-                    Publication::KeyReused => Err(ApiError::internal()),
+    let published: Vec<Result<(EventId, bool), ApiError>> =
+        futures::stream::iter(items.into_iter().zip(payloads))
+            .map(|((event_type, provider_id), payload)| {
+                let event = Event::fan_out(
+                    NewEvent {
+                        id: EventId::generate(now, &mut rand::rng()),
+                        tenant: source.tenant.clone(),
+                        event_type,
+                        owner: source.owner.clone(),
+                        payload,
+                        providers: Vec::new(),
+                    },
+                    &endpoints,
+                    now,
+                );
+                let key = provider_id.as_deref().map(|id| dedup_key(source.id, id, now));
+                let state = &state;
+                async move {
+                    match publish_or_replay(state, &event, key.as_ref(), now).await? {
+                        Publication::Accepted => Ok((event.id, false)),
+                        Publication::Replayed(original) => Ok((original.id, true)),
+                        // The key's fingerprint is the key itself: never another event.
+                        Publication::KeyReused => Err(ApiError::internal()),
+                    }
                 }
-            }
-        })
-        .buffered(PUBLISH_AT_ONCE)
-        .collect()
-        .await;
+            })
+            .buffered(PUBLISH_AT_ONCE)
+            .collect()
+            .await;
     let mut event_ids = Vec::with_capacity(published.len());
     let mut duplicates = 0u32;
     for outcome in published {

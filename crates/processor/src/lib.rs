@@ -204,12 +204,16 @@ pub struct Processor {
     rng: Mutex<rand::rngs::StdRng>,
     /// When retention last ran.
     purges: PurgeSchedule,
+    /// When the oldest due job's age was last read.
+    oldest_due_reads: PurgeSchedule,
     /// The SQS client deliveries to queue endpoints are sent with.
     queues: Arc<sqs::Queues>,
     /// Tenants' signing secrets as last read.
     secrets: TtlCache<TenantId, TenantSecrets, Timestamp, chrono::Duration>,
     /// Events whose payloads deliveries carry (`targets.rs`).
     events: TtlCache<(TenantId, domain::EventId), Arc<domain::Event>, Timestamp, chrono::Duration>,
+    /// Events with inline payloads too large for `events`, a few at a time.
+    large_events: TtlCache<(TenantId, domain::EventId), Arc<domain::Event>, Timestamp, chrono::Duration>,
     /// Where payloads too large to keep inline are (SPEC section 13);
     /// `None`: no blob store is configured, and a delivery of such an event
     /// waits (retryable) for a processor that has one.
@@ -285,6 +289,9 @@ const SECRETS_CACHE_MAX: usize = 10_000;
 /// How often a processor asks the store to delete expired finished jobs.
 pub const PURGE_INTERVAL: Duration = Duration::from_secs(600);
 
+/// How often a processor reads the oldest due job's age for its gauge.
+pub const OLDEST_DUE_INTERVAL: Duration = Duration::from_secs(15);
+
 impl Processor {
     pub fn new(
         store: Arc<dyn Store>,
@@ -317,6 +324,8 @@ impl Processor {
             None => rand::rngs::StdRng::from_os_rng(),
         };
         let poll_start = AtomicU64::new(rng.random());
+        let metrics = Arc::new(Metrics::new());
+        metrics.expect_providers(providers.names().iter().map(String::as_str));
         Ok(Self {
             store,
             clock,
@@ -330,6 +339,7 @@ impl Processor {
             config,
             rng: Mutex::new(rng),
             purges: PurgeSchedule::new(PURGE_INTERVAL),
+            oldest_due_reads: PurgeSchedule::new(OLDEST_DUE_INTERVAL),
             queues: Arc::new(sqs::Queues::from_environment()),
             secrets: TtlCache::new(
                 chrono::Duration::from_std(SECRETS_CACHE_TTL).unwrap_or(chrono::Duration::MAX),
@@ -338,6 +348,10 @@ impl Processor {
             events: TtlCache::new(
                 chrono::Duration::from_std(targets::EVENTS_CACHE_TTL).unwrap_or(chrono::Duration::MAX),
                 targets::EVENTS_CACHE_MAX,
+            ),
+            large_events: TtlCache::new(
+                chrono::Duration::from_std(targets::EVENTS_CACHE_TTL).unwrap_or(chrono::Duration::MAX),
+                targets::LARGE_EVENTS_CACHE_MAX,
             ),
             blobs: None,
             payloads: TtlCache::new(
@@ -349,7 +363,7 @@ impl Processor {
             event_reads: targets::EventReads::default(),
             tokens: oauth2::Tokens::default(),
             in_flight: InFlight::default(),
-            metrics: Arc::default(),
+            metrics,
             poll_start,
         })
     }
@@ -370,6 +384,7 @@ impl Processor {
     /// Counts into `metrics` (shared with the intake in the same process)
     /// instead of this processor's own.
     pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        metrics.expect_providers(self.providers.names().iter().map(String::as_str));
         self.metrics = metrics;
         self
     }
@@ -427,6 +442,7 @@ impl Processor {
         let mut report = DrainReport::default();
         let mut last_progress = started;
         self.purge_if_due(&mut report).await;
+        self.observe_oldest_due().await;
         let mut slots = Slots::new(self.config.concurrency);
         let mut claiming = Claiming::default();
         let mut open = true;
@@ -558,6 +574,27 @@ impl Processor {
             due,
             passed_over: pass_over,
             at,
+        }
+    }
+
+    /// Sets `hookline_oldest_due_job_age_seconds` from the head of the due
+    /// index (`due_jobs(now, 1)`: one read per due partition), at most
+    /// once per [`OLDEST_DUE_INTERVAL`] per instance, so its cost does not
+    /// grow with the drain rate. A failed read leaves the last value.
+    async fn observe_oldest_due(&self) {
+        let now = self.clock.now();
+        if !self.oldest_due_reads.start_if_due(now) {
+            return;
+        }
+        match self.store.due_jobs(now, 1).await {
+            Ok(due) => {
+                let age = due
+                    .first()
+                    .and_then(|oldest| (now - oldest.due_at).to_std().ok())
+                    .unwrap_or_default();
+                self.metrics.oldest_due_job_age(age);
+            }
+            Err(err) => tracing::debug!(error = %err, "could not read the oldest due job"),
         }
     }
 

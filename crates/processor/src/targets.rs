@@ -68,6 +68,11 @@ pub(crate) const EVENTS_CACHE_TTL: std::time::Duration = std::time::Duration::fr
 /// so the cache stays within 4,096 x 16 KiB.
 pub(crate) const EVENTS_CACHE_MAX: usize = 4096;
 const EVENTS_CACHE_MAX_PAYLOAD: usize = 16 * 1024;
+/// Events with larger inline payloads (up to 256 KiB,
+/// `intake::MAX_INLINE_PAYLOAD_BYTES`) one processor keeps, in a cache of
+/// their own, so the fan-out of one to many endpoints reads it once
+/// (a 64 KiB event is 16 read units a read) within 32 x 256 KiB.
+pub(crate) const LARGE_EVENTS_CACHE_MAX: usize = 32;
 /// How long a processor keeps a blob payload it read (verified), and how
 /// many it keeps: a few events' deliveries to many endpoints share one
 /// read, within 16 x 4 MiB ([`blobs::MAX_PAYLOAD_BYTES`]) of memory.
@@ -227,14 +232,19 @@ impl Processor {
         now: Timestamp,
     ) -> Result<Arc<Event>, CallbackOutcome> {
         let key = (tenant.clone(), id);
-        if let Some(event) = self.events.get(&key, now) {
+        let cached = || {
+            self.events
+                .get(&key, now)
+                .or_else(|| self.large_events.get(&key, now))
+        };
+        if let Some(event) = cached() {
             return Ok(event);
         }
         let read = self
             .event_reads
             .read(&key, || async {
                 // A caller that waited for its turn may find it cached.
-                if let Some(event) = self.events.get(&key, now) {
+                if let Some(event) = cached() {
                     return Ok(Some(event));
                 }
                 let event = self
@@ -249,6 +259,8 @@ impl Processor {
                         || event.payload.blob().is_some()
                     {
                         self.events.insert(key.clone(), Arc::clone(&event), now);
+                    } else {
+                        self.large_events.insert(key.clone(), Arc::clone(&event), now);
                     }
                     event
                 }))

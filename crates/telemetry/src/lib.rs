@@ -7,6 +7,7 @@
 //! by `hookline processor`'s own metrics port ([`Metrics::encode`]).
 
 use std::fmt;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -36,6 +37,9 @@ pub enum FetchResult {
 }
 
 impl FetchResult {
+    /// Every outcome, for label values created before the first fetch.
+    pub const ALL: [Self; 3] = [Self::Ok, Self::Retryable, Self::Permanent];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Ok => "ok",
@@ -62,6 +66,15 @@ pub enum DeliveryResult {
 }
 
 impl DeliveryResult {
+    /// Every outcome, for label values created before the first attempt.
+    pub const ALL: [Self; 5] = [
+        Self::Delivered,
+        Self::Gone,
+        Self::Retryable,
+        Self::NotSent,
+        Self::Abandoned,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Delivered => "delivered",
@@ -123,6 +136,18 @@ struct OutcomeLabel {
     outcome: &'static str,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VersionLabel {
+    version: &'static str,
+}
+
+/// What `hookline_build_info` says: the release every crate of the
+/// workspace shares.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The outcomes [`Metrics::source_request`] counts.
+pub const SOURCE_OUTCOMES: [&str; 3] = ["accepted", "unverified", "unsplittable"];
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 /// HTTP calls: 5 ms to about 20 s.
@@ -143,6 +168,8 @@ pub struct Metrics {
     jobs_accepted: Counter,
     jobs_rejected: Family<ReasonLabel, Counter>,
     due_backlog: Gauge,
+    oldest_due_age: Gauge<f64, AtomicU64>,
+    build_info: Family<VersionLabel, Gauge>,
     runs: Counter,
     run_duration: Histogram,
     claims: Family<ResultLabel, Counter>,
@@ -173,6 +200,8 @@ impl Metrics {
             jobs_accepted: Counter::default(),
             jobs_rejected: Family::default(),
             due_backlog: Gauge::default(),
+            oldest_due_age: Gauge::default(),
+            build_info: Family::default(),
             runs: Counter::default(),
             run_duration: run_histogram(),
             claims: Family::default(),
@@ -205,6 +234,17 @@ impl Metrics {
             "Jobs the processor's last poll found due and unleased: an estimate from the poll itself \
              (no scan), capped at the batch size, so the cap means at least that many",
             metrics.due_backlog.clone(),
+        );
+        registry.register(
+            "oldest_due_job_age_seconds",
+            "How long the oldest due job has been due (0 when nothing is due), as the processor last read \
+             it from the head of the due index (at most every 15 s, one read per due-index shard)",
+            metrics.oldest_due_age.clone(),
+        );
+        registry.register(
+            "build_info",
+            "Always 1; the version label says which hookline release this process runs",
+            metrics.build_info.clone(),
         );
         registry.register("processor_runs", "Drains run", metrics.runs.clone());
         registry.register(
@@ -273,7 +313,50 @@ impl Metrics {
             metrics.jobs_dead_lettered.clone(),
         );
         registry.register_collector(Box::new(Arc::clone(&metrics.capacity)));
-        Self { registry, ..metrics }
+        let metrics = Self { registry, ..metrics };
+        // Every label value of a closed set exists from the start (at 0), so
+        // an alert on a rate has a series before the first such event.
+        metrics
+            .build_info
+            .get_or_create(&VersionLabel { version: VERSION })
+            .set(1);
+        for result in ["won", "lost"] {
+            drop(metrics.claims.get_or_create(&ResultLabel { result }));
+        }
+        for result in DeliveryResult::ALL {
+            let outcome = OutcomeLabel {
+                outcome: result.as_str(),
+            };
+            drop(metrics.callback_deliveries.get_or_create(&outcome));
+            drop(metrics.endpoint_deliveries.get_or_create(&outcome));
+        }
+        for outcome in SOURCE_OUTCOMES {
+            drop(metrics.source_requests.get_or_create(&OutcomeLabel { outcome }));
+        }
+        metrics
+    }
+
+    /// Creates the label values of the providers a processor knows (each
+    /// fetch outcome at 0, and their latency histograms).
+    pub fn expect_providers<'a>(&self, names: impl IntoIterator<Item = &'a str>) {
+        for provider in names {
+            for result in FetchResult::ALL {
+                drop(self.provider_fetches.get_or_create(&FetchLabels {
+                    provider: provider.to_owned(),
+                    outcome: result.as_str(),
+                }));
+            }
+            drop(self.provider_fetch_duration.get_or_create(&ProviderLabel {
+                provider: provider.to_owned(),
+            }));
+        }
+    }
+
+    /// Creates the label values of the reasons a job submission can be refused for.
+    pub fn expect_rejections(&self, reasons: &[&'static str]) {
+        for reason in reasons {
+            drop(self.jobs_rejected.get_or_create(&ReasonLabel { reason }));
+        }
     }
 
     /// The text a Prometheus scrape gets ([`CONTENT_TYPE`]).
@@ -303,6 +386,11 @@ impl Metrics {
     /// What a poll of due work returned (at most its limit).
     pub fn due_backlog(&self, found: usize) {
         self.due_backlog.set(i64::try_from(found).unwrap_or(i64::MAX));
+    }
+
+    /// How long the oldest due job has been due (zero: nothing is due).
+    pub fn oldest_due_job_age(&self, age: Duration) {
+        self.oldest_due_age.set(age.as_secs_f64());
     }
 
     pub fn drain_finished(&self, took: Duration) {
@@ -366,6 +454,7 @@ impl Metrics {
     /// A request to an inbound source: `accepted`, `unverified` or
     /// `unsplittable` (a closed set, so the label stays bounded).
     pub fn source_request(&self, outcome: &'static str) {
+        debug_assert!(SOURCE_OUTCOMES.contains(&outcome), "{outcome}");
         self.source_requests
             .get_or_create(&OutcomeLabel { outcome })
             .inc();
@@ -476,6 +565,35 @@ mod tests {
         assert!(text.ends_with("# EOF\n"), "{text}");
         assert!(!text.contains("dynamodb"), "no capacity without a DynamoDB store");
         assert!(b.encode().contains("hookline_jobs_accepted_total 0\n"));
+    }
+
+    #[test]
+    fn closed_label_sets_have_their_series_before_anything_happens() {
+        let metrics = Metrics::new();
+        metrics.expect_providers(["gas"]);
+        metrics.expect_rejections(&["validation", "unauthorized"]);
+        let text = metrics.encode();
+        for series in [
+            format!("hookline_build_info{{version=\"{VERSION}\"}} 1\n"),
+            "hookline_oldest_due_job_age_seconds 0.0\n".to_owned(),
+            "hookline_claims_total{result=\"lost\"} 0\n".to_owned(),
+            "hookline_endpoint_deliveries_total{outcome=\"gone\"} 0\n".to_owned(),
+            "hookline_callback_deliveries_total{outcome=\"retryable\"} 0\n".to_owned(),
+            "hookline_source_requests_total{outcome=\"unverified\"} 0\n".to_owned(),
+            "hookline_provider_fetches_total{provider=\"gas\",outcome=\"permanent\"} 0\n".to_owned(),
+            "hookline_provider_fetch_duration_seconds_count{provider=\"gas\"} 0\n".to_owned(),
+            "hookline_jobs_rejected_total{reason=\"unauthorized\"} 0\n".to_owned(),
+        ] {
+            assert!(text.contains(&series), "{series} in {text}");
+        }
+        metrics.oldest_due_job_age(Duration::from_millis(2500));
+        assert!(
+            metrics
+                .encode()
+                .contains("hookline_oldest_due_job_age_seconds 2.5\n"),
+            "{}",
+            metrics.encode()
+        );
     }
 
     #[test]

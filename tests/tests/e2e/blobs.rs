@@ -25,6 +25,7 @@ on_every_store!(
     a_body_over_the_limit_is_refused_and_nothing_is_stored,
     a_blob_deleted_or_altered_fails_its_delivery_for_good_and_nothing_is_sent,
     a_blob_store_out_of_reach_is_retried_not_failed,
+    a_sources_large_items_are_kept_as_blobs_and_delivered_byte_for_byte,
 );
 
 /// Where a test's blobs are, to tamper with them behind hookline's back.
@@ -354,6 +355,86 @@ async fn a_mib_payload_is_delivered_byte_for_byte_and_signed(backend: Backend) {
     );
 }
 
+/// An inbound source's items take the same path as published payloads:
+/// over the inline threshold, a blob (the ingest body is at most 1 MiB).
+async fn a_sources_large_items_are_kept_as_blobs_and_delivered_byte_for_byte(backend: Backend) {
+    let Rig { app, place } = rig(backend).await;
+    event_type(&app, "report.ready").await;
+    let (_, secret) = endpoint(&app).await;
+    let (status, source) = app
+        .send(
+            reqwest::Method::POST,
+            "/v1/sources",
+            Some(json!({
+                "name": "reports",
+                "eventType": "report.ready",
+                "verify": {"type": "header", "name": "x-webhook-token", "value": "tok_blobs"},
+                "split": {"items": "/items"},
+            })),
+        )
+        .await;
+    assert_eq!(status, 201, "{source}");
+    let ingest_url = format!("{}{}", app.base, source["ingestUrl"].as_str().expect("ingestUrl"));
+    // Two items: one over the threshold (a blob), one small (inline).
+    let large = payload_text(300 * 1024, 7);
+    let small = r#"{"small":true}"#;
+    let body = format!(r#"{{"items":[{large},{small}]}}"#);
+    let response = reqwest::Client::new()
+        .post(&ingest_url)
+        .header("content-type", "application/json")
+        .header("x-webhook-token", "tok_blobs")
+        .body(body.clone())
+        .send()
+        .await
+        .expect("ingest");
+    assert_eq!(response.status(), 200);
+    let ingested: Value = response.json().await.expect("json");
+    let ids: Vec<String> = ingested["eventIds"]
+        .as_array()
+        .expect("eventIds")
+        .iter()
+        .map(|id| id.as_str().expect("id").to_owned())
+        .collect();
+    assert_eq!(ids.len(), 2, "{ingested}");
+    let large_event = json!({"eventId": ids[0]});
+    let EventPayload::Blob(blob) = stored_payload(&app, &large_event).await else {
+        panic!("a 300 KiB item is kept as a blob");
+    };
+    assert_eq!(blob, domain::BlobRef::of(large.as_bytes()));
+    assert!(matches!(
+        stored_payload(&app, &json!({"eventId": ids[1]})).await,
+        EventPayload::Inline(_)
+    ));
+    assert_eq!(place.blobs().await.len(), 1);
+
+    // The same body again is the same blob (named by its sha256), not a second one.
+    let again = reqwest::Client::new()
+        .post(&ingest_url)
+        .header("content-type", "application/json")
+        .header("x-webhook-token", "tok_blobs")
+        .body(body)
+        .send()
+        .await
+        .expect("ingest again");
+    assert_eq!(again.status(), 200);
+    assert_eq!(place.blobs().await.len(), 1, "one blob per distinct payload");
+
+    let report = drain(&app).await;
+    assert_eq!((report.delivered, report.dead_lettered), (4, 0), "{report:?}");
+    let deliveries = app.mock.state.accepted_deliveries();
+    let delivery = deliveries
+        .iter()
+        .find(|d| d.headers["webhook-id"] == ids[0].as_str())
+        .expect("the large item's delivery");
+    let delivered = std::str::from_utf8(&delivery.raw_body).expect("utf-8");
+    assert!(
+        delivered.ends_with(&format!(r#","data":{large}}}"#)),
+        "the item's bytes are the body's data, byte for byte"
+    );
+    testkit::verify_with_official_library(&secret, delivery.headers.iter(), &delivery.raw_body)
+        .expect("the official library verifies the delivery");
+}
+
 async fn a_body_over_the_limit_is_refused_and_nothing_is_stored(backend: Backend) {
     let Rig { app, place } = rig(backend).await;
     event_type(&app, "report.ready").await;
@@ -500,6 +581,37 @@ async fn without_a_blob_store_dynamodb_takes_what_it_took_before_and_refuses_mor
         problem["detail"].as_str().unwrap_or_default().contains("--blobs"),
         "{problem}"
     );
+    // A source's item over 256 KiB is refused the same way, and nothing of its body is stored.
+    let (status, source) = app
+        .send(
+            reqwest::Method::POST,
+            "/v1/sources",
+            Some(json!({
+                "name": "reports",
+                "eventType": "report.ready",
+                "verify": {"type": "header", "name": "x-webhook-token", "value": "tok_blobs"},
+            })),
+        )
+        .await;
+    assert_eq!(status, 201, "{source}");
+    let response = reqwest::Client::new()
+        .post(format!(
+            "{}{}",
+            app.base,
+            source["ingestUrl"].as_str().expect("ingestUrl")
+        ))
+        .header("content-type", "application/json")
+        .header("x-webhook-token", "tok_blobs")
+        .body(payload_text(300_000, 9))
+        .send()
+        .await
+        .expect("ingest");
+    assert_eq!(response.status(), 413);
+    let problem: Value = response.json().await.expect("problem");
+    assert_eq!(problem["type"], "urn:hookline:problem:no-blob-store", "{problem}");
+    let (_, listed) = app.send(reqwest::Method::GET, "/v1/events", None).await;
+    assert_eq!(listed["data"].as_array().map(Vec::len), Some(1), "{listed}");
+
     let report = drain(&app).await;
     assert_eq!(report.delivered, 1, "{report:?}");
 }

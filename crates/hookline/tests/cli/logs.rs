@@ -177,22 +177,26 @@ async fn json_logs_name_the_job_on_every_line_about_it() {
         .filter(|line| !line.trim().is_empty())
         .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}")))
         .collect();
-    let spans = |line: &Value| -> Vec<Value> {
-        let mut all: Vec<Value> = line["spans"].as_array().cloned().unwrap_or_default();
-        all.extend(line.get("span").cloned());
-        all
+    // Flat lines: the event's fields and its spans' side by side, the
+    // spans' names in `spans`.
+    let in_span = |line: &Value, name: &str| {
+        line["spans"]
+            .as_array()
+            .is_some_and(|spans| spans.iter().any(|span| span == name))
     };
-    let names_job = |line: &Value| {
-        line["fields"]["job_id"] == id.as_str()
-            || spans(line).iter().any(|span| span["job_id"] == id.as_str())
-    };
+    assert!(
+        lines
+            .iter()
+            .all(|line| line.get("fields").is_none() && line["level"].is_string()),
+        "every line flat"
+    );
+    let names_job = |line: &Value| line["job_id"] == id.as_str();
     // About the job: inside the processor's span for it, in a request whose
     // path names it, or mentioning it anywhere.
     let about_job = |line: &Value| {
-        spans(line).iter().any(|span| {
-            span["name"] == "job"
-                || (span["name"] == "request" && span["path"].as_str().is_some_and(|p| p.contains(&id)))
-        }) || line.to_string().contains(&id)
+        in_span(line, "job")
+            || (in_span(line, "request") && line["path"].as_str().is_some_and(|p| p.contains(&id)))
+            || line.to_string().contains(&id)
     };
     let about: Vec<&Value> = lines.iter().filter(|line| about_job(line)).collect();
     let unnamed: Vec<&&Value> = about.iter().filter(|line| !names_job(line)).collect();
@@ -201,7 +205,7 @@ async fn json_logs_name_the_job_on_every_line_about_it() {
         "lines about the job without its id: {unnamed:#?}"
     );
 
-    let message = |line: &Value| line["fields"]["message"].as_str().unwrap_or_default().to_owned();
+    let message = |line: &Value| line["message"].as_str().unwrap_or_default().to_owned();
     let find = |wanted: &str| -> Vec<&Value> {
         about
             .iter()
@@ -211,22 +215,30 @@ async fn json_logs_name_the_job_on_every_line_about_it() {
     };
     let accepted = find("job accepted");
     assert_eq!(accepted.len(), 1, "{about:#?}");
-    let request = &accepted[0]["span"];
+    let request = accepted[0];
     assert!(request["request_id"].is_string(), "{request}");
     assert_eq!(request["tenant"], "acme", "{request}");
+    // One info line per request, when it is answered, with its status.
+    let answered: Vec<&Value> = lines
+        .iter()
+        .filter(|line| {
+            message(line) == "finished processing request" && line["request_id"] == request["request_id"]
+        })
+        .collect();
+    assert_eq!(answered.len(), 1, "{lines:#?}");
+    assert_eq!(answered[0]["level"], "INFO");
+    assert_eq!(answered[0]["status"], 202, "{}", answered[0]);
+    assert_eq!(answered[0]["path"], "/webhook", "{}", answered[0]);
     let fetched = find("provider fetched");
     assert_eq!(fetched.len(), 3, "gas twice, internet once: {fetched:#?}");
     for line in &fetched {
         assert_eq!(line["level"], "DEBUG");
-        let fetch = spans(line)
-            .into_iter()
-            .find(|span| span["name"] == "fetch")
-            .expect("in a fetch span");
+        assert!(in_span(line, "fetch"), "in a fetch span: {line}");
         assert!(
-            fetch["provider"].is_string() && fetch["attempt"].is_number(),
+            line["provider"].is_string() && line["attempt"].is_number(),
             "{line}"
         );
-        assert!(spans(line).iter().any(|span| span["tenant"] == "acme"), "{line}");
+        assert_eq!(line["tenant"], "acme", "{line}");
     }
     let delivered = find("callback delivered");
     assert_eq!(delivered.len(), 1, "{about:#?}");
