@@ -34,6 +34,7 @@ const DEFAULT_HEADER_TIMEOUT: &str = "10s";
 const DEFAULT_IDLE_TIMEOUT: &str = "75s";
 const DEFAULT_BODY_TIMEOUT: &str = "30s";
 const DEFAULT_OVERLAP: &str = "24h";
+const DEFAULT_DEADLINE_MARGIN: &str = "10s";
 
 /// The processor's own defaults, for the flags that show them as they are.
 fn processor_defaults() -> ProcessorConfig {
@@ -71,6 +72,12 @@ pub enum Command {
     Intake(IntakeOnlyArgs),
     /// Scheduled processor only.
     Processor(ProcessorArgs),
+    /// As an AWS Lambda function (configured by the same environment
+    /// variables as the commands it stands for).
+    Lambda {
+        #[command(subcommand)]
+        command: LambdaCommand,
+    },
     /// DynamoDB table management.
     Table {
         #[command(subcommand)]
@@ -86,6 +93,75 @@ pub enum Command {
         #[command(subcommand)]
         command: SecretsCommand,
     },
+    /// Copies a SQLite store while it runs: a consistent snapshot of the
+    /// database, its key file and its blobs, laid out as a store of their own.
+    Backup(BackupArgs),
+    /// Asks a running hookline's /healthz and exits 0 if it answers 2xx, 1
+    /// otherwise: a container's HEALTHCHECK, without curl in the image.
+    Healthcheck(HealthcheckArgs),
+}
+
+/// `hookline backup`: a SQLite store (never opened as a store: nothing is
+/// created, no key is made) copied to `--to`.
+#[derive(Debug, Clone, Args)]
+pub struct BackupArgs {
+    /// The SQLite store to back up: sqlite://PATH
+    #[arg(long, env = "HOOKLINE_STORE", default_value = DEFAULT_STORE)]
+    pub store: String,
+    /// The key file the store's secrets are sealed with, if not the default DATABASE.secrets-key
+    #[arg(long, env = "HOOKLINE_SECRETS_KEY_FILE", conflicts_with = "kms_key")]
+    pub secrets_key_file: Option<PathBuf>,
+    /// The store's secrets are sealed under this KMS key: there is no key file to copy
+    #[arg(long, env = "HOOKLINE_KMS_KEY")]
+    pub kms_key: Option<String>,
+    /// The blob directory, if not the default DATABASE-blobs (file://DIR; an s3:// store is not copied)
+    #[arg(long = "blobs", env = "HOOKLINE_BLOBS")]
+    pub blobs: Option<String>,
+    /// The backup's database file (must not exist); its key file is FILE.secrets-key and its blobs FILE-blobs/,
+    /// where a store at sqlite://FILE looks for them
+    #[arg(long, value_name = "FILE")]
+    pub to: PathBuf,
+}
+
+/// `hookline healthcheck`.
+#[derive(Debug, Clone, Args)]
+pub struct HealthcheckArgs {
+    /// The URL to ask (default: /healthz on the --listen address, an unspecified host such as 0.0.0.0 read as
+    /// loopback)
+    #[arg(long)]
+    pub url: Option<String>,
+    /// The address hookline listens on, as for serve.
+    #[arg(long, env = "HOOKLINE_LISTEN", default_value = DEFAULT_LISTEN)]
+    pub listen: String,
+    /// How long to wait for the answer.
+    #[arg(long, default_value = "5s", value_parser = parse_positive_duration)]
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LambdaCommand {
+    /// The intake API behind an API Gateway HTTP API (payload 2.0), a REST
+    /// API or an Application Load Balancer: `hookline intake`'s options
+    /// (the listener's are accepted and unused).
+    Intake(Box<IntakeOnlyArgs>),
+    /// One drain per invocation (an EventBridge schedule), ending before
+    /// the invocation's deadline; answers a JSON summary. `hookline
+    /// processor`'s options (the schedule, metrics listener and --once
+    /// are accepted and unused: every invocation is one drain).
+    Processor(Box<LambdaProcessorArgs>),
+}
+
+/// `hookline lambda processor`: `hookline processor`'s options and the
+/// time kept before each invocation's deadline.
+#[derive(Debug, Clone, Args)]
+pub struct LambdaProcessorArgs {
+    #[command(flatten)]
+    pub processor: ProcessorArgs,
+    /// Kept before each invocation's deadline for giving back the leases
+    /// of unfinished jobs and answering; claiming stops earlier still, once
+    /// a job claimed could not finish before it.
+    #[arg(long, env = "HOOKLINE_DEADLINE_MARGIN", default_value = DEFAULT_DEADLINE_MARGIN, value_parser = parse_positive_duration)]
+    pub deadline_margin: Duration,
 }
 
 #[derive(Debug, Subcommand)]
@@ -318,6 +394,26 @@ fn parse_positive_duration(text: &str) -> Result<Duration, String> {
     }
 }
 
+/// The providers jobs may name: a TOML file, or the same TOML in an
+/// environment variable (a container configured without a file). Exactly
+/// one of the two; which is checked when the command starts
+/// (`commands::load_providers`), so either missing or both given is one
+/// line naming both, and exit 2.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ProvidersArgs {
+    /// TOML file naming the providers and their URLs (or give the TOML itself in HOOKLINE_PROVIDERS_TOML)
+    #[arg(long, env = "HOOKLINE_PROVIDERS")]
+    pub providers: Option<PathBuf>,
+    /// The providers' TOML itself, instead of a file: `[providers.NAME] url = "..." timeout = "10s"`
+    #[arg(
+        long = "providers-toml",
+        env = "HOOKLINE_PROVIDERS_TOML",
+        value_name = "TOML",
+        hide_env_values = true
+    )]
+    pub providers_toml: Option<String>,
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct IntakeArgs {
     #[command(flatten)]
@@ -331,9 +427,8 @@ pub struct IntakeArgs {
     /// Address the API listens on.
     #[arg(long, env = "HOOKLINE_LISTEN", default_value = DEFAULT_LISTEN)]
     pub listen: String,
-    /// TOML file naming the providers and their URLs.
-    #[arg(long, env = "HOOKLINE_PROVIDERS")]
-    pub providers: PathBuf,
+    #[command(flatten)]
+    pub providers: ProvidersArgs,
 }
 
 /// `hookline intake`: the API alone. A synchronous publish's first
@@ -354,9 +449,8 @@ pub struct ProcessorArgs {
     pub blobs: BlobsArgs,
     #[command(flatten)]
     pub network: NetworkArgs,
-    /// TOML file naming the providers and their URLs.
-    #[arg(long, env = "HOOKLINE_PROVIDERS")]
-    pub providers: PathBuf,
+    #[command(flatten)]
+    pub providers: ProvidersArgs,
     #[command(flatten)]
     pub tuning: ProcessorTuning,
     /// Run one drain and exit (cron jobs, scheduled tasks).
@@ -519,6 +613,13 @@ fn parse_api_key(value: &str) -> Result<ApiKey, String> {
     })
 }
 
+/// The process's arguments, as [`lambda::command_line`] reads them: a
+/// binary named `bootstrap` run without arguments (a Lambda function on a
+/// `provided` runtime) is `hookline lambda {_HANDLER}`.
+pub fn command_line() -> Vec<std::ffi::OsString> {
+    lambda::command_line(std::env::args_os().collect(), std::env::var_os("_HANDLER"))
+}
+
 pub fn init_logging(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("HOOKLINE_LOG").unwrap_or_else(|_| {
@@ -595,6 +696,15 @@ mod tests {
         );
         assert_eq!(args.intake.listen, DEFAULT_LISTEN);
         assert_eq!(args.intake.store.store, DEFAULT_STORE);
+        let cli = Cli::try_parse_from(["hookline", "lambda", "processor", "--providers", "p.toml"])
+            .expect("parses");
+        let Command::Lambda {
+            command: LambdaCommand::Processor(args),
+        } = cli.command
+        else {
+            panic!("lambda processor parses as lambda processor");
+        };
+        assert_eq!(args.deadline_margin, lambda::DEFAULT_DEADLINE_MARGIN);
     }
 
     #[test]

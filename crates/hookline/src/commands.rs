@@ -1,7 +1,6 @@
 //! Each command: what its flags ask for, built with [`crate::App`] and run
 //! until shutdown; the exit codes' split between usage errors and failures.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,10 +14,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::{App, Serving, dynamo_config, open_blobs, open_store, serve_together};
 use crate::cli::{
-    Command, DevArgs, IntakeOnlyArgs, KeysCommand, ProcessorArgs, ProcessorTuning, SecretsCommand, ServeArgs,
-    StoreArgs, TableArgs, TableCommand,
+    Command, DevArgs, IntakeOnlyArgs, KeysCommand, LambdaCommand, LambdaProcessorArgs, ProcessorArgs,
+    ProcessorTuning, ProvidersArgs, SecretsCommand, ServeArgs, StoreArgs, TableArgs, TableCommand,
 };
-use crate::{dev_sink, keys, out};
+use crate::{backup, dev_sink, health, keys, out};
 
 /// Something the user asked for is wrong: a flag, an environment variable,
 /// a store URL or a providers file. `main` exits 2 for it, as for clap's own
@@ -38,6 +37,12 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::Serve(args) => serve(args).await,
         Command::Intake(args) => intake_only(args).await,
         Command::Processor(args) => processor_only(args).await,
+        Command::Lambda {
+            command: LambdaCommand::Intake(args),
+        } => lambda_intake(*args).await,
+        Command::Lambda {
+            command: LambdaCommand::Processor(args),
+        } => lambda_processor(*args).await,
         Command::Table {
             command: TableCommand::Create(args),
         } => table_create(args).await,
@@ -56,6 +61,8 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
                     store,
                 },
         } => keys::rotate_secret(&*open_store(&store, &Metrics::new()).await?, &tenant, overlap).await,
+        Command::Backup(args) => backup::run(args).await,
+        Command::Healthcheck(args) => health::check(args).await,
     }
 }
 
@@ -67,19 +74,35 @@ fn command_store(command: &KeysCommand) -> &StoreArgs {
     }
 }
 
-/// The providers file: any problem with it is the user's to fix (exit 2).
-fn load_providers(path: &Path) -> anyhow::Result<ProviderCatalog> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading providers file {}", path.display()))
-        .map_err(usage)?;
+/// The providers, from the file or from `HOOKLINE_PROVIDERS_TOML`: any
+/// problem with them is the user's to fix (exit 2).
+fn load_providers(args: &ProvidersArgs) -> anyhow::Result<ProviderCatalog> {
+    let (text, source) = match (&args.providers, &args.providers_toml) {
+        (Some(_), Some(_)) => {
+            return Err(usage(anyhow::anyhow!(
+                "give the providers once: --providers FILE (HOOKLINE_PROVIDERS) or --providers-toml TOML \
+                 (HOOKLINE_PROVIDERS_TOML), not both"
+            )));
+        }
+        (None, None) => {
+            return Err(usage(anyhow::anyhow!(
+                "no providers: give --providers FILE (HOOKLINE_PROVIDERS) or the TOML itself in \
+                 HOOKLINE_PROVIDERS_TOML (--providers-toml)"
+            )));
+        }
+        (Some(path), None) => (
+            std::fs::read_to_string(path)
+                .with_context(|| format!("reading providers file {}", path.display()))
+                .map_err(usage)?,
+            path.display().to_string(),
+        ),
+        (None, Some(text)) => (text.clone(), "HOOKLINE_PROVIDERS_TOML".to_owned()),
+    };
     let catalog = ProviderCatalog::from_toml(&text)
-        .with_context(|| format!("in {}", path.display()))
+        .with_context(|| format!("in {source}"))
         .map_err(usage)?;
     if catalog.is_empty() {
-        return Err(usage(anyhow::anyhow!(
-            "{} configures no providers",
-            path.display()
-        )));
+        return Err(usage(anyhow::anyhow!("{source} configures no providers")));
     }
     Ok(catalog)
 }
@@ -178,25 +201,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 async fn intake_only(only: IntakeOnlyArgs) -> anyhow::Result<()> {
-    let IntakeOnlyArgs { intake: args, egress } = only;
-    let metrics = Arc::new(Metrics::new());
-    let store = open_store(&args.store, &metrics).await?;
-    let blobs = open_blobs(args.blobs.blobs.as_deref(), &args.store.store).await?;
-    let providers = load_providers(&args.providers)?;
-    let app = App::new(store, providers)
-        .with_blobs(blobs)
-        .with_callback_network(args.network.policy())
-        .with_metrics(metrics);
-    // Its own processor, for synchronous publishes only: it never drains.
-    let attempts = app
-        .processor(ProcessorConfig {
-            owner: format!("intake-{}", std::process::id()),
-            egress_proxy: egress.egress_proxy,
-            ..ProcessorConfig::default()
-        })
-        .map_err(config_error)?;
-    log_egress(attempts.config());
-    let api = app.intake_attempting(None, Some(Arc::new(attempts)));
+    let api = intake_api(&only, format!("intake-{}", std::process::id())).await?;
+    let args = &only.intake;
     let listener = bind(&args.listen).await?;
     tracing::info!(addr = %listener.local_addr()?, "hookline intake listening");
     intake::run_with(
@@ -209,7 +215,11 @@ async fn intake_only(only: IntakeOnlyArgs) -> anyhow::Result<()> {
     .context("serving the API")
 }
 
-async fn processor_only(args: ProcessorArgs) -> anyhow::Result<()> {
+/// `hookline intake`'s API: the store, blobs and providers its flags name,
+/// and a processor of its own (leases owned by `owner`) for synchronous
+/// publishes only: it never drains.
+async fn intake_api(only: &IntakeOnlyArgs, owner: String) -> anyhow::Result<axum::Router> {
+    let IntakeOnlyArgs { intake: args, egress } = only;
     let metrics = Arc::new(Metrics::new());
     let store = open_store(&args.store, &metrics).await?;
     let blobs = open_blobs(args.blobs.blobs.as_deref(), &args.store.store).await?;
@@ -217,8 +227,38 @@ async fn processor_only(args: ProcessorArgs) -> anyhow::Result<()> {
     let app = App::new(store, providers)
         .with_blobs(blobs)
         .with_callback_network(args.network.policy())
-        .with_metrics(Arc::clone(&metrics));
-    let processor = build_processor(&app, &args.tuning)?;
+        .with_metrics(metrics);
+    let attempts = app
+        .processor(ProcessorConfig {
+            owner,
+            egress_proxy: egress.egress_proxy.clone(),
+            ..ProcessorConfig::default()
+        })
+        .map_err(config_error)?;
+    log_egress(attempts.config());
+    Ok(app.intake_attempting(None, Some(Arc::new(attempts))))
+}
+
+/// `hookline processor`'s processor, over the store, blobs and providers
+/// its flags name, counting into `metrics`.
+async fn processor_of(
+    args: &ProcessorArgs,
+    tuning: &ProcessorTuning,
+    metrics: &Arc<Metrics>,
+) -> anyhow::Result<Arc<Processor>> {
+    let store = open_store(&args.store, metrics).await?;
+    let blobs = open_blobs(args.blobs.blobs.as_deref(), &args.store.store).await?;
+    let providers = load_providers(&args.providers)?;
+    let app = App::new(store, providers)
+        .with_blobs(blobs)
+        .with_callback_network(args.network.policy())
+        .with_metrics(Arc::clone(metrics));
+    build_processor(&app, tuning)
+}
+
+async fn processor_only(args: ProcessorArgs) -> anyhow::Result<()> {
+    let metrics = Arc::new(Metrics::new());
+    let processor = processor_of(&args, &args.tuning, &metrics).await?;
     let shutdown = shutdown_on_signal();
     if args.once {
         return drain_once(&processor, &args, &shutdown).await;
@@ -247,6 +287,51 @@ async fn processor_only(args: ProcessorArgs) -> anyhow::Result<()> {
         .context("serving metrics")?;
     scheduled?;
     Ok(())
+}
+
+/// `hookline lambda intake`: `hookline intake`'s API, configured the same
+/// way (every flag has its variable), answering Lambda's invocations. A
+/// configuration that will not do fails here, before the runtime starts.
+async fn lambda_intake(args: IntakeOnlyArgs) -> anyhow::Result<()> {
+    let api = intake_api(&args, lambda_owner("intake")).await?;
+    lambda::in_lambda(|name| std::env::var_os(name)).map_err(usage)?;
+    tracing::info!("hookline intake answering Lambda invocations");
+    lambda::serve_intake(api)
+        .await
+        .map_err(|err| anyhow::anyhow!("the Lambda runtime stopped: {err}"))
+}
+
+/// `hookline lambda processor`: `hookline processor --once` per
+/// invocation, each drain ending `--deadline-margin` before the
+/// invocation's deadline.
+async fn lambda_processor(args: LambdaProcessorArgs) -> anyhow::Result<()> {
+    let LambdaProcessorArgs {
+        processor: args,
+        deadline_margin,
+    } = args;
+    let mut tuning = args.tuning.clone();
+    tuning.processor_id = tuning.processor_id.or_else(|| Some(lambda_owner("processor")));
+    let processor = processor_of(&args, &tuning, &Arc::new(Metrics::new())).await?;
+    lambda::in_lambda(|name| std::env::var_os(name)).map_err(usage)?;
+    tracing::info!(
+        deadline_margin_ms = deadline_margin.as_millis() as u64,
+        "hookline processor draining once per Lambda invocation"
+    );
+    lambda::serve_processor(processor, deadline_margin)
+        .await
+        .map_err(|err| anyhow::anyhow!("the Lambda runtime stopped: {err}"))
+}
+
+/// Who holds a Lambda function's leases, for operators reading them: the
+/// function and its execution environment's log stream (one per
+/// environment; a process id there is the same in every one).
+fn lambda_owner(role: &str) -> String {
+    let var = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
+    match (var("AWS_LAMBDA_FUNCTION_NAME"), var("AWS_LAMBDA_LOG_STREAM_NAME")) {
+        (Some(function), Some(stream)) => format!("{function}/{stream}"),
+        (Some(function), None) => format!("{function}-{}", std::process::id()),
+        _ => format!("lambda-{role}-{}", std::process::id()),
+    }
 }
 
 /// `hookline processor --once`: one drain, its progress logged as it goes

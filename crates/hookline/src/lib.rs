@@ -10,9 +10,11 @@
 //! [`run`] is a whole command of the [`cli`].
 
 mod app;
+mod backup;
 pub mod cli;
 mod commands;
 mod dev_sink;
+mod health;
 mod keys;
 mod logging;
 pub mod out;

@@ -8,7 +8,7 @@ use clap::Parser;
 use clap::error::ErrorKind;
 
 fn main() -> ExitCode {
-    let cli = match cli::Cli::try_parse() {
+    let cli = match cli::Cli::try_parse_from(cli::command_line()) {
         Ok(cli) => cli,
         Err(err) => return usage_error(err),
     };

@@ -397,6 +397,14 @@ impl Processor {
         &self.config
     }
 
+    /// The longest one job's attempt takes on this processor's own
+    /// timeouts: its providers (fetched at once) at the longest provider
+    /// timeout, then the callback at the callback timeout. An endpoint's
+    /// own timeout may be longer (its lease is lengthened for it).
+    pub fn attempt_time(&self) -> Duration {
+        self.providers.longest_timeout() + self.config.callback_timeout
+    }
+
     /// How many jobs this instance holds leases on right now.
     pub fn in_flight(&self) -> usize {
         self.in_flight.len()

@@ -15,7 +15,9 @@
 //! queued in one transaction (group commit); reads use their own read-only
 //! connections and never wait for it. Several stores, in one process or
 //! several, may share a file: SQLite's write lock keeps claims exclusive.
+//! [`backup_database`] copies a live file consistently (`VACUUM INTO`).
 
+mod backup;
 mod checkpoint;
 mod codec;
 mod config;
@@ -26,5 +28,6 @@ mod sources;
 mod store;
 mod writer;
 
+pub use backup::{BackupError, BackupReport, backup_database};
 pub use config::{DEFAULT_RETENTION, SqliteConfig, SqliteConfigError, SqliteOptions};
 pub use store::{SqliteOpenError, SqliteStore};

@@ -11,8 +11,9 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::support::{
-    Setup, authed, free_port, get_json, hookline_with_env, job_status, post_job, serve_delivers_a_job, setup,
-    spawn_with_env, table_create, wait_ready, wait_until, with_log,
+    LOOPBACK, Setup, authed, create_key, free_port, get_json, hookline_command, hookline_with_env,
+    job_status, post_job, serve_delivers_a_job, setup, spawn, spawn_with_env, table_create, wait_healthy,
+    wait_ready, wait_until, with_log, write_providers,
 };
 
 /// Runs the AWS CLI (PyPI, pinned; installed into the cache on first use)
@@ -85,10 +86,15 @@ fn table_shape(properties: &Value, ttl_attribute: &Value) -> Value {
     })
 }
 
-/// `deploy/hookline.yaml` as JSON, read by the PyYAML that comes with the
-/// AWS CLI; short-form intrinsics become mappings (`!Sub "x"` is
-/// `{"Sub": "x"}`).
+/// `deploy/hookline.yaml` as JSON.
 fn cloudformation_template() -> Value {
+    template_at("deploy/hookline.yaml")
+}
+
+/// A template of the repository's as JSON, read by the PyYAML that comes
+/// with the AWS CLI; short-form intrinsics become mappings (`!Sub "x"` is
+/// `{"Sub": "x"}`).
+fn template_at(relative: &str) -> Value {
     let python = testkit::aws_cli_bin()
         .unwrap_or_else(|e| panic!("the AWS CLI is unavailable: {e}"))
         .join("python");
@@ -97,10 +103,13 @@ fn cloudformation_template() -> Value {
             "-c",
             "import json, sys, yaml\n\
              class Loader(yaml.SafeLoader): pass\n\
-             Loader.add_multi_constructor('!', lambda l, tag, node: {tag: node.value if \
-                 isinstance(node, yaml.ScalarNode) else [n.value for n in node.value]})\n\
+             def intrinsic(l, tag, node):\n\
+             \x20   if isinstance(node, yaml.ScalarNode): return {tag: l.construct_scalar(node)}\n\
+             \x20   if isinstance(node, yaml.SequenceNode): return {tag: l.construct_sequence(node, deep=True)}\n\
+             \x20   return {tag: l.construct_mapping(node, deep=True)}\n\
+             Loader.add_multi_constructor('!', intrinsic)\n\
              print(json.dumps(yaml.load(open(sys.argv[1]), Loader=Loader)))",
-            &repo_file("deploy/hookline.yaml"),
+            &repo_file(relative),
         ])
         .output()
         .expect("run python");
@@ -203,12 +212,70 @@ async fn the_localstack_hook_and_the_template_make_the_table_hookline_makes() {
     let (_server, _log) = serve_delivers_a_job(&setup, &setup.store).await;
 }
 
+/// The SAM template (`deploy/sam.yaml`, the Lambda functions) declares the
+/// table, the secrets key, the blobs bucket and the intake's, processor's
+/// and operators' policies exactly as `deploy/hookline.yaml` does (whose
+/// table the test above holds to `table create`'s, and whose policies
+/// `each_iam_policy_grants_exactly_what_its_process_calls` holds to what
+/// each process calls), with the parameters they use; and each function
+/// runs with its process's policy and nothing more.
+#[test]
+fn the_sam_template_declares_what_the_cloudformation_template_does() {
+    let reference = cloudformation_template();
+    let sam = template_at("deploy/sam.yaml");
+    assert_eq!(sam["Transform"], "AWS::Serverless-2016-10-31");
+    for resource in [
+        "Table",
+        "SecretsKey",
+        "SecretsKeyAlias",
+        "Blobs",
+        "IntakePolicy",
+        "ProcessorPolicy",
+        "OperatorPolicy",
+    ] {
+        assert_eq!(
+            sam["Resources"][resource], reference["Resources"][resource],
+            "deploy/sam.yaml's {resource} differs from deploy/hookline.yaml's"
+        );
+    }
+    for parameter in [
+        "TableName",
+        "DeliveryQueueArns",
+        "BlobsPrefix",
+        "BlobRetentionDays",
+    ] {
+        assert_eq!(
+            sam["Parameters"][parameter], reference["Parameters"][parameter],
+            "deploy/sam.yaml's parameter {parameter} differs from deploy/hookline.yaml's"
+        );
+    }
+    for (function, handler, policy) in [
+        ("IntakeFunction", "intake", "IntakePolicy"),
+        ("ProcessorFunction", "processor", "ProcessorPolicy"),
+    ] {
+        let properties = &sam["Resources"][function]["Properties"];
+        assert_eq!(properties["Handler"], handler, "{function}");
+        assert_eq!(properties["Policies"], json!([{"Ref": policy}]), "{function}");
+    }
+    let globals = &sam["Globals"]["Function"];
+    assert_eq!(globals["Runtime"], "provided.al2023");
+    let events = &sam["Resources"]["ProcessorFunction"]["Properties"]["Events"]["Drain"];
+    assert_eq!(events["Type"], "Schedule");
+    assert_eq!(events["Properties"]["Schedule"], "rate(1 minute)");
+    let api = &sam["Resources"]["IntakeFunction"]["Properties"]["Events"]["Api"];
+    assert_eq!(api["Type"], "HttpApi");
+    assert_eq!(api["Properties"]["PayloadFormatVersion"], "2.0");
+}
+
 /// A TCP proxy in front of DynamoDB that notes which API operations pass
 /// through it (`X-Amz-Target: DynamoDB_20120810.Query`), and for those that
-/// name an index, which (`Query index/due`), as IAM would see them.
+/// name an index, which (`Query index/due`), as IAM would see them; and
+/// the table partition keys each request names (IAM's
+/// `dynamodb:LeadingKeys`).
 struct RecordingProxy {
     endpoint: String,
     seen: std::sync::Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
+    leading_keys: std::sync::Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
 }
 
 impl RecordingProxy {
@@ -217,11 +284,14 @@ impl RecordingProxy {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
         let seen = std::sync::Arc::new(std::sync::Mutex::new(std::collections::BTreeSet::new()));
+        let leading_keys = std::sync::Arc::new(std::sync::Mutex::new(std::collections::BTreeSet::new()));
         let record = std::sync::Arc::clone(&seen);
+        let record_keys = std::sync::Arc::clone(&leading_keys);
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let upstream = upstream.clone();
                 let record = std::sync::Arc::clone(&record);
+                let record_keys = std::sync::Arc::clone(&record_keys);
                 tokio::spawn(async move {
                     let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else {
                         return;
@@ -241,10 +311,11 @@ impl RecordingProxy {
                             Ok(n) => n,
                         };
                         pending.extend_from_slice(&buf[..n]);
-                        while let Some((operation, used)) = whole_request(&pending) {
-                            if let Some(operation) = operation {
+                        while let Some((request, used)) = whole_request(&pending) {
+                            if let Some(operation) = request.operation {
                                 record.lock().expect("lock").insert(operation);
                             }
+                            record_keys.lock().expect("lock").extend(request.leading_keys);
                             pending.drain(..used);
                         }
                         if server_write.write_all(&buf[..n]).await.is_err() {
@@ -255,18 +326,34 @@ impl RecordingProxy {
                 });
             }
         });
-        Self { endpoint, seen }
+        Self {
+            endpoint,
+            seen,
+            leading_keys,
+        }
     }
 
     fn seen(&self) -> std::collections::BTreeSet<String> {
         self.seen.lock().expect("lock").clone()
     }
+
+    fn leading_keys(&self) -> std::collections::BTreeSet<String> {
+        self.leading_keys.lock().expect("lock").clone()
+    }
+}
+
+/// What one request asked: its operation as IAM names it (`None` when it
+/// names none), and the table partition keys it names.
+struct Request {
+    operation: Option<String>,
+    leading_keys: Vec<String>,
 }
 
 /// The first whole HTTP request in `bytes`: what it asks DynamoDB for
-/// (`Query`, or `Query index/due` when it names an index), and how many
-/// bytes it takes. The SDK sends DynamoDB requests with a Content-Length.
-fn whole_request(bytes: &[u8]) -> Option<(Option<String>, usize)> {
+/// (`Query`, or `Query index/due` when it names an index), the table
+/// partition keys it names, and how many bytes it takes. The SDK sends
+/// DynamoDB requests with a Content-Length.
+fn whole_request(bytes: &[u8]) -> Option<(Request, usize)> {
     let head_end = bytes.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
     let head = String::from_utf8_lossy(&bytes[..head_end]).to_ascii_lowercase();
     let header = |name: &str| {
@@ -289,20 +376,141 @@ fn whole_request(bytes: &[u8]) -> Option<(Option<String>, usize)> {
             .split_once('?')
             .and_then(|(_, query)| query.split('&').find_map(|pair| pair.strip_prefix("x-id=")))
             .map(|op| format!("s3:{op}"));
-        return Some((operation, head_end + length));
+        let request = Request {
+            operation,
+            leading_keys: Vec::new(),
+        };
+        return Some((request, head_end + length));
     }
+    let mut leading_keys = Vec::new();
     let operation = header("x-amz-target:").map(|target| {
         // The header was lowered; the operation is read from the original
         // bytes to keep its case.
         let at = head.find(&target).expect("found above");
         let original = String::from_utf8_lossy(&bytes[at..at + target.len()]).into_owned();
         let op = original.rsplit('.').next().unwrap_or_default().to_owned();
+        if target.starts_with("dynamodb_") {
+            leading_keys = table_leading_keys(&op, &body);
+        }
         match body["IndexName"].as_str() {
             Some(index) => format!("{op} index/{index}"),
             None => op,
         }
     });
-    Some((operation, head_end + length))
+    let request = Request {
+        operation,
+        leading_keys,
+    };
+    Some((request, head_end + length))
+}
+
+/// The table partition keys (`pk`) a DynamoDB request names, as IAM's
+/// `dynamodb:LeadingKeys` holds them: each item's of a `GetItem`,
+/// `PutItem`, `UpdateItem`, `DeleteItem`, `BatchGetItem` or
+/// `TransactWriteItems`, the key condition's of a `Query` of the table.
+/// An index query names the index's key instead, and is left out.
+fn table_leading_keys(operation: &str, body: &Value) -> Vec<String> {
+    let pk = |key: &Value| key["pk"]["S"].as_str().map(str::to_owned);
+    match operation {
+        "GetItem" | "UpdateItem" | "DeleteItem" => pk(&body["Key"]).into_iter().collect(),
+        "PutItem" => pk(&body["Item"]).into_iter().collect(),
+        "BatchGetItem" => body["RequestItems"]
+            .as_object()
+            .into_iter()
+            .flat_map(|tables| tables.values())
+            .flat_map(|table| table["Keys"].as_array().cloned().unwrap_or_default())
+            .filter_map(|key| pk(&key))
+            .collect(),
+        "TransactWriteItems" => body["TransactItems"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|item| {
+                let (kind, write) = item.as_object()?.iter().next()?;
+                pk(if kind == "Put" {
+                    &write["Item"]
+                } else {
+                    &write["Key"]
+                })
+            })
+            .collect(),
+        "Query" if body["IndexName"].is_null() => {
+            // `#pk = :pk AND ...`: the name bound to `pk`, then its value.
+            let condition = body["KeyConditionExpression"].as_str().unwrap_or_default();
+            let names = body["ExpressionAttributeNames"].as_object();
+            let name = names
+                .and_then(|names| names.iter().find(|(_, v)| v.as_str() == Some("pk")))
+                .map_or("pk", |(k, _)| k.as_str());
+            let value = condition
+                .split(" AND ")
+                .find_map(|part| part.trim().strip_prefix(name)?.trim().strip_prefix('='))
+                .map(str::trim);
+            value
+                .and_then(|placeholder| body["ExpressionAttributeValues"][placeholder]["S"].as_str())
+                .map(str::to_owned)
+                .into_iter()
+                .collect()
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// IAM's `StringLike`: `*` is any run of characters, `?` any one.
+fn string_like(pattern: &str, value: &str) -> bool {
+    match pattern.chars().next() {
+        None => value.is_empty(),
+        Some('*') => {
+            let rest = &pattern[1..];
+            value
+                .char_indices()
+                .map(|(i, _)| i)
+                .chain([value.len()])
+                .any(|i| string_like(rest, &value[i..]))
+        }
+        Some(c) => {
+            let mut chars = value.chars();
+            chars.next().is_some_and(|v| {
+                (c == '?' || v == c) && string_like(&pattern[c.len_utf8()..], chars.as_str())
+            })
+        }
+    }
+}
+
+/// The `dynamodb:LeadingKeys` patterns of a policy's table statements
+/// that name item actions: `None` when some such statement has no
+/// condition (every partition). Statements on an index are left out
+/// (the condition would be about the index's key there).
+fn leading_key_patterns(template: &Value, policy: &str) -> Option<Vec<String>> {
+    let statements = template["Resources"][policy]["Properties"]["PolicyDocument"]["Statement"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{policy} has no statements"));
+    let mut patterns = Vec::new();
+    for statement in statements {
+        if statement["Resource"]["GetAtt"] != "Table.Arn" {
+            continue;
+        }
+        let actions: Vec<&str> = statement["Action"]
+            .as_array()
+            .expect("Action list")
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        if actions == ["dynamodb:DescribeTable"] {
+            // No key in the request: a condition on one would not bite.
+            assert!(statement["Condition"].is_null(), "{policy}: {statement}");
+            continue;
+        }
+        let condition = &statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"];
+        let Some(listed) = condition.as_array() else {
+            assert!(
+                statement["Condition"].is_null(),
+                "{policy}: a condition other than ForAllValues:StringLike on dynamodb:LeadingKeys: {statement}"
+            );
+            return None;
+        };
+        patterns.extend(listed.iter().map(|p| p.as_str().expect("pattern").to_owned()));
+    }
+    Some(patterns)
 }
 
 /// What one of the template's managed policies grants, in the proxy's
@@ -622,6 +830,53 @@ async fn each_iam_policy_grants_exactly_what_its_process_calls() {
             "{policy}: the process used {used:?} but the template grants {granted:?}"
         );
     }
+
+    // The intake's partitions: every key it named is one its policy's
+    // LeadingKeys allow, every pattern there was used, and none lets in
+    // the tenant's signing secrets, which the processor read (it signed
+    // the callbacks) from the partition the operator made.
+    let patterns = leading_key_patterns(&template, "IntakePolicy")
+        .expect("IntakePolicy: every table statement with item actions is held to dynamodb:LeadingKeys");
+    let intake_keys = intake_proxy.leading_keys();
+    for key in &intake_keys {
+        assert!(
+            patterns.iter().any(|p| string_like(p, key)),
+            "IntakePolicy: the intake used partition {key:?}, which {patterns:?} does not allow"
+        );
+    }
+    for pattern in &patterns {
+        assert!(
+            intake_keys.iter().any(|key| string_like(pattern, key)),
+            "IntakePolicy: {pattern:?} allows partitions the intake never used; it used {intake_keys:?}"
+        );
+    }
+    let secrets = "tenant#acme";
+    assert!(
+        processor_proxy.leading_keys().contains(secrets) && operator.leading_keys().contains(secrets),
+        "the signing secrets' partition is not {secrets:?}: processor {:?}, operator {:?}",
+        processor_proxy.leading_keys(),
+        operator.leading_keys()
+    );
+    assert!(
+        !patterns.iter().any(|p| string_like(p, secrets)),
+        "IntakePolicy: {patterns:?} lets the intake read {secrets:?}"
+    );
+    assert!(
+        !intake_keys.iter().any(|key| key.starts_with("tenant#")),
+        "the intake read signing secrets: {intake_keys:?}"
+    );
+}
+
+#[test]
+fn string_like_is_iam_s() {
+    assert!(string_like("job#*", "job#acme#003"));
+    assert!(string_like("apikeys", "apikeys"));
+    assert!(!string_like("apikeys", "apikeys2"));
+    assert!(!string_like("source#*", "sources#acme"));
+    assert!(string_like("sources#*", "sources#acme"));
+    assert!(string_like("a?c*", "abc"));
+    assert!(!string_like("job#*", "tenant#job#x"));
+    assert!(string_like("*", ""));
 }
 
 /// A new KMS key in moto's server: its ARN.
@@ -1041,4 +1296,352 @@ async fn sources_workload(http: &reqwest::Client, base: &str) {
         204,
     )
     .await;
+}
+
+/// Every string in `value` (intrinsics' arguments included).
+fn strings(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::String(s) => out.push(s.clone()),
+        Value::Array(items) => items.iter().for_each(|v| strings(v, out)),
+        Value::Object(members) => members.values().for_each(|v| strings(v, out)),
+        _ => {}
+    }
+}
+
+/// A role's trust policy: assumable by `service` alone, from this account.
+fn assert_trusts(role: &Value, service: &str, name: &str) {
+    let trust = &role["Properties"]["AssumeRolePolicyDocument"]["Statement"];
+    assert_eq!(
+        trust,
+        &json!([{
+            "Effect": "Allow",
+            "Principal": {"Service": service},
+            "Action": "sts:AssumeRole",
+            "Condition": {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}},
+        }]),
+        "{name}'s trust"
+    );
+}
+
+/// (action, resource as JSON text) for each action of each statement, each resource of
+/// a list apart; every statement an Allow.
+fn grants(statements: &Value) -> std::collections::BTreeSet<(String, String)> {
+    let mut grants = std::collections::BTreeSet::new();
+    for statement in statements.as_array().expect("statements") {
+        assert_eq!(statement["Effect"], "Allow", "{statement}");
+        let resources = match &statement["Resource"] {
+            Value::Array(list) => list.clone(),
+            one => vec![one.clone()],
+        };
+        for action in statement["Action"].as_array().expect("Action list") {
+            for resource in &resources {
+                grants.insert((action.as_str().expect("action").to_owned(), resource.to_string()));
+            }
+        }
+    }
+    grants
+}
+
+/// `deploy/ecs.yaml`'s IAM, read statically (no process of its own calls
+/// AWS): the task roles are hookline.yaml's policies and nothing else, so
+/// the test above holds for them; the execution role pulls and logs; the
+/// CloudWatch agent writes to the stack's log group only; the scheduler
+/// may run the processor's task definition in the cluster and pass its two
+/// roles to ECS, nothing more; and every export it imports exists.
+#[test]
+fn the_ecs_stack_grants_its_roles_exactly_what_they_need() {
+    let ecs = template_at("deploy/ecs.yaml");
+    let base = cloudformation_template();
+    let resources = ecs["Resources"].as_object().expect("Resources");
+
+    let iam: std::collections::BTreeSet<&str> = resources
+        .iter()
+        .filter(|(_, r)| r["Type"].as_str().is_some_and(|t| t.starts_with("AWS::IAM::")))
+        .map(|(name, _)| name.as_str())
+        .collect();
+    assert_eq!(
+        iam,
+        [
+            "IntakeTaskRole",
+            "MetricsAgentPolicy",
+            "ProcessorTaskRole",
+            "SchedulerRole",
+            "TaskExecutionRole"
+        ]
+        .into(),
+        "the IAM resources of deploy/ecs.yaml"
+    );
+
+    for (role, policy, task) in [
+        ("IntakeTaskRole", "IntakePolicyArn", "IntakeTaskDefinition"),
+        (
+            "ProcessorTaskRole",
+            "ProcessorPolicyArn",
+            "ProcessorTaskDefinition",
+        ),
+    ] {
+        let properties = &resources[role]["Properties"];
+        assert_trusts(&resources[role], "ecs-tasks.amazonaws.com", role);
+        assert_eq!(
+            properties["ManagedPolicyArns"],
+            json!([{"Fn::ImportValue": {"Sub": format!("${{HooklineStack}}-{policy}")}}]),
+            "{role}: only hookline.yaml's policy"
+        );
+        assert!(properties["Policies"].is_null(), "{role}: no inline policy");
+        let task = &resources[task]["Properties"];
+        assert_eq!(task["TaskRoleArn"], json!({"GetAtt": format!("{role}.Arn")}));
+        assert_eq!(
+            task["ExecutionRoleArn"],
+            json!({"GetAtt": "TaskExecutionRole.Arn"})
+        );
+    }
+
+    let execution = &resources["TaskExecutionRole"];
+    assert_trusts(execution, "ecs-tasks.amazonaws.com", "TaskExecutionRole");
+    assert!(execution["Properties"]["ManagedPolicyArns"].is_null());
+    let policies = execution["Properties"]["Policies"].as_array().expect("policies");
+    assert_eq!(policies.len(), 1);
+    let repository = json!({"Sub": "arn:${AWS::Partition}:ecr:${AWS::Region}:${AWS::AccountId}:repository/${ImageRepository}"});
+    let log_group = json!({"GetAtt": "LogGroup.Arn"});
+    let expected: std::collections::BTreeSet<(String, String)> = [
+        ("ecr:GetAuthorizationToken", json!("*")),
+        ("ecr:BatchCheckLayerAvailability", repository.clone()),
+        ("ecr:GetDownloadUrlForLayer", repository.clone()),
+        ("ecr:BatchGetImage", repository),
+        ("logs:CreateLogStream", log_group.clone()),
+        ("logs:PutLogEvents", log_group.clone()),
+    ]
+    .into_iter()
+    .map(|(a, r)| (a.to_owned(), r.to_string()))
+    .collect();
+    assert_eq!(
+        grants(&policies[0]["PolicyDocument"]["Statement"]),
+        expected,
+        "TaskExecutionRole"
+    );
+
+    let agent = &resources["MetricsAgentPolicy"];
+    assert_eq!(agent["Condition"], "ProcessorsService");
+    assert_eq!(
+        agent["Properties"]["RoleName"],
+        json!({"Ref": "ProcessorTaskRole"})
+    );
+    let expected: std::collections::BTreeSet<(String, String)> = [
+        "logs:CreateLogStream",
+        "logs:DescribeLogStreams",
+        "logs:PutLogEvents",
+    ]
+    .into_iter()
+    .map(|a| (a.to_owned(), log_group.to_string()))
+    .collect();
+    assert_eq!(
+        grants(&agent["Properties"]["PolicyDocument"]["Statement"]),
+        expected,
+        "MetricsAgentPolicy"
+    );
+
+    let scheduler = &resources["SchedulerRole"];
+    assert_eq!(scheduler["Condition"], "ProcessorsScheduled");
+    assert_trusts(scheduler, "scheduler.amazonaws.com", "SchedulerRole");
+    assert!(scheduler["Properties"]["ManagedPolicyArns"].is_null());
+    let policies = scheduler["Properties"]["Policies"].as_array().expect("policies");
+    assert_eq!(policies.len(), 1);
+    let statements = &policies[0]["PolicyDocument"]["Statement"];
+    let expected: std::collections::BTreeSet<(String, String)> = [
+        ("ecs:RunTask", json!({"Ref": "ProcessorTaskDefinition"})),
+        ("iam:PassRole", json!({"GetAtt": "TaskExecutionRole.Arn"})),
+        ("iam:PassRole", json!({"GetAtt": "ProcessorTaskRole.Arn"})),
+    ]
+    .into_iter()
+    .map(|(a, r)| (a.to_owned(), r.to_string()))
+    .collect();
+    assert_eq!(grants(statements), expected, "SchedulerRole");
+    for statement in statements.as_array().expect("statements") {
+        let condition = &statement["Condition"];
+        match statement["Action"][0].as_str() {
+            Some("ecs:RunTask") => assert_eq!(
+                condition,
+                &json!({"ArnEquals": {"ecs:cluster": {"GetAtt": "Cluster.Arn"}}}),
+                "RunTask only in the stack's cluster"
+            ),
+            _ => assert_eq!(
+                condition,
+                &json!({"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}}),
+                "PassRole only to ECS tasks"
+            ),
+        }
+    }
+    let target = &resources["ProcessorSchedule"]["Properties"]["Target"];
+    assert_eq!(target["RoleArn"], json!({"GetAtt": "SchedulerRole.Arn"}));
+    assert_eq!(target["Arn"], json!({"GetAtt": "Cluster.Arn"}));
+    assert_eq!(
+        target["EcsParameters"]["TaskDefinitionArn"],
+        json!({"Ref": "ProcessorTaskDefinition"})
+    );
+
+    // What the ECS stack imports, the base stack exports.
+    let mut used = Vec::new();
+    strings(&ecs, &mut used);
+    let imported: std::collections::BTreeSet<String> = used
+        .iter()
+        .filter_map(|s| s.strip_prefix("${HooklineStack}-"))
+        .map(str::to_owned)
+        .collect();
+    let exported: std::collections::BTreeSet<String> = base["Outputs"]
+        .as_object()
+        .expect("Outputs")
+        .values()
+        .filter_map(|output| output["Export"]["Name"]["Sub"].as_str())
+        .filter_map(|name| name.strip_prefix("${AWS::StackName}-"))
+        .map(str::to_owned)
+        .collect();
+    assert!(
+        !imported.is_empty() && imported.is_subset(&exported),
+        "deploy/ecs.yaml imports {imported:?}; hookline.yaml exports {exported:?}"
+    );
+}
+
+/// One term of a CloudWatch Logs JSON filter pattern, `$.field OP value`,
+/// held against a JSON log line as CloudWatch reads it: a string compared
+/// for equality, a number by its operator. Anything else in a pattern is a
+/// test failure, so a new filter gets a reading here before it ships.
+fn filter_term_holds(term: &str, line: &Value) -> bool {
+    let term = term.trim().trim_start_matches('(').trim_end_matches(')').trim();
+    let (field, rest) = term
+        .strip_prefix("$.")
+        .and_then(|t| t.split_once(' '))
+        .unwrap_or_else(|| panic!("not a `$.field OP value` term: {term}"));
+    let (op, value) = rest
+        .trim()
+        .split_once(' ')
+        .unwrap_or_else(|| panic!("no operator: {term}"));
+    let found = field.split('.').fold(line, |v, part| &v[part]);
+    let value = value.trim();
+    if let Some(text) = value.strip_prefix('"').and_then(|v| v.strip_suffix('"')) {
+        match op {
+            "=" => found.as_str() == Some(text),
+            "!=" => found.as_str() != Some(text),
+            _ => panic!("string operator {op} in {term}"),
+        }
+    } else {
+        let wanted: f64 = value.parse().unwrap_or_else(|_| panic!("not a number: {term}"));
+        let Some(found) = found.as_f64() else { return false };
+        match op {
+            "=" => found == wanted,
+            ">=" => found >= wanted,
+            ">" => found > wanted,
+            "<=" => found <= wanted,
+            "<" => found < wanted,
+            _ => panic!("numeric operator {op} in {term}"),
+        }
+    }
+}
+
+fn filter_pattern_matches(pattern: &str, line: &Value) -> bool {
+    let inner = pattern
+        .trim()
+        .strip_prefix('{')
+        .and_then(|p| p.strip_suffix('}'))
+        .unwrap_or_else(|| panic!("not a JSON filter pattern: {pattern}"));
+    assert!(!inner.contains("||"), "`||` is not read here: {pattern}");
+    inner.split("&&").all(|term| filter_term_holds(term, line))
+}
+
+/// `deploy/ecs.yaml`'s log metric filters count what hookline writes: a
+/// real `processor --once` with `HOOKLINE_LOG_FORMAT=json`, as the stack
+/// runs it, drains one job that is delivered and one the receiver answers
+/// 410 Gone (dead-lettered at once); each filter matches exactly the lines
+/// it is named for, and a filter's metric value is a number on that line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ecs_stacks_log_metric_filters_match_the_processors_json_lines() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = format!("sqlite://{}", dir.path().join("filters.db").display());
+    let key = create_key(&store, "acme");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let mock = providers_mock::spawn(listener, providers_mock::MockState::with_seed(21)).expect("mock");
+    let providers = write_providers(dir.path(), &mock, "5s")
+        .to_string_lossy()
+        .into_owned();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let listen = format!("127.0.0.1:{port}");
+    let _intake = spawn(
+        &[
+            "intake",
+            "--store",
+            &store,
+            "--listen",
+            &listen,
+            "--providers",
+            &providers,
+        ],
+        &dir.path().join("intake.log"),
+    );
+    let http = authed(&key);
+    wait_healthy(&http, &base).await;
+    post_job(&http, &base, &mock.url("/complete")).await;
+    let gone = post_job(&http, &base, &mock.url("/gone")).await;
+
+    let once = hookline_command()
+        .args([
+            "processor",
+            "--once",
+            "--store",
+            &store,
+            "--providers",
+            &providers,
+        ])
+        .env("HOOKLINE_LOG", "info")
+        .env("HOOKLINE_LOG_FORMAT", "json")
+        .env("HOOKLINE_ALLOW_NETWORKS", LOOPBACK)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run hookline");
+    let stderr = String::from_utf8_lossy(&once.stderr);
+    assert!(once.status.success(), "{stderr}");
+    assert_eq!(job_status(&http, &base, &gone).await, "failed");
+    let lines: Vec<Value> = stderr
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}")))
+        .collect();
+
+    let template = template_at("deploy/ecs.yaml");
+    let expected = [
+        ("JobsDeadLettered", 1),
+        ("DrainsFinished", 1),
+        ("DrainDurationMs", 1),
+    ];
+    let mut checked = Vec::new();
+    for resource in template["Resources"].as_object().expect("resources").values() {
+        if resource["Type"] != "AWS::Logs::MetricFilter" {
+            continue;
+        }
+        let pattern = resource["Properties"]["FilterPattern"]
+            .as_str()
+            .expect("FilterPattern");
+        let transformation = &resource["Properties"]["MetricTransformations"][0];
+        let metric = transformation["MetricName"].as_str().expect("MetricName");
+        let matching: Vec<&Value> = lines
+            .iter()
+            .filter(|line| filter_pattern_matches(pattern, line))
+            .collect();
+        let (_, count) = expected
+            .iter()
+            .find(|(name, _)| *name == metric)
+            .unwrap_or_else(|| panic!("a metric filter this test does not know: {metric}"));
+        assert_eq!(matching.len(), *count, "{metric} ({pattern}) in:\n{stderr}");
+        let value = transformation["MetricValue"].as_str().expect("MetricValue");
+        if let Some(field) = value.strip_prefix("$.") {
+            for line in &matching {
+                assert!(line[field].is_u64(), "{metric}'s value {value} on {line}");
+            }
+        } else {
+            assert_eq!(value, "1", "{metric}");
+        }
+        checked.push(metric.to_owned());
+    }
+    checked.sort();
+    let mut all: Vec<String> = expected.iter().map(|(name, _)| (*name).to_owned()).collect();
+    all.sort();
+    assert_eq!(checked, all, "every filter this test knows is in the stack");
 }

@@ -13,6 +13,7 @@ mod dev;
 mod keys;
 mod logs;
 mod network;
+mod production;
 mod sealing;
 mod serve;
 mod support;

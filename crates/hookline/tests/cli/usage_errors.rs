@@ -253,3 +253,122 @@ fn bad_blob_urls_are_a_one_line_usage_error() {
         }
     }
 }
+
+/// `hookline lambda intake|processor` read the options of `hookline
+/// intake|processor` (flags or variables) and check them, then that they
+/// run inside Lambda, before the runtime starts: one line and exit 2 for
+/// either. A binary named `bootstrap` run bare (as Lambda runs a function
+/// on a `provided` runtime) is `hookline lambda $_HANDLER`.
+#[test]
+fn lambda_commands_check_their_options_and_the_environment_before_the_runtime_starts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let providers = dir.path().join("providers.toml");
+    std::fs::write(&providers, "[providers.gas]\nurl = \"http://127.0.0.1:9/gas\"\n").expect("write");
+    let providers = providers.to_string_lossy().into_owned();
+    let store = format!("sqlite://{}", dir.path().join("lambda.db").display());
+    let cases: [(&[&str], &str); 6] = [
+        (
+            &[
+                "lambda",
+                "intake",
+                "--store",
+                "postgres://x",
+                "--providers",
+                &providers,
+            ],
+            "unknown store URL",
+        ),
+        (
+            &[
+                "lambda",
+                "processor",
+                "--store",
+                "dynamodb://ab",
+                "--providers",
+                &providers,
+            ],
+            "table name",
+        ),
+        (
+            &[
+                "lambda",
+                "processor",
+                "--store",
+                &store,
+                "--providers",
+                &providers,
+                "--lease",
+                "5s",
+            ],
+            "lease",
+        ),
+        (
+            &[
+                "lambda",
+                "processor",
+                "--store",
+                &store,
+                "--providers",
+                &providers,
+                "--deadline-margin",
+                "0s",
+            ],
+            "--deadline-margin",
+        ),
+        (
+            &["lambda", "intake", "--store", &store, "--providers", &providers],
+            "AWS_LAMBDA_RUNTIME_API is not set",
+        ),
+        (
+            &[
+                "lambda",
+                "processor",
+                "--store",
+                &store,
+                "--providers",
+                &providers,
+            ],
+            "AWS_LAMBDA_RUNTIME_API is not set",
+        ),
+    ];
+    for (args, needle) in cases {
+        assert_one_line_failure(args, needle);
+        assert_eq!(hookline(args).status.code(), Some(2), "{args:?}");
+    }
+
+    let bootstrap = dir.path().join("bootstrap");
+    std::os::unix::fs::symlink(crate::support::BIN, &bootstrap).expect("symlink");
+    let run = |handler: Option<&str>| {
+        let mut command = std::process::Command::new(&bootstrap);
+        command
+            .env("HOOKLINE_STORE", &store)
+            .env("HOOKLINE_PROVIDERS", &providers)
+            .env("HOOKLINE_LOG", "warn")
+            .env_remove("AWS_LAMBDA_RUNTIME_API")
+            .stdin(Stdio::null());
+        match handler {
+            Some(handler) => command.env("_HANDLER", handler),
+            None => command.env_remove("_HANDLER"),
+        };
+        command.output().expect("run bootstrap")
+    };
+    for handler in ["intake", "processor"] {
+        let output = run(Some(handler));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{handler}: {stderr}");
+        assert!(
+            stderr.contains("AWS_LAMBDA_RUNTIME_API is not set"),
+            "{handler}: {stderr}"
+        );
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    }
+    let output = run(Some("main.handler"));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("main.handler"), "{stderr}");
+    assert_eq!(
+        output.status.code(),
+        run(None).status.code(),
+        "no handler: a usage error too"
+    );
+}
