@@ -469,6 +469,9 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
         "hookline dev listening on http://{addr}  (store: {})",
         args.store.store
     ));
+    out::show(&format!(
+        "web UI: http://{addr}/ui/  (sign in with the API key below)"
+    ));
     if let Some(key) = sealing_key(&args.store) {
         out::show(&format!("secrets at rest are sealed with {key}"));
     }

@@ -205,7 +205,7 @@ pub fn router(store: Arc<dyn Store>, clock: Arc<dyn Clock>, config: IntakeConfig
         rejections: Arc::default(),
         openapi: openapi.into(),
     };
-    Router::new()
+    let api = Router::new()
         .route("/webhook", post(jobs::create_job))
         .route("/v1/jobs", post(jobs::create_job).get(jobs::list_jobs))
         .route("/v1/jobs/{job_id}", get(jobs::get_job))
@@ -276,7 +276,10 @@ pub fn router(store: Arc<dyn Store>, clock: Arc<dyn Clock>, config: IntakeConfig
         .fallback(|| async { ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .with_state(state)
-        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES));
+    // The web UI, a client of the routes above in this process.
+    api.clone()
+        .nest("/ui", ui::router(api))
         .layer(
             tower_http::trace::TraceLayer::new_for_http()
                 // One info line per request, when its answer is sent, with

@@ -22,3 +22,4 @@ mod signatures;
 mod slow_clients;
 mod sources;
 mod ssrf;
+mod ui;

@@ -52,6 +52,25 @@ async fn dev_delivers_a_job_end_to_end_on_the_embedded_store() {
         "dev prints a ready curl line:\n{printed}"
     );
 
+    // The web UI, at the address printed: a visitor is sent to sign in, on a
+    // page that carries the Content-Security-Policy.
+    let ui = printed
+        .lines()
+        .find_map(|line| line.strip_prefix("web UI: "))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("dev prints the web UI's address:\n{printed}"));
+    assert_eq!(ui, format!("{base}/ui/"));
+    let page = reqwest::get(ui).await.expect("GET the UI");
+    assert_eq!(page.status(), 200);
+    assert_eq!(page.url().path(), "/ui/sign-in");
+    assert!(
+        page.headers()
+            .get("content-security-policy")
+            .is_some_and(|csp| csp.as_bytes().starts_with(b"default-src 'none'")),
+        "{:?}",
+        page.headers()
+    );
+
     // The events example, as printed: a type, an endpoint at the sink, an
     // event, delivered to the sink signed with the endpoint's own secret.
     let events = printed
