@@ -35,8 +35,30 @@ pub fn router(api: Router) -> Router {
         .route("/sign-in", get(pages::sign_in_form).post(pages::sign_in))
         .route("/sign-out", post(pages::sign_out))
         .route("/jobs", get(pages::jobs))
+        .route("/jobs/retry-all", post(pages::retry_all))
         .route("/jobs/{job_id}", get(pages::job))
         .route("/jobs/{job_id}/retry", post(pages::retry_job))
+        .route("/endpoints", get(pages::endpoints).post(pages::create_endpoint))
+        .route("/endpoints/new", get(pages::new_endpoint))
+        .route(
+            "/endpoints/{endpoint_id}",
+            get(pages::endpoint).post(pages::update_endpoint),
+        )
+        .route(
+            "/endpoints/{endpoint_id}/status",
+            post(pages::set_endpoint_enabled),
+        )
+        .route("/endpoints/{endpoint_id}/rotate", post(pages::rotate_secret))
+        .route("/endpoints/{endpoint_id}/recover", post(pages::recover_endpoint))
+        .route(
+            "/event-types",
+            get(pages::event_types).post(pages::put_event_type),
+        )
+        .route("/event-types/{name}/delete", post(pages::delete_event_type))
+        .route("/events", get(pages::events).post(pages::publish_event))
+        .route("/events/{event_id}", get(pages::event))
+        .route("/sources", get(pages::sources))
+        .route("/sources/{source_id}", get(pages::source))
         .route("/assets/{name}", get(asset))
         .fallback(pages::not_found)
         .with_state(state)
