@@ -470,7 +470,7 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
         args.store.store
     ));
     out::show(&format!(
-        "web UI: http://{addr}/ui/  (sign in with the API key below)"
+        "web UI: http://{addr}/ui  (sign in with the API key below)"
     ));
     if let Some(key) = sealing_key(&args.store) {
         out::show(&format!("secrets at rest are sealed with {key}"));

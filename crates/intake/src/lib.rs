@@ -279,7 +279,7 @@ pub fn router(store: Arc<dyn Store>, clock: Arc<dyn Clock>, config: IntakeConfig
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES));
     // The web UI, a client of the routes above in this process.
     api.clone()
-        .nest("/ui", ui::router(api))
+        .merge(ui::router(api))
         .layer(
             tower_http::trace::TraceLayer::new_for_http()
                 // One info line per request, when its answer is sent, with

@@ -26,11 +26,12 @@ pub use session::Session;
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
      img-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
-/// The UI's routes, to be nested at `/ui` beside `api`, the intake's router
-/// (which the pages call).
+/// The UI's routes under `/ui` (the overview is `/ui`; `/ui/` leads
+/// there), to be merged with `api`, the intake's router, which the pages
+/// call.
 pub fn router(api: Router) -> Router {
     let state = pages::State::new(api::Api::new(api));
-    Router::new()
+    let pages = Router::new()
         .route("/", get(pages::overview))
         .route("/sign-in", get(pages::sign_in_form).post(pages::sign_in))
         .route("/sign-out", post(pages::sign_out))
@@ -61,7 +62,10 @@ pub fn router(api: Router) -> Router {
         .route("/sources/{source_id}", get(pages::source))
         .route("/assets/{name}", get(asset))
         .fallback(pages::not_found)
-        .with_state(state)
+        .with_state(state);
+    Router::new()
+        .nest("/ui", pages)
+        .route("/ui/", get(|| async { axum::response::Redirect::permanent("/ui") }))
         .layer(axum::middleware::map_response(secure_headers))
 }
 
@@ -85,7 +89,7 @@ async fn secure_headers(mut response: Response) -> Response {
 }
 
 /// The UI's own files, compiled into the binary.
-const ASSETS: [(&str, &str, &str); 2] = [
+const ASSETS: [(&str, &str, &str); 3] = [
     (
         "ui.css",
         "text/css; charset=utf-8",
@@ -95,6 +99,11 @@ const ASSETS: [(&str, &str, &str); 2] = [
         "ui.js",
         "text/javascript; charset=utf-8",
         include_str!("../assets/ui.js"),
+    ),
+    (
+        "favicon.svg",
+        "image/svg+xml",
+        include_str!("../assets/favicon.svg"),
     ),
 ];
 

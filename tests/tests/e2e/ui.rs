@@ -35,7 +35,7 @@ impl TestApp {
             .await
             .expect("POST sign-in");
         assert_eq!(response.status(), 303);
-        assert_eq!(response.headers()[LOCATION], "/ui/");
+        assert_eq!(response.headers()[LOCATION], "/ui");
         let cookie = response.headers()[SET_COOKIE].to_str().expect("ascii").to_owned();
         cookie.split(';').next().expect("name=value").to_owned()
     }
@@ -61,7 +61,7 @@ fn csrf_of(html: &str) -> String {
 async fn signing_in_keeps_the_key_in_a_strict_cookie_and_every_page_carries_the_csp(backend: Backend) {
     let app = spawn_app_on(backend).await;
     // Not signed in: every page sends the viewer to sign in.
-    for path in ["/ui/", "/ui/jobs", "/ui/jobs/01KDVDNBYG2G5GJBN0235ABBVQ"] {
+    for path in ["/ui", "/ui/", "/ui/jobs", "/ui/jobs/01KDVDNBYG2G5GJBN0235ABBVQ"] {
         let (status, _, headers) = app.page(None, path).await;
         assert_eq!(status, 303, "{path}");
         assert_eq!(headers[LOCATION], "/ui/sign-in", "{path}");
@@ -133,7 +133,7 @@ async fn signing_in_keeps_the_key_in_a_strict_cookie_and_every_page_carries_the_
     assert!(forged.headers().get(SET_COOKIE).is_none());
 
     let cookie = app.sign_in(&app.key).await;
-    let (status, html, headers) = app.page(Some(&cookie), "/ui/").await;
+    let (status, html, headers) = app.page(Some(&cookie), "/ui").await;
     assert_eq!(status, 200, "{html}");
     assert!(headers.contains_key(CONTENT_SECURITY_POLICY));
     assert_eq!(headers["cache-control"], "no-store");
@@ -165,7 +165,7 @@ async fn signing_in_keeps_the_key_in_a_strict_cookie_and_every_page_carries_the_
     );
 
     // A revoked or garbled cookie is no session.
-    let (status, _, _) = app.page(Some("hookline_ui=aGtfbm9wZQ"), "/ui/").await;
+    let (status, _, _) = app.page(Some("hookline_ui=aGtfbm9wZQ"), "/ui").await;
     assert_eq!(status, 303);
 }
 
@@ -255,5 +255,5 @@ async fn a_dead_lettered_job_is_shown_as_text_and_redriven_only_from_our_own_for
 /// A page of the other tenant's session, for its (valid, but not this
 /// session's) CSRF token.
 async fn other_cookie_page(app: &TestApp, cookie: &str) -> String {
-    app.page(Some(cookie), "/ui/").await.1
+    app.page(Some(cookie), "/ui").await.1
 }

@@ -59,7 +59,7 @@ async fn dev_delivers_a_job_end_to_end_on_the_embedded_store() {
         .find_map(|line| line.strip_prefix("web UI: "))
         .and_then(|rest| rest.split_whitespace().next())
         .unwrap_or_else(|| panic!("dev prints the web UI's address:\n{printed}"));
-    assert_eq!(ui, format!("{base}/ui/"));
+    assert_eq!(ui, format!("{base}/ui"));
     let page = reqwest::get(ui).await.expect("GET the UI");
     assert_eq!(page.status(), 200);
     assert_eq!(page.url().path(), "/ui/sign-in");

@@ -168,7 +168,7 @@ struct SignIn {
 
 pub(crate) async fn sign_in_form(headers: HeaderMap) -> Response {
     if Session::from_headers(&headers).is_some() {
-        return Redirect::to("/ui/").into_response();
+        return Redirect::to("/ui").into_response();
     }
     render(
         &SignIn {
@@ -213,7 +213,7 @@ pub(crate) async fn sign_in(
     }
     match state.api.get(&session, "/v1/endpoints?limit=1").await {
         Ok(_) => {
-            let mut response = Redirect::to("/ui/").into_response();
+            let mut response = Redirect::to("/ui").into_response();
             response
                 .headers_mut()
                 .insert(header::SET_COOKIE, session.cookie(secure(&headers)));
