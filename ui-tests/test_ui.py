@@ -113,7 +113,7 @@ def test_an_endpoint_is_created_its_secret_copied_and_an_event_delivered_to_it(p
     row = page.get_by_role("row").filter(has_text=endpoint_id)
     expect(row).to_contain_text("complete", timeout=60_000)
     expect(row).to_contain_text("HTTP 200")
-    expect(page.locator("#payload")).to_contain_text('"invoiceId": "in_ui_1"')
+    expect(page.locator("#payload")).to_have_text('{\n  "invoiceId": "in_ui_1",\n  "amount": 1200\n}')
     shoot(page, "event")
 
     [delivery] = receiver.received(path)

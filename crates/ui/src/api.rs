@@ -41,6 +41,18 @@ impl Api {
     }
 
     pub(crate) async fn get(&self, session: &Session, path: &str) -> Result<Value, Failure> {
+        self.call(session, Method::GET, path, None)
+            .await
+            .map(|(json, _)| json)
+    }
+
+    /// A read's answer, and its body as the API wrote it (for what must be
+    /// shown in its own order, such as an event's payload).
+    pub(crate) async fn get_raw(
+        &self,
+        session: &Session,
+        path: &str,
+    ) -> Result<(Value, axum::body::Bytes), Failure> {
         self.call(session, Method::GET, path, None).await
     }
 
@@ -51,7 +63,22 @@ impl Api {
         path: &str,
         body: Option<Value>,
     ) -> Result<Value, Failure> {
-        self.call(session, method, path, body).await
+        let body = body.map(|json| json.to_string());
+        self.call(session, method, path, body).await.map(|(json, _)| json)
+    }
+
+    /// As [`Api::send`], with a body of JSON text written by the caller
+    /// (whose members must keep their order).
+    pub(crate) async fn send_text(
+        &self,
+        session: &Session,
+        method: Method,
+        path: &str,
+        json: String,
+    ) -> Result<Value, Failure> {
+        self.call(session, method, path, Some(json))
+            .await
+            .map(|(json, _)| json)
     }
 
     async fn call(
@@ -59,8 +86,8 @@ impl Api {
         session: &Session,
         method: Method,
         path: &str,
-        body: Option<Value>,
-    ) -> Result<Value, Failure> {
+        body: Option<String>,
+    ) -> Result<(Value, axum::body::Bytes), Failure> {
         let mut request = Request::builder()
             .method(method)
             .uri(path)
@@ -68,7 +95,7 @@ impl Api {
         let body = match body {
             Some(json) => {
                 request = request.header(header::CONTENT_TYPE, "application/json");
-                Body::from(json.to_string())
+                Body::from(json)
             }
             None => Body::empty(),
         };
@@ -103,7 +130,7 @@ impl Api {
             }
         };
         if status.is_success() {
-            return Ok(json);
+            return Ok((json, bytes));
         }
         if status == StatusCode::UNAUTHORIZED {
             return Err(Failure::SignedOut);

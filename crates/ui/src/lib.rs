@@ -65,7 +65,10 @@ pub fn router(api: Router) -> Router {
         .with_state(state);
     Router::new()
         .nest("/ui", pages)
-        .route("/ui/", get(|| async { axum::response::Redirect::permanent("/ui") }))
+        .route(
+            "/ui/",
+            get(|| async { axum::response::Redirect::permanent("/ui") }),
+        )
         .layer(axum::middleware::map_response(secure_headers))
 }
 

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use super::{
     Chrome, CsrfForm, PAGE_ROWS, Refusal, State, after_write, cursor_of, data, failure_page, form_session,
-    not_found, pretty, query, render, text, ulid_like, viewer,
+    not_found, query, render, text, ulid_like, viewer,
 };
 use crate::session::Session;
 
@@ -326,20 +326,23 @@ pub(crate) async fn publish_event(
         owner: None,
         cursor: None,
     };
-    let payload: Value = match serde_json::from_str(&form.payload) {
+    // The payload goes as typed (its members in their order), once it
+    // is known to be JSON.
+    let payload: Box<serde_json::value::RawValue> = match serde_json::from_str(&form.payload) {
         Ok(payload) => payload,
         Err(err) => {
             let refused = Refusal::field(form, "payload", format!("not JSON: {err}"));
             return events_page(&state, &session, no_filter(), Some(refused)).await;
         }
     };
-    let mut body = json!({"type": form.event_type.trim(), "payload": payload});
+    let mut body = format!("{{\"type\":{}", json!(form.event_type.trim()));
     if !form.owner.trim().is_empty() {
-        body["owner"] = json!(form.owner.trim());
+        body.push_str(&format!(",\"owner\":{}", json!(form.owner.trim())));
     }
+    body.push_str(&format!(",\"payload\":{}}}", payload.get()));
     match state
         .api
-        .send(&session, Method::POST, "/v1/events", Some(body))
+        .send_text(&session, Method::POST, "/v1/events", body)
         .await
     {
         Ok(accepted) => {
@@ -392,10 +395,21 @@ pub(crate) async fn event(
     if !ulid_like(&id) {
         return not_found().await;
     }
-    let event = match state.api.get(&session, &format!("/v1/events/{id}")).await {
-        Ok(event) => event,
+    let (event, raw) = match state.api.get_raw(&session, &format!("/v1/events/{id}")).await {
+        Ok(answer) => answer,
         Err(failure) => return failure_page(Some(&session), failure),
     };
+    // The payload as published, its members in their order, laid out.
+    #[derive(Deserialize)]
+    struct Raw<'a> {
+        #[serde(borrow)]
+        payload: Option<&'a serde_json::value::RawValue>,
+    }
+    let payload = serde_json::from_slice::<Raw<'_>>(&raw)
+        .ok()
+        .and_then(|raw| raw.payload)
+        .map(|payload| indent(payload.get()))
+        .unwrap_or_default();
     let deliveries: Vec<DeliveryRow> = event["deliveries"]
         .as_array()
         .map(|all| {
@@ -420,7 +434,7 @@ pub(crate) async fn event(
                 .iter()
                 .all(|d| matches!(d.status.as_str(), "complete" | "failed")),
             deliveries,
-            payload: pretty(&event["payload"]),
+            payload,
             payload_unavailable: text(&event["payloadUnavailable"]),
             providers: event["providers"]
                 .as_array()
@@ -430,4 +444,82 @@ pub(crate) async fn event(
         },
         StatusCode::OK,
     )
+}
+
+/// JSON text laid out two spaces per level, every token as it was, in its
+/// order (a payload is shown as published, not as a map would sort it).
+fn indent(json: &str) -> String {
+    fn newline(out: &mut String, depth: usize) {
+        out.push('\n');
+        out.extend(std::iter::repeat_n("  ", depth));
+    }
+    let mut out = String::with_capacity(json.len() + json.len() / 2);
+    let mut depth = 0usize;
+    let (mut in_string, mut escaped) = (false, false);
+    let mut chars = json.chars().peekable();
+    while let Some(c) = chars.next() {
+        if in_string {
+            out.push(c);
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match c {
+            '"' => {
+                in_string = true;
+                out.push(c);
+            }
+            '{' | '[' => {
+                out.push(c);
+                while chars.next_if(|c| c.is_whitespace()).is_some() {}
+                if let Some(close) = chars.next_if(|c| matches!(c, '}' | ']')) {
+                    out.push(close);
+                } else {
+                    depth += 1;
+                    newline(&mut out, depth);
+                }
+            }
+            '}' | ']' => {
+                depth = depth.saturating_sub(1);
+                newline(&mut out, depth);
+                out.push(c);
+            }
+            ',' => {
+                out.push(c);
+                newline(&mut out, depth);
+            }
+            ':' => out.push_str(": "),
+            c if c.is_whitespace() => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::indent;
+
+    #[test]
+    fn a_payload_is_laid_out_in_its_own_order_every_token_kept() {
+        let raw = r#"{"z":1,"a":[1,2.50,{}],"s":"a \"q\" {x:[y]}, \\","e":[],"n":null}"#;
+        let shown = indent(raw);
+        assert_eq!(
+            shown,
+            "{\n  \"z\": 1,\n  \"a\": [\n    1,\n    2.50,\n    {}\n  ],\n  \"s\": \"a \\\"q\\\" {x:[y]}, \\\\\",\n  \"e\": [],\n  \"n\": null\n}"
+        );
+        // Nothing but whitespace was added: the same JSON, the same order.
+        let again: serde_json::Value = serde_json::from_str(&shown).expect("JSON");
+        assert_eq!(
+            again,
+            serde_json::from_str::<serde_json::Value>(raw).expect("JSON")
+        );
+        assert_eq!(indent("7"), "7");
+        assert_eq!(indent(r#""<script>""#), r#""<script>""#);
+    }
 }
