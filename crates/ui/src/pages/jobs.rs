@@ -17,6 +17,11 @@ use crate::api::Failure;
 
 /// The job statuses a list may be filtered by (SPEC section 5).
 const JOB_STATUSES: [&str; 4] = ["pending", "delivering", "complete", "failed"];
+/// Up to how many jobs the overview counts per status ("100+" past it):
+/// a count is one list read, never a scan.
+const COUNT_UP_TO: usize = 100;
+/// How many rows each of the overview's lists shows.
+const OVERVIEW_ROWS: usize = 10;
 /// The most jobs one "redrive all" goes through: a dead letter larger than
 /// that takes another press, each saying how many it redrove.
 const REDRIVE_ALL_MAX: usize = 500;
@@ -54,14 +59,21 @@ fn rows(page: &Value) -> Vec<JobRow> {
     data(page).iter().map(JobRow::of).collect()
 }
 
+/// How many jobs of the tenant have a status, as far as the overview
+/// counts.
+struct Count {
+    status: &'static str,
+    /// `37`, or `100+` past [`COUNT_UP_TO`].
+    shown: String,
+}
+
 #[derive(Template)]
 #[template(path = "overview.html")]
 struct Overview {
     chrome: Chrome,
+    counts: Vec<Count>,
     failed: Vec<JobRow>,
-    more_failed: bool,
-    due: Vec<JobRow>,
-    more_due: bool,
+    delivering: Vec<JobRow>,
     recent: Vec<JobRow>,
 }
 
@@ -70,27 +82,46 @@ pub(crate) async fn overview(Extract(state): Extract<State>, headers: HeaderMap)
         Ok(session) => session,
         Err(response) => return *response,
     };
-    let mut lists = Vec::new();
-    for path in [
-        "/v1/jobs?status=failed&limit=10",
-        "/v1/jobs?status=delivering&limit=10",
-        "/v1/jobs?limit=10",
-    ] {
-        match state.api.get(&session, path).await {
-            Ok(page) => lists.push((rows(&page), page["nextCursor"].is_string())),
+    // Per status, one page of up to COUNT_UP_TO jobs, newest first: its
+    // length is the count, its head the overview's rows.
+    let mut counts = Vec::new();
+    let (mut failed, mut delivering) = (Vec::new(), Vec::new());
+    for status in JOB_STATUSES {
+        let path = format!("/v1/jobs?status={status}&limit={COUNT_UP_TO}");
+        let page = match state.api.get(&session, &path).await {
+            Ok(page) => page,
             Err(failure) => return failure_page(Some(&session), failure),
+        };
+        let jobs = data(&page);
+        counts.push(Count {
+            status,
+            shown: if page["nextCursor"].is_string() {
+                format!("{COUNT_UP_TO}+")
+            } else {
+                jobs.len().to_string()
+            },
+        });
+        let head = || jobs.iter().take(OVERVIEW_ROWS).map(JobRow::of).collect();
+        match status {
+            "failed" => failed = head(),
+            "delivering" => delivering = head(),
+            _ => {}
         }
     }
-    let (recent, _) = lists.pop().unwrap_or_default();
-    let (due, more_due) = lists.pop().unwrap_or_default();
-    let (failed, more_failed) = lists.pop().unwrap_or_default();
+    let recent = match state
+        .api
+        .get(&session, &format!("/v1/jobs?limit={OVERVIEW_ROWS}"))
+        .await
+    {
+        Ok(page) => rows(&page),
+        Err(failure) => return failure_page(Some(&session), failure),
+    };
     render(
         &Overview {
             chrome: Chrome::of("Overview", Some(&session)),
+            counts,
             failed,
-            more_failed,
-            due,
-            more_due,
+            delivering,
             recent,
         },
         StatusCode::OK,
