@@ -3,16 +3,15 @@
 //! and recovering failed deliveries since a time.
 
 use askama::Template;
-use axum::Form;
-use axum::extract::{Path, Query, State as Extract};
-use axum::http::{HeaderMap, Method, StatusCode};
+use axum::extract::{Query, State as Extract};
+use axum::http::{Method, StatusCode};
 use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::{
-    Chrome, PAGE_ROWS, Refusal, State, after_write, cursor_of, data, failure_page, form_session, not_found,
-    query, render, text, ulid_like, viewer,
+    Chrome, PAGE_ROWS, Posted, Refusal, State, Ulid, Viewer, after_write, cursor_of, data, failure_page,
+    query, render, text,
 };
 use crate::session::Session;
 
@@ -79,13 +78,9 @@ struct Endpoints {
 
 pub(crate) async fn endpoints(
     Extract(state): Extract<State>,
-    headers: HeaderMap,
+    Viewer(session): Viewer,
     Query(filter): Query<EndpointsQuery>,
 ) -> Response {
-    let session = match viewer(&headers) {
-        Ok(session) => session,
-        Err(response) => return *response,
-    };
     let cursor = match cursor_of(&session, filter.cursor.as_deref()) {
         Ok(cursor) => cursor,
         Err(response) => return *response,
@@ -194,6 +189,8 @@ impl EndpointForm {
     }
 }
 
+carries_csrf!(EndpointForm, EnabledForm, RotateForm, RecoverForm);
+
 #[derive(Template)]
 #[template(path = "endpoint_new.html")]
 struct NewEndpoint {
@@ -203,11 +200,7 @@ struct NewEndpoint {
     problem: String,
 }
 
-pub(crate) async fn new_endpoint(headers: HeaderMap) -> Response {
-    let session = match viewer(&headers) {
-        Ok(session) => session,
-        Err(response) => return *response,
-    };
+pub(crate) async fn new_endpoint(Viewer(session): Viewer) -> Response {
     render(
         &NewEndpoint {
             chrome: Chrome::of("New endpoint", Some(&session)),
@@ -230,13 +223,8 @@ struct SecretShown {
 
 pub(crate) async fn create_endpoint(
     Extract(state): Extract<State>,
-    headers: HeaderMap,
-    Form(form): Form<EndpointForm>,
+    Posted(session, form): Posted<EndpointForm>,
 ) -> Response {
-    let session = match form_session(&headers, &form.csrf) {
-        Ok(session) => session,
-        Err(response) => return *response,
-    };
     let again = |session: &Session, refusal: Refusal<EndpointForm>| {
         render(
             &NewEndpoint {
@@ -328,17 +316,10 @@ async fn endpoint_page(
 
 pub(crate) async fn endpoint(
     Extract(state): Extract<State>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
+    Viewer(session): Viewer,
+    Ulid(id): Ulid,
     Query(shown): Query<EndpointQuery>,
 ) -> Response {
-    let session = match viewer(&headers) {
-        Ok(session) => session,
-        Err(response) => return *response,
-    };
-    if !ulid_like(&id) {
-        return not_found().await;
-    }
     let notice = shown
         .recovered
         .map(|n| format!("Recovered: {n} failed deliveries are due again."))
@@ -348,17 +329,9 @@ pub(crate) async fn endpoint(
 
 pub(crate) async fn update_endpoint(
     Extract(state): Extract<State>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    Form(form): Form<EndpointForm>,
+    Ulid(id): Ulid,
+    Posted(session, form): Posted<EndpointForm>,
 ) -> Response {
-    let session = match form_session(&headers, &form.csrf) {
-        Ok(session) => session,
-        Err(response) => return *response,
-    };
-    if !ulid_like(&id) {
-        return not_found().await;
-    }
     let body = match form.body(false) {
         Ok(body) => body,
         Err((field, message)) => {
@@ -395,17 +368,9 @@ pub(crate) struct EnabledForm {
 /// `POST /ui/endpoints/{id}/status`: disable or enable it.
 pub(crate) async fn set_endpoint_enabled(
     Extract(state): Extract<State>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    Form(form): Form<EnabledForm>,
+    Ulid(id): Ulid,
+    Posted(session, form): Posted<EnabledForm>,
 ) -> Response {
-    let session = match form_session(&headers, &form.csrf) {
-        Ok(session) => session,
-        Err(response) => return *response,
-    };
-    if !ulid_like(&id) {
-        return not_found().await;
-    }
     let action = if form.enabled { "enable" } else { "disable" };
     match state
         .api
@@ -434,17 +399,9 @@ pub(crate) struct RotateForm {
 
 pub(crate) async fn rotate_secret(
     Extract(state): Extract<State>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    Form(form): Form<RotateForm>,
+    Ulid(id): Ulid,
+    Posted(session, form): Posted<RotateForm>,
 ) -> Response {
-    let session = match form_session(&headers, &form.csrf) {
-        Ok(session) => session,
-        Err(response) => return *response,
-    };
-    if !ulid_like(&id) {
-        return not_found().await;
-    }
     let overlap = form.overlap.trim();
     let body = if overlap.is_empty() {
         json!({})
@@ -485,17 +442,9 @@ pub(crate) struct RecoverForm {
 
 pub(crate) async fn recover_endpoint(
     Extract(state): Extract<State>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    Form(form): Form<RecoverForm>,
+    Ulid(id): Ulid,
+    Posted(session, form): Posted<RecoverForm>,
 ) -> Response {
-    let session = match form_session(&headers, &form.csrf) {
-        Ok(session) => session,
-        Err(response) => return *response,
-    };
-    if !ulid_like(&id) {
-        return not_found().await;
-    }
     match state
         .api
         .send(

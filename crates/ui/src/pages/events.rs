@@ -3,16 +3,15 @@
 //! endpoint's delivery).
 
 use askama::Template;
-use axum::Form;
 use axum::extract::{Path, Query, State as Extract};
-use axum::http::{HeaderMap, Method, StatusCode};
+use axum::http::{Method, StatusCode};
 use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{
-    Chrome, CsrfForm, PAGE_ROWS, Refusal, State, after_write, cursor_of, data, failure_page, form_session,
-    not_found, query, render, text, ulid_like, viewer,
+    Chrome, CsrfForm, PAGE_ROWS, Posted, Refusal, State, Ulid, Viewer, after_write, cursor_of, data,
+    failure_page, not_found, query, render, text, ulid_like,
 };
 use crate::session::Session;
 
@@ -46,6 +45,8 @@ pub(crate) struct EventTypeForm {
     #[serde(default)]
     description: String,
 }
+
+carries_csrf!(EventTypeForm, PublishForm);
 
 #[derive(Template)]
 #[template(path = "event_types.html")]
@@ -89,24 +90,16 @@ async fn event_types_page(
     )
 }
 
-pub(crate) async fn event_types(Extract(state): Extract<State>, headers: HeaderMap) -> Response {
-    match viewer(&headers) {
-        Ok(session) => event_types_page(&state, &session, None).await,
-        Err(response) => *response,
-    }
+pub(crate) async fn event_types(Extract(state): Extract<State>, Viewer(session): Viewer) -> Response {
+    event_types_page(&state, &session, None).await
 }
 
 /// `POST /ui/event-types`: registers a type, or describes it anew (its
 /// providers are kept as they are).
 pub(crate) async fn put_event_type(
     Extract(state): Extract<State>,
-    headers: HeaderMap,
-    Form(form): Form<EventTypeForm>,
+    Posted(session, form): Posted<EventTypeForm>,
 ) -> Response {
-    let session = match form_session(&headers, &form.csrf) {
-        Ok(session) => session,
-        Err(response) => return *response,
-    };
     let name = form.name.trim().to_owned();
     let valid = (1..=64).contains(&name.len())
         && name
@@ -149,14 +142,9 @@ pub(crate) async fn put_event_type(
 
 pub(crate) async fn delete_event_type(
     Extract(state): Extract<State>,
-    headers: HeaderMap,
     Path(name): Path<String>,
-    Form(form): Form<CsrfForm>,
+    Posted(session, _): Posted<CsrfForm>,
 ) -> Response {
-    let session = match form_session(&headers, &form.csrf) {
-        Ok(session) => session,
-        Err(response) => return *response,
-    };
     if name.is_empty()
         || !name
             .bytes()
@@ -301,26 +289,18 @@ async fn events_page(
 
 pub(crate) async fn events(
     Extract(state): Extract<State>,
-    headers: HeaderMap,
+    Viewer(session): Viewer,
     Query(filter): Query<EventsQuery>,
 ) -> Response {
-    match viewer(&headers) {
-        Ok(session) => events_page(&state, &session, filter, None).await,
-        Err(response) => *response,
-    }
+    events_page(&state, &session, filter, None).await
 }
 
 /// `POST /ui/events`: publishes an event (an operator's test event, or a
 /// real one) and shows it with its deliveries.
 pub(crate) async fn publish_event(
     Extract(state): Extract<State>,
-    headers: HeaderMap,
-    Form(form): Form<PublishForm>,
+    Posted(session, form): Posted<PublishForm>,
 ) -> Response {
-    let session = match form_session(&headers, &form.csrf) {
-        Ok(session) => session,
-        Err(response) => return *response,
-    };
     let no_filter = || EventsQuery {
         event_type: None,
         owner: None,
@@ -385,16 +365,9 @@ struct EventPage {
 
 pub(crate) async fn event(
     Extract(state): Extract<State>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
+    Viewer(session): Viewer,
+    Ulid(id): Ulid,
 ) -> Response {
-    let session = match viewer(&headers) {
-        Ok(session) => session,
-        Err(response) => return *response,
-    };
-    if !ulid_like(&id) {
-        return not_found().await;
-    }
     let (event, raw) = match state.api.get_raw(&session, &format!("/v1/events/{id}")).await {
         Ok(answer) => answer,
         Err(failure) => return failure_page(Some(&session), failure),

@@ -2,16 +2,15 @@
 //! and redrive.
 
 use askama::Template;
-use axum::Form;
-use axum::extract::{Path, Query, State as Extract};
-use axum::http::{HeaderMap, Method, StatusCode};
+use axum::extract::{Query, State as Extract};
+use axum::http::{Method, StatusCode};
 use axum::response::Response;
 use serde::Deserialize;
 use serde_json::Value;
 
 use super::{
-    Chrome, CsrfForm, PAGE_ROWS, State, after_write, cursor_of, data, failure_page, form_session, not_found,
-    pretty, query, refused, render, text, ulid_like, viewer,
+    Chrome, CsrfForm, PAGE_ROWS, Posted, State, Ulid, Viewer, after_write, cursor_of, data, failure_page,
+    pretty, query, refused, render, text, ulid_like,
 };
 use crate::api::Failure;
 
@@ -77,11 +76,7 @@ struct Overview {
     recent: Vec<JobRow>,
 }
 
-pub(crate) async fn overview(Extract(state): Extract<State>, headers: HeaderMap) -> Response {
-    let session = match viewer(&headers) {
-        Ok(session) => session,
-        Err(response) => return *response,
-    };
+pub(crate) async fn overview(Extract(state): Extract<State>, Viewer(session): Viewer) -> Response {
     // Per status, one page of up to COUNT_UP_TO jobs, newest first: its
     // length is the count, its head the overview's rows.
     let mut counts = Vec::new();
@@ -154,13 +149,9 @@ fn status_filter(status: Option<String>) -> Option<String> {
 
 pub(crate) async fn jobs(
     Extract(state): Extract<State>,
-    headers: HeaderMap,
+    Viewer(session): Viewer,
     Query(filter): Query<JobsQuery>,
 ) -> Response {
-    let session = match viewer(&headers) {
-        Ok(session) => session,
-        Err(response) => return *response,
-    };
     let Some(status) = status_filter(filter.status) else {
         return refused(
             Some(&session),
@@ -240,18 +231,7 @@ struct JobPage {
     can_retry: bool,
 }
 
-pub(crate) async fn job(
-    Extract(state): Extract<State>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
-    let session = match viewer(&headers) {
-        Ok(session) => session,
-        Err(response) => return *response,
-    };
-    if !ulid_like(&id) {
-        return not_found().await;
-    }
+pub(crate) async fn job(Extract(state): Extract<State>, Viewer(session): Viewer, Ulid(id): Ulid) -> Response {
     let job = match state.api.get(&session, &format!("/v1/jobs/{id}")).await {
         Ok(job) => job,
         Err(failure) => return failure_page(Some(&session), failure),
@@ -287,17 +267,9 @@ pub(crate) async fn job(
 
 pub(crate) async fn retry_job(
     Extract(state): Extract<State>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    Form(form): Form<CsrfForm>,
+    Ulid(id): Ulid,
+    Posted(session, _): Posted<CsrfForm>,
 ) -> Response {
-    let session = match form_session(&headers, &form.csrf) {
-        Ok(session) => session,
-        Err(response) => return *response,
-    };
-    if !ulid_like(&id) {
-        return not_found().await;
-    }
     match state
         .api
         .send(&session, Method::POST, &format!("/v1/jobs/{id}/retry"), None)
@@ -324,13 +296,8 @@ struct Redriven {
 /// were lost (their outcome unknown: look them up).
 pub(crate) async fn retry_all(
     Extract(state): Extract<State>,
-    headers: HeaderMap,
-    Form(form): Form<CsrfForm>,
+    Posted(session, _): Posted<CsrfForm>,
 ) -> Response {
-    let session = match form_session(&headers, &form.csrf) {
-        Ok(session) => session,
-        Err(response) => return *response,
-    };
     let mut redriven = 0;
     let mut refused = Vec::new();
     let mut unknown = Vec::new();

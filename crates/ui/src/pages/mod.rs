@@ -2,6 +2,18 @@
 //! session, and renders it with a template of `templates/`, where every
 //! value is escaped as HTML text. One module per kind of thing shown.
 
+/// Lets a form type be read by [`Posted`]: it carries its page's CSRF
+/// token in a `csrf` field.
+macro_rules! carries_csrf {
+    ($($form:ty),+ $(,)?) => {
+        $(impl $crate::pages::CarriesCsrf for $form {
+            fn csrf(&self) -> &str {
+                &self.csrf
+            }
+        })+
+    };
+}
+
 mod endpoints;
 mod events;
 mod jobs;
@@ -9,10 +21,12 @@ mod sources;
 
 use askama::Template;
 use axum::Form;
-use axum::extract::State as Extract;
+use axum::extract::{FromRequest, FromRequestParts, Path, Request, State as Extract};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::api::{Api, Failure};
@@ -137,6 +151,10 @@ fn failure_page(session: Option<&Session>, failure: Failure) -> Response {
 }
 
 pub(crate) async fn not_found() -> Response {
+    not_found_page()
+}
+
+fn not_found_page() -> Response {
     render(
         &Message {
             chrome: Chrome::of("Not found", None),
@@ -258,11 +276,6 @@ pub(crate) async fn sign_out(headers: HeaderMap, Form(form): Form<CsrfForm>) -> 
     response
 }
 
-/// The signed-in viewer of a page, or the way to sign in.
-fn viewer(headers: &HeaderMap) -> Result<Session, Box<Response>> {
-    Session::from_headers(headers).ok_or_else(|| Box::new(to_sign_in()))
-}
-
 /// The answer to a form that changed something: back to `to` (a 303, so
 /// a reload does not post again).
 fn after_write(to: &str) -> Response {
@@ -362,6 +375,60 @@ impl<F> Refusal<F> {
                 errors: fields,
             }),
             other => Err(other),
+        }
+    }
+}
+
+/// The signed-in viewer of a page; anyone else is sent to sign in.
+pub(crate) struct Viewer(Session);
+
+impl<S: Send + Sync> FromRequestParts<S> for Viewer {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Response> {
+        Session::from_headers(&parts.headers)
+            .map(Viewer)
+            .ok_or_else(to_sign_in)
+    }
+}
+
+/// A form with its page's CSRF token.
+pub(crate) trait CarriesCsrf {
+    fn csrf(&self) -> &str;
+}
+
+carries_csrf!(CsrfForm);
+
+/// A form post that may change something, and who sent it: signed in,
+/// from our own page (its CSRF token), not from another site. Anything
+/// else is answered before the handler runs.
+pub(crate) struct Posted<F>(Session, F);
+
+impl<S: Send + Sync, F: DeserializeOwned + CarriesCsrf + 'static> FromRequest<S> for Posted<F> {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Response> {
+        let headers = request.headers().clone();
+        let Form(form) = Form::<F>::from_request(request, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let session = form_session(&headers, form.csrf()).map_err(|response| *response)?;
+        Ok(Self(session, form))
+    }
+}
+
+/// A path's id that can be a ULID (a job's, an endpoint's, an event's, a
+/// source's): what is put in an API path is never more; anything else is
+/// no page of ours.
+pub(crate) struct Ulid(String);
+
+impl<S: Send + Sync> FromRequestParts<S> for Ulid {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Response> {
+        match Path::<String>::from_request_parts(parts, state).await {
+            Ok(Path(id)) if ulid_like(&id) => Ok(Self(id)),
+            _ => Err(not_found_page()),
         }
     }
 }

@@ -3,15 +3,15 @@
 //! their verdicts.
 
 use askama::Template;
-use axum::extract::{Path, Query, State as Extract};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Query, State as Extract};
+use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
 use serde_json::Value;
 
 use super::{
-    Chrome, PAGE_ROWS, State, cursor_of, data, failure_page, not_found, pretty, query, render, text,
-    ulid_like, viewer,
+    Chrome, PAGE_ROWS, State, Ulid, Viewer, cursor_of, data, failure_page, pretty, query, render, text,
+    ulid_like,
 };
 
 /// How many of a source's requests its page shows, newest first.
@@ -56,13 +56,9 @@ struct Sources {
 
 pub(crate) async fn sources(
     Extract(state): Extract<State>,
-    headers: HeaderMap,
+    Viewer(session): Viewer,
     Query(filter): Query<SourcesQuery>,
 ) -> Response {
-    let session = match viewer(&headers) {
-        Ok(session) => session,
-        Err(response) => return *response,
-    };
     let cursor = match cursor_of(&session, filter.cursor.as_deref()) {
         Ok(cursor) => cursor,
         Err(response) => return *response,
@@ -105,16 +101,9 @@ struct SourcePage {
 
 pub(crate) async fn source(
     Extract(state): Extract<State>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
+    Viewer(session): Viewer,
+    Ulid(id): Ulid,
 ) -> Response {
-    let session = match viewer(&headers) {
-        Ok(session) => session,
-        Err(response) => return *response,
-    };
-    if !ulid_like(&id) {
-        return not_found().await;
-    }
     let source = match state.api.get(&session, &format!("/v1/sources/{id}")).await {
         Ok(source) => source,
         Err(failure) => return failure_page(Some(&session), failure),
