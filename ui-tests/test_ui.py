@@ -339,24 +339,38 @@ def test_every_list_pages_and_every_page_fits_a_phone(context, receiver):
     shoot(page, "overview")
 
 
-def test_sources_show_their_requests_and_verdicts(page):
+def test_a_source_is_created_and_shows_its_requests_and_verdicts(page):
     event_type = unique("ui.source.event")
     assert api("PUT", f"/v1/event-types/{event_type}", {"description": "from a source"})[0] == 201
-    status, source = api(
-        "POST",
-        "/v1/sources",
-        {
-            "name": unique("ui-source"),
-            "eventType": event_type,
-            "verify": {"type": "header", "name": "x-token", "value": "s3cret-token"},
-            "split": {"items": "/events", "id": "/id"},
-        },
+    name = unique("ui-source")
+    page.get_by_role("link", name="Sources").click()
+    form = page.get_by_role("region", name="New source")
+    form.get_by_label("Name").fill(name)
+    form.get_by_label("Event type").select_option(event_type)
+    config = form.get_by_label("Verification, challenge and split (JSON)")
+    # Not JSON: refused, and what was typed is kept.
+    config.fill('{"verify": ')
+    form.get_by_role("button", name="Create source").click()
+    expect(page.get_by_role("alert")).to_contain_text("not JSON")
+    expect(form.get_by_label("Name")).to_have_value(name)
+    # The API's own refusal: a source without verification fails closed.
+    config.fill('{"split": {"items": "/events", "id": "/id"}}')
+    form.get_by_role("button", name="Create source").click()
+    expect(page.get_by_role("alert")).to_contain_text("verify")
+    config.fill(
+        '{"verify": {"type": "header", "name": "x-token", "value": "s3cret-token"},'
+        ' "split": {"items": "/events", "id": "/id"}}'
     )
-    assert status == 201, source
+    form.get_by_role("button", name="Create source").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text(f"Source {name}")
+    assert "s3cret-token" not in page.content()
+    ingest = page.locator(".facts code").first.inner_text()
+    assert re.fullmatch(r"/in/[0-9A-Z]{26}", ingest), ingest
+
     body = json.dumps({"events": [{"id": "e1"}, {"id": "e2"}]}).encode()
     for token, answer in [("s3cret-token", 200), ("wrong", 401)]:
         request = urllib.request.Request(
-            BASE + source["ingestUrl"],
+            BASE + ingest,
             data=body,
             method="POST",
             headers={"x-token": token, "content-type": "application/json"},
@@ -366,8 +380,7 @@ def test_sources_show_their_requests_and_verdicts(page):
                 assert response.status == answer
         except urllib.error.HTTPError as error:
             assert error.code == answer
-    page.get_by_role("link", name="Sources").click()
-    page.get_by_role("link", name=source["name"]).click()
+    page.reload()
     rows = page.locator("tbody tr")
     expect(rows).to_have_count(2)
     expect(rows.nth(0)).to_contain_text("rejected")

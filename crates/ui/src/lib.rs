@@ -58,7 +58,7 @@ pub fn router(api: Router) -> Router {
         .route("/event-types/{name}/delete", post(pages::delete_event_type))
         .route("/events", get(pages::events).post(pages::publish_event))
         .route("/events/{event_id}", get(pages::event))
-        .route("/sources", get(pages::sources))
+        .route("/sources", get(pages::sources).post(pages::create_source))
         .route("/sources/{source_id}", get(pages::source))
         .route("/assets/{name}", get(asset))
         .fallback(pages::not_found)

@@ -38,7 +38,7 @@ pub(crate) use endpoints::{
 };
 pub(crate) use events::{delete_event_type, event, event_types, events, publish_event, put_event_type};
 pub(crate) use jobs::{job, jobs, overview, retry_all, retry_job};
-pub(crate) use sources::{source, sources};
+pub(crate) use sources::{create_source, source, sources};
 
 /// How many rows a list page shows.
 const PAGE_ROWS: usize = 25;
